@@ -1,0 +1,275 @@
+//! The declarative model of one kxdp node and the network it takes part in.
+//!
+//! Every source of configuration (a YAML file, the gRPC API, the Kubernetes
+//! agent) produces this model; the dataplane compiles it into tables.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnetwork::IpNetwork;
+use serde::{Deserialize, Serialize};
+
+/// A MAC address, written `02:00:00:00:01:01` in YAML.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MacAddr(pub [u8; 6]);
+
+/// The whole configuration of one node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node.
+    pub node: NodeSpec,
+    /// The interfaces kxdp owns: the underlay and the host side of each pod's veth.
+    pub interfaces: Vec<InterfaceSpec>,
+    /// Worker threads.
+    #[serde(default)]
+    pub workers: WorkerSpec,
+    /// Tenants and their VXLAN network identifiers.
+    pub tenants: Vec<TenantSpec>,
+    /// Pods on this node.
+    #[serde(default)]
+    pub pods: Vec<PodSpec>,
+    /// Other nodes of the cluster, reached over VXLAN.
+    #[serde(default)]
+    pub remote_nodes: Vec<RemoteNodeSpec>,
+    /// Extra routes, beyond pods and remote pod CIDRs.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+    /// Where the control socket lives.
+    #[serde(default)]
+    pub control: ControlSpec,
+}
+
+/// This node: its name, VTEP and pod CIDRs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// The node name (as Kubernetes knows it).
+    pub name: String,
+    /// The VTEP: the underlay address that VXLAN is sent from and received at.
+    pub vtep: VtepSpec,
+    /// The pod CIDRs of this node, one or more per tenant (IPv4 and/or IPv6).
+    pub pod_cidrs: Vec<PodCidrSpec>,
+}
+
+/// The local VXLAN tunnel endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VtepSpec {
+    /// The VTEP's IPv4 address on the underlay.
+    pub ip: Ipv4Addr,
+    /// The underlay interface (one of `interfaces`, with role `underlay`).
+    pub interface: String,
+    /// The MAC used as the inner source MAC of encapsulated frames (the way a
+    /// kernel vxlan device's MAC is). Defaults to the underlay interface's MAC.
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+    /// UDP destination port; 4789 (IANA) unless set.
+    #[serde(default = "default_vxlan_port")]
+    pub udp_port: u16,
+    /// MTU of the underlay; frames whose encapsulation would exceed it are dropped.
+    #[serde(default = "default_underlay_mtu")]
+    pub underlay_mtu: u16,
+}
+
+/// A pod CIDR of a node, for one tenant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodCidrSpec {
+    /// The tenant that owns the addresses.
+    pub tenant: String,
+    /// The prefix.
+    pub cidr: IpNetwork,
+    /// The pods' gateway address, answered by the dataplane (ARP / neighbour
+    /// discovery). Defaults to the first host address of `cidr`.
+    #[serde(default)]
+    pub gateway: Option<IpAddr>,
+}
+
+/// The role of an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InterfaceRole {
+    /// The host side of a pod's veth: every frame goes to the dataplane.
+    Pod,
+    /// The node's underlay: only VXLAN to the local VTEP goes to the dataplane.
+    Underlay,
+}
+
+/// One interface that kxdp binds AF_XDP sockets to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceSpec {
+    /// The Linux interface name.
+    pub name: String,
+    /// Pod-facing or underlay.
+    pub role: InterfaceRole,
+    /// The interface's MAC (the source MAC of frames kxdp sends out of it).
+    pub mac: MacAddr,
+    /// Number of queues to bind (one socket per queue); 1 unless set.
+    #[serde(default = "default_queues")]
+    pub queues: u16,
+}
+
+/// How workers wait for work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PollMode {
+    /// Spin forever: lowest latency, one core fully used per worker.
+    Busy,
+    /// Spin briefly, then sleep in poll() until the kernel wakes the worker.
+    #[default]
+    Adaptive,
+}
+
+/// AF_XDP bind mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native (driver) mode, falling back to generic (skb) mode with a log line.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode only.
+    Generic,
+}
+
+/// The worker threads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSpec {
+    /// Number of workers; each owns one queue of every interface.
+    #[serde(default = "default_worker_count")]
+    pub count: u16,
+    /// Cores to pin workers to (worker i on cores[i % len]); empty: no pinning.
+    #[serde(default)]
+    pub cores: Vec<usize>,
+    /// Frames per batch.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u16,
+    /// Busy or adaptive polling.
+    #[serde(default)]
+    pub poll_mode: PollMode,
+    /// XDP attach mode.
+    #[serde(default)]
+    pub xdp_mode: XdpMode,
+    /// Ask for zero-copy AF_XDP (falls back to copy mode when the driver cannot).
+    #[serde(default = "default_true")]
+    pub zero_copy: bool,
+}
+
+impl Default for WorkerSpec {
+    fn default() -> Self {
+        Self {
+            count: default_worker_count(),
+            cores: Vec::new(),
+            batch_size: default_batch_size(),
+            poll_mode: PollMode::default(),
+            xdp_mode: XdpMode::default(),
+            zero_copy: true,
+        }
+    }
+}
+
+/// A tenant: an isolated pod network with its own VXLAN VNI.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    /// Tenant name.
+    pub name: String,
+    /// VXLAN network identifier (24 bits).
+    pub vni: u32,
+}
+
+/// A pod on this node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodSpec {
+    /// Pod name (namespace/name in Kubernetes).
+    pub name: String,
+    /// The tenant the pod belongs to.
+    pub tenant: String,
+    /// The pod's IPv4 or IPv6 address.
+    pub ip: IpAddr,
+    /// An optional second address of the other family (dual stack).
+    #[serde(default)]
+    pub ipv6: Option<IpAddr>,
+    /// The MAC of the pod's own interface (eth0 inside the pod).
+    pub mac: MacAddr,
+    /// The host-side interface of the pod's veth (one of `interfaces`, role `pod`).
+    pub interface: String,
+    /// Labels, for identity-based policy.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A remote node, reached over VXLAN.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteNodeSpec {
+    /// Node name.
+    pub name: String,
+    /// Its VTEP address.
+    pub vtep_ip: Ipv4Addr,
+    /// Its VTEP MAC: the inner destination MAC of frames sent to it (for a
+    /// kernel vxlan node, the vxlan device's MAC).
+    pub vtep_mac: MacAddr,
+    /// The outer destination MAC (the underlay next hop); defaults to `vtep_mac`.
+    #[serde(default)]
+    pub underlay_mac: Option<MacAddr>,
+    /// Its pod CIDRs, per tenant.
+    pub pod_cidrs: Vec<PodCidrSpec>,
+}
+
+/// What an extra route points at.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RouteTarget {
+    /// A remote node, by name.
+    Node(String),
+    /// A local pod, by name.
+    Pod(String),
+    /// Drop (a blackhole route).
+    Blackhole,
+}
+
+/// An extra route.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// The tenant whose table gets the route.
+    pub tenant: String,
+    /// Destination prefix.
+    pub prefix: IpNetwork,
+    /// Where it goes.
+    pub via: RouteTarget,
+}
+
+/// The control surface.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSpec {
+    /// The control Unix socket; `/run/kxdp/<node>.sock` unless set.
+    #[serde(default)]
+    pub socket: Option<String>,
+}
+
+fn default_vxlan_port() -> u16 {
+    4789
+}
+fn default_underlay_mtu() -> u16 {
+    1500
+}
+fn default_queues() -> u16 {
+    1
+}
+fn default_worker_count() -> u16 {
+    1
+}
+fn default_batch_size() -> u16 {
+    64
+}
+fn default_true() -> bool {
+    true
+}

@@ -1,0 +1,136 @@
+//! A packet's fate is a value: [`Verdict`], with [`DropReason`] doubling as
+//! the drop counter's label.
+
+/// Index of a port (an interface bound by the worker), in the order of the
+/// configuration's `interfaces` list.
+pub type PortId = u16;
+
+/// What happens to a frame after the pipeline has seen it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit on this port (the frame may have been rewritten in place).
+    Tx(PortId),
+    /// Drop, counted under this reason.
+    Drop(DropReason),
+    /// Hand to the kernel stack (only where the backend can).
+    Pass,
+}
+
+macro_rules! drop_reasons {
+    ($( $(#[doc = $doc:literal])* $name:ident => $label:literal, )*) => {
+        /// Why a frame was dropped. Each variant is a counter.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $( $(#[doc = $doc])* $name, )*
+        }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+            /// The number of reasons (the size of a counter array).
+            pub const COUNT: usize = DropReason::ALL.len();
+
+            /// The counter label, snake_case, stable (used in stats and metrics).
+            pub const fn label(self) -> &'static str {
+                match self { $(DropReason::$name => $label,)* }
+            }
+
+            /// The counter index.
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+
+            /// The reason for a label.
+            pub fn from_label(label: &str) -> Option<DropReason> {
+                DropReason::ALL.iter().copied().find(|r| r.label() == label)
+            }
+        }
+
+        impl std::fmt::Display for DropReason {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.label())
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Shorter than an Ethernet header.
+    Runt => "runt",
+    /// Longer than the frame size the backend allows.
+    Oversized => "oversized",
+    /// An EtherType the dataplane does not forward.
+    UnsupportedEthertype => "unsupported_ethertype",
+    /// A truncated or stacked 802.1Q tag.
+    MalformedVlan => "malformed_vlan",
+    /// A VLAN tag on a port that carries none.
+    VlanNotAllowed => "vlan_not_allowed",
+    /// Unicast to a MAC that is not the port's.
+    NotOurMac => "not_our_mac",
+    /// Multicast or broadcast that is neither ARP nor neighbour discovery.
+    L2Multicast => "l2_multicast",
+    /// ARP that does not parse.
+    MalformedArp => "malformed_arp",
+    /// ARP other than a request for the gateway.
+    ArpNotForGateway => "arp_not_for_gateway",
+    /// IPv4 header truncated, wrong version, IHL < 5.
+    MalformedIpv4 => "malformed_ipv4",
+    /// IPv4 total length larger than the frame or smaller than the header.
+    Ipv4BadLength => "ipv4_bad_length",
+    /// IPv4 header checksum wrong.
+    Ipv4BadChecksum => "ipv4_bad_checksum",
+    /// IPv6 header truncated, wrong version, payload length past the frame.
+    MalformedIpv6 => "malformed_ipv6",
+    /// A UDP, TCP, ICMP or ICMPv6 header truncated or with a bad length.
+    MalformedL4 => "malformed_l4",
+    /// Neighbour discovery other than a solicitation for the gateway.
+    NdNotForGateway => "nd_not_for_gateway",
+    /// TTL or hop limit would reach zero.
+    TtlExpired => "ttl_expired",
+    /// Source MAC or IP is not the pod's own (anti-spoofing).
+    SourceSpoofed => "source_spoofed",
+    /// Frame arrived on a port the tables do not know.
+    UnknownPort => "unknown_port",
+    /// No route for the destination in the tenant's table.
+    NoRoute => "no_route",
+    /// The route is a blackhole.
+    Blackhole => "blackhole",
+    /// After encapsulation the frame would exceed the underlay MTU.
+    ExceedsMtu => "exceeds_mtu",
+    /// Outer headers of a VXLAN frame malformed.
+    VxlanMalformed => "vxlan_malformed",
+    /// VXLAN addressed to another VTEP or port.
+    VxlanNotForUs => "vxlan_not_for_us",
+    /// VXLAN flags: I flag clear.
+    VxlanBadFlags => "vxlan_bad_flags",
+    /// VXLAN with a VNI of no tenant.
+    UnknownVni => "unknown_vni",
+    /// The inner destination is not a local pod of the VNI's tenant.
+    VxlanNoLocalPod => "vxlan_no_local_pod",
+    /// The underlay received something that is not VXLAN for us.
+    UnderlayNotVxlan => "underlay_not_vxlan",
+    /// The route would send VXLAN back out to the underlay.
+    UnderlayHairpin => "underlay_hairpin",
+    /// The backend cannot hand frames to the kernel.
+    PassUnsupported => "pass_unsupported",
+    /// The egress port's transmit ring was full.
+    TxRingFull => "tx_ring_full",
+    /// The egress port is down or gone.
+    PortDown => "port_down",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_unique_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert!(seen.insert(r.label()), "duplicate label {}", r.label());
+            assert_eq!(DropReason::from_label(r.label()), Some(*r));
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! End-to-end tests for kxdp on real network namespaces (see `tests/tests/`).

@@ -1,0 +1,180 @@
+//! Per-worker counters: packets and bytes in and out, and drops by reason.
+//!
+//! A worker counts into plain integers it owns ([`Counters`]) and publishes
+//! them once per loop into [`SharedCounters`] (relaxed atomic stores: one
+//! writer, many readers, no lock, no read-modify-write on the hot path).
+//! Readers take a [`CounterSnapshot`] and sum across workers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use crate::verdict::DropReason;
+
+/// The worker-owned counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames handed to a tx ring.
+    pub tx_packets: u64,
+    /// Bytes handed to a tx ring.
+    pub tx_bytes: u64,
+    /// Frames handed to the kernel stack.
+    pub passed: u64,
+    /// ARP and neighbour solicitations answered.
+    pub neighbour_replies: u64,
+    /// Frames encapsulated in VXLAN.
+    pub encapsulated: u64,
+    /// Frames decapsulated from VXLAN.
+    pub decapsulated: u64,
+    /// Loop iterations that moved at least one frame.
+    pub busy_loops: u64,
+    /// Times the worker slept in poll().
+    pub sleeps: u64,
+    /// CPU cycles (TSC) spent in loops that moved frames (for cycles/packet).
+    pub busy_cycles: u64,
+    /// Drops, indexed by [`DropReason::index`].
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl Counters {
+    /// Count one drop.
+    #[inline]
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason.index()] += 1;
+    }
+
+    /// Count `n` drops.
+    #[inline]
+    pub fn drop_n(&mut self, reason: DropReason, n: u64) {
+        self.drops[reason.index()] += n;
+    }
+
+    /// All drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Drops for one reason.
+    pub fn drops_for(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+}
+
+macro_rules! shared_fields {
+    ($($field:ident),*) => {
+        /// Counters readable from other threads, written by one worker.
+        #[derive(Debug, Default)]
+        pub struct SharedCounters {
+            $(
+                #[doc = concat!("Published `", stringify!($field), "`.")]
+                pub $field: AtomicU64,
+            )*
+            /// Published drops by reason.
+            pub drops: [AtomicU64; DropReason::COUNT],
+        }
+
+        impl SharedCounters {
+            /// Publish the worker's counters (single writer: plain relaxed stores).
+            pub fn publish(&self, c: &Counters) {
+                $( self.$field.store(c.$field, Ordering::Relaxed); )*
+                for (slot, value) in self.drops.iter().zip(c.drops.iter()) {
+                    slot.store(*value, Ordering::Relaxed);
+                }
+            }
+
+            /// Read a snapshot.
+            pub fn snapshot(&self) -> Counters {
+                let mut c = Counters {
+                    $( $field: self.$field.load(Ordering::Relaxed), )*
+                    ..Counters::default()
+                };
+                for (value, slot) in c.drops.iter_mut().zip(self.drops.iter()) {
+                    *value = slot.load(Ordering::Relaxed);
+                }
+                c
+            }
+        }
+    };
+}
+
+shared_fields!(
+    rx_packets,
+    rx_bytes,
+    tx_packets,
+    tx_bytes,
+    passed,
+    neighbour_replies,
+    encapsulated,
+    decapsulated,
+    busy_loops,
+    sleeps,
+    busy_cycles
+);
+
+/// A serializable view of one worker's counters, with drops by label.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct CounterSnapshot {
+    /// Worker index.
+    pub worker: usize,
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames transmitted.
+    pub tx_packets: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+    /// Frames handed to the kernel.
+    pub passed: u64,
+    /// ARP/ND replies sent.
+    pub neighbour_replies: u64,
+    /// VXLAN encapsulations.
+    pub encapsulated: u64,
+    /// VXLAN decapsulations.
+    pub decapsulated: u64,
+    /// Sleeps in poll().
+    pub sleeps: u64,
+    /// Cycles per packet over busy loops (0 when nothing moved).
+    pub cycles_per_packet: f64,
+    /// Non-zero drops, by reason label.
+    pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+impl CounterSnapshot {
+    /// Build from a worker's counters.
+    pub fn from_counters(worker: usize, c: &Counters) -> Self {
+        let drops = DropReason::ALL
+            .iter()
+            .filter(|r| c.drops[r.index()] > 0)
+            .map(|r| (r.label().to_string(), c.drops[r.index()]))
+            .collect();
+        let moved = c.rx_packets.max(1);
+        CounterSnapshot {
+            worker,
+            rx_packets: c.rx_packets,
+            rx_bytes: c.rx_bytes,
+            tx_packets: c.tx_packets,
+            tx_bytes: c.tx_bytes,
+            passed: c.passed,
+            neighbour_replies: c.neighbour_replies,
+            encapsulated: c.encapsulated,
+            decapsulated: c.decapsulated,
+            sleeps: c.sleeps,
+            cycles_per_packet: if c.rx_packets == 0 {
+                0.0
+            } else {
+                c.busy_cycles as f64 / moved as f64
+            },
+            drops,
+        }
+    }
+
+    /// Sum of all drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.values().sum()
+    }
+}

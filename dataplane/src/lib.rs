@@ -10,7 +10,9 @@
 
 pub mod bpf;
 pub mod counters;
+pub mod cycles;
 pub mod io;
+pub mod lpm;
 pub mod packet;
 pub mod pipeline;
 pub mod tables;

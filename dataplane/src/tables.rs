@@ -1,0 +1,503 @@
+//! The forwarding tables and their lock-free publication (RCU).
+//!
+//! [`Tables`] is an immutable snapshot compiled from a validated
+//! [`NodeConfig`]: ports and their roles, tenants by VNI, per-tenant LPM
+//! routes to next hops (a local pod or a remote VTEP with its precomputed
+//! VXLAN header template). A [`TableHandle`] publishes snapshots with one
+//! atomic pointer swap (arc-swap); each worker holds a [`TableReader`] that
+//! sees a new snapshot at its next batch and never takes a lock. An update is
+//! compiled whole off the hot path and published, or refused with the
+//! running tables left exactly as they were.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Cache};
+use ipnetwork::IpNetwork;
+use kxdp_config::{InterfaceRole, NodeConfig, RouteTarget};
+use rustc_hash::FxHashMap;
+
+pub use crate::lpm::TenantId;
+use crate::lpm::Lpm;
+use crate::verdict::PortId;
+use crate::vxlan::EncapTemplate;
+
+/// Why a configuration could not be compiled into tables.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// The configuration did not validate.
+    #[error(transparent)]
+    Config(#[from] kxdp_config::ConfigError),
+    /// More ports, tenants or next hops than the table indices hold.
+    #[error("{what}: {count} is more than the tables hold ({max})")]
+    TooMany {
+        /// What overflowed.
+        what: &'static str,
+        /// How many there were.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// A tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant {
+    /// Name.
+    pub name: String,
+    /// VXLAN network identifier.
+    pub vni: u32,
+}
+
+/// A pod attached to a port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodPort {
+    /// Pod name.
+    pub name: String,
+    /// Tenant.
+    pub tenant: TenantId,
+    /// The pod's MAC (anti-spoofing: frames from the pod must carry it).
+    pub mac: [u8; 6],
+    /// The pod's IPv4 address.
+    pub ipv4: Option<Ipv4Addr>,
+    /// The pod's IPv6 address.
+    pub ipv6: Option<Ipv6Addr>,
+    /// The IPv4 gateway the dataplane answers ARP for.
+    pub gateway4: Option<Ipv4Addr>,
+    /// The IPv6 gateway the dataplane answers neighbour solicitations for.
+    pub gateway6: Option<Ipv6Addr>,
+}
+
+/// What a port is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortKind {
+    /// The host side of a pod's veth.
+    Pod(Box<PodPort>),
+    /// A pod-facing interface with no pod (frames are dropped).
+    Idle,
+    /// The underlay.
+    Underlay,
+}
+
+/// A port: an interface the workers bind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Port {
+    /// Interface name.
+    pub name: String,
+    /// The interface's MAC: source MAC of frames sent out of it.
+    pub mac: [u8; 6],
+    /// Role and attached pod.
+    pub kind: PortKind,
+}
+
+/// Where a route leads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NextHop {
+    /// A pod on this node.
+    Local {
+        /// Its port.
+        port: PortId,
+        /// Its MAC (the rewritten destination MAC).
+        mac: [u8; 6],
+    },
+    /// A remote VTEP, for one tenant.
+    Remote {
+        /// Remote node name.
+        node: String,
+        /// Inner destination MAC (the remote VTEP MAC).
+        inner_dst_mac: [u8; 6],
+        /// Precomputed outer headers (with the tenant's VNI).
+        template: EncapTemplate,
+    },
+    /// Drop.
+    Blackhole,
+}
+
+/// The local VTEP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalVtep {
+    /// VTEP address.
+    pub ip: Ipv4Addr,
+    /// VXLAN UDP port.
+    pub udp_port: u16,
+    /// Inner source MAC of encapsulated frames.
+    pub mac: [u8; 6],
+    /// The underlay port.
+    pub port: PortId,
+    /// Underlay MTU.
+    pub mtu: u16,
+}
+
+/// One immutable snapshot of everything the workers read.
+#[derive(Clone, Debug)]
+pub struct Tables {
+    generation: u64,
+    ports: Vec<Port>,
+    tenants: Vec<Tenant>,
+    vni_index: FxHashMap<u32, TenantId>,
+    routes4: Lpm<u32, u32>,
+    routes6: Lpm<u128, u32>,
+    next_hops: Vec<NextHop>,
+    vtep: LocalVtep,
+}
+
+impl Tables {
+    /// Validate and compile a configuration into tables with the given generation.
+    pub fn compile(config: &NodeConfig, generation: u64) -> Result<Tables, TableError> {
+        config.validate()?;
+        Self::compile_validated(config, generation)
+    }
+
+    /// Compile a configuration that has already been validated.
+    pub fn compile_validated(config: &NodeConfig, generation: u64) -> Result<Tables, TableError> {
+        if config.interfaces.len() > usize::from(PortId::MAX) {
+            return Err(TableError::TooMany {
+                what: "interfaces",
+                count: config.interfaces.len(),
+                max: usize::from(PortId::MAX),
+            });
+        }
+        if config.tenants.len() > usize::from(TenantId::MAX) {
+            return Err(TableError::TooMany {
+                what: "tenants",
+                count: config.tenants.len(),
+                max: usize::from(TenantId::MAX),
+            });
+        }
+        let tenant_ids: FxHashMap<&str, TenantId> = config
+            .tenants
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.as_str(), i as TenantId))
+            .collect();
+        let tenants: Vec<Tenant> = config
+            .tenants
+            .iter()
+            .map(|t| Tenant {
+                name: t.name.clone(),
+                vni: t.vni,
+            })
+            .collect();
+        let vni_index = config
+            .tenants
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.vni, i as TenantId))
+            .collect();
+        let port_ids: FxHashMap<&str, PortId> = config
+            .interfaces
+            .iter()
+            .enumerate()
+            .map(|(i, itf)| (itf.name.as_str(), i as PortId))
+            .collect();
+
+        // Gateways of this node's CIDRs, per tenant and family.
+        let gateway = |tenant: &str, v6: bool| -> Option<IpAddr> {
+            config
+                .node
+                .pod_cidrs
+                .iter()
+                .find(|c| c.tenant == tenant && c.cidr.is_ipv6() == v6)
+                .map(|c| c.gateway_ip())
+        };
+
+        let mut ports: Vec<Port> = config
+            .interfaces
+            .iter()
+            .map(|itf| Port {
+                name: itf.name.clone(),
+                mac: itf.mac.0,
+                kind: match itf.role {
+                    InterfaceRole::Underlay => PortKind::Underlay,
+                    InterfaceRole::Pod => PortKind::Idle,
+                },
+            })
+            .collect();
+
+        let mut next_hops: Vec<NextHop> = Vec::new();
+        let mut routes4 = Lpm::new();
+        let mut routes6 = Lpm::new();
+        let mut insert = |tenant: TenantId, prefix: IpNetwork, hop: u32| match prefix {
+            IpNetwork::V4(n) => {
+                routes4.insert(tenant, u32::from(n.network()), n.prefix(), hop);
+            }
+            IpNetwork::V6(n) => {
+                routes6.insert(tenant, u128::from(n.network()), n.prefix(), hop);
+            }
+        };
+
+        let mut pod_hops: FxHashMap<&str, u32> = FxHashMap::default();
+        for pod in &config.pods {
+            let (Some(&tenant), Some(&port)) = (
+                tenant_ids.get(pod.tenant.as_str()),
+                port_ids.get(pod.interface.as_str()),
+            ) else {
+                continue; // validation refuses these; compile_validated trusts it
+            };
+            let (mut ipv4, mut ipv6) = (None, None);
+            for ip in std::iter::once(pod.ip).chain(pod.ipv6) {
+                match ip {
+                    IpAddr::V4(a) => ipv4 = Some(a),
+                    IpAddr::V6(a) => ipv6 = Some(a),
+                }
+            }
+            let hop = next_hops.len() as u32;
+            next_hops.push(NextHop::Local {
+                port,
+                mac: pod.mac.0,
+            });
+            pod_hops.insert(pod.name.as_str(), hop);
+            if let Some(a) = ipv4 {
+                insert(tenant, IpNetwork::V4(ipnetwork::Ipv4Network::from(a)), hop);
+            }
+            if let Some(a) = ipv6 {
+                insert(tenant, IpNetwork::V6(ipnetwork::Ipv6Network::from(a)), hop);
+            }
+            if let Some(p) = ports.get_mut(usize::from(port)) {
+                p.kind = PortKind::Pod(Box::new(PodPort {
+                    name: pod.name.clone(),
+                    tenant,
+                    mac: pod.mac.0,
+                    ipv4,
+                    ipv6,
+                    gateway4: match gateway(&pod.tenant, false) {
+                        Some(IpAddr::V4(g)) => Some(g),
+                        _ => None,
+                    },
+                    gateway6: match gateway(&pod.tenant, true) {
+                        Some(IpAddr::V6(g)) => Some(g),
+                        _ => None,
+                    },
+                }));
+            }
+        }
+
+        let underlay_port = port_ids
+            .get(config.node.vtep.interface.as_str())
+            .copied()
+            .unwrap_or(0);
+        let underlay_mac = config
+            .interfaces
+            .get(usize::from(underlay_port))
+            .map(|i| i.mac.0)
+            .unwrap_or([0; 6]);
+        let vtep = LocalVtep {
+            ip: config.node.vtep.ip,
+            udp_port: config.node.vtep.udp_port,
+            mac: config.node.vtep.mac.map(|m| m.0).unwrap_or(underlay_mac),
+            port: underlay_port,
+            mtu: config.node.vtep.underlay_mtu,
+        };
+
+        let mut node_hops: FxHashMap<(&str, TenantId), u32> = FxHashMap::default();
+        for node in &config.remote_nodes {
+            for cidr in &node.pod_cidrs {
+                let Some(&tenant) = tenant_ids.get(cidr.tenant.as_str()) else {
+                    continue;
+                };
+                let hop = *node_hops.entry((node.name.as_str(), tenant)).or_insert_with(|| {
+                    let hop = next_hops.len() as u32;
+                    next_hops.push(NextHop::Remote {
+                        node: node.name.clone(),
+                        inner_dst_mac: node.vtep_mac.0,
+                        template: EncapTemplate::new(
+                            underlay_mac,
+                            node.underlay_mac.unwrap_or(node.vtep_mac).0,
+                            vtep.ip,
+                            node.vtep_ip,
+                            tenants[usize::from(tenant)].vni,
+                            vtep.udp_port,
+                        ),
+                    });
+                    hop
+                });
+                insert(tenant, cidr.cidr, hop);
+            }
+        }
+
+        let mut blackhole: Option<u32> = None;
+        for route in &config.routes {
+            let Some(&tenant) = tenant_ids.get(route.tenant.as_str()) else {
+                continue;
+            };
+            let hop = match &route.via {
+                RouteTarget::Pod(name) => pod_hops.get(name.as_str()).copied(),
+                RouteTarget::Node(name) => node_hops.get(&(name.as_str(), tenant)).copied(),
+                RouteTarget::Blackhole => Some(*blackhole.get_or_insert_with(|| {
+                    next_hops.push(NextHop::Blackhole);
+                    (next_hops.len() - 1) as u32
+                })),
+            };
+            if let Some(hop) = hop {
+                insert(tenant, route.prefix, hop);
+            }
+        }
+
+        Ok(Tables {
+            generation,
+            ports,
+            tenants,
+            vni_index,
+            routes4,
+            routes6,
+            next_hops,
+            vtep,
+        })
+    }
+
+    /// The snapshot's generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// A port.
+    #[inline]
+    pub fn port(&self, port: PortId) -> Option<&Port> {
+        self.ports.get(usize::from(port))
+    }
+
+    /// All ports.
+    pub fn ports(&self) -> &[Port] {
+        &self.ports
+    }
+
+    /// The tenant of a VNI.
+    #[inline]
+    pub fn tenant_by_vni(&self, vni: u32) -> Option<TenantId> {
+        self.vni_index.get(&vni).copied()
+    }
+
+    /// All tenants.
+    pub fn tenants(&self) -> &[Tenant] {
+        &self.tenants
+    }
+
+    /// The local VTEP.
+    #[inline]
+    pub fn vtep(&self) -> &LocalVtep {
+        &self.vtep
+    }
+
+    /// Longest-prefix match of an IPv4 destination in a tenant.
+    #[inline]
+    pub fn lookup_v4(&self, tenant: TenantId, dst: Ipv4Addr) -> Option<&NextHop> {
+        let hop = *self.routes4.lookup(tenant, u32::from(dst))?;
+        self.next_hops.get(hop as usize)
+    }
+
+    /// Longest-prefix match of an IPv6 destination in a tenant.
+    #[inline]
+    pub fn lookup_v6(&self, tenant: TenantId, dst: Ipv6Addr) -> Option<&NextHop> {
+        let hop = *self.routes6.lookup(tenant, u128::from(dst))?;
+        self.next_hops.get(hop as usize)
+    }
+
+    /// Number of IPv4 and IPv6 routes.
+    pub fn route_count(&self) -> usize {
+        self.routes4.len() + self.routes6.len()
+    }
+
+    /// Every route, for dumps: (tenant, prefix, next hop).
+    pub fn routes(&self) -> Vec<(TenantId, IpNetwork, &NextHop)> {
+        let mut out = Vec::with_capacity(self.route_count());
+        for (t, len, addr, hop) in self.routes4.iter() {
+            if let (Ok(net), Some(h)) = (
+                ipnetwork::Ipv4Network::new(Ipv4Addr::from(addr), len),
+                self.next_hops.get(*hop as usize),
+            ) {
+                out.push((t, IpNetwork::V4(net), h));
+            }
+        }
+        for (t, len, addr, hop) in self.routes6.iter() {
+            if let (Ok(net), Some(h)) = (
+                ipnetwork::Ipv6Network::new(Ipv6Addr::from(addr), len),
+                self.next_hops.get(*hop as usize),
+            ) {
+                out.push((t, IpNetwork::V6(net), h));
+            }
+        }
+        out.sort_by_key(|(t, net, _)| (*t, net.is_ipv6(), net.ip(), net.prefix()));
+        out
+    }
+
+    /// Add IPv4 routes straight to a remote next hop (benchmarks and tests:
+    /// large tables without a large YAML). The next hop is a copy of the
+    /// route that `via` currently resolves to in `tenant`.
+    pub fn add_routes_v4(&mut self, tenant: TenantId, via: Ipv4Addr, prefixes: &[(Ipv4Addr, u8)]) -> bool {
+        let Some(&hop) = self.routes4.lookup(tenant, u32::from(via)) else {
+            return false;
+        };
+        for (addr, len) in prefixes {
+            self.routes4.insert(tenant, u32::from(*addr), *len, hop);
+        }
+        true
+    }
+}
+
+/// Publishes table snapshots to the workers (the writer side of the RCU).
+#[derive(Debug, Clone)]
+pub struct TableHandle {
+    current: Arc<ArcSwap<Tables>>,
+    next_generation: Arc<AtomicU64>,
+}
+
+impl TableHandle {
+    /// Start with the given tables.
+    pub fn new(tables: Tables) -> Self {
+        let next = tables.generation + 1;
+        TableHandle {
+            current: Arc::new(ArcSwap::from_pointee(tables)),
+            next_generation: Arc::new(AtomicU64::new(next)),
+        }
+    }
+
+    /// Compile `config` into a new generation and publish it with one swap.
+    /// On error nothing changes.
+    pub fn apply(&self, config: &NodeConfig) -> Result<u64, TableError> {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let tables = Tables::compile(config, generation)?;
+        self.current.store(Arc::new(tables));
+        Ok(generation)
+    }
+
+    /// Publish already-compiled tables (their generation is replaced by the next one).
+    pub fn publish(&self, mut tables: Tables) -> u64 {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        tables.generation = generation;
+        self.current.store(Arc::new(tables));
+        generation
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<Tables> {
+        self.current.load_full()
+    }
+
+    /// A reader for one worker.
+    pub fn reader(&self) -> TableReader {
+        TableReader {
+            cache: Cache::new(Arc::clone(&self.current)),
+        }
+    }
+}
+
+/// A worker's view of the tables: lock-free, sees a new snapshot on the next
+/// [`load`](TableReader::load) after it is published.
+pub struct TableReader {
+    cache: Cache<Arc<ArcSwap<Tables>>, Arc<Tables>>,
+}
+
+impl std::fmt::Debug for TableReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableReader").finish_non_exhaustive()
+    }
+}
+
+impl TableReader {
+    /// The current snapshot (one atomic load when unchanged).
+    #[inline]
+    pub fn load(&mut self) -> &Arc<Tables> {
+        self.cache.load()
+    }
+}

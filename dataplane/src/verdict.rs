@@ -118,6 +118,8 @@ drop_reasons! {
     TxRingFull => "tx_ring_full",
     /// The egress port is down or gone.
     PortDown => "port_down",
+    /// Not enough headroom in the frame's chunk to encapsulate.
+    NoHeadroom => "no_headroom",
 }
 
 #[cfg(test)]

@@ -1,0 +1,351 @@
+//! Poll-mode workers: the loop that moves frames between an I/O backend's
+//! rings and the pipeline, in batches.
+//!
+//! A worker owns its backend (its UMEM and sockets), its free-frame list,
+//! its pipeline (with per-worker state and counters) and a table reader.
+//! Every UMEM frame is always in exactly one place: the free list, a fill
+//! ring (or the kernel's rx path), the worker's hands during a batch, a tx
+//! ring (or the kernel's tx path), or a completion ring.
+//! [`Worker::accounting`] checks that.
+//!
+//! Poll modes: `Busy` spins; `Adaptive` spins for a short while after the
+//! last frame, then sleeps in `poll()` until the kernel wakes it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kxdp_config::PollMode;
+
+use crate::counters::SharedCounters;
+use crate::cycles;
+use crate::io::{chunk_of, Desc, PacketIo};
+use crate::pipeline::Pipeline;
+use crate::tables::TableReader;
+use crate::verdict::{DropReason, PortId, Verdict};
+
+/// How a worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// Worker index (for logs and stats).
+    pub index: usize,
+    /// Frames per receive batch.
+    pub batch_size: usize,
+    /// Busy or adaptive.
+    pub poll_mode: PollMode,
+    /// In adaptive mode: how long to keep spinning after the last frame.
+    pub spin_time: Duration,
+    /// Longest sleep in poll() (the stop flag is checked at least this often).
+    pub max_sleep: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            index: 0,
+            batch_size: 64,
+            poll_mode: PollMode::Adaptive,
+            spin_time: Duration::from_micros(50),
+            max_sleep: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Where the worker's frames are, from its own bookkeeping.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FrameAccounting {
+    /// UMEM frames in all.
+    pub total: u64,
+    /// In the worker's free list.
+    pub free: u64,
+    /// Given to fill rings and not yet received back.
+    pub in_fill: u64,
+    /// Given to tx rings and not yet completed.
+    pub in_tx: u64,
+    /// The free list holds no address twice and only chunk starts.
+    pub free_list_consistent: bool,
+}
+
+impl FrameAccounting {
+    /// Every frame is accounted for exactly once.
+    pub fn balanced(&self) -> bool {
+        self.free_list_consistent && self.free + self.in_fill + self.in_tx == self.total
+    }
+}
+
+/// A worker: a backend, a pipeline, a table reader, and the frame bookkeeping.
+#[derive(Debug)]
+pub struct Worker<B: PacketIo> {
+    io: B,
+    pipeline: Pipeline,
+    tables: TableReader,
+    shared: Arc<SharedCounters>,
+    options: WorkerOptions,
+    free: Vec<u64>,
+    rx: Vec<Desc>,
+    verdicts: Vec<Verdict>,
+    staged: Vec<Vec<Desc>>,
+    addrs: Vec<u64>,
+    fill_target: Vec<usize>,
+    in_fill: Vec<usize>,
+    in_tx: Vec<usize>,
+}
+
+impl<B: PacketIo> Worker<B> {
+    /// A worker over `io`. All UMEM frames start in the free list; each
+    /// port's fill ring is kept at most `frame_count / (2 × ports)` deep so
+    /// that half the frames stay available for transmit.
+    pub fn new(io: B, tables: TableReader, shared: Arc<SharedCounters>, options: WorkerOptions) -> Self {
+        let ports = io.port_count().max(1);
+        let frame_size = u64::from(io.frame_size());
+        let frame_count = io.frame_count() as usize;
+        let batch = options.batch_size.max(1);
+        let free: Vec<u64> = (0..frame_count as u64).rev().map(|i| i * frame_size).collect();
+        let per_port = (frame_count / (2 * ports)).max(1);
+        let fill_target = (0..ports)
+            .map(|p| per_port.min(io.fill_capacity(p as PortId)))
+            .collect();
+        Worker {
+            io,
+            pipeline: Pipeline::new(),
+            tables,
+            shared,
+            options,
+            free,
+            rx: vec![Desc::default(); batch],
+            verdicts: vec![Verdict::Pass; batch],
+            staged: (0..ports).map(|_| Vec::with_capacity(batch * ports)).collect(),
+            addrs: vec![0; batch.max(64)],
+            fill_target,
+            in_fill: vec![0; ports],
+            in_tx: vec![0; ports],
+        }
+    }
+
+    /// The backend (tests drive its "kernel" side through this).
+    pub fn io_mut(&mut self) -> &mut B {
+        &mut self.io
+    }
+
+    /// The backend.
+    pub fn io(&self) -> &B {
+        &self.io
+    }
+
+    /// The pipeline (its counters).
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// One pass: reap completions, top up fill rings, receive a batch on
+    /// every port, run the pipeline, transmit. Returns frames received.
+    pub fn poll_once(&mut self) -> usize {
+        let ports = self.io.port_count();
+        self.reap_completions(ports);
+        self.refill(ports);
+
+        let mut received = 0;
+        let tables = Arc::clone(self.tables.load());
+        let frame_size = self.io.frame_size();
+        for port in 0..ports as PortId {
+            let n = self.io.receive(port, &mut self.rx);
+            if n == 0 {
+                continue;
+            }
+            received += n;
+            self.in_fill[usize::from(port)] -= n.min(self.in_fill[usize::from(port)]);
+            let umem = self.io.umem();
+            self.pipeline.process_batch(
+                &tables,
+                port,
+                umem,
+                frame_size,
+                &mut self.rx[..n],
+                &mut self.verdicts[..n],
+            );
+            for (desc, verdict) in self.rx[..n].iter().zip(self.verdicts[..n].iter()) {
+                match *verdict {
+                    Verdict::Tx(out) => match self.staged.get_mut(usize::from(out)) {
+                        Some(stage) if stage.len() < stage.capacity() => stage.push(*desc),
+                        Some(_) => {
+                            self.pipeline.counters.drop(DropReason::TxRingFull);
+                            self.free.push(chunk_of(desc.addr, frame_size));
+                        }
+                        None => {
+                            self.pipeline.counters.drop(DropReason::PortDown);
+                            self.free.push(chunk_of(desc.addr, frame_size));
+                        }
+                    },
+                    Verdict::Drop(_) => self.free.push(chunk_of(desc.addr, frame_size)),
+                    Verdict::Pass => {
+                        // AF_XDP cannot re-inject into the kernel stack; the
+                        // XDP program passes what the kernel should see
+                        // before it reaches a socket.
+                        self.pipeline.counters.drop(DropReason::PassUnsupported);
+                        self.free.push(chunk_of(desc.addr, frame_size));
+                    }
+                }
+            }
+        }
+        self.flush_tx(ports);
+        received
+    }
+
+    fn reap_completions(&mut self, ports: usize) {
+        let frame_size = self.io.frame_size();
+        for port in 0..ports {
+            loop {
+                let n = self.io.complete(port as PortId, &mut self.addrs);
+                if n == 0 {
+                    break;
+                }
+                self.in_tx[port] -= n.min(self.in_tx[port]);
+                self.free
+                    .extend(self.addrs[..n].iter().map(|a| chunk_of(*a, frame_size)));
+                if n < self.addrs.len() {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn refill(&mut self, ports: usize) {
+        for port in 0..ports {
+            let want = self.fill_target[port].saturating_sub(self.in_fill[port]);
+            let want = want.min(self.free.len()).min(self.io.fill_capacity(port as PortId));
+            if want == 0 {
+                continue;
+            }
+            let from = self.free.len() - want;
+            let given = self.io.fill(port as PortId, &self.free[from..]);
+            // fill() takes from the front of the slice: keep the rest.
+            self.free.drain(from..from + given);
+            self.in_fill[port] += given;
+        }
+    }
+
+    fn flush_tx(&mut self, ports: usize) {
+        let frame_size = self.io.frame_size();
+        for port in 0..ports {
+            if self.staged[port].is_empty() {
+                continue;
+            }
+            let stage = &self.staged[port];
+            let sent = self.io.transmit(port as PortId, stage);
+            self.in_tx[port] += sent;
+            let counters = &mut self.pipeline.counters;
+            counters.tx_packets += sent as u64;
+            counters.tx_bytes += stage[..sent].iter().map(|d| u64::from(d.len)).sum::<u64>();
+            if sent < stage.len() {
+                counters.drop_n(DropReason::TxRingFull, (stage.len() - sent) as u64);
+                self.free
+                    .extend(stage[sent..].iter().map(|d| chunk_of(d.addr, frame_size)));
+            }
+            self.staged[port].clear();
+            if sent > 0 {
+                // Errors here are transient (EAGAIN, ENOBUFS): frames stay on
+                // the tx ring and go with the next kick.
+                let _ = self.io.kick(port as PortId);
+            }
+        }
+    }
+
+    /// Publish counters for readers.
+    pub fn publish(&self) {
+        self.shared.publish(&self.pipeline.counters);
+    }
+
+    /// Where every frame is, by the worker's bookkeeping.
+    pub fn accounting(&self) -> FrameAccounting {
+        let frame_size = u64::from(self.io.frame_size());
+        let mut sorted = self.free.clone();
+        sorted.sort_unstable();
+        let unique = sorted.windows(2).all(|w| w[0] != w[1]);
+        let aligned = sorted.iter().all(|a| a % frame_size == 0);
+        FrameAccounting {
+            total: u64::from(self.io.frame_count()),
+            free: self.free.len() as u64,
+            in_fill: self.in_fill.iter().sum::<usize>() as u64,
+            in_tx: self.in_tx.iter().sum::<usize>() as u64,
+            free_list_consistent: unique && aligned,
+        }
+    }
+
+    /// The free list (for accounting tests).
+    pub fn free_frames(&self) -> &[u64] {
+        &self.free
+    }
+
+    /// Run until `stop` is set.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        let mut last_work = Instant::now();
+        let mut since_publish = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            let start = cycles::now();
+            let n = self.poll_once();
+            if n > 0 {
+                self.pipeline.counters.busy_loops += 1;
+                self.pipeline.counters.busy_cycles += cycles::now().wrapping_sub(start);
+            }
+            since_publish += 1;
+            if n > 0 || since_publish >= 1024 {
+                self.publish();
+                since_publish = 0;
+            }
+            if self.options.poll_mode == PollMode::Busy {
+                continue;
+            }
+            if n > 0 || self.in_tx.iter().any(|t| *t > 0) {
+                last_work = Instant::now();
+                continue;
+            }
+            if last_work.elapsed() >= self.options.spin_time {
+                self.pipeline.counters.sleeps += 1;
+                self.publish();
+                // A failed poll() (EINTR on a signal) just ends the sleep early.
+                let _ = self.io.wait(self.options.max_sleep);
+                last_work = Instant::now();
+            }
+        }
+        self.publish();
+    }
+}
+
+/// Pin the calling thread to `core`, if given. Returns whether it worked.
+pub fn pin_to_core(core: Option<usize>) -> bool {
+    let Some(core) = core else { return false };
+    core_affinity::set_for_current(core_affinity::CoreId { id: core })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::memory::MemoryIo;
+    use crate::tables::{TableHandle, Tables};
+
+    fn worker(frames: u32, ring: usize) -> Worker<MemoryIo> {
+        let config = kxdp_config::NodeConfig::from_yaml_str(TEST_CONFIG).expect("test config");
+        let tables = Tables::compile(&config, 1).expect("compiles");
+        let handle = TableHandle::new(tables);
+        let io = MemoryIo::new(3, 2048, frames, ring);
+        Worker::new(
+            io,
+            handle.reader(),
+            Arc::new(SharedCounters::default()),
+            WorkerOptions {
+                batch_size: 16,
+                ..WorkerOptions::default()
+            },
+        )
+    }
+
+    pub(crate) const TEST_CONFIG: &str = include_str!("../tests/fixtures/node1.yaml");
+
+    #[test]
+    fn all_frames_start_free() {
+        let w = worker(256, 64);
+        let acc = w.accounting();
+        assert_eq!(acc.total, 256);
+        assert!(acc.balanced(), "{acc:?}");
+    }
+}

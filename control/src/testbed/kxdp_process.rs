@@ -1,0 +1,295 @@
+//! Running kxdp on a testbed node: `ip netns exec <node> <kxdp> run --config
+//! <file>` as a child process logging to a file, ready once XDP is attached
+//! to every interface of its configuration (as `ip link show` in the node's
+//! namespace reports it), stopped by pid on drop (SIGTERM, then SIGKILL).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::error::{Result, TestbedError};
+use super::netns::Netns;
+use super::topology::NodeKind;
+use super::Testbed;
+
+/// How long [`Testbed::start_kxdp`] waits for XDP on every interface.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long [`KxdpProcess`] waits after SIGTERM before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(2);
+
+const LOG_TAIL_LINES: usize = 40;
+
+/// A kxdp process running in a node's namespace. Dropping it stops it.
+#[derive(Debug)]
+pub struct KxdpProcess {
+    node: String,
+    child: Option<Child>,
+    log_path: PathBuf,
+    config_path: PathBuf,
+}
+
+impl Testbed {
+    /// Write `node`'s configuration, start `<kxdp_binary> run --config <file>
+    /// <extra_args…>` in the node's namespace, and wait up to
+    /// [`READY_TIMEOUT`] until XDP is attached to `ul0` and every pod
+    /// interface of the node. Output goes to `<scratch dir>/<node>.kxdp.log`.
+    pub fn start_kxdp(
+        &self,
+        node: &str,
+        kxdp_binary: &Path,
+        extra_args: &[&str],
+    ) -> Result<KxdpProcess> {
+        self.start_kxdp_with_timeout(node, kxdp_binary, extra_args, READY_TIMEOUT)
+    }
+
+    /// [`Testbed::start_kxdp`] with another readiness timeout.
+    pub fn start_kxdp_with_timeout(
+        &self,
+        node: &str,
+        kxdp_binary: &Path,
+        extra_args: &[&str],
+        ready_timeout: Duration,
+    ) -> Result<KxdpProcess> {
+        let node_info = self.node(node)?;
+        if node_info.kind != NodeKind::Kxdp {
+            return Err(TestbedError::Spec(format!(
+                "node {node} is a kernel vxlan node, not a kxdp node"
+            )));
+        }
+        let binary = kxdp_binary
+            .canonicalize()
+            .map_err(|e| TestbedError::io(format!("kxdp binary {}", kxdp_binary.display()), e))?;
+        let config_path = self.write_config(node)?;
+        let log_path = self.scratch_dir().join(format!("{node}.kxdp.log"));
+        let log = File::create(&log_path)
+            .map_err(|e| TestbedError::io(format!("cannot create {}", log_path.display()), e))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| TestbedError::io(format!("cannot reopen {}", log_path.display()), e))?;
+        // `ip netns exec` execs the program in place: the child's pid is kxdp's.
+        let child = Command::new("ip")
+            .args(["netns", "exec", node_info.netns.name()])
+            .arg(&binary)
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| TestbedError::io(format!("cannot start {}", binary.display()), e))?;
+        let mut process = KxdpProcess {
+            node: node.to_string(),
+            child: Some(child),
+            log_path,
+            config_path,
+        };
+        process.wait_ready(&node_info.netns, &node_info.interfaces, ready_timeout)?;
+        Ok(process)
+    }
+}
+
+impl KxdpProcess {
+    fn wait_ready(
+        &mut self,
+        netns: &Netns,
+        interfaces: &[String],
+        timeout: Duration,
+    ) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return Err(TestbedError::KxdpExited {
+                        node: self.node.clone(),
+                        status: status.to_string(),
+                        log: self.log_path.clone(),
+                        log_tail: self.log_tail(LOG_TAIL_LINES),
+                    });
+                }
+            }
+            let missing = interfaces_without_xdp(netns, interfaces)?;
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if start.elapsed() >= timeout {
+                let _ = self.terminate();
+                return Err(TestbedError::NotReady {
+                    node: self.node.clone(),
+                    waited: start.elapsed(),
+                    missing: format!("no XDP program on {}", missing.join(", ")),
+                    log: self.log_path.clone(),
+                    log_tail: self.log_tail(LOG_TAIL_LINES),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The node it runs on.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Its pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Its log file (stdout and stderr).
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The configuration file it was started with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The last `lines` lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.log_path, lines)
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(None)) => true,
+            Some(Ok(Some(_))) | Some(Err(_)) | None => false,
+        }
+    }
+
+    /// Stop it: SIGTERM, SIGKILL after 2 s if it is still there, then reap it.
+    /// `None` if it had already been stopped.
+    pub fn terminate(&mut self) -> Result<Option<ExitStatus>> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        if let Ok(Some(status)) = child.try_wait() {
+            return Ok(Some(status));
+        }
+        let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+        // ESRCH: it exited between try_wait and kill; wait() below reaps it.
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + TERM_GRACE;
+        while Instant::now() < deadline {
+            match child.try_wait() {
+                Ok(Some(status)) => return Ok(Some(status)),
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(TestbedError::io("cannot wait for kxdp", e)),
+            }
+        }
+        let _ = child.kill();
+        child
+            .wait()
+            .map(Some)
+            .map_err(|e| TestbedError::io("cannot wait for kxdp", e))
+    }
+
+    /// Kill it with SIGKILL (no cleanup on its side, as in a crash) and reap
+    /// it. `None` if it had already been stopped.
+    pub fn kill9(&mut self) -> Result<Option<ExitStatus>> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        // Child::kill sends SIGKILL to this child's pid (and is a no-op
+        // error if it already exited).
+        let _ = child.kill();
+        child
+            .wait()
+            .map(Some)
+            .map_err(|e| TestbedError::io("cannot wait for kxdp", e))
+    }
+}
+
+impl Drop for KxdpProcess {
+    fn drop(&mut self) {
+        if let Err(e) = self.terminate() {
+            eprintln!("testbed: stopping kxdp on {}: {e}", self.node);
+        }
+    }
+}
+
+/// The interfaces of `interfaces` that have no XDP program attached in `netns`.
+pub(crate) fn interfaces_without_xdp(netns: &Netns, interfaces: &[String]) -> Result<Vec<String>> {
+    let json = netns.ip(&["-j", "link", "show"])?;
+    let links: serde_json::Value = serde_json::from_str(&json).map_err(|e| {
+        TestbedError::Traffic(format!("cannot parse `ip -j link show` output: {e}"))
+    })?;
+    Ok(missing_xdp(&links, interfaces))
+}
+
+fn missing_xdp(links: &serde_json::Value, interfaces: &[String]) -> Vec<String> {
+    let with_xdp: Vec<&str> = links
+        .as_array()
+        .map(|links| {
+            links
+                .iter()
+                .filter(|link| link.get("xdp").is_some())
+                .filter_map(|link| link.get("ifname").and_then(serde_json::Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    interfaces
+        .iter()
+        .filter(|name| !with_xdp.contains(&name.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// The last `lines` lines of the file at `path` (its last 64 KiB at most).
+fn log_tail(path: &Path, lines: usize) -> String {
+    let Ok(mut file) = File::open(path) else {
+        return format!("(cannot open {})", path.display());
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn finds_interfaces_without_xdp() {
+        // Shape of `ip -j link show` (iproute2 6.1) with XDP on x1 only.
+        let links: serde_json::Value = serde_json::from_str(
+            r#"[{"ifindex":1,"ifname":"lo"},
+                {"ifindex":2,"ifname":"ul0","xdp":{"mode":1,"prog":{"id":8,"name":"xdp_pass"}}},
+                {"ifindex":3,"ifname":"vblue-a"}]"#,
+        )
+        .unwrap();
+        let wanted = vec![
+            "ul0".to_string(),
+            "vblue-a".to_string(),
+            "vgone".to_string(),
+        ];
+        assert_eq!(missing_xdp(&links, &wanted), ["vblue-a", "vgone"]);
+        assert!(missing_xdp(&links, &wanted[..1]).is_empty());
+        assert_eq!(missing_xdp(&serde_json::Value::Null, &wanted).len(), 3);
+    }
+
+    #[test]
+    fn tails_logs() {
+        let path = std::env::temp_dir().join(format!("kxdp-log-tail-{}", std::process::id()));
+        std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
+        assert_eq!(log_tail(&path, 2), "two\nthree");
+        assert_eq!(log_tail(&path, 10), "one\ntwo\nthree");
+        std::fs::remove_file(&path).unwrap();
+        assert!(log_tail(&path, 2).contains("cannot open"));
+    }
+}

@@ -1,4 +1,9 @@
-//! kxdp's control layer: the `kxdp` binary's commands (run, demo, stats) and
-//! the testbed that builds nodes and pods out of network namespaces.
+//! kxdp's control layer: the `kxdp` binary's commands (run, demo, stats),
+//! the node runtime that binds AF_XDP sockets and starts workers, the stats
+//! endpoint, and the testbed that builds nodes and pods out of network
+//! namespaces.
 
+pub mod cli;
+pub mod runtime;
+pub mod stats;
 pub mod testbed;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `kxdp` binary.
+
+fn main() -> anyhow::Result<()> {
+    kxdp_control::cli::main()
+}

@@ -1,0 +1,5 @@
+//! kxdp's benchmarks: the in-memory pipeline rate (this crate's `pipeline`
+//! module), and, on the testbed, pod-to-pod latency and rate beside the
+//! kernel's own paths.
+
+pub mod pipeline;

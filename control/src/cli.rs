@@ -34,6 +34,19 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Build a two-node testbed, run kxdp on both nodes, send traffic
+    /// between their pods, print a latency table, and remove everything.
+    Demo {
+        /// Exchanges per pair and protocol.
+        #[arg(long, default_value_t = 200)]
+        count: u64,
+    },
+    /// Run the benchmarks (the `kxdp-bench` binary next to this one).
+    Bench {
+        /// Arguments for kxdp-bench.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Print per-worker counters and drops by reason of a running instance.
     Stats {
         /// Node name (socket /run/kxdp/<node>.sock).
@@ -60,6 +73,30 @@ pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => run(config),
+        Command::Demo { count } => {
+            let exe = std::env::current_exe().context("finding the kxdp binary")?;
+            let rows = crate::demo::run(
+                &exe,
+                crate::demo::DemoOptions {
+                    count,
+                    ..Default::default()
+                },
+            )?;
+            let lost: u64 = rows.iter().map(|r| r.sent - r.received).sum();
+            if lost > 0 {
+                eprintln!("note: {lost} exchanges got no reply");
+            }
+            Ok(())
+        }
+        Command::Bench { args } => {
+            let exe = std::env::current_exe().context("finding the kxdp binary")?;
+            let bench = exe.with_file_name("kxdp-bench");
+            let status = std::process::Command::new(&bench)
+                .args(&args)
+                .status()
+                .with_context(|| format!("running {} (build it with `cargo build --release --bins`)", bench.display()))?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
         Command::Check { config } => {
             let config = NodeConfig::from_file(&config)?;
             print!("{}", config.to_yaml());

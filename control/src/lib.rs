@@ -4,6 +4,7 @@
 //! namespaces.
 
 pub mod cli;
+pub mod demo;
 pub mod runtime;
 pub mod stats;
 pub mod testbed;

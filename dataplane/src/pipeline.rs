@@ -106,9 +106,9 @@ impl Pipeline {
         } else {
             match tables.port(in_port).map(|p| &p.kind) {
                 Some(PortKind::Pod(pod)) => {
-                    self.from_pod(tables, in_port, pod, chunk, offset, len)
+                    self.pod_frame(tables, in_port, pod, chunk, offset, len)
                 }
-                Some(PortKind::Underlay) => self.from_underlay(tables, chunk, offset, len),
+                Some(PortKind::Underlay) => self.underlay_frame(tables, chunk, offset, len),
                 Some(PortKind::Idle) | None => Outcome::drop(DropReason::UnknownPort, offset, len),
             }
         };
@@ -120,7 +120,7 @@ impl Pipeline {
         out
     }
 
-    fn from_pod(
+    fn pod_frame(
         &mut self,
         tables: &Tables,
         in_port: PortId,
@@ -261,7 +261,7 @@ impl Pipeline {
         }
     }
 
-    fn from_underlay(&mut self, tables: &Tables, chunk: &mut [u8], offset: usize, len: usize) -> Outcome {
+    fn underlay_frame(&mut self, tables: &Tables, chunk: &mut [u8], offset: usize, len: usize) -> Outcome {
         let vtep = tables.vtep();
         let frame = &mut chunk[offset..offset + len];
         let decap = match vxlan::decap(frame, vtep.ip, vtep.udp_port) {

@@ -1,1 +1,390 @@
-//! The XDP program kxdp loads itself through bpf(2). (AF_XDP work item.)
+//! The XDP program kxdp loads itself, through bpf(2), without libbpf,
+//! libxdp, a BPF toolchain or bpffs.
+//!
+//! [`XdpAttachment::attach`] creates an XSKMAP (one slot per queue),
+//! assembles and loads the program for an [`XdpFilter`] (see
+//! [`XdpFilter`] for what each one does and why), and attaches
+//! it to the interface with a **bpf_link** (`BPF_LINK_CREATE`, attach type
+//! `BPF_XDP`, kernel ≥ 5.9). The link lives exactly as long as its file
+//! descriptor: dropping the attachment detaches the program, and so does
+//! the death of the process, even by SIGKILL. Nothing is pinned, so nothing
+//! can outlive kxdp on an interface.
+//!
+//! Native (driver) mode is tried first; in [`XdpAttachMode::Auto`] a failure
+//! falls back to generic (skb) mode with a log line. A program the verifier
+//! rejects comes back as [`BpfError::Verifier`] with the verifier's log.
+//!
+//! Only this module and [`crate::xsk`] contain `unsafe`, all of it in
+//! `sys.rs` (the one bpf(2) entry point and its wrappers).
+
+#![allow(unsafe_code)]
+
+mod asm;
+mod program;
+mod sys;
+
+use std::ffi::CStr;
+use std::fmt;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{OwnedFd, RawFd};
+
+/// Which frames the XDP program hands to the AF_XDP sockets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpFilter {
+    /// Every frame goes to the socket of its rx queue
+    /// (`bpf_redirect_map(xskmap, rx_queue_index, XDP_DROP)`). A queue
+    /// without a socket drops: on a pod interface, a frame passed to the
+    /// host stack would be routed or answered outside kxdp's policy and
+    /// tenant isolation.
+    All,
+    /// Only Ethernet/IPv4/UDP to `vtep:udp_port` (any IHL, not a fragment)
+    /// goes to the socket; everything else, and a match on a queue without
+    /// a socket, is passed to the kernel: on the underlay, the node's own
+    /// traffic (SSH, kubelet, the API server) must keep working whatever
+    /// kxdp's sockets do.
+    Vxlan {
+        /// This node's VTEP address.
+        vtep: Ipv4Addr,
+        /// The VXLAN UDP port (4789).
+        udp_port: u16,
+    },
+}
+
+/// How to attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum XdpAttachMode {
+    /// Native, falling back to generic with a log line.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode only.
+    Generic,
+}
+
+impl From<kxdp_config::XdpMode> for XdpAttachMode {
+    fn from(mode: kxdp_config::XdpMode) -> Self {
+        match mode {
+            kxdp_config::XdpMode::Auto => XdpAttachMode::Auto,
+            kxdp_config::XdpMode::Native => XdpAttachMode::Native,
+            kxdp_config::XdpMode::Generic => XdpAttachMode::Generic,
+        }
+    }
+}
+
+/// The mode a program ended up attached in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachedMode {
+    /// In the driver (`XDP_FLAGS_DRV_MODE`).
+    Native,
+    /// On the skb path (`XDP_FLAGS_SKB_MODE`).
+    Generic,
+}
+
+impl AttachedMode {
+    fn flags(self) -> u32 {
+        match self {
+            AttachedMode::Native => sys::XDP_FLAGS_DRV_MODE,
+            AttachedMode::Generic => sys::XDP_FLAGS_SKB_MODE,
+        }
+    }
+}
+
+impl fmt::Display for AttachedMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AttachedMode::Native => "native",
+            AttachedMode::Generic => "generic",
+        })
+    }
+}
+
+/// An XDP program's verdict (`enum xdp_action`), as returned by
+/// [`XdpAttachment::test_run`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpAction {
+    /// `XDP_ABORTED`.
+    Aborted,
+    /// `XDP_DROP`.
+    Drop,
+    /// `XDP_PASS`.
+    Pass,
+    /// `XDP_TX`.
+    Tx,
+    /// `XDP_REDIRECT` (here: to an AF_XDP socket).
+    Redirect,
+    /// Anything else.
+    Other(u32),
+}
+
+impl From<u32> for XdpAction {
+    fn from(v: u32) -> Self {
+        match v {
+            0 => XdpAction::Aborted,
+            1 => XdpAction::Drop,
+            2 => XdpAction::Pass,
+            3 => XdpAction::Tx,
+            4 => XdpAction::Redirect,
+            other => XdpAction::Other(other),
+        }
+    }
+}
+
+/// Why loading, attaching or updating failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    /// A bad argument (queue count, queue id, interface name).
+    #[error("invalid XDP request: {0}")]
+    Invalid(String),
+    /// The interface does not exist in this network namespace.
+    #[error("interface {ifname:?} not found")]
+    NoSuchInterface {
+        /// The interface name.
+        ifname: String,
+        /// The error of if_nametoindex.
+        #[source]
+        source: io::Error,
+    },
+    /// A bpf(2) command failed.
+    #[error("bpf({op}) failed")]
+    Syscall {
+        /// The command.
+        op: &'static str,
+        /// The kernel's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The verifier rejected the program.
+    #[error("the verifier rejected XDP program {program}; verifier log:\n{log}")]
+    Verifier {
+        /// The program's name.
+        program: &'static str,
+        /// The verifier's log (level 1).
+        log: String,
+        /// The error of BPF_PROG_LOAD.
+        #[source]
+        source: io::Error,
+    },
+    /// The program could not be attached to the interface.
+    #[error("attaching XDP to {ifname} in {mode} mode failed")]
+    Attach {
+        /// The interface.
+        ifname: String,
+        /// The last mode tried.
+        mode: AttachedMode,
+        /// The error of BPF_LINK_CREATE.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Size of the buffer for a verifier log (the programs are tiny).
+const VERIFIER_LOG_SIZE: usize = 256 * 1024;
+/// The programs call no GPL-only helper.
+const LICENSE: &CStr = c"Apache-2.0";
+
+/// kxdp's XDP program attached to one interface, with its XSKMAP.
+///
+/// Dropping it closes the link (detaching the program), then the program
+/// and the map; the kernel frees them once nothing else refers to them.
+#[derive(Debug)]
+pub struct XdpAttachment {
+    // Field order is drop order: the link (the attachment itself) goes
+    // first. It is never read: holding the descriptor is what keeps the
+    // program attached.
+    _link: OwnedFd,
+    program: OwnedFd,
+    xskmap: OwnedFd,
+    ifname: String,
+    mode: AttachedMode,
+    program_id: u32,
+    queues: u32,
+}
+
+impl XdpAttachment {
+    /// Load the program for `filter` with an XSKMAP of `queues` slots and
+    /// attach it to `ifname` (looked up in the calling thread's network
+    /// namespace). Needs CAP_BPF and CAP_NET_ADMIN (or root).
+    pub fn attach(
+        ifname: &str,
+        filter: XdpFilter,
+        mode: XdpAttachMode,
+        queues: u32,
+    ) -> Result<Self, BpfError> {
+        if queues == 0 {
+            return Err(BpfError::Invalid("queues must be at least 1".into()));
+        }
+        let ifindex = crate::xsk::if_index(ifname).map_err(|source| BpfError::NoSuchInterface {
+            ifname: ifname.to_owned(),
+            source,
+        })?;
+        let xskmap =
+            sys::create_xskmap("kxdp_xsks", queues).map_err(|source| BpfError::Syscall {
+                op: "BPF_MAP_CREATE",
+                source,
+            })?;
+        let program = load(filter, &xskmap)?;
+        let program_id = sys::program_id(&program).map_err(|source| BpfError::Syscall {
+            op: "BPF_OBJ_GET_INFO_BY_FD",
+            source,
+        })?;
+
+        let attach = |m: AttachedMode| {
+            sys::create_xdp_link(&program, ifindex, m.flags()).map_err(|source| BpfError::Attach {
+                ifname: ifname.to_owned(),
+                mode: m,
+                source,
+            })
+        };
+        let (link, mode) = match mode {
+            XdpAttachMode::Native => (attach(AttachedMode::Native)?, AttachedMode::Native),
+            XdpAttachMode::Generic => (attach(AttachedMode::Generic)?, AttachedMode::Generic),
+            XdpAttachMode::Auto => match attach(AttachedMode::Native) {
+                Ok(link) => (link, AttachedMode::Native),
+                Err(native) => {
+                    let cause = std::error::Error::source(&native).map(ToString::to_string);
+                    tracing::info!(
+                        ifname,
+                        cause = cause.as_deref().unwrap_or(""),
+                        "native XDP attach failed, falling back to generic (skb) mode"
+                    );
+                    (attach(AttachedMode::Generic)?, AttachedMode::Generic)
+                }
+            },
+        };
+        tracing::info!(ifname, %mode, program_id, ?filter, "XDP program attached");
+        Ok(XdpAttachment {
+            _link: link,
+            program,
+            xskmap,
+            ifname: ifname.to_owned(),
+            mode,
+            program_id,
+            queues,
+        })
+    }
+
+    /// Put an AF_XDP socket in the XSKMAP slot of `queue_id`: from now on
+    /// the frames the program redirects on that queue go to it. The socket
+    /// must be bound to this interface and queue (the kernel drops frames
+    /// redirected to a socket bound elsewhere). Closing the socket removes
+    /// it from the map.
+    pub fn register_socket(&self, queue_id: u32, xsk_fd: RawFd) -> Result<(), BpfError> {
+        self.check_queue(queue_id)?;
+        let fd =
+            u32::try_from(xsk_fd).map_err(|_| BpfError::Invalid(format!("socket fd {xsk_fd}")))?;
+        sys::map_update_u32(&self.xskmap, queue_id, fd).map_err(|source| BpfError::Syscall {
+            op: "BPF_MAP_UPDATE_ELEM",
+            source,
+        })
+    }
+
+    /// Empty the XSKMAP slot of `queue_id` (its frames then take the
+    /// filter's fallback action).
+    pub fn unregister_socket(&self, queue_id: u32) -> Result<(), BpfError> {
+        self.check_queue(queue_id)?;
+        sys::map_delete_u32(&self.xskmap, queue_id).map_err(|source| BpfError::Syscall {
+            op: "BPF_MAP_DELETE_ELEM",
+            source,
+        })
+    }
+
+    /// The mode the program is attached in.
+    pub fn mode(&self) -> AttachedMode {
+        self.mode
+    }
+
+    /// The kernel's id of the loaded program (as `bpftool prog show id N`
+    /// shows it).
+    pub fn program_id(&self) -> u32 {
+        self.program_id
+    }
+
+    /// The interface the program is attached to.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// Run the loaded program once on `frame` with BPF_PROG_TEST_RUN (rx
+    /// queue 0, nothing is redirected): what it would do with that frame.
+    /// For diagnostics and tests; `frame` must be at least 14 bytes.
+    pub fn test_run(&self, frame: &[u8]) -> Result<XdpAction, BpfError> {
+        sys::test_run(&self.program, frame)
+            .map(XdpAction::from)
+            .map_err(|source| BpfError::Syscall {
+                op: "BPF_PROG_TEST_RUN",
+                source,
+            })
+    }
+
+    fn check_queue(&self, queue_id: u32) -> Result<(), BpfError> {
+        if queue_id >= self.queues {
+            return Err(BpfError::Invalid(format!(
+                "queue {queue_id} on {} (the XSKMAP has {} slots)",
+                self.ifname, self.queues
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Assemble and load the program for `filter`; on rejection, load again
+/// with a log buffer to return the verifier's explanation.
+fn load(filter: XdpFilter, xskmap: &OwnedFd) -> Result<OwnedFd, BpfError> {
+    use std::os::fd::AsRawFd;
+    let name = match filter {
+        XdpFilter::All => "kxdp_all",
+        XdpFilter::Vxlan { .. } => "kxdp_vxlan",
+    };
+    let insns = program::xdp_program(&filter, xskmap.as_raw_fd())
+        .map_err(|e| BpfError::Invalid(format!("assembling {name}: {e}")))?;
+    match sys::load_xdp_program(name, &insns, LICENSE, None) {
+        Ok(fd) => Ok(fd),
+        Err(first) => {
+            let mut log = vec![0u8; VERIFIER_LOG_SIZE];
+            match sys::load_xdp_program(name, &insns, LICENSE, Some(&mut log)) {
+                Ok(fd) => Ok(fd),
+                Err(source) => {
+                    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+                    let log = String::from_utf8_lossy(&log[..end]).into_owned();
+                    tracing::debug!(%first, "BPF_PROG_LOAD failed");
+                    Err(BpfError::Verifier {
+                        program: name,
+                        log,
+                        source,
+                    })
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_and_modes() {
+        assert_eq!(XdpAction::from(4), XdpAction::Redirect);
+        assert_eq!(XdpAction::from(2), XdpAction::Pass);
+        assert_eq!(XdpAction::from(9), XdpAction::Other(9));
+        assert_eq!(
+            XdpAttachMode::from(kxdp_config::XdpMode::Generic),
+            XdpAttachMode::Generic
+        );
+        assert_eq!(AttachedMode::Native.flags(), 4);
+        assert_eq!(AttachedMode::Generic.flags(), 2);
+    }
+
+    #[test]
+    fn attach_rejects_zero_queues_and_unknown_interfaces() {
+        let err = XdpAttachment::attach("lo", XdpFilter::All, XdpAttachMode::Auto, 0);
+        assert!(matches!(err, Err(BpfError::Invalid(_))), "{err:?}");
+        let err = XdpAttachment::attach("kxdp-nonexist", XdpFilter::All, XdpAttachMode::Auto, 1);
+        assert!(
+            matches!(err, Err(BpfError::NoSuchInterface { .. })),
+            "{err:?}"
+        );
+    }
+}

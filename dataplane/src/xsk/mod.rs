@@ -1,1 +1,856 @@
-//! AF_XDP sockets: UMEM, fill/completion/rx/tx rings. (AF_XDP work item.)
+//! AF_XDP sockets: one UMEM shared by several sockets, with the fill,
+//! completion, rx and tx rings of each, behind [`PacketIo`].
+//!
+//! An [`XskBackend`] is what one worker drives: one socket ("port") per
+//! (interface, queue) it serves, numbered in the order given to
+//! [`XskBackend::open`], all bound to **one UMEM** with `XDP_SHARED_UMEM`.
+//! Each socket has its own fill and completion ring, which the kernel allows
+//! (since 5.10) for sockets on different devices or queues. The point of
+//! sharing: a worker receives a frame on one interface and transmits the very
+//! same UMEM chunk on another, without a userspace copy. In copy mode the
+//! kernel copies at the boundary anyway (into the chunk on rx, into an skb on
+//! tx); a per-interface UMEM would add a second copy in userspace on every
+//! forwarded frame. In zero-copy mode it is no copy at all.
+//!
+//! Sockets bind with `XDP_USE_NEED_WAKEUP`, so the kernel tells us when a
+//! syscall is needed ([`PacketIo::kick`]); rx descriptors point at the data,
+//! `XDP_PACKET_HEADROOM` (256) bytes into its chunk (aligned chunk mode, no
+//! extra UMEM headroom); tx descriptors may start anywhere inside a chunk.
+//!
+//! This module and [`crate::bpf`] are the only places in the crate with
+//! `unsafe`: the ring protocol in `ring.rs`, the syscalls in `sys.rs`.
+
+#![allow(unsafe_code)]
+
+mod ring;
+mod sys;
+
+use std::fmt;
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{fence, Ordering};
+use std::time::Duration;
+
+use crate::io::{Desc, PacketIo};
+use crate::verdict::PortId;
+use ring::{ConsumerRing, ProducerRing, RingLayout, XdpDesc};
+use sys::Mmap;
+
+pub(crate) use sys::if_index;
+
+/// One socket to open: an interface and one of its queues.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XskPortSpec {
+    /// Interface name, resolved in the calling thread's network namespace.
+    pub ifname: String,
+    /// Queue to bind (rx and tx).
+    pub queue_id: u32,
+}
+
+/// How to build the UMEM and the sockets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XskOptions {
+    /// Chunk size: 2048 or 4096.
+    pub frame_size: u32,
+    /// Number of chunks in the (shared) UMEM.
+    pub frame_count: u32,
+    /// Entries of each ring (fill, completion, rx, tx) of each socket; a
+    /// power of two.
+    pub ring_size: u32,
+    /// Ask for zero-copy; when a driver cannot, every socket falls back to
+    /// copy mode (logged at info). False means copy mode.
+    pub zero_copy: bool,
+    /// Copy mode even if `zero_copy` is set.
+    pub force_copy: bool,
+}
+
+impl Default for XskOptions {
+    fn default() -> Self {
+        XskOptions {
+            frame_size: 2048,
+            frame_count: 4096,
+            ring_size: 1024,
+            zero_copy: true,
+            force_copy: false,
+        }
+    }
+}
+
+/// How a socket is bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindMode {
+    /// The driver DMAs straight into the UMEM.
+    ZeroCopy,
+    /// The kernel copies frames between its buffers and the UMEM.
+    Copy,
+}
+
+impl fmt::Display for BindMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BindMode::ZeroCopy => "zero-copy",
+            BindMode::Copy => "copy",
+        })
+    }
+}
+
+/// The kernel's drop counters of one socket (`XDP_STATISTICS`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XdpStatistics {
+    /// Frames dropped for reasons other than an invalid descriptor (no fill
+    /// entry, frame larger than a chunk).
+    pub rx_dropped: u64,
+    /// Invalid descriptors seen in the rx ring.
+    pub rx_invalid_descs: u64,
+    /// Invalid descriptors seen in the tx ring.
+    pub tx_invalid_descs: u64,
+    /// Frames dropped because the rx ring was full.
+    pub rx_ring_full: u64,
+    /// Times the kernel found the fill ring empty.
+    pub rx_fill_ring_empty_descs: u64,
+    /// Times the kernel found the tx ring empty.
+    pub tx_ring_empty_descs: u64,
+}
+
+/// Occupancy of one socket's rings plus the kernel's counters.
+///
+/// `fill` and `tx` count entries published by us and not yet taken by the
+/// kernel; `rx` and `completion` count entries the kernel published that we
+/// have not taken yet. (In copy mode a chunk the kernel took from the fill
+/// ring while the rx ring was full sits in the kernel's own free list until
+/// the next frame arrives: it appears in none of these.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingStats {
+    /// Chunks waiting in the fill ring.
+    pub fill: u32,
+    /// Frames waiting in the rx ring.
+    pub rx: u32,
+    /// Frames waiting in the tx ring.
+    pub tx: u32,
+    /// Addresses waiting in the completion ring.
+    pub completion: u32,
+    /// `XDP_STATISTICS`, if the getsockopt succeeded.
+    pub kernel: Option<XdpStatistics>,
+}
+
+/// Why opening AF_XDP sockets failed.
+#[derive(Debug, thiserror::Error)]
+pub enum XskError {
+    /// The options or port list are unusable.
+    #[error("invalid AF_XDP options: {0}")]
+    InvalidOptions(String),
+    /// The interface does not exist in this network namespace.
+    #[error("interface {ifname:?} not found")]
+    NoSuchInterface {
+        /// The interface name.
+        ifname: String,
+        /// The error of if_nametoindex.
+        #[source]
+        source: io::Error,
+    },
+    /// The UMEM could not be allocated.
+    #[error("allocating a UMEM of {len} bytes failed")]
+    Umem {
+        /// Bytes asked for.
+        len: u64,
+        /// The error of mmap.
+        #[source]
+        source: io::Error,
+    },
+    /// A socket set-up step (socket, setsockopt, getsockopt, mmap) failed.
+    #[error("AF_XDP {step} failed for {ifname} queue {queue_id}")]
+    Setup {
+        /// The step that failed.
+        step: &'static str,
+        /// The interface.
+        ifname: String,
+        /// The queue.
+        queue_id: u32,
+        /// The error of the syscall.
+        #[source]
+        source: io::Error,
+    },
+    /// bind() failed.
+    #[error("AF_XDP bind in {mode} mode failed for {ifname} queue {queue_id}")]
+    Bind {
+        /// The mode asked for.
+        mode: BindMode,
+        /// The interface.
+        ifname: String,
+        /// The queue.
+        queue_id: u32,
+        /// The error of bind.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// One bound socket and its rings.
+#[derive(Debug)]
+struct XskPort {
+    spec: XskPortSpec,
+    mode: BindMode,
+    fill: ProducerRing<u64>,
+    completion: ConsumerRing<u64>,
+    rx: ConsumerRing<XdpDesc>,
+    tx: ProducerRing<XdpDesc>,
+    fd: OwnedFd,
+    /// The ring mappings the rings above point into; declared after them and
+    /// after `fd`, so they are unmapped last.
+    _ring_maps: [Mmap; 4],
+}
+
+/// AF_XDP sockets sharing one UMEM; see the module documentation.
+///
+/// Dropping it closes the sockets (which removes them from any XSKMAP), then
+/// unmaps their rings and the UMEM.
+#[derive(Debug)]
+pub struct XskBackend {
+    ports: Vec<XskPort>,
+    /// One pollfd per port, for [`PacketIo::wait`] (no allocation per call).
+    pollfds: Vec<libc::pollfd>,
+    frame_size: u32,
+    frame_count: u32,
+    /// Declared last: unmapped after every socket is closed.
+    umem: Mmap,
+}
+
+impl XskBackend {
+    /// Allocate the UMEM and open, set up and bind one socket per port.
+    ///
+    /// Needs CAP_NET_RAW (socket) and CAP_IPC_LOCK or enough RLIMIT_MEMLOCK
+    /// (UMEM registration); an attempt to raise RLIMIT_MEMLOCK is made and
+    /// its failure only logged. Interfaces are looked up in the calling
+    /// thread's network namespace. Kernel ≥ 5.10 (shared UMEM across
+    /// devices with one fill/completion ring pair per socket).
+    pub fn open(ports: &[XskPortSpec], opts: &XskOptions) -> Result<Self, XskError> {
+        validate(ports, opts)?;
+        if let Err(error) = sys::raise_memlock_limit() {
+            tracing::debug!(%error, "could not raise RLIMIT_MEMLOCK; relying on CAP_IPC_LOCK");
+        }
+        let umem_len = u64::from(opts.frame_size) * u64::from(opts.frame_count);
+        let umem = usize::try_from(umem_len)
+            .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))
+            .and_then(Mmap::anonymous)
+            .map_err(|source| XskError::Umem {
+                len: umem_len,
+                source,
+            })?;
+
+        let mut bound = None;
+        if opts.zero_copy && !opts.force_copy {
+            match bind_all(&umem, ports, opts, BindMode::ZeroCopy) {
+                Ok(p) => bound = Some(p),
+                Err(error @ XskError::Bind { .. }) => {
+                    let cause = std::error::Error::source(&error).map(ToString::to_string);
+                    tracing::info!(
+                        %error,
+                        cause = cause.as_deref().unwrap_or(""),
+                        "zero-copy AF_XDP unavailable, falling back to copy mode"
+                    );
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        let bound = match bound {
+            Some(p) => p,
+            None => bind_all(&umem, ports, opts, BindMode::Copy)?,
+        };
+        let pollfds = bound
+            .iter()
+            .map(|p| libc::pollfd {
+                fd: p.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        for (i, p) in bound.iter().enumerate() {
+            tracing::info!(
+                port = i,
+                ifname = %p.spec.ifname,
+                queue = p.spec.queue_id,
+                mode = %p.mode,
+                "AF_XDP socket bound"
+            );
+        }
+        Ok(XskBackend {
+            ports: bound,
+            pollfds,
+            frame_size: opts.frame_size,
+            frame_count: opts.frame_count,
+            umem,
+        })
+    }
+
+    /// The socket of `port`, to put in the XSKMAP of its interface.
+    ///
+    /// # Panics
+    ///
+    /// If `port` is not a port of this backend (a programming error).
+    pub fn socket_fd(&self, port: PortId) -> RawFd {
+        self.port(port).fd.as_raw_fd()
+    }
+
+    /// How `port` is bound, as the kernel reports it.
+    ///
+    /// # Panics
+    ///
+    /// If `port` is not a port of this backend.
+    pub fn bind_mode(&self, port: PortId) -> BindMode {
+        self.port(port).mode
+    }
+
+    /// The interface and queue of `port`, if it exists.
+    pub fn port_spec(&self, port: PortId) -> Option<&XskPortSpec> {
+        self.ports.get(usize::from(port)).map(|p| &p.spec)
+    }
+
+    /// Ring occupancy and kernel counters of `port` (all zero for a port
+    /// that does not exist). One getsockopt: for stats, not per batch.
+    pub fn ring_stats(&self, port: PortId) -> RingStats {
+        let Some(p) = self.ports.get(usize::from(port)) else {
+            return RingStats::default();
+        };
+        RingStats {
+            fill: p.fill.outstanding(),
+            rx: p.rx.ready_now(),
+            tx: p.tx.outstanding(),
+            completion: p.completion.ready_now(),
+            kernel: statistics(p.fd.as_raw_fd()).ok(),
+        }
+    }
+
+    fn port(&self, port: PortId) -> &XskPort {
+        match self.ports.get(usize::from(port)) {
+            Some(p) => p,
+            None => panic!(
+                "port {port} out of range: this backend has {} ports",
+                self.ports.len()
+            ),
+        }
+    }
+
+    /// Whether a tx descriptor lies inside one chunk of the UMEM.
+    #[inline]
+    fn tx_desc_valid(desc: &Desc, frame_size: u32, umem_len: u64) -> bool {
+        let offset_in_chunk = desc.addr & u64::from(frame_size - 1);
+        desc.len > 0
+            && desc.addr < umem_len
+            && offset_in_chunk + u64::from(desc.len) <= u64::from(frame_size)
+    }
+}
+
+impl PacketIo for XskBackend {
+    fn port_count(&self) -> usize {
+        self.ports.len()
+    }
+
+    fn frame_size(&self) -> u32 {
+        self.frame_size
+    }
+
+    fn frame_count(&self) -> u32 {
+        self.frame_count
+    }
+
+    fn umem(&mut self) -> &mut [u8] {
+        self.umem.as_mut_slice()
+    }
+
+    fn fill_capacity(&self, port: PortId) -> usize {
+        self.ports
+            .get(usize::from(port))
+            .map_or(0, |p| p.fill.free_now() as usize)
+    }
+
+    /// Addresses beyond the UMEM are not taken (the kernel would silently
+    /// discard them, losing the chunk): `fill` stops at the first one and
+    /// leaves it, and everything after it, with the caller.
+    fn fill(&mut self, port: PortId, addrs: &[u64]) -> usize {
+        let umem_len = self.umem.len() as u64;
+        let Some(p) = self.ports.get_mut(usize::from(port)) else {
+            return 0;
+        };
+        let valid = addrs.iter().take_while(|&&a| a < umem_len).count();
+        debug_assert_eq!(valid, addrs.len(), "fill address outside the UMEM");
+        p.fill.produce(valid, |i| addrs[i])
+    }
+
+    fn receive(&mut self, port: PortId, out: &mut [Desc]) -> usize {
+        let Some(p) = self.ports.get_mut(usize::from(port)) else {
+            return 0;
+        };
+        p.rx.consume(out.len(), |i, d| {
+            out[i] = Desc {
+                addr: d.addr,
+                len: d.len,
+            }
+        })
+    }
+
+    /// A descriptor must lie inside one chunk and have a non-zero length
+    /// (otherwise the kernel counts it in `tx_invalid_descs` and never
+    /// completes it, losing the chunk): `transmit` stops at the first one
+    /// that does not and leaves it, and everything after it, with the caller.
+    fn transmit(&mut self, port: PortId, descs: &[Desc]) -> usize {
+        let frame_size = self.frame_size;
+        let umem_len = self.umem.len() as u64;
+        let Some(p) = self.ports.get_mut(usize::from(port)) else {
+            return 0;
+        };
+        let valid = descs
+            .iter()
+            .take_while(|d| XskBackend::tx_desc_valid(d, frame_size, umem_len))
+            .count();
+        debug_assert_eq!(valid, descs.len(), "tx descriptor outside one chunk");
+        p.tx.produce(valid, |i| XdpDesc {
+            addr: descs[i].addr,
+            len: descs[i].len,
+            options: 0,
+        })
+    }
+
+    fn complete(&mut self, port: PortId, out: &mut [u64]) -> usize {
+        let Some(p) = self.ports.get_mut(usize::from(port)) else {
+            return 0;
+        };
+        p.completion.consume(out.len(), |i, addr| out[i] = addr)
+    }
+
+    /// The need_wakeup protocol of `Documentation/networking/af_xdp.rst`
+    /// and `net/xdp/xsk.c`:
+    ///
+    /// - tx: when the tx ring holds entries the kernel has not consumed and
+    ///   either the ring's need_wakeup flag is set or the socket is in copy
+    ///   mode (copy-mode tx only ever happens inside a syscall, and the
+    ///   kernel sends at most 32 frames per call), one
+    ///   `sendto(fd, NULL, 0, MSG_DONTWAIT)`;
+    /// - rx: when the fill ring's need_wakeup flag is set (only zero-copy
+    ///   drivers set it, when they ran out of fill entries),
+    ///   `recvfrom(MSG_DONTWAIT)`, which makes the kernel call the driver's
+    ///   wakeup for rx in zero-copy mode (a copy-mode socket gets a
+    ///   zero-timeout poll instead, the call the document names);
+    /// - both: one zero-timeout `poll()`, which wakes both directions.
+    ///
+    /// EAGAIN, EBUSY, ENOBUFS and ENETDOWN mean "try again later" (tx
+    /// budget spent, skb allocation failed, frame dropped by the device,
+    /// interface down) and return Ok: the caller kicks again on its next
+    /// loop.
+    fn kick(&mut self, port: PortId) -> io::Result<()> {
+        let Some(p) = self.ports.get(usize::from(port)) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no port {port}"),
+            ));
+        };
+        // Our producer-index stores (fill, tx) must be ordered before the
+        // flag loads below, or we could read a flag the kernel cleared
+        // before it saw our new entries and then set again: a StoreLoad
+        // ordering only a full fence gives. One per kick, i.e. per batch.
+        fence(Ordering::SeqCst);
+        let fd = p.fd.as_raw_fd();
+        let tx_wakeup = p.tx.outstanding() > 0 && (p.mode == BindMode::Copy || p.tx.needs_wakeup());
+        let rx_wakeup = p.fill.needs_wakeup();
+        let result = match (tx_wakeup, rx_wakeup) {
+            (false, false) => return Ok(()),
+            (true, false) => sys::wake_tx(fd),
+            (false, true) if p.mode == BindMode::ZeroCopy => sys::wake_rx(fd),
+            (false, true) | (true, true) => {
+                let mut pfd = [libc::pollfd {
+                    fd,
+                    events: libc::POLLIN | libc::POLLOUT,
+                    revents: 0,
+                }];
+                sys::poll(&mut pfd, Duration::ZERO).map(|_| ())
+            }
+        };
+        match result {
+            Err(e) if is_transient(&e) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// One poll() on every socket (POLLIN) for at most `timeout`. A
+    /// copy-mode socket's poll also transmits what its tx ring holds.
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        for pfd in &mut self.pollfds {
+            pfd.revents = 0;
+        }
+        sys::poll(&mut self.pollfds, timeout).map(|_| ())
+    }
+}
+
+/// Errors of a wakeup syscall after which the caller just retries later.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN)
+    )
+}
+
+fn validate(ports: &[XskPortSpec], opts: &XskOptions) -> Result<(), XskError> {
+    let invalid = |m: String| Err(XskError::InvalidOptions(m));
+    if opts.frame_size != 2048 && opts.frame_size != 4096 {
+        return invalid(format!(
+            "frame_size {} (must be 2048 or 4096)",
+            opts.frame_size
+        ));
+    }
+    if opts.frame_count == 0 {
+        return invalid("frame_count 0".into());
+    }
+    if !opts.ring_size.is_power_of_two() {
+        return invalid(format!(
+            "ring_size {} (must be a power of two)",
+            opts.ring_size
+        ));
+    }
+    if ports.is_empty() {
+        return invalid("no ports".into());
+    }
+    if ports.len() > usize::from(PortId::MAX) + 1 {
+        return invalid(format!("{} ports (at most {})", ports.len(), PortId::MAX));
+    }
+    for (i, a) in ports.iter().enumerate() {
+        if ports[..i]
+            .iter()
+            .any(|b| b.ifname == a.ifname && b.queue_id == a.queue_id)
+        {
+            return invalid(format!(
+                "port {i}: {} queue {} is listed twice",
+                a.ifname, a.queue_id
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Open and bind one socket per port in `mode`; the first registers the
+/// UMEM, the others share it.
+fn bind_all(
+    umem: &Mmap,
+    ports: &[XskPortSpec],
+    opts: &XskOptions,
+    mode: BindMode,
+) -> Result<Vec<XskPort>, XskError> {
+    let mut bound: Vec<XskPort> = Vec::with_capacity(ports.len());
+    for spec in ports {
+        let shared_with = bound.first().map(|p| p.fd.as_raw_fd());
+        let port = open_port(umem, spec, opts, mode, shared_with)?;
+        bound.push(port);
+    }
+    Ok(bound)
+}
+
+fn open_port(
+    umem: &Mmap,
+    spec: &XskPortSpec,
+    opts: &XskOptions,
+    mode: BindMode,
+    shared_with: Option<RawFd>,
+) -> Result<XskPort, XskError> {
+    let setup = |step: &'static str| {
+        move |source: io::Error| XskError::Setup {
+            step,
+            ifname: spec.ifname.clone(),
+            queue_id: spec.queue_id,
+            source,
+        }
+    };
+    let ifindex = sys::if_index(&spec.ifname).map_err(|source| XskError::NoSuchInterface {
+        ifname: spec.ifname.clone(),
+        source,
+    })?;
+    let fd = sys::xdp_socket().map_err(setup("socket"))?;
+
+    if shared_with.is_none() {
+        let reg = libc::xdp_umem_reg {
+            addr: umem.as_ptr() as u64,
+            len: umem.len() as u64,
+            chunk_size: opts.frame_size,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        sys::set_xdp_option(&fd, libc::XDP_UMEM_REG, &reg).map_err(setup("UMEM registration"))?;
+    }
+    // Every socket gets its own fill and completion ring: a socket sharing
+    // the UMEM on another device or queue needs them (and we never open two
+    // sockets on the same device and queue).
+    let size = opts.ring_size;
+    for (name, step) in [
+        (libc::XDP_UMEM_FILL_RING, "fill ring setsockopt"),
+        (libc::XDP_UMEM_COMPLETION_RING, "completion ring setsockopt"),
+        (libc::XDP_RX_RING, "rx ring setsockopt"),
+        (libc::XDP_TX_RING, "tx ring setsockopt"),
+    ] {
+        sys::set_xdp_option(&fd, name, &size).map_err(setup(step))?;
+    }
+    let (offsets, len) = sys::get_xdp_option(fd.as_raw_fd(), libc::XDP_MMAP_OFFSETS, ZERO_OFFSETS)
+        .map_err(setup("XDP_MMAP_OFFSETS"))?;
+    if len < size_of::<libc::xdp_mmap_offsets>() {
+        return Err(setup("XDP_MMAP_OFFSETS")(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "kernel without ring flags (need_wakeup needs 5.4+)",
+        )));
+    }
+
+    let raw = fd.as_raw_fd();
+    let (fill_map, fill) = map_ring::<u64>(raw, &offsets.fr, size, libc::XDP_UMEM_PGOFF_FILL_RING)
+        .map_err(setup("fill ring mmap"))?;
+    let (comp_map, completion) =
+        map_ring::<u64>(raw, &offsets.cr, size, libc::XDP_UMEM_PGOFF_COMPLETION_RING)
+            .map_err(setup("completion ring mmap"))?;
+    let (rx_map, rx) = map_ring::<XdpDesc>(raw, &offsets.rx, size, libc::XDP_PGOFF_RX_RING as u64)
+        .map_err(setup("rx ring mmap"))?;
+    let (tx_map, tx) = map_ring::<XdpDesc>(raw, &offsets.tx, size, libc::XDP_PGOFF_TX_RING as u64)
+        .map_err(setup("tx ring mmap"))?;
+
+    // A socket sharing the UMEM may not pass mode flags: it inherits the
+    // mode (and need_wakeup) of the socket that registered the UMEM.
+    let (flags, shared_fd) = match shared_with {
+        Some(first) => (libc::XDP_SHARED_UMEM, first as u32),
+        None => {
+            let mode_flag = match mode {
+                BindMode::ZeroCopy => libc::XDP_ZEROCOPY,
+                BindMode::Copy => libc::XDP_COPY,
+            };
+            (libc::XDP_USE_NEED_WAKEUP | mode_flag, 0)
+        }
+    };
+    let addr = libc::sockaddr_xdp {
+        sxdp_family: libc::AF_XDP as u16,
+        sxdp_flags: flags,
+        sxdp_ifindex: ifindex,
+        sxdp_queue_id: spec.queue_id,
+        sxdp_shared_umem_fd: shared_fd,
+    };
+    bind_retrying_busy(&fd, &addr).map_err(|source| XskError::Bind {
+        mode,
+        ifname: spec.ifname.clone(),
+        queue_id: spec.queue_id,
+        source,
+    })?;
+    let (options, _) = sys::get_xdp_option(raw, libc::XDP_OPTIONS, libc::xdp_options { flags: 0 })
+        .map_err(setup("XDP_OPTIONS"))?;
+    let actual = if options.flags & libc::XDP_OPTIONS_ZEROCOPY != 0 {
+        BindMode::ZeroCopy
+    } else {
+        BindMode::Copy
+    };
+
+    // SAFETY: for all four, each layout points into the mapping returned
+    // with it, which is stored in the same `XskPort` and dropped after the rings;
+    // offsets and sizes come from the kernel and were bounds-checked by
+    // `Mmap::at`; this process is the only user-space side of these rings.
+    let (fill, completion, rx, tx) = unsafe {
+        (
+            ProducerRing::new(fill),
+            ConsumerRing::new(completion),
+            ConsumerRing::new(rx),
+            ProducerRing::new(tx),
+        )
+    };
+    Ok(XskPort {
+        spec: spec.clone(),
+        mode: actual,
+        fill,
+        completion,
+        rx,
+        tx,
+        fd,
+        _ring_maps: [fill_map, comp_map, rx_map, tx_map],
+    })
+}
+
+/// How long bind() retries EBUSY.
+const BIND_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// bind(), retrying EBUSY for up to [`BIND_BUSY_TIMEOUT`]: the kernel
+/// detaches a closed socket's buffer pool from its queue in a work item
+/// (`xp_release_deferred`), so right after a previous backend on the same
+/// queue was dropped (a restart, a reconfiguration) the queue is briefly
+/// still busy. A queue held by a live socket stays busy and fails after the
+/// timeout.
+fn bind_retrying_busy(fd: &OwnedFd, addr: &libc::sockaddr_xdp) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + BIND_BUSY_TIMEOUT;
+    loop {
+        match sys::bind_xdp(fd, addr) {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+const ZERO_RING_OFFSET: libc::xdp_ring_offset = libc::xdp_ring_offset {
+    producer: 0,
+    consumer: 0,
+    desc: 0,
+    flags: 0,
+};
+
+const ZERO_OFFSETS: libc::xdp_mmap_offsets = libc::xdp_mmap_offsets {
+    rx: ZERO_RING_OFFSET,
+    tx: ZERO_RING_OFFSET,
+    fr: ZERO_RING_OFFSET,
+    cr: ZERO_RING_OFFSET,
+};
+
+/// Map one ring of `fd` and locate its parts.
+fn map_ring<T>(
+    fd: RawFd,
+    offsets: &libc::xdp_ring_offset,
+    size: u32,
+    page_offset: u64,
+) -> io::Result<(Mmap, RingLayout<T>)> {
+    let bad = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "ring offsets outside the mapping",
+        )
+    };
+    let len = usize::try_from(offsets.desc)
+        .ok()
+        .and_then(|d| d.checked_add(size as usize * size_of::<T>()))
+        .ok_or_else(bad)?;
+    let map = Mmap::ring(fd, len, page_offset)?;
+    let layout = RingLayout {
+        producer: map.at(offsets.producer, 1).ok_or_else(bad)?,
+        consumer: map.at(offsets.consumer, 1).ok_or_else(bad)?,
+        flags: map.at(offsets.flags, 1).ok_or_else(bad)?,
+        entries: map.at(offsets.desc, size as usize).ok_or_else(bad)?,
+        size,
+    };
+    Ok((map, layout))
+}
+
+/// `XDP_STATISTICS` of a socket.
+fn statistics(fd: RawFd) -> io::Result<XdpStatistics> {
+    let zero = libc::xdp_statistics {
+        rx_dropped: 0,
+        rx_invalid_descs: 0,
+        tx_invalid_descs: 0,
+        rx_ring_full: 0,
+        rx_fill_ring_empty_descs: 0,
+        tx_ring_empty_descs: 0,
+    };
+    let (s, _) = sys::get_xdp_option(fd, libc::XDP_STATISTICS, zero)?;
+    Ok(XdpStatistics {
+        rx_dropped: s.rx_dropped,
+        rx_invalid_descs: s.rx_invalid_descs,
+        tx_invalid_descs: s.tx_invalid_descs,
+        rx_ring_full: s.rx_ring_full,
+        rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+        tx_ring_empty_descs: s.tx_ring_empty_descs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(ifname: &str, queue_id: u32) -> XskPortSpec {
+        XskPortSpec {
+            ifname: ifname.into(),
+            queue_id,
+        }
+    }
+
+    #[test]
+    fn options_are_validated_before_any_syscall() {
+        let ok = XskOptions::default();
+        let ports = [spec("eth9", 0)];
+        for bad in [
+            XskOptions {
+                frame_size: 1024,
+                ..ok.clone()
+            },
+            XskOptions {
+                frame_count: 0,
+                ..ok.clone()
+            },
+            XskOptions {
+                ring_size: 1000,
+                ..ok.clone()
+            },
+        ] {
+            assert!(matches!(
+                validate(&ports, &bad),
+                Err(XskError::InvalidOptions(_))
+            ));
+        }
+        assert!(matches!(
+            validate(&[], &ok),
+            Err(XskError::InvalidOptions(_))
+        ));
+        let dup = [spec("a0", 0), spec("b0", 0), spec("a0", 0)];
+        assert!(
+            matches!(validate(&dup, &ok), Err(XskError::InvalidOptions(m)) if m.contains("twice"))
+        );
+        assert!(validate(&[spec("a0", 0), spec("a0", 1)], &ok).is_ok());
+    }
+
+    #[test]
+    fn tx_descriptors_must_stay_inside_one_chunk() {
+        let umem_len = 4 * 2048;
+        let d = |addr, len| Desc { addr, len };
+        assert!(XskBackend::tx_desc_valid(
+            &d(2048 + 256, 60),
+            2048,
+            umem_len
+        ));
+        assert!(XskBackend::tx_desc_valid(&d(2048, 2048), 2048, umem_len));
+        // Encapsulation moved the start back into the headroom: still fine.
+        assert!(XskBackend::tx_desc_valid(
+            &d(2048 + 206, 110),
+            2048,
+            umem_len
+        ));
+        assert!(!XskBackend::tx_desc_valid(
+            &d(2048 + 256, 1793),
+            2048,
+            umem_len
+        ));
+        assert!(!XskBackend::tx_desc_valid(&d(2048, 0), 2048, umem_len));
+        assert!(!XskBackend::tx_desc_valid(&d(umem_len, 60), 2048, umem_len));
+    }
+
+    #[test]
+    fn backend_can_move_to_a_worker_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<XskBackend>();
+    }
+
+    #[test]
+    fn transient_wakeup_errors() {
+        for errno in [libc::EAGAIN, libc::EBUSY, libc::ENOBUFS, libc::ENETDOWN] {
+            assert!(is_transient(&io::Error::from_raw_os_error(errno)));
+        }
+        assert!(!is_transient(&io::Error::from_raw_os_error(libc::ENXIO)));
+        assert!(!is_transient(&io::Error::from_raw_os_error(libc::EBADF)));
+    }
+
+    #[test]
+    fn open_reports_a_missing_interface() {
+        // Runs unprivileged too: the interface lookup comes before socket().
+        let opts = XskOptions {
+            frame_count: 16,
+            ring_size: 16,
+            ..XskOptions::default()
+        };
+        let err = XskBackend::open(&[spec("kxdp-nonexist", 0)], &opts)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("kxdp-nonexist") && e.contains("not found")),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,428 @@
+//! The four AF_XDP rings (fill, completion, rx, tx) as single-producer /
+//! single-consumer queues over memory shared with the kernel.
+//!
+//! A ring is a power-of-two array of entries plus a `producer` and a
+//! `consumer` index (free-running `u32`s, compared with wrapping arithmetic)
+//! and a `flags` word. The producer writes entries then publishes its index
+//! with a Release store; the consumer reads the producer index with an
+//! Acquire load before it reads the entries, and publishes its own index
+//! with a Release store once it has copied them out. Each side keeps a
+//! cached copy of both indices, so a batch loads the other side's index at
+//! most once and stores its own exactly once. This is the protocol of the
+//! kernel's `xsk_queue.h`, re-implemented because kxdp links neither libbpf
+//! nor libxdp (no crate implements it without them either, apart from whole
+//! AF_XDP frameworks we do not want to adopt).
+//!
+//! The type does not know whether its memory is an mmapped kernel ring or a
+//! heap-allocated fake one: the unit tests below drive it against a fake.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// `XDP_RING_NEED_WAKEUP`: set by the kernel in the flags word of the fill
+/// or tx ring when it needs a syscall to go on.
+const RING_NEED_WAKEUP: u32 = libc::XDP_RING_NEED_WAKEUP;
+
+/// An rx/tx ring entry, `struct xdp_desc`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct XdpDesc {
+    /// Offset of the data in the UMEM.
+    pub addr: u64,
+    /// Length of the data.
+    pub len: u32,
+    /// Options (`XDP_PKT_CONTD`); always 0 without multi-buffer.
+    pub options: u32,
+}
+
+/// Where one ring's parts are. The pointers stay valid as long as the
+/// memory that holds the ring (an mmap owned by the socket, or a test's
+/// heap allocation) lives.
+#[derive(Debug)]
+pub(crate) struct RingLayout<T> {
+    pub producer: NonNull<AtomicU32>,
+    pub consumer: NonNull<AtomicU32>,
+    pub flags: NonNull<AtomicU32>,
+    pub entries: NonNull<T>,
+    /// Number of entries, a power of two.
+    pub size: u32,
+}
+
+impl<T> RingLayout<T> {
+    fn producer(&self) -> &AtomicU32 {
+        // SAFETY: `RingLayout` is only built by `ProducerRing::new` /
+        // `ConsumerRing::new`, whose callers promise the pointer is valid,
+        // aligned and outlives the ring; an AtomicU32 may alias memory that
+        // the kernel (the other side) writes concurrently.
+        unsafe { self.producer.as_ref() }
+    }
+
+    fn consumer(&self) -> &AtomicU32 {
+        // SAFETY: as for `producer`.
+        unsafe { self.consumer.as_ref() }
+    }
+
+    fn flags(&self) -> &AtomicU32 {
+        // SAFETY: as for `producer`.
+        unsafe { self.flags.as_ref() }
+    }
+
+    /// Pointer to the entry at free-running index `index`.
+    fn slot(&self, index: u32) -> *mut T {
+        let i = (index & (self.size - 1)) as usize;
+        // SAFETY: `i < size` and the entry array has `size` elements, so the
+        // offset stays inside one allocation.
+        unsafe { self.entries.as_ptr().add(i) }
+    }
+}
+
+/// The side of a ring that userspace produces into (fill, tx).
+#[derive(Debug)]
+pub(crate) struct ProducerRing<T> {
+    layout: RingLayout<T>,
+    /// Our producer index; published on every batch.
+    cached_producer: u32,
+    /// The kernel's consumer index plus `size`: `cached_end - cached_producer`
+    /// is a lower bound of the free slots.
+    cached_end: u32,
+}
+
+// SAFETY: the ring is a handle on memory that is not tied to a thread; it is
+// moved whole with the socket that owns that memory and used by one thread
+// at a time (&mut self for every mutation).
+unsafe impl<T: Send> Send for ProducerRing<T> {}
+
+impl<T: Copy> ProducerRing<T> {
+    /// Wrap a ring whose producer side we own.
+    ///
+    /// # Safety
+    ///
+    /// The pointers in `layout` must be valid and aligned for as long as the
+    /// returned ring is used, `entries` must point to `size` entries, `size`
+    /// must be a non-zero power of two, and nothing else may produce into
+    /// this ring.
+    pub(crate) unsafe fn new(layout: RingLayout<T>) -> Self {
+        debug_assert!(layout.size.is_power_of_two());
+        let cached_producer = layout.producer().load(Ordering::Relaxed);
+        let cached_end = layout
+            .consumer()
+            .load(Ordering::Acquire)
+            .wrapping_add(layout.size);
+        ProducerRing {
+            layout,
+            cached_producer,
+            cached_end,
+        }
+    }
+
+    /// Free slots, refreshing the kernel's consumer index only when the
+    /// cached value shows fewer than `wanted`.
+    fn free_slots(&mut self, wanted: u32) -> u32 {
+        let free = self.cached_end.wrapping_sub(self.cached_producer);
+        if free >= wanted {
+            return free;
+        }
+        self.cached_end = self
+            .layout
+            .consumer()
+            .load(Ordering::Acquire)
+            .wrapping_add(self.layout.size);
+        self.cached_end.wrapping_sub(self.cached_producer)
+    }
+
+    /// Free slots right now (one fresh load of the consumer index; does not
+    /// touch the caches).
+    pub(crate) fn free_now(&self) -> u32 {
+        let consumer = self.layout.consumer().load(Ordering::Acquire);
+        self.layout
+            .size
+            .wrapping_sub(self.cached_producer.wrapping_sub(consumer))
+    }
+
+    /// Produce `count` entries made by `make(i)` for `i` in `0..n`, where `n`
+    /// is `count` bounded by the free slots; publishes them with one Release
+    /// store and returns `n`.
+    pub(crate) fn produce(&mut self, count: usize, mut make: impl FnMut(usize) -> T) -> usize {
+        let wanted = u32::try_from(count).unwrap_or(u32::MAX);
+        let n = self.free_slots(wanted).min(wanted);
+        if n == 0 {
+            return 0;
+        }
+        for i in 0..n {
+            let slot = self.layout.slot(self.cached_producer.wrapping_add(i));
+            // SAFETY: the slot is between the published producer index and
+            // the consumer index plus size, so the kernel does not read it
+            // until we publish; `slot` is in bounds (see `RingLayout::slot`).
+            unsafe { slot.write_volatile(make(i as usize)) };
+        }
+        self.cached_producer = self.cached_producer.wrapping_add(n);
+        // Release: the entries above are visible before the new index.
+        self.layout
+            .producer()
+            .store(self.cached_producer, Ordering::Release);
+        n as usize
+    }
+
+    /// Entries we published that the kernel has not consumed yet.
+    pub(crate) fn outstanding(&self) -> u32 {
+        self.cached_producer
+            .wrapping_sub(self.layout.consumer().load(Ordering::Acquire))
+    }
+
+    /// Whether the kernel asks for a wakeup syscall (`XDP_RING_NEED_WAKEUP`).
+    pub(crate) fn needs_wakeup(&self) -> bool {
+        self.layout.flags().load(Ordering::Acquire) & RING_NEED_WAKEUP != 0
+    }
+}
+
+/// The side of a ring that userspace consumes from (rx, completion).
+#[derive(Debug)]
+pub(crate) struct ConsumerRing<T> {
+    layout: RingLayout<T>,
+    /// Our consumer index; published on every batch.
+    cached_consumer: u32,
+    /// The kernel's producer index as last loaded.
+    cached_producer: u32,
+}
+
+// SAFETY: as for `ProducerRing`.
+unsafe impl<T: Send> Send for ConsumerRing<T> {}
+
+impl<T: Copy> ConsumerRing<T> {
+    /// Wrap a ring whose consumer side we own.
+    ///
+    /// # Safety
+    ///
+    /// As for [`ProducerRing::new`], with "nothing else may consume from
+    /// this ring".
+    pub(crate) unsafe fn new(layout: RingLayout<T>) -> Self {
+        debug_assert!(layout.size.is_power_of_two());
+        let cached_consumer = layout.consumer().load(Ordering::Relaxed);
+        let cached_producer = layout.producer().load(Ordering::Acquire);
+        ConsumerRing {
+            layout,
+            cached_consumer,
+            cached_producer,
+        }
+    }
+
+    /// Entries ready, refreshing the kernel's producer index only when the
+    /// cache shows fewer than `wanted`.
+    fn ready(&mut self, wanted: u32) -> u32 {
+        let ready = self.cached_producer.wrapping_sub(self.cached_consumer);
+        if ready >= wanted {
+            return ready;
+        }
+        // Acquire: the entries the kernel wrote before this index are
+        // visible to the reads in `consume`.
+        self.cached_producer = self.layout.producer().load(Ordering::Acquire);
+        self.cached_producer.wrapping_sub(self.cached_consumer)
+    }
+
+    /// Consume up to `max` entries, handing each to `take(i, entry)`;
+    /// releases their slots with one Release store and returns how many.
+    pub(crate) fn consume(&mut self, max: usize, mut take: impl FnMut(usize, T)) -> usize {
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        let n = self.ready(max).min(max);
+        if n == 0 {
+            return 0;
+        }
+        for i in 0..n {
+            let slot = self.layout.slot(self.cached_consumer.wrapping_add(i));
+            // SAFETY: the slot is between our consumer index and the
+            // producer index we loaded with Acquire, so the kernel wrote it
+            // and will not touch it until we release it below.
+            let entry = unsafe { slot.read_volatile() };
+            take(i as usize, entry);
+        }
+        self.cached_consumer = self.cached_consumer.wrapping_add(n);
+        // Release: our reads of the entries happen before the kernel may
+        // overwrite their slots.
+        self.layout
+            .consumer()
+            .store(self.cached_consumer, Ordering::Release);
+        n as usize
+    }
+
+    /// Entries the kernel has produced that we have not consumed (one fresh
+    /// load; does not touch the caches).
+    pub(crate) fn ready_now(&self) -> u32 {
+        self.layout
+            .producer()
+            .load(Ordering::Acquire)
+            .wrapping_sub(self.cached_consumer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A ring in heap memory, with the test playing the kernel. The entry
+    /// array is a raw allocation so that the ring handle and the "kernel"
+    /// side both go through the same raw pointer.
+    struct FakeRing<T> {
+        producer: Box<AtomicU32>,
+        consumer: Box<AtomicU32>,
+        flags: Box<AtomicU32>,
+        entries: NonNull<[T]>,
+    }
+
+    impl<T> Drop for FakeRing<T> {
+        fn drop(&mut self) {
+            // SAFETY: `entries` came from `Box::into_raw` in `new` and is
+            // freed only here.
+            drop(unsafe { Box::from_raw(self.entries.as_ptr()) });
+        }
+    }
+
+    impl<T: Copy + Default> FakeRing<T> {
+        fn new(size: u32, start_index: u32) -> Self {
+            let entries = vec![T::default(); size as usize].into_boxed_slice();
+            FakeRing {
+                producer: Box::new(AtomicU32::new(start_index)),
+                consumer: Box::new(AtomicU32::new(start_index)),
+                flags: Box::new(AtomicU32::new(0)),
+                entries: NonNull::from(Box::leak(entries)),
+            }
+        }
+
+        fn size(&self) -> u32 {
+            self.entries.len() as u32
+        }
+
+        fn slot(&self, index: u32) -> *mut T {
+            let i = (index & (self.size() - 1)) as usize;
+            // SAFETY: `i` is below the array length.
+            unsafe { self.entries.cast::<T>().as_ptr().add(i) }
+        }
+
+        fn layout(&self) -> RingLayout<T> {
+            RingLayout {
+                producer: NonNull::from(&*self.producer),
+                consumer: NonNull::from(&*self.consumer),
+                flags: NonNull::from(&*self.flags),
+                entries: self.entries.cast::<T>(),
+                size: self.size(),
+            }
+        }
+
+        /// The kernel consumes `n` entries of a producer ring.
+        fn kernel_consume(&self, n: u32) -> Vec<T> {
+            let c = self.consumer.load(Ordering::Acquire);
+            let p = self.producer.load(Ordering::Acquire);
+            assert!(p.wrapping_sub(c) >= n, "kernel consumes more than produced");
+            let out = (0..n)
+                // SAFETY: in bounds; the ring handle does not write slots
+                // between its consumer and producer indices.
+                .map(|i| unsafe { self.slot(c.wrapping_add(i)).read_volatile() })
+                .collect();
+            self.consumer.store(c.wrapping_add(n), Ordering::Release);
+            out
+        }
+
+        /// The kernel produces entries into a consumer ring.
+        fn kernel_produce(&self, items: &[T]) {
+            let p = self.producer.load(Ordering::Relaxed);
+            let c = self.consumer.load(Ordering::Acquire);
+            assert!(
+                self.size() - p.wrapping_sub(c) >= items.len() as u32,
+                "fake ring overflow"
+            );
+            for (i, item) in items.iter().enumerate() {
+                // SAFETY: in bounds; the slot is free (between the producer
+                // and the consumer index plus size).
+                unsafe { self.slot(p.wrapping_add(i as u32)).write_volatile(*item) };
+            }
+            self.producer
+                .store(p.wrapping_add(items.len() as u32), Ordering::Release);
+        }
+    }
+
+    // The fake ring's boxes outlive the ring handles in every test below
+    // (the handles are dropped first, in reverse declaration order).
+
+    #[test]
+    fn producer_stops_at_capacity_and_resumes_after_kernel_consumes() {
+        for start in [0, u32::MAX - 5] {
+            let fake = FakeRing::<u64>::new(8, start);
+            // SAFETY: the fake ring outlives `ring`; sizes match.
+            let mut ring = unsafe { ProducerRing::new(fake.layout()) };
+            assert_eq!(ring.free_now(), 8);
+            assert_eq!(ring.produce(5, |i| 100 + i as u64), 5);
+            assert_eq!(ring.produce(5, |i| 200 + i as u64), 3, "only 3 slots left");
+            assert_eq!(ring.produce(1, |_| 999), 0, "full");
+            assert_eq!(ring.outstanding(), 8);
+            assert_eq!(fake.kernel_consume(6), vec![100, 101, 102, 103, 104, 200]);
+            assert_eq!(ring.free_now(), 6);
+            assert_eq!(ring.produce(10, |i| 300 + i as u64), 6);
+            assert_eq!(
+                fake.kernel_consume(8),
+                vec![201, 202, 300, 301, 302, 303, 304, 305]
+            );
+            assert_eq!(ring.outstanding(), 0);
+            assert_eq!(
+                fake.producer.load(Ordering::Relaxed),
+                start.wrapping_add(14)
+            );
+        }
+    }
+
+    #[test]
+    fn producer_reads_consumer_index_once_per_short_batch() {
+        let fake = FakeRing::<u64>::new(4, 0);
+        // SAFETY: the fake ring outlives `ring`.
+        let mut ring = unsafe { ProducerRing::new(fake.layout()) };
+        assert_eq!(ring.produce(4, |i| i as u64), 4);
+        fake.kernel_consume(2);
+        // The cached end still says "full"; a produce refreshes it once.
+        assert_eq!(ring.produce(3, |i| 10 + i as u64), 2);
+        // While the cache shows enough room, the shared consumer index is
+        // not consulted: a bogus value there is never seen.
+        let fake2 = FakeRing::<u64>::new(8, 0);
+        // SAFETY: the fake ring outlives `ring2`.
+        let mut ring2 = unsafe { ProducerRing::new(fake2.layout()) };
+        fake2.consumer.store(1000, Ordering::Relaxed);
+        assert_eq!(ring2.produce(3, |i| i as u64), 3);
+        assert_eq!(fake2.producer.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn consumer_takes_what_the_kernel_produced_across_wraparound() {
+        for start in [0, u32::MAX - 2] {
+            let fake = FakeRing::<XdpDesc>::new(4, start);
+            // SAFETY: the fake ring outlives `ring`.
+            let mut ring = unsafe { ConsumerRing::new(fake.layout()) };
+            let mut out = Vec::new();
+            assert_eq!(ring.consume(8, |_, d| out.push(d)), 0);
+            let descs: Vec<XdpDesc> = (0..3)
+                .map(|i| XdpDesc {
+                    addr: 2048 * i + 256,
+                    len: 60 + i as u32,
+                    options: 0,
+                })
+                .collect();
+            fake.kernel_produce(&descs);
+            assert_eq!(ring.ready_now(), 3);
+            assert_eq!(ring.consume(2, |_, d| out.push(d)), 2);
+            assert_eq!(fake.consumer.load(Ordering::Relaxed), start.wrapping_add(2));
+            fake.kernel_produce(&descs[..2]);
+            assert_eq!(ring.consume(8, |_, d| out.push(d)), 3);
+            assert_eq!(out, [&descs[..], &descs[..2]].concat());
+            assert_eq!(ring.ready_now(), 0);
+            assert_eq!(fake.consumer.load(Ordering::Relaxed), start.wrapping_add(5));
+        }
+    }
+
+    #[test]
+    fn need_wakeup_flag_is_read_from_the_flags_word() {
+        let fake = FakeRing::<u64>::new(4, 0);
+        // SAFETY: the fake ring outlives `ring`.
+        let ring = unsafe { ProducerRing::new(fake.layout()) };
+        assert!(!ring.needs_wakeup());
+        fake.flags.store(RING_NEED_WAKEUP, Ordering::Relaxed);
+        assert!(ring.needs_wakeup());
+    }
+}

@@ -162,6 +162,12 @@ fn mac_str(mac: [u8; 6]) -> String {
 /// A veth pair between two namespaces, addressed (/24) and up, with
 /// permanent neighbour entries both ways so no ARP precedes the first frame.
 fn veth(a: End, b: End) {
+    veth_with_queues(a, b, 1);
+}
+
+/// [`veth`] with `queues` rx and tx queues on each end.
+fn veth_with_queues(a: End, b: End, queues: u32) {
+    let q = queues.to_string();
     ip(&[
         "-n",
         a.ns,
@@ -170,6 +176,10 @@ fn veth(a: End, b: End) {
         a.ifname,
         "address",
         &mac_str(a.mac),
+        "numrxqueues",
+        &q,
+        "numtxqueues",
+        &q,
         "type",
         "veth",
         "peer",
@@ -177,6 +187,10 @@ fn veth(a: End, b: End) {
         b.ifname,
         "address",
         &mac_str(b.mac),
+        "numrxqueues",
+        &q,
+        "numtxqueues",
+        &q,
         "netns",
         b.ns,
     ]);
@@ -953,6 +967,93 @@ fn frames_are_accounted_for_under_fill_and_tx_exhaustion() {
     assert_eq!(stats.kernel.expect("stats").tx_invalid_descs, 0);
     assert_eq!(frames.count(Place::Held) + frames.count(Place::Tx), 0);
     check_total(&frames);
+    drop(attachment);
+}
+
+#[test]
+fn one_umem_serves_two_queues_of_one_interface() {
+    if !privileged("one_umem_serves_two_queues_of_one_interface") {
+        return;
+    }
+    let ns = Netns::new(2);
+    let node = End {
+        ns: ns.name(0),
+        ifname: "km0",
+        mac: NODE_MAC,
+        ip: Ipv4Addr::new(10, 82, 0, 1),
+    };
+    let peer = End {
+        ns: ns.name(1),
+        ifname: "km1",
+        mac: PEER_MAC,
+        ip: Ipv4Addr::new(10, 82, 0, 2),
+    };
+    veth_with_queues(node, peer, 2);
+    let (attachment, mut xsk) = in_netns(node.ns, || {
+        let a = XdpAttachment::attach(node.ifname, XdpFilter::All, XdpAttachMode::Auto, 2)
+            .expect("attach");
+        let queue = |queue_id| XskPortSpec {
+            ifname: node.ifname.into(),
+            queue_id,
+        };
+        let x = XskBackend::open(&[queue(0), queue(1)], &small_opts(128, 32)).expect("open");
+        (a, x)
+    });
+    attachment
+        .register_socket(0, xsk.socket_fd(0))
+        .expect("register 0");
+    attachment
+        .register_socket(1, xsk.socket_fd(1))
+        .expect("register 1");
+    assert!(attachment.register_socket(2, xsk.socket_fd(1)).is_err());
+    let mut frames = Frames::new(xsk.frame_count(), xsk.frame_size());
+    frames.fill(&mut xsk, 0, 32);
+    frames.fill(&mut xsk, 1, 32);
+
+    // Many flows: the peer's tx queue (= our rx queue) follows the flow hash.
+    const FLOWS: usize = 24;
+    let senders: Vec<UdpSocket> = (0..FLOWS)
+        .map(|_| udp_socket(peer.ns, peer.ip, 0))
+        .collect();
+    for (i, s) in senders.iter().enumerate() {
+        s.send_to(
+            format!("flow-{i}").as_bytes(),
+            SocketAddrV4::new(node.ip, 7100),
+        )
+        .expect("send");
+    }
+    let mut per_queue = [0usize; 2];
+    let mut payloads = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut batch = [Desc::default(); 64];
+    while payloads.len() < FLOWS && Instant::now() < deadline {
+        let mut any = false;
+        for q in 0..2u16 {
+            let n = xsk.receive(q, &mut batch);
+            any |= n > 0;
+            per_queue[usize::from(q)] += n;
+            for d in &batch[..n] {
+                frames.moved(d.addr, Place::Fill, Place::Held);
+                let bytes = frame_bytes(&mut xsk, *d);
+                payloads.insert(udp_payload(&bytes).expect("udp"));
+            }
+        }
+        if !any {
+            xsk.wait(Duration::from_millis(10)).expect("wait");
+        }
+    }
+    println!("{FLOWS} flows over two queues: {per_queue:?}");
+    assert_eq!(
+        payloads.len(),
+        FLOWS,
+        "every flow reached one of the sockets"
+    );
+    assert_eq!(per_queue[0] + per_queue[1], FLOWS);
+    assert_eq!(frames.count(Place::Held), FLOWS);
+    for q in 0..2u16 {
+        let k = xsk.ring_stats(q).kernel.expect("stats");
+        assert_eq!(k.rx_dropped + k.rx_invalid_descs, 0);
+    }
     drop(attachment);
 }
 

@@ -339,11 +339,17 @@ fn load(filter: XdpFilter, xskmap: &OwnedFd) -> Result<OwnedFd, BpfError> {
     };
     let insns = program::xdp_program(&filter, xskmap.as_raw_fd())
         .map_err(|e| BpfError::Invalid(format!("assembling {name}: {e}")))?;
-    match sys::load_xdp_program(name, &insns, LICENSE, None) {
+    load_insns(name, &insns)
+}
+
+/// Load `insns`; if the kernel refuses, load again with a log buffer and
+/// return the verifier's log in the error.
+fn load_insns(name: &'static str, insns: &[asm::Insn]) -> Result<OwnedFd, BpfError> {
+    match sys::load_xdp_program(name, insns, LICENSE, None) {
         Ok(fd) => Ok(fd),
         Err(first) => {
             let mut log = vec![0u8; VERIFIER_LOG_SIZE];
-            match sys::load_xdp_program(name, &insns, LICENSE, Some(&mut log)) {
+            match sys::load_xdp_program(name, insns, LICENSE, Some(&mut log)) {
                 Ok(fd) => Ok(fd),
                 Err(source) => {
                     let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
@@ -375,6 +381,61 @@ mod tests {
         );
         assert_eq!(AttachedMode::Native.flags(), 4);
         assert_eq!(AttachedMode::Generic.flags(), 2);
+    }
+
+    /// Root (effective uid 0)? Outside CI a non-root run skips; under
+    /// CI=true it fails.
+    fn privileged(test: &str) -> bool {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let euid = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2));
+        if euid == Some("0") {
+            return true;
+        }
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "{test} needs root under CI"
+        );
+        eprintln!("skipping {test}: needs root (CAP_BPF)");
+        false
+    }
+
+    #[test]
+    fn a_rejected_program_comes_back_with_the_verifier_log() {
+        if !privileged("a_rejected_program_comes_back_with_the_verifier_log") {
+            return;
+        }
+        // Reads the first byte of the packet without a bounds check.
+        let mut a = asm::Asm::new();
+        a.load(asm::Size::U32, asm::Reg::R2, asm::Reg::R1, 0)
+            .load(asm::Size::U8, asm::Reg::R0, asm::Reg::R2, 0)
+            .exit();
+        let insns = a.finish().expect("assembles");
+        match load_insns("kxdp_bad", &insns) {
+            Err(BpfError::Verifier { log, program, .. }) => {
+                assert_eq!(program, "kxdp_bad");
+                assert!(
+                    log.contains("invalid access to packet"),
+                    "verifier log: {log}"
+                );
+            }
+            other => panic!("expected a verifier error, got {other:?}"),
+        }
+        // The real programs pass the verifier of this kernel.
+        let map = sys::create_xskmap("kxdp_test", 4).expect("map");
+        for filter in [
+            XdpFilter::All,
+            XdpFilter::Vxlan {
+                vtep: Ipv4Addr::new(192, 0, 2, 1),
+                udp_port: 4789,
+            },
+        ] {
+            let prog = load(filter, &map).expect("verifier accepts");
+            assert!(sys::program_id(&prog).expect("id") > 0);
+        }
     }
 
     #[test]

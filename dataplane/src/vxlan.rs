@@ -1,14 +1,42 @@
 //! VXLAN (RFC 7348) over an IPv4 underlay: encapsulation from a precomputed
 //! per-destination header template, and validated decapsulation.
+//!
+//! Encapsulation is a 50-byte copy and four 16-bit stores: the outer IPv4
+//! header checksum comes from the template's precomputed sum plus the one
+//! field that varies (the total length). Decapsulation validates the outer
+//! headers with etherparse's checked slices and returns where the inner
+//! frame is; it never copies. No allocation, no panics on any input.
 
 use std::net::Ipv4Addr;
 
+use etherparse::{EtherType, Ethernet2HeaderSlice, IpNumber, Ipv4HeaderSlice, UdpHeaderSlice};
+
+use crate::packet::{checksum, ETH_HEADER_LEN};
 use crate::verdict::DropReason;
 
 /// Outer Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8).
 pub const ENCAP_OVERHEAD: usize = 50;
 /// IANA's VXLAN port.
 pub const VXLAN_PORT: u16 = 4789;
+/// Length of the VXLAN header.
+pub const VXLAN_HEADER_LEN: usize = 8;
+/// The VXLAN "I" flag: the VNI is valid.
+pub const VXLAN_FLAG_VNI: u8 = 0x08;
+/// First UDP source port [`source_port`] uses (the IANA dynamic range).
+pub const SOURCE_PORT_MIN: u16 = 49152;
+
+// Offsets inside the template (from the outer frame's first byte).
+const IP: usize = ETH_HEADER_LEN;
+const IP_TOTAL_LEN: usize = IP + 2;
+const IP_CHECKSUM: usize = IP + 10;
+const UDP: usize = IP + 20;
+const UDP_SRC_PORT: usize = UDP;
+const UDP_LEN: usize = UDP + 4;
+const VXLAN: usize = UDP + 8;
+/// Outer IPv4 + UDP + VXLAN: what the outer total length adds to the inner frame.
+const IP_OVERHEAD: usize = ENCAP_OVERHEAD - ETH_HEADER_LEN;
+/// UDP + VXLAN: what the UDP length adds to the inner frame.
+const UDP_OVERHEAD: usize = 8 + VXLAN_HEADER_LEN;
 
 /// The outer headers for one (remote VTEP, VNI), built once when tables are
 /// compiled; encapsulation copies it and patches the lengths, the source
@@ -17,11 +45,17 @@ pub const VXLAN_PORT: u16 = 4789;
 pub struct EncapTemplate {
     /// The 50 bytes of outer headers, with zero lengths, source port and checksum.
     pub bytes: [u8; ENCAP_OVERHEAD],
+    /// One's-complement sum of the outer IPv4 header as in `bytes` (total
+    /// length and checksum zero), unfolded: [`encap`] adds the total length
+    /// and folds.
+    ip_sum: u32,
 }
 
 impl EncapTemplate {
     /// Outer Ethernet src/dst, outer IPv4 src/dst (TTL 64, DF set, TOS 0,
     /// ID 0), UDP destination port, VXLAN I flag and VNI.
+    ///
+    /// The VNI is 24 bits: higher bits of `vni` are ignored.
     pub fn new(
         outer_src_mac: [u8; 6],
         outer_dst_mac: [u8; 6],
@@ -30,16 +64,58 @@ impl EncapTemplate {
         vni: u32,
         udp_dst_port: u16,
     ) -> Self {
-        let _ = (outer_src_mac, outer_dst_mac, src_ip, dst_ip, vni, udp_dst_port);
-        todo!("packet work item")
+        let mut bytes = [0u8; ENCAP_OVERHEAD];
+        bytes[0..6].copy_from_slice(&outer_dst_mac);
+        bytes[6..12].copy_from_slice(&outer_src_mac);
+        bytes[12..14].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+        // Version 4, IHL 5, TOS 0, total length 0 (patched), ID 0, DF,
+        // fragment offset 0, TTL 64, UDP, checksum 0 (patched).
+        bytes[IP..IP + 12].copy_from_slice(&[
+            0x45,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            IpNumber::UDP.0,
+            0,
+            0,
+        ]);
+        bytes[IP + 12..IP + 16].copy_from_slice(&src_ip.octets());
+        bytes[IP + 16..IP + 20].copy_from_slice(&dst_ip.octets());
+        // Source port (patched), destination port, length (patched), checksum 0.
+        bytes[UDP + 2..UDP + 4].copy_from_slice(&udp_dst_port.to_be_bytes());
+        // Flags (I), 24 reserved bits, VNI, 8 reserved bits.
+        bytes[VXLAN] = VXLAN_FLAG_VNI;
+        bytes[VXLAN + 4..VXLAN + 7].copy_from_slice(&(vni & 0x00ff_ffff).to_be_bytes()[1..]);
+        let ip_sum = checksum::sum(&bytes[IP..UDP], 0);
+        EncapTemplate { bytes, ip_sum }
+    }
+
+    /// The VNI this template carries.
+    pub fn vni(&self) -> u32 {
+        u32::from_be_bytes([
+            0,
+            self.bytes[VXLAN + 4],
+            self.bytes[VXLAN + 5],
+            self.bytes[VXLAN + 6],
+        ])
     }
 }
 
 /// The UDP source port for a flow hash, in 49152..=65535 like the kernel's
 /// default range, so flows spread over ECMP and RSS.
+///
+/// (Linux's vxlan device actually defaults to the local port range,
+/// 32768..=60999, unless given `srcport`; 49152..=65535 is RFC 7348 §5's
+/// recommendation, the IANA dynamic range.) Uses the hash's top 14 bits, as
+/// the kernel's `udp_flow_src_port` scales by multiplication.
+#[inline]
 pub fn source_port(flow_hash: u32) -> u16 {
-    let _ = flow_hash;
-    todo!("packet work item")
+    SOURCE_PORT_MIN + (flow_hash >> 18) as u16
 }
 
 /// Write the outer headers into the `ENCAP_OVERHEAD` bytes before `data_off`
@@ -47,10 +123,14 @@ pub fn source_port(flow_hash: u32) -> u16 {
 /// the new data offset (`data_off - ENCAP_OVERHEAD`); the new length is
 /// `inner_len + ENCAP_OVERHEAD`. Outer IPv4 total length, UDP length, UDP
 /// source port and IPv4 header checksum are filled in; the UDP checksum is 0
-/// (allowed over IPv4, as the kernel's vxlan device sends by default).
+/// (allowed over IPv4, and what RFC 7348 §5 says to send; the kernel's vxlan
+/// device sends zero only when configured `noudpcsum`, and accepts it always).
 ///
 /// Panics only if the caller breaks the contract: `data_off >= ENCAP_OVERHEAD`
 /// and `data_off + inner_len <= chunk.len()` (the pipeline guarantees both).
+/// `inner_len` must also fit the outer total length field (at most 65499
+/// bytes); the pipeline's MTU check ensures it.
+#[inline]
 pub fn encap(
     chunk: &mut [u8],
     data_off: usize,
@@ -58,8 +138,22 @@ pub fn encap(
     template: &EncapTemplate,
     src_port: u16,
 ) -> usize {
-    let _ = (chunk, data_off, inner_len, template, src_port);
-    todo!("packet work item")
+    assert!(
+        data_off + inner_len <= chunk.len(),
+        "inner frame outside its chunk"
+    );
+    debug_assert!(inner_len + IP_OVERHEAD <= usize::from(u16::MAX));
+    let start = data_off - ENCAP_OVERHEAD;
+    let outer = &mut chunk[start..data_off];
+    outer.copy_from_slice(&template.bytes);
+    let total_len = (inner_len + IP_OVERHEAD) as u16;
+    let udp_len = (inner_len + UDP_OVERHEAD) as u16;
+    let ip_checksum = checksum::finish(template.ip_sum + u32::from(total_len));
+    outer[IP_TOTAL_LEN..IP_TOTAL_LEN + 2].copy_from_slice(&total_len.to_be_bytes());
+    outer[IP_CHECKSUM..IP_CHECKSUM + 2].copy_from_slice(&ip_checksum.to_be_bytes());
+    outer[UDP_SRC_PORT..UDP_SRC_PORT + 2].copy_from_slice(&src_port.to_be_bytes());
+    outer[UDP_LEN..UDP_LEN + 2].copy_from_slice(&udp_len.to_be_bytes());
+    start
 }
 
 /// A validated VXLAN frame.
@@ -79,7 +173,430 @@ pub struct Decap {
 /// [`DropReason::VxlanMalformed`], [`DropReason::VxlanNotForUs`],
 /// [`DropReason::VxlanBadFlags`], [`DropReason::UnderlayNotVxlan`] (not
 /// IPv4/UDP at all). The VNI is returned, not checked (the tables know it).
+///
+/// In detail, in the order checked:
+/// - under 14 bytes: [`DropReason::Runt`];
+/// - not IPv4 (ARP, IPv6, a VLAN tag…): [`DropReason::UnderlayNotVxlan`];
+/// - IPv4 header truncated, version ≠ 4, IHL < 5: `VxlanMalformed`;
+/// - not UDP, or a non-first fragment (whose port cannot be read; the kernel
+///   may reassemble it): `UnderlayNotVxlan`;
+/// - total length past the frame or under the header, bad checksum, UDP
+///   header truncated: `VxlanMalformed`;
+/// - UDP destination port ≠ `udp_port` or IPv4 destination ≠ `vtep`:
+///   `VxlanNotForUs`;
+/// - a first fragment (kxdp does not reassemble), UDP length < 16 (UDP +
+///   VXLAN) or past the IPv4 payload: `VxlanMalformed` (a UDP length shorter
+///   than the payload is accepted and trims it, as Linux does);
+/// - I flag clear: `VxlanBadFlags` (reserved bits are ignored, RFC 7348 §5).
+///
+/// A non-zero outer UDP checksum is not verified: RFC 7348 makes checking it
+/// optional for the decapsulating end, Ethernet's FCS covers the wire, and
+/// frames from a kernel peer over a veth with checksum offload carry only a
+/// partial sum there (the receiving kernel trusts the offload flag that an
+/// AF_XDP socket never sees).
 pub fn decap(frame: &[u8], vtep: Ipv4Addr, udp_port: u16) -> Result<Decap, DropReason> {
-    let _ = (frame, vtep, udp_port);
-    todo!("packet work item")
+    let eth = Ethernet2HeaderSlice::from_slice(frame).map_err(|_| DropReason::Runt)?;
+    if eth.ether_type() != EtherType::IPV4 {
+        return Err(DropReason::UnderlayNotVxlan);
+    }
+    let packet = frame.get(ETH_HEADER_LEN..).unwrap_or_default();
+    let ip = Ipv4HeaderSlice::from_slice(packet).map_err(|_| DropReason::VxlanMalformed)?;
+    if ip.protocol() != IpNumber::UDP || ip.fragments_offset().value() != 0 {
+        return Err(DropReason::UnderlayNotVxlan);
+    }
+    let header = ip.slice();
+    let total_len = usize::from(ip.total_len());
+    if total_len < header.len() || total_len > packet.len() {
+        return Err(DropReason::VxlanMalformed);
+    }
+    if checksum::finish(checksum::sum(header, 0)) != 0 {
+        return Err(DropReason::VxlanMalformed);
+    }
+    let payload = packet.get(header.len()..total_len).unwrap_or_default();
+    let udp = UdpHeaderSlice::from_slice(payload).map_err(|_| DropReason::VxlanMalformed)?;
+    if udp.destination_port() != udp_port || ip.destination_addr() != vtep {
+        return Err(DropReason::VxlanNotForUs);
+    }
+    let udp_len = usize::from(udp.length());
+    if ip.more_fragments() || udp_len < UDP_OVERHEAD || udp_len > payload.len() {
+        return Err(DropReason::VxlanMalformed);
+    }
+    // udp_len >= 16 is within the payload, so the VXLAN header is too.
+    let vxlan = payload.get(8..16).unwrap_or_default();
+    let [flags, _, _, _, vni_hi, vni_mid, vni_lo, _] = *vxlan else {
+        return Err(DropReason::VxlanMalformed);
+    };
+    if flags & VXLAN_FLAG_VNI == 0 {
+        return Err(DropReason::VxlanBadFlags);
+    }
+    Ok(Decap {
+        vni: u32::from_be_bytes([0, vni_hi, vni_mid, vni_lo]),
+        inner_offset: ETH_HEADER_LEN + header.len() + UDP_OVERHEAD,
+        inner_len: udp_len - UDP_OVERHEAD,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::packet::{parse, testframes};
+    use hex_literal::hex;
+    use proptest::prelude::*;
+
+    const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x01];
+    const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0b, 0x01];
+    const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const REMOTE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+    const HEADROOM: usize = 256;
+
+    fn template(vni: u32) -> EncapTemplate {
+        EncapTemplate::new(SRC_MAC, DST_MAC, LOCAL, REMOTE, vni, VXLAN_PORT)
+    }
+
+    /// Put `inner` in a chunk after the headroom, encapsulate, return the
+    /// outer frame.
+    fn encapsulate(inner: &[u8], template: &EncapTemplate, src_port: u16) -> Vec<u8> {
+        let mut chunk = vec![0xcc; HEADROOM + inner.len() + 64];
+        chunk[HEADROOM..HEADROOM + inner.len()].copy_from_slice(inner);
+        let start = encap(&mut chunk, HEADROOM, inner.len(), template, src_port);
+        assert_eq!(start, HEADROOM - ENCAP_OVERHEAD);
+        chunk[start..HEADROOM + inner.len()].to_vec()
+    }
+
+    #[test]
+    fn template_bytes() {
+        let t = template(0x12_3456);
+        assert_eq!(
+            t.bytes,
+            hex!(
+                "020000000b01 020000000a01 0800"
+                "4500 0000 0000 4000 40 11 0000 c0000201 c0000202"
+                "0000 12b5 0000 0000"
+                "08000000 12345600"
+            )
+        );
+        assert_eq!(t.vni(), 0x12_3456);
+        // Bits above 24 are dropped.
+        assert_eq!(template(0xff12_3456).bytes, t.bytes);
+    }
+
+    #[test]
+    fn encap_fixture() {
+        let inner = testframes::ipv4_udp(1000, 2000, b"hello");
+        let outer = encapsulate(&inner, &template(42), 0xc123);
+        let total = (inner.len() + 36) as u16;
+        let udp = (inner.len() + 16) as u16;
+        let mut expected = template(42).bytes.to_vec();
+        expected[16..18].copy_from_slice(&total.to_be_bytes());
+        expected[34..36].copy_from_slice(&0xc123u16.to_be_bytes());
+        expected[38..40].copy_from_slice(&udp.to_be_bytes());
+        let sum = checksum::ipv4_header(&expected[14..34]);
+        expected[24..26].copy_from_slice(&sum.to_be_bytes());
+        expected.extend_from_slice(&inner);
+        assert_eq!(outer, expected);
+        // etherparse reads it back as Ethernet/IPv4/UDP with the inner frame as payload.
+        let sliced = etherparse::SlicedPacket::from_ethernet(&outer).unwrap();
+        match sliced.net {
+            Some(etherparse::NetSlice::Ipv4(ipv4)) => {
+                assert!(ipv4.header().dont_fragment());
+                assert_eq!(ipv4.header().ttl(), 64);
+                assert_eq!(ipv4.header().identification(), 0);
+                assert_eq!(
+                    ipv4.header().to_header().calc_header_checksum(),
+                    ipv4.header().header_checksum()
+                );
+            }
+            other => panic!("not IPv4: {other:?}"),
+        }
+        match sliced.transport {
+            Some(etherparse::TransportSlice::Udp(udp)) => {
+                assert_eq!(udp.destination_port(), VXLAN_PORT);
+                assert_eq!(udp.checksum(), 0);
+                assert_eq!(&udp.payload()[8..], &inner[..]);
+            }
+            other => panic!("not UDP: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn source_port_range() {
+        assert_eq!(source_port(0), 49152);
+        assert_eq!(source_port(u32::MAX), 65535);
+        for hash in [1u32, 0x3ffff, 0x40000, 0x8000_0000, 0xdead_beef] {
+            assert!((49152..=65535).contains(&source_port(hash)));
+        }
+        // Spread: 4096 flows land on many distinct ports.
+        let mut ports = std::collections::HashSet::new();
+        for sport in 0..4096u16 {
+            let meta = parse(&testframes::ipv4_udp(sport, 53, b"q")).unwrap();
+            ports.insert(source_port(meta.flow_hash()));
+        }
+        assert!(ports.len() > 3000, "only {} distinct ports", ports.len());
+    }
+
+    #[test]
+    fn decap_fixture() {
+        let inner = testframes::ipv6_udp(1, 2, b"payload");
+        let outer = encapsulate(&inner, &template(0xabcdef), 50000);
+        let d = decap(&outer, REMOTE, VXLAN_PORT).unwrap();
+        assert_eq!(
+            d,
+            Decap {
+                vni: 0xabcdef,
+                inner_offset: 50,
+                inner_len: inner.len()
+            }
+        );
+    }
+
+    #[test]
+    fn decap_accepts_options_padding_and_reserved_bits() {
+        let inner = testframes::ipv4_icmp_echo(7, 1, b"ping");
+        let mut outer = encapsulate(&inner, &template(5), 50000);
+        // Reserved VXLAN bits set: ignored on receipt.
+        outer[42] = 0xff;
+        outer[43..46].copy_from_slice(&[1, 2, 3]);
+        outer[49] = 9;
+        // Ethernet padding after the IP packet.
+        outer.extend_from_slice(&[0; 20]);
+        let d = decap(&outer, REMOTE, VXLAN_PORT).unwrap();
+        assert_eq!((d.vni, d.inner_offset, d.inner_len), (5, 50, inner.len()));
+
+        // Outer IPv4 options (IHL 6): the inner frame moves by 4.
+        let mut with_options = outer[..14].to_vec();
+        with_options.extend_from_slice(&outer[14..34]);
+        with_options.extend_from_slice(&[1, 1, 1, 0]); // NOP NOP NOP EOL
+        with_options.extend_from_slice(&outer[34..50 + inner.len()]);
+        with_options[14] = 0x46;
+        let total = u16::from_be_bytes([with_options[16], with_options[17]]) + 4;
+        with_options[16..18].copy_from_slice(&total.to_be_bytes());
+        let sum = checksum::ipv4_header(&with_options[14..38]);
+        with_options[24..26].copy_from_slice(&sum.to_be_bytes());
+        let d = decap(&with_options, REMOTE, VXLAN_PORT).unwrap();
+        assert_eq!((d.inner_offset, d.inner_len), (54, inner.len()));
+        assert_eq!(&with_options[54..54 + d.inner_len], &inner[..]);
+    }
+
+    /// Rewrite the outer IPv4 checksum after a test corrupted a field.
+    fn fix_ip_checksum(outer: &mut [u8]) {
+        let ihl = usize::from(outer[14] & 0xf) * 4;
+        let end = (14 + ihl).min(outer.len());
+        let sum = checksum::ipv4_header(&outer[14..end]);
+        outer[24..26].copy_from_slice(&sum.to_be_bytes());
+    }
+
+    #[test]
+    fn decap_malformed_corpus() {
+        let inner = testframes::ipv4_tcp_syn(40000, 80);
+        let good = encapsulate(&inner, &template(42), 50000);
+        let case = |f: &dyn Fn(&mut Vec<u8>), fix: bool| {
+            let mut outer = good.clone();
+            f(&mut outer);
+            if fix {
+                fix_ip_checksum(&mut outer);
+            }
+            decap(&outer, REMOTE, VXLAN_PORT)
+        };
+        use DropReason::*;
+        // Wrong VXLAN flags.
+        assert_eq!(case(&|o| o[42] = 0x00, false), Err(VxlanBadFlags));
+        assert_eq!(case(&|o| o[42] = 0xf7, false), Err(VxlanBadFlags));
+        // Wrong destination port, wrong destination IP (checksum fixed, so
+        // the address is what fails).
+        assert_eq!(
+            case(
+                &|o| o[36..38].copy_from_slice(&4790u16.to_be_bytes()),
+                false
+            ),
+            Err(VxlanNotForUs)
+        );
+        assert_eq!(case(&|o| o[33] = 3, true), Err(VxlanNotForUs));
+        assert_eq!(decap(&good, LOCAL, VXLAN_PORT), Err(VxlanNotForUs));
+        assert_eq!(decap(&good, REMOTE, 8472), Err(VxlanNotForUs));
+        // Not VXLAN at all.
+        assert_eq!(case(&|o| o[23] = 6, true), Err(UnderlayNotVxlan));
+        assert_eq!(
+            case(&|o| o[12..14].copy_from_slice(&[0x86, 0xdd]), false),
+            Err(UnderlayNotVxlan)
+        );
+        assert_eq!(
+            case(&|o| o[12..14].copy_from_slice(&[0x08, 0x06]), false),
+            Err(UnderlayNotVxlan)
+        );
+        assert_eq!(
+            case(&|o| o[12..14].copy_from_slice(&[0x81, 0x00]), false),
+            Err(UnderlayNotVxlan)
+        );
+        // Fragments: first → malformed, later ones → not readable as VXLAN.
+        assert_eq!(case(&|o| o[20] = 0x20, true), Err(VxlanMalformed));
+        assert_eq!(case(&|o| o[21] = 0x10, true), Err(UnderlayNotVxlan));
+        // IPv4 header: checksum, version, IHL, total length.
+        assert_eq!(case(&|o| o[25] ^= 0x01, false), Err(VxlanMalformed));
+        assert_eq!(case(&|o| o[14] = 0x65, true), Err(VxlanMalformed));
+        assert_eq!(case(&|o| o[14] = 0x44, false), Err(VxlanMalformed));
+        assert_eq!(case(&|o| o[14] = 0x4f, false), Err(VxlanMalformed));
+        assert_eq!(
+            case(&|o| o[16..18].copy_from_slice(&19u16.to_be_bytes()), true),
+            Err(VxlanMalformed)
+        );
+        assert_eq!(
+            case(
+                &|o| o[16..18].copy_from_slice(&0xffffu16.to_be_bytes()),
+                true
+            ),
+            Err(VxlanMalformed)
+        );
+        // UDP length too small, past the payload; IP length too short for the UDP header.
+        assert_eq!(
+            case(&|o| o[38..40].copy_from_slice(&15u16.to_be_bytes()), false),
+            Err(VxlanMalformed)
+        );
+        assert_eq!(
+            case(&|o| o[38..40].copy_from_slice(&7u16.to_be_bytes()), false),
+            Err(VxlanMalformed)
+        );
+        assert_eq!(
+            case(
+                &|o| {
+                    let len = u16::from_be_bytes([o[38], o[39]]) + 1;
+                    o[38..40].copy_from_slice(&len.to_be_bytes());
+                },
+                false
+            ),
+            Err(VxlanMalformed)
+        );
+        assert_eq!(
+            case(&|o| o[16..18].copy_from_slice(&27u16.to_be_bytes()), true),
+            Err(VxlanMalformed)
+        );
+        // A shorter UDP length trims the inner frame.
+        let trimmed = case(
+            &|o| {
+                let len = u16::from_be_bytes([o[38], o[39]]) - 4;
+                o[38..40].copy_from_slice(&len.to_be_bytes());
+            },
+            false,
+        )
+        .unwrap();
+        assert_eq!(trimmed.inner_len, inner.len() - 4);
+        // Runts.
+        for len in 0..14 {
+            assert_eq!(decap(&good[..len], REMOTE, VXLAN_PORT), Err(Runt));
+        }
+    }
+
+    #[test]
+    fn decap_truncated_at_every_offset() {
+        let inner = testframes::ipv6_tcp_syn(1, 2);
+        let good = encapsulate(&inner, &template(42), 50000);
+        for cut in 0..good.len() {
+            let expected = match cut {
+                0..=13 => DropReason::Runt,
+                // IPv4 header cut, or total length past the frame.
+                _ => DropReason::VxlanMalformed,
+            };
+            assert_eq!(
+                decap(&good[..cut], REMOTE, VXLAN_PORT),
+                Err(expected),
+                "cut at {cut}"
+            );
+        }
+        assert!(decap(&good, REMOTE, VXLAN_PORT).is_ok());
+    }
+
+    /// Rough cost of encapsulating a 64-byte frame (the real benchmark is
+    /// bench/). `cargo test --release -p kxdp-dataplane --lib -- --ignored
+    /// --nocapture timing`.
+    #[test]
+    #[ignore = "timing, run in release"]
+    fn timing_encap() {
+        let inner = testframes::ipv4_udp(1000, 2000, &[0u8; 64 - 42]);
+        assert_eq!(inner.len(), 64);
+        let t = template(42);
+        let mut chunk = vec![0u8; 2048];
+        chunk[HEADROOM..HEADROOM + 64].copy_from_slice(&inner);
+        let rounds = 20_000_000u32;
+        let start = std::time::Instant::now();
+        for i in 0..rounds {
+            let off = encap(
+                std::hint::black_box(&mut chunk),
+                HEADROOM,
+                64,
+                &t,
+                source_port(i),
+            );
+            std::hint::black_box(off);
+        }
+        let ns = start.elapsed().as_nanos() as f64 / f64::from(rounds);
+        println!("encap (64-byte inner frame): {ns:.2} ns/packet");
+        let meta = parse(&inner).unwrap();
+        let start = std::time::Instant::now();
+        for _ in 0..rounds {
+            let frame = &chunk[HEADROOM..HEADROOM + 64];
+            let meta = parse(std::hint::black_box(frame)).unwrap_or(meta);
+            let off = encap(
+                std::hint::black_box(&mut chunk),
+                HEADROOM,
+                64,
+                &t,
+                source_port(meta.flow_hash()),
+            );
+            std::hint::black_box(off);
+        }
+        let ns = start.elapsed().as_nanos() as f64 / f64::from(rounds);
+        println!("parse + flow_hash + encap (64-byte inner frame): {ns:.2} ns/packet");
+        let outer = encapsulate(&inner, &t, 50000);
+        let start = std::time::Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(decap(std::hint::black_box(&outer), REMOTE, VXLAN_PORT)).ok();
+        }
+        let ns = start.elapsed().as_nanos() as f64 / f64::from(rounds);
+        println!("decap (114-byte outer frame): {ns:.2} ns/packet");
+    }
+
+    proptest! {
+        /// encap then decap is the identity on the inner frame, for any
+        /// valid IPv4 or IPv6 inner frame, and the outer checksum validates.
+        #[test]
+        fn encap_decap_identity(
+            inner in testframes::arb_ip_frame(),
+            vni in 0u32..(1 << 24),
+            hash in any::<u32>(),
+        ) {
+            let t = template(vni);
+            let outer = encapsulate(&inner, &t, source_port(hash));
+            prop_assert_eq!(outer.len(), inner.len() + ENCAP_OVERHEAD);
+            prop_assert_eq!(checksum::finish(checksum::sum(&outer[14..34], 0)), 0);
+            let ip = etherparse::Ipv4HeaderSlice::from_slice(&outer[14..]).unwrap();
+            prop_assert_eq!(ip.to_header().calc_header_checksum(), ip.header_checksum());
+            let d = decap(&outer, REMOTE, VXLAN_PORT).unwrap();
+            prop_assert_eq!(d.vni, vni);
+            prop_assert_eq!(&outer[d.inner_offset..d.inner_offset + d.inner_len], &inner[..]);
+            // And the inner frame parses exactly as before.
+            prop_assert_eq!(parse(&outer[d.inner_offset..d.inner_offset + d.inner_len]), parse(&inner));
+        }
+
+        /// decap never panics, whatever the bytes.
+        #[test]
+        fn decap_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decap(&bytes, REMOTE, VXLAN_PORT);
+        }
+
+        /// Nor on a valid frame with one byte changed.
+        #[test]
+        fn decap_never_panics_on_corrupted_frames(
+            inner in testframes::arb_ip_frame(),
+            index in any::<prop::sample::Index>(),
+            value in any::<u8>(),
+        ) {
+            let mut outer = encapsulate(&inner, &template(1), 50000);
+            let i = index.index(outer.len());
+            outer[i] = value;
+            if let Ok(d) = decap(&outer, REMOTE, VXLAN_PORT) {
+                prop_assert!(d.inner_offset + d.inner_len <= outer.len());
+            }
+        }
+    }
 }

@@ -166,7 +166,9 @@ impl Pipeline {
                 let Some(gateway) = pod.gateway6 else {
                     return Outcome::drop(DropReason::NdNotForGateway, offset, len);
                 };
-                match nd::answer_gateway(frame, &meta, gateway, port_mac) {
+                // The whole rest of the chunk: a DAD solicitation is shorter than the
+                // advertisement with its link-layer address option.
+                match nd::answer_gateway(&mut chunk[offset..], &meta, gateway, port_mac) {
                     Ok(reply_len) => {
                         self.counters.neighbour_replies += 1;
                         Outcome {
@@ -261,7 +263,13 @@ impl Pipeline {
         }
     }
 
-    fn underlay_frame(&mut self, tables: &Tables, chunk: &mut [u8], offset: usize, len: usize) -> Outcome {
+    fn underlay_frame(
+        &mut self,
+        tables: &Tables,
+        chunk: &mut [u8],
+        offset: usize,
+        len: usize,
+    ) -> Outcome {
         let vtep = tables.vtep();
         let frame = &mut chunk[offset..offset + len];
         let decap = match vxlan::decap(frame, vtep.ip, vtep.udp_port) {

@@ -6,11 +6,11 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use etherparse::{PacketBuilder, SlicedPacket, NetSlice, TransportSlice};
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use kxdp_config::NodeConfig;
 use kxdp_dataplane::counters::SharedCounters;
 use kxdp_dataplane::io::memory::MemoryIo;
-use kxdp_dataplane::io::{PacketIo, MIN_HEADROOM};
+use kxdp_dataplane::io::MIN_HEADROOM;
 use kxdp_dataplane::pipeline::Pipeline;
 use kxdp_dataplane::tables::{TableHandle, Tables};
 use kxdp_dataplane::vxlan::{self, ENCAP_OVERHEAD};
@@ -34,7 +34,14 @@ fn tables(file: &str) -> Tables {
     Tables::compile(&config, 1).unwrap()
 }
 
-fn udp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], ttl: u8, payload: &[u8]) -> Vec<u8> {
+fn udp4(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(src_mac, dst_mac)
         .ipv4(src, dst, ttl)
         .udp(40000, 7000);
@@ -49,14 +56,24 @@ fn run(t: &Tables, p: &mut Pipeline, port: u16, frame: &[u8]) -> (Verdict, Vec<u
     let len = frame.len().min(2048 - MIN_HEADROOM);
     chunk[MIN_HEADROOM..MIN_HEADROOM + len].copy_from_slice(&frame[..len]);
     let out = p.process_frame(t, port, &mut chunk, MIN_HEADROOM, len);
-    (out.verdict, chunk[out.offset..out.offset + out.len].to_vec())
+    (
+        out.verdict,
+        chunk[out.offset..out.offset + out.len].to_vec(),
+    )
 }
 
 #[test]
 fn local_pod_to_pod_rewrites_macs_and_ttl() {
     let t = tables("node1.yaml");
     let mut p = Pipeline::new();
-    let frame = udp4(POD_A_MAC, VPA_MAC, [10, 244, 1, 2], [10, 244, 1, 3], 64, b"hello");
+    let frame = udp4(
+        POD_A_MAC,
+        VPA_MAC,
+        [10, 244, 1, 2],
+        [10, 244, 1, 3],
+        64,
+        b"hello",
+    );
     let (v, out) = run(&t, &mut p, PA, &frame);
     assert_eq!(v, Verdict::Tx(PB));
     let s = SlicedPacket::from_ethernet(&out).unwrap();
@@ -64,10 +81,16 @@ fn local_pod_to_pod_rewrites_macs_and_ttl() {
     let eth = eth.ethernet2().unwrap();
     assert_eq!(eth.destination, POD_B_MAC);
     assert_eq!(eth.source, VPB_MAC);
-    let Some(NetSlice::Ipv4(ip)) = s.net else { panic!("not ipv4") };
+    let Some(NetSlice::Ipv4(ip)) = s.net else {
+        panic!("not ipv4")
+    };
     assert_eq!(ip.header().ttl(), 63);
     let h = ip.header().to_header();
-    assert_eq!(h.header_checksum, h.calc_header_checksum(), "checksum updated");
+    assert_eq!(
+        h.header_checksum,
+        h.calc_header_checksum(),
+        "checksum updated"
+    );
     assert_eq!(p.counters.total_drops(), 0);
 }
 
@@ -75,18 +98,32 @@ fn local_pod_to_pod_rewrites_macs_and_ttl() {
 fn remote_pod_is_encapsulated_to_its_vtep() {
     let t = tables("node1.yaml");
     let mut p = Pipeline::new();
-    let frame = udp4(POD_A_MAC, VPA_MAC, [10, 244, 1, 2], [10, 244, 2, 9], 64, b"hello");
+    let frame = udp4(
+        POD_A_MAC,
+        VPA_MAC,
+        [10, 244, 1, 2],
+        [10, 244, 2, 9],
+        64,
+        b"hello",
+    );
     let (v, out) = run(&t, &mut p, PA, &frame);
     assert_eq!(v, Verdict::Tx(UL));
     assert_eq!(out.len(), frame.len() + ENCAP_OVERHEAD);
     assert_eq!(&out[0..6], &NODE2_MAC, "outer dst = remote underlay MAC");
     assert_eq!(&out[6..12], &UL_MAC);
     let s = SlicedPacket::from_ethernet(&out).unwrap();
-    let Some(NetSlice::Ipv4(ip)) = &s.net else { panic!("outer not ipv4") };
+    let Some(NetSlice::Ipv4(ip)) = &s.net else {
+        panic!("outer not ipv4")
+    };
     assert_eq!(ip.header().source_addr(), Ipv4Addr::new(192, 168, 100, 1));
-    assert_eq!(ip.header().destination_addr(), Ipv4Addr::new(192, 168, 100, 2));
+    assert_eq!(
+        ip.header().destination_addr(),
+        Ipv4Addr::new(192, 168, 100, 2)
+    );
     assert!(ip.header().dont_fragment());
-    let Some(TransportSlice::Udp(udp)) = &s.transport else { panic!("not udp") };
+    let Some(TransportSlice::Udp(udp)) = &s.transport else {
+        panic!("not udp")
+    };
     assert_eq!(udp.destination_port(), 4789);
     assert!(udp.source_port() >= 49152);
     let d = vxlan::decap(&out, Ipv4Addr::new(192, 168, 100, 2), 4789).unwrap();
@@ -102,7 +139,14 @@ fn remote_pod_is_encapsulated_to_its_vtep() {
 fn vxlan_from_the_underlay_is_delivered_to_the_local_pod() {
     let t = tables("node1.yaml");
     let mut p = Pipeline::new();
-    let inner = udp4(NODE2_MAC, UL_MAC, [10, 244, 2, 9], [10, 244, 1, 3], 63, b"back");
+    let inner = udp4(
+        NODE2_MAC,
+        UL_MAC,
+        [10, 244, 2, 9],
+        [10, 244, 1, 3],
+        63,
+        b"back",
+    );
     let outer = encap_from_node2(&inner, 100);
     let (v, out) = run(&t, &mut p, UL, &outer);
     assert_eq!(v, Verdict::Tx(PB));
@@ -114,7 +158,14 @@ fn vxlan_from_the_underlay_is_delivered_to_the_local_pod() {
 }
 
 fn encap_from_node2(inner: &[u8], vni: u32) -> Vec<u8> {
-    let tpl = vxlan::EncapTemplate::new(NODE2_MAC, UL_MAC, Ipv4Addr::new(192, 168, 100, 2), Ipv4Addr::new(192, 168, 100, 1), vni, 4789);
+    let tpl = vxlan::EncapTemplate::new(
+        NODE2_MAC,
+        UL_MAC,
+        Ipv4Addr::new(192, 168, 100, 2),
+        Ipv4Addr::new(192, 168, 100, 1),
+        vni,
+        4789,
+    );
     let mut chunk = vec![0u8; 2048];
     chunk[256..256 + inner.len()].copy_from_slice(inner);
     let off = vxlan::encap(&mut chunk, 256, inner.len(), &tpl, 50000);
@@ -125,10 +176,24 @@ fn encap_from_node2(inner: &[u8], vni: u32) -> Vec<u8> {
 fn unknown_vni_and_foreign_tenant_are_dropped() {
     let t = tables("node1.yaml");
     let mut p = Pipeline::new();
-    let inner = udp4(NODE2_MAC, UL_MAC, [10, 244, 2, 9], [10, 244, 1, 3], 63, b"x");
+    let inner = udp4(
+        NODE2_MAC,
+        UL_MAC,
+        [10, 244, 2, 9],
+        [10, 244, 1, 3],
+        63,
+        b"x",
+    );
     let (v, _) = run(&t, &mut p, UL, &encap_from_node2(&inner, 999));
     assert_eq!(v, Verdict::Drop(DropReason::UnknownVni));
-    let to_nowhere = udp4(NODE2_MAC, UL_MAC, [10, 244, 2, 9], [10, 244, 1, 99], 63, b"x");
+    let to_nowhere = udp4(
+        NODE2_MAC,
+        UL_MAC,
+        [10, 244, 2, 9],
+        [10, 244, 1, 99],
+        63,
+        b"x",
+    );
     let (v, _) = run(&t, &mut p, UL, &encap_from_node2(&to_nowhere, 100));
     assert_eq!(v, Verdict::Drop(DropReason::VxlanNoLocalPod));
     assert_eq!(p.counters.drops_for(DropReason::UnknownVni), 1);
@@ -147,7 +212,12 @@ fn arp_for_the_gateway_is_answered_and_others_are_not() {
     assert_eq!(&out[20..22], &[0, 2], "opcode reply");
     assert_eq!(&out[22..28], &VPA_MAC, "sender hardware address = port MAC");
     assert_eq!(&out[28..32], &[10, 244, 1, 1]);
-    let (v, _) = run(&t, &mut p, PA, &arp_request(POD_A_MAC, [10, 244, 1, 2], [10, 244, 1, 3]));
+    let (v, _) = run(
+        &t,
+        &mut p,
+        PA,
+        &arp_request(POD_A_MAC, [10, 244, 1, 2], [10, 244, 1, 3]),
+    );
     assert_eq!(v, Verdict::Drop(DropReason::ArpNotForGateway));
 }
 
@@ -167,14 +237,40 @@ fn arp_request(mac: [u8; 6], sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
 fn spoofed_sources_and_expired_ttl_are_dropped() {
     let t = tables("node1.yaml");
     let mut p = Pipeline::new();
-    let spoofed_ip = udp4(POD_A_MAC, VPA_MAC, [10, 244, 1, 3], [10, 244, 1, 3], 64, b"");
-    assert_eq!(run(&t, &mut p, PA, &spoofed_ip).0, Verdict::Drop(DropReason::SourceSpoofed));
-    let spoofed_mac = udp4(POD_B_MAC, VPA_MAC, [10, 244, 1, 2], [10, 244, 1, 3], 64, b"");
-    assert_eq!(run(&t, &mut p, PA, &spoofed_mac).0, Verdict::Drop(DropReason::SourceSpoofed));
+    let spoofed_ip = udp4(
+        POD_A_MAC,
+        VPA_MAC,
+        [10, 244, 1, 3],
+        [10, 244, 1, 3],
+        64,
+        b"",
+    );
+    assert_eq!(
+        run(&t, &mut p, PA, &spoofed_ip).0,
+        Verdict::Drop(DropReason::SourceSpoofed)
+    );
+    let spoofed_mac = udp4(
+        POD_B_MAC,
+        VPA_MAC,
+        [10, 244, 1, 2],
+        [10, 244, 1, 3],
+        64,
+        b"",
+    );
+    assert_eq!(
+        run(&t, &mut p, PA, &spoofed_mac).0,
+        Verdict::Drop(DropReason::SourceSpoofed)
+    );
     let expiring = udp4(POD_A_MAC, VPA_MAC, [10, 244, 1, 2], [10, 244, 1, 3], 1, b"");
-    assert_eq!(run(&t, &mut p, PA, &expiring).0, Verdict::Drop(DropReason::TtlExpired));
+    assert_eq!(
+        run(&t, &mut p, PA, &expiring).0,
+        Verdict::Drop(DropReason::TtlExpired)
+    );
     let no_route = udp4(POD_A_MAC, VPA_MAC, [10, 244, 1, 2], [8, 8, 8, 8], 64, b"");
-    assert_eq!(run(&t, &mut p, PA, &no_route).0, Verdict::Drop(DropReason::NoRoute));
+    assert_eq!(
+        run(&t, &mut p, PA, &no_route).0,
+        Verdict::Drop(DropReason::NoRoute)
+    );
     assert_eq!(p.counters.total_drops(), 4);
 }
 
@@ -183,12 +279,36 @@ fn frames_too_big_for_the_underlay_are_dropped_and_counted() {
     let t = tables("node1.yaml");
     let mut p = Pipeline::new();
     // 1450-byte IP packet: fits the 1500-byte underlay after 50 bytes of VXLAN.
-    let ok = udp4(POD_A_MAC, VPA_MAC, [10, 244, 1, 2], [10, 244, 2, 9], 64, &[0u8; 1450 - 28]);
+    let ok = udp4(
+        POD_A_MAC,
+        VPA_MAC,
+        [10, 244, 1, 2],
+        [10, 244, 2, 9],
+        64,
+        &[0u8; 1450 - 28],
+    );
     assert_eq!(run(&t, &mut p, PA, &ok).0, Verdict::Tx(UL));
-    let big = udp4(POD_A_MAC, VPA_MAC, [10, 244, 1, 2], [10, 244, 2, 9], 64, &[0u8; 1451 - 28]);
-    assert_eq!(run(&t, &mut p, PA, &big).0, Verdict::Drop(DropReason::ExceedsMtu));
+    let big = udp4(
+        POD_A_MAC,
+        VPA_MAC,
+        [10, 244, 1, 2],
+        [10, 244, 2, 9],
+        64,
+        &[0u8; 1451 - 28],
+    );
+    assert_eq!(
+        run(&t, &mut p, PA, &big).0,
+        Verdict::Drop(DropReason::ExceedsMtu)
+    );
     // Locally it still fits the pod's link.
-    let local = udp4(POD_A_MAC, VPA_MAC, [10, 244, 1, 2], [10, 244, 1, 3], 64, &[0u8; 1451 - 28]);
+    let local = udp4(
+        POD_A_MAC,
+        VPA_MAC,
+        [10, 244, 1, 2],
+        [10, 244, 1, 3],
+        64,
+        &[0u8; 1451 - 28],
+    );
     assert_eq!(run(&t, &mut p, PA, &local).0, Verdict::Tx(PB));
 }
 
@@ -197,18 +317,55 @@ fn tenants_with_overlapping_addresses_stay_apart() {
     let t = tables("two-tenants.yaml");
     let mut p = Pipeline::new();
     // Blue pod to node2: VNI 100. Red pod, same addresses: VNI 200.
-    let blue = udp4(POD_A_MAC, VPA_MAC, [10, 244, 1, 2], [10, 244, 2, 5], 64, b"b");
+    let blue = udp4(
+        POD_A_MAC,
+        VPA_MAC,
+        [10, 244, 1, 2],
+        [10, 244, 2, 5],
+        64,
+        b"b",
+    );
     let (v, out) = run(&t, &mut p, 1, &blue);
     assert_eq!(v, Verdict::Tx(0));
-    assert_eq!(vxlan::decap(&out, Ipv4Addr::new(192, 168, 100, 2), 4789).unwrap().vni, 100);
-    let red = udp4(POD_B_MAC, VPB_MAC, [10, 244, 1, 2], [10, 244, 2, 5], 64, b"r");
+    assert_eq!(
+        vxlan::decap(&out, Ipv4Addr::new(192, 168, 100, 2), 4789)
+            .unwrap()
+            .vni,
+        100
+    );
+    let red = udp4(
+        POD_B_MAC,
+        VPB_MAC,
+        [10, 244, 1, 2],
+        [10, 244, 2, 5],
+        64,
+        b"r",
+    );
     let (v, out) = run(&t, &mut p, 2, &red);
     assert_eq!(v, Verdict::Tx(0));
-    assert_eq!(vxlan::decap(&out, Ipv4Addr::new(192, 168, 100, 2), 4789).unwrap().vni, 200);
+    assert_eq!(
+        vxlan::decap(&out, Ipv4Addr::new(192, 168, 100, 2), 4789)
+            .unwrap()
+            .vni,
+        200
+    );
     // Inbound: VNI decides the pod.
-    let inner = udp4(NODE2_MAC, UL_MAC, [10, 244, 2, 5], [10, 244, 1, 2], 63, b"x");
-    assert_eq!(run(&t, &mut p, 0, &encap_from_node2(&inner, 100)).0, Verdict::Tx(1));
-    assert_eq!(run(&t, &mut p, 0, &encap_from_node2(&inner, 200)).0, Verdict::Tx(2));
+    let inner = udp4(
+        NODE2_MAC,
+        UL_MAC,
+        [10, 244, 2, 5],
+        [10, 244, 1, 2],
+        63,
+        b"x",
+    );
+    assert_eq!(
+        run(&t, &mut p, 0, &encap_from_node2(&inner, 100)).0,
+        Verdict::Tx(1)
+    );
+    assert_eq!(
+        run(&t, &mut p, 0, &encap_from_node2(&inner, 200)).0,
+        Verdict::Tx(2)
+    );
 }
 
 proptest! {
@@ -249,9 +406,26 @@ fn malformed_corpus_is_counted_never_panics() {
     let t = tables("node1.yaml");
     let mut p = Pipeline::new();
     let good: Vec<Vec<u8>> = vec![
-        udp4(POD_A_MAC, VPA_MAC, [10, 244, 1, 2], [10, 244, 2, 9], 64, b"hello"),
+        udp4(
+            POD_A_MAC,
+            VPA_MAC,
+            [10, 244, 1, 2],
+            [10, 244, 2, 9],
+            64,
+            b"hello",
+        ),
         arp_request(POD_A_MAC, [10, 244, 1, 2], [10, 244, 1, 1]),
-        encap_from_node2(&udp4(NODE2_MAC, UL_MAC, [10, 244, 2, 9], [10, 244, 1, 3], 63, b"x"), 100),
+        encap_from_node2(
+            &udp4(
+                NODE2_MAC,
+                UL_MAC,
+                [10, 244, 2, 9],
+                [10, 244, 1, 3],
+                63,
+                b"x",
+            ),
+            100,
+        ),
     ];
     let mut corpus: Vec<Vec<u8>> = Vec::new();
     for g in &good {
@@ -281,7 +455,11 @@ fn malformed_corpus_is_counted_never_panics() {
     assert!(transmitted < frames, "some frames must have been refused");
     assert!(p.counters.drops_for(DropReason::Runt) > 0);
     assert!(p.counters.drops_for(DropReason::UnknownPort) > 0);
-    assert!(p.counters.drops_for(DropReason::MalformedIpv4) + p.counters.drops_for(DropReason::Ipv4BadLength) > 0);
+    assert!(
+        p.counters.drops_for(DropReason::MalformedIpv4)
+            + p.counters.drops_for(DropReason::Ipv4BadLength)
+            > 0
+    );
 }
 
 fn worker_with(frames: u32, ring: usize, batch: usize) -> Worker<MemoryIo> {
@@ -290,7 +468,10 @@ fn worker_with(frames: u32, ring: usize, batch: usize) -> Worker<MemoryIo> {
         MemoryIo::new(3, 2048, frames, ring),
         handle.reader(),
         Arc::new(SharedCounters::default()),
-        WorkerOptions { batch_size: batch, ..WorkerOptions::default() },
+        WorkerOptions {
+            batch_size: batch,
+            ..WorkerOptions::default()
+        },
     )
 }
 
@@ -299,14 +480,25 @@ fn worker_with(frames: u32, ring: usize, batch: usize) -> Worker<MemoryIo> {
 #[test]
 fn no_frame_is_lost_or_duplicated_under_ring_exhaustion() {
     let mut w = worker_with(128, 16, 8);
-    let to_b = udp4(POD_A_MAC, VPA_MAC, [10, 244, 1, 2], [10, 244, 1, 3], 64, b"x");
+    let to_b = udp4(
+        POD_A_MAC,
+        VPA_MAC,
+        [10, 244, 1, 2],
+        [10, 244, 1, 3],
+        64,
+        b"x",
+    );
     let mut injected = 0u64;
     let mut refused = 0u64;
     for round in 0..50 {
         w.poll_once(); // reap + refill
         for _ in 0..40 {
             // A burst bigger than the fill ring (16).
-            if w.io_mut().inject(PA, &to_b) { injected += 1 } else { refused += 1 }
+            if w.io_mut().inject(PA, &to_b) {
+                injected += 1
+            } else {
+                refused += 1
+            }
         }
         for _ in 0..3 {
             w.poll_once();
@@ -331,10 +523,16 @@ fn no_frame_is_lost_or_duplicated_under_ring_exhaustion() {
     assert!(refused > 0, "bursts must exceed the fill ring");
     let c = &w.pipeline().counters;
     assert_eq!(c.rx_packets, injected);
-    assert!(c.drops_for(DropReason::TxRingFull) > 0, "the tx ring must have been full");
+    assert!(
+        c.drops_for(DropReason::TxRingFull) > 0,
+        "the tx ring must have been full"
+    );
     assert_eq!(c.rx_packets, c.tx_packets + c.total_drops());
     let _ = w.io().port_stats(PA);
-    assert_eq!(w.io().port_stats(PA).rx_fill_empty + w.io().port_stats(PA).rx_ring_full, refused);
+    assert_eq!(
+        w.io().port_stats(PA).rx_fill_empty + w.io().port_stats(PA).rx_ring_full,
+        refused
+    );
 }
 
 #[test]
@@ -346,7 +544,14 @@ fn a_new_table_generation_is_seen_at_the_next_batch() {
         Arc::new(SharedCounters::default()),
         WorkerOptions::default(),
     );
-    let to_b = udp4(POD_A_MAC, VPA_MAC, [10, 244, 1, 2], [10, 244, 1, 3], 64, b"x");
+    let to_b = udp4(
+        POD_A_MAC,
+        VPA_MAC,
+        [10, 244, 1, 2],
+        [10, 244, 1, 3],
+        64,
+        b"x",
+    );
     w.poll_once();
     w.io_mut().inject(PA, &to_b);
     w.poll_once();
@@ -369,5 +574,44 @@ fn a_new_table_generation_is_seen_at_the_next_batch() {
     assert_eq!(handle.current().generation(), before);
     w.io_mut().inject(PA, &to_b);
     w.poll_once();
-    assert_eq!(w.pipeline().counters.drops_for(DropReason::NoRoute), 2, "old tables still in force");
+    assert_eq!(
+        w.pipeline().counters.drops_for(DropReason::NoRoute),
+        2,
+        "old tables still in force"
+    );
+}
+
+#[test]
+fn neighbour_solicitation_for_the_ipv6_gateway_is_answered() {
+    use std::net::Ipv6Addr;
+    let t = tables("node1.yaml");
+    let mut p = Pipeline::new();
+    let src: Ipv6Addr = "fd00:10:244:1::2".parse().unwrap();
+    let gateway: Ipv6Addr = "fd00:10:244:1::1".parse().unwrap();
+    let solicited_node: Ipv6Addr = "ff02::1:ff00:1".parse().unwrap();
+    let mut icmp = vec![135u8, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&gateway.octets());
+    icmp.extend_from_slice(&[1, 1]);
+    icmp.extend_from_slice(&POD_A_MAC);
+    let csum = kxdp_dataplane::packet::nd::icmpv6_checksum(src, solicited_node, &icmp);
+    icmp[2..4].copy_from_slice(&csum.to_be_bytes());
+    let mut f = vec![0x33, 0x33, 0xff, 0, 0, 1];
+    f.extend_from_slice(&POD_A_MAC);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[58, 255]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&solicited_node.octets());
+    f.extend_from_slice(&icmp);
+    let (v, out) = run(&t, &mut p, PA, &f);
+    assert_eq!(v, Verdict::Tx(PA), "{:?}", p.counters);
+    assert_eq!(&out[0..6], &POD_A_MAC);
+    assert_eq!(&out[6..12], &VPA_MAC);
+    assert_eq!(out[14 + 40], 136, "neighbour advertisement");
+    assert_eq!(&out[14 + 8..14 + 24], &gateway.octets(), "from the gateway");
+    assert_eq!(p.counters.neighbour_replies, 1);
+    // A solicitation for another address is not answered.
+    let mut other = f.clone();
+    other[14 + 40 + 8 + 15] = 9;
+    assert!(matches!(run(&t, &mut p, PA, &other).0, Verdict::Drop(_)));
 }

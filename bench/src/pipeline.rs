@@ -91,7 +91,14 @@ pub struct PipelineResult {
     pub ns_per_packet_with_restore: f64,
 }
 
-fn udp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, sport: u16, frame_bytes: usize) -> Vec<u8> {
+fn udp4(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    frame_bytes: usize,
+) -> Vec<u8> {
     let payload = vec![0x5au8; frame_bytes.saturating_sub(42)];
     let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
         .ipv4(src.octets(), dst.octets(), 64)
@@ -128,7 +135,16 @@ fn frames(scenario: Scenario, routes: usize, frame_bytes: usize) -> (u16, Vec<Ve
         Scenario::LocalForward => (
             1,
             (0..DISTINCT)
-                .map(|i| udp4(POD_A_MAC, VPA_MAC, pod_a, Ipv4Addr::new(10, 244, 1, 3), 10000 + i as u16, frame_bytes))
+                .map(|i| {
+                    udp4(
+                        POD_A_MAC,
+                        VPA_MAC,
+                        pod_a,
+                        Ipv4Addr::new(10, 244, 1, 3),
+                        10000 + i as u16,
+                        frame_bytes,
+                    )
+                })
                 .collect(),
         ),
         Scenario::VxlanEncap => (
@@ -142,7 +158,14 @@ fn frames(scenario: Scenario, routes: usize, frame_bytes: usize) -> (u16, Vec<Ve
                     } else {
                         Ipv4Addr::from(0x0b00_0000u32 + pick)
                     };
-                    udp4(POD_A_MAC, VPA_MAC, pod_a, dst, 10000 + i as u16, frame_bytes)
+                    udp4(
+                        POD_A_MAC,
+                        VPA_MAC,
+                        pod_a,
+                        dst,
+                        10000 + i as u16,
+                        frame_bytes,
+                    )
                 })
                 .collect(),
         ),
@@ -160,10 +183,18 @@ fn frames(scenario: Scenario, routes: usize, frame_bytes: usize) -> (u16, Vec<Ve
                 (0..DISTINCT)
                     .map(|i| {
                         let dst = Ipv4Addr::new(10, 244, 1, 2 + (i % 2) as u8);
-                        let inner = udp4(NODE2_MAC, UL_MAC, Ipv4Addr::new(10, 244, 2, 9), dst, 10000 + i as u16, frame_bytes);
+                        let inner = udp4(
+                            NODE2_MAC,
+                            UL_MAC,
+                            Ipv4Addr::new(10, 244, 2, 9),
+                            dst,
+                            10000 + i as u16,
+                            frame_bytes,
+                        );
                         let mut chunk = vec![0u8; FRAME_SIZE + inner.len()];
                         chunk[256..256 + inner.len()].copy_from_slice(&inner);
-                        let off = vxlan::encap(&mut chunk, 256, inner.len(), &tpl, 50000 + i as u16);
+                        let off =
+                            vxlan::encap(&mut chunk, 256, inner.len(), &tpl, 50000 + i as u16);
                         chunk[off..off + inner.len() + vxlan::ENCAP_OVERHEAD].to_vec()
                     })
                     .collect(),
@@ -173,7 +204,12 @@ fn frames(scenario: Scenario, routes: usize, frame_bytes: usize) -> (u16, Vec<Ve
 }
 
 /// Measure one configuration for about `duration`.
-pub fn measure(scenario: Scenario, frame_bytes: usize, routes: usize, duration: Duration) -> PipelineResult {
+pub fn measure(
+    scenario: Scenario,
+    frame_bytes: usize,
+    routes: usize,
+    duration: Duration,
+) -> PipelineResult {
     let tables = tables(routes);
     let (port, frames) = frames(scenario, routes, frame_bytes);
     // A UMEM with one chunk per distinct frame.
@@ -183,7 +219,10 @@ pub fn measure(scenario: Scenario, frame_bytes: usize, routes: usize, duration: 
         let at = i * FRAME_SIZE + MIN_HEADROOM;
         let len = f.len().min(FRAME_SIZE - MIN_HEADROOM);
         umem[at..at + len].copy_from_slice(&f[..len]);
-        originals.push(Desc { addr: at as u64, len: len as u32 });
+        originals.push(Desc {
+            addr: at as u64,
+            len: len as u32,
+        });
     }
     // Restore only what the pipeline touches: the first 128 bytes (headers),
     // all of them for decap, whose outer headers it reads again.
@@ -191,7 +230,10 @@ pub fn measure(scenario: Scenario, frame_bytes: usize, routes: usize, duration: 
         Scenario::VxlanDecap => 128 + vxlan::ENCAP_OVERHEAD,
         _ => 128,
     };
-    let pristine: Vec<Vec<u8>> = frames.iter().map(|f| f[..f.len().min(restore_len)].to_vec()).collect();
+    let pristine: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| f[..f.len().min(restore_len)].to_vec())
+        .collect();
 
     let mut pipeline = Pipeline::new();
     let mut descs = [Desc::default(); BATCH];
@@ -206,7 +248,12 @@ pub fn measure(scenario: Scenario, frame_bytes: usize, routes: usize, duration: 
         }
     };
 
-    let run = |with_pipeline: bool, umem: &mut [u8], pipeline: &mut Pipeline, descs: &mut [Desc; BATCH], verdicts: &mut [Verdict; BATCH]| -> (u64, Duration) {
+    let run = |with_pipeline: bool,
+               umem: &mut [u8],
+               pipeline: &mut Pipeline,
+               descs: &mut [Desc; BATCH],
+               verdicts: &mut [Verdict; BATCH]|
+     -> (u64, Duration) {
         let start = Instant::now();
         let mut packets = 0u64;
         let mut first = 0usize;
@@ -235,7 +282,11 @@ pub fn measure(scenario: Scenario, frame_bytes: usize, routes: usize, duration: 
 
     // The pipeline must have done the work: every frame transmitted.
     let drops = pipeline.counters.total_drops();
-    assert_eq!(drops, 0, "{scenario:?} {frame_bytes}B {routes} routes: {:?}", pipeline.counters);
+    assert_eq!(
+        drops, 0,
+        "{scenario:?} {frame_bytes}B {routes} routes: {:?}",
+        pipeline.counters
+    );
 
     PipelineResult {
         scenario,
@@ -249,9 +300,16 @@ pub fn measure(scenario: Scenario, frame_bytes: usize, routes: usize, duration: 
 }
 
 /// The whole matrix.
-pub fn run_all(duration: Duration, mut progress: impl FnMut(&PipelineResult)) -> Vec<PipelineResult> {
+pub fn run_all(
+    duration: Duration,
+    mut progress: impl FnMut(&PipelineResult),
+) -> Vec<PipelineResult> {
     let mut out = Vec::new();
-    for scenario in [Scenario::LocalForward, Scenario::VxlanEncap, Scenario::VxlanDecap] {
+    for scenario in [
+        Scenario::LocalForward,
+        Scenario::VxlanEncap,
+        Scenario::VxlanDecap,
+    ] {
         for frame_bytes in [64, 1500] {
             for routes in [10, 10_000, 100_000] {
                 let r = measure(scenario, frame_bytes, routes, duration);

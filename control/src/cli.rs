@@ -4,15 +4,19 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use crate::runtime::NodeRuntime;
+use crate::stats;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kxdp_config::NodeConfig;
-use crate::runtime::NodeRuntime;
-use crate::stats;
 
 /// The command line.
 #[derive(Parser, Debug)]
-#[command(name = "kxdp", version, about = "A userspace AF_XDP dataplane for Kubernetes nodes")]
+#[command(
+    name = "kxdp",
+    version,
+    about = "A userspace AF_XDP dataplane for Kubernetes nodes"
+)]
 pub struct Cli {
     #[command(subcommand)]
     /// The command.
@@ -94,7 +98,12 @@ pub fn main() -> anyhow::Result<()> {
             let status = std::process::Command::new(&bench)
                 .args(&args)
                 .status()
-                .with_context(|| format!("running {} (build it with `cargo build --release --bins`)", bench.display()))?;
+                .with_context(|| {
+                    format!(
+                        "running {} (build it with `cargo build --release --bins`)",
+                        bench.display()
+                    )
+                })?;
             std::process::exit(status.code().unwrap_or(1));
         }
         Command::Check { config } => {

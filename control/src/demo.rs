@@ -58,7 +58,10 @@ pub fn run(kxdp: &Path, options: DemoOptions) -> anyhow::Result<Vec<PairResult>>
     eprintln!("starting kxdp on node1 and node2 (adaptive polling)…");
     let mut procs = Vec::new();
     for node in ["node1", "node2"] {
-        procs.push(bed.start_kxdp(node, kxdp, &[]).with_context(|| format!("starting kxdp on {node}"))?);
+        procs.push(
+            bed.start_kxdp(node, kxdp, &[])
+                .with_context(|| format!("starting kxdp on {node}"))?,
+        );
     }
 
     let pairs = [
@@ -84,11 +87,30 @@ pub fn run(kxdp: &Path, options: DemoOptions) -> anyhow::Result<Vec<PairResult>>
         let name = format!("{from} -> {to}");
         let ip = IpAddr::V4(dst.ip);
         eprintln!("  {name} ({path}): icmp, udp, tcp");
-        let icmp = ping(&src.netns, ip, options.count as u32, options.interval.max(Duration::from_millis(2)))?;
+        let icmp = ping(
+            &src.netns,
+            ip,
+            options.count as u32,
+            options.interval.max(Duration::from_millis(2)),
+        )?;
         rows.push(PairResult::new(&name, &path, "icmp", &icmp));
-        let udp = udp_rtt(&src.netns, ip, 7000, options.count, options.interval, timeout)?;
+        let udp = udp_rtt(
+            &src.netns,
+            ip,
+            7000,
+            options.count,
+            options.interval,
+            timeout,
+        )?;
         rows.push(PairResult::new(&name, &path, "udp", &udp));
-        let tcp = tcp_rtt(&src.netns, ip, 7001, options.count, options.interval, timeout)?;
+        let tcp = tcp_rtt(
+            &src.netns,
+            ip,
+            7001,
+            options.count,
+            options.interval,
+            timeout,
+        )?;
         rows.push(PairResult::new(&name, &path, "tcp", &tcp));
     }
     drop(servers);

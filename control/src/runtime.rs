@@ -155,13 +155,18 @@ impl NodeRuntime {
                     let backend = match XskBackend::open(&specs, &options) {
                         Ok(b) => b,
                         Err(e) => {
-                            let _ = opened_tx.send(Err(anyhow::Error::new(e).context(format!("opening AF_XDP sockets of worker {w}"))));
+                            let _ = opened_tx.send(Err(anyhow::Error::new(e)
+                                .context(format!("opening AF_XDP sockets of worker {w}"))));
                             return;
                         }
                     };
                     let opened = Opened {
-                        fds: (0..specs.len()).map(|p| backend.socket_fd(p as u16)).collect(),
-                        modes: (0..specs.len()).map(|p| backend.bind_mode(p as u16)).collect(),
+                        fds: (0..specs.len())
+                            .map(|p| backend.socket_fd(p as u16))
+                            .collect(),
+                        modes: (0..specs.len())
+                            .map(|p| backend.bind_mode(p as u16))
+                            .collect(),
                     };
                     if opened_tx.send(Ok(opened)).is_err() {
                         return;
@@ -185,7 +190,9 @@ impl NodeRuntime {
             for (p, itf) in config.interfaces.iter().enumerate() {
                 attachments[p]
                     .register_socket(w as u32, opened.fds[p])
-                    .with_context(|| format!("registering worker {w}'s socket in {}'s XSKMAP", itf.name))?;
+                    .with_context(|| {
+                        format!("registering worker {w}'s socket in {}'s XSKMAP", itf.name)
+                    })?;
                 let bind_mode = match opened.modes[p] {
                     BindMode::ZeroCopy => "zero-copy",
                     BindMode::Copy => "copy",

@@ -93,9 +93,11 @@ impl StatsServer {
             if UnixStream::connect(path).is_ok() {
                 anyhow::bail!("{} is in use by another running kxdp", path.display());
             }
-            std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing stale {}", path.display()))?;
         }
-        let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+        let listener =
+            UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         listener.set_nonblocking(true)?;
         Ok(StatsServer {
@@ -159,7 +161,8 @@ pub fn fetch(path: &Path) -> anyhow::Result<NodeStats> {
     stream.write_all(b"stats\n")?;
     let mut body = String::new();
     stream.read_to_string(&mut body)?;
-    serde_json::from_str(&body).with_context(|| format!("reading the stats from {}", path.display()))
+    serde_json::from_str(&body)
+        .with_context(|| format!("reading the stats from {}", path.display()))
 }
 
 /// Print stats as tables: per worker rx/tx, then drops by reason.
@@ -171,7 +174,15 @@ pub fn print(stats: &NodeStats) -> String {
     ));
     out.push_str(&format!(
         "{:<8}{:>14}{:>14}{:>14}{:>14}{:>10}{:>10}{:>12}{:>10}\n",
-        "worker", "rx_packets", "tx_packets", "drops", "encap", "decap", "arp/nd", "sleeps", "cyc/pkt"
+        "worker",
+        "rx_packets",
+        "tx_packets",
+        "drops",
+        "encap",
+        "decap",
+        "arp/nd",
+        "sleeps",
+        "cyc/pkt"
     ));
     for w in &stats.workers {
         out.push_str(&format!(
@@ -198,7 +209,12 @@ pub fn print(stats: &NodeStats) -> String {
         let total: u64 = per_worker.iter().sum();
         if total > 0 {
             any = true;
-            out.push_str(&format!("  {:<24}{:>12}   per worker {:?}\n", reason.label(), total, per_worker));
+            out.push_str(&format!(
+                "  {:<24}{:>12}   per worker {:?}\n",
+                reason.label(),
+                total,
+                per_worker
+            ));
         }
     }
     if !any {

@@ -128,11 +128,18 @@ mod tests {
     use proptest::prelude::*;
 
     /// The obvious reference: scan every prefix, keep the longest match.
-    fn naive<V: Clone>(routes: &[(TenantId, u32, u8, V)], tenant: TenantId, addr: u32) -> Option<V> {
+    fn naive<V: Clone>(
+        routes: &[(TenantId, u32, u8, V)],
+        tenant: TenantId,
+        addr: u32,
+    ) -> Option<V> {
         let mut best: Option<(u8, V)> = None;
         for (t, a, l, v) in routes {
             let l = (*l).min(32);
-            if *t == tenant && a.masked(l) == addr.masked(l) && best.as_ref().is_none_or(|(bl, _)| l >= *bl) {
+            if *t == tenant
+                && a.masked(l) == addr.masked(l)
+                && best.as_ref().is_none_or(|(bl, _)| l >= *bl)
+            {
                 best = Some((l, v.clone()));
             }
         }
@@ -162,8 +169,14 @@ mod tests {
         let mut lpm = Lpm::<u128, u8>::new();
         lpm.insert(0, 0, 0, 1);
         lpm.insert(0, 0xfd00_0000_0000_0000_0000_0000_0000_0000, 8, 2);
-        assert_eq!(lpm.lookup(0, 0xfd12_0000_0000_0000_0000_0000_0000_0001), Some(&2));
-        assert_eq!(lpm.lookup(0, 0x2001_0000_0000_0000_0000_0000_0000_0001), Some(&1));
+        assert_eq!(
+            lpm.lookup(0, 0xfd12_0000_0000_0000_0000_0000_0000_0001),
+            Some(&2)
+        );
+        assert_eq!(
+            lpm.lookup(0, 0x2001_0000_0000_0000_0000_0000_0000_0001),
+            Some(&1)
+        );
     }
 
     proptest! {

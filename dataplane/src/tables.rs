@@ -18,8 +18,8 @@ use ipnetwork::IpNetwork;
 use kxdp_config::{InterfaceRole, NodeConfig, RouteTarget};
 use rustc_hash::FxHashMap;
 
-pub use crate::lpm::TenantId;
 use crate::lpm::Lpm;
+pub use crate::lpm::TenantId;
 use crate::verdict::PortId;
 use crate::vxlan::EncapTemplate;
 
@@ -296,22 +296,24 @@ impl Tables {
                 let Some(&tenant) = tenant_ids.get(cidr.tenant.as_str()) else {
                     continue;
                 };
-                let hop = *node_hops.entry((node.name.as_str(), tenant)).or_insert_with(|| {
-                    let hop = next_hops.len() as u32;
-                    next_hops.push(NextHop::Remote {
-                        node: node.name.clone(),
-                        inner_dst_mac: node.vtep_mac.0,
-                        template: EncapTemplate::new(
-                            underlay_mac,
-                            node.underlay_mac.unwrap_or(node.vtep_mac).0,
-                            vtep.ip,
-                            node.vtep_ip,
-                            tenants[usize::from(tenant)].vni,
-                            vtep.udp_port,
-                        ),
+                let hop = *node_hops
+                    .entry((node.name.as_str(), tenant))
+                    .or_insert_with(|| {
+                        let hop = next_hops.len() as u32;
+                        next_hops.push(NextHop::Remote {
+                            node: node.name.clone(),
+                            inner_dst_mac: node.vtep_mac.0,
+                            template: EncapTemplate::new(
+                                underlay_mac,
+                                node.underlay_mac.unwrap_or(node.vtep_mac).0,
+                                vtep.ip,
+                                node.vtep_ip,
+                                tenants[usize::from(tenant)].vni,
+                                vtep.udp_port,
+                            ),
+                        });
+                        hop
                     });
-                    hop
-                });
                 insert(tenant, cidr.cidr, hop);
             }
         }
@@ -424,7 +426,12 @@ impl Tables {
     /// Add IPv4 routes straight to a remote next hop (benchmarks and tests:
     /// large tables without a large YAML). The next hop is a copy of the
     /// route that `via` currently resolves to in `tenant`.
-    pub fn add_routes_v4(&mut self, tenant: TenantId, via: Ipv4Addr, prefixes: &[(Ipv4Addr, u8)]) -> bool {
+    pub fn add_routes_v4(
+        &mut self,
+        tenant: TenantId,
+        via: Ipv4Addr,
+        prefixes: &[(Ipv4Addr, u8)],
+    ) -> bool {
         let Some(&hop) = self.routes4.lookup(tenant, u32::from(via)) else {
             return false;
         };

@@ -30,13 +30,23 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Pipeline { seconds, json, core } => {
+        Command::Pipeline {
+            seconds,
+            json,
+            core,
+        } => {
             if let Some(core) = core {
                 kxdp_dataplane::worker::pin_to_core(Some(core));
             }
-            eprintln!("in-memory pipeline, one core{}, batch 64", core.map(|c| format!(" (core {c})")).unwrap_or_default());
+            eprintln!(
+                "in-memory pipeline, one core{}, batch 64",
+                core.map(|c| format!(" (core {c})")).unwrap_or_default()
+            );
             let results = kxdp_bench::pipeline::run_all(Duration::from_secs_f64(seconds), |r| {
-                eprintln!("  {:?} {} B {} routes: {:.2} Mpps", r.scenario, r.frame_bytes, r.routes, r.mpps);
+                eprintln!(
+                    "  {:?} {} B {} routes: {:.2} Mpps",
+                    r.scenario, r.frame_bytes, r.routes, r.mpps
+                );
             });
             print!("{}", kxdp_bench::pipeline::table(&results));
             if let Some(path) = json {

@@ -60,12 +60,12 @@ impl PodCidrSpec {
             return gw;
         }
         match self.cidr {
-            ipnetwork::IpNetwork::V4(n) => {
-                std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from(n.network()).wrapping_add(1)))
-            }
-            ipnetwork::IpNetwork::V6(n) => {
-                std::net::IpAddr::V6(std::net::Ipv6Addr::from(u128::from(n.network()).wrapping_add(1)))
-            }
+            ipnetwork::IpNetwork::V4(n) => std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+                u32::from(n.network()).wrapping_add(1),
+            )),
+            ipnetwork::IpNetwork::V6(n) => std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(n.network()).wrapping_add(1),
+            )),
         }
     }
 }

@@ -95,12 +95,20 @@ impl<B: PacketIo> Worker<B> {
     /// A worker over `io`. All UMEM frames start in the free list; each
     /// port's fill ring is kept at most `frame_count / (2 × ports)` deep so
     /// that half the frames stay available for transmit.
-    pub fn new(io: B, tables: TableReader, shared: Arc<SharedCounters>, options: WorkerOptions) -> Self {
+    pub fn new(
+        io: B,
+        tables: TableReader,
+        shared: Arc<SharedCounters>,
+        options: WorkerOptions,
+    ) -> Self {
         let ports = io.port_count().max(1);
         let frame_size = u64::from(io.frame_size());
         let frame_count = io.frame_count() as usize;
         let batch = options.batch_size.max(1);
-        let free: Vec<u64> = (0..frame_count as u64).rev().map(|i| i * frame_size).collect();
+        let free: Vec<u64> = (0..frame_count as u64)
+            .rev()
+            .map(|i| i * frame_size)
+            .collect();
         let per_port = (frame_count / (2 * ports)).max(1);
         let fill_target = (0..ports)
             .map(|p| per_port.min(io.fill_capacity(p as PortId)))
@@ -114,7 +122,9 @@ impl<B: PacketIo> Worker<B> {
             free,
             rx: vec![Desc::default(); batch],
             verdicts: vec![Verdict::Pass; batch],
-            staged: (0..ports).map(|_| Vec::with_capacity(batch * ports)).collect(),
+            staged: (0..ports)
+                .map(|_| Vec::with_capacity(batch * ports))
+                .collect(),
             addrs: vec![0; batch.max(64)],
             fill_target,
             in_fill: vec![0; ports],
@@ -212,7 +222,9 @@ impl<B: PacketIo> Worker<B> {
     fn refill(&mut self, ports: usize) {
         for port in 0..ports {
             let want = self.fill_target[port].saturating_sub(self.in_fill[port]);
-            let want = want.min(self.free.len()).min(self.io.fill_capacity(port as PortId));
+            let want = want
+                .min(self.free.len())
+                .min(self.io.fill_capacity(port as PortId));
             if want == 0 {
                 continue;
             }

@@ -7,11 +7,13 @@
 mod error;
 mod mac;
 mod model;
+mod network;
 mod validate;
 
 pub use error::ConfigError;
 pub use mac::MacParseError;
 pub use model::*;
+pub use network::*;
 
 use std::path::Path;
 

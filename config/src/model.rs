@@ -38,6 +38,18 @@ pub struct NodeConfig {
     /// Where the control socket lives.
     #[serde(default)]
     pub control: ControlSpec,
+    /// Namespaces and their labels (for policy namespace selectors).
+    #[serde(default)]
+    pub namespaces: Vec<crate::NamespaceSpec>,
+    /// Services with their endpoints.
+    #[serde(default)]
+    pub services: Vec<crate::ServiceSpec>,
+    /// NetworkPolicies.
+    #[serde(default)]
+    pub policies: Vec<crate::NetworkPolicySpec>,
+    /// Service chains.
+    #[serde(default)]
+    pub chains: Vec<crate::ChainSpec>,
 }
 
 /// This node: its name, VTEP and pod CIDRs.
@@ -202,6 +214,13 @@ pub struct PodSpec {
     /// Labels, for identity-based policy.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Its Kubernetes namespace.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+fn default_namespace() -> String {
+    "default".to_string()
 }
 
 /// A remote node, reached over VXLAN.

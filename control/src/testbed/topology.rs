@@ -567,10 +567,15 @@ fn kxdp_config(
                 mac: pod.mac,
                 interface: pod.host_interface.clone(),
                 labels: pod.labels.clone(),
+                namespace: "default".to_string(),
             })
             .collect(),
         remote_nodes,
         routes: Vec::new(),
+        namespaces: Vec::new(),
+        services: Vec::new(),
+        policies: Vec::new(),
+        chains: Vec::new(),
         control: ControlSpec {
             socket: Some(
                 scratch

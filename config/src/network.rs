@@ -468,13 +468,15 @@ mod tests {
 
     #[test]
     fn a_chain_parses_from_yaml() {
-        let chain: ChainSpec = serde_yaml::from_str(
-            "name: web\ntenant: blue\npriority: 10\nsymmetric: true\n\
-             classifier: {dst: 10.96.0.0/16, protocol: tcp, dst_ports: {first: 80, last: 80}}\n\
-             functions:\n  - type: policy\n  - {type: policer, rate_pps: 1000, burst: 64}\n\
-               - {type: external, to_interface: vnf-in, from_interface: vnf-out, failure: fail_open}\n\
-               - {type: load_balancer}\n",
-        )
+        let chain: ChainSpec = serde_yaml::from_str(concat!(
+            "name: web\ntenant: blue\npriority: 10\nsymmetric: true\n",
+            "classifier: {dst: 10.96.0.0/16, protocol: tcp, dst_ports: {first: 80, last: 80}}\n",
+            "functions:\n",
+            "  - type: policy\n",
+            "  - {type: policer, rate_pps: 1000, burst: 64}\n",
+            "  - {type: external, to_interface: vnf-in, from_interface: vnf-out, failure: fail_open}\n",
+            "  - {type: load_balancer}\n",
+        ))
         .unwrap();
         assert_eq!(chain.functions.len(), 4);
         assert_eq!(

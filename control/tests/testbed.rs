@@ -549,3 +549,59 @@ fn a_panicking_test_leaves_nothing_behind() {
     assert_nothing_left(&prefix);
     assert!(!scratch.exists());
 }
+
+#[test]
+fn routed_nodes_carry_pod_traffic_without_an_overlay() {
+    if !privileged_test("routed_nodes_carry_pod_traffic_without_an_overlay") {
+        return;
+    }
+    let spec = TopologySpec::new(Underlay::Direct, &blue())
+        .with_node(NodeSpec::new("r1", NodeKind::Routed).with_pod("ra", "blue", pod_ip(1, 10)))
+        .with_node(NodeSpec::new("r2", NodeKind::Routed).with_pod("rb", "blue", pod_ip(2, 10)));
+    let tb = Testbed::build(spec).expect("build the routed topology");
+    let prefix = tb.prefix().to_string();
+    let r1 = tb.node("r1").unwrap();
+    let r2 = tb.node("r2").unwrap();
+    // host-gw: the other node's pod CIDR via its underlay address, no vxlan device.
+    let routes = r1.netns.ip(&["route", "show", "10.244.2.0/24"]).unwrap();
+    assert!(
+        routes.contains(&format!("via {}", r2.vtep_ip)),
+        "routes of r1: {routes}"
+    );
+    let links = r1.netns.ip(&["-d", "link", "show"]).unwrap();
+    assert!(
+        !links.contains("vxlan"),
+        "a routed node has no vxlan: {links}"
+    );
+
+    let pod = |name: &str| tb.pod(name).unwrap();
+    assert_eq!(tb.path_kind("ra", "rb").unwrap(), PathKind::KernelNode);
+    let icmp = ping(
+        &pod("ra").netns,
+        IpAddr::V4(pod("rb").ip),
+        5,
+        Duration::from_millis(20),
+    )
+    .expect("ping");
+    assert_eq!(icmp.received, 5, "{icmp:?}");
+    let server = tcp_echo_server(&pod("rb").netns, 0).unwrap();
+    let tcp = tcp_rtt(
+        &pod("ra").netns,
+        IpAddr::V4(pod("rb").ip),
+        server.port(),
+        50,
+        Duration::from_millis(1),
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    assert_eq!((tcp.sent, tcp.lost), (50, 0), "tcp: {tcp:?}");
+    // Pod traffic crossed the underlay as plain IPv4 between pod addresses:
+    // the underlay counters of r2 saw at least the pings and the TCP segments.
+    let stats = r2.netns.ip(&["-s", "-j", "link", "show", "ul0"]).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    let rx = stats[0]["stats64"]["rx"]["packets"].as_u64().unwrap();
+    assert!(rx >= 55, "ul0 of r2 received {rx} packets");
+    drop(server);
+    drop(tb);
+    assert_nothing_left(&prefix);
+}

@@ -10,7 +10,8 @@ use kxdp_config::TenantSpec;
 use super::error::{Result, TestbedError};
 use super::netns::run_command;
 use super::topology::{
-    self, flannel_device, Node, CNI_BRIDGE, POD_CIDR_LEN, POD_MTU, UNDERLAY_IF, VXLAN_PORT,
+    self, flannel_device, Node, NodeKind, CNI_BRIDGE, POD_CIDR_LEN, POD_MTU, UNDERLAY_IF,
+    VXLAN_PORT,
 };
 
 fn vni_of(tenants: &[TenantSpec], tenant: &str) -> Result<u32> {
@@ -46,6 +47,9 @@ pub(crate) fn configure_base(node: &Node, tenants: &[TenantSpec]) -> Result<()> 
         CNI_BRIDGE,
     ])?;
     ns.ip(&["link", "set", CNI_BRIDGE, "up"])?;
+    if node.kind == NodeKind::Routed {
+        return Ok(());
+    }
     for tenant in &node.tenants {
         let vni = vni_of(tenants, tenant)?;
         let device = flannel_device(vni);
@@ -87,6 +91,24 @@ pub(crate) fn configure_base(node: &Node, tenants: &[TenantSpec]) -> Result<()> 
 /// that MAC to its VTEP IP.
 pub(crate) fn configure_peers(node: &Node, nodes: &[Node], tenants: &[TenantSpec]) -> Result<()> {
     let ns = &node.netns;
+    if node.kind == NodeKind::Routed {
+        // host-gw: the remote pod CIDR via the remote node's underlay address.
+        for remote in nodes
+            .iter()
+            .filter(|r| r.name != node.name && r.kind == NodeKind::Routed)
+        {
+            ns.ip(&[
+                "route",
+                "replace",
+                &format!("{}/{}", remote.pod_cidr, POD_CIDR_LEN),
+                "via",
+                &remote.vtep_ip.to_string(),
+                "dev",
+                UNDERLAY_IF,
+            ])?;
+        }
+        return Ok(());
+    }
     for tenant in &node.tenants {
         let device = flannel_device(vni_of(tenants, tenant)?);
         for remote in nodes

@@ -111,11 +111,7 @@ impl Testbed {
         for pod in &testbed.pods {
             testbed.attach_pod(pod)?;
         }
-        for node in testbed
-            .nodes
-            .iter()
-            .filter(|n| n.kind == NodeKind::KernelVxlan)
-        {
+        for node in testbed.nodes.iter().filter(|n| n.kind.is_kernel()) {
             kernel_node::configure_peers(node, &testbed.nodes, &testbed.tenants)?;
         }
         Ok(testbed)
@@ -202,7 +198,7 @@ impl Testbed {
         // would on a wire: the peer may be kxdp, whose AF_XDP copy-mode
         // sockets would otherwise receive CHECKSUM_PARTIAL frames unfinished.
         ns.exec("ethtool", &["-K", UNDERLAY_IF, "tx", "off"])?;
-        if node.kind == NodeKind::KernelVxlan {
+        if node.kind.is_kernel() {
             kernel_node::configure_base(node, &self.tenants)?;
         }
         Ok(())
@@ -239,7 +235,7 @@ impl Testbed {
                 ns.exec("ethtool", &["-K", POD_IF, "tx", "off"])?;
                 node.netns.ip(&["link", "set", &pod.host_interface, "up"])?;
             }
-            NodeKind::KernelVxlan => {
+            NodeKind::KernelVxlan | NodeKind::Routed => {
                 ns.ip(&["route", "add", "default", "via", &gateway, "dev", POD_IF])?;
                 node.netns.ip(&[
                     "link",
@@ -351,7 +347,7 @@ impl Testbed {
         let to = self.node(&self.pod(to)?.node)?;
         Ok(if from.name == to.name {
             PathKind::SameNode
-        } else if from.kind == NodeKind::KernelVxlan || to.kind == NodeKind::KernelVxlan {
+        } else if from.kind.is_kernel() || to.kind.is_kernel() {
             PathKind::KernelNode
         } else {
             PathKind::CrossNode

@@ -71,6 +71,18 @@ pub enum NodeKind {
     /// neighbours and fdb entries for every remote node. Serves one tenant
     /// (this kernel has no VRF, so overlapping tenant CIDRs cannot share it).
     KernelVxlan,
+    /// The Linux kernel routes, without an overlay (Flannel's `host-gw`
+    /// backend): a `cni0` bridge and, for every remote node, a route to its
+    /// pod CIDR via its underlay address. Talks only to other routed nodes;
+    /// serves one tenant. The `routed` baseline of benchmarks.
+    Routed,
+}
+
+impl NodeKind {
+    /// Whether the kernel forwards this node's pods (a `cni0` bridge).
+    pub fn is_kernel(self) -> bool {
+        matches!(self, NodeKind::KernelVxlan | NodeKind::Routed)
+    }
 }
 
 /// How the nodes' underlay interfaces are connected.
@@ -373,7 +385,7 @@ pub(crate) fn plan(spec: &TopologySpec, prefix: &str, scratch: &Path) -> Result<
         }
         let tenants: Vec<String> = match node_spec.kind {
             NodeKind::Kxdp => spec.tenants.iter().map(|t| t.name.clone()).collect(),
-            NodeKind::KernelVxlan => {
+            NodeKind::KernelVxlan | NodeKind::Routed => {
                 let served: BTreeSet<&str> =
                     node_spec.pods.iter().map(|p| p.tenant.as_str()).collect();
                 match served.len() {
@@ -440,7 +452,7 @@ pub(crate) fn plan(spec: &TopologySpec, prefix: &str, scratch: &Path) -> Result<
                 ip: pod_spec.ip,
                 prefix_len: match node_spec.kind {
                     NodeKind::Kxdp => 32,
-                    NodeKind::KernelVxlan => POD_CIDR_LEN,
+                    NodeKind::KernelVxlan | NodeKind::Routed => POD_CIDR_LEN,
                 },
                 mac: mac(MAC_POD, number, index),
                 node: node_spec.name.clone(),
@@ -461,7 +473,7 @@ pub(crate) fn plan(spec: &TopologySpec, prefix: &str, scratch: &Path) -> Result<
             underlay_mac,
             vtep_mac: match node_spec.kind {
                 NodeKind::Kxdp => underlay_mac,
-                NodeKind::KernelVxlan => mac(MAC_FLANNEL, number, 0),
+                NodeKind::KernelVxlan | NodeKind::Routed => mac(MAC_FLANNEL, number, 0),
             },
             pod_cidr: pod_cidr(number),
             gateway: gateway_ip(number),

@@ -261,7 +261,8 @@ pub struct RouteSpec {
     pub tenant: String,
     /// Destination prefix.
     pub prefix: IpNetwork,
-    /// Where it goes.
+    /// Where it goes: `{node: node2}`, `{pod: pod-a}` or `blackhole`.
+    #[serde(with = "serde_yaml::with::singleton_map")]
     pub via: RouteTarget,
 }
 
@@ -269,9 +270,32 @@ pub struct RouteSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ControlSpec {
-    /// The control Unix socket; `/run/kxdp/<node>.sock` unless set.
+    /// The stats Unix socket; `/run/kxdp/<node>.sock` unless set.
     #[serde(default)]
     pub socket: Option<String>,
+    /// The gRPC API's Unix socket (mode 0600); next to the stats socket,
+    /// with `.api.sock` for `.sock` (`/run/kxdp/<node>.api.sock`), unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_socket: Option<String>,
+    /// The gRPC API on TCP, always with mutual TLS (there is no plaintext
+    /// TCP listener); off unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_tcp: Option<ApiTcpSpec>,
+}
+
+/// The gRPC API on TCP with mutual TLS: the server presents `cert` and
+/// accepts only clients whose certificate `client_ca` signed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTcpSpec {
+    /// Address and port to listen on, e.g. `0.0.0.0:50051`.
+    pub listen: std::net::SocketAddr,
+    /// The server's certificate chain (PEM).
+    pub cert: String,
+    /// The server's private key (PEM).
+    pub key: String,
+    /// The CA certificate(s) that sign client certificates (PEM).
+    pub client_ca: String,
 }
 
 fn default_vxlan_port() -> u16 {

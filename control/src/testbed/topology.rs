@@ -595,6 +595,7 @@ fn kxdp_config(
                     .display()
                     .to_string(),
             ),
+            ..ControlSpec::default()
         },
     })
 }

@@ -1,0 +1,227 @@
+//! Connecting to a node's API: over its Unix socket, or over TCP with mutual
+//! TLS; and a blocking client for the `kxdp` CLI.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
+
+use super::convert::{FromProto, ToProto};
+use super::proto;
+use super::proto::dataplane_service_client::DataplaneServiceClient;
+use super::server::MAX_MESSAGE_SIZE;
+use super::store::{ApplyOutcome, ChangeSet, ObjectKind, ObjectSet};
+
+/// The generated client over a channel.
+pub type ApiClient = DataplaneServiceClient<Channel>;
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a node's API is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiTarget {
+    /// Its Unix socket.
+    Unix(PathBuf),
+    /// TCP with mutual TLS.
+    Tls {
+        /// `https://host:port`.
+        url: String,
+        /// The CA that signed the server's certificate (PEM file).
+        ca: PathBuf,
+        /// The client's certificate (PEM file).
+        cert: PathBuf,
+        /// The client's private key (PEM file).
+        key: PathBuf,
+        /// The name the server's certificate is checked for; the URL's host
+        /// when absent.
+        domain: Option<String>,
+    },
+}
+
+impl std::fmt::Display for ApiTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiTarget::Unix(path) => write!(f, "{}", path.display()),
+            ApiTarget::Tls { url, .. } => f.write_str(url),
+        }
+    }
+}
+
+/// A channel to the API on the Unix socket at `path`.
+pub async fn connect_unix(path: &Path) -> Result<Channel, tonic::transport::Error> {
+    let path = path.to_path_buf();
+    // The URI is required by the endpoint but unused: the connector dials the socket.
+    Endpoint::from_static("http://localhost")
+        .connect_timeout(CONNECT_TIMEOUT)
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await
+}
+
+/// A channel to `target`.
+pub async fn connect(target: &ApiTarget) -> anyhow::Result<Channel> {
+    match target {
+        ApiTarget::Unix(path) => connect_unix(path)
+            .await
+            .with_context(|| format!("connecting to {} (is `kxdp run` running?)", path.display())),
+        ApiTarget::Tls {
+            url,
+            ca,
+            cert,
+            key,
+            domain,
+        } => {
+            let read =
+                |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            let mut tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(read(ca)?))
+                .identity(Identity::from_pem(read(cert)?, read(key)?));
+            if let Some(domain) = domain {
+                tls = tls.domain_name(domain.clone());
+            }
+            Endpoint::from_shared(url.clone())
+                .with_context(|| format!("{url:?} is not a URL"))?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .tls_config(tls)
+                .context("the TLS configuration is refused")?
+                .connect()
+                .await
+                .with_context(|| format!("connecting to {url}"))
+        }
+    }
+}
+
+/// The API client over `channel`, with the server's message size limits.
+pub fn client(channel: Channel) -> ApiClient {
+    DataplaneServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE)
+}
+
+/// A refused call, with the server's message (which names the field).
+fn status_error(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", status.code(), status.message())
+}
+
+/// A blocking client (for the CLI): a small runtime of its own.
+#[derive(Debug)]
+pub struct BlockingClient {
+    runtime: tokio::runtime::Runtime,
+    client: ApiClient,
+}
+
+impl BlockingClient {
+    /// Connect to `target`.
+    pub fn connect(target: &ApiTarget) -> anyhow::Result<BlockingClient> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("building a tokio runtime")?;
+        let channel = runtime.block_on(connect(target))?;
+        Ok(BlockingClient {
+            runtime,
+            client: client(channel),
+        })
+    }
+
+    /// Apply a change.
+    pub fn apply(&mut self, change: &ChangeSet) -> anyhow::Result<ApplyOutcome> {
+        let response = self
+            .runtime
+            .block_on(self.client.apply(change.to_proto()))
+            .map_err(status_error)?
+            .into_inner();
+        Ok(ApplyOutcome {
+            generation: response.generation,
+            changed: response.changed,
+        })
+    }
+
+    /// The desired state of `kinds`, with its generation.
+    pub fn list(&mut self, kinds: &[ObjectKind]) -> anyhow::Result<(u64, ObjectSet)> {
+        let request = proto::ListRequest {
+            kinds: kinds
+                .iter()
+                .map(|k| super::convert::kind_to_proto(*k) as i32)
+                .collect(),
+        };
+        let response = self
+            .runtime
+            .block_on(self.client.list(request))
+            .map_err(status_error)?
+            .into_inner();
+        let objects = ObjectSet::from_proto(&response.objects.unwrap_or_default(), "objects")
+            .map_err(|e| anyhow::anyhow!("the server sent an unreadable object: {e}"))?;
+        Ok((response.generation, objects))
+    }
+
+    /// One object, with the generation of the desired state.
+    pub fn get(&mut self, kind: ObjectKind, key: &str) -> anyhow::Result<(u64, ObjectSet)> {
+        let request = proto::GetRequest {
+            kind: super::convert::kind_to_proto(kind) as i32,
+            key: key.to_string(),
+        };
+        let response = self
+            .runtime
+            .block_on(self.client.get(request))
+            .map_err(status_error)?
+            .into_inner();
+        let object = ObjectSet::from_proto(&response.object.unwrap_or_default(), "object")
+            .map_err(|e| anyhow::anyhow!("the server sent an unreadable object: {e}"))?;
+        Ok((response.generation, object))
+    }
+
+    /// The published tables.
+    pub fn dump_tables(&mut self) -> anyhow::Result<proto::DumpTablesResponse> {
+        Ok(self
+            .runtime
+            .block_on(self.client.dump_tables(proto::DumpTablesRequest {}))
+            .map_err(status_error)?
+            .into_inner())
+    }
+
+    /// The node's status.
+    pub fn status(&mut self) -> anyhow::Result<proto::GetStatusResponse> {
+        Ok(self
+            .runtime
+            .block_on(self.client.get_status(proto::GetStatusRequest {}))
+            .map_err(status_error)?
+            .into_inner())
+    }
+
+    /// Stream counter samples every `interval` into `each` until it returns
+    /// false, `max_samples` arrived (0: no limit) or the server ends.
+    pub fn watch_counters(
+        &mut self,
+        interval: Duration,
+        max_samples: u64,
+        mut each: impl FnMut(&proto::CounterSample) -> bool,
+    ) -> anyhow::Result<()> {
+        let request = proto::WatchCountersRequest {
+            interval_ms: u32::try_from(interval.as_millis()).unwrap_or(u32::MAX),
+            max_samples,
+        };
+        let client = &mut self.client;
+        self.runtime.block_on(async move {
+            let mut stream = client
+                .watch_counters(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            while let Some(sample) = stream.message().await.map_err(status_error)? {
+                if !each(&sample) {
+                    break;
+                }
+            }
+            anyhow::Ok(())
+        })
+    }
+}

@@ -1,0 +1,44 @@
+//! The gRPC control API (`kxdp.v1`): the desired-state store that every
+//! source of configuration applies through, the tonic service over it, the
+//! listeners (a Unix socket by default, TCP only with mutual TLS), and the
+//! client that the `kxdp` CLI uses.
+//!
+//! An in-process source (the Kubernetes agent) applies through the same
+//! [`DesiredStateStore`] that the service wraps ([`DataplaneApi::store`]);
+//! an out-of-process one through [`BlockingClient`] or the generated
+//! [`ApiClient`]. Both get the same semantics: atomic, validated whole,
+//! keyed and idempotent.
+
+pub mod client;
+pub mod convert;
+pub mod render;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use client::{ApiClient, ApiTarget, BlockingClient};
+pub use server::{api_socket_path, ApiServer, ApiServerOptions};
+pub use service::DataplaneApi;
+pub use store::{
+    ApplyMode, ApplyOutcome, ChangeSet, DesiredStateStore, FieldError, KeySet, ObjectKind,
+    ObjectSet,
+};
+
+/// The generated `kxdp.v1` messages, client and server.
+#[allow(
+    missing_docs,
+    missing_debug_implementations,
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used
+)]
+pub mod proto {
+    tonic::include_proto!("kxdp.v1");
+
+    /// The encoded file descriptor set of `kxdp.v1`, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("kxdp_v1_descriptor");
+
+    /// The full name of the service, as reflection lists it.
+    pub const SERVICE_NAME: &str = "kxdp.v1.DataplaneService";
+}

@@ -1,0 +1,354 @@
+//! The API's listeners and the thread that serves them.
+//!
+//! The API runs on a single-threaded tokio runtime in its own thread
+//! (`kxdp-api`), kept off the workers' cores when there are cores left: the
+//! workers never wait for it, they only see a new table snapshot at their
+//! next batch. It listens on a Unix socket (mode 0600, a stale socket file
+//! replaced, the file removed on shutdown) and, when configured, on TCP with
+//! mutual TLS only: there is no way to open a plaintext TCP listener.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use kxdp_config::{ApiTcpSpec, NodeConfig};
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use super::proto;
+use super::proto::dataplane_service_server::DataplaneServiceServer;
+use super::service::DataplaneApi;
+
+/// The largest message the API takes or sends (a resync of 100k endpoints
+/// is a few MiB).
+pub const MAX_MESSAGE_SIZE: usize = 64 << 20;
+
+/// How long a stopping server waits for calls in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the API listens.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiServerOptions {
+    /// The Unix socket.
+    pub unix_socket: PathBuf,
+    /// TCP with mutual TLS, when set.
+    pub tcp: Option<ApiTcpSpec>,
+    /// Cores to keep the API thread off (the workers' pinned cores).
+    pub avoid_cores: Vec<usize>,
+}
+
+impl ApiServerOptions {
+    /// The listeners a node's configuration asks for.
+    pub fn from_config(config: &NodeConfig) -> ApiServerOptions {
+        ApiServerOptions {
+            unix_socket: api_socket_path(config),
+            tcp: config.control.api_tcp.clone(),
+            avoid_cores: config.workers.cores.clone(),
+        }
+    }
+}
+
+/// The API socket of a node: `control.api_socket`, or the stats socket's
+/// path with `.api.sock` for `.sock` (`/run/kxdp/<node>.api.sock`).
+pub fn api_socket_path(config: &NodeConfig) -> PathBuf {
+    if let Some(path) = &config.control.api_socket {
+        return PathBuf::from(path);
+    }
+    api_socket_beside(Path::new(&config.control_socket()))
+}
+
+/// The API socket that goes with a stats socket.
+pub fn api_socket_beside(stats_socket: &Path) -> PathBuf {
+    let stats = stats_socket.display().to_string();
+    match stats.strip_suffix(".sock") {
+        Some(base) => PathBuf::from(format!("{base}.api.sock")),
+        None => PathBuf::from(format!("{stats}.api.sock")),
+    }
+}
+
+/// A bound Unix socket file, removed on drop.
+#[derive(Debug)]
+struct SocketFile {
+    path: PathBuf,
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Bind `path` (creating its directory, replacing a stale socket file), then
+/// restrict it to its owner (0600).
+fn bind_unix(path: &Path) -> anyhow::Result<(std::os::unix::net::UnixListener, SocketFile)> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        // A live server answers; a stale socket file refuses the connection.
+        if UnixStream::connect(path).is_ok() {
+            bail!("{} is in use by another running kxdp", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing the stale socket {}", path.display()))?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)
+        .with_context(|| format!("binding {}", path.display()))?;
+    let file = SocketFile {
+        path: path.to_path_buf(),
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {} to mode 0600", path.display()))?;
+    listener.set_nonblocking(true)?;
+    Ok((listener, file))
+}
+
+fn read_pem(path: &str, field: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("control.api_tcp.{field}: cannot read {path}"))
+}
+
+/// The TLS configuration of the TCP listener: the server's identity, and
+/// client certificates required and checked against `client_ca`.
+fn tls_config(spec: &ApiTcpSpec) -> anyhow::Result<ServerTlsConfig> {
+    let cert = read_pem(&spec.cert, "cert")?;
+    let key = read_pem(&spec.key, "key")?;
+    let ca = read_pem(&spec.client_ca, "client_ca")?;
+    Ok(ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert, key))
+        .client_ca_root(Certificate::from_pem(ca))
+        .client_auth_optional(false)
+        .timeout(TLS_HANDSHAKE_TIMEOUT))
+}
+
+/// The services every listener serves: the API and gRPC reflection.
+fn router(api: &DataplaneApi, builder: Server) -> anyhow::Result<tonic::transport::server::Router> {
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building the reflection service")?;
+    let mut builder = builder;
+    Ok(builder
+        .add_service(
+            DataplaneServiceServer::new(api.clone())
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE),
+        )
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha))
+}
+
+/// Keep the calling thread off `avoid` (when any core is left for it).
+fn avoid_cores(avoid: &[usize]) {
+    if avoid.is_empty() {
+        return;
+    }
+    let Ok(current) = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) else {
+        return;
+    };
+    let mut set = nix::sched::CpuSet::new();
+    let mut any = false;
+    for cpu in 0..nix::sched::CpuSet::count() {
+        if current.is_set(cpu).unwrap_or(false) && !avoid.contains(&cpu) {
+            any |= set.set(cpu).is_ok();
+        }
+    }
+    if !any {
+        tracing::info!(
+            ?avoid,
+            "every core runs a worker: the API thread shares them"
+        );
+        return;
+    }
+    if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
+        tracing::warn!(error = %e, "could not keep the API thread off the workers' cores");
+    }
+}
+
+/// A running API server. Dropping it (or [`ApiServer::shutdown`]) stops it
+/// and removes its socket file.
+#[derive(Debug)]
+pub struct ApiServer {
+    api: DataplaneApi,
+    thread: Option<JoinHandle<()>>,
+    stop: Option<oneshot::Sender<()>>,
+    socket: Option<SocketFile>,
+    tcp_addr: Option<SocketAddr>,
+}
+
+impl ApiServer {
+    /// Bind the listeners of `options` and serve `api` on them from a new
+    /// thread. Returns once the listeners are bound: a client may connect
+    /// right away.
+    pub fn start(api: DataplaneApi, options: &ApiServerOptions) -> anyhow::Result<ApiServer> {
+        let (unix, socket) = bind_unix(&options.unix_socket)?;
+        let tcp = match &options.tcp {
+            Some(spec) => {
+                let tls = tls_config(spec)?;
+                let listener = std::net::TcpListener::bind(spec.listen).with_context(|| {
+                    format!("control.api_tcp.listen: cannot bind {}", spec.listen)
+                })?;
+                listener.set_nonblocking(true)?;
+                Some((listener, tls))
+            }
+            None => None,
+        };
+        let tcp_addr = match &tcp {
+            Some((l, _)) => Some(l.local_addr()?),
+            None => None,
+        };
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std_mpsc::channel::<anyhow::Result<()>>();
+        let avoid = options.avoid_cores.clone();
+        let thread_api = api.clone();
+        let thread = std::thread::Builder::new()
+            .name("kxdp-api".to_string())
+            .spawn(move || {
+                avoid_cores(&avoid);
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .thread_name("kxdp-api")
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ =
+                            ready_tx
+                                .send(Err(anyhow::Error::new(e)
+                                    .context("building the API's tokio runtime")));
+                        return;
+                    }
+                };
+                runtime.block_on(serve(thread_api, unix, tcp, stop_rx, ready_tx));
+                runtime.shutdown_timeout(SHUTDOWN_GRACE);
+            })
+            .context("spawning the API thread")?;
+        let mut server = ApiServer {
+            api,
+            thread: Some(thread),
+            stop: Some(stop_tx),
+            socket: Some(socket),
+            tcp_addr,
+        };
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => Ok(server),
+            Ok(Err(e)) => {
+                server.stop();
+                Err(e)
+            }
+            Err(_) => {
+                server.stop();
+                bail!("the API server did not start within 10 s")
+            }
+        }
+    }
+
+    /// The Unix socket it listens on.
+    pub fn unix_socket(&self) -> Option<&Path> {
+        self.socket.as_ref().map(|s| s.path.as_path())
+    }
+
+    /// The TCP address it listens on (with mutual TLS), when configured.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// Stop serving, wait for the thread, remove the socket file.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.api.end_streams();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.socket = None;
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn serve(
+    api: DataplaneApi,
+    unix: std::os::unix::net::UnixListener,
+    tcp: Option<(std::net::TcpListener, ServerTlsConfig)>,
+    stop: oneshot::Receiver<()>,
+    ready: std_mpsc::Sender<anyhow::Result<()>>,
+) {
+    let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let setup = async {
+        let unix = tokio::net::UnixListener::from_std(unix).context("registering the socket")?;
+        let unix_server = router(&api, Server::builder())?;
+        let mut unix_stop = shutdown_tx.subscribe();
+        let unix_task = tokio::spawn(unix_server.serve_with_incoming_shutdown(
+            UnixListenerStream::new(unix),
+            async move {
+                let _ = unix_stop.recv().await;
+            },
+        ));
+        let tcp_task = match tcp {
+            Some((listener, tls)) => {
+                let listener = tokio::net::TcpListener::from_std(listener)
+                    .context("registering the TCP listener")?;
+                let builder = Server::builder()
+                    .tls_config(tls)
+                    .context("control.api_tcp: the TLS configuration is refused")?;
+                let tcp_server = router(&api, builder)?;
+                let mut tcp_stop = shutdown_tx.subscribe();
+                Some(tokio::spawn(tcp_server.serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener),
+                    async move {
+                        let _ = tcp_stop.recv().await;
+                    },
+                )))
+            }
+            None => None,
+        };
+        anyhow::Ok((unix_task, tcp_task))
+    };
+    let (unix_task, tcp_task) = match setup.await {
+        Ok(tasks) => {
+            let _ = ready.send(Ok(()));
+            tasks
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = stop.await;
+    let _ = shutdown_tx.send(());
+    let finish = async {
+        if let Ok(Err(e)) = unix_task.await {
+            tracing::warn!(error = %e, "the API's Unix listener failed");
+        }
+        if let Some(task) = tcp_task {
+            if let Ok(Err(e)) = task.await {
+                tracing::warn!(error = %e, "the API's TCP listener failed");
+            }
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, finish).await.is_err() {
+        tracing::warn!("API calls still running after {SHUTDOWN_GRACE:?}: closing them");
+    }
+}

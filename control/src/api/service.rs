@@ -1,0 +1,233 @@
+//! The `kxdp.v1.DataplaneService` implementation over a
+//! [`DesiredStateStore`], the workers' counters and the bound ports.
+//!
+//! Applies run on tokio's blocking pool (validating and compiling a large
+//! desired state is CPU work); everything else reads snapshots and never
+//! waits for an applier or a worker.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use kxdp_dataplane::counters::SharedCounters;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::convert::{self, FromProto, ToProto};
+use super::proto;
+use super::proto::dataplane_service_server::DataplaneService;
+use super::store::{normalize_key, ChangeSet, DesiredStateStore, FieldError, ObjectSet};
+use crate::runtime::PortInfo;
+
+/// The shortest counter interval a client may ask for.
+pub const MIN_COUNTER_INTERVAL: Duration = Duration::from_millis(10);
+/// The longest counter interval a client may ask for.
+pub const MAX_COUNTER_INTERVAL: Duration = Duration::from_secs(3600);
+/// The interval when a client asks for none.
+pub const DEFAULT_COUNTER_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The gRPC service of one node. Cheap to clone (shared state).
+#[derive(Clone, Debug)]
+pub struct DataplaneApi {
+    store: Arc<DesiredStateStore>,
+    counters: Arc<Vec<Arc<SharedCounters>>>,
+    ports: Arc<Vec<PortInfo>>,
+    streams_stop: Arc<watch::Sender<bool>>,
+}
+
+impl DataplaneApi {
+    /// A service over `store`, reading the workers' `counters` and
+    /// reporting how `ports` are bound.
+    pub fn new(
+        store: Arc<DesiredStateStore>,
+        counters: Vec<Arc<SharedCounters>>,
+        ports: Vec<PortInfo>,
+    ) -> DataplaneApi {
+        DataplaneApi {
+            store,
+            counters: Arc::new(counters),
+            ports: Arc::new(ports),
+            streams_stop: Arc::new(watch::Sender::new(false)),
+        }
+    }
+
+    /// The desired-state store it applies through.
+    pub fn store(&self) -> &Arc<DesiredStateStore> {
+        &self.store
+    }
+
+    /// End every open counter stream (on shutdown: a graceful server stop
+    /// waits for open calls).
+    pub fn end_streams(&self) {
+        self.streams_stop.send_replace(true);
+    }
+
+    fn sample(&self) -> proto::CounterSample {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        proto::CounterSample {
+            time: Some(prost_types::Timestamp {
+                seconds: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+                nanos: i32::try_from(now.subsec_nanos()).unwrap_or(0),
+            }),
+            generation: self.store.tables().current().generation(),
+            workers: self
+                .counters
+                .iter()
+                .enumerate()
+                .map(|(i, c)| convert::worker_counters(i, &c.snapshot()))
+                .collect(),
+        }
+    }
+}
+
+fn invalid(e: FieldError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+/// The stream `WatchCounters` answers with.
+pub type CounterStream = Pin<Box<dyn Stream<Item = Result<proto::CounterSample, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DataplaneService for DataplaneApi {
+    async fn apply(
+        &self,
+        request: Request<proto::ApplyRequest>,
+    ) -> Result<Response<proto::ApplyResponse>, Status> {
+        let change = ChangeSet::from_proto(request.get_ref(), "").map_err(invalid)?;
+        let store = Arc::clone(&self.store);
+        let outcome = tokio::task::spawn_blocking(move || store.apply(&change))
+            .await
+            .map_err(|e| Status::internal(format!("the apply task failed: {e}")))?;
+        match outcome {
+            Ok(outcome) => {
+                tracing::info!(
+                    generation = outcome.generation,
+                    changed = outcome.changed,
+                    "API apply"
+                );
+                Ok(Response::new(proto::ApplyResponse {
+                    generation: outcome.generation,
+                    changed: outcome.changed,
+                }))
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "API apply refused");
+                Err(invalid(e))
+            }
+        }
+    }
+
+    async fn get(
+        &self,
+        request: Request<proto::GetRequest>,
+    ) -> Result<Response<proto::GetResponse>, Status> {
+        let request = request.get_ref();
+        let kind = convert::kind_from_proto(request.kind, "kind").map_err(invalid)?;
+        let key = normalize_key(kind, &request.key)
+            .map_err(|message| invalid(FieldError::new("key", message)))?;
+        let state = self.store.snapshot();
+        let object = ObjectSet::find(&state.config, kind, &key)
+            .ok_or_else(|| Status::not_found(format!("no {kind} {key:?}")))?;
+        Ok(Response::new(proto::GetResponse {
+            generation: state.generation,
+            object: Some(object.to_proto()),
+        }))
+    }
+
+    async fn list(
+        &self,
+        request: Request<proto::ListRequest>,
+    ) -> Result<Response<proto::ListResponse>, Status> {
+        let kinds = convert::list_kinds(request.get_ref()).map_err(invalid)?;
+        let state = self.store.snapshot();
+        Ok(Response::new(proto::ListResponse {
+            generation: state.generation,
+            objects: Some(ObjectSet::from_config(&state.config, &kinds).to_proto()),
+        }))
+    }
+
+    async fn dump_tables(
+        &self,
+        _request: Request<proto::DumpTablesRequest>,
+    ) -> Result<Response<proto::DumpTablesResponse>, Status> {
+        let tables = self.store.tables().current();
+        Ok(Response::new(convert::dump_tables(&tables)))
+    }
+
+    async fn get_status(
+        &self,
+        _request: Request<proto::GetStatusRequest>,
+    ) -> Result<Response<proto::GetStatusResponse>, Status> {
+        let state = self.store.snapshot();
+        Ok(Response::new(proto::GetStatusResponse {
+            node: state.config.node.name.clone(),
+            generation: self.store.tables().current().generation(),
+            desired_generation: state.generation,
+            workers: self.counters.len() as u32,
+            ports: self
+                .ports
+                .iter()
+                .map(|p| proto::BoundPort {
+                    worker: p.worker as u32,
+                    interface: p.interface.clone(),
+                    queue: p.queue,
+                    bind_mode: p.bind_mode.clone(),
+                    xdp_mode: p.xdp_mode.clone(),
+                })
+                .collect(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
+    }
+
+    type WatchCountersStream = CounterStream;
+
+    async fn watch_counters(
+        &self,
+        request: Request<proto::WatchCountersRequest>,
+    ) -> Result<Response<Self::WatchCountersStream>, Status> {
+        let request = request.get_ref();
+        let interval = match request.interval_ms {
+            0 => DEFAULT_COUNTER_INTERVAL,
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        if !(MIN_COUNTER_INTERVAL..=MAX_COUNTER_INTERVAL).contains(&interval) {
+            return Err(invalid(FieldError::new(
+                "interval_ms",
+                format!(
+                    "{} is outside {}..={}",
+                    request.interval_ms,
+                    MIN_COUNTER_INTERVAL.as_millis(),
+                    MAX_COUNTER_INTERVAL.as_millis()
+                ),
+            )));
+        }
+        let max_samples = request.max_samples;
+        let (tx, rx) = mpsc::channel(4);
+        let api = self.clone();
+        let mut stop = self.streams_stop.subscribe();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut sent = 0u64;
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = stop.wait_for(|stopped| *stopped) => break,
+                    _ = tx.closed() => break,
+                }
+                if tx.send(Ok(api.sample())).await.is_err() {
+                    break;
+                }
+                sent += 1;
+                if max_samples != 0 && sent >= max_samples {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

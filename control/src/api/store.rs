@@ -1,0 +1,835 @@
+//! The desired state of a node, and the one path every change takes to the
+//! workers.
+//!
+//! The desired state is a whole [`NodeConfig`]: its fixed part (node,
+//! interfaces, workers, control) as `kxdp run` started with it, and its
+//! dynamic part, the objects of every [`ObjectKind`], which changes apply
+//! to. [`DesiredStateStore::apply`] takes a [`ChangeSet`] (keyed upserts and
+//! deletes, or a resync that replaces whole kinds), builds the new desired
+//! state off the hot path, validates it whole, compiles it into tables and
+//! publishes them with one swap. A refused change leaves both the desired
+//! state and the running tables exactly as they were, and its error names
+//! the field of the request at fault.
+//!
+//! The gRPC service applies through here; so does any in-process source
+//! (the Kubernetes agent), so that every source gets the same semantics.
+//! Nothing here knows about gRPC.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use ipnetwork::IpNetwork;
+use kxdp_config::{
+    ChainSpec, ConfigError, NamespaceSpec, NetworkPolicySpec, NodeConfig, PodSpec, RemoteNodeSpec,
+    RouteSpec, ServiceSpec, TenantSpec,
+};
+use kxdp_dataplane::tables::{TableError, TableHandle, Tables};
+use serde::{Deserialize, Serialize};
+
+/// A refused request: `field` is the path of the offending field, in the
+/// request (`upserts.pods[2].ip`) or, when the fault is in an object that
+/// was already applied, in the desired state (`pods["pod-a"].tenant`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// Path of the offending field.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    /// An error for the field at `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The kinds of object the desired state holds, one per table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectKind {
+    /// Tenants (key: name).
+    Tenant,
+    /// Remote nodes (key: name).
+    RemoteNode,
+    /// Pods on this node (key: name).
+    Pod,
+    /// Extra routes (key: `tenant/prefix`).
+    Route,
+    /// Services (key: `namespace/name`).
+    Service,
+    /// NetworkPolicies (key: `namespace/name`).
+    Policy,
+    /// Service chains (key: name).
+    Chain,
+    /// Namespaces (key: name).
+    Namespace,
+}
+
+impl ObjectKind {
+    /// Every kind, in the order a configuration lists them.
+    pub const ALL: [ObjectKind; 8] = [
+        ObjectKind::Tenant,
+        ObjectKind::RemoteNode,
+        ObjectKind::Pod,
+        ObjectKind::Route,
+        ObjectKind::Service,
+        ObjectKind::Policy,
+        ObjectKind::Chain,
+        ObjectKind::Namespace,
+    ];
+
+    /// The field that holds this kind in a configuration (and in
+    /// [`ObjectSet`] and [`KeySet`]): `tenants`, `remote_nodes`, ….
+    pub fn field(self) -> &'static str {
+        match self {
+            ObjectKind::Tenant => "tenants",
+            ObjectKind::RemoteNode => "remote_nodes",
+            ObjectKind::Pod => "pods",
+            ObjectKind::Route => "routes",
+            ObjectKind::Service => "services",
+            ObjectKind::Policy => "policies",
+            ObjectKind::Chain => "chains",
+            ObjectKind::Namespace => "namespaces",
+        }
+    }
+
+    /// The kind a command-line name means: the field name, singular or
+    /// plural, or a short form (`nodes`, `svc`, `netpol`, `ns`).
+    pub fn parse(name: &str) -> Option<ObjectKind> {
+        let kind = match name.to_ascii_lowercase().as_str() {
+            "tenant" | "tenants" => ObjectKind::Tenant,
+            "node" | "nodes" | "remote_node" | "remote_nodes" | "remote-node" | "remote-nodes" => {
+                ObjectKind::RemoteNode
+            }
+            "pod" | "pods" => ObjectKind::Pod,
+            "route" | "routes" => ObjectKind::Route,
+            "service" | "services" | "svc" => ObjectKind::Service,
+            "policy" | "policies" | "networkpolicy" | "networkpolicies" | "netpol" => {
+                ObjectKind::Policy
+            }
+            "chain" | "chains" | "servicechain" | "servicechains" => ObjectKind::Chain,
+            "namespace" | "namespaces" | "ns" => ObjectKind::Namespace,
+            _ => return None,
+        };
+        Some(kind)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.field())
+    }
+}
+
+/// Objects of every kind: the dynamic part of a configuration, in its YAML
+/// form (so `kxdp get -o yaml` output applies back with `kxdp apply`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectSet {
+    /// Tenants.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<TenantSpec>,
+    /// Remote nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_nodes: Vec<RemoteNodeSpec>,
+    /// Pods on this node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<PodSpec>,
+    /// Extra routes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteSpec>,
+    /// Services.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceSpec>,
+    /// NetworkPolicies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<NetworkPolicySpec>,
+    /// Service chains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chains: Vec<ChainSpec>,
+    /// Namespaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<NamespaceSpec>,
+}
+
+impl ObjectSet {
+    /// The objects of `kinds` in `config`.
+    pub fn from_config(config: &NodeConfig, kinds: &[ObjectKind]) -> ObjectSet {
+        let mut set = ObjectSet::default();
+        for kind in kinds {
+            match kind {
+                ObjectKind::Tenant => set.tenants = config.tenants.clone(),
+                ObjectKind::RemoteNode => set.remote_nodes = config.remote_nodes.clone(),
+                ObjectKind::Pod => set.pods = config.pods.clone(),
+                ObjectKind::Route => set.routes = config.routes.clone(),
+                ObjectKind::Service => set.services = config.services.clone(),
+                ObjectKind::Policy => set.policies = config.policies.clone(),
+                ObjectKind::Chain => set.chains = config.chains.clone(),
+                ObjectKind::Namespace => set.namespaces = config.namespaces.clone(),
+            }
+        }
+        set
+    }
+
+    /// The one object of `kind` with `key` in `config` (the key as
+    /// [`normalize_key`] writes it), alone in its list.
+    pub fn find(config: &NodeConfig, kind: ObjectKind, key: &str) -> Option<ObjectSet> {
+        fn one<T: Keyed + Clone>(items: &[T], key: &str) -> Option<Vec<T>> {
+            items
+                .iter()
+                .find(|i| i.key() == key)
+                .map(|i| vec![i.clone()])
+        }
+        let mut set = ObjectSet::default();
+        match kind {
+            ObjectKind::Tenant => set.tenants = one(&config.tenants, key)?,
+            ObjectKind::RemoteNode => set.remote_nodes = one(&config.remote_nodes, key)?,
+            ObjectKind::Pod => set.pods = one(&config.pods, key)?,
+            ObjectKind::Route => set.routes = one(&config.routes, key)?,
+            ObjectKind::Service => set.services = one(&config.services, key)?,
+            ObjectKind::Policy => set.policies = one(&config.policies, key)?,
+            ObjectKind::Chain => set.chains = one(&config.chains, key)?,
+            ObjectKind::Namespace => set.namespaces = one(&config.namespaces, key)?,
+        }
+        Some(set)
+    }
+
+    /// How many objects of `kind` it holds.
+    pub fn count(&self, kind: ObjectKind) -> usize {
+        match kind {
+            ObjectKind::Tenant => self.tenants.len(),
+            ObjectKind::RemoteNode => self.remote_nodes.len(),
+            ObjectKind::Pod => self.pods.len(),
+            ObjectKind::Route => self.routes.len(),
+            ObjectKind::Service => self.services.len(),
+            ObjectKind::Policy => self.policies.len(),
+            ObjectKind::Chain => self.chains.len(),
+            ObjectKind::Namespace => self.namespaces.len(),
+        }
+    }
+
+    /// True when it holds no object.
+    pub fn is_empty(&self) -> bool {
+        ObjectKind::ALL.iter().all(|k| self.count(*k) == 0)
+    }
+}
+
+/// Keys of objects of every kind, as [`ObjectKind`] documents them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeySet {
+    /// Tenant names.
+    pub tenants: Vec<String>,
+    /// Remote node names.
+    pub remote_nodes: Vec<String>,
+    /// Pod names.
+    pub pods: Vec<String>,
+    /// Routes, `tenant/prefix`.
+    pub routes: Vec<String>,
+    /// Services, `namespace/name` (a bare name is in `default`).
+    pub services: Vec<String>,
+    /// NetworkPolicies, `namespace/name` (a bare name is in `default`).
+    pub policies: Vec<String>,
+    /// Chain names.
+    pub chains: Vec<String>,
+    /// Namespace names.
+    pub namespaces: Vec<String>,
+}
+
+impl KeySet {
+    /// The keys of `kind`.
+    pub fn of(&self, kind: ObjectKind) -> &[String] {
+        match kind {
+            ObjectKind::Tenant => &self.tenants,
+            ObjectKind::RemoteNode => &self.remote_nodes,
+            ObjectKind::Pod => &self.pods,
+            ObjectKind::Route => &self.routes,
+            ObjectKind::Service => &self.services,
+            ObjectKind::Policy => &self.policies,
+            ObjectKind::Chain => &self.chains,
+            ObjectKind::Namespace => &self.namespaces,
+        }
+    }
+
+    /// The keys of `kind`, to fill in.
+    pub fn of_mut(&mut self, kind: ObjectKind) -> &mut Vec<String> {
+        match kind {
+            ObjectKind::Tenant => &mut self.tenants,
+            ObjectKind::RemoteNode => &mut self.remote_nodes,
+            ObjectKind::Pod => &mut self.pods,
+            ObjectKind::Route => &mut self.routes,
+            ObjectKind::Service => &mut self.services,
+            ObjectKind::Policy => &mut self.policies,
+            ObjectKind::Chain => &mut self.chains,
+            ObjectKind::Namespace => &mut self.namespaces,
+        }
+    }
+
+    /// True when it holds no key.
+    pub fn is_empty(&self) -> bool {
+        ObjectKind::ALL.iter().all(|k| self.of(*k).is_empty())
+    }
+}
+
+/// An object with a key that identifies it within its kind.
+pub trait Keyed {
+    /// Its key, in the form [`ObjectKind`] documents.
+    fn key(&self) -> String;
+}
+
+impl Keyed for TenantSpec {
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+}
+impl Keyed for RemoteNodeSpec {
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+}
+impl Keyed for PodSpec {
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+}
+impl Keyed for RouteSpec {
+    fn key(&self) -> String {
+        route_key(&self.tenant, &self.prefix)
+    }
+}
+impl Keyed for ServiceSpec {
+    fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+impl Keyed for NetworkPolicySpec {
+    fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+impl Keyed for ChainSpec {
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+}
+impl Keyed for NamespaceSpec {
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// The key of a route.
+pub fn route_key(tenant: &str, prefix: &IpNetwork) -> String {
+    format!("{tenant}/{prefix}")
+}
+
+/// A key as a user writes it, in the form the store compares: a service or
+/// policy without a namespace is in `default`; a route's prefix is
+/// reparsed, so `blue/2001:0db8::/32` and `blue/2001:db8::/32` are one key.
+pub fn normalize_key(kind: ObjectKind, key: &str) -> Result<String, String> {
+    if key.is_empty() {
+        return Err("empty key".to_string());
+    }
+    match kind {
+        ObjectKind::Service | ObjectKind::Policy => Ok(if key.contains('/') {
+            key.to_string()
+        } else {
+            format!("default/{key}")
+        }),
+        ObjectKind::Route => {
+            let (tenant, prefix) = key
+                .split_once('/')
+                .ok_or_else(|| format!("{key:?} is not tenant/prefix (e.g. blue/10.9.0.0/16)"))?;
+            let prefix: IpNetwork = prefix
+                .parse()
+                .map_err(|_| format!("{key:?} is not tenant/prefix: {prefix:?} is not a prefix"))?;
+            Ok(route_key(tenant, &prefix))
+        }
+        _ => Ok(key.to_string()),
+    }
+}
+
+/// How a change treats the desired state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApplyMode {
+    /// Upsert by key and delete keys; other objects stay.
+    Delta,
+    /// Replace every object of these kinds by the upserts (all kinds when
+    /// empty).
+    Resync(Vec<ObjectKind>),
+}
+
+/// A change to the desired state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeSet {
+    /// Delta or resync.
+    pub mode: ApplyMode,
+    /// Objects to create or replace by key (each key once).
+    pub upserts: ObjectSet,
+    /// Keys to delete (delta only; absent keys are no error).
+    pub deletes: KeySet,
+}
+
+impl ChangeSet {
+    /// A delta of upserts only.
+    pub fn upsert(upserts: ObjectSet) -> ChangeSet {
+        ChangeSet {
+            mode: ApplyMode::Delta,
+            upserts,
+            deletes: KeySet::default(),
+        }
+    }
+
+    /// A delta of deletes only.
+    pub fn delete(deletes: KeySet) -> ChangeSet {
+        ChangeSet {
+            mode: ApplyMode::Delta,
+            upserts: ObjectSet::default(),
+            deletes,
+        }
+    }
+
+    /// A resync of `kinds` (all kinds when empty) to exactly `objects`.
+    pub fn resync(kinds: Vec<ObjectKind>, objects: ObjectSet) -> ChangeSet {
+        ChangeSet {
+            mode: ApplyMode::Resync(kinds),
+            upserts: objects,
+            deletes: KeySet::default(),
+        }
+    }
+}
+
+/// What an accepted change did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// The generation of the tables compiled from the new desired state.
+    pub generation: u64,
+    /// False when the change left the desired state as it was: nothing was
+    /// published and `generation` is the current one.
+    pub changed: bool,
+}
+
+/// One version of the desired state.
+#[derive(Clone, Debug)]
+pub struct DesiredState {
+    /// The whole configuration.
+    pub config: NodeConfig,
+    /// The generation of the tables compiled from it.
+    pub generation: u64,
+}
+
+/// The desired state of a node and the publisher of its tables.
+///
+/// Changes are serialised (one applier at a time, so none is lost or torn);
+/// readers take a snapshot without waiting for them.
+#[derive(Debug)]
+pub struct DesiredStateStore {
+    tables: TableHandle,
+    state: ArcSwap<DesiredState>,
+    writer: Mutex<()>,
+}
+
+impl DesiredStateStore {
+    /// A store whose desired state is `config`, which the current tables of
+    /// `tables` were compiled from.
+    pub fn new(config: NodeConfig, tables: TableHandle) -> DesiredStateStore {
+        let generation = tables.current().generation();
+        DesiredStateStore {
+            tables,
+            state: ArcSwap::from_pointee(DesiredState { config, generation }),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// The current desired state.
+    pub fn snapshot(&self) -> Arc<DesiredState> {
+        self.state.load_full()
+    }
+
+    /// The tables it publishes to.
+    pub fn tables(&self) -> &TableHandle {
+        &self.tables
+    }
+
+    /// Apply `change`: build the new desired state, validate it whole,
+    /// compile it and publish the tables with one swap. When the change
+    /// leaves the desired state as it was, nothing is published. A refusal
+    /// names the field and leaves everything as it was.
+    pub fn apply(&self, change: &ChangeSet) -> Result<ApplyOutcome, FieldError> {
+        // The guard protects no data (the state is swapped whole after
+        // success), so a panic in another applier leaves nothing torn.
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.state.load_full();
+        let (candidate, origins) = build(&current.config, change)?;
+        if candidate == current.config {
+            return Ok(ApplyOutcome {
+                generation: current.generation,
+                changed: false,
+            });
+        }
+        candidate
+            .validate()
+            .map_err(|e| config_error(e, &candidate, &origins))?;
+        let tables = Tables::compile_validated(&candidate, 0).map_err(|e| match e {
+            TableError::Config(e) => config_error(e, &candidate, &origins),
+            TableError::TooMany { what, count, max } => FieldError::new(
+                what,
+                format!("{count} is more than the tables hold ({max})"),
+            ),
+        })?;
+        let generation = self.tables.publish(tables);
+        self.state.store(Arc::new(DesiredState {
+            config: candidate,
+            generation,
+        }));
+        Ok(ApplyOutcome {
+            generation,
+            changed: true,
+        })
+    }
+}
+
+/// Where each object of the merged desired state came from, per kind:
+/// `Some(i)` for `upserts.<kind>[i]`, `None` for an object already applied.
+#[derive(Debug, Default)]
+struct Origins {
+    by_kind: [Vec<Option<usize>>; 8],
+}
+
+/// The desired state `change` makes of `current`.
+fn build(current: &NodeConfig, change: &ChangeSet) -> Result<(NodeConfig, Origins), FieldError> {
+    let resync: HashSet<ObjectKind> = match &change.mode {
+        ApplyMode::Delta => HashSet::new(),
+        ApplyMode::Resync(kinds) if kinds.is_empty() => ObjectKind::ALL.into_iter().collect(),
+        ApplyMode::Resync(kinds) => kinds.iter().copied().collect(),
+    };
+    if let ApplyMode::Resync(_) = change.mode {
+        if !change.deletes.is_empty() {
+            return Err(FieldError::new(
+                "deletes",
+                "must be empty in a resync (it replaces whole kinds)",
+            ));
+        }
+        for kind in ObjectKind::ALL {
+            if change.upserts.count(kind) > 0 && !resync.contains(&kind) {
+                return Err(FieldError::new(
+                    format!("upserts.{kind}"),
+                    format!("{kind} are not among the kinds this resync replaces"),
+                ));
+            }
+        }
+    }
+    let mut next = current.clone();
+    let mut origins = Origins::default();
+    let u = &change.upserts;
+    let d = &change.deletes;
+    let r = |k: ObjectKind| resync.contains(&k);
+    macro_rules! merge_kind {
+        ($kind:expr, $field:ident) => {{
+            let (items, from) = merge($kind, &current.$field, &u.$field, d.of($kind), r($kind))?;
+            next.$field = items;
+            origins.by_kind[$kind.index()] = from;
+        }};
+    }
+    merge_kind!(ObjectKind::Tenant, tenants);
+    merge_kind!(ObjectKind::RemoteNode, remote_nodes);
+    merge_kind!(ObjectKind::Pod, pods);
+    merge_kind!(ObjectKind::Route, routes);
+    merge_kind!(ObjectKind::Service, services);
+    merge_kind!(ObjectKind::Policy, policies);
+    merge_kind!(ObjectKind::Chain, chains);
+    merge_kind!(ObjectKind::Namespace, namespaces);
+    Ok((next, origins))
+}
+
+/// One kind's objects after a change: existing objects keep their place
+/// (replaced in place when upserted), deleted ones go, new ones are appended
+/// in request order. With `replace`, exactly the upserts.
+fn merge<T: Keyed + Clone>(
+    kind: ObjectKind,
+    existing: &[T],
+    upserts: &[T],
+    deletes: &[String],
+    replace: bool,
+) -> Result<(Vec<T>, Vec<Option<usize>>), FieldError> {
+    let field = kind.field();
+    let mut upsert_at: HashMap<String, usize> = HashMap::with_capacity(upserts.len());
+    for (i, item) in upserts.iter().enumerate() {
+        let key = item.key();
+        if let Some(first) = upsert_at.insert(key.clone(), i) {
+            return Err(FieldError::new(
+                format!("upserts.{field}[{i}]"),
+                format!("{key:?} is upserted twice (also upserts.{field}[{first}])"),
+            ));
+        }
+    }
+    let mut deleted: HashSet<String> = HashSet::with_capacity(deletes.len());
+    for (i, key) in deletes.iter().enumerate() {
+        let key = normalize_key(kind, key)
+            .map_err(|message| FieldError::new(format!("deletes.{field}[{i}]"), message))?;
+        if let Some(j) = upsert_at.get(&key) {
+            return Err(FieldError::new(
+                format!("deletes.{field}[{i}]"),
+                format!("{key:?} is both deleted and upserted (upserts.{field}[{j}])"),
+            ));
+        }
+        deleted.insert(key);
+    }
+    if replace {
+        return Ok((upserts.to_vec(), (0..upserts.len()).map(Some).collect()));
+    }
+    let mut items = Vec::with_capacity(existing.len() + upserts.len());
+    let mut from = Vec::with_capacity(existing.len() + upserts.len());
+    let mut replaced: HashSet<usize> = HashSet::new();
+    for item in existing {
+        let key = item.key();
+        if deleted.contains(&key) {
+            continue;
+        }
+        match upsert_at.get(&key) {
+            Some(&i) => {
+                items.push(upserts[i].clone());
+                from.push(Some(i));
+                replaced.insert(i);
+            }
+            None => {
+                items.push(item.clone());
+                from.push(None);
+            }
+        }
+    }
+    for (i, item) in upserts.iter().enumerate() {
+        if !replaced.contains(&i) {
+            items.push(item.clone());
+            from.push(Some(i));
+        }
+    }
+    Ok((items, from))
+}
+
+/// A validation error of the merged desired state, with its field path
+/// turned back into the request's (`pods[3].ip` → `upserts.pods[1].ip`) or,
+/// for an object already applied, named by key (`pods["pod-a"].ip`).
+fn config_error(error: ConfigError, merged: &NodeConfig, origins: &Origins) -> FieldError {
+    match error {
+        ConfigError::Invalid { field, message } => FieldError {
+            field: request_field(&field, merged, origins),
+            message,
+        },
+        other => FieldError::new("request", other.to_string()),
+    }
+}
+
+fn request_field(field: &str, merged: &NodeConfig, origins: &Origins) -> String {
+    let Some((head, rest)) = field.split_once('[') else {
+        return field.to_string();
+    };
+    let Some((index, tail)) = rest.split_once(']') else {
+        return field.to_string();
+    };
+    let (Some(kind), Ok(index)) = (
+        ObjectKind::ALL.into_iter().find(|k| k.field() == head),
+        index.parse::<usize>(),
+    ) else {
+        return field.to_string();
+    };
+    match origins.by_kind[kind.index()].get(index) {
+        Some(Some(i)) => format!("upserts.{head}[{i}]{tail}"),
+        Some(None) => match key_at(merged, kind, index) {
+            Some(key) => format!("{head}[{key:?}]{tail}"),
+            None => field.to_string(),
+        },
+        None => field.to_string(),
+    }
+}
+
+fn key_at(config: &NodeConfig, kind: ObjectKind, index: usize) -> Option<String> {
+    match kind {
+        ObjectKind::Tenant => config.tenants.get(index).map(Keyed::key),
+        ObjectKind::RemoteNode => config.remote_nodes.get(index).map(Keyed::key),
+        ObjectKind::Pod => config.pods.get(index).map(Keyed::key),
+        ObjectKind::Route => config.routes.get(index).map(Keyed::key),
+        ObjectKind::Service => config.services.get(index).map(Keyed::key),
+        ObjectKind::Policy => config.policies.get(index).map(Keyed::key),
+        ObjectKind::Chain => config.chains.get(index).map(Keyed::key),
+        ObjectKind::Namespace => config.namespaces.get(index).map(Keyed::key),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn tenant(name: &str, vni: u32) -> TenantSpec {
+        TenantSpec {
+            name: name.to_string(),
+            vni,
+        }
+    }
+
+    fn base() -> NodeConfig {
+        let mut config: NodeConfig = serde_yaml::from_str(
+            "node: {name: n1, vtep: {ip: 192.168.0.1, interface: ul0}, pod_cidrs: [{tenant: blue, cidr: 10.1.1.0/24}]}\n\
+             interfaces: [{name: ul0, role: underlay, mac: '02:00:00:00:00:01'}]\n\
+             tenants: [{name: blue, vni: 100}]\n",
+        )
+        .unwrap();
+        config.tenants.push(tenant("red", 200));
+        config
+    }
+
+    #[test]
+    fn delta_replaces_in_place_appends_and_deletes() {
+        let current = base();
+        let change = ChangeSet {
+            mode: ApplyMode::Delta,
+            upserts: ObjectSet {
+                tenants: vec![tenant("green", 300), tenant("blue", 101)],
+                ..ObjectSet::default()
+            },
+            deletes: KeySet {
+                tenants: vec!["red".into(), "absent".into()],
+                ..KeySet::default()
+            },
+        };
+        let (next, origins) = build(&current, &change).unwrap();
+        assert_eq!(
+            next.tenants,
+            vec![tenant("blue", 101), tenant("green", 300)]
+        );
+        assert_eq!(
+            origins.by_kind[ObjectKind::Tenant.index()],
+            vec![Some(1), Some(0)]
+        );
+    }
+
+    #[test]
+    fn resync_replaces_only_its_kinds() {
+        let mut current = base();
+        current.namespaces.push(NamespaceSpec {
+            name: "prod".into(),
+            labels: Default::default(),
+        });
+        let change = ChangeSet::resync(
+            vec![ObjectKind::Tenant],
+            ObjectSet {
+                tenants: vec![tenant("green", 300)],
+                ..ObjectSet::default()
+            },
+        );
+        let (next, _) = build(&current, &change).unwrap();
+        assert_eq!(next.tenants, vec![tenant("green", 300)]);
+        assert_eq!(next.namespaces, current.namespaces, "other kinds stay");
+        let all = ChangeSet::resync(Vec::new(), ObjectSet::default());
+        let (next, _) = build(&current, &all).unwrap();
+        assert!(next.tenants.is_empty() && next.namespaces.is_empty());
+    }
+
+    #[test]
+    fn ambiguous_changes_are_refused_with_the_field() {
+        let current = base();
+        let twice = ChangeSet::upsert(ObjectSet {
+            tenants: vec![tenant("a", 1), tenant("a", 2)],
+            ..ObjectSet::default()
+        });
+        assert_eq!(
+            build(&current, &twice).unwrap_err().field,
+            "upserts.tenants[1]"
+        );
+        let both = ChangeSet {
+            mode: ApplyMode::Delta,
+            upserts: ObjectSet {
+                tenants: vec![tenant("a", 1)],
+                ..ObjectSet::default()
+            },
+            deletes: KeySet {
+                tenants: vec!["x".into(), "a".into()],
+                ..KeySet::default()
+            },
+        };
+        assert_eq!(
+            build(&current, &both).unwrap_err().field,
+            "deletes.tenants[1]"
+        );
+        let outside = ChangeSet::resync(
+            vec![ObjectKind::Pod],
+            ObjectSet {
+                tenants: vec![tenant("a", 1)],
+                ..ObjectSet::default()
+            },
+        );
+        assert_eq!(
+            build(&current, &outside).unwrap_err().field,
+            "upserts.tenants"
+        );
+        let bad_route = ChangeSet::delete(KeySet {
+            routes: vec!["blue/10.0.0.0/8".into(), "blue".into()],
+            ..KeySet::default()
+        });
+        assert_eq!(
+            build(&current, &bad_route).unwrap_err().field,
+            "deletes.routes[1]"
+        );
+    }
+
+    #[test]
+    fn validation_paths_map_back_to_the_request() {
+        let current = base();
+        let change = ChangeSet::upsert(ObjectSet {
+            tenants: vec![tenant("green", 300), tenant("blue", 101)],
+            ..ObjectSet::default()
+        });
+        let (next, origins) = build(&current, &change).unwrap();
+        // merged: blue (upserts[1]), red (kept), green (upserts[0])
+        assert_eq!(
+            request_field("tenants[0].vni", &next, &origins),
+            "upserts.tenants[1].vni"
+        );
+        assert_eq!(
+            request_field("tenants[1].name", &next, &origins),
+            "tenants[\"red\"].name"
+        );
+        assert_eq!(
+            request_field("tenants[2]", &next, &origins),
+            "upserts.tenants[0]"
+        );
+        assert_eq!(
+            request_field("node.pod_cidrs[0].tenant", &next, &origins),
+            "node.pod_cidrs[0].tenant"
+        );
+        assert_eq!(request_field("tenants[9]", &next, &origins), "tenants[9]");
+    }
+
+    #[test]
+    fn keys_normalize() {
+        assert_eq!(
+            normalize_key(ObjectKind::Service, "web").unwrap(),
+            "default/web"
+        );
+        assert_eq!(
+            normalize_key(ObjectKind::Policy, "prod/deny").unwrap(),
+            "prod/deny"
+        );
+        assert_eq!(
+            normalize_key(ObjectKind::Route, "blue/2001:0db8::/32").unwrap(),
+            "blue/2001:db8::/32"
+        );
+        assert!(normalize_key(ObjectKind::Route, "blue/10.0.0.300/8").is_err());
+        assert!(normalize_key(ObjectKind::Pod, "").is_err());
+        assert_eq!(ObjectKind::parse("svc"), Some(ObjectKind::Service));
+        assert_eq!(ObjectKind::parse("nodes"), Some(ObjectKind::RemoteNode));
+        assert_eq!(ObjectKind::parse("gizmos"), None);
+        for kind in ObjectKind::ALL {
+            assert_eq!(ObjectKind::parse(kind.field()), Some(kind));
+        }
+    }
+}

@@ -47,6 +47,8 @@ impl fmt::Debug for Insn {
 // Instruction classes.
 pub(crate) const CLASS_LD: u8 = 0x00;
 pub(crate) const CLASS_LDX: u8 = 0x01;
+pub(crate) const CLASS_ST: u8 = 0x02;
+pub(crate) const CLASS_STX: u8 = 0x03;
 pub(crate) const CLASS_JMP: u8 = 0x05;
 pub(crate) const CLASS_JMP32: u8 = 0x06;
 pub(crate) const CLASS_ALU64: u8 = 0x07;
@@ -58,11 +60,15 @@ pub(crate) const SIZE_DW: u8 = 0x18;
 // Modes.
 pub(crate) const MODE_IMM: u8 = 0x00;
 pub(crate) const MODE_MEM: u8 = 0x60;
+pub(crate) const MODE_ATOMIC: u8 = 0xc0;
+/// `imm` of an atomic instruction: add, without fetching the old value.
+pub(crate) const ATOMIC_ADD: i32 = 0x00;
 // Operand source.
 pub(crate) const SRC_K: u8 = 0x00;
 pub(crate) const SRC_X: u8 = 0x08;
 // ALU operations.
 pub(crate) const ALU_ADD: u8 = 0x00;
+pub(crate) const ALU_SUB: u8 = 0x10;
 pub(crate) const ALU_AND: u8 = 0x50;
 pub(crate) const ALU_LSH: u8 = 0x60;
 pub(crate) const ALU_MOV: u8 = 0xb0;
@@ -86,6 +92,8 @@ pub(crate) enum Reg {
     R4,
     R5,
     R6,
+    /// The read-only frame pointer (top of the program's 512-byte stack).
+    R10 = 10,
 }
 
 /// Size of a memory load.
@@ -94,6 +102,7 @@ pub(crate) enum Size {
     U8,
     U16,
     U32,
+    U64,
 }
 
 impl Size {
@@ -102,6 +111,7 @@ impl Size {
             Size::U8 => SIZE_B,
             Size::U16 => SIZE_H,
             Size::U32 => SIZE_W,
+            Size::U64 => SIZE_DW,
         }
     }
 }
@@ -192,6 +202,11 @@ impl Asm {
         self.push(insn(CLASS_ALU64 | ALU_ADD | SRC_X, dst, src as u8, 0, 0))
     }
 
+    /// `dst -= src`.
+    pub(crate) fn sub_reg(&mut self, dst: Reg, src: Reg) -> &mut Self {
+        self.push(insn(CLASS_ALU64 | ALU_SUB | SRC_X, dst, src as u8, 0, 0))
+    }
+
     /// `dst &= imm`.
     pub(crate) fn and_imm(&mut self, dst: Reg, imm: i32) -> &mut Self {
         self.push(insn(CLASS_ALU64 | ALU_AND | SRC_K, dst, 0, 0, imm))
@@ -210,6 +225,22 @@ impl Asm {
             src as u8,
             off,
             0,
+        ))
+    }
+
+    /// `*(size *)(dst + off) = imm`.
+    pub(crate) fn store_imm(&mut self, size: Size, dst: Reg, off: i16, imm: i32) -> &mut Self {
+        self.push(insn(CLASS_ST | MODE_MEM | size.bits(), dst, 0, off, imm))
+    }
+
+    /// `lock *(size *)(dst + off) += src` (atomic; `size` U32 or U64).
+    pub(crate) fn atomic_add(&mut self, size: Size, dst: Reg, src: Reg, off: i16) -> &mut Self {
+        self.push(insn(
+            CLASS_STX | MODE_ATOMIC | size.bits(),
+            dst,
+            src as u8,
+            off,
+            ATOMIC_ADD,
         ))
     }
 
@@ -332,6 +363,41 @@ mod tests {
         assert_eq!(insns[3].imm, 51);
         assert_eq!(insns[4].code, 0x95);
         assert_eq!(std::mem::size_of::<Insn>(), 8);
+    }
+
+    #[test]
+    fn stores_and_atomic_add_encodings() {
+        let mut a = Asm::new();
+        a.store_imm(Size::U32, Reg::R10, -4, 0)
+            .atomic_add(Size::U64, Reg::R0, Reg::R1, 8)
+            .load(Size::U64, Reg::R2, Reg::R0, 0);
+        let insns = a.finish().expect("no labels");
+        // stw [r10-4], 0 = 0x62
+        assert_eq!(
+            insns[0],
+            Insn {
+                code: 0x62,
+                regs: 0x0a,
+                off: -4,
+                imm: 0
+            }
+        );
+        // lock xadd64 [r0+8], r1 = 0xdb, imm BPF_ADD
+        assert_eq!(
+            insns[1],
+            Insn {
+                code: 0xdb,
+                regs: 0x10,
+                off: 8,
+                imm: 0
+            }
+        );
+        // ldxdw r2, [r0+0] = 0x79
+        assert_eq!(insns[2].code, 0x79);
+        let mut a = Asm::new();
+        a.sub_reg(Reg::R6, Reg::R2);
+        // sub64 r6, r2 = 0x1f
+        assert_eq!(a.finish().expect("no labels")[0].code, 0x1f);
     }
 
     #[test]

@@ -14,14 +14,20 @@
 //! falls back to generic (skb) mode with a log line. A program the verifier
 //! rejects comes back as [`BpfError::Verifier`] with the verifier's log.
 //!
+//! [`XdpCounter`] is a second, stand-alone program for benchmarks: it
+//! counts every frame into an array map and drops it.
+//!
 //! Only this module and [`crate::xsk`] contain `unsafe`, all of it in
 //! `sys.rs` (the one bpf(2) entry point and its wrappers).
 
 #![allow(unsafe_code)]
 
 mod asm;
+mod counter;
 mod program;
 mod sys;
+
+pub use counter::{XdpCount, XdpCounter};
 
 use std::ffi::CStr;
 use std::fmt;

@@ -17,6 +17,7 @@ use super::asm::Insn;
 #[repr(i32)]
 pub(crate) enum Cmd {
     MapCreate = 0,
+    MapLookupElem = 1,
     MapUpdateElem = 2,
     MapDeleteElem = 3,
     ProgLoad = 5,
@@ -25,6 +26,8 @@ pub(crate) enum Cmd {
     LinkCreate = 28,
 }
 
+/// `BPF_MAP_TYPE_ARRAY`.
+pub(crate) const MAP_TYPE_ARRAY: u32 = 2;
 /// `BPF_MAP_TYPE_XSKMAP`.
 pub(crate) const MAP_TYPE_XSKMAP: u32 = 17;
 /// `BPF_PROG_TYPE_XDP`.
@@ -118,6 +121,23 @@ struct ProgInfo {
     name: [u8; 16],
 }
 
+/// The first fields of `struct bpf_map_info`.
+#[repr(C)]
+#[derive(Default, Debug)]
+pub(crate) struct MapInfo {
+    pub map_type: u32,
+    pub id: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub map_flags: u32,
+}
+
+/// `BPF_MAP_TYPE_PERCPU_HASH`.
+const MAP_TYPE_PERCPU_HASH: u32 = 5;
+/// `BPF_MAP_TYPE_PERCPU_ARRAY`.
+const MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+
 #[repr(C)]
 struct LinkCreateAttr {
     prog_fd: u32,
@@ -209,6 +229,65 @@ pub(crate) fn create_xskmap(name: &str, max_entries: u32) -> io::Result<OwnedFd>
     owned_fd(unsafe { sys_bpf(Cmd::MapCreate, &mut attr) }?)
 }
 
+/// BPF_MAP_CREATE of an array (u32 index → `value_size` bytes, zeroed).
+pub(crate) fn create_array_map(
+    name: &str,
+    value_size: u32,
+    max_entries: u32,
+) -> io::Result<OwnedFd> {
+    let mut attr = MapCreateAttr {
+        map_type: MAP_TYPE_ARRAY,
+        key_size: 4,
+        value_size,
+        max_entries,
+        map_flags: 0,
+        inner_map_fd: 0,
+        numa_node: 0,
+        map_name: object_name(name),
+        _pad: 0,
+    };
+    // SAFETY: MapCreateAttr is BPF_MAP_CREATE's block; it holds no pointers.
+    owned_fd(unsafe { sys_bpf(Cmd::MapCreate, &mut attr) }?)
+}
+
+/// BPF_MAP_LOOKUP_ELEM `value = map[key]` for a 32-bit key of a map that
+/// is not per-CPU. The map's value size is asked of the kernel first: a
+/// `value` shorter than it is refused (InvalidInput), so the kernel never
+/// writes past the buffer.
+pub(crate) fn map_lookup_u32(map: &OwnedFd, key: u32, value: &mut [u8]) -> io::Result<()> {
+    let info = map_info(map)?;
+    if info.map_type == MAP_TYPE_PERCPU_ARRAY || info.map_type == MAP_TYPE_PERCPU_HASH {
+        // A per-CPU lookup writes value_size × possible CPUs.
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "map_lookup_u32 does not read per-CPU maps",
+        ));
+    }
+    if info.key_size != 4 || (value.len() as u64) < u64::from(info.value_size) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "map lookup with a {}-byte buffer, map has {}-byte keys and {}-byte values",
+                value.len(),
+                info.key_size,
+                info.value_size
+            ),
+        ));
+    }
+    let mut attr = MapElemAttr {
+        map_fd: fd_u32(map),
+        _pad: 0,
+        key: &key as *const u32 as u64,
+        value: value.as_mut_ptr() as u64,
+        flags: 0,
+    };
+    // SAFETY: `key` is a live u32 the kernel only reads; `value` is a live
+    // writable buffer at least as long as the map's value size (checked
+    // above), which is what the kernel writes for a non-per-CPU map.
+    unsafe { sys_bpf(Cmd::MapLookupElem, &mut attr) }?;
+    Ok(())
+}
+
 /// BPF_MAP_UPDATE_ELEM `map[key] = value` for 32-bit keys and values.
 pub(crate) fn map_update_u32(map: &OwnedFd, key: u32, value: u32) -> io::Result<()> {
     let mut attr = MapElemAttr {
@@ -288,6 +367,20 @@ pub(crate) fn program_id(prog: &OwnedFd) -> io::Result<u32> {
     Ok(info.id)
 }
 
+/// BPF_OBJ_GET_INFO_BY_FD on a map: its type and sizes.
+pub(crate) fn map_info(map: &OwnedFd) -> io::Result<MapInfo> {
+    let mut info = MapInfo::default();
+    let mut attr = InfoAttr {
+        bpf_fd: fd_u32(map),
+        info_len: size_of::<MapInfo>() as u32,
+        info: &mut info as *mut MapInfo as u64,
+    };
+    // SAFETY: `info` is a live writable MapInfo of info_len bytes without
+    // pointer fields.
+    unsafe { sys_bpf(Cmd::ObjGetInfoByFd, &mut attr) }?;
+    Ok(info)
+}
+
 /// BPF_LINK_CREATE: attach an XDP program to an interface with a link that
 /// lives as long as the returned descriptor (and so dies with the process).
 pub(crate) fn create_xdp_link(prog: &OwnedFd, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
@@ -342,6 +435,7 @@ mod tests {
         assert_eq!(size_of::<TestRunAttr>(), 72);
         assert_eq!(size_of::<LinkCreateAttr>(), 16);
         assert_eq!(std::mem::offset_of!(ProgInfo, name), 64);
+        assert_eq!(std::mem::offset_of!(MapInfo, value_size), 12);
     }
 
     #[test]

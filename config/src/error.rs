@@ -14,11 +14,13 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// The YAML does not parse into the model (syntax, unknown field, wrong type).
+    /// The YAML does not parse, at no particular field (syntax, a missing
+    /// top-level section). A value that does not parse at a field is
+    /// [`ConfigError::Invalid`].
     #[error("{0}")]
     Parse(String),
-    /// A field holds a value the model refuses: `field` is its path, for
-    /// example `pods[3].ip`.
+    /// A field holds a value that does not parse or that the model refuses:
+    /// `field` is its path, for example `pods[3].ip`.
     #[error("{field}: {message}")]
     Invalid {
         /// Path of the offending field, e.g. `pods[3].ip`.
@@ -37,7 +39,7 @@ impl ConfigError {
         }
     }
 
-    /// The field path, for validation errors.
+    /// The field path, for errors at a field (validation, and parse errors at a field).
     pub fn field(&self) -> Option<&str> {
         match self {
             ConfigError::Invalid { field, .. } => Some(field),

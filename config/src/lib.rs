@@ -14,16 +14,45 @@ pub use error::ConfigError;
 pub use mac::MacParseError;
 pub use model::*;
 pub use network::*;
+pub use validate::{Machine, MAX_BATCH_SIZE};
 
 use std::path::Path;
 
 impl NodeConfig {
-    /// Parse YAML and validate it.
+    /// Parse YAML and validate it. A value that does not parse (a malformed
+    /// address, a wrong type, an unknown field) is refused with its field
+    /// path too, as [`ConfigError::Invalid`] (`pods[0].ip: invalid IP
+    /// address syntax at line 30 column 9`).
     pub fn from_yaml_str(yaml: &str) -> Result<Self, ConfigError> {
-        let config: NodeConfig =
-            serde_yaml::from_str(yaml).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let config = Self::parse_yaml(yaml)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Parse YAML into the model without validating it.
+    pub fn parse_yaml(yaml: &str) -> Result<Self, ConfigError> {
+        serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(yaml)).map_err(|e| {
+            let field = e.path().to_string();
+            let message = e.inner().to_string();
+            // `.` is the top level, `?` a place serde_path_to_error cannot name.
+            if field.is_empty() || field == "." || field == "?" {
+                return ConfigError::Parse(message);
+            }
+            // serde_yaml writes its own path (the field or its parent) into
+            // some messages: keep one.
+            let message = match message.split_once(": ") {
+                Some((path, rest))
+                    if field == path
+                        || field
+                            .strip_prefix(path)
+                            .is_some_and(|tail| tail.starts_with('.') || tail.starts_with('[')) =>
+                {
+                    rest.to_string()
+                }
+                _ => message,
+            };
+            ConfigError::invalid(field, message)
+        })
     }
 
     /// Read, parse and validate a YAML file.
@@ -36,9 +65,15 @@ impl NodeConfig {
         Self::from_yaml_str(&yaml)
     }
 
-    /// Check the configuration; a refusal names the field path.
+    /// Check the configuration against this machine (its CPUs, for
+    /// `workers.cores`); a refusal names the field path.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate::validate(self)
+    }
+
+    /// Check the configuration against `machine`; a refusal names the field path.
+    pub fn validate_with(&self, machine: &Machine) -> Result<(), ConfigError> {
+        validate::validate_with(self, machine)
     }
 
     /// The YAML form.

@@ -1,4 +1,121 @@
 //! kxdp's network functions layer: the chain classifier and the functions
 //! (policy, policer, load balancer, counter, mirror, external VNF hop) that
-//! the dataplane's chain executor runs. Sans-IO like the pipeline: no
-//! sockets, no clocks, no threads.
+//! steer selected traffic through service chains.
+//!
+//! Sans-IO like the pipeline: no sockets, no clocks (time comes in as a
+//! nanosecond timestamp), no threads, no locks, and no allocation on the
+//! per-packet path — tables are allocated when a [`ChainSet`] is compiled or
+//! when a worker's [`ChainWorker`] state is created or adopts a new set.
+//!
+//! # The pieces
+//!
+//! - [`ChainSet`] — an immutable snapshot compiled from the model
+//!   ([`ChainInput`], e.g. [`ChainInput::from_config`]): chains with their
+//!   compiled stages, the [`Classifier`], the identity universe and
+//!   [`IdentityMap`], the compiled [`PolicySet`], the [`ServiceTable`] with
+//!   one Maglev table per service port, and the VNF return ports. Publish it
+//!   the way the forwarding tables are published (RCU, `arc-swap`): workers
+//!   only read it.
+//! - [`ChainWorker`] — one worker's mutable state: per chain and stage the
+//!   function's state (policy connections, policer buckets, load-balancer
+//!   connections, VNF liveness view) and counters, and the flow pins
+//!   (flow → chain and direction). Never shared.
+//! - [`PacketContext`] — one packet: [`FrameMeta`](kxdp_dataplane::packet::FrameMeta),
+//!   length, ingress port, tenant, [`FlowKey`], identities, [`Direction`],
+//!   and, after processing, its [`ChainOutcome`]. `Copy`, so a worker keeps a
+//!   reused array of them.
+//! - [`Frames`] — where the batch's frame bytes live (the worker implements
+//!   it over its UMEM chunks; it also makes mirror copies).
+//!
+//! # How the dataplane worker uses it
+//!
+//! ```text
+//! // control plane, on every model change:
+//! let set = ChainSet::compile(&ChainInput::from_config(&config), generation,
+//!                             CompileOptions::default(), Some(&current))?;
+//! publish(Arc::new(set));                        // arc-swap, like Tables
+//!
+//! // worker start:
+//! let mut chains = ChainWorker::new(&set, WorkerLimits::default(), now_ns);
+//!
+//! // per batch, after parse + ARP/ND, before routing:
+//! for each IP frame i:  contexts[i] = PacketContext::new(frame_i, meta_i, in_port, tenant);
+//! chains.process(&set, now_ns, &mut contexts[..n], &mut frames);
+//! for each i: match contexts[i].outcome {
+//!     ChainOutcome::NoChain | ChainOutcome::Pass =>
+//!         route contexts[i].meta (the load balancer may have rewritten the
+//!         destination) in contexts[i].tenant, as today;
+//!     ChainOutcome::Drop(reason) => count reason (its label is a DropReason's);
+//!     ChainOutcome::Redirect(port) => set MACs for that port's pod, Tx(port),
+//!         no TTL decrement;
+//! }
+//! ```
+//!
+//! - `process` adopts a new [`ChainSet`] by itself when its generation
+//!   differs from the last one it saw (allocating once, at the swap).
+//! - Frames arriving on a VNF's return interface
+//!   ([`ChainSet::resume_point`] is `Some`) must be given to `process` like
+//!   any other — it resumes them after their hop — and must be exempt from
+//!   the pod source check (they carry the original sender's addresses).
+//!   Their `tenant` is set to the chain's.
+//! - `now_ns` comes from one monotonic clock shared by all workers (VNF
+//!   liveness compares timestamps across workers).
+//! - The pipeline may also run the chain one frame at a time:
+//!   `process(&set, now, std::slice::from_mut(&mut ctx), &mut SingleFrame(frame))`.
+//! - [`ChainWorker::stats`] gives per-chain and per-stage counters
+//!   ([`ChainStats`], summed across workers with [`ChainStats::merge`]).
+//!
+//! # Semantics
+//!
+//! - Classification: per tenant, the highest-priority matching chain (ties
+//!   by name); symmetric chains also claim their return traffic. A flow is
+//!   classified at its first packet and pinned (both directions) to its
+//!   chain for as long as the chain exists: a new snapshot that changes a
+//!   chain's classifier affects new flows only. See [`classifier`].
+//! - Stages run in order for forward traffic. Return traffic of a symmetric
+//!   chain runs them in reverse; return traffic of any other chain runs only
+//!   its load balancers (to translate the source back).
+//! - A swap keeps, for each chain (by name), the state and counters of
+//!   every stage whose function spec is unchanged; so a load balancer keeps
+//!   its connections across endpoint changes, a policy its allowed
+//!   connections (checked again under the new policies at their next
+//!   packet), and flows of unchanged chains are neither dropped nor
+//!   reordered.
+//! - Functions: [`policy`], [`policer`], [`load_balancer`] (with [`maglev`]
+//!   and [`nat`]), [`external`], mirror (a copy through [`Frames::mirror`]
+//!   at its place in the chain; the original is untouched) and counter (see
+//!   [`counter`]).
+//!
+//! Drop reasons are this crate's [`ChainDropReason`]; each has the label of
+//! a `kxdp_dataplane::DropReason` it maps to one to one.
+
+pub mod chain;
+pub mod classifier;
+pub mod context;
+pub mod counter;
+pub mod error;
+pub mod executor;
+pub mod external;
+pub mod flow;
+pub mod identity;
+pub mod load_balancer;
+pub mod maglev;
+pub mod nat;
+pub mod policer;
+pub mod policy;
+pub mod prefix;
+pub mod service;
+
+pub use chain::{ChainInput, ChainSet, CompileOptions, ResumePoint};
+pub use classifier::Classifier;
+pub use context::{
+    ChainDropReason, ChainOutcome, Direction, Frames, PacketContext, SingleFrame, StageAction,
+};
+pub use counter::{ChainCounters, ChainStats, StageCounters};
+pub use error::ChainError;
+pub use executor::{ChainWorker, StageState, WorkerLimits};
+pub use flow::{FlowKey, FlowTable};
+pub use identity::{Identities, IdentityId, IdentityKey, IdentityMap, IdentitySet};
+pub use maglev::{Backend, MaglevTable};
+pub use policy::PolicySet;
+pub use service::ServiceTable;

@@ -1,0 +1,533 @@
+//! The compiled chain set: an immutable snapshot of every chain, its
+//! classifier and its functions' shared tables (identities, policies,
+//! services), built off the hot path and shared by every worker.
+
+use std::sync::Arc;
+
+use kxdp_config::{
+    ChainSpec, FunctionSpec, InterfaceSpec, NamespaceSpec, NetworkPolicySpec, NodeConfig, PodSpec,
+    ServiceSpec, TenantSpec,
+};
+use kxdp_dataplane::tables::TenantId;
+use kxdp_dataplane::PortId;
+
+use crate::classifier::{Classifier, ClassifierEntry, CompiledMatch};
+use crate::context::Direction;
+use crate::error::ChainError;
+use crate::external::{ExternalConfig, VnfLiveness};
+use crate::identity::{Identities, IdentityMap};
+use crate::load_balancer::LbConfig;
+use crate::maglev::{is_prime, DEFAULT_TABLE_SIZE};
+use crate::policer::PolicerConfig;
+use crate::policy::{PolicyEnv, PolicySet};
+use crate::service::ServiceTable;
+
+/// What a chain set is compiled from: the parts of the node model chains
+/// use. Tenants and interfaces are indexed in the order given (as the
+/// dataplane's `TenantId` and `PortId` are). `pods` may hold pods of other
+/// nodes too: every pod listed gets an identity (pods not listed are WORLD).
+#[derive(Clone, Copy, Debug)]
+pub struct ChainInput<'a> {
+    /// Tenants; a `TenantId` is an index here.
+    pub tenants: &'a [TenantSpec],
+    /// Interfaces; a `PortId` is an index here.
+    pub interfaces: &'a [InterfaceSpec],
+    /// Pods whose addresses have identities.
+    pub pods: &'a [PodSpec],
+    /// Namespaces and their labels.
+    pub namespaces: &'a [NamespaceSpec],
+    /// Services and their endpoints.
+    pub services: &'a [ServiceSpec],
+    /// NetworkPolicies.
+    pub policies: &'a [NetworkPolicySpec],
+    /// The chains.
+    pub chains: &'a [ChainSpec],
+}
+
+impl<'a> ChainInput<'a> {
+    /// Everything from a node's configuration (its own pods only).
+    pub fn from_config(config: &'a NodeConfig) -> Self {
+        ChainInput {
+            tenants: &config.tenants,
+            interfaces: &config.interfaces,
+            pods: &config.pods,
+            namespaces: &config.namespaces,
+            services: &config.services,
+            policies: &config.policies,
+            chains: &config.chains,
+        }
+    }
+}
+
+/// Compile-time settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Size of each service port's Maglev table (a prime).
+    pub maglev_table_size: u32,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            maglev_table_size: DEFAULT_TABLE_SIZE,
+        }
+    }
+}
+
+/// Where a frame coming back from an external VNF resumes: after `stage` of
+/// `chain`, going `direction`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// The chain's index.
+    pub chain: u16,
+    /// The external hop's stage index.
+    pub stage: u16,
+    /// The direction the frame travels.
+    pub direction: Direction,
+}
+
+/// A function compiled for the hot path.
+#[derive(Clone, Debug)]
+pub(crate) enum StageKind {
+    Policy,
+    Policer(PolicerConfig),
+    LoadBalancer(LbConfig),
+    Counter,
+    Mirror(PortId),
+    External(ExternalConfig),
+}
+
+/// One stage: its spec (what identifies its state across swaps) and its
+/// compiled form.
+#[derive(Clone, Debug)]
+pub(crate) struct CompiledStage {
+    pub(crate) spec: FunctionSpec,
+    pub(crate) kind: StageKind,
+}
+
+/// One compiled chain.
+#[derive(Clone, Debug)]
+pub(crate) struct CompiledChain {
+    pub(crate) spec: ChainSpec,
+    pub(crate) tenant: TenantId,
+    pub(crate) stages: Vec<CompiledStage>,
+    /// Per stage: run for return traffic (all stages of a symmetric chain;
+    /// only load balancers, for their reverse translation, otherwise).
+    pub(crate) reply_stages: Vec<bool>,
+}
+
+impl CompiledChain {
+    /// The first stage a packet entering in `direction` runs.
+    #[inline]
+    pub(crate) fn first_stage(&self, direction: Direction) -> Option<u16> {
+        match direction {
+            Direction::Forward => (!self.stages.is_empty()).then_some(0),
+            Direction::Reply => self.reply_stages.iter().rposition(|&r| r).map(|s| s as u16),
+        }
+    }
+
+    /// The stage after `stage` in `direction`.
+    #[inline]
+    pub(crate) fn next_stage(&self, stage: u16, direction: Direction) -> Option<u16> {
+        let stage = usize::from(stage);
+        match direction {
+            Direction::Forward => (stage + 1 < self.stages.len()).then_some(stage as u16 + 1),
+            Direction::Reply => self
+                .reply_stages
+                .get(..stage)
+                .and_then(|before| before.iter().rposition(|&r| r))
+                .map(|s| s as u16),
+        }
+    }
+}
+
+/// The name of a function's kind, as counters show it.
+pub fn function_kind(spec: &FunctionSpec) -> &'static str {
+    match spec {
+        FunctionSpec::Policy => "policy",
+        FunctionSpec::Policer { .. } => "policer",
+        FunctionSpec::LoadBalancer { .. } => "load_balancer",
+        FunctionSpec::Counter => "counter",
+        FunctionSpec::Mirror { .. } => "mirror",
+        FunctionSpec::External { .. } => "external",
+    }
+}
+
+/// Which occurrence of an equal spec a stage is within its chain (0 for the
+/// first): a stage is identified across swaps by (chain name, spec, occurrence).
+pub(crate) fn occurrence(stages: &[FunctionSpec], index: usize) -> usize {
+    stages[..index]
+        .iter()
+        .filter(|s| **s == stages[index])
+        .count()
+}
+
+/// An immutable, compiled snapshot of the node's chains: publish it like
+/// the forwarding tables (RCU) and hand it to every worker's
+/// [`crate::ChainWorker::process`].
+#[derive(Debug)]
+pub struct ChainSet {
+    pub(crate) generation: u64,
+    pub(crate) chains: Vec<CompiledChain>,
+    pub(crate) classifier: Classifier,
+    identities: Identities,
+    pub(crate) identity_map: Arc<IdentityMap>,
+    pub(crate) policy: Arc<PolicySet>,
+    pub(crate) policy_epoch: u64,
+    pub(crate) services: Arc<ServiceTable>,
+    resume: Vec<Option<ResumePoint>>,
+    options: CompileOptions,
+}
+
+impl ChainSet {
+    /// Compile a chain set. `generation` must differ from the previous
+    /// set's (workers adopt a set when its generation changes). With
+    /// `previous`, identity ids stay stable, and compiled policies, Maglev
+    /// tables and VNF liveness clocks are reused (or updated stably) where
+    /// their inputs did not change; see the crate docs for what survives.
+    pub fn compile(
+        input: &ChainInput<'_>,
+        generation: u64,
+        options: CompileOptions,
+        previous: Option<&ChainSet>,
+    ) -> Result<ChainSet, ChainError> {
+        if !is_prime(options.maglev_table_size) || options.maglev_table_size >= 1 << 24 {
+            return Err(ChainError::MaglevTableSize(options.maglev_table_size));
+        }
+        if input.tenants.len() > usize::from(TenantId::MAX) {
+            return Err(ChainError::TooMany("tenants"));
+        }
+        let tenant_names: Vec<String> = input.tenants.iter().map(|t| t.name.clone()).collect();
+        let tenant_id = |name: &str| {
+            input
+                .tenants
+                .iter()
+                .position(|t| t.name == name)
+                .map(|i| i as TenantId)
+        };
+        let port_id = |name: &str| {
+            input
+                .interfaces
+                .iter()
+                .position(|i| i.name == name)
+                .and_then(|i| PortId::try_from(i).ok())
+        };
+
+        // Identities, addresses, policies.
+        let identities = Identities::assign(input.pods, previous.map(|p| &p.identities))?;
+        let identity_map = IdentityMap::build(input.pods, &identities, tenant_id)?;
+        let identity_map = match previous {
+            Some(p) if *p.identity_map == identity_map => Arc::clone(&p.identity_map),
+            _ => Arc::new(identity_map),
+        };
+        let policy = match previous {
+            Some(p)
+                if p.policy
+                    .compiled_from(&identities, input.namespaces, input.policies) =>
+            {
+                Arc::clone(&p.policy)
+            }
+            _ => Arc::new(PolicySet::compile(
+                &identities,
+                input.namespaces,
+                input.policies,
+            )),
+        };
+        let policy_epoch = match previous {
+            Some(p)
+                if Arc::ptr_eq(&p.policy, &policy)
+                    && Arc::ptr_eq(&p.identity_map, &identity_map) =>
+            {
+                p.policy_epoch
+            }
+            _ => generation,
+        };
+
+        // Services.
+        let services = match previous {
+            Some(p)
+                if p.services.compiled_from(
+                    input.services,
+                    &tenant_names,
+                    options.maglev_table_size,
+                ) =>
+            {
+                Arc::clone(&p.services)
+            }
+            _ => Arc::new(ServiceTable::compile(
+                input.services,
+                &tenant_names,
+                options.maglev_table_size,
+                previous.map(|p| &*p.services),
+                generation,
+            )?),
+        };
+
+        // Chains.
+        if input.chains.len() >= usize::from(crate::context::NO_CHAIN) {
+            return Err(ChainError::TooMany("chains"));
+        }
+        let mut chains = Vec::with_capacity(input.chains.len());
+        let mut entries = Vec::with_capacity(input.chains.len());
+        let mut resume: Vec<Option<ResumePoint>> = vec![None; input.interfaces.len()];
+        for (index, spec) in input.chains.iter().enumerate() {
+            if input.chains[..index].iter().any(|c| c.name == spec.name) {
+                return Err(ChainError::DuplicateChain(spec.name.clone()));
+            }
+            if spec.functions.len() >= usize::from(u16::MAX) {
+                return Err(ChainError::TooMany("stages in a chain"));
+            }
+            let tenant = tenant_id(&spec.tenant).ok_or_else(|| ChainError::UnknownTenant {
+                object: format!("chains[{}]", spec.name),
+                tenant: spec.tenant.clone(),
+            })?;
+            let previous_chain =
+                previous.and_then(|p| p.chains.iter().find(|c| c.spec.name == spec.name));
+            let mut stages = Vec::with_capacity(spec.functions.len());
+            for (stage, function) in spec.functions.iter().enumerate() {
+                let unknown_interface = |interface: &str| ChainError::UnknownInterface {
+                    chain: spec.name.clone(),
+                    stage,
+                    interface: interface.to_string(),
+                };
+                let kind = match function {
+                    FunctionSpec::Policy => StageKind::Policy,
+                    FunctionSpec::Policer {
+                        rate_pps,
+                        burst,
+                        per,
+                    } => StageKind::Policer(PolicerConfig {
+                        rate_pps: *rate_pps,
+                        burst: *burst,
+                        scope: *per,
+                    }),
+                    FunctionSpec::LoadBalancer { services: names } => {
+                        for name in names {
+                            let known = input.services.iter().any(|s| {
+                                s.tenant == spec.tenant
+                                    && format!("{}/{}", s.namespace, s.name) == *name
+                            });
+                            if !known {
+                                return Err(ChainError::UnknownService {
+                                    chain: spec.name.clone(),
+                                    stage,
+                                    service: name.clone(),
+                                });
+                            }
+                        }
+                        StageKind::LoadBalancer(LbConfig::new(
+                            services
+                                .ports()
+                                .iter()
+                                .map(|p| {
+                                    p.vip.tenant == tenant
+                                        && (names.is_empty() || names.contains(&p.service))
+                                })
+                                .collect(),
+                        ))
+                    }
+                    FunctionSpec::Counter => StageKind::Counter,
+                    FunctionSpec::Mirror { interface } => StageKind::Mirror(
+                        port_id(interface).ok_or_else(|| unknown_interface(interface))?,
+                    ),
+                    FunctionSpec::External {
+                        to_interface,
+                        from_interface,
+                        failure,
+                        timeout_ms,
+                    } => {
+                        let to_port =
+                            port_id(to_interface).ok_or_else(|| unknown_interface(to_interface))?;
+                        let from_port = port_id(from_interface)
+                            .ok_or_else(|| unknown_interface(from_interface))?;
+                        let reused = |interface: &str| ChainError::InterfaceReused {
+                            chain: spec.name.clone(),
+                            stage,
+                            interface: interface.to_string(),
+                        };
+                        if to_port == from_port {
+                            return Err(reused(from_interface));
+                        }
+                        let mut claim = |port: PortId, direction: Direction, name: &str| {
+                            let slot = &mut resume[usize::from(port)];
+                            if slot.is_some() {
+                                return Err(reused(name));
+                            }
+                            *slot = Some(ResumePoint {
+                                chain: index as u16,
+                                stage: stage as u16,
+                                direction,
+                            });
+                            Ok(())
+                        };
+                        claim(from_port, Direction::Forward, from_interface)?;
+                        if spec.symmetric {
+                            claim(to_port, Direction::Reply, to_interface)?;
+                        }
+                        let timeout_ns = timeout_ms.saturating_mul(1_000_000);
+                        // The liveness clock of the same stage in the
+                        // previous set, if there is one.
+                        let nth = occurrence(&spec.functions, stage);
+                        let liveness = previous_chain
+                            .and_then(|c| {
+                                let specs: Vec<FunctionSpec> =
+                                    c.stages.iter().map(|s| s.spec.clone()).collect();
+                                c.stages
+                                    .iter()
+                                    .enumerate()
+                                    .find_map(|(i, s)| match &s.kind {
+                                        StageKind::External(e)
+                                            if s.spec == *function
+                                                && occurrence(&specs, i) == nth =>
+                                        {
+                                            Some(Arc::clone(&e.liveness))
+                                        }
+                                        _ => None,
+                                    })
+                            })
+                            .unwrap_or_else(|| Arc::new(VnfLiveness::new(timeout_ns)));
+                        StageKind::External(ExternalConfig {
+                            to_port,
+                            from_port,
+                            failure: *failure,
+                            timeout_ns,
+                            liveness,
+                        })
+                    }
+                };
+                stages.push(CompiledStage {
+                    spec: function.clone(),
+                    kind,
+                });
+            }
+            let reply_stages = stages
+                .iter()
+                .map(|s| spec.symmetric || matches!(s.kind, StageKind::LoadBalancer(_)))
+                .collect();
+            entries.push(ClassifierEntry {
+                chain: index as u16,
+                tenant,
+                priority: spec.priority,
+                name: spec.name.clone(),
+                symmetric: spec.symmetric,
+                matcher: CompiledMatch::new(&spec.classifier, &identities),
+            });
+            chains.push(CompiledChain {
+                spec: spec.clone(),
+                tenant,
+                stages,
+                reply_stages,
+            });
+        }
+
+        Ok(ChainSet {
+            generation,
+            chains,
+            classifier: Classifier::new(entries),
+            identities,
+            identity_map,
+            policy,
+            policy_epoch,
+            services,
+            resume,
+            options,
+        })
+    }
+
+    /// An empty set (no chain applies to anything).
+    pub fn empty(generation: u64) -> ChainSet {
+        ChainSet {
+            generation,
+            chains: Vec::new(),
+            classifier: Classifier::default(),
+            identities: Identities::default(),
+            identity_map: Arc::default(),
+            policy: Arc::new(PolicySet::compile(&Identities::default(), &[], &[])),
+            policy_epoch: generation,
+            services: Arc::default(),
+            resume: Vec::new(),
+            options: CompileOptions::default(),
+        }
+    }
+
+    /// The generation it was compiled as.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The options it was compiled with.
+    pub fn options(&self) -> CompileOptions {
+        self.options
+    }
+
+    /// Number of chains.
+    pub fn len(&self) -> usize {
+        self.chains.len()
+    }
+
+    /// Whether there is no chain.
+    pub fn is_empty(&self) -> bool {
+        self.chains.is_empty()
+    }
+
+    /// A chain's spec, by index.
+    pub fn chain(&self, index: usize) -> Option<&ChainSpec> {
+        self.chains.get(index).map(|c| &c.spec)
+    }
+
+    /// A chain's index, by name.
+    pub fn chain_index(&self, name: &str) -> Option<usize> {
+        self.chains.iter().position(|c| c.spec.name == name)
+    }
+
+    /// Where a frame arriving on `port` resumes its chain: `Some` when the
+    /// port is an external VNF's return interface. The worker must hand such
+    /// frames to [`crate::ChainWorker::process`] (it resumes them by itself)
+    /// and must not apply the pod source check to them: they carry the
+    /// original sender's addresses, not the VNF pod's.
+    #[inline]
+    pub fn resume_point(&self, port: PortId) -> Option<ResumePoint> {
+        self.resume.get(usize::from(port)).copied().flatten()
+    }
+
+    /// Whether `port` is an external VNF's return interface.
+    pub fn is_vnf_return_port(&self, port: PortId) -> bool {
+        self.resume_point(port).is_some()
+    }
+
+    /// Whether any chain could apply to the tenant's traffic (or frames come
+    /// back from VNFs): when false the worker may skip the chain step.
+    #[inline]
+    pub fn applies_to(&self, tenant: TenantId) -> bool {
+        self.classifier.has_chains(tenant)
+    }
+
+    /// The identity universe.
+    pub fn identities(&self) -> &Identities {
+        &self.identities
+    }
+
+    /// Addresses to identities.
+    pub fn identity_map(&self) -> &Arc<IdentityMap> {
+        &self.identity_map
+    }
+
+    /// The compiled policies.
+    pub fn policy(&self) -> &Arc<PolicySet> {
+        &self.policy
+    }
+
+    /// The compiled services.
+    pub fn services(&self) -> &Arc<ServiceTable> {
+        &self.services
+    }
+
+    /// What a policy stage reads.
+    pub(crate) fn policy_env(&self) -> PolicyEnv<'_> {
+        PolicyEnv {
+            policy: &self.policy,
+            identities: &self.identity_map,
+            epoch: self.policy_epoch,
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! What a network function sees of a packet ([`PacketContext`]), what it
+//! decides ([`StageAction`]), where the frame bytes are ([`Frames`]) and
+//! what a whole chain decides ([`ChainOutcome`], [`ChainDropReason`]).
+
+use kxdp_dataplane::packet::FrameMeta;
+use kxdp_dataplane::tables::TenantId;
+use kxdp_dataplane::PortId;
+
+use crate::flow::FlowKey;
+use crate::identity::IdentityId;
+
+/// Which way a packet goes relative to its flow's initiator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the flow's initiator (the first packet the chain saw).
+    #[default]
+    Forward,
+    /// Back to the initiator: symmetric chains run their stages in reverse.
+    Reply,
+}
+
+macro_rules! chain_drop_reasons {
+    ($( $(#[doc = $doc:literal])* $name:ident => $label:literal, )*) => {
+        /// Why a chain dropped a packet. Each variant is a counter; each maps
+        /// 1:1 onto a `kxdp_dataplane::DropReason` of the same label.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum ChainDropReason {
+            $( $(#[doc = $doc])* $name, )*
+        }
+
+        impl ChainDropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [ChainDropReason] = &[$(ChainDropReason::$name,)*];
+            /// The number of reasons.
+            pub const COUNT: usize = ChainDropReason::ALL.len();
+
+            /// The counter label, snake_case, stable.
+            pub const fn label(self) -> &'static str {
+                match self { $(ChainDropReason::$name => $label,)* }
+            }
+
+            /// The counter index.
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+        }
+
+        impl std::fmt::Display for ChainDropReason {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.label())
+            }
+        }
+    };
+}
+
+chain_drop_reasons! {
+    /// No NetworkPolicy allows the connection.
+    PolicyDenied => "policy_denied",
+    /// The policer's bucket was empty.
+    PolicerExceeded => "policer_exceeded",
+    /// A packet for a Service port with no ready (or, for an existing
+    /// connection, serving) endpoint.
+    NoServiceEndpoint => "no_service_endpoint",
+    /// A non-first fragment to a Service address or from a balanced
+    /// endpoint: without ports it cannot be given its connection's backend.
+    ServiceFragment => "service_fragment",
+    /// The external VNF is down and its failure policy is fail-closed.
+    VnfDown => "vnf_down",
+    /// The frame is shorter than its metadata says (rewriting it failed).
+    ChainMalformedFrame => "chain_malformed_frame",
+}
+
+/// What one stage decides for one packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StageAction {
+    /// Go on to the next stage.
+    #[default]
+    Pass,
+    /// Drop, counted under this reason.
+    Drop(ChainDropReason),
+    /// Send the frame out of this port (into a VNF); the chain resumes when
+    /// it comes back (see [`crate::ChainSet::resume_point`]).
+    Redirect(PortId),
+}
+
+/// What a chain decides for a packet, once [`crate::ChainWorker::process`]
+/// returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChainOutcome {
+    /// No chain applies (no chain matched, or not an IP packet): forward as usual.
+    #[default]
+    NoChain,
+    /// The chain passed it: forward as usual (by `meta`, which the load
+    /// balancer may have rewritten), in the context's `tenant`.
+    Pass,
+    /// Drop it, counted under this reason.
+    Drop(ChainDropReason),
+    /// Transmit it out of this port (into an external VNF) as it is, with
+    /// only its MACs set for that port's pod; do not decrement the TTL.
+    Redirect(PortId),
+}
+
+/// Sentinel chain index: no chain.
+pub(crate) const NO_CHAIN: u16 = u16::MAX;
+
+/// One packet on its way through a chain: its metadata, flow, identities and
+/// position. The worker makes one with [`PacketContext::new`] for each
+/// parsed frame of a batch (in a reused buffer: the type is `Copy` and
+/// allocates nothing); the executor fills in the rest.
+#[derive(Clone, Copy, Debug)]
+pub struct PacketContext {
+    /// The frame's metadata; kept up to date when a stage rewrites addresses.
+    pub meta: FrameMeta,
+    /// Frame length in bytes (what counters count).
+    pub len: u32,
+    /// The port the frame arrived on.
+    pub in_port: PortId,
+    /// The tenant the packet belongs to (set to the chain's tenant when the
+    /// frame comes back from an external VNF).
+    pub tenant: TenantId,
+    /// The flow key, kept up to date when a stage rewrites addresses.
+    pub flow: FlowKey,
+    /// `flow.hash()`, kept with it.
+    pub flow_hash: u64,
+    /// Source identity (valid when `identities_known`).
+    pub src_identity: IdentityId,
+    /// Destination identity (valid when `identities_known`).
+    pub dst_identity: IdentityId,
+    /// Whether the identities were looked up for the current `flow`.
+    pub identities_known: bool,
+    /// Which way the packet goes relative to its flow's initiator.
+    pub direction: Direction,
+    /// The current stage's decision.
+    pub action: StageAction,
+    /// The chain's decision, once done.
+    pub outcome: ChainOutcome,
+    /// Set by a stage that created or changed a translation: the executor
+    /// then records the translated reply direction as this chain's.
+    pub nat_changed: bool,
+    /// Index of the chain in the set, or [`NO_CHAIN`].
+    pub(crate) chain: u16,
+    /// The next stage to run.
+    pub(crate) stage: u16,
+    /// Still inside its chain.
+    pub(crate) running: bool,
+    /// Is an IP packet (has a flow key).
+    pub(crate) is_ip: bool,
+}
+
+impl PacketContext {
+    /// The context of a frame parsed into `meta`, received on `in_port` in
+    /// `tenant`. Reads `frame` only for SCTP ports.
+    #[inline]
+    pub fn new(frame: &[u8], meta: FrameMeta, in_port: PortId, tenant: TenantId) -> Self {
+        let flow = FlowKey::from_meta(tenant, &meta, frame);
+        PacketContext {
+            meta,
+            len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
+            in_port,
+            tenant,
+            flow: flow.unwrap_or_default(),
+            flow_hash: flow.map_or(0, |f| f.hash()),
+            src_identity: IdentityId::WORLD,
+            dst_identity: IdentityId::WORLD,
+            identities_known: false,
+            direction: Direction::Forward,
+            action: StageAction::Pass,
+            outcome: ChainOutcome::NoChain,
+            nat_changed: false,
+            chain: NO_CHAIN,
+            stage: 0,
+            running: false,
+            is_ip: flow.is_some(),
+        }
+    }
+
+    /// Replace the flow key (after a rewrite), keeping the hash in step.
+    #[inline]
+    pub fn set_flow(&mut self, flow: FlowKey) {
+        self.flow = flow;
+        self.flow_hash = flow.hash();
+        self.identities_known = false;
+    }
+
+    /// The index of the chain it was classified into, if any.
+    pub fn chain_index(&self) -> Option<usize> {
+        (self.chain != NO_CHAIN).then_some(usize::from(self.chain))
+    }
+}
+
+/// Where a batch's frame bytes live, indexed like the batch's contexts. The
+/// worker implements it over its UMEM and descriptors; tests over `Vec`s.
+pub trait Frames {
+    /// The bytes of frame `index` (from its Ethernet header), writable.
+    fn frame_mut(&mut self, index: usize) -> Option<&mut [u8]>;
+
+    /// Send a copy of frame `index`, as it is now, out of `port`; false when
+    /// no copy could be made (no free buffer, no such port). Called by the
+    /// mirror stage at its place in the chain, so later rewrites do not show
+    /// in the copy. The default makes no copies.
+    fn mirror(&mut self, index: usize, port: PortId) -> bool {
+        let _ = (index, port);
+        false
+    }
+}
+
+impl Frames for [Vec<u8>] {
+    fn frame_mut(&mut self, index: usize) -> Option<&mut [u8]> {
+        self.get_mut(index).map(Vec::as_mut_slice)
+    }
+}
+
+impl Frames for Vec<Vec<u8>> {
+    fn frame_mut(&mut self, index: usize) -> Option<&mut [u8]> {
+        self.get_mut(index).map(Vec::as_mut_slice)
+    }
+}
+
+impl Frames for [&mut [u8]] {
+    fn frame_mut(&mut self, index: usize) -> Option<&mut [u8]> {
+        self.get_mut(index).map(|f| &mut **f)
+    }
+}
+
+/// One frame as a batch of one (for a pipeline that runs the chain per frame).
+#[derive(Debug)]
+pub struct SingleFrame<'a>(pub &'a mut [u8]);
+
+impl Frames for SingleFrame<'_> {
+    fn frame_mut(&mut self, index: usize) -> Option<&mut [u8]> {
+        (index == 0).then_some(&mut *self.0)
+    }
+}

@@ -1,0 +1,566 @@
+//! The chain executor: one worker's state for every chain of the current
+//! [`ChainSet`], and the batch loop that classifies packets (or resumes
+//! those coming back from a VNF) and runs each chain's stages over them.
+//!
+//! Stages run stage by stage over the batch (each function sees all of the
+//! batch's packets at its position at once), forward packets first through
+//! the stages in order, then return packets in reverse. A packet leaves its
+//! chain at the first drop or redirect, or after the last stage.
+//!
+//! Flow pinning: the first packet of a flow is classified and both
+//! directions of the flow are pinned to the chain (the initiator's tuple as
+//! [`Direction::Forward`], the reversed tuple as [`Direction::Reply`]); when
+//! a stage translates addresses, the translated reply tuple is pinned too.
+//! Later packets find their chain and direction in one lookup. A flow that
+//! matches no chain is remembered as such until the next swap.
+
+use kxdp_config::FunctionSpec;
+use kxdp_dataplane::PortId;
+
+use crate::chain::{function_kind, occurrence, ChainSet, CompiledChain, StageKind};
+use crate::context::{ChainOutcome, Direction, Frames, PacketContext, StageAction, NO_CHAIN};
+use crate::counter::{ChainCounters, ChainStats, StageCounters};
+use crate::external::ExternalState;
+use crate::flow::FlowTable;
+use crate::load_balancer::LbState;
+use crate::policer::PolicerState;
+use crate::policy::PolicyState;
+
+/// Sizes of a worker's tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerLimits {
+    /// Entries of each flow table (pins, policy connections, per-flow
+    /// policer buckets, load-balancer translations).
+    pub flow_capacity: usize,
+    /// How long a flow entry lives after its last packet.
+    pub idle_timeout_ns: u64,
+    /// The largest batch expected (scratch space is sized for it).
+    pub batch_size: usize,
+}
+
+impl Default for WorkerLimits {
+    fn default() -> Self {
+        WorkerLimits {
+            flow_capacity: 1 << 16,
+            idle_timeout_ns: 120_000_000_000,
+            batch_size: 256,
+        }
+    }
+}
+
+/// The per-worker state of one stage.
+#[derive(Debug)]
+pub enum StageState {
+    /// Policy: the connections it allowed.
+    Policy(PolicyState),
+    /// Policer: its buckets.
+    Policer(PolicerState),
+    /// Load balancer: its connections.
+    LoadBalancer(LbState),
+    /// Counter: nothing beyond the stage counters.
+    Counter,
+    /// Mirror: nothing beyond the stage counters.
+    Mirror,
+    /// External hop: its liveness view.
+    External(ExternalState),
+}
+
+impl StageState {
+    fn new(kind: &StageKind, limits: &WorkerLimits, now: u64) -> Self {
+        match kind {
+            StageKind::Policy => StageState::Policy(PolicyState::new(
+                limits.flow_capacity,
+                limits.idle_timeout_ns,
+            )),
+            StageKind::Policer(config) => StageState::Policer(PolicerState::new(
+                *config,
+                limits.flow_capacity,
+                limits.idle_timeout_ns,
+                now,
+            )),
+            StageKind::LoadBalancer(_) => {
+                StageState::LoadBalancer(LbState::new(limits.flow_capacity, limits.idle_timeout_ns))
+            }
+            StageKind::Counter => StageState::Counter,
+            StageKind::Mirror(_) => StageState::Mirror,
+            StageKind::External(_) => StageState::External(ExternalState::new()),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct StageRuntime {
+    spec: FunctionSpec,
+    counters: StageCounters,
+    state: StageState,
+}
+
+#[derive(Debug)]
+struct ChainRuntime {
+    name: String,
+    counters: ChainCounters,
+    stages: Vec<StageRuntime>,
+}
+
+/// A flow's chain and direction ([`NO_CHAIN`]: none applies).
+#[derive(Clone, Copy, Debug)]
+struct Pin {
+    chain: u16,
+    direction: Direction,
+}
+
+impl Default for Pin {
+    fn default() -> Self {
+        Pin {
+            chain: NO_CHAIN,
+            direction: Direction::Forward,
+        }
+    }
+}
+
+/// One worker's chain state: per chain and stage, the functions' state and
+/// counters, and the flow pins. Owned by the worker, never shared.
+#[derive(Debug)]
+pub struct ChainWorker {
+    generation: Option<u64>,
+    limits: WorkerLimits,
+    pins: FlowTable<Pin>,
+    chains: Vec<ChainRuntime>,
+    selected: Vec<u16>,
+    active: Vec<u16>,
+}
+
+/// [`Frames`] over a window of another [`Frames`] (for batches longer than
+/// the executor's index type).
+struct Window<'f, F: ?Sized> {
+    frames: &'f mut F,
+    offset: usize,
+}
+
+impl<F: Frames + ?Sized> Frames for Window<'_, F> {
+    fn frame_mut(&mut self, index: usize) -> Option<&mut [u8]> {
+        self.frames.frame_mut(self.offset + index)
+    }
+
+    fn mirror(&mut self, index: usize, port: PortId) -> bool {
+        self.frames.mirror(self.offset + index, port)
+    }
+}
+
+impl ChainWorker {
+    /// A worker's state for `set`, created at `now` (allocates every table).
+    pub fn new(set: &ChainSet, limits: WorkerLimits, now: u64) -> Self {
+        let mut worker = ChainWorker {
+            generation: None,
+            limits,
+            pins: FlowTable::new(limits.flow_capacity, limits.idle_timeout_ns),
+            chains: Vec::new(),
+            selected: Vec::with_capacity(limits.batch_size),
+            active: Vec::new(),
+        };
+        worker.adopt(set, now);
+        worker
+    }
+
+    /// The generation of the set the state follows.
+    pub fn generation(&self) -> Option<u64> {
+        self.generation
+    }
+
+    /// Follow a new chain set (done by [`ChainWorker::process`] when the
+    /// set's generation changes; allocates, once per swap). A stage keeps
+    /// its state and counters when its chain (by name) still has a stage
+    /// with the same function spec (the n-th such, if several); other
+    /// stages start afresh. Flows pinned to a chain that still exists stay
+    /// pinned to it; flows of removed chains, and flows that matched no
+    /// chain, are classified again.
+    pub fn adopt(&mut self, set: &ChainSet, now: u64) {
+        let mut old = std::mem::take(&mut self.chains);
+        let mut remap = vec![NO_CHAIN; old.len()];
+        for (new_index, chain) in set.chains.iter().enumerate() {
+            let old_index = old.iter().position(|c| c.name == chain.spec.name);
+            if let Some(i) = old_index {
+                remap[i] = new_index as u16;
+            }
+            // The previous stages of the chain, each with its (spec, n-th).
+            let mut previous: Vec<(usize, Option<StageRuntime>)> = match old_index {
+                Some(i) => {
+                    let stages = std::mem::take(&mut old[i].stages);
+                    let specs: Vec<FunctionSpec> = stages.iter().map(|s| s.spec.clone()).collect();
+                    stages
+                        .into_iter()
+                        .enumerate()
+                        .map(|(p, stage)| (occurrence(&specs, p), Some(stage)))
+                        .collect()
+                }
+                None => Vec::new(),
+            };
+            let counters = old_index.map(|i| old[i].counters).unwrap_or_default();
+            let specs: Vec<FunctionSpec> = chain.stages.iter().map(|s| s.spec.clone()).collect();
+            let mut stages = Vec::with_capacity(chain.stages.len());
+            for (s, stage) in chain.stages.iter().enumerate() {
+                let nth = occurrence(&specs, s);
+                let kept = previous.iter_mut().find_map(|(p_nth, p)| {
+                    if *p_nth == nth && p.as_ref().is_some_and(|p| p.spec == stage.spec) {
+                        p.take()
+                    } else {
+                        None
+                    }
+                });
+                stages.push(kept.unwrap_or_else(|| StageRuntime {
+                    spec: stage.spec.clone(),
+                    counters: StageCounters::default(),
+                    state: StageState::new(&stage.kind, &self.limits, now),
+                }));
+            }
+            self.chains.push(ChainRuntime {
+                name: chain.spec.name.clone(),
+                counters,
+                stages,
+            });
+        }
+        self.pins
+            .retain(|_, pin| match remap.get(usize::from(pin.chain)) {
+                Some(&new) if new != NO_CHAIN => {
+                    pin.chain = new;
+                    true
+                }
+                _ => false,
+            });
+        self.active = Vec::with_capacity(set.chains.len());
+        self.generation = Some(set.generation);
+    }
+
+    /// Run a batch through the chains of `set` at `now` (nanoseconds, the
+    /// same clock for every worker). `batch[i]` describes `frames`' frame
+    /// `i`. On return every context's `outcome` says what to do with the
+    /// frame; a passed or redirected frame may have been rewritten (and its
+    /// `meta` with it). Allocates nothing unless `set` is new to this worker
+    /// or the batch is larger than [`WorkerLimits::batch_size`].
+    pub fn process<F: Frames + ?Sized>(
+        &mut self,
+        set: &ChainSet,
+        now: u64,
+        batch: &mut [PacketContext],
+        frames: &mut F,
+    ) {
+        if self.generation != Some(set.generation) {
+            self.adopt(set, now);
+        }
+        const MAX: usize = u16::MAX as usize;
+        if batch.len() <= MAX {
+            self.process_window(set, now, batch, frames);
+        } else {
+            for (n, window) in batch.chunks_mut(MAX).enumerate() {
+                let mut frames = Window {
+                    frames: &mut *frames,
+                    offset: n * MAX,
+                };
+                self.process_window(set, now, window, &mut frames);
+            }
+        }
+    }
+
+    fn process_window<F: Frames + ?Sized>(
+        &mut self,
+        set: &ChainSet,
+        now: u64,
+        batch: &mut [PacketContext],
+        frames: &mut F,
+    ) {
+        self.active.clear();
+        for ctx in batch.iter_mut() {
+            self.enter(set, now, ctx);
+            if ctx.running && !self.active.contains(&ctx.chain) {
+                self.active.push(ctx.chain);
+            }
+        }
+        for a in 0..self.active.len() {
+            let chain = self.active[a];
+            let Some(compiled) = set.chains.get(usize::from(chain)) else {
+                continue;
+            };
+            let stages = compiled.stages.len() as u16;
+            for stage in 0..stages {
+                self.run_stage(set, compiled, chain, stage, now, batch, frames);
+            }
+            for stage in (0..stages).rev() {
+                self.run_stage(set, compiled, chain, stage, now, batch, frames);
+            }
+        }
+    }
+
+    /// Classify (or resume) one packet and count its entry.
+    #[inline]
+    fn enter(&mut self, set: &ChainSet, now: u64, ctx: &mut PacketContext) {
+        ctx.running = false;
+        ctx.outcome = ChainOutcome::NoChain;
+        ctx.nat_changed = false;
+        ctx.chain = NO_CHAIN;
+        ctx.action = StageAction::Pass;
+        if !ctx.is_ip {
+            return;
+        }
+        let (chain, first) = if let Some(point) = set.resume_point(ctx.in_port) {
+            let Some(compiled) = set.chains.get(usize::from(point.chain)) else {
+                return;
+            };
+            if let Some(StageKind::External(external)) = compiled
+                .stages
+                .get(usize::from(point.stage))
+                .map(|s| &s.kind)
+            {
+                external.liveness.note_return(now);
+            }
+            ctx.tenant = compiled.tenant;
+            let mut flow = ctx.flow;
+            flow.tenant = compiled.tenant;
+            ctx.set_flow(flow);
+            ctx.direction = point.direction;
+            if let Some(runtime) = self.chains.get_mut(usize::from(point.chain)) {
+                runtime.counters.resumed += 1;
+            }
+            (
+                point.chain,
+                compiled.next_stage(point.stage, point.direction),
+            )
+        } else {
+            if !set.classifier.has_chains(ctx.tenant) {
+                return;
+            }
+            let (chain, direction) = match self.pins.get(&ctx.flow, ctx.flow_hash, now) {
+                Some(pin) if pin.chain == NO_CHAIN => return,
+                Some(pin) => (pin.chain, pin.direction),
+                None => {
+                    if set.classifier.uses_identities(ctx.tenant) && !ctx.identities_known {
+                        let map = &set.identity_map;
+                        ctx.src_identity = map.lookup(ctx.tenant, ctx.flow.src, ctx.flow.ipv6);
+                        ctx.dst_identity = map.lookup(ctx.tenant, ctx.flow.dst, ctx.flow.ipv6);
+                        ctx.identities_known = true;
+                    }
+                    match set
+                        .classifier
+                        .classify(&ctx.flow, ctx.src_identity, ctx.dst_identity)
+                    {
+                        None => {
+                            self.pins
+                                .insert(ctx.flow, ctx.flow_hash, Pin::default(), now);
+                            return;
+                        }
+                        Some((chain, direction)) => {
+                            self.pins.insert(
+                                ctx.flow,
+                                ctx.flow_hash,
+                                Pin { chain, direction },
+                                now,
+                            );
+                            let reversed = ctx.flow.reversed();
+                            self.pins.insert(
+                                reversed,
+                                reversed.hash(),
+                                Pin {
+                                    chain,
+                                    direction: flip(direction),
+                                },
+                                now,
+                            );
+                            (chain, direction)
+                        }
+                    }
+                }
+            };
+            let Some(compiled) = set.chains.get(usize::from(chain)) else {
+                return;
+            };
+            ctx.direction = direction;
+            if let Some(runtime) = self.chains.get_mut(usize::from(chain)) {
+                runtime.counters.packets += 1;
+                runtime.counters.bytes += u64::from(ctx.len);
+                if direction == Direction::Reply {
+                    runtime.counters.reply_packets += 1;
+                }
+            }
+            (chain, compiled.first_stage(direction))
+        };
+        ctx.chain = chain;
+        match first {
+            Some(stage) => {
+                ctx.stage = stage;
+                ctx.running = true;
+            }
+            None => self.finish(chain, ctx, StageAction::Pass, now),
+        }
+    }
+
+    /// Run one stage over the packets of the batch waiting for it.
+    #[allow(clippy::too_many_arguments)]
+    fn run_stage<F: Frames + ?Sized>(
+        &mut self,
+        set: &ChainSet,
+        compiled: &CompiledChain,
+        chain: u16,
+        stage: u16,
+        now: u64,
+        batch: &mut [PacketContext],
+        frames: &mut F,
+    ) {
+        self.selected.clear();
+        for (i, ctx) in batch.iter().enumerate() {
+            if ctx.running && ctx.chain == chain && ctx.stage == stage {
+                self.selected.push(i as u16);
+            }
+        }
+        if self.selected.is_empty() {
+            return;
+        }
+        let Some(kind) = compiled.stages.get(usize::from(stage)).map(|s| &s.kind) else {
+            return;
+        };
+        let Some(runtime) = self
+            .chains
+            .get_mut(usize::from(chain))
+            .and_then(|c| c.stages.get_mut(usize::from(stage)))
+        else {
+            return;
+        };
+        let selected = &self.selected[..];
+        match (kind, &mut runtime.state) {
+            (StageKind::Policy, StageState::Policy(state)) => {
+                state.process(&set.policy_env(), now, batch, selected)
+            }
+            (StageKind::Policer(_), StageState::Policer(state)) => {
+                state.process(now, batch, selected)
+            }
+            (StageKind::LoadBalancer(config), StageState::LoadBalancer(state)) => {
+                state.process(config, &set.services, now, batch, selected, frames)
+            }
+            (StageKind::External(config), StageState::External(state)) => {
+                state.process(config, now, batch, selected)
+            }
+            (StageKind::Mirror(port), StageState::Mirror) => {
+                for &i in selected {
+                    if frames.mirror(usize::from(i), *port) {
+                        runtime.counters.mirrored += 1;
+                    } else {
+                        runtime.counters.mirror_failed += 1;
+                    }
+                    batch[usize::from(i)].action = StageAction::Pass;
+                }
+            }
+            (StageKind::Counter, StageState::Counter) => {
+                for &i in selected {
+                    batch[usize::from(i)].action = StageAction::Pass;
+                }
+            }
+            // State and kind disagree only if adopt() went wrong: pass.
+            _ => {
+                for &i in selected {
+                    batch[usize::from(i)].action = StageAction::Pass;
+                }
+            }
+        }
+        for s in 0..self.selected.len() {
+            let i = usize::from(self.selected[s]);
+            let ctx = &mut batch[i];
+            let action = ctx.action;
+            if let Some(runtime) = self
+                .chains
+                .get_mut(usize::from(chain))
+                .and_then(|c| c.stages.get_mut(usize::from(stage)))
+            {
+                runtime.counters.count(ctx.len, action);
+            }
+            match action {
+                StageAction::Pass => match compiled.next_stage(stage, ctx.direction) {
+                    Some(next) => ctx.stage = next,
+                    None => self.finish(chain, ctx, action, now),
+                },
+                StageAction::Drop(_) | StageAction::Redirect(_) => {
+                    self.finish(chain, ctx, action, now)
+                }
+            }
+        }
+    }
+
+    /// A packet leaves its chain.
+    #[inline]
+    fn finish(&mut self, chain: u16, ctx: &mut PacketContext, action: StageAction, now: u64) {
+        ctx.running = false;
+        let counters = self
+            .chains
+            .get_mut(usize::from(chain))
+            .map(|c| &mut c.counters);
+        ctx.outcome = match action {
+            StageAction::Pass => {
+                if let Some(c) = counters {
+                    c.passed += 1;
+                }
+                ChainOutcome::Pass
+            }
+            StageAction::Drop(reason) => {
+                if let Some(c) = counters {
+                    c.dropped += 1;
+                    c.drops[reason.index()] += 1;
+                }
+                ChainOutcome::Drop(reason)
+            }
+            StageAction::Redirect(port) => {
+                if let Some(c) = counters {
+                    c.redirected += 1;
+                }
+                ChainOutcome::Redirect(port)
+            }
+        };
+        if ctx.nat_changed && !matches!(action, StageAction::Drop(_)) {
+            // Replies to the translated tuple belong to this chain too.
+            let reversed = ctx.flow.reversed();
+            self.pins.insert(
+                reversed,
+                reversed.hash(),
+                Pin {
+                    chain,
+                    direction: flip(ctx.direction),
+                },
+                now,
+            );
+        }
+    }
+
+    /// Per chain and stage counters (allocates: for the control plane).
+    pub fn stats(&self) -> Vec<ChainStats> {
+        self.chains
+            .iter()
+            .map(|c| ChainStats {
+                chain: c.name.clone(),
+                counters: c.counters,
+                stages: c
+                    .stages
+                    .iter()
+                    .map(|s| (function_kind(&s.spec), s.counters))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// A stage's state, by chain name and stage index (for inspection).
+    pub fn stage_state(&self, chain: &str, stage: usize) -> Option<&StageState> {
+        self.chains
+            .iter()
+            .find(|c| c.name == chain)
+            .and_then(|c| c.stages.get(stage))
+            .map(|s| &s.state)
+    }
+
+    /// Flow pins evicted from full buckets so far.
+    pub fn pin_evictions(&self) -> u64 {
+        self.pins.evictions()
+    }
+}
+
+#[inline]
+fn flip(direction: Direction) -> Direction {
+    match direction {
+        Direction::Forward => Direction::Reply,
+        Direction::Reply => Direction::Forward,
+    }
+}

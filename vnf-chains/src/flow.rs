@@ -1,0 +1,422 @@
+//! Flow keys and the bounded flow table every stateful stage keeps per worker.
+//!
+//! A [`FlowKey`] is the 5-tuple of a packet in its tenant. A [`FlowTable`] is
+//! a set-associative hash table of fixed capacity, allocated once when the
+//! worker's state is created: lookups and inserts never allocate; a full
+//! bucket evicts its least recently used entry; entries idle longer than the
+//! table's timeout count as absent.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use kxdp_dataplane::packet::{ip_proto, FrameMeta, L3};
+use kxdp_dataplane::tables::TenantId;
+
+/// IP protocol number of SCTP (its ports are read here: the parser does not).
+pub const IPPROTO_SCTP: u8 = 132;
+
+/// The 5-tuple of a packet within its tenant. IPv4 addresses are stored as
+/// the low 32 bits of the `u128`s.
+///
+/// ICMP and ICMPv6 echo requests and replies carry their identifier as both
+/// ports, so a reply's key is the request's [`FlowKey::reversed`]; other ICMP
+/// messages and non-first fragments have ports 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Source address.
+    pub src: u128,
+    /// Destination address.
+    pub dst: u128,
+    /// Source port (TCP, UDP, SCTP), or the echo identifier.
+    pub src_port: u16,
+    /// Destination port (TCP, UDP, SCTP), or the echo identifier.
+    pub dst_port: u16,
+    /// IP protocol number.
+    pub proto: u8,
+    /// The addresses are IPv6.
+    pub ipv6: bool,
+    /// The tenant whose address space the addresses belong to.
+    pub tenant: TenantId,
+}
+
+impl FlowKey {
+    /// The key of a parsed IP frame (`None` for ARP). `frame` is the frame
+    /// `meta` was parsed from; it is read only for SCTP ports.
+    #[inline]
+    pub fn from_meta(tenant: TenantId, meta: &FrameMeta, frame: &[u8]) -> Option<FlowKey> {
+        let (src, dst, ipv6) = match meta.l3 {
+            L3::Ipv4 { src, dst } => (u128::from(src.to_bits()), u128::from(dst.to_bits()), false),
+            L3::Ipv6 { src, dst } => (src.to_bits(), dst.to_bits(), true),
+            L3::Arp => return None,
+        };
+        let (src_port, dst_port) = match meta.ip_proto {
+            ip_proto::TCP | ip_proto::UDP => (meta.src_port, meta.dst_port),
+            ip_proto::ICMP if !ipv6 => echo_ports(meta, 0, 8),
+            ip_proto::ICMPV6 if ipv6 => echo_ports(meta, 128, 129),
+            IPPROTO_SCTP if meta.l4_offset != 0 => frame
+                .get(meta.l4_offset..meta.l4_offset + 4)
+                .map_or((0, 0), |p| {
+                    (
+                        u16::from_be_bytes([p[0], p[1]]),
+                        u16::from_be_bytes([p[2], p[3]]),
+                    )
+                }),
+            _ => (0, 0),
+        };
+        Some(FlowKey {
+            src,
+            dst,
+            src_port,
+            dst_port,
+            proto: meta.ip_proto,
+            ipv6,
+            tenant,
+        })
+    }
+
+    /// The key of the other direction of the same flow.
+    #[inline]
+    pub fn reversed(&self) -> FlowKey {
+        FlowKey {
+            src: self.dst,
+            dst: self.src,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            ..*self
+        }
+    }
+
+    /// A well-mixed 64-bit hash of the key (wyhash-style folded multiplies).
+    #[inline]
+    pub fn hash(&self) -> u64 {
+        let a = fold_mul((self.src as u64) ^ K0, ((self.src >> 64) as u64) ^ K1);
+        let b = fold_mul((self.dst as u64) ^ K2, ((self.dst >> 64) as u64) ^ K3);
+        let tail = (u64::from(self.src_port) << 48)
+            | (u64::from(self.dst_port) << 32)
+            | (u64::from(self.proto) << 24)
+            | (u64::from(self.ipv6) << 16)
+            | u64::from(self.tenant);
+        let h = fold_mul(a ^ tail ^ K1, b ^ K0);
+        fold_mul(h ^ K2, K3)
+    }
+
+    /// The source address.
+    pub fn src_ip(&self) -> IpAddr {
+        to_ip(self.src, self.ipv6)
+    }
+
+    /// The destination address.
+    pub fn dst_ip(&self) -> IpAddr {
+        to_ip(self.dst, self.ipv6)
+    }
+
+    /// Whether the protocol has ports (TCP, UDP, SCTP).
+    #[inline]
+    pub fn has_ports(&self) -> bool {
+        matches!(self.proto, ip_proto::TCP | ip_proto::UDP | IPPROTO_SCTP)
+    }
+}
+
+/// Echo request/reply: the identifier as both ports; other types: none.
+#[inline]
+fn echo_ports(meta: &FrameMeta, reply: u8, request: u8) -> (u16, u16) {
+    let icmp_type = (meta.dst_port >> 8) as u8;
+    if icmp_type == reply || icmp_type == request {
+        (meta.src_port, meta.src_port)
+    } else {
+        (0, 0)
+    }
+}
+
+/// An address as the `u128` a [`FlowKey`] stores, and its family.
+#[inline]
+pub fn ip_bits(ip: IpAddr) -> (u128, bool) {
+    match ip {
+        IpAddr::V4(v4) => (u128::from(v4.to_bits()), false),
+        IpAddr::V6(v6) => (v6.to_bits(), true),
+    }
+}
+
+/// The inverse of [`ip_bits`].
+pub fn to_ip(bits: u128, ipv6: bool) -> IpAddr {
+    if ipv6 {
+        IpAddr::V6(Ipv6Addr::from_bits(bits))
+    } else {
+        IpAddr::V4(Ipv4Addr::from_bits(bits as u32))
+    }
+}
+
+// wyhash's secret constants: odd, with balanced bits.
+const K0: u64 = 0xa076_1d64_78bd_642f;
+const K1: u64 = 0xe703_7ed1_a0b4_28db;
+const K2: u64 = 0x8ebc_6af0_9c88_c6e3;
+const K3: u64 = 0x5899_65cc_7537_4cc3;
+
+/// Multiply to 128 bits and fold the halves.
+#[inline(always)]
+pub(crate) fn fold_mul(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+/// Entries per bucket.
+const WAYS: usize = 4;
+
+#[derive(Clone, Copy, Debug)]
+struct Slot<V> {
+    /// 0: empty; otherwise the hash's high half with the low bit set.
+    tag: u32,
+    last_seen: u64,
+    key: FlowKey,
+    value: V,
+}
+
+/// A bounded, set-associative flow table: `capacity` entries in buckets of
+/// four, allocated once. Never allocates after [`FlowTable::new`].
+///
+/// Every operation takes the key's [`FlowKey::hash`] (computed once per
+/// packet by the caller) and the current time in nanoseconds. An entry not
+/// seen for longer than the idle timeout is treated as absent and its slot
+/// reused. Inserting into a full bucket evicts the bucket's least recently
+/// seen entry (counted in [`FlowTable::evictions`]).
+#[derive(Clone, Debug)]
+pub struct FlowTable<V> {
+    slots: Box<[Slot<V>]>,
+    bucket_mask: usize,
+    idle_timeout_ns: u64,
+    evictions: u64,
+}
+
+impl<V: Copy + Default> FlowTable<V> {
+    /// A table of at least `capacity` entries (rounded up to a power of two,
+    /// at least one bucket), whose entries expire after `idle_timeout_ns`.
+    pub fn new(capacity: usize, idle_timeout_ns: u64) -> Self {
+        let capacity = capacity.max(WAYS).next_power_of_two();
+        let empty = Slot {
+            tag: 0,
+            last_seen: 0,
+            key: FlowKey::default(),
+            value: V::default(),
+        };
+        FlowTable {
+            slots: vec![empty; capacity].into_boxed_slice(),
+            bucket_mask: capacity / WAYS - 1,
+            idle_timeout_ns,
+            evictions: 0,
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Entries evicted from full buckets so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Occupied slots (expired entries included until their slot is reused).
+    pub fn len(&self) -> usize {
+        self.slots.iter().filter(|s| s.tag != 0).count()
+    }
+
+    /// Whether no slot is occupied.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline(always)]
+    fn bucket(&self, hash: u64) -> usize {
+        (hash as usize & self.bucket_mask) * WAYS
+    }
+
+    #[inline(always)]
+    fn tag(hash: u64) -> u32 {
+        ((hash >> 32) as u32) | 1
+    }
+
+    #[inline(always)]
+    fn expired(&self, slot: &Slot<V>, now: u64) -> bool {
+        now.saturating_sub(slot.last_seen) > self.idle_timeout_ns
+    }
+
+    #[inline]
+    fn find(&self, key: &FlowKey, hash: u64) -> Option<usize> {
+        let base = self.bucket(hash);
+        let tag = Self::tag(hash);
+        let bucket = self.slots.get(base..base + WAYS)?;
+        bucket
+            .iter()
+            .position(|s| s.tag == tag && s.key == *key)
+            .map(|i| base + i)
+    }
+
+    /// The entry for `key`, marked as seen at `now`; `None` when absent or
+    /// expired (an expired entry is removed).
+    #[inline]
+    pub fn get(&mut self, key: &FlowKey, hash: u64, now: u64) -> Option<&mut V> {
+        let index = self.find(key, hash)?;
+        if self.expired(&self.slots[index], now) {
+            self.slots[index].tag = 0;
+            return None;
+        }
+        let slot = &mut self.slots[index];
+        slot.last_seen = slot.last_seen.max(now);
+        Some(&mut slot.value)
+    }
+
+    /// The entry for `key` without touching it (no expiry check, no refresh).
+    pub fn peek(&self, key: &FlowKey, hash: u64) -> Option<&V> {
+        self.find(key, hash).map(|i| &self.slots[i].value)
+    }
+
+    /// Insert or overwrite the entry for `key`, seen at `now`.
+    #[inline]
+    pub fn insert(&mut self, key: FlowKey, hash: u64, value: V, now: u64) -> &mut V {
+        let index = match self.find(&key, hash) {
+            Some(index) => index,
+            None => self.free_slot(hash, now),
+        };
+        let slot = &mut self.slots[index];
+        *slot = Slot {
+            tag: Self::tag(hash),
+            last_seen: now,
+            key,
+            value,
+        };
+        &mut slot.value
+    }
+
+    /// A slot of `hash`'s bucket to write a new entry into: an empty or
+    /// expired one, else the least recently seen (evicted).
+    fn free_slot(&mut self, hash: u64, now: u64) -> usize {
+        let base = self.bucket(hash);
+        let mut oldest = base;
+        for i in base..base + WAYS {
+            let slot = &self.slots[i];
+            if slot.tag == 0 || self.expired(slot, now) {
+                return i;
+            }
+            if slot.last_seen < self.slots[oldest].last_seen {
+                oldest = i;
+            }
+        }
+        self.evictions += 1;
+        oldest
+    }
+
+    /// Remove the entry for `key`, returning it.
+    #[inline]
+    pub fn remove(&mut self, key: &FlowKey, hash: u64) -> Option<V> {
+        let index = self.find(key, hash)?;
+        self.slots[index].tag = 0;
+        Some(self.slots[index].value)
+    }
+
+    /// Keep the entries for which `keep` returns true (it may also change
+    /// them). For control-plane events (a snapshot swap), not per packet.
+    pub fn retain(&mut self, mut keep: impl FnMut(&FlowKey, &mut V) -> bool) {
+        for slot in self.slots.iter_mut().filter(|s| s.tag != 0) {
+            if !keep(&slot.key, &mut slot.value) {
+                slot.tag = 0;
+            }
+        }
+    }
+
+    /// Remove every entry.
+    pub fn clear(&mut self) {
+        for slot in self.slots.iter_mut() {
+            slot.tag = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn key(n: u32) -> FlowKey {
+        FlowKey {
+            src: u128::from(n),
+            dst: 7,
+            src_port: 1000,
+            dst_port: 80,
+            proto: 6,
+            ipv6: false,
+            tenant: 0,
+        }
+    }
+
+    #[test]
+    fn reversed_twice_is_identity_and_hash_differs_by_direction() {
+        let k = key(5);
+        assert_eq!(k.reversed().reversed(), k);
+        assert_ne!(k.hash(), k.reversed().hash());
+    }
+
+    #[test]
+    fn insert_get_remove() {
+        let mut table: FlowTable<u32> = FlowTable::new(64, 1_000);
+        for n in 0..20 {
+            table.insert(key(n), key(n).hash(), n, 0);
+        }
+        for n in 0..20 {
+            assert_eq!(table.get(&key(n), key(n).hash(), 10).copied(), Some(n));
+        }
+        assert_eq!(table.remove(&key(3), key(3).hash()), Some(3));
+        assert_eq!(table.get(&key(3), key(3).hash(), 10), None);
+        assert_eq!(table.len(), 19);
+    }
+
+    #[test]
+    fn entries_expire_after_idle_timeout() {
+        let mut table: FlowTable<u32> = FlowTable::new(16, 100);
+        table.insert(key(1), key(1).hash(), 1, 0);
+        assert!(table.get(&key(1), key(1).hash(), 100).is_some());
+        // Seen at 100: alive until 200.
+        assert!(table.get(&key(1), key(1).hash(), 200).is_some());
+        assert!(table.get(&key(1), key(1).hash(), 301).is_none());
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn full_bucket_evicts_least_recently_seen() {
+        // One bucket: every key collides.
+        let mut table: FlowTable<u32> = FlowTable::new(4, u64::MAX);
+        for n in 0..4 {
+            table.insert(key(n), key(n).hash(), n, u64::from(n));
+        }
+        // Touch key 0 so key 1 becomes the oldest.
+        table.get(&key(0), key(0).hash(), 10);
+        table.insert(key(9), key(9).hash(), 9, 11);
+        assert_eq!(table.evictions(), 1);
+        assert!(table.peek(&key(1), key(1).hash()).is_none());
+        for n in [0, 2, 3, 9] {
+            assert!(table.peek(&key(n), key(n).hash()).is_some(), "{n}");
+        }
+    }
+
+    #[test]
+    fn echo_reply_key_is_request_reversed() {
+        let meta = |src: [u8; 4], dst: [u8; 4], icmp_type: u8| FrameMeta {
+            dst_mac: [0; 6],
+            src_mac: [0; 6],
+            vlan: None,
+            l3_offset: 14,
+            l3: L3::Ipv4 {
+                src: Ipv4Addr::from(src),
+                dst: Ipv4Addr::from(dst),
+            },
+            l3_len: 28,
+            ip_proto: ip_proto::ICMP,
+            l4_offset: 34,
+            src_port: 0x1234,
+            dst_port: u16::from(icmp_type) << 8,
+            is_fragment: false,
+        };
+        let request = FlowKey::from_meta(0, &meta([10, 0, 0, 1], [10, 0, 0, 2], 8), &[]).unwrap();
+        let reply = FlowKey::from_meta(0, &meta([10, 0, 0, 2], [10, 0, 0, 1], 0), &[]).unwrap();
+        assert_eq!(request.reversed(), reply);
+    }
+}

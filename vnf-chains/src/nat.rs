@@ -1,0 +1,207 @@
+//! Address and port rewriting with incremental checksum updates (RFC 1624):
+//! the load balancer's DNAT and its reverse, the only place kxdp rewrites
+//! addresses.
+//!
+//! IPv4: the header checksum and the TCP/UDP checksum (its pseudo-header
+//! covers the addresses) are updated incrementally; a UDP checksum of 0 (none)
+//! stays 0, and an updated one that comes out 0 is written 0xffff. IPv6: the
+//! TCP, UDP and ICMPv6 checksums are updated. SCTP's CRC32c does not cover
+//! the addresses; it is recomputed when a port changes. A non-first
+//! fragment has only its addresses rewritten (its checksum is in the first).
+
+use kxdp_dataplane::packet::{checksum, ip_proto, FrameMeta, L3};
+
+use crate::context::ChainDropReason;
+use crate::flow::IPPROTO_SCTP;
+
+/// Which end of the packet to rewrite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Source address and port.
+    Source,
+    /// Destination address and port.
+    Destination,
+}
+
+/// Rewrite one end's address and port of an IP frame parsed into `meta`,
+/// updating checksums and `meta`. `addr` is IPv4 in the low 32 bits for an
+/// IPv4 frame. Ports are rewritten only for TCP, UDP and SCTP.
+pub fn rewrite(
+    frame: &mut [u8],
+    meta: &mut FrameMeta,
+    side: Side,
+    addr: u128,
+    port: u16,
+) -> Result<(), ChainDropReason> {
+    let l3 = meta.l3_offset;
+    let l4 = meta.l4_offset;
+    let has_l4 = l4 != 0;
+    let end = l3 + meta.l3_len;
+    if frame.len() < end || (has_l4 && l4 + 8 > end) {
+        return Err(ChainDropReason::ChainMalformedFrame);
+    }
+    let proto = meta.ip_proto;
+    let (port_offset, l4_checksum) = match proto {
+        ip_proto::TCP if l4 + 20 <= end => (Some(0), Some(16)),
+        ip_proto::UDP => (Some(0), Some(6)),
+        IPPROTO_SCTP if l4 + 12 <= end => (Some(0), None),
+        ip_proto::ICMPV6 if matches!(meta.l3, L3::Ipv6 { .. }) => (None, Some(2)),
+        ip_proto::TCP | IPPROTO_SCTP => return Err(ChainDropReason::ChainMalformedFrame),
+        _ => (None, None),
+    };
+    let port_at = port_offset.filter(|_| has_l4).map(|o| {
+        l4 + o
+            + match side {
+                Side::Source => 0,
+                Side::Destination => 2,
+            }
+    });
+    let l4_checksum_at = l4_checksum.filter(|_| has_l4).map(|o| l4 + o);
+
+    // The address: old and new bytes, and where.
+    let (addr_at, width) = match (meta.l3, side) {
+        (L3::Ipv4 { .. }, Side::Source) => (l3 + 12, 4),
+        (L3::Ipv4 { .. }, Side::Destination) => (l3 + 16, 4),
+        (L3::Ipv6 { .. }, Side::Source) => (l3 + 8, 16),
+        (L3::Ipv6 { .. }, Side::Destination) => (l3 + 24, 16),
+        (L3::Arp, _) => return Err(ChainDropReason::ChainMalformedFrame),
+    };
+    let mut old_addr = [0u8; 16];
+    old_addr[..width].copy_from_slice(&frame[addr_at..addr_at + width]);
+    let mut new_addr = [0u8; 16];
+    if width == 4 {
+        new_addr[..4].copy_from_slice(&(addr as u32).to_be_bytes());
+    } else {
+        new_addr.copy_from_slice(&addr.to_be_bytes());
+    }
+    let (old_addr, new_addr) = (&old_addr[..width], &new_addr[..width]);
+
+    if width == 4 {
+        // IPv4 header checksum.
+        let at = l3 + 10;
+        let sum = read16(frame, at);
+        write16(frame, at, adjust(sum, old_addr, new_addr));
+    }
+    let old_port = port_at.map(|at| read16(frame, at));
+    if let Some(at) = l4_checksum_at {
+        let sum = read16(frame, at);
+        let udp_without_checksum = proto == ip_proto::UDP && sum == 0;
+        if !udp_without_checksum {
+            let mut new_sum = adjust(sum, old_addr, new_addr);
+            if let Some(old_port) = old_port {
+                new_sum = adjust(new_sum, &old_port.to_be_bytes(), &port.to_be_bytes());
+            }
+            if proto == ip_proto::UDP && new_sum == 0 {
+                new_sum = 0xffff;
+            }
+            write16(frame, at, new_sum);
+        }
+    }
+    frame[addr_at..addr_at + width].copy_from_slice(new_addr);
+    if let Some(at) = port_at {
+        write16(frame, at, port);
+        if proto == IPPROTO_SCTP && old_port != Some(port) {
+            // CRC32c over the SCTP packet with the checksum field zeroed,
+            // stored little-endian (RFC 9260 appendix A).
+            frame[l4 + 8..l4 + 12].fill(0);
+            let crc = crc32c(&frame[l4..end]);
+            frame[l4 + 8..l4 + 12].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+
+    // Keep the metadata in step.
+    match (&mut meta.l3, side) {
+        (L3::Ipv4 { src, .. }, Side::Source) => *src = (addr as u32).into(),
+        (L3::Ipv4 { dst, .. }, Side::Destination) => *dst = (addr as u32).into(),
+        (L3::Ipv6 { src, .. }, Side::Source) => *src = addr.into(),
+        (L3::Ipv6 { dst, .. }, Side::Destination) => *dst = addr.into(),
+        (L3::Arp, _) => {}
+    }
+    if port_at.is_some() && proto != IPPROTO_SCTP {
+        match side {
+            Side::Source => meta.src_port = port,
+            Side::Destination => meta.dst_port = port,
+        }
+    }
+    Ok(())
+}
+
+#[inline]
+fn read16(frame: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([frame[at], frame[at + 1]])
+}
+
+#[inline]
+fn write16(frame: &mut [u8], at: usize, value: u16) {
+    frame[at..at + 2].copy_from_slice(&value.to_be_bytes());
+}
+
+/// RFC 1624 eq. 3 over several 16-bit words: `~(~HC + Σ~m + Σm')`.
+/// `old` and `new` have the same even length (at most 16 bytes).
+#[inline]
+fn adjust(checksum_value: u16, old: &[u8], new: &[u8]) -> u16 {
+    let mut acc = u32::from(!checksum_value);
+    for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
+        acc += u32::from(!u16::from_be_bytes([o[0], o[1]]));
+        acc += u32::from(u16::from_be_bytes([n[0], n[1]]));
+    }
+    checksum::finish(acc)
+}
+
+/// CRC32c (Castagnoli) lookup table, reflected polynomial 0x82F63B78.
+const CRC32C_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = i as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
+            bit += 1;
+        }
+        table[i] = crc;
+        i += 1;
+    }
+    table
+};
+
+/// CRC32c of `data` (as SCTP and iSCSI use it).
+pub fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc = CRC32C_TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32c_known_vectors() {
+        // RFC 3720 appendix B.4.
+        assert_eq!(crc32c(&[0u8; 32]), 0x8a91_36aa);
+        assert_eq!(crc32c(&[0xffu8; 32]), 0x62a8_ab43);
+        let ascending: Vec<u8> = (0..32).collect();
+        assert_eq!(crc32c(&ascending), 0x46dd_794e);
+        assert_eq!(crc32c(b"123456789"), 0xe306_9283);
+    }
+
+    #[test]
+    fn adjust_matches_recomputation() {
+        let mut data = [0x45u8, 0x00, 0x12, 0x34, 0x0a, 0x00, 0x00, 0x01, 0xab, 0xcd];
+        let before = checksum::finish(checksum::sum(&data, 0));
+        let old = [data[4], data[5], data[6], data[7]];
+        let new = [0xc0, 0xa8, 0x01, 0x02];
+        data[4..8].copy_from_slice(&new);
+        assert_eq!(
+            adjust(before, &old, &new),
+            checksum::finish(checksum::sum(&data, 0))
+        );
+    }
+}

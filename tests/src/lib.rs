@@ -297,10 +297,16 @@ fn parse_xdp_links(json: &str) -> Vec<XdpLink> {
             continue;
         };
         let interface = link["ifname"].as_str().unwrap_or("?").to_string();
-        // One program: `xdp.prog.id`; several modes at once: `xdp.attached[]`.
-        let mut ids: Vec<u64> = xdp["prog"]["id"].as_u64().into_iter().collect();
-        for attached in xdp["attached"].as_array().into_iter().flatten() {
-            ids.extend(attached["prog"]["id"].as_u64());
+        // `xdp.attached[]` lists every program (one per mode); `ip -d`
+        // also repeats a single one as `xdp.prog`.
+        let mut ids: Vec<u64> = xdp["attached"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["prog"]["id"].as_u64())
+            .collect();
+        if ids.is_empty() {
+            ids.extend(xdp["prog"]["id"].as_u64());
         }
         if ids.is_empty() {
             // Attached, but in a shape this parser does not know: still an
@@ -505,7 +511,11 @@ impl Capture {
         std::thread::sleep(Duration::from_millis(200));
         self.halt();
         let text = std::fs::read_to_string(&self.out_path).unwrap_or_default();
-        text.lines().map(str::to_string).collect()
+        // tcpdump ends its output with an empty line when interrupted.
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect()
     }
 
     fn halt(&mut self) -> Option<ExitStatus> {
@@ -528,6 +538,75 @@ impl Drop for Capture {
     fn drop(&mut self) {
         self.halt();
     }
+}
+
+/// What `ping` reported: echo requests sent and replies received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PingCount {
+    /// Requests transmitted.
+    pub transmitted: u64,
+    /// Replies received.
+    pub received: u64,
+}
+
+/// `ping -M do -s <payload> -c <count>` from `netns` to `to`: ICMP echo
+/// requests of `payload` + 28 bytes of IP packet, with Don't Fragment set
+/// (the sender's kernel refuses what exceeds its own interface MTU).
+pub fn ping_df(netns: &Netns, to: IpAddr, payload: u16, count: u32) -> PingCount {
+    let args = [
+        "-n".to_string(),
+        "-q".to_string(),
+        "-M".to_string(),
+        "do".to_string(),
+        "-s".to_string(),
+        payload.to_string(),
+        "-c".to_string(),
+        count.to_string(),
+        "-i".to_string(),
+        "0.01".to_string(),
+        "-W".to_string(),
+        "1".to_string(),
+        to.to_string(),
+    ];
+    let output = netns
+        .exec_output("ping", &args)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    parse_ping_summary(&stdout).unwrap_or_else(|| {
+        panic!(
+            "ping {} in {}: no summary ({}): {stdout} {}",
+            args.join(" "),
+            netns.name(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// The `N packets transmitted, M received` line of iputils' `ping`.
+fn parse_ping_summary(stdout: &str) -> Option<PingCount> {
+    let line = stdout.lines().find(|l| l.contains("packets transmitted"))?;
+    let mut numbers = line
+        .split(',')
+        .filter_map(|part| part.split_whitespace().next()?.parse::<u64>().ok());
+    Some(PingCount {
+        transmitted: numbers.next()?,
+        received: numbers.next()?,
+    })
+}
+
+/// Packets received and transmitted by `dev` in `netns` (`ip -s link`).
+pub fn link_packets(netns: &Netns, dev: &str) -> (u64, u64) {
+    let json = netns
+        .ip(&["-j", "-s", "link", "show", "dev", dev])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let value: serde_json::Value =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("bad `ip -j -s link`: {e}"));
+    let stats = &value[0]["stats64"];
+    (
+        stats["rx"]["packets"].as_u64().unwrap_or(0),
+        stats["tx"]["packets"].as_u64().unwrap_or(0),
+    )
 }
 
 /// `IpAddr::V4` of a pod.
@@ -556,9 +635,11 @@ mod tests {
 
     #[test]
     fn parses_xdp_attachments_of_ip_link() {
-        // iproute2 6.1 shapes: one program, several modes, none.
+        // iproute2 6.1 shapes: one program (`-d` repeats it under
+        // `attached`), several modes, none.
         let json = r#"[{"ifindex":1,"ifname":"lo"},
-            {"ifindex":2,"ifname":"ul0","xdp":{"mode":1,"prog":{"id":41,"name":"kxdp"}}},
+            {"ifindex":2,"ifname":"ul0","xdp":{"mode":1,"prog":{"id":41,"name":"kxdp"},
+                "attached":[{"mode":1,"prog":{"id":41,"name":"kxdp"}}]}},
             {"ifindex":3,"ifname":"va","xdp":{"mode":4,"attached":[
                 {"mode":1,"prog":{"id":7}},{"mode":2,"prog":{"id":8}}]}}]"#;
         assert_eq!(
@@ -579,6 +660,28 @@ mod tests {
             ]
         );
         assert!(parse_xdp_links(r#"[{"ifname":"lo"}]"#).is_empty());
+    }
+
+    #[test]
+    fn parses_ping_summaries() {
+        let out = "PING 10.244.2.10 (10.244.2.10) 1472(1500) bytes of data.\n\n\
+                   --- 10.244.2.10 ping statistics ---\n\
+                   10 packets transmitted, 0 received, 100% packet loss, time 93ms\n";
+        assert_eq!(
+            parse_ping_summary(out),
+            Some(PingCount {
+                transmitted: 10,
+                received: 0
+            })
+        );
+        let out = "5 packets transmitted, 5 received, 0% packet loss, time 41ms";
+        assert_eq!(parse_ping_summary(out).unwrap().received, 5);
+        let out = "3 packets transmitted, 1 received, +2 errors, 66% packet loss";
+        assert_eq!(parse_ping_summary(out).unwrap().received, 1);
+        assert_eq!(
+            parse_ping_summary("ping: connect: Network is unreachable"),
+            None
+        );
     }
 
     #[test]

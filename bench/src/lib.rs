@@ -2,4 +2,5 @@
 //! module), and, on the testbed, pod-to-pod latency and rate beside the
 //! kernel's own paths.
 
+pub mod external;
 pub mod pipeline;

@@ -1,0 +1,239 @@
+//! Privileged smoke tests of the external AF_XDP dataplanes (DPDK testpmd
+//! with net_af_xdp, Open vSwitch's userspace datapath with afxdp ports): on a
+//! two-node testbed, one instance per node forwards pod A → node 1's `ul0` →
+//! node 2's `ul0` → pod B; UDP datagrams from a socket in pod A must reach a
+//! socket in pod B (and back), the dataplanes' own counters must have seen
+//! them, and afterwards no process, XDP program, promiscuous flag, tap
+//! device, namespace or directory may remain.
+//!
+//! CI does not run `scripts/setup-bench`, so these tests skip with a printed
+//! reason when dpdk-testpmd or the OVS tools are not installed — even with
+//! `CI=true` (unlike the other privileged tests, which must run in CI): the
+//! benchmark is what needs them, not the build.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use kxdp_bench::external::{
+    pin_gateway_neighbour, process_alive, start_ovs, start_testpmd, xdp_programs,
+    ExternalDataplane, ExternalKind, ForwardSpec,
+};
+use kxdp_control::testbed::{
+    pod_ip, privileged_test, NodeKind, NodeSpec, Testbed, TopologySpec, Underlay,
+};
+
+const PORT: u16 = 9000;
+const FORWARD: u32 = 200;
+const BACK: u32 = 50;
+
+/// True when `kind`'s tools are installed; otherwise prints why the test is
+/// skipped. Deliberately not an error in CI (see the file's doc comment).
+fn installed(test: &str, kind: ExternalKind) -> bool {
+    match kind.check_installed() {
+        Ok(()) => true,
+        Err(why) => {
+            eprintln!("skipping {test}: {why}");
+            false
+        }
+    }
+}
+
+fn start(kind: ExternalKind, spec: &ForwardSpec) -> anyhow::Result<ExternalDataplane> {
+    match kind {
+        ExternalKind::Testpmd => start_testpmd(spec),
+        ExternalKind::Ovs => start_ovs(spec),
+    }
+}
+
+/// A UDP socket bound in pod `pod`'s namespace.
+fn socket_in(testbed: &Testbed, pod: &str, port: u16) -> UdpSocket {
+    let socket = testbed
+        .pod(pod)
+        .unwrap()
+        .netns
+        .run_in(move || UdpSocket::bind(("0.0.0.0", port)))
+        .unwrap()
+        .unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    socket
+}
+
+/// Send `count` 18-byte datagrams (64-byte frames on the wire, FCS
+/// included) numbered 0.., and collect the numbers `to` receives within a
+/// few seconds, checking they come from `from_ip`.
+fn exchange(
+    from: &UdpSocket,
+    to: &UdpSocket,
+    to_addr: SocketAddr,
+    from_ip: std::net::Ipv4Addr,
+    count: u32,
+) -> BTreeSet<u32> {
+    for seq in 0..count {
+        let mut payload = [0u8; 18];
+        payload[..4].copy_from_slice(&seq.to_be_bytes());
+        from.send_to(&payload, to_addr).unwrap();
+        if seq % 32 == 31 {
+            // A socket sender is not a generator: keep well below any ring size.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let mut got = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 64];
+    while got.len() < count as usize && Instant::now() < deadline {
+        match to.recv_from(&mut buf) {
+            Ok((18, SocketAddr::V4(src))) if *src.ip() == from_ip => {
+                got.insert(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+            }
+            Ok((n, src)) => panic!("unexpected datagram of {n} bytes from {src}"),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+    got
+}
+
+fn smoke(test: &str, kind: ExternalKind) {
+    let spec = TopologySpec::new(Underlay::Direct, &[("blue", 100)])
+        .with_node(NodeSpec::new("n1", NodeKind::Kxdp).with_pod("ea", "blue", pod_ip(1, 10)))
+        .with_node(NodeSpec::new("n2", NodeKind::Kxdp).with_pod("eb", "blue", pod_ip(2, 10)));
+    let testbed = Testbed::build(spec).unwrap();
+    let prefix = testbed.prefix().to_string();
+    // kxdp is not started: nothing answers ARP for the pods' gateways.
+    pin_gateway_neighbour(&testbed, "ea").unwrap();
+    pin_gateway_neighbour(&testbed, "eb").unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let spec_a = ForwardSpec::between(&testbed, "ea", "eb", 1 % cores).unwrap();
+    let spec_b = ForwardSpec::between(&testbed, "eb", "ea", 0).unwrap();
+    let interfaces_a = [
+        spec_a.pod_interface.as_str(),
+        spec_a.underlay_interface.as_str(),
+    ];
+    let interfaces_b = [
+        spec_b.pod_interface.as_str(),
+        spec_b.underlay_interface.as_str(),
+    ];
+
+    let dp_a = start(kind, &spec_a).unwrap();
+    let dp_b = start(kind, &spec_b).unwrap();
+    eprintln!(
+        "{test}: started in {:?} and {:?}, pids {:?} {:?}",
+        dp_a.startup_time(),
+        dp_b.startup_time(),
+        dp_a.pids(),
+        dp_b.pids()
+    );
+    let pids: Vec<u32> = dp_a.pids().into_iter().chain(dp_b.pids()).collect();
+    let run_dirs = [dp_a.run_dir().to_path_buf(), dp_b.run_dir().to_path_buf()];
+    assert_eq!(pids.len(), if kind == ExternalKind::Ovs { 4 } else { 2 });
+    assert!(pids.iter().all(|p| process_alive(*p)));
+    assert_eq!(xdp_programs(&spec_a.netns, &interfaces_a).unwrap().len(), 2);
+
+    // A second instance on the same veths is refused, and the first survives.
+    let refused = start(kind, &spec_a).expect_err("the veths are taken");
+    assert!(
+        refused.to_string().contains("already has XDP"),
+        "{refused:#}"
+    );
+
+    let pod_a = testbed.pod("ea").unwrap().clone();
+    let pod_b = testbed.pod("eb").unwrap().clone();
+    let sock_a = socket_in(&testbed, "ea", PORT);
+    let sock_b = socket_in(&testbed, "eb", PORT);
+    let forward = exchange(&sock_a, &sock_b, (pod_b.ip, PORT).into(), pod_a.ip, FORWARD);
+    assert_eq!(
+        forward.len(),
+        FORWARD as usize,
+        "pod A → pod B through {kind}: got {forward:?}"
+    );
+    let back = exchange(&sock_b, &sock_a, (pod_a.ip, PORT).into(), pod_b.ip, BACK);
+    assert_eq!(
+        back.len(),
+        BACK as usize,
+        "pod B → pod A through {kind}: got {back:?}"
+    );
+
+    // Node 1 stops explicitly and reports its counters; node 2 by drop.
+    let counters = dp_a.stop().unwrap();
+    eprintln!("{test}: node 1 counters {counters:?}");
+    assert!(
+        counters.pod.rx_packets >= u64::from(FORWARD),
+        "{counters:?}"
+    );
+    assert!(
+        counters.underlay.tx_packets >= u64::from(FORWARD),
+        "{counters:?}"
+    );
+    assert!(
+        counters.underlay.rx_packets >= u64::from(BACK),
+        "{counters:?}"
+    );
+    assert!(counters.pod.tx_packets >= u64::from(BACK), "{counters:?}");
+    drop(dp_b);
+
+    for pid in &pids {
+        assert!(!process_alive(*pid), "pid {pid} still runs");
+    }
+    for dir in &run_dirs {
+        assert!(!dir.exists(), "{} is still there", dir.display());
+    }
+    for (spec, interfaces) in [(&spec_a, &interfaces_a), (&spec_b, &interfaces_b)] {
+        assert_eq!(
+            xdp_programs(&spec.netns, interfaces).unwrap(),
+            vec![],
+            "XDP left on {interfaces:?}"
+        );
+        let links = spec.netns.ip(&["-o", "link", "show"]).unwrap();
+        assert!(
+            !links.contains("PROMISC"),
+            "promiscuous mode left on: {links}"
+        );
+        assert!(
+            !links.contains("kxovs") && !links.contains("ovs-netdev"),
+            "OVS devices left: {links}"
+        );
+    }
+    let dpdk_dirs: Vec<String> = std::fs::read_dir("/var/run/dpdk")
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("kxdp-external-{}-", std::process::id())))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        dpdk_dirs,
+        Vec::<String>::new(),
+        "DPDK runtime directories left"
+    );
+    drop(testbed);
+    assert_eq!(Testbed::leftovers(&prefix).unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn testpmd_forwards_between_pod_veth_and_underlay_and_cleans_up() {
+    let test = "testpmd_forwards_between_pod_veth_and_underlay_and_cleans_up";
+    if !privileged_test(test) || !installed(test, ExternalKind::Testpmd) {
+        return;
+    }
+    smoke(test, ExternalKind::Testpmd);
+}
+
+#[test]
+fn ovs_forwards_between_pod_veth_and_underlay_and_cleans_up() {
+    let test = "ovs_forwards_between_pod_veth_and_underlay_and_cleans_up";
+    if !privileged_test(test) || !installed(test, ExternalKind::Ovs) {
+        return;
+    }
+    smoke(test, ExternalKind::Ovs);
+}

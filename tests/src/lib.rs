@@ -22,7 +22,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use kxdp_control::stats::{self, NodeStats};
-use kxdp_control::testbed::{KxdpProcess, Netns, Node, NodeKind, Pod, RttResult, Testbed};
+use kxdp_control::testbed::{
+    KxdpProcess, Netns, Node, NodeKind, Pod, RttResult, Testbed, READY_TIMEOUT,
+};
 use kxdp_control::testbed::{TestbedError, TopologySpec};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -124,15 +126,48 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("{}: {e}", self.test))
     }
 
-    /// Start kxdp on `node` (waits until XDP is on all its interfaces) and
-    /// remember the XDP programs it attached.
+    /// Start kxdp on `node`, wait until it forwards (see
+    /// [`Cluster::wait_forwarding`]) and remember the XDP programs it attached.
     pub fn start_kxdp(&mut self, node: &str) -> &mut KxdpProcess {
         let process = self
             .try_start_kxdp(node)
             .unwrap_or_else(|e| panic!("{}: starting kxdp on {node}: {e}", self.test));
         self.processes.insert(node.to_string(), process);
         self.remember_programs(node);
+        self.wait_forwarding(node);
         self.process(node)
+    }
+
+    /// Wait until kxdp on `node` has a bound AF_XDP socket on every
+    /// interface of its configuration, as its stats report.
+    ///
+    /// [`Testbed::start_kxdp`] returns once XDP programs are attached, but
+    /// kxdp attaches them before it opens its sockets and puts them in the
+    /// XSKMAPs: until then the programs drop what pods send and pass VXLAN
+    /// to the kernel. The stats socket is bound before that and answers
+    /// only once the runtime has started, so a first answer with every port
+    /// bound means kxdp forwards.
+    pub fn wait_forwarding(&self, node: &str) {
+        let interfaces = self.node(node).interfaces.len();
+        let socket = self.control_socket(node);
+        let mut last = String::new();
+        let ready = eventually(READY_TIMEOUT, || match stats::fetch(&socket) {
+            Ok(s) => {
+                let bound: BTreeSet<&str> = s.ports.iter().map(|p| p.interface.as_str()).collect();
+                last = format!("ports bound: {bound:?}");
+                bound.len() == interfaces
+            }
+            Err(e) => {
+                last = format!("{e:#}");
+                false
+            }
+        });
+        assert!(
+            ready,
+            "{}: kxdp on {node} not forwarding after {READY_TIMEOUT:?}: {last}\n{}",
+            self.test,
+            self.logs()
+        );
     }
 
     /// Start kxdp on `node` and hand the result back as it is.

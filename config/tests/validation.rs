@@ -1236,7 +1236,11 @@ proptest! {
     /// Pod addresses drawn from the whole space: accepted exactly when inside
     /// the tenant's CIDR of this node and not one of its reserved addresses.
     #[test]
-    fn a_pod_ip_is_accepted_exactly_inside_its_cidr(host in any::<[u8; 4]>()) {
+    fn a_pod_ip_is_accepted_exactly_inside_its_cidr(host in prop_oneof![
+        any::<[u8; 4]>(),
+        any::<u8>().prop_map(|h| [10, 244, 1, h]),
+        any::<u8>().prop_map(|h| [10, 244, 2, h]),
+    ]) {
         let mut config = base();
         let addr = IpAddr::from(host);
         config.pods[1].ip = addr; // blue-b
@@ -1245,6 +1249,40 @@ proptest! {
         prop_assert_eq!(verdict.is_ok(), inside, "{} {:?}", addr, verdict);
         if let Err(err) = verdict {
             prop_assert_eq!(err.field(), Some("pods[1].ip"));
+        }
+    }
+
+    /// The overlap sweep agrees with comparing every pair: remote nodes with
+    /// random blue CIDRs around this node's 10.244.1.0/24 are refused
+    /// exactly when two of blue's IPv4 CIDRs overlap.
+    #[test]
+    fn overlaps_are_found_exactly(cidrs in proptest::collection::vec((0u8..4, any::<u8>(), 16u8..=26), 0..6)) {
+        let mut config = base();
+        config.routes.clear();
+        config.remote_nodes.clear();
+        let mut blue: Vec<IpNetwork> = vec![net("10.244.1.0/24")];
+        for (n, (third, fourth, len)) in cidrs.into_iter().enumerate() {
+            let raw = ipnetwork::Ipv4Network::new([10, 244, third, fourth].into(), len).unwrap();
+            let cidr = IpNetwork::V4(ipnetwork::Ipv4Network::new(raw.network(), len).unwrap());
+            blue.push(cidr);
+            let number = u8::try_from(n).unwrap() + 10;
+            config.remote_nodes.push(kxdp_config::RemoteNodeSpec {
+                name: format!("n{number}"),
+                vtep_ip: [192, 168, 100, number].into(),
+                vtep_mac: MacAddr([2, 0, 0, 1, number, 0]),
+                underlay_mac: None,
+                pod_cidrs: vec![PodCidrSpec { tenant: "blue".into(), cidr, gateway: None }],
+            });
+        }
+        let overlap = blue.iter().enumerate().any(|(i, a)| {
+            blue[i + 1..].iter().any(|b| a.contains(b.ip()) || b.contains(a.ip()))
+        });
+        let verdict = config.validate_with(&machine());
+        prop_assert_eq!(verdict.is_err(), overlap, "{:?} {:?}", blue, verdict);
+        if let Err(err) = verdict {
+            let field = err.field().unwrap_or_default();
+            prop_assert!(field.ends_with(".cidr"), "{}", err);
+            prop_assert!(field.starts_with("remote_nodes["), "{}", err);
         }
     }
 }

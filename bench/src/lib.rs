@@ -3,4 +3,7 @@
 //! kernel's own paths.
 
 pub mod external;
+pub mod latency;
 pub mod pipeline;
+pub mod plot;
+pub mod suite;

@@ -243,7 +243,18 @@ impl<B: PacketIo> Worker<B> {
                 continue;
             }
             let stage = &self.staged[port];
-            let sent = self.io.transmit(port as PortId, stage);
+            let mut sent = self.io.transmit(port as PortId, stage);
+            // A full tx ring: let the kernel drain it (a copy-mode kick sends
+            // up to 32 frames) a few times before dropping the rest.
+            for _ in 0..TX_FULL_RETRIES {
+                if sent == stage.len() {
+                    break;
+                }
+                if self.io.kick(port as PortId).is_err() {
+                    break;
+                }
+                sent += self.io.transmit(port as PortId, &stage[sent..]);
+            }
             self.in_tx[port] += sent;
             let counters = &mut self.pipeline.counters;
             counters.tx_packets += sent as u64;
@@ -254,9 +265,15 @@ impl<B: PacketIo> Worker<B> {
                     .extend(stage[sent..].iter().map(|d| chunk_of(d.addr, frame_size)));
             }
             self.staged[port].clear();
-            if sent > 0 {
-                // Errors here are transient (EAGAIN, ENOBUFS): frames stay on
-                // the tx ring and go with the next kick.
+        }
+        // Kick every port with frames on its tx ring, not only those that got
+        // new ones: a copy-mode socket sends at most 32 frames per kick, and
+        // a kick can fail transiently (EAGAIN, ENOBUFS), so frames may be
+        // left on the ring; without traffic on that port they would wait
+        // there for the next frame (a stalled TCP flow). `kick` makes no
+        // syscall when the kernel has taken everything.
+        for port in 0..ports {
+            if self.in_tx[port] > 0 {
                 let _ = self.io.kick(port as PortId);
             }
         }
@@ -322,6 +339,9 @@ impl<B: PacketIo> Worker<B> {
         self.publish();
     }
 }
+
+/// Kicks of a full tx ring before the frames that do not fit are dropped.
+const TX_FULL_RETRIES: usize = 4;
 
 /// Pin the calling thread to `core`, if given. Returns whether it worked.
 pub fn pin_to_core(core: Option<usize>) -> bool {

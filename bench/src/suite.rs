@@ -1,0 +1,515 @@
+//! `kxdp bench`: the paths side by side, in one run, on one topology.
+//!
+//! Each round builds, for every path in turn (A B C A B C …), the same
+//! two-node testbed with only the node dataplane swapped — plain kernel
+//! routing (`routed`), the kernel's vxlan device (`kernel-vxlan`), or kxdp —
+//! and measures on it: UDP request/response latency (blocking and spinning
+//! client, at a low fixed rate and under a background stream), TCP
+//! throughput, and the packet rate of 64-byte UDP with an AF_XDP generator
+//! (the rate module). Every figure is reported as the median over rounds
+//! with min and max. The in-memory pipeline rates are measured in the same
+//! run.
+//!
+//! Cores, on this 2-core machine: node1's kxdp worker busy-polls on core 1,
+//! which nothing else uses; everything else shares core 0: node2's kxdp
+//! worker in adaptive mode (two busy workers would time-slice one core, in
+//! scheduler slices of milliseconds), the client, the echo server and the
+//! background stream. The spinning client runs at nice 19 so that the
+//! wake-ups it waits for on its own core are not held up by its spinning.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use kxdp_config::{PollMode, WorkerSpec};
+use kxdp_control::testbed::{
+    self, pod_ip, tcp_transfer, KxdpProcess, NodeKind, NodeSpec, Testbed, TopologySpec, Underlay,
+};
+use serde::Serialize;
+
+use crate::latency::{self, LatencyCase, LatencyOptions, LatencyPods, Percentiles};
+use crate::plot;
+
+/// A dataplane under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PathName {
+    /// Kernel routing over veth, no overlay (Flannel host-gw).
+    Routed,
+    /// The kernel's vxlan device (Flannel vxlan).
+    KernelVxlan,
+    /// kxdp on both nodes.
+    Kxdp,
+}
+
+impl PathName {
+    /// Every path, in round order.
+    pub const ALL: [PathName; 3] = [PathName::Routed, PathName::KernelVxlan, PathName::Kxdp];
+
+    /// Label in tables and file names.
+    pub fn label(self) -> &'static str {
+        match self {
+            PathName::Routed => "routed",
+            PathName::KernelVxlan => "kernel-vxlan",
+            PathName::Kxdp => "kxdp",
+        }
+    }
+
+    fn node_kind(self) -> NodeKind {
+        match self {
+            PathName::Routed => NodeKind::Routed,
+            PathName::KernelVxlan => NodeKind::KernelVxlan,
+            PathName::Kxdp => NodeKind::Kxdp,
+        }
+    }
+}
+
+/// Parameters of a run.
+#[derive(Clone, Debug)]
+pub struct SuiteOptions {
+    /// Rounds (each path once per round).
+    pub rounds: usize,
+    /// Latency probes per case and round.
+    pub latency: LatencyOptions,
+    /// Bytes of the TCP transfer.
+    pub tcp_bytes: u64,
+    /// Seconds per in-memory pipeline measurement.
+    pub pipeline_seconds: f64,
+    /// Where the JSON, the HdrHistogram logs and the plots go.
+    pub out_dir: PathBuf,
+    /// The kxdp binary.
+    pub kxdp: PathBuf,
+    /// Core of the kxdp workers.
+    pub worker_core: usize,
+    /// Core of the client.
+    pub client_core: usize,
+}
+
+/// A figure over rounds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Spread {
+    /// Median over rounds.
+    pub median: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+    /// Rounds.
+    pub n: usize,
+}
+
+impl Spread {
+    /// Of `values` (all zero when empty).
+    pub fn of(values: &[f64]) -> Spread {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return Spread::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let median = if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        };
+        Spread {
+            median,
+            min: v[0],
+            max: v[v.len() - 1],
+            n: v.len(),
+        }
+    }
+}
+
+/// One latency case of one path, over rounds.
+#[derive(Clone, Debug, Serialize)]
+pub struct LatencyFigures {
+    /// `blocking/low` and so on.
+    pub case: String,
+    /// Percentiles (µs) per round, summarised.
+    pub p50_us: Spread,
+    /// 90th percentile.
+    pub p90_us: Spread,
+    /// 99th percentile.
+    pub p99_us: Spread,
+    /// 99.9th percentile.
+    pub p999_us: Spread,
+    /// 99.99th percentile.
+    pub p9999_us: Spread,
+    /// Largest.
+    pub max_us: Spread,
+    /// Lost probes, percent.
+    pub loss_percent: Spread,
+    /// Background stream delivered, percent (100 at low load).
+    pub load_delivered_percent: Spread,
+    /// All rounds merged.
+    pub merged: Percentiles,
+}
+
+/// One path's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct PathFigures {
+    /// The path.
+    pub path: PathName,
+    /// Latency per case.
+    pub latency: Vec<LatencyFigures>,
+    /// TCP goodput, Gbit/s.
+    pub tcp_gbps: Spread,
+}
+
+/// The whole result.
+#[derive(Clone, Debug, Serialize)]
+pub struct SuiteResult {
+    /// Rounds made.
+    pub rounds: usize,
+    /// Which core ran what.
+    pub cores: BTreeMap<String, String>,
+    /// Per path.
+    pub paths: Vec<PathFigures>,
+    /// In-memory pipeline rates.
+    pub pipeline: Vec<crate::pipeline::PipelineResult>,
+    /// Files written.
+    pub files: Vec<String>,
+}
+
+/// What one round of one path measured.
+struct RoundSample {
+    latency: Vec<latency::LatencySample>,
+    tcp_gbps: f64,
+}
+
+/// The bench topology: client, loader on node1; server, sink on node2.
+fn topology(path: PathName, worker_core: usize, other_core: usize) -> TopologySpec {
+    let kind = path.node_kind();
+    let workers = |mode: PollMode, core: usize| WorkerSpec {
+        count: 1,
+        cores: vec![core],
+        poll_mode: mode,
+        ..WorkerSpec::default()
+    };
+    let mut n1 = NodeSpec::new("node1", kind)
+        .with_pod("client", "blue", pod_ip(1, 10))
+        .with_pod("loader", "blue", pod_ip(1, 11));
+    let mut n2 = NodeSpec::new("node2", kind)
+        .with_pod("server", "blue", pod_ip(2, 10))
+        .with_pod("sink", "blue", pod_ip(2, 11));
+    n1.workers = workers(PollMode::Busy, worker_core);
+    n2.workers = workers(PollMode::Adaptive, other_core);
+    TopologySpec::new(Underlay::Direct, &[("blue", 100)])
+        .with_node(n1)
+        .with_node(n2)
+}
+
+/// A built testbed with its dataplane running.
+struct Bed {
+    procs: Vec<KxdpProcess>,
+    testbed: Testbed,
+}
+
+impl Bed {
+    fn build(path: PathName, options: &SuiteOptions) -> Result<Bed> {
+        let testbed = Testbed::build(topology(path, options.worker_core, options.client_core))
+            .with_context(|| format!("building the {} testbed", path.label()))?;
+        let mut procs = Vec::new();
+        if path == PathName::Kxdp {
+            for node in ["node1", "node2"] {
+                procs.push(
+                    testbed
+                        .start_kxdp(node, &options.kxdp, &[])
+                        .with_context(|| format!("starting kxdp on {node}"))?,
+                );
+            }
+        }
+        Ok(Bed { procs, testbed })
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.terminate();
+        }
+    }
+}
+
+fn measure_round(
+    path: PathName,
+    options: &SuiteOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<RoundSample> {
+    let bed = Bed::build(path, options)?;
+    let tb = &bed.testbed;
+    let pod = |name: &str| tb.pod(name).with_context(|| format!("pod {name}"));
+    let (client, server, loader, sink) =
+        (pod("client")?, pod("server")?, pod("loader")?, pod("sink")?);
+    let pods = LatencyPods {
+        client: &client.netns,
+        server: &server.netns,
+        server_ip: server.ip,
+        load_from: &loader.netns,
+        load_to: &sink.netns,
+        load_to_ip: sink.ip,
+    };
+    // Warm up: neighbours resolved, caches filled.
+    let _ = testbed::ping(
+        &client.netns,
+        std::net::IpAddr::V4(server.ip),
+        3,
+        Duration::from_millis(10),
+    );
+    let mut samples = Vec::new();
+    for case in LatencyCase::ALL {
+        progress(&format!("{} latency {}", path.label(), case.label()));
+        samples.push(
+            latency::measure(&pods, case, &options.latency)
+                .with_context(|| format!("{} latency {}", path.label(), case.label()))?,
+        );
+    }
+    progress(&format!("{} tcp", path.label()));
+    let transfer = tcp_transfer(
+        &client.netns,
+        &server.netns,
+        std::net::IpAddr::V4(server.ip),
+        options.tcp_bytes,
+    )
+    .with_context(|| format!("{} tcp transfer", path.label()))?;
+    Ok(RoundSample {
+        latency: samples,
+        tcp_gbps: transfer.bits_per_second() / 1e9,
+    })
+}
+
+/// Run everything; `progress` gets a short line per step.
+pub fn run(options: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<SuiteResult> {
+    std::fs::create_dir_all(&options.out_dir)
+        .with_context(|| format!("creating {}", options.out_dir.display()))?;
+    // Everything this process starts from here on (echo servers, the
+    // background stream, kxdp processes' non-worker threads) inherits the
+    // client's core: the busy kxdp worker keeps its core to itself.
+    kxdp_dataplane::worker::pin_to_core(Some(options.client_core));
+    let mut per_path: BTreeMap<PathName, Vec<RoundSample>> = BTreeMap::new();
+    for round in 0..options.rounds {
+        for path in PathName::ALL {
+            let mut step =
+                |s: &str| progress(&format!("round {}/{}: {s}", round + 1, options.rounds));
+            let sample = measure_round(path, options, &mut step)?;
+            per_path.entry(path).or_default().push(sample);
+        }
+    }
+    progress("in-memory pipeline");
+    let pipeline =
+        crate::pipeline::run_all(Duration::from_secs_f64(options.pipeline_seconds), |r| {
+            progress(&format!(
+                "pipeline {:?} {} B {} routes",
+                r.scenario, r.frame_bytes, r.routes
+            ))
+        });
+
+    let mut files = Vec::new();
+    let mut paths = Vec::new();
+    let mut merged_by_case: BTreeMap<String, Vec<(String, Histogram<u64>)>> = BTreeMap::new();
+    for (path, rounds) in &per_path {
+        let mut latency_figures = Vec::new();
+        for (i, case) in LatencyCase::ALL.iter().enumerate() {
+            let samples: Vec<&latency::LatencySample> =
+                rounds.iter().filter_map(|r| r.latency.get(i)).collect();
+            let per_round: Vec<Percentiles> = samples
+                .iter()
+                .map(|s| Percentiles::of(&s.histogram))
+                .collect();
+            let pick = |f: fn(&Percentiles) -> f64| {
+                Spread::of(&per_round.iter().map(f).collect::<Vec<_>>())
+            };
+            let mut merged =
+                Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).context("histogram")?;
+            for s in &samples {
+                merged.add(&s.histogram).context("merging histograms")?;
+            }
+            let log = options.out_dir.join(format!(
+                "{}-{}.hlog",
+                path.label(),
+                case.label().replace('/', "-")
+            ));
+            write_hdr_log(&log, &samples)?;
+            files.push(log.display().to_string());
+            latency_figures.push(LatencyFigures {
+                case: case.label(),
+                p50_us: pick(|p| p.p50_us),
+                p90_us: pick(|p| p.p90_us),
+                p99_us: pick(|p| p.p99_us),
+                p999_us: pick(|p| p.p999_us),
+                p9999_us: pick(|p| p.p9999_us),
+                max_us: pick(|p| p.max_us),
+                loss_percent: Spread::of(
+                    &samples
+                        .iter()
+                        .map(|s| percent(s.sent - s.received.min(s.sent), s.sent))
+                        .collect::<Vec<_>>(),
+                ),
+                load_delivered_percent: Spread::of(
+                    &samples
+                        .iter()
+                        .map(|s| {
+                            if s.load_sent == 0 {
+                                100.0
+                            } else {
+                                percent(s.load_received, s.load_sent)
+                            }
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                merged: Percentiles::of(&merged),
+            });
+            merged_by_case
+                .entry(case.label())
+                .or_default()
+                .push((path.label().to_string(), merged));
+        }
+        paths.push(PathFigures {
+            path: *path,
+            latency: latency_figures,
+            tcp_gbps: Spread::of(&rounds.iter().map(|r| r.tcp_gbps).collect::<Vec<_>>()),
+        });
+    }
+    for (case, curves) in &merged_by_case {
+        let svg = options
+            .out_dir
+            .join(format!("latency-{}.svg", case.replace('/', "-")));
+        std::fs::write(
+            &svg,
+            plot::percentile_svg(&format!("UDP request/response, {case}"), curves),
+        )
+        .with_context(|| format!("writing {}", svg.display()))?;
+        files.push(svg.display().to_string());
+    }
+    let mut cores = BTreeMap::new();
+    cores.insert(
+        "kxdp worker".to_string(),
+        format!(
+            "node1: core {} (busy poll); node2: core {} (adaptive)",
+            options.worker_core, options.client_core
+        ),
+    );
+    cores.insert(
+        "client, echo server, background stream".to_string(),
+        format!(
+            "core {} (the spinning client at nice 19)",
+            options.client_core
+        ),
+    );
+    cores.insert(
+        "kernel softirq (veth, vxlan)".to_string(),
+        "the core of the sending thread".to_string(),
+    );
+    let result = SuiteResult {
+        rounds: options.rounds,
+        cores,
+        paths,
+        pipeline,
+        files,
+    };
+    Ok(result)
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+/// Write the rounds' histograms as an HdrHistogram interval log (V2,
+/// compressed), one interval per round, readable by HdrHistogram's tools.
+fn write_hdr_log(path: &Path, samples: &[&latency::LatencySample]) -> Result<()> {
+    use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+    use hdrhistogram::serialization::V2DeflateSerializer;
+    let mut file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut serializer = V2DeflateSerializer::new();
+    let start = std::time::SystemTime::now();
+    let mut writer = IntervalLogWriterBuilder::new()
+        .add_comment("kxdp bench: UDP round-trip times in nanoseconds, one interval per round")
+        .with_start_time(start)
+        .begin_log_with(&mut file, &mut serializer)
+        .with_context(|| format!("writing {}", path.display()))?;
+    for (i, s) in samples.iter().enumerate() {
+        writer
+            .write_histogram(
+                &s.histogram,
+                Duration::from_secs(i as u64),
+                Duration::from_secs(1),
+                None,
+            )
+            .map_err(|e| anyhow::anyhow!("writing {}: {e:?}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The terminal table.
+pub fn table(result: &SuiteResult) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "UDP request/response latency, µs: median over {} round(s) [min–max]",
+        result.rounds
+    );
+    let _ = writeln!(
+        s,
+        "{:<14}{:<16}{:>22}{:>22}{:>22}{:>22}{:>9}",
+        "path", "client/load", "p50", "p99", "p99.9", "max", "loss%"
+    );
+    let cell = |sp: &Spread| format!("{:.1} [{:.0}–{:.0}]", sp.median, sp.min, sp.max);
+    for case in LatencyCase::ALL {
+        for p in &result.paths {
+            if let Some(l) = p.latency.iter().find(|l| l.case == case.label()) {
+                let _ = writeln!(
+                    s,
+                    "{:<14}{:<16}{:>22}{:>22}{:>22}{:>22}{:>9.2}",
+                    p.path.label(),
+                    l.case,
+                    cell(&l.p50_us),
+                    cell(&l.p99_us),
+                    cell(&l.p999_us),
+                    cell(&l.max_us),
+                    l.loss_percent.median
+                );
+            }
+        }
+    }
+    let _ = writeln!(s, "\nTCP goodput pod to pod across nodes, Gbit/s");
+    for p in &result.paths {
+        let _ = writeln!(
+            s,
+            "{:<14}{:>8.2} [{:.2}–{:.2}]",
+            p.path.label(),
+            p.tcp_gbps.median,
+            p.tcp_gbps.min,
+            p.tcp_gbps.max
+        );
+    }
+    let _ = writeln!(s, "\nin-memory pipeline, one core");
+    s.push_str(&crate::pipeline::table(&result.pipeline));
+    let _ = writeln!(s, "\ncores:");
+    for (what, core) in &result.cores {
+        let _ = writeln!(s, "  {what}: {core}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_median_min_max() {
+        let s = Spread::of(&[3.0, 1.0, 2.0]);
+        assert_eq!((s.median, s.min, s.max, s.n), (2.0, 1.0, 3.0, 3));
+        let s = Spread::of(&[4.0, 1.0, 2.0, 3.0]);
+        assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 4.0));
+        assert_eq!(Spread::of(&[]), Spread::default());
+        assert_eq!(Spread::of(&[f64::NAN, 5.0]).median, 5.0);
+    }
+}

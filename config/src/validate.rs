@@ -312,6 +312,8 @@ fn check_interfaces(config: &NodeConfig) -> Checked {
         }
         Some(_) => {}
     }
+    // Interface MACs may repeat: Calico, for one, gives every host-side veth
+    // ee:ee:ee:ee:ee:ee. Pods' MACs may not (see check_pods).
     let workers = config.workers.count;
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, itf) in config.interfaces.iter().enumerate() {

@@ -146,6 +146,11 @@ pub struct PacketContext {
     pub(crate) running: bool,
     /// Is an IP packet (has a flow key).
     pub(crate) is_ip: bool,
+    /// Classified at this packet (not found pinned): pin the flow if the
+    /// chain does not drop it.
+    pub(crate) fresh: bool,
+    /// The flow key the packet was classified by.
+    pub(crate) entry_flow: FlowKey,
 }
 
 impl PacketContext {
@@ -172,6 +177,8 @@ impl PacketContext {
             stage: 0,
             running: false,
             is_ip: flow.is_some(),
+            fresh: false,
+            entry_flow: FlowKey::default(),
         }
     }
 

@@ -7,10 +7,11 @@
 //! the stages in order, then return packets in reverse. A packet leaves its
 //! chain at the first drop or redirect, or after the last stage.
 //!
-//! Flow pinning: the first packet of a flow is classified and both
-//! directions of the flow are pinned to the chain (the initiator's tuple as
-//! [`Direction::Forward`], the reversed tuple as [`Direction::Reply`]); when
-//! a stage translates addresses, the translated reply tuple is pinned too.
+//! Flow pinning: the first packet of a flow is classified and, unless the
+//! chain drops it, both directions of the flow are pinned to the chain (the
+//! initiator's tuple as [`Direction::Forward`], the reversed tuple as
+//! [`Direction::Reply`]); when a stage translates addresses, the translated
+//! reply tuple is pinned too.
 //! Later packets find their chain and direction in one lookup. A flow that
 //! matches no chain is remembered as such until the next swap.
 
@@ -296,6 +297,7 @@ impl ChainWorker {
         ctx.running = false;
         ctx.outcome = ChainOutcome::NoChain;
         ctx.nat_changed = false;
+        ctx.fresh = false;
         ctx.chain = NO_CHAIN;
         ctx.action = StageAction::Pass;
         if !ctx.is_ip {
@@ -348,22 +350,11 @@ impl ChainWorker {
                             return;
                         }
                         Some((chain, direction)) => {
-                            self.pins.insert(
-                                ctx.flow,
-                                ctx.flow_hash,
-                                Pin { chain, direction },
-                                now,
-                            );
-                            let reversed = ctx.flow.reversed();
-                            self.pins.insert(
-                                reversed,
-                                reversed.hash(),
-                                Pin {
-                                    chain,
-                                    direction: flip(direction),
-                                },
-                                now,
-                            );
+                            // Pinned when it leaves the chain, unless dropped
+                            // (a denied first packet must not decide which
+                            // end initiated the flow).
+                            ctx.fresh = true;
+                            ctx.entry_flow = ctx.flow;
                             (chain, direction)
                         }
                     }
@@ -511,18 +502,27 @@ impl ChainWorker {
                 ChainOutcome::Redirect(port)
             }
         };
-        if ctx.nat_changed && !matches!(action, StageAction::Drop(_)) {
+        if matches!(action, StageAction::Drop(_)) {
+            return;
+        }
+        let reply = Pin {
+            chain,
+            direction: flip(ctx.direction),
+        };
+        if ctx.fresh {
+            let pin = Pin {
+                chain,
+                direction: ctx.direction,
+            };
+            let entry = ctx.entry_flow;
+            self.pins.insert(entry, entry.hash(), pin, now);
+            let reversed = entry.reversed();
+            self.pins.insert(reversed, reversed.hash(), reply, now);
+        }
+        if ctx.nat_changed {
             // Replies to the translated tuple belong to this chain too.
             let reversed = ctx.flow.reversed();
-            self.pins.insert(
-                reversed,
-                reversed.hash(),
-                Pin {
-                    chain,
-                    direction: flip(ctx.direction),
-                },
-                now,
-            );
+            self.pins.insert(reversed, reversed.hash(), reply, now);
         }
     }
 

@@ -1,13 +1,19 @@
-//! The `kxdp` command line: run, check, stats, demo, bench.
+//! The `kxdp` command line: run, check, stats, demo, bench, and the API
+//! client commands get, apply, delete and dump.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::api::{
+    self, render, ApiServer, ApiServerOptions, ApiTarget, BlockingClient, ChangeSet, DataplaneApi,
+    DesiredStateStore, KeySet, ObjectKind, ObjectSet,
+};
 use crate::runtime::NodeRuntime;
 use crate::stats;
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use kxdp_config::NodeConfig;
 
 /// The command line.
@@ -54,15 +60,318 @@ pub enum Command {
     /// Print per-worker counters and drops by reason of a running instance.
     Stats {
         /// Node name (socket /run/kxdp/<node>.sock).
-        #[arg(long, conflicts_with = "socket")]
+        #[arg(long, conflicts_with_all = ["socket", "config"])]
         node: Option<String>,
-        /// Control socket path.
-        #[arg(long)]
+        /// Stats socket path.
+        #[arg(long, conflicts_with = "config")]
         socket: Option<PathBuf>,
+        /// The node's configuration (its sockets).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The API socket, for --watch (beside the stats socket unless set).
+        #[arg(long)]
+        api_socket: Option<PathBuf>,
+        /// Keep printing, from the API's counter stream, with rates.
+        #[arg(long, short)]
+        watch: bool,
+        /// Milliseconds between samples with --watch.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Stop after this many samples with --watch.
+        #[arg(long)]
+        count: Option<u64>,
         /// Output format.
-        #[arg(long, short, default_value = "table")]
-        output: String,
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
+    /// List the desired state of one kind (pods, nodes, routes, services,
+    /// policies, chains, tenants, namespaces), or some objects by key.
+    Get {
+        /// The kind.
+        kind: String,
+        /// Keys (names; namespace/name for services and policies;
+        /// tenant/prefix for routes); all objects when none.
+        keys: Vec<String>,
+        /// Where the API is.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Output format (json and yaml apply back with `kxdp apply -f`).
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Apply the objects of a YAML file (the configuration's format):
+    /// replace each kind it lists, or upsert its objects with --delta.
+    Apply {
+        /// The file.
+        #[arg(long = "filename", short = 'f')]
+        file: PathBuf,
+        /// Upsert the file's objects by key instead of replacing their kinds.
+        #[arg(long)]
+        delta: bool,
+        /// Where the API is.
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Delete objects of one kind by key (absent keys are no error).
+    Delete {
+        /// The kind.
+        kind: String,
+        /// Keys.
+        #[arg(required = true)]
+        keys: Vec<String>,
+        /// Where the API is.
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Print the tables the workers use (for drift checks against `get`).
+    Dump {
+        /// Where the API is.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+/// How a command prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns.
+    Table,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// Where a node's API is: its socket, its configuration, its name, or a TCP
+/// address with mutual TLS. The only API socket in /run/kxdp when none is
+/// given.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ApiArgs {
+    /// The API's Unix socket.
+    #[arg(long, conflicts_with_all = ["config", "node", "server"])]
+    pub socket: Option<PathBuf>,
+    /// The node's configuration (its API socket).
+    #[arg(long, short, conflicts_with_all = ["node", "server"])]
+    pub config: Option<PathBuf>,
+    /// The node's name (/run/kxdp/<node>.api.sock).
+    #[arg(long, conflicts_with = "server")]
+    pub node: Option<String>,
+    /// The API over TCP with mutual TLS: https://HOST:PORT.
+    #[arg(long, requires_all = ["tls_ca", "tls_cert", "tls_key"])]
+    pub server: Option<String>,
+    /// The CA that signed the server's certificate (PEM).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// This client's certificate (PEM).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// This client's key (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// The name to check the server's certificate for (the URL's host unless set).
+    #[arg(long)]
+    pub tls_domain: Option<String>,
+}
+
+impl ApiArgs {
+    /// The API these arguments name.
+    pub fn target(&self) -> anyhow::Result<ApiTarget> {
+        if let Some(socket) = &self.socket {
+            return Ok(ApiTarget::Unix(socket.clone()));
+        }
+        if let Some(url) = &self.server {
+            let need = |p: &Option<PathBuf>, flag: &str| {
+                p.clone().with_context(|| format!("--server needs {flag}"))
+            };
+            return Ok(ApiTarget::Tls {
+                url: url.clone(),
+                ca: need(&self.tls_ca, "--tls-ca")?,
+                cert: need(&self.tls_cert, "--tls-cert")?,
+                key: need(&self.tls_key, "--tls-key")?,
+                domain: self.tls_domain.clone(),
+            });
+        }
+        if let Some(config) = &self.config {
+            let config = NodeConfig::from_file(config)?;
+            return Ok(ApiTarget::Unix(api::api_socket_path(&config)));
+        }
+        if let Some(node) = &self.node {
+            return Ok(ApiTarget::Unix(PathBuf::from(format!(
+                "/run/kxdp/{node}.api.sock"
+            ))));
+        }
+        Ok(ApiTarget::Unix(only_socket(SocketKind::Api)?))
+    }
+
+    fn connect(&self) -> anyhow::Result<BlockingClient> {
+        BlockingClient::connect(&self.target()?)
+    }
+}
+
+fn parse_kind(name: &str) -> anyhow::Result<ObjectKind> {
+    ObjectKind::parse(name).with_context(|| {
+        format!(
+            "unknown kind {name:?}: use pods, nodes, routes, services, policies, chains, tenants or namespaces"
+        )
+    })
+}
+
+/// Print `objects` of `kind` in `output`.
+fn print_objects(kind: ObjectKind, objects: &ObjectSet, output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Table => print!("{}", render::objects(kind, objects)),
+        Output::Json => println!("{}", serde_json::to_string_pretty(objects)?),
+        Output::Yaml => print!("{}", serde_yaml::to_string(objects)?),
+    }
+    Ok(())
+}
+
+fn get(kind: &str, keys: &[String], api: &ApiArgs, output: Output) -> anyhow::Result<()> {
+    let kind = parse_kind(kind)?;
+    let mut client = api.connect()?;
+    let objects = if keys.is_empty() {
+        client.list(&[kind])?.1
+    } else {
+        let mut all = ObjectSet::default();
+        for key in keys {
+            let (_, one) = client.get(kind, key)?;
+            merge_into(&mut all, one);
+        }
+        all
+    };
+    print_objects(kind, &objects, output)
+}
+
+fn merge_into(all: &mut ObjectSet, one: ObjectSet) {
+    all.tenants.extend(one.tenants);
+    all.remote_nodes.extend(one.remote_nodes);
+    all.pods.extend(one.pods);
+    all.routes.extend(one.routes);
+    all.services.extend(one.services);
+    all.policies.extend(one.policies);
+    all.chains.extend(one.chains);
+    all.namespaces.extend(one.namespaces);
+}
+
+fn apply(file: &Path, delta: bool, api: &ApiArgs) -> anyhow::Result<()> {
+    let yaml =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let read = api::file::change_from_yaml(&yaml, delta)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    if !read.skipped.is_empty() {
+        eprintln!(
+            "note: {} fixed when kxdp starts; not applied: {}",
+            if read.skipped.len() == 1 { "is" } else { "are" },
+            read.skipped.join(", ")
+        );
+    }
+    let outcome = api.connect()?.apply(&read.change)?;
+    let kinds: Vec<String> = read
+        .kinds
+        .iter()
+        .map(|k| format!("{} {k}", read.change.upserts.count(*k)))
+        .collect();
+    println!(
+        "{} {}: generation {}{}",
+        if delta { "upserted" } else { "replaced" },
+        kinds.join(", "),
+        outcome.generation,
+        if outcome.changed { "" } else { " (unchanged)" }
+    );
+    Ok(())
+}
+
+fn delete(kind: &str, keys: &[String], api: &ApiArgs) -> anyhow::Result<()> {
+    let kind = parse_kind(kind)?;
+    let mut deletes = KeySet::default();
+    deletes.of_mut(kind).extend(keys.iter().cloned());
+    let outcome = api.connect()?.apply(&ChangeSet::delete(deletes))?;
+    println!(
+        "deleted {} {kind}: generation {}{}",
+        keys.len(),
+        outcome.generation,
+        if outcome.changed {
+            ""
+        } else {
+            " (none was there)"
+        }
+    );
+    Ok(())
+}
+
+fn dump(api: &ApiArgs, output: Output) -> anyhow::Result<()> {
+    let tables = api.connect()?.dump_tables()?;
+    match output {
+        Output::Table => print!("{}", render::dump(&tables)),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&render::dump_json(&tables))?
+        ),
+        Output::Yaml => print!("{}", serde_yaml::to_string(&render::dump_json(&tables))?),
+    }
+    Ok(())
+}
+
+/// `kxdp stats --watch`: the API's counter stream, printed as it comes.
+fn watch_stats(
+    target: &ApiTarget,
+    interval: Duration,
+    count: Option<u64>,
+    output: Output,
+) -> anyhow::Result<()> {
+    let mut client = BlockingClient::connect(target)?;
+    let mut previous: Option<api::proto::CounterSample> = None;
+    client.watch_counters(interval, count.unwrap_or(0), |sample| {
+        match output {
+            Output::Table => {
+                let time = sample
+                    .time
+                    .as_ref()
+                    .map(|t| format!("{}.{:03}", t.seconds, t.nanos / 1_000_000))
+                    .unwrap_or_default();
+                println!("-- {time}");
+                print!("{}", render::counter_sample(sample, previous.as_ref()));
+            }
+            Output::Json | Output::Yaml => {
+                let workers: Vec<serde_json::Value> = sample
+                    .workers
+                    .iter()
+                    .map(|w| {
+                        serde_json::json!({
+                            "worker": w.worker,
+                            "rx_packets": w.rx_packets,
+                            "rx_bytes": w.rx_bytes,
+                            "tx_packets": w.tx_packets,
+                            "tx_bytes": w.tx_bytes,
+                            "passed": w.passed,
+                            "neighbour_replies": w.neighbour_replies,
+                            "encapsulated": w.encapsulated,
+                            "decapsulated": w.decapsulated,
+                            "busy_loops": w.busy_loops,
+                            "sleeps": w.sleeps,
+                            "busy_cycles": w.busy_cycles,
+                            "drops": w.drops,
+                        })
+                    })
+                    .collect();
+                let value = serde_json::json!({
+                    "time": sample.time.as_ref().map(|t| serde_json::json!({"seconds": t.seconds, "nanos": t.nanos})),
+                    "generation": sample.generation,
+                    "workers": workers,
+                });
+                if output == Output::Json {
+                    println!("{value}");
+                } else {
+                    print!("---\n{}", serde_yaml::to_string(&value).unwrap_or_default());
+                }
+            }
+        }
+        previous = Some(sample.clone());
+        true
+    })
 }
 
 /// Parse the command line and run the command.
@@ -114,30 +423,80 @@ pub fn main() -> anyhow::Result<()> {
         Command::Stats {
             node,
             socket,
+            config,
+            api_socket,
+            watch,
+            interval_ms,
+            count,
             output,
         } => {
-            let path = match (socket, node) {
-                (Some(p), _) => p,
-                (None, Some(n)) => PathBuf::from(format!("/run/kxdp/{n}.sock")),
-                (None, None) => only_socket()?,
+            let config = config.map(NodeConfig::from_file).transpose()?;
+            let stats_socket = || -> anyhow::Result<PathBuf> {
+                Ok(match (&socket, &node, &config) {
+                    (Some(p), _, _) => p.clone(),
+                    (None, Some(n), _) => PathBuf::from(format!("/run/kxdp/{n}.sock")),
+                    (None, None, Some(c)) => PathBuf::from(c.control_socket()),
+                    (None, None, None) => only_socket(SocketKind::Stats)?,
+                })
             };
-            let s = stats::fetch(&path)?;
-            match output.as_str() {
-                "json" => println!("{}", serde_json::to_string_pretty(&s)?),
-                "yaml" => print!("{}", serde_yaml::to_string(&s)?),
-                _ => print!("{}", stats::print(&s)),
+            if watch {
+                let api_socket = match (api_socket, &config) {
+                    (Some(p), _) => p,
+                    (None, Some(c)) => api::api_socket_path(c),
+                    (None, None) if socket.is_some() || node.is_some() => {
+                        api::server::api_socket_beside(&stats_socket()?)
+                    }
+                    (None, None) => only_socket(SocketKind::Api)?,
+                };
+                return watch_stats(
+                    &ApiTarget::Unix(api_socket),
+                    Duration::from_millis(interval_ms),
+                    count,
+                    output,
+                );
+            }
+            let s = stats::fetch(&stats_socket()?)?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&s)?),
+                Output::Yaml => print!("{}", serde_yaml::to_string(&s)?),
+                Output::Table => print!("{}", stats::print(&s)),
             }
             Ok(())
         }
+        Command::Get {
+            kind,
+            keys,
+            api,
+            output,
+        } => get(&kind, &keys, &api, output),
+        Command::Apply { file, delta, api } => apply(&file, delta, &api),
+        Command::Delete { kind, keys, api } => delete(&kind, &keys, &api),
+        Command::Dump { api, output } => dump(&api, output),
     }
 }
 
-/// The one socket in /run/kxdp, when there is exactly one.
-fn only_socket() -> anyhow::Result<PathBuf> {
+/// The sockets a running kxdp has in /run/kxdp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SocketKind {
+    /// `<node>.sock`: stats.
+    Stats,
+    /// `<node>.api.sock`: the gRPC API.
+    Api,
+}
+
+/// The one socket of `kind` in /run/kxdp, when there is exactly one.
+fn only_socket(kind: SocketKind) -> anyhow::Result<PathBuf> {
     let sockets: Vec<PathBuf> = std::fs::read_dir("/run/kxdp")
         .context("no /run/kxdp: is `kxdp run` running? (or pass --node/--socket)")?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            let name = name.as_deref().unwrap_or("");
+            match kind {
+                SocketKind::Api => name.ends_with(".api.sock"),
+                SocketKind::Stats => name.ends_with(".sock") && !name.ends_with(".api.sock"),
+            }
+        })
         .collect();
     match sockets.as_slice() {
         [one] => Ok(one.clone()),
@@ -154,10 +513,26 @@ fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let socket = PathBuf::from(config.control_socket());
     let server = stats::StatsServer::bind(&socket)?;
     let node = config.node.name.clone();
+    let api_options = ApiServerOptions::from_config(&config);
     let runtime = NodeRuntime::start(config, Arc::clone(&stop))?;
-    tracing::info!(node = %node, socket = %socket.display(), "kxdp ready");
+    // The API applies through a desired-state store over the runtime's
+    // tables, from its own thread: workers only see new snapshots.
+    let store = Arc::new(DesiredStateStore::new(
+        runtime.config.clone(),
+        runtime.tables.clone(),
+    ));
+    let api = DataplaneApi::new(store, runtime.counters.clone(), runtime.ports.clone());
+    let api_server = ApiServer::start(api, &api_options).context("starting the API")?;
+    tracing::info!(
+        node = %node,
+        socket = %socket.display(),
+        api = %api_options.unix_socket.display(),
+        api_tcp = ?api_server.tcp_addr(),
+        "kxdp ready"
+    );
     server.serve(&runtime, &stop);
-    tracing::info!(node = %node, "stopping: detaching XDP programs");
+    tracing::info!(node = %node, "stopping: closing the API, detaching XDP programs");
+    api_server.shutdown();
     runtime.shutdown();
     drop(server);
     tracing::info!(node = %node, "stopped");

@@ -1233,7 +1233,8 @@ namespaces:
             "upserts.pods[1].ip: \"10.1.2\" is not an IP address"
         );
 
-        let cases: Vec<(Box<dyn Fn(&mut proto::ObjectSet)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut proto::ObjectSet)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (
                 Box::new(|m| m.remote_nodes[1].pod_cidrs[0].cidr = "fd00::/129".into()),
                 "upserts.remote_nodes[1].pod_cidrs[0].cidr",

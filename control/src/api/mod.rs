@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod convert;
+pub mod file;
 pub mod render;
 pub mod server;
 pub mod service;

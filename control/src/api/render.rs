@@ -321,6 +321,72 @@ pub fn dump(d: &proto::DumpTablesResponse) -> String {
     out
 }
 
+/// The published tables as JSON (for `-o json|yaml`).
+pub fn dump_json(d: &proto::DumpTablesResponse) -> serde_json::Value {
+    use proto::table_route::NextHop;
+    let ports: Vec<serde_json::Value> = d
+        .ports
+        .iter()
+        .map(|p| {
+            let role = match proto::PortRole::try_from(p.role) {
+                Ok(proto::PortRole::Pod) => "pod",
+                Ok(proto::PortRole::Idle) => "idle",
+                Ok(proto::PortRole::Underlay) => "underlay",
+                _ => "unspecified",
+            };
+            serde_json::json!({
+                "id": p.id,
+                "name": p.name,
+                "mac": p.mac,
+                "role": role,
+                "pod": p.pod.as_ref().map(|pod| serde_json::json!({
+                    "name": pod.name,
+                    "tenant": pod.tenant,
+                    "mac": pod.mac,
+                    "ipv4": pod.ipv4,
+                    "ipv6": pod.ipv6,
+                    "gateway4": pod.gateway4,
+                    "gateway6": pod.gateway6,
+                })),
+            })
+        })
+        .collect();
+    let routes: Vec<serde_json::Value> = d
+        .routes
+        .iter()
+        .map(|r| {
+            let hop = match &r.next_hop {
+                Some(NextHop::Local(l)) => serde_json::json!({
+                    "local": {"port": l.port, "port_name": l.port_name, "mac": l.mac}
+                }),
+                Some(NextHop::Remote(h)) => serde_json::json!({
+                    "remote": {
+                        "node": h.node,
+                        "inner_dst_mac": h.inner_dst_mac,
+                        "outer_dst_mac": h.outer_dst_mac,
+                        "vtep_ip": h.vtep_ip,
+                        "vni": h.vni,
+                    }
+                }),
+                Some(NextHop::Blackhole(_)) => serde_json::json!("blackhole"),
+                None => serde_json::Value::Null,
+            };
+            serde_json::json!({"tenant": r.tenant, "prefix": r.prefix, "next_hop": hop})
+        })
+        .collect();
+    serde_json::json!({
+        "generation": d.generation,
+        "vtep": d.vtep.as_ref().map(|v| serde_json::json!({
+            "ip": v.ip, "udp_port": v.udp_port, "mac": v.mac, "port": v.port, "mtu": v.mtu,
+        })),
+        "tenants": d.tenants.iter().map(|t| serde_json::json!({
+            "id": t.id, "name": t.name, "vni": t.vni,
+        })).collect::<Vec<_>>(),
+        "ports": ports,
+        "routes": routes,
+    })
+}
+
 /// A counter sample as a table, with rates against the previous sample.
 pub fn counter_sample(
     sample: &proto::CounterSample,

@@ -3,7 +3,9 @@
 //! kernel's own paths.
 
 pub mod external;
+pub mod generator;
 pub mod latency;
 pub mod pipeline;
 pub mod plot;
+pub mod rate;
 pub mod suite;

@@ -25,11 +25,95 @@ enum Command {
         #[arg(long)]
         core: Option<usize>,
     },
+    /// Packet rate of 64-byte UDP from a pod into VXLAN, kxdp against the
+    /// kernel's vxlan path, interleaved round by round (needs root).
+    Rate {
+        /// Seconds of each measurement window.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Seconds of generator warm-up before each window.
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+        /// Rounds (each path and sink once per round).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Write the report as JSON here.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        /// The kxdp binary; next to this one unless set.
+        #[arg(long)]
+        kxdp: Option<std::path::PathBuf>,
+        /// Core of node1's dataplane under test.
+        #[arg(long, default_value_t = 1)]
+        dut_core: usize,
+        /// Core of the generator and everything else.
+        #[arg(long, default_value_t = 0)]
+        generator_core: usize,
+        /// Distinct UDP source ports.
+        #[arg(long, default_value_t = 8)]
+        flows: u16,
+        /// Frame length without FCS.
+        #[arg(long, default_value_t = 64)]
+        frame_bytes: usize,
+        /// Count only on node2's underlay (node1's encapsulation alone).
+        #[arg(long, conflicts_with = "pod_only")]
+        encap_only: bool,
+        /// Count only at the receiving pod (pod to pod).
+        #[arg(long)]
+        pod_only: bool,
+        /// Leave veth receive work in softirq instead of pinned NAPI threads.
+        #[arg(long)]
+        no_threaded_napi: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Rate {
+            seconds,
+            warmup,
+            rounds,
+            json,
+            kxdp,
+            dut_core,
+            generator_core,
+            flows,
+            frame_bytes,
+            encap_only,
+            pod_only,
+            no_threaded_napi,
+        } => {
+            use kxdp_bench::rate::{self, RateOptions, SinkPoint};
+            if let Err(why) = kxdp_control::testbed::check_privileges() {
+                anyhow::bail!(
+                    "kxdp-bench rate needs root (network namespaces, XDP, AF_XDP): {why}"
+                );
+            }
+            let mut options = RateOptions::new(kxdp_binary(kxdp.as_deref())?);
+            options.seconds = seconds;
+            options.warmup = warmup;
+            options.rounds = rounds.max(1);
+            options.dut_core = dut_core;
+            options.generator_core = generator_core;
+            options.flows = flows;
+            options.frame_bytes = frame_bytes;
+            options.threaded_napi = !no_threaded_napi;
+            if encap_only {
+                options.sinks = vec![SinkPoint::Underlay];
+            } else if pod_only {
+                options.sinks = vec![SinkPoint::Pod];
+            }
+            let started = std::time::Instant::now();
+            let report = rate::run(&options, &mut |line| {
+                eprintln!("[{:>5.1}s] {line}", started.elapsed().as_secs_f64());
+            })?;
+            print!("{}", rate::table(&report));
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+                println!("wrote {}", path.display());
+            }
+        }
         Command::Pipeline {
             seconds,
             json,
@@ -55,4 +139,21 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The kxdp binary: `explicit`, else `kxdp` next to this binary.
+fn kxdp_binary(explicit: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    let path = match explicit {
+        Some(path) => path.to_path_buf(),
+        None => std::env::current_exe()
+            .context("locating this binary")?
+            .with_file_name("kxdp"),
+    };
+    anyhow::ensure!(
+        path.exists(),
+        "no kxdp binary at {} (build the workspace: cargo build --release, or pass --kxdp)",
+        path.display()
+    );
+    Ok(path)
 }

@@ -1,0 +1,1106 @@
+//! Packet rate of 64-byte UDP from a pod across nodes: kxdp against the
+//! kernel's vxlan path, measured in the same run on the same topology,
+//! interleaved round by round (kxdp, kernel-vxlan, kxdp, …).
+//!
+//! Topology (built anew for every measurement): two nodes on a direct
+//! underlay veth, pod `src` (10.244.1.2) on node1 and pod `dst`
+//! (10.244.2.2) on node2, one tenant (VNI 100). Only the nodes' dataplane
+//! differs: [`NodeKind::Kxdp`] or [`NodeKind::KernelVxlan`].
+//!
+//! The generator ([`crate::generator`]) transmits from `src`'s `eth0` with
+//! AF_XDP; the counting sink (an XDP program that counts and drops) sits at
+//! one of two places ([`SinkPoint`]):
+//! - **underlay** (`encap`): on node2's `ul0`. What is measured is node1
+//!   alone: one kxdp worker (or the kernel) taking frames from a pod and
+//!   encapsulating them into VXLAN. Node2's dataplane is not involved (kxdp
+//!   is not started there; on a kernel node the sink drops before the
+//!   stack).
+//! - **pod** (`pod-to-pod`): on `dst`'s `eth0`. Both nodes forward: node1
+//!   encapsulates, node2 decapsulates and delivers.
+//!
+//! Cores (2-core machine): the node1 dataplane under test has core 1 to
+//! itself — kxdp's one busy-polling worker, or, for the kernel, the threaded
+//! NAPI of node1's pod veth, where the kernel's bridge, routing and vxlan
+//! encapsulation run (GRO is switched on for that veth, which threaded NAPI
+//! needs). Everything else is on core 0: the generator thread, the veth
+//! NAPI threads of the sink and of node2's underlay (threaded, pinned), and
+//! in `pod-to-pod` node2's kxdp worker (adaptive polling). For kxdp the
+//! receive work of node1's pod veth (XDP redirect into kxdp's socket, the
+//! copy into its UMEM) runs in a NAPI thread pinned to core 0 as well. Every
+//! sample lists where each piece ran (`placement`).
+//!
+//! Figures per sample: generator tx rate, the frames its veth dropped,
+//! node1's encapsulation rate (kxdp: the worker's `encapsulated` counter;
+//! kernel: tx packets of the `flannel.100` device), the rate at the sink,
+//! loss, the busy share of each core from /proc/stat, the per-core rate of
+//! the dataplane under test (encapsulations per busy second of core 1), and
+//! CPU seconds per million packets (core 1 alone, and all cores less the
+//! generator thread's own time).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use kxdp_config::{MacAddr, PollMode, WorkerSpec};
+use kxdp_control::testbed::{
+    flannel_device, pod_ip, KxdpProcess, Netns, NodeKind, NodeSpec, Testbed, TopologySpec,
+    Underlay, POD_IF, UNDERLAY_IF,
+};
+use serde::Serialize;
+
+use crate::generator::{FlowSpec, Generator, GeneratorOptions, Sink};
+
+/// The tenant and its VNI.
+const TENANT: &str = "blue";
+const VNI: u32 = 100;
+/// Real-time priority of the NAPI threads (SCHED_FIFO): like softirq
+/// work, they preempt every ordinary thread on their core when they have
+/// frames, so the spinning generator (or a build sharing the machine) does
+/// not starve the receive work that is measured.
+const NAPI_FIFO_PRIORITY: u32 = 50;
+/// UDP destination port of the generated flows (discard).
+const DST_PORT: u16 = 9;
+/// UDP source port of the first flow.
+const SRC_PORT: u16 = 40000;
+
+/// The dataplane under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RatePath {
+    /// kxdp on the nodes: one busy-polling worker on node1.
+    Kxdp,
+    /// The kernel's vxlan device (Flannel's vxlan backend).
+    KernelVxlan,
+}
+
+impl RatePath {
+    /// Both, in round order.
+    pub const ALL: [RatePath; 2] = [RatePath::Kxdp, RatePath::KernelVxlan];
+
+    /// Label in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            RatePath::Kxdp => "kxdp",
+            RatePath::KernelVxlan => "kernel-vxlan",
+        }
+    }
+
+    fn node_kind(self) -> NodeKind {
+        match self {
+            RatePath::Kxdp => NodeKind::Kxdp,
+            RatePath::KernelVxlan => NodeKind::KernelVxlan,
+        }
+    }
+}
+
+/// Where the counting sink sits; see the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkPoint {
+    /// Node2's `ul0`: node1's encapsulation alone.
+    Underlay,
+    /// The receiving pod's `eth0`: pod to pod, both nodes forwarding.
+    Pod,
+}
+
+impl SinkPoint {
+    /// Label in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            SinkPoint::Underlay => "encap (sink: node2 ul0)",
+            SinkPoint::Pod => "pod-to-pod (sink: dst eth0)",
+        }
+    }
+}
+
+/// Parameters of a rate run.
+#[derive(Clone, Debug)]
+pub struct RateOptions {
+    /// Seconds of each measurement window.
+    pub seconds: f64,
+    /// Seconds the generator runs before the window opens.
+    pub warmup: f64,
+    /// Rounds (each path and sink once per round), at least 1.
+    pub rounds: usize,
+    /// The kxdp binary.
+    pub kxdp: PathBuf,
+    /// Core of node1's dataplane under test (kxdp worker / kernel NAPI).
+    pub dut_core: usize,
+    /// Core of the generator and of everything else.
+    pub generator_core: usize,
+    /// Distinct UDP source ports.
+    pub flows: u16,
+    /// Frame length handed to the interface (no FCS).
+    pub frame_bytes: usize,
+    /// Where to count, each measured every round.
+    pub sinks: Vec<SinkPoint>,
+    /// Put the veths' receive work in pinned NAPI threads (see the module
+    /// documentation); false leaves it in the softirq of whichever CPU
+    /// transmitted into the veth.
+    pub threaded_napi: bool,
+}
+
+impl RateOptions {
+    /// Defaults: 5 s windows after 1 s of warm-up, 3 rounds, the DUT on
+    /// core 1 and the rest on core 0, 8 flows of 64-byte frames, both sinks.
+    pub fn new(kxdp: PathBuf) -> RateOptions {
+        RateOptions {
+            seconds: 5.0,
+            warmup: 1.0,
+            rounds: 3,
+            kxdp,
+            dut_core: 1,
+            generator_core: 0,
+            flows: 8,
+            frame_bytes: 64,
+            sinks: vec![SinkPoint::Underlay, SinkPoint::Pod],
+            threaded_napi: true,
+        }
+    }
+}
+
+/// Busy share of one core over the window, from /proc/stat.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct CoreLoad {
+    /// The core.
+    pub core: usize,
+    /// Busy share (everything but idle and iowait), 0..1.
+    pub busy: f64,
+    /// Of which softirq, 0..1.
+    pub softirq: f64,
+}
+
+/// One measurement.
+#[derive(Clone, Debug, Serialize)]
+pub struct RateSample {
+    /// Dataplane.
+    pub path: RatePath,
+    /// Sink.
+    pub sink: SinkPoint,
+    /// Round (0-based).
+    pub round: usize,
+    /// Length of the window, seconds.
+    pub seconds: f64,
+    /// Frames the generator's socket completed per second.
+    pub generator_tx_pps: f64,
+    /// Of those, frames the generator's veth dropped per second (its peer's
+    /// receive ring was full).
+    pub generator_dropped_pps: f64,
+    /// Node1's VXLAN encapsulations per second.
+    pub encap_pps: f64,
+    /// Frames per second at the sink.
+    pub received_pps: f64,
+    /// Mean length of the frames at the sink (a check that they are the
+    /// generator's: 64, or 114 with the VXLAN headers on the underlay).
+    pub received_frame_bytes: f64,
+    /// 1 − received / generator tx, in percent.
+    pub loss_pct: f64,
+    /// Busy share of every core.
+    pub cores: Vec<CoreLoad>,
+    /// Encapsulations per busy second of the DUT core.
+    pub dut_per_core_pps: f64,
+    /// Busy seconds of the DUT core per million encapsulations.
+    pub dut_cpu_s_per_mpkt: f64,
+    /// Busy seconds of all cores, less the generator thread's own CPU
+    /// time, per million packets received.
+    pub total_cpu_s_per_mpkt: f64,
+    /// The kxdp worker's cycles per packet from its own counters (since
+    /// start; kxdp only).
+    pub worker_cycles_per_packet: Option<f64>,
+    /// What ran where.
+    pub placement: Vec<String>,
+}
+
+/// A figure over rounds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Figure {
+    /// Median.
+    pub median: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Figure {
+    /// Of `values` (all zero when empty; non-finite values are skipped).
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Figure {
+        let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return Figure::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let mid = v.len() / 2;
+        let median = if v.len() % 2 == 1 {
+            v[mid]
+        } else {
+            (v[mid - 1] + v[mid]) / 2.0
+        };
+        Figure {
+            median,
+            min: v[0],
+            max: v[v.len() - 1],
+        }
+    }
+}
+
+/// One path and sink over rounds.
+#[derive(Clone, Debug, Serialize)]
+pub struct RateSummary {
+    /// Dataplane.
+    pub path: RatePath,
+    /// Sink.
+    pub sink: SinkPoint,
+    /// Generator tx, pps.
+    pub generator_tx_pps: Figure,
+    /// Node1 encapsulations, pps.
+    pub encap_pps: Figure,
+    /// At the sink, pps.
+    pub received_pps: Figure,
+    /// Loss, percent.
+    pub loss_pct: Figure,
+    /// Encapsulations per busy second of the DUT core.
+    pub dut_per_core_pps: Figure,
+    /// DUT core CPU seconds per million encapsulations.
+    pub dut_cpu_s_per_mpkt: Figure,
+    /// All cores less the generator, CPU seconds per million received.
+    pub total_cpu_s_per_mpkt: Figure,
+}
+
+/// kxdp over kernel-vxlan for one sink.
+#[derive(Clone, Debug, Serialize)]
+pub struct RateRatio {
+    /// Sink.
+    pub sink: SinkPoint,
+    /// Medians of received pps, kxdp / kernel-vxlan.
+    pub received_pps: f64,
+    /// Medians of DUT per-core rates, kxdp / kernel-vxlan.
+    pub dut_per_core_pps: f64,
+}
+
+/// The whole run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RateReport {
+    /// Frame length (no FCS; 4 more on a wire).
+    pub frame_bytes: usize,
+    /// Flows.
+    pub flows: u16,
+    /// Window, seconds.
+    pub seconds: f64,
+    /// Rounds.
+    pub rounds: usize,
+    /// The DUT core.
+    pub dut_core: usize,
+    /// The generator core.
+    pub generator_core: usize,
+    /// Every measurement, in the order taken.
+    pub samples: Vec<RateSample>,
+    /// Per path and sink, over rounds.
+    pub summaries: Vec<RateSummary>,
+    /// kxdp / kernel-vxlan.
+    pub ratios: Vec<RateRatio>,
+}
+
+/// Run every path and sink, `rounds` times, interleaved; `progress` gets a
+/// line before each measurement.
+pub fn run(options: &RateOptions, progress: &mut dyn FnMut(&str)) -> Result<RateReport> {
+    if options.seconds <= 0.0 || options.warmup < 0.0 {
+        bail!("the window must be positive and the warm-up not negative");
+    }
+    let mut samples = Vec::new();
+    let total = options.rounds.max(1) * options.sinks.len() * RatePath::ALL.len();
+    for round in 0..options.rounds.max(1) {
+        for &sink in &options.sinks {
+            for path in RatePath::ALL {
+                progress(&format!(
+                    "rate {}/{total}: round {}, {}, {}",
+                    samples.len() + 1,
+                    round + 1,
+                    path.label(),
+                    sink.label()
+                ));
+                let sample = measure(path, sink, round, options)
+                    .with_context(|| format!("{} {} round {round}", path.label(), sink.label()))?;
+                samples.push(sample);
+            }
+        }
+    }
+    Ok(summarise(options, samples))
+}
+
+fn summarise(options: &RateOptions, samples: Vec<RateSample>) -> RateReport {
+    let mut groups: BTreeMap<(SinkPoint, RatePath), Vec<&RateSample>> = BTreeMap::new();
+    for s in &samples {
+        groups.entry((s.sink, s.path)).or_default().push(s);
+    }
+    let summaries: Vec<RateSummary> = groups
+        .iter()
+        .map(|(&(sink, path), group)| {
+            let fig = |f: fn(&RateSample) -> f64| Figure::of(group.iter().map(|s| f(s)));
+            RateSummary {
+                path,
+                sink,
+                generator_tx_pps: fig(|s| s.generator_tx_pps),
+                encap_pps: fig(|s| s.encap_pps),
+                received_pps: fig(|s| s.received_pps),
+                loss_pct: fig(|s| s.loss_pct),
+                dut_per_core_pps: fig(|s| s.dut_per_core_pps),
+                dut_cpu_s_per_mpkt: fig(|s| s.dut_cpu_s_per_mpkt),
+                total_cpu_s_per_mpkt: fig(|s| s.total_cpu_s_per_mpkt),
+            }
+        })
+        .collect();
+    let mut ratios = Vec::new();
+    for &sink in &options.sinks {
+        let find = |path| summaries.iter().find(|s| s.sink == sink && s.path == path);
+        if let (Some(k), Some(v)) = (find(RatePath::Kxdp), find(RatePath::KernelVxlan)) {
+            let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+            ratios.push(RateRatio {
+                sink,
+                received_pps: ratio(k.received_pps.median, v.received_pps.median),
+                dut_per_core_pps: ratio(k.dut_per_core_pps.median, v.dut_per_core_pps.median),
+            });
+        }
+    }
+    RateReport {
+        frame_bytes: options.frame_bytes,
+        flows: options.flows,
+        seconds: options.seconds,
+        rounds: options.rounds.max(1),
+        dut_core: options.dut_core,
+        generator_core: options.generator_core,
+        samples,
+        summaries,
+        ratios,
+    }
+}
+
+/// The two-node topology of a measurement.
+fn topology(path: RatePath, options: &RateOptions) -> TopologySpec {
+    let mut node1 = NodeSpec::new("node1", path.node_kind()).with_pod("src", TENANT, pod_ip(1, 2));
+    node1.workers = WorkerSpec {
+        count: 1,
+        cores: vec![options.dut_core],
+        poll_mode: PollMode::Busy,
+        zero_copy: false,
+        ..WorkerSpec::default()
+    };
+    let mut node2 = NodeSpec::new("node2", path.node_kind()).with_pod("dst", TENANT, pod_ip(2, 2));
+    node2.workers = WorkerSpec {
+        count: 1,
+        cores: vec![options.generator_core],
+        poll_mode: PollMode::Adaptive,
+        zero_copy: false,
+        ..WorkerSpec::default()
+    };
+    TopologySpec::new(Underlay::Direct, &[(TENANT, VNI)])
+        .with_node(node1)
+        .with_node(node2)
+}
+
+/// Counter readings at one instant.
+#[derive(Clone, Debug)]
+struct Snapshot {
+    at: Instant,
+    generated: u64,
+    generator_cpu: f64,
+    sink_packets: u64,
+    sink_bytes: u64,
+    cpu: Vec<CpuTimes>,
+    /// Node1 encapsulations, read at their own instant.
+    encap: (Instant, u64),
+    /// Tx drops of the generator's interface, at their own instant.
+    gen_dropped: (Instant, u64),
+}
+
+/// Measure one path with one sink.
+pub fn measure(
+    path: RatePath,
+    sink_point: SinkPoint,
+    round: usize,
+    options: &RateOptions,
+) -> Result<RateSample> {
+    let bed = Testbed::build(topology(path, options)).context("building the testbed")?;
+    let node1 = bed.node("node1")?.clone();
+    let node2 = bed.node("node2")?.clone();
+    let src = bed.pod("src")?.clone();
+    let dst = bed.pod("dst")?.clone();
+    let dut = options.dut_core;
+    let other = options.generator_core;
+    let mut placement = vec![format!(
+        "core {other}: generator thread (AF_XDP copy-mode tx on src/eth0)"
+    )];
+
+    // The sink drops ARP: resolve the underlay neighbours for good.
+    for (here, there) in [(&node1, &node2), (&node2, &node1)] {
+        here.netns.ip(&[
+            "neigh",
+            "replace",
+            &there.vtep_ip.to_string(),
+            "lladdr",
+            &there.underlay_mac.to_string(),
+            "dev",
+            UNDERLAY_IF,
+            "nud",
+            "permanent",
+        ])?;
+    }
+    if path == RatePath::KernelVxlan {
+        node2.netns.ip(&[
+            "neigh",
+            "replace",
+            &dst.ip.to_string(),
+            "lladdr",
+            &dst.mac.to_string(),
+            "dev",
+            kxdp_control::testbed::CNI_BRIDGE,
+            "nud",
+            "permanent",
+        ])?;
+    }
+
+    let mut processes: Vec<KxdpProcess> = Vec::new();
+    if path == RatePath::Kxdp {
+        processes.push(
+            bed.start_kxdp("node1", &options.kxdp, &[])
+                .context("starting kxdp on node1")?,
+        );
+        placement.push(format!(
+            "core {dut}: node1 kxdp worker (busy poll, 1 worker)"
+        ));
+        if sink_point == SinkPoint::Pod {
+            processes.push(
+                bed.start_kxdp("node2", &options.kxdp, &[])
+                    .context("starting kxdp on node2")?,
+            );
+            placement.push(format!("core {other}: node2 kxdp worker (adaptive poll)"));
+        }
+    }
+
+    // The gateway's MAC as the sending pod resolves it.
+    let gateway = src.gateway.to_string();
+    let _ = src
+        .netns
+        .exec_output("ping", &["-c", "1", "-W", "1", &gateway]);
+    let gateway_mac = neighbour_mac(&src.netns, src.gateway)
+        .with_context(|| format!("src pod did not resolve its gateway {gateway}"))?;
+    if sink_point == SinkPoint::Pod {
+        // The path works before the sink takes the frames away.
+        let out = src.netns.exec_output(
+            "ping",
+            &["-c", "3", "-i", "0.2", "-W", "1", &dst.ip.to_string()],
+        )?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !text.contains(" 0% packet loss") && !text.contains(" 33% packet loss") {
+            bail!("src cannot reach dst before the measurement:\n{text}");
+        }
+    }
+
+    // A veth hands a frame to its peer's NAPI (where XDP and threaded NAPI
+    // act) only if the sending end has no TSO or the skb comes from a local
+    // socket (veth_skb_is_eligible_for_gro); otherwise it goes to the
+    // backlog of the transmitting CPU and bypasses the peer's XDP program.
+    // The testbed turns tx offloads off in kxdp pods and on every ul0; do
+    // the same for the ends that feed this measurement, on both paths.
+    src.netns.exec("ethtool", &["-K", POD_IF, "tx", "off"])?;
+    if sink_point == SinkPoint::Pod {
+        node2
+            .netns
+            .exec("ethtool", &["-K", &dst.host_interface, "tx", "off"])?;
+    }
+
+    let (sink_ns, sink_if, sink_what) = match sink_point {
+        SinkPoint::Underlay => (&node2.netns, UNDERLAY_IF, "node2/ul0"),
+        SinkPoint::Pod => (&dst.netns, POD_IF, "dst/eth0"),
+    };
+    let sink = Sink::attach(sink_ns, sink_if)?;
+    let napi = threaded_napi(sink_ns, sink_if, other, options.threaded_napi)?;
+    placement.push(format!(
+        "core {other}: {napi} (threaded NAPI of {sink_what}: counting sink)"
+    ));
+    match path {
+        RatePath::KernelVxlan => {
+            let host_if = &src.host_interface;
+            node1.netns.exec("ethtool", &["-K", host_if, "gro", "on"])?;
+            let napi = threaded_napi(&node1.netns, host_if, dut, options.threaded_napi)?;
+            placement.push(format!(
+                "core {dut}: {napi} (threaded NAPI of node1/{host_if}: the kernel's bridge, routing, vxlan encap, ul0 xmit)"
+            ));
+            if sink_point == SinkPoint::Pod {
+                node2
+                    .netns
+                    .exec("ethtool", &["-K", UNDERLAY_IF, "gro", "on"])?;
+                let napi = threaded_napi(&node2.netns, UNDERLAY_IF, other, options.threaded_napi)?;
+                placement.push(format!(
+                    "core {other}: {napi} (threaded NAPI of node2/ul0: vxlan decap, bridge, dst veth xmit)"
+                ));
+            }
+        }
+        RatePath::Kxdp => {
+            let host_if = &src.host_interface;
+            let napi = threaded_napi(&node1.netns, host_if, other, options.threaded_napi)?;
+            placement.push(format!(
+                "core {other}: {napi} (threaded NAPI of node1/{host_if}: XDP redirect, copy into kxdp's UMEM)"
+            ));
+            if sink_point == SinkPoint::Pod {
+                let napi = threaded_napi(&node2.netns, UNDERLAY_IF, other, options.threaded_napi)?;
+                placement.push(format!(
+                    "core {other}: {napi} (threaded NAPI of node2/ul0: XDP redirect into node2's kxdp)"
+                ));
+            }
+        }
+    }
+
+    let flows = FlowSpec {
+        src_mac: src.mac,
+        dst_mac: gateway_mac,
+        src_ip: src.ip,
+        dst_ip: dst.ip,
+        src_port: SRC_PORT,
+        dst_port: DST_PORT,
+        flows: options.flows.max(1),
+        frame_bytes: options.frame_bytes,
+    };
+    let encap_reader = EncapReader::new(&bed, path, &node1)?;
+    let mut generator = Generator::start(
+        &src.netns,
+        &flows,
+        &GeneratorOptions {
+            ifname: POD_IF.to_string(),
+            core: Some(other),
+            nice: None,
+        },
+    )?;
+    std::thread::sleep(Duration::from_secs_f64(options.warmup));
+    let before = snapshot(&generator, &sink, &encap_reader, &src.netns)?;
+    std::thread::sleep(Duration::from_secs_f64(options.seconds));
+    let after = snapshot(&generator, &sink, &encap_reader, &src.netns)?;
+    let totals = generator.stop()?;
+    if totals.completed == 0 {
+        bail!("the generator sent nothing");
+    }
+    for p in &mut processes {
+        if !p.is_running() {
+            bail!(
+                "kxdp on {} died during the measurement:\n{}",
+                p.node(),
+                p.log_tail(20)
+            );
+        }
+    }
+    let cycles = match path {
+        RatePath::Kxdp => encap_reader.worker_cycles_per_packet(),
+        RatePath::KernelVxlan => None,
+    };
+    drop(processes);
+    Ok(compute(
+        path, sink_point, round, options, &before, &after, cycles, placement,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compute(
+    path: RatePath,
+    sink: SinkPoint,
+    round: usize,
+    options: &RateOptions,
+    before: &Snapshot,
+    after: &Snapshot,
+    worker_cycles_per_packet: Option<f64>,
+    placement: Vec<String>,
+) -> RateSample {
+    let secs = |a: Instant, b: Instant| b.duration_since(a).as_secs_f64().max(1e-9);
+    let window = secs(before.at, after.at);
+    let generated = after.generated.saturating_sub(before.generated) as f64;
+    let received = after.sink_packets.saturating_sub(before.sink_packets) as f64;
+    let received_bytes = after.sink_bytes.saturating_sub(before.sink_bytes) as f64;
+    let encap = after.encap.1.saturating_sub(before.encap.1) as f64;
+    let encap_window = secs(before.encap.0, after.encap.0);
+    let dropped = after.gen_dropped.1.saturating_sub(before.gen_dropped.1) as f64;
+    let dropped_window = secs(before.gen_dropped.0, after.gen_dropped.0);
+    let cores = core_loads(&before.cpu, &after.cpu);
+    let busy_seconds = |core: usize| {
+        cores
+            .iter()
+            .find(|c| c.core == core)
+            .map_or(0.0, |c| c.busy * window)
+    };
+    let dut_busy = busy_seconds(options.dut_core);
+    let all_busy: f64 = cores.iter().map(|c| c.busy * window).sum();
+    let generator_cpu = (after.generator_cpu - before.generator_cpu).max(0.0);
+    let encap_pps = encap / encap_window;
+    let per_mpkt = |seconds: f64, packets: f64| {
+        if packets > 0.0 {
+            seconds / (packets / 1e6)
+        } else {
+            f64::NAN
+        }
+    };
+    RateSample {
+        path,
+        sink,
+        round,
+        seconds: window,
+        generator_tx_pps: generated / window,
+        generator_dropped_pps: dropped / dropped_window,
+        encap_pps,
+        received_pps: received / window,
+        received_frame_bytes: if received > 0.0 {
+            received_bytes / received
+        } else {
+            0.0
+        },
+        loss_pct: if generated > 0.0 {
+            (1.0 - received / generated) * 100.0
+        } else {
+            f64::NAN
+        },
+        dut_per_core_pps: if dut_busy > 0.0 {
+            encap_pps * window / dut_busy
+        } else {
+            f64::NAN
+        },
+        dut_cpu_s_per_mpkt: per_mpkt(dut_busy, encap_pps * window),
+        total_cpu_s_per_mpkt: per_mpkt((all_busy - generator_cpu).max(0.0), received),
+        cores,
+        worker_cycles_per_packet,
+        placement,
+    }
+}
+
+fn snapshot(
+    generator: &Generator,
+    sink: &Sink,
+    encap: &EncapReader,
+    src_ns: &Netns,
+) -> Result<Snapshot> {
+    let at = Instant::now();
+    let generated = generator.completed();
+    let count = sink.read()?;
+    let cpu = read_proc_stat()?;
+    let generator_cpu = generator.thread_cpu_seconds().unwrap_or(0.0);
+    let encap = (Instant::now(), encap.read()?);
+    let gen_dropped = (Instant::now(), link_stats(src_ns, POD_IF)?.tx_dropped);
+    Ok(Snapshot {
+        at,
+        generated,
+        generator_cpu,
+        sink_packets: count.packets,
+        sink_bytes: count.bytes,
+        cpu,
+        encap,
+        gen_dropped,
+    })
+}
+
+/// How node1's encapsulations are read.
+#[derive(Debug)]
+enum EncapReader {
+    /// kxdp's stats socket: the workers' `encapsulated` counters.
+    Kxdp(PathBuf),
+    /// Tx packets of the node's `flannel.<vni>` device.
+    Kernel(Netns, String),
+}
+
+impl EncapReader {
+    fn new(bed: &Testbed, path: RatePath, node1: &kxdp_control::testbed::Node) -> Result<Self> {
+        Ok(match path {
+            RatePath::Kxdp => {
+                let config = bed.node_config(&node1.name)?;
+                let socket = config
+                    .control
+                    .socket
+                    .clone()
+                    .ok_or_else(|| anyhow!("node1's configuration has no stats socket"))?;
+                EncapReader::Kxdp(PathBuf::from(socket))
+            }
+            RatePath::KernelVxlan => EncapReader::Kernel(node1.netns.clone(), flannel_device(VNI)),
+        })
+    }
+
+    fn read(&self) -> Result<u64> {
+        match self {
+            EncapReader::Kxdp(socket) => Ok(kxdp_stats(socket)?
+                .workers
+                .iter()
+                .map(|w| w.encapsulated)
+                .sum()),
+            EncapReader::Kernel(netns, device) => Ok(link_stats(netns, device)?.tx_packets),
+        }
+    }
+
+    fn worker_cycles_per_packet(&self) -> Option<f64> {
+        match self {
+            EncapReader::Kxdp(socket) => kxdp_stats(socket)
+                .ok()?
+                .workers
+                .first()
+                .map(|w| w.cycles_per_packet),
+            EncapReader::Kernel(..) => None,
+        }
+    }
+}
+
+fn kxdp_stats(socket: &Path) -> Result<kxdp_control::stats::NodeStats> {
+    kxdp_control::stats::fetch(socket)
+}
+
+/// The tx counters of an interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct LinkStats {
+    tx_packets: u64,
+    tx_dropped: u64,
+}
+
+fn link_stats(netns: &Netns, ifname: &str) -> Result<LinkStats> {
+    let json = netns.ip(&["-s", "-j", "link", "show", "dev", ifname])?;
+    parse_link_stats(&json).with_context(|| format!("no statistics for {ifname} in {json}"))
+}
+
+fn parse_link_stats(json: &str) -> Option<LinkStats> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let tx = v.get(0)?.get("stats64")?.get("tx")?;
+    Some(LinkStats {
+        tx_packets: tx.get("packets")?.as_u64()?,
+        tx_dropped: tx.get("dropped")?.as_u64()?,
+    })
+}
+
+/// The MAC `netns`'s neighbour table holds for `addr`.
+fn neighbour_mac(netns: &Netns, addr: Ipv4Addr) -> Result<MacAddr> {
+    let json = netns.ip(&["-j", "neigh", "show", "to", &addr.to_string()])?;
+    parse_neighbour_mac(&json).ok_or_else(|| anyhow!("no neighbour entry for {addr}: {json}"))
+}
+
+fn parse_neighbour_mac(json: &str) -> Option<MacAddr> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v.as_array()?
+        .iter()
+        .filter_map(|n| n.get("lladdr")?.as_str())
+        .find_map(|mac| mac.parse().ok())
+}
+
+/// Switch `ifname` in `netns` to threaded NAPI, pin its NAPI thread to
+/// `core` and make it SCHED_FIFO ([`NAPI_FIFO_PRIORITY`]); returns the thread's name and pid. The veth must already have an
+/// XDP program or GRO on (before that it has no NAPI instance).
+fn threaded_napi(netns: &Netns, ifname: &str, core: usize, enabled: bool) -> Result<String> {
+    if !enabled {
+        return Ok(format!(
+            "softirq of the transmitting CPU (not threaded; planned core {core})"
+        ));
+    }
+    let before = napi_threads(ifname);
+    // /sys/class/net shows the namespace sysfs was mounted in: `ip netns
+    // exec` mounts one for the namespace.
+    netns.exec(
+        "sh",
+        &["-c", &format!("echo 1 > /sys/class/net/{ifname}/threaded")],
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let new: Vec<(u32, String)> = napi_threads(ifname)
+            .into_iter()
+            .filter(|t| !before.contains(t))
+            .collect();
+        match new.as_slice() {
+            [(pid, name)] => {
+                let pid_s = pid.to_string();
+                kxdp_control::testbed::find_program("taskset")
+                    .ok_or_else(|| anyhow!("taskset (util-linux) is not installed"))?;
+                let out = std::process::Command::new("taskset")
+                    .args(["-pc", &core.to_string(), &pid_s])
+                    .output()
+                    .context("running taskset")?;
+                if !out.status.success() {
+                    bail!(
+                        "taskset -pc {core} {pid} failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                let out = std::process::Command::new("chrt")
+                    .args(["-f", "-p", &NAPI_FIFO_PRIORITY.to_string(), &pid_s])
+                    .output()
+                    .context("running chrt")?;
+                if !out.status.success() {
+                    bail!(
+                        "chrt -f -p {NAPI_FIFO_PRIORITY} {pid} failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                return Ok(format!(
+                    "{name} (pid {pid}, SCHED_FIFO {NAPI_FIFO_PRIORITY})"
+                ));
+            }
+            [] if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            [] => bail!("no NAPI thread appeared for {ifname} in {}", netns.name()),
+            more => bail!(
+                "{} new NAPI threads for {ifname} at once (another run?): {more:?}",
+                more.len()
+            ),
+        }
+    }
+}
+
+/// Kernel threads named `napi/<ifname>-<id>` (pid, name).
+fn napi_threads(ifname: &str) -> Vec<(u32, String)> {
+    let prefix = format!("napi/{ifname}-");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            let comm = comm.trim();
+            comm.starts_with(&prefix).then(|| (pid, comm.to_string()))
+        })
+        .collect()
+}
+
+/// Jiffies of one core from /proc/stat.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct CpuTimes {
+    core: usize,
+    total: u64,
+    idle: u64,
+    softirq: u64,
+}
+
+fn read_proc_stat() -> Result<Vec<CpuTimes>> {
+    let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    Ok(parse_proc_stat(&text))
+}
+
+fn parse_proc_stat(text: &str) -> Vec<CpuTimes> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let core: usize = fields.next()?.strip_prefix("cpu")?.parse().ok()?;
+            // user nice system idle iowait irq softirq steal (guest time is
+            // already inside user).
+            let v: Vec<u64> = fields.take(8).filter_map(|f| f.parse().ok()).collect();
+            if v.len() < 8 {
+                return None;
+            }
+            Some(CpuTimes {
+                core,
+                total: v.iter().sum(),
+                idle: v[3] + v[4],
+                softirq: v[6],
+            })
+        })
+        .collect()
+}
+
+fn core_loads(before: &[CpuTimes], after: &[CpuTimes]) -> Vec<CoreLoad> {
+    after
+        .iter()
+        .filter_map(|a| {
+            let b = before.iter().find(|b| b.core == a.core)?;
+            let total = a.total.saturating_sub(b.total) as f64;
+            if total <= 0.0 {
+                return None;
+            }
+            let idle = a.idle.saturating_sub(b.idle) as f64;
+            Some(CoreLoad {
+                core: a.core,
+                busy: ((total - idle) / total).clamp(0.0, 1.0),
+                softirq: a.softirq.saturating_sub(b.softirq) as f64 / total,
+            })
+        })
+        .collect()
+}
+
+/// The report as a table.
+pub fn table(report: &RateReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "packet rate: {}-byte UDP frames ({} on a wire), {} flows, {} round(s) of {:.1} s; \
+         median [min … max]",
+        report.frame_bytes,
+        report.frame_bytes + 4,
+        report.flows,
+        report.rounds,
+        report.seconds
+    );
+    let _ = writeln!(
+        s,
+        "cores: generator {} · dataplane under test (node1) {}",
+        report.generator_core, report.dut_core
+    );
+    let kpps = |f: &Figure| {
+        format!(
+            "{:.0} [{:.0}…{:.0}]",
+            f.median / 1e3,
+            f.min / 1e3,
+            f.max / 1e3
+        )
+    };
+    let plain = |f: &Figure, digits: usize| {
+        format!(
+            "{:.*} [{:.*}…{:.*}]",
+            digits, f.median, digits, f.min, digits, f.max
+        )
+    };
+    for sink in [SinkPoint::Underlay, SinkPoint::Pod] {
+        let rows: Vec<&RateSummary> = report.summaries.iter().filter(|r| r.sink == sink).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "\n{}", sink.label());
+        let _ = writeln!(
+            s,
+            "{:<14}{:>22}{:>22}{:>22}{:>18}{:>22}{:>20}{:>20}",
+            "path",
+            "gen tx kpps",
+            "node1 encap kpps",
+            "received kpps",
+            "loss %",
+            "DUT kpps/core",
+            "DUT cpu-s/Mpkt",
+            "total cpu-s/Mpkt"
+        );
+        for r in rows {
+            let _ = writeln!(
+                s,
+                "{:<14}{:>22}{:>22}{:>22}{:>18}{:>22}{:>20}{:>20}",
+                r.path.label(),
+                kpps(&r.generator_tx_pps),
+                kpps(&r.encap_pps),
+                kpps(&r.received_pps),
+                plain(&r.loss_pct, 1),
+                kpps(&r.dut_per_core_pps),
+                plain(&r.dut_cpu_s_per_mpkt, 2),
+                plain(&r.total_cpu_s_per_mpkt, 2),
+            );
+        }
+        for ratio in report.ratios.iter().filter(|r| r.sink == sink) {
+            let _ = writeln!(
+                s,
+                "kxdp / kernel-vxlan: received {:.2}×, per DUT core {:.2}×",
+                ratio.received_pps, ratio.dut_per_core_pps
+            );
+        }
+    }
+    if let Some(first) = report.samples.first() {
+        let _ = writeln!(
+            s,
+            "\nplacement ({} , {}):",
+            first.path.label(),
+            first.sink.label()
+        );
+        for line in &first.placement {
+            let _ = writeln!(s, "  {line}");
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn figures_are_median_min_max() {
+        let f = Figure::of([3.0, 1.0, 2.0]);
+        assert_eq!((f.median, f.min, f.max), (2.0, 1.0, 3.0));
+        let f = Figure::of([4.0, 1.0, 2.0, f64::NAN, 3.0]);
+        assert_eq!((f.median, f.min, f.max), (2.5, 1.0, 4.0));
+        assert_eq!(Figure::of([]), Figure::default());
+    }
+
+    #[test]
+    fn parses_proc_stat_and_computes_core_loads() {
+        let before = parse_proc_stat(
+            "cpu  10 0 10 80 0 0 0 0 0 0\n\
+             cpu0 100 0 50 800 50 0 10 0 0 0\n\
+             cpu1 0 0 0 1000 0 0 0 0 0 0\nintr 5\n",
+        );
+        assert_eq!(before.len(), 2, "the aggregate line is skipped");
+        let after = parse_proc_stat(
+            "cpu0 150 0 100 800 50 0 60 0 0 0\n\
+             cpu1 0 0 50 1050 0 0 0 0 0 0\n",
+        );
+        let loads = core_loads(&before, &after);
+        assert_eq!(loads.len(), 2);
+        assert_eq!(loads[0].core, 0);
+        assert!((loads[0].busy - 1.0).abs() < 1e-9, "{loads:?}");
+        assert!((loads[0].softirq - 50.0 / 150.0).abs() < 1e-9);
+        assert!((loads[1].busy - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn parses_ip_json() {
+        let link = r#"[{"ifname":"eth0","stats64":{"rx":{"packets":1},"tx":{"bytes":9,"packets":42,"dropped":7}}}]"#;
+        assert_eq!(
+            parse_link_stats(link),
+            Some(LinkStats {
+                tx_packets: 42,
+                tx_dropped: 7
+            })
+        );
+        assert_eq!(parse_link_stats("[]"), None);
+        let neigh = r#"[{"dst":"10.244.1.1","dev":"eth0","lladdr":"02:00:00:11:01:00","state":["REACHABLE"]}]"#;
+        assert_eq!(
+            parse_neighbour_mac(neigh),
+            Some(MacAddr([2, 0, 0, 0x11, 1, 0]))
+        );
+        assert_eq!(
+            parse_neighbour_mac(r#"[{"dst":"10.244.1.1","state":["FAILED"]}]"#),
+            None
+        );
+    }
+
+    fn sample(path: RatePath, sink: SinkPoint, rx: f64, per_core: f64) -> RateSample {
+        RateSample {
+            path,
+            sink,
+            round: 0,
+            seconds: 1.0,
+            generator_tx_pps: 1e6,
+            generator_dropped_pps: 0.0,
+            encap_pps: rx,
+            received_pps: rx,
+            received_frame_bytes: 64.0,
+            loss_pct: 0.0,
+            cores: Vec::new(),
+            dut_per_core_pps: per_core,
+            dut_cpu_s_per_mpkt: 1.0,
+            total_cpu_s_per_mpkt: 1.0,
+            worker_cycles_per_packet: None,
+            placement: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn summaries_and_ratios() {
+        let mut options = RateOptions::new(PathBuf::from("kxdp"));
+        options.sinks = vec![SinkPoint::Underlay];
+        let samples = vec![
+            sample(RatePath::Kxdp, SinkPoint::Underlay, 900.0, 1000.0),
+            sample(RatePath::KernelVxlan, SinkPoint::Underlay, 100.0, 200.0),
+            sample(RatePath::Kxdp, SinkPoint::Underlay, 1100.0, 1000.0),
+            sample(RatePath::KernelVxlan, SinkPoint::Underlay, 100.0, 200.0),
+        ];
+        let report = summarise(&options, samples);
+        assert_eq!(report.summaries.len(), 2);
+        let kxdp = report
+            .summaries
+            .iter()
+            .find(|s| s.path == RatePath::Kxdp)
+            .unwrap();
+        assert_eq!(kxdp.received_pps.median, 1000.0);
+        assert_eq!(kxdp.received_pps.min, 900.0);
+        assert_eq!(report.ratios.len(), 1);
+        assert!((report.ratios[0].received_pps - 10.0).abs() < 1e-9);
+        assert!((report.ratios[0].dut_per_core_pps - 5.0).abs() < 1e-9);
+        let t = table(&report);
+        assert!(t.contains("kernel-vxlan") && t.contains("10.00×"), "{t}");
+    }
+}

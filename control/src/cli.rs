@@ -59,7 +59,7 @@ pub enum Command {
     },
     /// Print per-worker counters and drops by reason of a running instance.
     Stats {
-        /// Node name (socket /run/kxdp/<node>.sock).
+        /// Node name (socket /run/kxdp/NODE.sock).
         #[arg(long, conflicts_with_all = ["socket", "config"])]
         node: Option<String>,
         /// Stats socket path.
@@ -156,7 +156,7 @@ pub struct ApiArgs {
     /// The node's configuration (its API socket).
     #[arg(long, short, conflicts_with_all = ["node", "server"])]
     pub config: Option<PathBuf>,
-    /// The node's name (/run/kxdp/<node>.api.sock).
+    /// The node's name (/run/kxdp/NODE.api.sock).
     #[arg(long, conflicts_with = "server")]
     pub node: Option<String>,
     /// The API over TCP with mutual TLS: https://HOST:PORT.

@@ -22,10 +22,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use kxdp_control::stats::{self, NodeStats};
+use kxdp_control::testbed::TopologySpec;
 use kxdp_control::testbed::{
     KxdpProcess, Netns, Node, NodeKind, Pod, RttResult, Testbed, READY_TIMEOUT,
 };
-use kxdp_control::testbed::{TestbedError, TopologySpec};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -99,19 +99,6 @@ impl Cluster {
         }
     }
 
-    /// The testbed, to change a node's configuration before starting kxdp.
-    pub fn tb_mut(&mut self) -> &mut Testbed {
-        match &mut self.testbed {
-            Some(tb) => tb,
-            None => panic!("the testbed is gone"),
-        }
-    }
-
-    /// The testbed's name prefix.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     /// Pod `name`.
     pub fn pod(&self, name: &str) -> &Pod {
         self.tb()
@@ -130,7 +117,8 @@ impl Cluster {
     /// [`Cluster::wait_forwarding`]) and remember the XDP programs it attached.
     pub fn start_kxdp(&mut self, node: &str) -> &mut KxdpProcess {
         let process = self
-            .try_start_kxdp(node)
+            .tb()
+            .start_kxdp(node, &self.binary, &[])
             .unwrap_or_else(|e| panic!("{}: starting kxdp on {node}: {e}", self.test));
         self.processes.insert(node.to_string(), process);
         self.remember_programs(node);
@@ -170,11 +158,6 @@ impl Cluster {
         );
     }
 
-    /// Start kxdp on `node` and hand the result back as it is.
-    pub fn try_start_kxdp(&self, node: &str) -> Result<KxdpProcess, TestbedError> {
-        self.tb().start_kxdp(node, &self.binary, &[])
-    }
-
     /// The kxdp process of `node`.
     pub fn process(&mut self, node: &str) -> &mut KxdpProcess {
         match self.processes.get_mut(node) {
@@ -187,11 +170,6 @@ impl Cluster {
         let netns = self.node(node).netns.clone();
         let ids: Vec<u32> = xdp_links(&netns).into_iter().map(|l| l.program).collect();
         self.programs.extend(ids);
-    }
-
-    /// The XDP programs kxdp attached on this testbed so far.
-    pub fn programs(&self) -> &BTreeSet<u32> {
-        &self.programs
     }
 
     /// The counters of the kxdp running on `node`, summed over workers.

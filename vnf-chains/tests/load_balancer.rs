@@ -1,0 +1,411 @@
+//! The load balancer: DNAT and reverse NAT with correct checksums (checked
+//! against frames etherparse builds with the translated addresses, and by
+//! full recomputation), connection affinity across endpoint changes, only
+//! the removed backend's flows moving, terminating endpoints, no endpoints,
+//! fragments.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use common::*;
+use kxdp_config::{EndpointSpec, Protocol};
+use kxdp_dataplane::packet::{self, L3};
+use kxdp_vnf_chains::{
+    ChainDropReason, ChainOutcome, ChainSet, ChainWorker, StageState, WorkerLimits,
+};
+use proptest::prelude::*;
+
+const VIP4: &str = "10.96.0.10";
+const VIP6: &str = "fd96::10";
+
+fn lb_model(vip: &str, endpoints: &[&str], proto: Protocol) -> Model {
+    let mut model = Model::new();
+    let mut svc = service("web", vip, 80, 8080, endpoints);
+    svc.ports[0].protocol = proto;
+    model.services = vec![svc];
+    model.chains = vec![chain(
+        "name: lb\ntenant: blue\nfunctions: [{type: load_balancer}]\n",
+    )];
+    model
+}
+
+/// Run one frame; return its outcome and the frame as it left.
+fn run(
+    worker: &mut ChainWorker,
+    set: &ChainSet,
+    now: u64,
+    frame: Vec<u8>,
+) -> (ChainOutcome, Vec<u8>) {
+    let mut ctx = [context(&frame, 0, 0)];
+    let mut frames = vec![frame];
+    worker.process(set, now, &mut ctx, &mut frames);
+    let out = frames.pop().unwrap();
+    // The context's metadata follows the rewrite.
+    if ctx[0].outcome == ChainOutcome::Pass {
+        assert_eq!(ctx[0].meta, packet::parse(&out).unwrap());
+    }
+    (ctx[0].outcome, out)
+}
+
+fn destination(frame: &[u8]) -> (IpAddr, u16) {
+    let meta = packet::parse(frame).unwrap();
+    let ip = match meta.l3 {
+        L3::Ipv4 { dst, .. } => IpAddr::V4(dst),
+        L3::Ipv6 { dst, .. } => IpAddr::V6(dst),
+        L3::Arp => panic!("arp"),
+    };
+    (ip, meta.dst_port)
+}
+
+#[test]
+fn dnat_and_reverse_nat_round_trip_with_correct_checksums() {
+    let cases = [
+        (
+            Protocol::Tcp,
+            VIP4,
+            "10.0.0.1",
+            ["10.1.0.1", "10.1.0.2", "10.1.0.3"],
+        ),
+        (
+            Protocol::Udp,
+            VIP4,
+            "10.0.0.1",
+            ["10.1.0.1", "10.1.0.2", "10.1.0.3"],
+        ),
+        (
+            Protocol::Tcp,
+            VIP6,
+            "fd00::1",
+            ["fd01::1", "fd01::2", "fd01::3"],
+        ),
+        (
+            Protocol::Udp,
+            VIP6,
+            "fd00::1",
+            ["fd01::1", "fd01::2", "fd01::3"],
+        ),
+    ];
+    for (proto, vip, client, endpoints) in cases {
+        let model = lb_model(vip, &endpoints, proto);
+        let set = model.compile(1, None);
+        let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+        for (n, payload) in [&b""[..], b"x", b"hello, world", &[0xff; 301]]
+            .into_iter()
+            .enumerate()
+        {
+            let cport = 40_000 + n as u16;
+            let request = frame(proto, client, cport, vip, 80, payload);
+            let (outcome, translated) = run(&mut worker, &set, 1, request);
+            assert_eq!(outcome, ChainOutcome::Pass);
+            let (backend, port) = destination(&translated);
+            assert_eq!(port, 8080);
+            assert!(
+                endpoints.contains(&backend.to_string().as_str()),
+                "{backend}"
+            );
+            // Exactly the frame etherparse builds for client → backend:8080.
+            let expected = frame(proto, client, cport, &backend.to_string(), 8080, payload);
+            assert_eq!(
+                translated,
+                expected,
+                "{proto:?} {vip} payload {}",
+                payload.len()
+            );
+            assert_checksums_valid(&translated);
+            // The backend's reply gets the service's address back.
+            let reply = frame(proto, &backend.to_string(), 8080, client, cport, payload);
+            let (outcome, back) = run(&mut worker, &set, 2, reply);
+            assert_eq!(outcome, ChainOutcome::Pass);
+            assert_eq!(back, frame(proto, vip, 80, client, cport, payload));
+            assert_checksums_valid(&back);
+        }
+        match worker.stage_state("lb", 0) {
+            Some(StageState::LoadBalancer(lb)) => {
+                assert_eq!(
+                    (lb.connections, lb.translated, lb.reverse_translated),
+                    (4, 4, 4)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn udp_without_checksum_stays_without() {
+    let model = lb_model(VIP4, &["10.1.0.1"], Protocol::Udp);
+    let set = model.compile(1, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let mut request = frame(Protocol::Udp, "10.0.0.1", 5353, VIP4, 80, b"abc");
+    request[14 + 20 + 6..14 + 20 + 8].fill(0);
+    let (outcome, translated) = run(&mut worker, &set, 1, request);
+    assert_eq!(outcome, ChainOutcome::Pass);
+    assert_eq!(&translated[40..42], &[0, 0]);
+    let mut expected = frame(Protocol::Udp, "10.0.0.1", 5353, "10.1.0.1", 8080, b"abc");
+    expected[40..42].fill(0);
+    assert_eq!(translated, expected);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random addresses, ports and payloads: checksums stay right both ways.
+    #[test]
+    fn translated_checksums_are_valid(
+        client in any::<u32>(),
+        cport in 1u16..,
+        tcp in any::<bool>(),
+        payload in proptest::collection::vec(any::<u8>(), 0..200),
+        endpoint in any::<u32>(),
+        target in 1u16..,
+    ) {
+        let proto = if tcp { Protocol::Tcp } else { Protocol::Udp };
+        let client = std::net::Ipv4Addr::from(client).to_string();
+        let endpoint = std::net::Ipv4Addr::from(endpoint).to_string();
+        prop_assume!(client != VIP4 && endpoint != VIP4 && client != endpoint);
+        let mut model = lb_model(VIP4, &[&endpoint], proto);
+        model.services[0].ports[0].target_port = Some(target);
+        let set = model.compile(1, None);
+        let mut worker = ChainWorker::new(&set, WorkerLimits { flow_capacity: 64, ..WorkerLimits::default() }, 0);
+        let (_, translated) = run(&mut worker, &set, 1, frame(proto, &client, cport, VIP4, 80, &payload));
+        prop_assert_eq!(&translated, &frame(proto, &client, cport, &endpoint, target, &payload));
+        assert_checksums_valid(&translated);
+        let (_, back) = run(&mut worker, &set, 2, frame(proto, &endpoint, target, &client, cport, &payload));
+        prop_assert_eq!(&back, &frame(proto, VIP4, 80, &client, cport, &payload));
+        assert_checksums_valid(&back);
+    }
+}
+
+/// Backend (as a string) of each flow's next packet.
+fn backends_of(worker: &mut ChainWorker, set: &ChainSet, now: u64, flows: &[u16]) -> Vec<String> {
+    flows
+        .iter()
+        .map(|&cport| {
+            let (outcome, out) = run(
+                worker,
+                set,
+                now,
+                frame(Protocol::Tcp, "10.0.0.1", cport, VIP4, 80, b"x"),
+            );
+            assert_eq!(outcome, ChainOutcome::Pass);
+            destination(&out).0.to_string()
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Removing a backend moves only its flows: with the worker's
+    /// connections (existing flows), and also for a worker that never saw
+    /// the flows (the Maglev table itself changes only the removed
+    /// backend's slots). And the removed backend gets nothing new.
+    #[test]
+    fn removing_a_backend_moves_only_its_flows(
+        endpoints in proptest::collection::btree_set(1u8..=250, 2..24),
+        pick in any::<prop::sample::Index>(),
+    ) {
+        let endpoints: Vec<String> = endpoints.iter().map(|e| format!("10.1.0.{e}")).collect();
+        let refs: Vec<&str> = endpoints.iter().map(String::as_str).collect();
+        let mut model = lb_model(VIP4, &refs, Protocol::Tcp);
+        let set = model.compile(1, None);
+        let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+        let flows: Vec<u16> = (0..600).map(|i| 20_000 + i).collect();
+        let before = backends_of(&mut worker, &set, 1, &flows);
+        // Every backend gets some flows.
+        let used: BTreeSet<&String> = before.iter().collect();
+        prop_assert_eq!(used.len(), endpoints.len().min(flows.len()));
+
+        let removed = endpoints[pick.index(endpoints.len())].clone();
+        model.services[0].endpoints.retain(|e| e.ip.to_string() != removed);
+        let set2 = model.compile(2, Some(&set));
+        let after = backends_of(&mut worker, &set2, 2, &flows);
+        let mut fresh_worker = ChainWorker::new(&set2, WorkerLimits::default(), 0);
+        let fresh = backends_of(&mut fresh_worker, &set2, 2, &flows);
+        for ((b, a), f) in before.iter().zip(&after).zip(&fresh) {
+            prop_assert_ne!(a, &removed);
+            prop_assert_ne!(f, &removed);
+            if *b != removed {
+                prop_assert_eq!(a, b, "an existing flow of a remaining backend moved");
+                prop_assert_eq!(f, b, "the table moved a remaining backend's slot");
+            }
+        }
+        prop_assert!(before.contains(&removed));
+    }
+}
+
+fn endpoint(ip: &str, ready: bool, serving: bool) -> EndpointSpec {
+    EndpointSpec {
+        ip: ip.parse().unwrap(),
+        pod: None,
+        node: None,
+        ready,
+        serving,
+        terminating: !ready,
+    }
+}
+
+#[test]
+fn terminating_endpoints_keep_their_connections_only() {
+    let mut model = lb_model(VIP4, &["10.1.0.1", "10.1.0.2"], Protocol::Tcp);
+    let set = model.compile(1, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let flows: Vec<u16> = (30_000..30_200).collect();
+    let before = backends_of(&mut worker, &set, 1, &flows);
+    assert!(before.iter().any(|b| b == "10.1.0.1") && before.iter().any(|b| b == "10.1.0.2"));
+    // 10.1.0.1 terminates: still serving, no longer ready.
+    model.services[0].endpoints = vec![
+        endpoint("10.1.0.1", false, true),
+        endpoint("10.1.0.2", true, true),
+    ];
+    let set2 = model.compile(2, Some(&set));
+    assert_eq!(
+        backends_of(&mut worker, &set2, 2, &flows),
+        before,
+        "existing connections stay"
+    );
+    let new_flows: Vec<u16> = (40_000..40_200).collect();
+    assert!(backends_of(&mut worker, &set2, 3, &new_flows)
+        .iter()
+        .all(|b| b == "10.1.0.2"));
+    // Then it stops serving: its connections move.
+    model.services[0].endpoints = vec![
+        endpoint("10.1.0.1", false, false),
+        endpoint("10.1.0.2", true, true),
+    ];
+    let set3 = model.compile(3, Some(&set2));
+    assert!(backends_of(&mut worker, &set3, 4, &flows)
+        .iter()
+        .all(|b| b == "10.1.0.2"));
+    match worker.stage_state("lb", 0) {
+        Some(StageState::LoadBalancer(lb)) => {
+            let moved = before.iter().filter(|b| *b == "10.1.0.1").count() as u64;
+            assert_eq!(lb.moved, moved);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn replies_follow_a_moved_connection() {
+    let mut model = lb_model(VIP4, &["10.1.0.1"], Protocol::Tcp);
+    let set = model.compile(1, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let request = frame(Protocol::Tcp, "10.0.0.1", 1234, VIP4, 80, b"q");
+    assert_eq!(
+        destination(&run(&mut worker, &set, 1, request.clone()).1)
+            .0
+            .to_string(),
+        "10.1.0.1"
+    );
+    model.services[0].endpoints = vec![endpoint("10.1.0.2", true, true)];
+    let set2 = model.compile(2, Some(&set));
+    assert_eq!(
+        destination(&run(&mut worker, &set2, 2, request).1)
+            .0
+            .to_string(),
+        "10.1.0.2"
+    );
+    let reply = frame(Protocol::Tcp, "10.1.0.2", 8080, "10.0.0.1", 1234, b"r");
+    let (outcome, back) = run(&mut worker, &set2, 3, reply);
+    assert_eq!(outcome, ChainOutcome::Pass);
+    assert_eq!(back, frame(Protocol::Tcp, VIP4, 80, "10.0.0.1", 1234, b"r"));
+}
+
+#[test]
+fn no_ready_endpoint_drops_new_connections() {
+    let model = lb_model(VIP4, &[], Protocol::Tcp);
+    let set = model.compile(1, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let (outcome, _) = run(
+        &mut worker,
+        &set,
+        1,
+        frame(Protocol::Tcp, "10.0.0.1", 1, VIP4, 80, b""),
+    );
+    assert_eq!(
+        outcome,
+        ChainOutcome::Drop(ChainDropReason::NoServiceEndpoint)
+    );
+    // Other ports of the address and other addresses pass untouched.
+    let other = frame(Protocol::Tcp, "10.0.0.1", 1, VIP4, 81, b"");
+    assert_eq!(
+        run(&mut worker, &set, 1, other.clone()),
+        (ChainOutcome::Pass, other)
+    );
+    let stats = worker.stats();
+    assert_eq!(
+        stats[0]
+            .counters
+            .drops_for(ChainDropReason::NoServiceEndpoint),
+        1
+    );
+}
+
+#[test]
+fn non_first_fragments_to_a_service_are_dropped() {
+    let model = lb_model(VIP4, &["10.1.0.1"], Protocol::Udp);
+    let set = model.compile(1, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let mut fragment = frame(Protocol::Udp, "10.0.0.1", 1, VIP4, 80, b"12345678");
+    // Fragment offset 1 (8 bytes), then a fresh header checksum.
+    fragment[14 + 6..14 + 8].copy_from_slice(&1u16.to_be_bytes());
+    fragment[14 + 10..14 + 12].fill(0);
+    let sum = kxdp_dataplane::packet::checksum::ipv4_header(&fragment[14..34]);
+    fragment[14 + 10..14 + 12].copy_from_slice(&sum.to_be_bytes());
+    let (outcome, _) = run(&mut worker, &set, 1, fragment);
+    assert_eq!(
+        outcome,
+        ChainOutcome::Drop(ChainDropReason::ServiceFragment)
+    );
+}
+
+#[test]
+fn a_load_balancer_balances_only_the_services_it_names() {
+    let mut model = lb_model(VIP4, &["10.1.0.1"], Protocol::Tcp);
+    model
+        .services
+        .push(service("other", "10.96.0.11", 80, 8080, &["10.1.0.9"]));
+    model.chains = vec![chain(
+        "name: lb\ntenant: blue\nfunctions: [{type: load_balancer, services: [default/web]}]\n",
+    )];
+    let set = model.compile(1, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let web = run(
+        &mut worker,
+        &set,
+        1,
+        frame(Protocol::Tcp, "10.0.0.1", 1, VIP4, 80, b""),
+    )
+    .1;
+    assert_eq!(destination(&web).0.to_string(), "10.1.0.1");
+    let other = frame(Protocol::Tcp, "10.0.0.1", 1, "10.96.0.11", 80, b"");
+    assert_eq!(run(&mut worker, &set, 1, other.clone()).1, other);
+    // Unknown names are refused.
+    model.chains = vec![chain(
+        "name: lb\ntenant: blue\nfunctions: [{type: load_balancer, services: [default/nope]}]\n",
+    )];
+    assert!(ChainSet::compile(&model.input(), 2, small_tables(), None).is_err());
+}
+
+#[test]
+fn load_spreads_evenly_over_backends() {
+    let endpoints: Vec<String> = (1..=5).map(|i| format!("10.1.0.{i}")).collect();
+    let refs: Vec<&str> = endpoints.iter().map(String::as_str).collect();
+    let model = lb_model(VIP4, &refs, Protocol::Tcp);
+    let set = model.compile(1, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let flows: Vec<u16> = (1..=50_000).collect();
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for b in backends_of(&mut worker, &set, 1, &flows) {
+        *count.entry(b).or_default() += 1;
+    }
+    assert_eq!(count.len(), 5);
+    for (b, n) in count {
+        // 10 000 expected each; a binomial's 5 sigma is about 450.
+        assert!((9_500..=10_500).contains(&n), "{b}: {n}");
+    }
+}

@@ -1,0 +1,599 @@
+//! The executor: whole chains in memory — policy → policer → external VNF →
+//! load balancer, symmetric return traffic, the VNF failure policies,
+//! mirroring, counters that add up, and live swaps.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use kxdp_config::{
+    EndpointSpec, LabelSelector, NetworkPolicySpec, PolicyPeer, PolicyRule, Protocol,
+};
+use kxdp_dataplane::packet::{self, L3};
+use kxdp_vnf_chains::external::VnfStatus;
+use kxdp_vnf_chains::{
+    ChainDropReason, ChainOutcome, ChainSet, ChainStats, ChainWorker, Direction, PacketContext,
+    StageState, WorkerLimits,
+};
+use proptest::prelude::*;
+
+const MS: u64 = 1_000_000;
+const VIP: &str = "10.96.0.10";
+const CLIENT: &str = "10.0.0.1";
+// Ports: p0 client pod, p1 into the VNF, p2 back from the VNF, p3 backend
+// pods, p5 the mirror tap.
+const TO_VNF: u16 = 1;
+const FROM_VNF: u16 = 2;
+const BACKENDS: u16 = 3;
+
+/// The issue's chain: policy → policer → external VNF → load balancer to a
+/// service with three backends. Clients (app=client) may reach backends
+/// (app=web) on 8080; the VNF pod has no policy role.
+fn issue_model(symmetric: bool, failure: &str) -> Model {
+    let mut model = Model::new();
+    model.pods = vec![
+        pod("client", "default", CLIENT, &[("app", "client")]),
+        pod("intruder", "default", "10.0.0.66", &[("app", "intruder")]),
+        pod("web1", "default", "10.1.0.1", &[("app", "web")]),
+        pod("web2", "default", "10.1.0.2", &[("app", "web")]),
+        pod("web3", "default", "10.1.0.3", &[("app", "web")]),
+    ];
+    model.services = vec![service(
+        "web",
+        VIP,
+        80,
+        8080,
+        &["10.1.0.1", "10.1.0.2", "10.1.0.3"],
+    )];
+    model.policies = vec![
+        NetworkPolicySpec {
+            name: "web".into(),
+            namespace: "default".into(),
+            pod_selector: LabelSelector {
+                match_labels: labels(&[("app", "web")]),
+                match_expressions: vec![],
+            },
+            policy_types: vec![],
+            ingress: vec![PolicyRule {
+                peers: vec![PolicyPeer {
+                    pod_selector: Some(LabelSelector {
+                        match_labels: labels(&[("app", "client")]),
+                        match_expressions: vec![],
+                    }),
+                    ..PolicyPeer::default()
+                }],
+                ports: vec![],
+            }],
+            egress: vec![],
+        },
+        NetworkPolicySpec {
+            // Before the load balancer the policy sees the ClusterIP (no pod):
+            // the intruder is stopped by its own egress policy (DNS only).
+            name: "intruder".into(),
+            namespace: "default".into(),
+            pod_selector: LabelSelector {
+                match_labels: labels(&[("app", "intruder")]),
+                match_expressions: vec![],
+            },
+            policy_types: vec![kxdp_config::PolicyType::Egress],
+            ingress: vec![],
+            egress: vec![PolicyRule {
+                peers: vec![],
+                ports: vec![kxdp_config::PolicyPort {
+                    protocol: Protocol::Udp,
+                    port: Some(53),
+                    end_port: None,
+                }],
+            }],
+        },
+    ];
+    model.chains = vec![chain(&format!(
+        "name: web\ntenant: blue\nsymmetric: {symmetric}\n\
+         classifier: {{dst: 10.96.0.0/16, protocol: tcp}}\n\
+         functions:\n\
+         - {{type: policy}}\n\
+         - {{type: policer, rate_pps: 1000000, burst: 1000}}\n\
+         - {{type: external, to_interface: p1, from_interface: p2, failure: {failure}, timeout_ms: 200}}\n\
+         - {{type: load_balancer}}\n"
+    ))];
+    model
+}
+
+struct Harness {
+    set: ChainSet,
+    worker: ChainWorker,
+}
+
+impl Harness {
+    fn new(model: &Model) -> Self {
+        let set = model.compile(1, None);
+        let worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+        Harness { set, worker }
+    }
+
+    /// One frame arriving on `port` (tenant as that port's pod would have).
+    fn send(&mut self, now: u64, port: u16, frame: Vec<u8>) -> (PacketContext, Vec<u8>) {
+        let mut ctx = [context(&frame, port, if port == FROM_VNF { 1 } else { 0 })];
+        let mut frames = vec![frame];
+        self.worker.process(&self.set, now, &mut ctx, &mut frames);
+        (ctx[0], frames.pop().unwrap())
+    }
+
+    fn stats(&self) -> ChainStats {
+        self.worker.stats().remove(0)
+    }
+}
+
+fn dst_of(frame: &[u8]) -> String {
+    match packet::parse(frame).unwrap().l3 {
+        L3::Ipv4 { dst, .. } => dst.to_string(),
+        _ => panic!(),
+    }
+}
+
+#[test]
+fn policy_policer_vnf_and_load_balancer() {
+    let mut h = Harness::new(&issue_model(false, "fail_closed"));
+    let request = frame(Protocol::Tcp, CLIENT, 40000, VIP, 80, b"GET /");
+    // Into the VNF, untouched.
+    let (ctx, out) = h.send(1, 0, request.clone());
+    assert_eq!(ctx.outcome, ChainOutcome::Redirect(TO_VNF));
+    assert_eq!(out, request);
+    // Back from the VNF: resumes after the hop, balanced.
+    let (ctx, out) = h.send(2, FROM_VNF, out);
+    assert_eq!(ctx.outcome, ChainOutcome::Pass);
+    assert_eq!(ctx.tenant, 0, "the chain's tenant, not the VNF port's");
+    let backend = dst_of(&out);
+    assert!(["10.1.0.1", "10.1.0.2", "10.1.0.3"].contains(&backend.as_str()));
+    assert_checksums_valid(&out);
+    // The backend's reply: not a symmetric chain, so only the load balancer
+    // sees it (no VNF, no policy).
+    let reply = frame(Protocol::Tcp, &backend, 8080, CLIENT, 40000, b"200 OK");
+    let (ctx, out) = h.send(3, BACKENDS, reply);
+    assert_eq!(ctx.outcome, ChainOutcome::Pass);
+    assert_eq!(ctx.direction, Direction::Reply);
+    assert_eq!(out, frame(Protocol::Tcp, VIP, 80, CLIENT, 40000, b"200 OK"));
+    // A pod the policy does not allow is dropped before the VNF.
+    let intruder = frame(Protocol::Tcp, "10.0.0.66", 40000, VIP, 80, b"GET /");
+    let (ctx, _) = h.send(4, 0, intruder);
+    assert_eq!(
+        ctx.outcome,
+        ChainOutcome::Drop(ChainDropReason::PolicyDenied)
+    );
+
+    let stats = h.stats();
+    let c = stats.counters;
+    assert_eq!((c.packets, c.resumed, c.reply_packets), (3, 1, 1));
+    assert_eq!((c.passed, c.dropped, c.redirected), (2, 1, 1));
+    assert_eq!(c.drops_for(ChainDropReason::PolicyDenied), 1);
+    let kinds: Vec<&str> = stats.stages.iter().map(|s| s.0).collect();
+    assert_eq!(kinds, ["policy", "policer", "external", "load_balancer"]);
+    let s: Vec<_> = stats.stages.iter().map(|s| s.1).collect();
+    assert_eq!((s[0].packets, s[0].passed, s[0].dropped), (2, 1, 1));
+    assert_eq!((s[1].packets, s[1].passed), (1, 1));
+    assert_eq!((s[2].packets, s[2].redirected), (1, 1));
+    // The resumed request and the reply.
+    assert_eq!((s[3].packets, s[3].passed), (2, 2));
+}
+
+#[test]
+fn symmetric_chain_runs_return_traffic_in_reverse() {
+    let mut h = Harness::new(&issue_model(true, "fail_closed"));
+    let request = frame(Protocol::Tcp, CLIENT, 40000, VIP, 80, b"GET /");
+    let (_, out) = h.send(1, 0, request);
+    let (ctx, out) = h.send(2, FROM_VNF, out);
+    assert_eq!(ctx.outcome, ChainOutcome::Pass);
+    let backend = dst_of(&out);
+    // Reply: load balancer first (translated back), then into the VNF the
+    // other way round (out of its from-interface)...
+    let reply = frame(Protocol::Tcp, &backend, 8080, CLIENT, 40000, b"200 OK");
+    let (ctx, out) = h.send(3, BACKENDS, reply);
+    assert_eq!(ctx.outcome, ChainOutcome::Redirect(FROM_VNF));
+    assert_eq!(ctx.direction, Direction::Reply);
+    let translated = frame(Protocol::Tcp, VIP, 80, CLIENT, 40000, b"200 OK");
+    assert_eq!(out, translated);
+    // ...back on its to-interface, then the policer and the policy (which
+    // knows the connection) in reverse.
+    let mut ctx = [context(&out, TO_VNF, 1)];
+    let mut frames = vec![out];
+    h.worker.process(&h.set, 4, &mut ctx, &mut frames);
+    assert_eq!(ctx[0].outcome, ChainOutcome::Pass);
+    assert_eq!(ctx[0].direction, Direction::Reply);
+    assert_eq!(frames[0], translated);
+    let s: Vec<_> = h.stats().stages.iter().map(|s| s.1).collect();
+    // Each stage saw the request and the reply once.
+    assert!(s.iter().all(|s| s.packets == 2), "{s:?}");
+    assert_eq!(h.stats().counters.resumed, 2);
+}
+
+#[test]
+fn dead_vnf_fail_closed_drops_and_recovers() {
+    let mut h = Harness::new(&issue_model(false, "fail_closed"));
+    let mut outcomes = Vec::new();
+    // One new connection per ms for 300 ms; the VNF returns nothing.
+    for t in 1..=300u64 {
+        let request = frame(Protocol::Tcp, CLIENT, 10_000 + t as u16, VIP, 80, b"x");
+        outcomes.push(h.send(t * MS, 0, request).0.outcome);
+    }
+    let redirected = outcomes
+        .iter()
+        .filter(|o| **o == ChainOutcome::Redirect(TO_VNF))
+        .count();
+    let dropped = outcomes
+        .iter()
+        .filter(|o| **o == ChainOutcome::Drop(ChainDropReason::VnfDown))
+        .count();
+    // Up for the first 200 ms (+1: the timeout must be exceeded), then down.
+    assert_eq!((redirected, dropped), (201, 99));
+    assert_eq!(h.stats().counters.drops_for(ChainDropReason::VnfDown), 99);
+    match h.worker.stage_state("web", 2) {
+        Some(StageState::External(e)) => assert_eq!(e.status(), VnfStatus::Down),
+        other => panic!("{other:?}"),
+    }
+    // The VNF answers again (a probe comes back): traffic flows through it.
+    let request = frame(Protocol::Tcp, CLIENT, 50_000, VIP, 80, b"x");
+    // Down at 202 ms: the first probe goes a timeout later.
+    let (ctx, _) = h.send(401 * MS, 0, request.clone());
+    assert_eq!(ctx.outcome, ChainOutcome::Drop(ChainDropReason::VnfDown));
+    let (ctx, out) = h.send(402 * MS, 0, request);
+    assert_eq!(ctx.outcome, ChainOutcome::Redirect(TO_VNF), "a probe");
+    assert_eq!(
+        h.send(403 * MS, FROM_VNF, out).0.outcome,
+        ChainOutcome::Pass
+    );
+    let request = frame(Protocol::Tcp, CLIENT, 50_001, VIP, 80, b"x");
+    assert_eq!(
+        h.send(404 * MS, 0, request).0.outcome,
+        ChainOutcome::Redirect(TO_VNF)
+    );
+}
+
+#[test]
+fn dead_vnf_fail_open_bypasses_the_hop() {
+    let mut h = Harness::new(&issue_model(false, "fail_open"));
+    for t in 1..=201u64 {
+        let request = frame(Protocol::Tcp, CLIENT, 10_000 + t as u16, VIP, 80, b"x");
+        assert_eq!(
+            h.send(t * MS, 0, request).0.outcome,
+            ChainOutcome::Redirect(TO_VNF)
+        );
+    }
+    // Down: the chain continues past the hop, to the load balancer.
+    let request = frame(Protocol::Tcp, CLIENT, 20_000, VIP, 80, b"x");
+    let (ctx, out) = h.send(202 * MS, 0, request);
+    assert_eq!(ctx.outcome, ChainOutcome::Pass);
+    assert!(dst_of(&out).starts_with("10.1.0."));
+    let stats = h.stats();
+    assert_eq!(stats.stages[2].1.passed, 1, "bypassed");
+    assert_eq!(stats.counters.dropped, 0);
+}
+
+#[test]
+fn mirror_copies_the_frame_as_it_is_at_its_place() {
+    let mut model = Model::new();
+    model.services = vec![service("web", VIP, 80, 8080, &["10.1.0.1"])];
+    model.chains = vec![chain(
+        "name: tap\ntenant: blue\nfunctions: [{type: mirror, interface: p5}, {type: load_balancer}, {type: mirror, interface: p6}]\n",
+    )];
+    let set = model.compile(1, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let request = frame(Protocol::Tcp, CLIENT, 40000, VIP, 80, b"x");
+    let mut frames = TestFrames {
+        frames: vec![request.clone()],
+        mirrored: vec![],
+    };
+    let mut ctx = [context(&request, 0, 0)];
+    worker.process(&set, 1, &mut ctx, &mut frames);
+    assert_eq!(ctx[0].outcome, ChainOutcome::Pass);
+    let translated = frame(Protocol::Tcp, CLIENT, 40000, "10.1.0.1", 8080, b"x");
+    assert_eq!(frames.frames[0], translated);
+    assert_eq!(frames.mirrored, vec![(5, request), (6, translated)]);
+    let stats = worker.stats();
+    assert_eq!(stats[0].stages[0].1.mirrored, 1);
+    // Frames that cannot be copied are counted, the original goes on.
+    let mut plain = vec![frame(Protocol::Tcp, CLIENT, 40001, VIP, 80, b"x")];
+    let mut ctx = [context(&plain[0], 0, 0)];
+    worker.process(&set, 2, &mut ctx, &mut plain);
+    assert_eq!(ctx[0].outcome, ChainOutcome::Pass);
+    assert_eq!(worker.stats()[0].stages[0].1.mirror_failed, 1);
+}
+
+#[test]
+fn arp_and_other_tenants_are_no_chains_business() {
+    let mut h = Harness::new(&issue_model(false, "fail_closed"));
+    let mut arp = vec![0u8; 42];
+    arp[..6].fill(0xff);
+    arp[6..12].copy_from_slice(&CLIENT_MAC);
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    arp[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    let (ctx, _) = h.send(1, 0, arp);
+    assert_eq!(ctx.outcome, ChainOutcome::NoChain);
+    let red = frame(Protocol::Tcp, CLIENT, 1, VIP, 80, b"x");
+    let mut ctx = [context(&red, 0, 1)];
+    h.worker.process(&h.set, 2, &mut ctx, &mut vec![red]);
+    assert_eq!(ctx[0].outcome, ChainOutcome::NoChain);
+    assert_eq!(h.stats().counters.packets, 0);
+}
+
+/// A batch mixing chains, directions, drops and no-chain packets, larger
+/// than the worker's batch size.
+#[test]
+fn mixed_batches() {
+    let mut model = issue_model(false, "fail_closed");
+    model.chains.push(chain(
+        "name: dns\ntenant: blue\nclassifier: {protocol: udp, dst_ports: {first: 53, last: 53}}\nfunctions: [{type: counter}]\n",
+    ));
+    let set = model.compile(1, None);
+    let mut worker = ChainWorker::new(
+        &set,
+        WorkerLimits {
+            batch_size: 4,
+            ..WorkerLimits::default()
+        },
+        0,
+    );
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    for i in 0..40u16 {
+        frames.push(match i % 4 {
+            0 => frame(Protocol::Tcp, CLIENT, 1000 + i, VIP, 80, b"x"),
+            1 => frame(Protocol::Udp, CLIENT, 1000 + i, "10.0.0.53", 53, b"x"),
+            2 => frame(Protocol::Tcp, "10.0.0.66", 1000 + i, VIP, 80, b"x"),
+            _ => frame(Protocol::Udp, CLIENT, 1000 + i, "10.0.0.9", 9, b"x"),
+        });
+    }
+    let mut contexts: Vec<_> = frames.iter().map(|f| context(f, 0, 0)).collect();
+    worker.process(&set, 1, &mut contexts, &mut frames);
+    for (i, c) in contexts.iter().enumerate() {
+        let expected = match i % 4 {
+            0 => ChainOutcome::Redirect(TO_VNF),
+            1 => ChainOutcome::Pass,
+            2 => ChainOutcome::Drop(ChainDropReason::PolicyDenied),
+            _ => ChainOutcome::NoChain,
+        };
+        assert_eq!(c.outcome, expected, "packet {i}");
+    }
+    let stats = worker.stats();
+    assert_eq!(stats[0].counters.packets, 20);
+    assert_eq!(stats[1].counters.packets, 10);
+}
+
+#[test]
+fn swaps_keep_the_state_of_unchanged_stages() {
+    let mut model = issue_model(false, "fail_closed");
+    // No VNF in this one: policy → policer → load balancer.
+    model.chains = vec![chain(
+        "name: web\ntenant: blue\nclassifier: {dst: 10.96.0.0/16}\n\
+         functions: [{type: policy}, {type: policer, rate_pps: 1000, burst: 100, per: class}, {type: load_balancer}]\n",
+    )];
+    let set = model.compile(1, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let flows: Vec<u16> = (0..60).map(|i| 30_000 + i).collect();
+    let mut backends = Vec::new();
+    for &cport in &flows {
+        let mut f = vec![frame(Protocol::Tcp, CLIENT, cport, VIP, 80, b"x")];
+        let mut ctx = [context(&f[0], 0, 0)];
+        worker.process(&set, 1, &mut ctx, &mut f);
+        assert_eq!(ctx[0].outcome, ChainOutcome::Pass);
+        backends.push(dst_of(&f[0]));
+    }
+    // A new snapshot: a counter in front, another chain, new endpoints. The
+    // policy, policer and load balancer specs are unchanged.
+    model.chains[0]
+        .functions
+        .insert(0, kxdp_config::FunctionSpec::Counter);
+    model.chains.push(chain(
+        "name: other\ntenant: blue\nclassifier: {protocol: udp}\nfunctions: [{type: counter}]\n",
+    ));
+    model.services[0].endpoints.push(EndpointSpec {
+        ip: "10.1.0.4".parse().unwrap(),
+        pod: None,
+        node: None,
+        ready: true,
+        serving: true,
+        terminating: false,
+    });
+    let set2 = model.compile(2, Some(&set));
+    // The policer's bucket carried over: 100 burst − 60 used = 40 left at the
+    // same instant; the load balancer's connections too.
+    let mut outcomes = Vec::new();
+    for (i, &cport) in flows.iter().enumerate() {
+        let mut f = vec![frame(Protocol::Tcp, CLIENT, cport, VIP, 80, b"x")];
+        let mut ctx = [context(&f[0], 0, 0)];
+        worker.process(&set2, 1, &mut ctx, &mut f);
+        outcomes.push(ctx[0].outcome);
+        if ctx[0].outcome == ChainOutcome::Pass {
+            assert_eq!(dst_of(&f[0]), backends[i], "flow {i} kept its backend");
+        }
+    }
+    let passed = outcomes
+        .iter()
+        .filter(|o| **o == ChainOutcome::Pass)
+        .count();
+    assert_eq!(passed, 40);
+    let stats = worker.stats();
+    let web = stats.iter().find(|s| s.chain == "web").unwrap();
+    // Counters of kept stages continue; the new counter starts at zero.
+    assert_eq!(web.stages[0].1.packets, 60);
+    assert_eq!(web.stages[1].1.packets, 120, "policy kept its counters");
+    assert_eq!(web.counters.packets, 120);
+    // A changed policer starts afresh (full bucket).
+    model.chains[0].functions[2] = kxdp_config::FunctionSpec::Policer {
+        rate_pps: 1000,
+        burst: 200,
+        per: kxdp_config::PolicerScope::Class,
+    };
+    let set3 = model.compile(3, Some(&set2));
+    let mut passed = 0;
+    for &cport in &flows {
+        let mut f = vec![frame(Protocol::Tcp, CLIENT, cport, VIP, 80, b"x")];
+        let mut ctx = [context(&f[0], 0, 0)];
+        worker.process(&set3, 1, &mut ctx, &mut f);
+        passed += usize::from(ctx[0].outcome == ChainOutcome::Pass);
+    }
+    assert_eq!(passed, 60);
+}
+
+#[test]
+fn removed_chains_release_their_flows() {
+    let mut model = Model::new();
+    model.chains = vec![chain(
+        "name: a\ntenant: blue\nfunctions: [{type: counter}]\n",
+    )];
+    let set = model.compile(1, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let f = frame(Protocol::Udp, CLIENT, 1, "10.0.0.2", 2, b"x");
+    let run = |worker: &mut ChainWorker, set: &ChainSet| {
+        let mut ctx = [context(&f, 0, 0)];
+        worker.process(set, 1, &mut ctx, &mut vec![f.clone()]);
+        ctx[0]
+            .chain_index()
+            .map(|i| set.chain(i).unwrap().name.clone())
+    };
+    assert_eq!(run(&mut worker, &set).as_deref(), Some("a"));
+    // A higher-priority chain does not take over a pinned flow...
+    model.chains.push(chain(
+        "name: b\ntenant: blue\npriority: 9\nfunctions: [{type: counter}]\n",
+    ));
+    let set2 = model.compile(2, Some(&set));
+    assert_eq!(run(&mut worker, &set2).as_deref(), Some("a"));
+    // ...but when its chain goes, the flow is classified again.
+    model.chains.remove(0);
+    let set3 = model.compile(3, Some(&set2));
+    assert_eq!(run(&mut worker, &set3).as_deref(), Some("b"));
+    // Flows that matched nothing are classified again after a swap.
+    model.chains[0].classifier.protocol = Some(Protocol::Tcp);
+    let set4 = model.compile(4, Some(&set3));
+    let g = frame(Protocol::Udp, CLIENT, 7, "10.0.0.2", 2, b"x");
+    let mut ctx = [context(&g, 0, 0)];
+    worker.process(&set4, 1, &mut ctx, &mut vec![g.clone()]);
+    assert_eq!(ctx[0].outcome, ChainOutcome::NoChain);
+    model.chains[0].classifier.protocol = None;
+    let set5 = model.compile(5, Some(&set4));
+    let mut ctx = [context(&g, 0, 0)];
+    worker.process(&set5, 1, &mut ctx, &mut vec![g.clone()]);
+    assert_eq!(ctx[0].outcome, ChainOutcome::Pass);
+}
+
+#[test]
+fn bad_chains_are_refused() {
+    let mut model = issue_model(false, "fail_closed");
+    model.chains.push(model.chains[0].clone());
+    assert!(
+        ChainSet::compile(&model.input(), 1, small_tables(), None).is_err(),
+        "duplicate name"
+    );
+    let mut model = issue_model(false, "fail_closed");
+    model.chains.push(chain(
+        "name: x\ntenant: blue\nfunctions: [{type: external, to_interface: p4, from_interface: p2}]\n",
+    ));
+    assert!(
+        ChainSet::compile(&model.input(), 1, small_tables(), None).is_err(),
+        "p2 returns twice"
+    );
+    let mut model = Model::new();
+    model.chains = vec![chain("name: x\ntenant: green\nfunctions: []\n")];
+    assert!(
+        ChainSet::compile(&model.input(), 1, small_tables(), None).is_err(),
+        "unknown tenant"
+    );
+    model.chains = vec![chain(
+        "name: x\ntenant: blue\nfunctions: [{type: mirror, interface: nope}]\n",
+    )];
+    assert!(
+        ChainSet::compile(&model.input(), 1, small_tables(), None).is_err(),
+        "unknown interface"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Counters add up, whatever the traffic.
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn counters_add_up(
+        packets in proptest::collection::vec((0usize..4, 0u16..50, 1u64..2_000_000), 1..300),
+        batch in 1usize..40,
+        workers in 1usize..3,
+    ) {
+        let mut model = issue_model(true, "fail_closed");
+        model.chains = vec![chain(
+            "name: web\ntenant: blue\nsymmetric: true\n\
+             classifier: {dst: 10.96.0.0/16}\n\
+             functions: [{type: counter}, {type: policy}, {type: policer, rate_pps: 2000, burst: 5, per: flow}, \
+             {type: counter}, {type: load_balancer}, {type: counter}]\n",
+        )];
+        let set = model.compile(1, None);
+        let mut all: Vec<ChainWorker> = (0..workers).map(|_| ChainWorker::new(&set, WorkerLimits::default(), 0)).collect();
+        let sources = [CLIENT, "10.0.0.66", CLIENT, "10.0.0.77"];
+        let mut now = 0;
+        let mut outcomes = Vec::new();
+        for (n, chunk) in packets.chunks(batch).enumerate() {
+            let mut frames: Vec<Vec<u8>> = chunk
+                .iter()
+                .map(|(s, port, _)| frame(Protocol::Tcp, sources[*s], 1000 + port, VIP, 80, b"payload"))
+                .collect();
+            let mut contexts: Vec<_> = frames.iter().map(|f| context(f, 0, 0)).collect();
+            now += chunk[0].2;
+            all[n % workers].process(&set, now, &mut contexts, &mut frames);
+            outcomes.extend(contexts.iter().map(|c| c.outcome));
+        }
+        let per_worker: Vec<Vec<ChainStats>> = all.iter().map(|w| w.stats()).collect();
+        let merged = ChainStats::merge(per_worker.iter().map(Vec::as_slice));
+        let web = &merged[0];
+        let c = web.counters;
+        let count = |f: &dyn Fn(&ChainOutcome) -> bool| outcomes.iter().filter(|o| f(o)).count() as u64;
+        prop_assert_eq!(c.packets, packets.len() as u64);
+        prop_assert_eq!(c.passed, count(&|o| *o == ChainOutcome::Pass));
+        prop_assert_eq!(c.dropped, count(&|o| matches!(o, ChainOutcome::Drop(_))));
+        prop_assert_eq!(c.packets + c.resumed, c.passed + c.dropped + c.redirected);
+        prop_assert_eq!(c.drops.iter().sum::<u64>(), c.dropped);
+        prop_assert_eq!(
+            c.drops_for(ChainDropReason::PolicyDenied),
+            count(&|o| *o == ChainOutcome::Drop(ChainDropReason::PolicyDenied))
+        );
+        for (_, s) in &web.stages {
+            prop_assert_eq!(s.packets, s.passed + s.dropped + s.redirected);
+        }
+        // Forward only here: each stage sees what the one before passed.
+        for pair in web.stages.windows(2) {
+            prop_assert_eq!(pair[1].1.packets, pair[0].1.passed);
+        }
+        prop_assert_eq!(web.stages[0].1.packets, c.packets);
+        prop_assert_eq!(web.stages[5].1.passed, c.passed);
+        prop_assert_eq!(web.stages[0].1.bytes, c.bytes);
+        prop_assert_eq!(
+            web.stages.iter().map(|s| s.1.dropped).sum::<u64>(),
+            c.dropped
+        );
+    }
+}
+
+/// After the load balancer the policy sees the backend pod: its ingress
+/// policy holds for service traffic, as Kubernetes applies policy to
+/// translated connections; replies of a symmetric chain pass statefully.
+#[test]
+fn policy_after_the_load_balancer_sees_backends() {
+    let mut model = issue_model(true, "fail_closed");
+    model.chains = vec![chain(
+        "name: web\ntenant: blue\nsymmetric: true\nclassifier: {dst: 10.96.0.0/16}\n\
+         functions: [{type: load_balancer}, {type: policy}]\n",
+    )];
+    let mut h = Harness::new(&model);
+    // 10.0.0.77 is no pod: web's ingress admits only app=client.
+    let stranger = frame(Protocol::Tcp, "10.0.0.77", 40000, VIP, 80, b"x");
+    assert_eq!(
+        h.send(1, 0, stranger).0.outcome,
+        ChainOutcome::Drop(ChainDropReason::PolicyDenied)
+    );
+    let (ctx, out) = h.send(2, 0, frame(Protocol::Tcp, CLIENT, 40000, VIP, 80, b"x"));
+    assert_eq!(ctx.outcome, ChainOutcome::Pass);
+    let backend = dst_of(&out);
+    let reply = frame(Protocol::Tcp, &backend, 8080, CLIENT, 40000, b"y");
+    let (ctx, out) = h.send(3, BACKENDS, reply);
+    assert_eq!(ctx.outcome, ChainOutcome::Pass);
+    assert_eq!(out, frame(Protocol::Tcp, VIP, 80, CLIENT, 40000, b"y"));
+    let stats = h.stats();
+    assert_eq!(stats.stages[1].1.packets, 3, "the policy saw the reply too");
+}

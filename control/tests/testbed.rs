@@ -363,6 +363,26 @@ while :; do sleep 0.05; done
             obj = obj.display()
         ),
     );
+    // Ready also means a bound AF_XDP socket on every interface, as the
+    // stats socket reports: without it the fake is never ready.
+    let err = tb
+        .start_kxdp_with_timeout("n1", &fake, &[], Duration::from_millis(700))
+        .expect_err("no stats socket, not ready");
+    assert!(
+        err.to_string().contains("stats socket"),
+        "the error names what is missing: {err}"
+    );
+    for dev in ["ul0", "va", "vb"] {
+        let _ = tb
+            .node("n1")
+            .unwrap()
+            .netns
+            .ip(&["link", "set", "dev", dev, "xdpgeneric", "off"]);
+    }
+    let stats = FakeStats::serve(
+        Path::new(&tb.node_config("n1").unwrap().control_socket()),
+        &["ul0", "va", "vb"],
+    );
     let mut process = tb
         .start_kxdp("n1", &fake, &["--extra-flag"])
         .expect("fake kxdp gets ready");
@@ -425,8 +445,69 @@ while :; do sleep 0.05; done
         Err(TestbedError::NotFound { .. })
     ));
 
+    drop(stats);
     drop(tb);
     assert_nothing_left(&prefix);
+}
+
+/// A stand-in for kxdp's stats socket: reports a bound socket on `ports`.
+struct FakeStats {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeStats {
+    fn serve(path: &Path, ports: &[&str]) -> FakeStats {
+        use std::io::{BufRead, Write};
+        let _ = std::fs::remove_file(path);
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stats = kxdp_control::stats::NodeStats {
+            node: "n1".into(),
+            generation: 1,
+            routes: 0,
+            workers: Vec::new(),
+            ports: ports
+                .iter()
+                .map(|p| kxdp_control::stats::PortRow {
+                    worker: 0,
+                    interface: p.to_string(),
+                    queue: 0,
+                    bind_mode: "copy".into(),
+                    xdp_mode: "generic".into(),
+                })
+                .collect(),
+        };
+        let body = serde_json::to_string(&stats).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        let mut line = String::new();
+                        let _ = std::io::BufReader::new(&stream).read_line(&mut line);
+                        let _ = (&stream).write_all(body.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        FakeStats {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeStats {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 #[test]

@@ -116,21 +116,47 @@ impl KxdpProcess {
                     });
                 }
             }
-            let missing = interfaces_without_xdp(netns, interfaces)?;
+            let mut missing = interfaces_without_xdp(netns, interfaces)
+                .map(|m| m.into_iter().map(|i| format!("no XDP program on {i}")))?
+                .collect::<Vec<_>>();
             if missing.is_empty() {
-                return Ok(());
+                // XDP is attached before the sockets are in its XSKMAP, and
+                // until then frames for them are dropped: ready means every
+                // interface has a bound socket, as the stats socket reports.
+                missing = self.interfaces_without_socket(interfaces);
+                if missing.is_empty() {
+                    return Ok(());
+                }
             }
             if start.elapsed() >= timeout {
                 let _ = self.terminate();
                 return Err(TestbedError::NotReady {
                     node: self.node.clone(),
                     waited: start.elapsed(),
-                    missing: format!("no XDP program on {}", missing.join(", ")),
+                    missing: missing.join(", "),
                     log: self.log_path.clone(),
                     log_tail: self.log_tail(LOG_TAIL_LINES),
                 });
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Interfaces for which the running kxdp reports no bound AF_XDP
+    /// socket (all of them while its stats socket does not answer).
+    fn interfaces_without_socket(&self, interfaces: &[String]) -> Vec<String> {
+        let stats = kxdp_config::NodeConfig::from_file(&self.config_path)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                crate::stats::fetch(Path::new(&c.control_socket())).map_err(|e| e.to_string())
+            });
+        match stats {
+            Ok(stats) => interfaces
+                .iter()
+                .filter(|i| !stats.ports.iter().any(|p| &p.interface == *i))
+                .map(|i| format!("no AF_XDP socket on {i}"))
+                .collect(),
+            Err(e) => vec![format!("stats socket: {e}")],
         }
     }
 

@@ -319,7 +319,7 @@ impl<B: PacketIo> Worker<B> {
                 idle_polls = 0;
             } else {
                 idle_polls = idle_polls.wrapping_add(1);
-                if idle_polls % IDLE_POLLS_PER_YIELD == 0 {
+                if idle_polls.is_multiple_of(IDLE_POLLS_PER_YIELD) {
                     // Idle: let whatever else is runnable on this core run.
                     // The kernel defers softirq work (the veth and AF_XDP
                     // paths that feed this worker) to ksoftirqd on this core

@@ -8,7 +8,38 @@ use clap::{Parser, Subcommand};
 #[command(name = "kxdp-bench", about = "kxdp benchmarks")]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    suite: SuiteArgs,
+}
+
+/// The whole benchmark (no subcommand): every path side by side.
+#[derive(clap::Args, Debug)]
+struct SuiteArgs {
+    /// A short run for CI's smoke test (under a minute): one round, few probes.
+    #[arg(long)]
+    quick: bool,
+    /// Rounds (each path once per round); 3 unless --quick.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Latency probes per case and round.
+    #[arg(long)]
+    probes: Option<u64>,
+    /// Background stream rate in the loaded latency cases, datagrams/s.
+    #[arg(long, default_value_t = 20_000)]
+    load_pps: u64,
+    /// Where the JSON, HdrHistogram logs and plots go.
+    #[arg(long, default_value = "bench-out")]
+    out: std::path::PathBuf,
+    /// The kxdp binary; next to this one unless set.
+    #[arg(long)]
+    kxdp: Option<std::path::PathBuf>,
+    /// Core of the kxdp workers.
+    #[arg(long, default_value_t = 1)]
+    worker_core: usize,
+    /// Core of the latency client.
+    #[arg(long, default_value_t = 0)]
+    client_core: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,7 +100,10 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {
+    let Some(command) = cli.command else {
+        return run_suite(&cli.suite);
+    };
+    match command {
         Command::Rate {
             seconds,
             warmup,
@@ -137,6 +171,60 @@ fn main() -> anyhow::Result<()> {
                 std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
             }
         }
+    }
+    Ok(())
+}
+
+fn run_suite(args: &SuiteArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use kxdp_bench::latency::LatencyOptions;
+    use kxdp_bench::suite::{self, SuiteOptions};
+    use std::io::Write;
+
+    if let Err(why) = kxdp_control::testbed::check_privileges() {
+        anyhow::bail!("kxdp bench needs root (network namespaces, XDP, AF_XDP): {why}");
+    }
+    let kxdp = match &args.kxdp {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .context("locating this binary")?
+            .with_file_name("kxdp"),
+    };
+    anyhow::ensure!(
+        kxdp.exists(),
+        "no kxdp binary at {} (build the workspace: cargo build --release, or pass --kxdp)",
+        kxdp.display()
+    );
+    let options = SuiteOptions {
+        rounds: args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1),
+        latency: LatencyOptions {
+            count: args.probes.unwrap_or(if args.quick { 200 } else { 5_000 }),
+            interval: Duration::from_micros(if args.quick { 500 } else { 200 }),
+            timeout: Duration::from_millis(200),
+            load_pps: args.load_pps,
+            client_core: Some(args.client_core),
+        },
+        tcp_bytes: if args.quick { 8 << 20 } else { 256 << 20 },
+        pipeline_seconds: if args.quick { 0.02 } else { 0.5 },
+        out_dir: args.out.clone(),
+        kxdp,
+        worker_core: args.worker_core,
+        client_core: args.client_core,
+    };
+    let started = std::time::Instant::now();
+    let mut progress = |line: &str| {
+        eprint!("\r\x1b[K[{:>5.1}s] {line}", started.elapsed().as_secs_f64());
+        let _ = std::io::stderr().flush();
+    };
+    let result = suite::run(&options, &mut progress)?;
+    eprintln!();
+    print!("{}", suite::table(&result));
+    let json = options.out_dir.join("bench.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&result)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    println!("\nwrote {}", json.display());
+    for f in &result.files {
+        println!("wrote {f}");
     }
     Ok(())
 }

@@ -788,16 +788,21 @@ pub fn xdp_programs(netns: &Netns, interfaces: &[&str]) -> Result<Vec<AttachedXd
     Ok(found)
 }
 
-/// Whether process `pid` is alive (and not a zombie).
+/// Whether process `pid` is alive: some thread of it is not a zombie. (A
+/// killed multi-threaded process can show a zombie leader while its other
+/// threads still exit.)
 pub fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the parenthesised command name.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X")
+        })
+    })
 }
 
 impl ExternalDataplane {
@@ -829,6 +834,16 @@ impl ExternalDataplane {
     /// The temporary directory with its logs (removed when it stops).
     pub fn run_dir(&self) -> &Path {
         &self.run_dir.path
+    }
+
+    /// Every file system path it owns (its temporary directory; for
+    /// testpmd also DPDK's runtime directory): none exists after it stopped.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.run_dir.path.clone()];
+        if let Some(Engine::Testpmd { runtime_dir, .. }) = &self.engine {
+            paths.push(runtime_dir.clone());
+        }
+        paths
     }
 
     /// How long it took from spawning to forwarding.
@@ -989,6 +1004,12 @@ impl ExternalDataplane {
                 stdin,
                 runtime_dir,
             } => {
+                if let Ok(Some(status)) = daemon.child.try_wait() {
+                    errors.push(format!(
+                        "dpdk-testpmd (pid {}) had exited before the stop ({status})",
+                        daemon.pid()
+                    ));
+                }
                 // "Press enter to exit": a newline, then end-of-file.
                 if let Some(mut stdin) = stdin {
                     let _ = stdin.write_all(b"\n");
@@ -1003,6 +1024,7 @@ impl ExternalDataplane {
                 let log = std::fs::read_to_string(&daemon.log).unwrap_or_default();
                 match parse_testpmd_stats(&log) {
                     Some(c) => counters = Some(c),
+                    None if !errors.is_empty() => {}
                     None => errors.push(format!(
                         "no forward statistics in testpmd's output; it ends:\n{}",
                         daemon.log_tail(15)

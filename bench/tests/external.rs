@@ -133,7 +133,10 @@ fn smoke(test: &str, kind: ExternalKind) {
         dp_b.pids()
     );
     let pids: Vec<u32> = dp_a.pids().into_iter().chain(dp_b.pids()).collect();
-    let run_dirs = [dp_a.run_dir().to_path_buf(), dp_b.run_dir().to_path_buf()];
+    let paths: Vec<_> = dp_a.paths().into_iter().chain(dp_b.paths()).collect();
+    for path in &paths {
+        assert!(path.exists(), "{} is missing while it runs", path.display());
+    }
     assert_eq!(pids.len(), if kind == ExternalKind::Ovs { 4 } else { 2 });
     assert!(pids.iter().all(|p| process_alive(*p)));
     assert_eq!(xdp_programs(&spec_a.netns, &interfaces_a).unwrap().len(), 2);
@@ -183,8 +186,8 @@ fn smoke(test: &str, kind: ExternalKind) {
     for pid in &pids {
         assert!(!process_alive(*pid), "pid {pid} still runs");
     }
-    for dir in &run_dirs {
-        assert!(!dir.exists(), "{} is still there", dir.display());
+    for path in &paths {
+        assert!(!path.exists(), "{} is still there", path.display());
     }
     for (spec, interfaces) in [(&spec_a, &interfaces_a), (&spec_b, &interfaces_b)] {
         assert_eq!(
@@ -202,22 +205,83 @@ fn smoke(test: &str, kind: ExternalKind) {
             "OVS devices left: {links}"
         );
     }
-    let dpdk_dirs: Vec<String> = std::fs::read_dir("/var/run/dpdk")
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&format!("kxdp-external-{}-", std::process::id())))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert_eq!(
-        dpdk_dirs,
-        Vec::<String>::new(),
-        "DPDK runtime directories left"
-    );
     drop(testbed);
     assert_eq!(Testbed::leftovers(&prefix).unwrap(), Vec::<String>::new());
+}
+
+/// Kill the dataplane's processes with SIGKILL (as a crash would), then
+/// stop it: the stop reports the crash and still removes what they left
+/// (XDP programs, promiscuous mode, OVS's taps, directories).
+fn killed(test: &str, kind: ExternalKind) {
+    let spec = TopologySpec::new(Underlay::Direct, &[("blue", 100)])
+        .with_node(NodeSpec::new("n1", NodeKind::Kxdp).with_pod("ka", "blue", pod_ip(1, 10)))
+        .with_node(NodeSpec::new("n2", NodeKind::Kxdp).with_pod("kb", "blue", pod_ip(2, 10)));
+    let testbed = Testbed::build(spec).unwrap();
+    let prefix = testbed.prefix().to_string();
+    let spec_a = ForwardSpec::between(&testbed, "ka", "kb", 0).unwrap();
+    let interfaces = [
+        spec_a.pod_interface.as_str(),
+        spec_a.underlay_interface.as_str(),
+    ];
+    let dp = start(kind, &spec_a).unwrap();
+    let pids = dp.pids();
+    let paths = dp.paths();
+    for pid in &pids {
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| process_alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    while xdp_programs(&spec_a.netns, &interfaces).unwrap().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // libxdp attached through netlink: the programs outlive the process.
+    assert_eq!(xdp_programs(&spec_a.netns, &interfaces).unwrap().len(), 2);
+    let error = dp
+        .stop()
+        .expect_err("a killed dataplane cannot stop cleanly");
+    eprintln!("{test}: stop after SIGKILL: {error:#}");
+    for pid in &pids {
+        assert!(!process_alive(*pid), "pid {pid} still runs");
+    }
+    assert_eq!(xdp_programs(&spec_a.netns, &interfaces).unwrap(), vec![]);
+    let links = spec_a.netns.ip(&["-o", "link", "show"]).unwrap();
+    assert!(
+        !links.contains("PROMISC"),
+        "promiscuous mode left on: {links}"
+    );
+    assert!(
+        !links.contains("kxovs") && !links.contains("ovs-netdev"),
+        "OVS devices left: {links}"
+    );
+    for path in &paths {
+        assert!(!path.exists(), "{} is still there", path.display());
+    }
+    drop(testbed);
+    assert_eq!(Testbed::leftovers(&prefix).unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn testpmd_killed_leaves_nothing_behind() {
+    let test = "testpmd_killed_leaves_nothing_behind";
+    if !privileged_test(test) || !installed(test, ExternalKind::Testpmd) {
+        return;
+    }
+    killed(test, ExternalKind::Testpmd);
+}
+
+#[test]
+fn ovs_killed_leaves_nothing_behind() {
+    let test = "ovs_killed_leaves_nothing_behind";
+    if !privileged_test(test) || !installed(test, ExternalKind::Ovs) {
+        return;
+    }
+    killed(test, ExternalKind::Ovs);
 }
 
 #[test]

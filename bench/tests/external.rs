@@ -181,6 +181,10 @@ fn smoke(test: &str, kind: ExternalKind) {
         "{counters:?}"
     );
     assert!(counters.pod.tx_packets >= u64::from(BACK), "{counters:?}");
+    assert!(
+        counters.busy_cycles_per_packet.is_some_and(|c| c > 0.0),
+        "{counters:?}"
+    );
     drop(dp_b);
 
     for pid in &pids {

@@ -281,6 +281,20 @@ impl ChainSet {
                 object: format!("chains[{}]", spec.name),
                 tenant: spec.tenant.clone(),
             })?;
+            for (stage, function) in spec.functions.iter().enumerate() {
+                if let Some(kind) = crate::executor::keeps_flow_state(function) {
+                    let repeated = spec.functions[..stage]
+                        .iter()
+                        .any(|f| crate::executor::keeps_flow_state(f) == Some(kind));
+                    if repeated {
+                        return Err(ChainError::RepeatedFunction {
+                            chain: spec.name.clone(),
+                            stage,
+                            function: kind,
+                        });
+                    }
+                }
+            }
             let previous_chain =
                 previous.and_then(|p| p.chains.iter().find(|c| c.spec.name == spec.name));
             let mut stages = Vec::with_capacity(spec.functions.len());

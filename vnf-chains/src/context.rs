@@ -6,7 +6,7 @@ use kxdp_dataplane::packet::FrameMeta;
 use kxdp_dataplane::tables::TenantId;
 use kxdp_dataplane::PortId;
 
-use crate::flow::FlowKey;
+use crate::flow::{FlowHandle, FlowKey};
 use crate::identity::IdentityId;
 
 /// Which way a packet goes relative to its flow's initiator.
@@ -135,9 +135,6 @@ pub struct PacketContext {
     pub action: StageAction,
     /// The chain's decision, once done.
     pub outcome: ChainOutcome,
-    /// Set by a stage that created or changed a translation: the executor
-    /// then records the translated reply direction as this chain's.
-    pub nat_changed: bool,
     /// Index of the chain in the set, or [`NO_CHAIN`].
     pub(crate) chain: u16,
     /// The next stage to run.
@@ -149,8 +146,23 @@ pub struct PacketContext {
     /// Classified at this packet (not found pinned): pin the flow if the
     /// chain does not drop it.
     pub(crate) fresh: bool,
-    /// The flow key the packet was classified by.
-    pub(crate) entry_flow: FlowKey,
+    /// Its connection entry.
+    pub(crate) handle: FlowHandle,
+    /// Set by a load balancer that created or changed a translation: the
+    /// executor then records the translated reply direction.
+    pub(crate) nat: Option<NatNote>,
+}
+
+/// A translation made for a packet, for the executor to remember the
+/// reply direction by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NatNote {
+    /// The load-balancer stage that made it.
+    pub(crate) owner: u32,
+    /// The address replies must come from again (the ClusterIP).
+    pub(crate) ip: u128,
+    /// The port replies must come from again (the service port).
+    pub(crate) port: u16,
 }
 
 impl PacketContext {
@@ -172,21 +184,21 @@ impl PacketContext {
             direction: Direction::Forward,
             action: StageAction::Pass,
             outcome: ChainOutcome::NoChain,
-            nat_changed: false,
             chain: NO_CHAIN,
             stage: 0,
             running: false,
             is_ip: flow.is_some(),
             fresh: false,
-            entry_flow: FlowKey::default(),
+            handle: FlowHandle::NONE,
+            nat: None,
         }
     }
 
     /// Replace the flow key (after a rewrite), keeping the hash in step.
     #[inline]
     pub fn set_flow(&mut self, flow: FlowKey) {
-        self.flow = flow;
         self.flow_hash = flow.hash();
+        self.flow = flow;
         self.identities_known = false;
     }
 

@@ -73,6 +73,17 @@ pub enum ChainError {
         /// The endpoint.
         ip: std::net::IpAddr,
     },
+    /// A second function of a kind that keeps per-flow state in the
+    /// connection entry (a load balancer, a per-flow policer) in one chain.
+    #[error("chains[{chain}].functions[{stage}]: a chain may have only one {function}")]
+    RepeatedFunction {
+        /// The chain.
+        chain: String,
+        /// The stage index.
+        stage: usize,
+        /// The kind.
+        function: &'static str,
+    },
     /// More endpoints than a Maglev table can index (65 535).
     #[error("services[{0}]: too many endpoints")]
     TooManyEndpoints(String),

@@ -7,33 +7,36 @@
 //! the stages in order, then return packets in reverse. A packet leaves its
 //! chain at the first drop or redirect, or after the last stage.
 //!
-//! Flow pinning: the first packet of a flow is classified and, unless the
-//! chain drops it, both directions of the flow are pinned to the chain (the
-//! initiator's tuple as [`Direction::Forward`], the reversed tuple as
-//! [`Direction::Reply`]); when a stage translates addresses, the translated
-//! reply tuple is pinned too.
-//! Later packets find their chain and direction in one lookup. A flow that
-//! matches no chain is remembered as such until the next swap.
+//! Connections: each packet is looked up once in the worker's connection
+//! table ([`crate::conntrack`]), which gives its chain, its direction and
+//! the per-flow state of the chain's functions. The first packet of a flow
+//! is classified and gets an entry; unless the chain drops it (then the
+//! entry goes again: a denied first packet must not decide which end
+//! initiated the flow), the reversed tuple gets an entry as
+//! [`Direction::Reply`], and so does the translated reply tuple when a load
+//! balancer translated the packet. A flow that matches no chain is
+//! remembered as such until the next swap.
 
-use kxdp_config::FunctionSpec;
+use kxdp_config::{FunctionSpec, PolicerScope};
 use kxdp_dataplane::PortId;
 
 use crate::chain::{function_kind, occurrence, ChainSet, CompiledChain, StageKind};
+use crate::conntrack::{split, Connection, Conntrack, Translation};
 use crate::context::{ChainOutcome, Direction, Frames, PacketContext, StageAction, NO_CHAIN};
 use crate::counter::{ChainCounters, ChainStats, StageCounters};
 use crate::external::ExternalState;
-use crate::flow::FlowTable;
-use crate::load_balancer::LbState;
+use crate::flow::FlowHandle;
+use crate::load_balancer::{LbEnv, LbState};
 use crate::policer::PolicerState;
 use crate::policy::PolicyState;
 
 /// Sizes of a worker's tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WorkerLimits {
-    /// Entries of each flow table (pins, policy connections, per-flow
-    /// policer buckets, load-balancer translations).
+    /// Entries of the connection table (flow directions: a connection
+    /// through a load balancer takes three, most others two).
     pub flow_capacity: usize,
-    /// How long a flow entry lives after its last packet.
+    /// How long a connection entry lives after its last packet.
     pub idle_timeout_ns: u64,
     /// The largest batch expected (scratch space is sized for it).
     pub batch_size: usize,
@@ -49,14 +52,15 @@ impl Default for WorkerLimits {
     }
 }
 
-/// The per-worker state of one stage.
+/// The per-worker state of one stage (per-flow state lives in the
+/// connection table).
 #[derive(Debug)]
 pub enum StageState {
-    /// Policy: the connections it allowed.
+    /// Policy: its decisions.
     Policy(PolicyState),
-    /// Policer: its buckets.
+    /// Policer: its class bucket.
     Policer(PolicerState),
-    /// Load balancer: its connections.
+    /// Load balancer: its counters.
     LoadBalancer(LbState),
     /// Counter: nothing beyond the stage counters.
     Counter,
@@ -67,21 +71,11 @@ pub enum StageState {
 }
 
 impl StageState {
-    fn new(kind: &StageKind, limits: &WorkerLimits, now: u64) -> Self {
+    fn new(kind: &StageKind, now: u64) -> Self {
         match kind {
-            StageKind::Policy => StageState::Policy(PolicyState::new(
-                limits.flow_capacity,
-                limits.idle_timeout_ns,
-            )),
-            StageKind::Policer(config) => StageState::Policer(PolicerState::new(
-                *config,
-                limits.flow_capacity,
-                limits.idle_timeout_ns,
-                now,
-            )),
-            StageKind::LoadBalancer(_) => {
-                StageState::LoadBalancer(LbState::new(limits.flow_capacity, limits.idle_timeout_ns))
-            }
+            StageKind::Policy => StageState::Policy(PolicyState::new()),
+            StageKind::Policer(config) => StageState::Policer(PolicerState::new(*config, now)),
+            StageKind::LoadBalancer(_) => StageState::LoadBalancer(LbState::new()),
             StageKind::Counter => StageState::Counter,
             StageKind::Mirror(_) => StageState::Mirror,
             StageKind::External(_) => StageState::External(ExternalState::new()),
@@ -92,6 +86,9 @@ impl StageState {
 #[derive(Debug)]
 struct StageRuntime {
     spec: FunctionSpec,
+    /// Identifies the stage's per-flow state in connection entries; a new
+    /// state gets a new one, so entries of a replaced stage are not reused.
+    owner: u32,
     counters: StageCounters,
     state: StageState,
 }
@@ -103,30 +100,15 @@ struct ChainRuntime {
     stages: Vec<StageRuntime>,
 }
 
-/// A flow's chain and direction ([`NO_CHAIN`]: none applies).
-#[derive(Clone, Copy, Debug)]
-struct Pin {
-    chain: u16,
-    direction: Direction,
-}
-
-impl Default for Pin {
-    fn default() -> Self {
-        Pin {
-            chain: NO_CHAIN,
-            direction: Direction::Forward,
-        }
-    }
-}
-
 /// One worker's chain state: per chain and stage, the functions' state and
-/// counters, and the flow pins. Owned by the worker, never shared.
+/// counters, and the connection table. Owned by the worker, never shared.
 #[derive(Debug)]
 pub struct ChainWorker {
     generation: Option<u64>,
     limits: WorkerLimits,
-    pins: FlowTable<Pin>,
+    conntrack: Conntrack,
     chains: Vec<ChainRuntime>,
+    next_owner: u32,
     selected: Vec<u16>,
     active: Vec<u16>,
 }
@@ -154,8 +136,9 @@ impl ChainWorker {
         let mut worker = ChainWorker {
             generation: None,
             limits,
-            pins: FlowTable::new(limits.flow_capacity, limits.idle_timeout_ns),
+            conntrack: Conntrack::new(limits.flow_capacity, limits.idle_timeout_ns),
             chains: Vec::new(),
+            next_owner: 1,
             selected: Vec::with_capacity(limits.batch_size),
             active: Vec::new(),
         };
@@ -168,13 +151,18 @@ impl ChainWorker {
         self.generation
     }
 
+    /// The worker's limits.
+    pub fn limits(&self) -> WorkerLimits {
+        self.limits
+    }
+
     /// Follow a new chain set (done by [`ChainWorker::process`] when the
     /// set's generation changes; allocates, once per swap). A stage keeps
-    /// its state and counters when its chain (by name) still has a stage
-    /// with the same function spec (the n-th such, if several); other
-    /// stages start afresh. Flows pinned to a chain that still exists stay
-    /// pinned to it; flows of removed chains, and flows that matched no
-    /// chain, are classified again.
+    /// its state, counters and per-flow state when its chain (by name)
+    /// still has a stage with the same function spec (the n-th such, if
+    /// several); other stages start afresh. Flows of a chain that still
+    /// exists stay with it; flows of removed chains, and flows that matched
+    /// no chain, are classified again.
     pub fn adopt(&mut self, set: &ChainSet, now: u64) {
         let mut old = std::mem::take(&mut self.chains);
         let mut remap = vec![NO_CHAIN; old.len()];
@@ -183,7 +171,7 @@ impl ChainWorker {
             if let Some(i) = old_index {
                 remap[i] = new_index as u16;
             }
-            // The previous stages of the chain, each with its (spec, n-th).
+            // The previous stages of the chain, each with its n-th.
             let mut previous: Vec<(usize, Option<StageRuntime>)> = match old_index {
                 Some(i) => {
                     let stages = std::mem::take(&mut old[i].stages);
@@ -208,11 +196,20 @@ impl ChainWorker {
                         None
                     }
                 });
-                stages.push(kept.unwrap_or_else(|| StageRuntime {
-                    spec: stage.spec.clone(),
-                    counters: StageCounters::default(),
-                    state: StageState::new(&stage.kind, &self.limits, now),
-                }));
+                let runtime = match kept {
+                    Some(runtime) => runtime,
+                    None => {
+                        let owner = self.next_owner;
+                        self.next_owner = self.next_owner.wrapping_add(1).max(1);
+                        StageRuntime {
+                            spec: stage.spec.clone(),
+                            owner,
+                            counters: StageCounters::default(),
+                            state: StageState::new(&stage.kind, now),
+                        }
+                    }
+                };
+                stages.push(runtime);
             }
             self.chains.push(ChainRuntime {
                 name: chain.spec.name.clone(),
@@ -220,10 +217,11 @@ impl ChainWorker {
                 stages,
             });
         }
-        self.pins
-            .retain(|_, pin| match remap.get(usize::from(pin.chain)) {
+        self.conntrack
+            .table
+            .retain(|_, entry| match remap.get(usize::from(entry.chain)) {
                 Some(&new) if new != NO_CHAIN => {
-                    pin.chain = new;
+                    entry.chain = new;
                     true
                 }
                 _ => false,
@@ -270,10 +268,17 @@ impl ChainWorker {
         frames: &mut F,
     ) {
         self.active.clear();
+        let (mut forward, mut reply) = (false, false);
         for ctx in batch.iter_mut() {
             self.enter(set, now, ctx);
-            if ctx.running && !self.active.contains(&ctx.chain) {
-                self.active.push(ctx.chain);
+            if ctx.running {
+                match ctx.direction {
+                    Direction::Forward => forward = true,
+                    Direction::Reply => reply = true,
+                }
+                if !self.active.contains(&ctx.chain) {
+                    self.active.push(ctx.chain);
+                }
             }
         }
         for a in 0..self.active.len() {
@@ -282,22 +287,31 @@ impl ChainWorker {
                 continue;
             };
             let stages = compiled.stages.len() as u16;
-            for stage in 0..stages {
-                self.run_stage(set, compiled, chain, stage, now, batch, frames);
+            // Forward packets move up through the stages, return packets
+            // down: a sweep each way runs every packet to its end. (A sweep
+            // also moves packets of the other direction by one stage.)
+            if forward {
+                for stage in 0..stages {
+                    self.run_stage(set, compiled, chain, stage, now, batch, frames);
+                }
             }
-            for stage in (0..stages).rev() {
-                self.run_stage(set, compiled, chain, stage, now, batch, frames);
+            if reply {
+                for stage in (0..stages).rev() {
+                    self.run_stage(set, compiled, chain, stage, now, batch, frames);
+                }
             }
         }
     }
 
-    /// Classify (or resume) one packet and count its entry.
+    /// Find (or make) a packet's connection entry, or resume it, and count
+    /// its entry into the chain.
     #[inline]
     fn enter(&mut self, set: &ChainSet, now: u64, ctx: &mut PacketContext) {
         ctx.running = false;
         ctx.outcome = ChainOutcome::NoChain;
-        ctx.nat_changed = false;
+        ctx.nat = None;
         ctx.fresh = false;
+        ctx.handle = FlowHandle::NONE;
         ctx.chain = NO_CHAIN;
         ctx.action = StageAction::Pass;
         if !ctx.is_ip {
@@ -319,6 +333,21 @@ impl ChainWorker {
             flow.tenant = compiled.tenant;
             ctx.set_flow(flow);
             ctx.direction = point.direction;
+            // Its entry, made anew if the VNF changed the tuple or the entry
+            // went away meanwhile.
+            let table = &mut self.conntrack.table;
+            let handle = match table.get_handle(&ctx.flow, ctx.flow_hash, now) {
+                Some(handle) if table.at_mut(handle).is_some_and(|e| e.chain == point.chain) => {
+                    handle
+                }
+                _ => table.insert_handle(
+                    ctx.flow,
+                    ctx.flow_hash,
+                    Connection::new(point.chain, point.direction, true),
+                    now,
+                ),
+            };
+            ctx.handle = handle;
             if let Some(runtime) = self.chains.get_mut(usize::from(point.chain)) {
                 runtime.counters.resumed += 1;
             }
@@ -330,9 +359,17 @@ impl ChainWorker {
             if !set.classifier.has_chains(ctx.tenant) {
                 return;
             }
-            let (chain, direction) = match self.pins.get(&ctx.flow, ctx.flow_hash, now) {
-                Some(pin) if pin.chain == NO_CHAIN => return,
-                Some(pin) => (pin.chain, pin.direction),
+            let table = &mut self.conntrack.table;
+            let (handle, chain, direction) = match table.get_handle(&ctx.flow, ctx.flow_hash, now) {
+                Some(handle) => {
+                    let Some(entry) = table.at_mut(handle) else {
+                        return;
+                    };
+                    if entry.chain == NO_CHAIN {
+                        return;
+                    }
+                    (handle, entry.chain, entry.direction)
+                }
                 None => {
                     if set.classifier.uses_identities(ctx.tenant) && !ctx.identities_known {
                         let map = &set.identity_map;
@@ -345,17 +382,19 @@ impl ChainWorker {
                         .classify(&ctx.flow, ctx.src_identity, ctx.dst_identity)
                     {
                         None => {
-                            self.pins
-                                .insert(ctx.flow, ctx.flow_hash, Pin::default(), now);
+                            table.insert_handle(
+                                ctx.flow,
+                                ctx.flow_hash,
+                                Connection::default(),
+                                now,
+                            );
                             return;
                         }
                         Some((chain, direction)) => {
-                            // Pinned when it leaves the chain, unless dropped
-                            // (a denied first packet must not decide which
-                            // end initiated the flow).
                             ctx.fresh = true;
-                            ctx.entry_flow = ctx.flow;
-                            (chain, direction)
+                            let entry = Connection::new(chain, direction, false);
+                            let handle = table.insert_handle(ctx.flow, ctx.flow_hash, entry, now);
+                            (handle, chain, direction)
                         }
                     }
                 }
@@ -363,6 +402,7 @@ impl ChainWorker {
             let Some(compiled) = set.chains.get(usize::from(chain)) else {
                 return;
             };
+            ctx.handle = handle;
             ctx.direction = direction;
             if let Some(runtime) = self.chains.get_mut(usize::from(chain)) {
                 runtime.counters.packets += 1;
@@ -415,15 +455,22 @@ impl ChainWorker {
             return;
         };
         let selected = &self.selected[..];
+        let conntrack = &mut self.conntrack;
+        let owner = runtime.owner;
         match (kind, &mut runtime.state) {
             (StageKind::Policy, StageState::Policy(state)) => {
-                state.process(&set.policy_env(), now, batch, selected)
+                state.process(&set.policy_env(), now, batch, selected, conntrack)
             }
             (StageKind::Policer(_), StageState::Policer(state)) => {
-                state.process(now, batch, selected)
+                state.process(owner, now, batch, selected, conntrack)
             }
             (StageKind::LoadBalancer(config), StageState::LoadBalancer(state)) => {
-                state.process(config, &set.services, now, batch, selected, frames)
+                let env = LbEnv {
+                    config,
+                    services: &set.services,
+                    owner,
+                };
+                state.process(&env, batch, selected, frames, conntrack)
             }
             (StageKind::External(config), StageState::External(state)) => {
                 state.process(config, now, batch, selected)
@@ -450,17 +497,14 @@ impl ChainWorker {
                 }
             }
         }
+        let mut counted = StageCounters::default();
         for s in 0..self.selected.len() {
             let i = usize::from(self.selected[s]);
-            let ctx = &mut batch[i];
+            let Some(ctx) = batch.get_mut(i) else {
+                continue;
+            };
             let action = ctx.action;
-            if let Some(runtime) = self
-                .chains
-                .get_mut(usize::from(chain))
-                .and_then(|c| c.stages.get_mut(usize::from(stage)))
-            {
-                runtime.counters.count(ctx.len, action);
-            }
+            counted.count(ctx.len, action);
             match action {
                 StageAction::Pass => match compiled.next_stage(stage, ctx.direction) {
                     Some(next) => ctx.stage = next,
@@ -470,6 +514,13 @@ impl ChainWorker {
                     self.finish(chain, ctx, action, now)
                 }
             }
+        }
+        if let Some(runtime) = self
+            .chains
+            .get_mut(usize::from(chain))
+            .and_then(|c| c.stages.get_mut(usize::from(stage)))
+        {
+            runtime.counters.add(&counted);
         }
     }
 
@@ -502,27 +553,47 @@ impl ChainWorker {
                 ChainOutcome::Redirect(port)
             }
         };
+        let table = &mut self.conntrack.table;
+        let handle = ctx.handle;
         if matches!(action, StageAction::Drop(_)) {
+            // A first packet that does not make it leaves no connection
+            // (unless another packet of the flow made it meanwhile).
+            if ctx.fresh && table.at_mut(handle).is_some_and(|e| !e.confirmed) {
+                table.remove_at(handle);
+            }
             return;
         }
-        let reply = Pin {
-            chain,
-            direction: flip(ctx.direction),
+        // The first packet of the flow to make it through: its entry is
+        // confirmed, and the reversed tuple gets one.
+        let (needs_reply, allowed, epoch) = match table.at_mut(handle) {
+            Some(entry) => {
+                let first = !entry.confirmed;
+                entry.confirmed = true;
+                (first, entry.policy_allowed, entry.policy_epoch)
+            }
+            None => (false, false, 0),
         };
-        if ctx.fresh {
-            let pin = Pin {
-                chain,
-                direction: ctx.direction,
-            };
-            let entry = ctx.entry_flow;
-            self.pins.insert(entry, entry.hash(), pin, now);
-            let reversed = entry.reversed();
-            self.pins.insert(reversed, reversed.hash(), reply, now);
+        let reply_entry = || {
+            let mut entry = Connection::new(chain, flip(ctx.direction), true);
+            entry.policy_allowed = allowed;
+            entry.policy_epoch = epoch;
+            entry
+        };
+        if let Some(key) = table.key_at(handle).filter(|_| needs_reply) {
+            let reversed = key.reversed();
+            table.insert_handle(reversed, reversed.hash(), reply_entry(), now);
         }
-        if ctx.nat_changed {
-            // Replies to the translated tuple belong to this chain too.
+        if let Some(nat) = ctx.nat {
+            // Replies to the translated tuple belong to this chain, and get
+            // the service's address back.
             let reversed = ctx.flow.reversed();
-            self.pins.insert(reversed, reversed.hash(), reply, now);
+            let mut entry = reply_entry();
+            entry.lb_owner = nat.owner;
+            entry.translation = Translation::Reply {
+                ip: split(nat.ip),
+                port: nat.port,
+            };
+            table.insert_handle(reversed, reversed.hash(), entry, now);
         }
     }
 
@@ -551,9 +622,22 @@ impl ChainWorker {
             .map(|s| &s.state)
     }
 
-    /// Flow pins evicted from full buckets so far.
-    pub fn pin_evictions(&self) -> u64 {
-        self.pins.evictions()
+    /// Connection entries evicted from full buckets so far.
+    pub fn evictions(&self) -> u64 {
+        self.conntrack.evictions()
+    }
+}
+
+/// Whether a stage keeps per-flow state in connection entries (a chain may
+/// have one of each kind).
+pub(crate) fn keeps_flow_state(spec: &FunctionSpec) -> Option<&'static str> {
+    match spec {
+        FunctionSpec::LoadBalancer { .. } => Some("load_balancer"),
+        FunctionSpec::Policer {
+            per: PolicerScope::Flow,
+            ..
+        } => Some("per-flow policer"),
+        _ => None,
     }
 }
 

@@ -90,11 +90,14 @@ impl FlowKey {
     pub fn hash(&self) -> u64 {
         let a = fold_mul((self.src as u64) ^ K0, ((self.src >> 64) as u64) ^ K1);
         let b = fold_mul((self.dst as u64) ^ K2, ((self.dst >> 64) as u64) ^ K3);
+        // The ports are packed apart on purpose: read as one 32-bit word
+        // right after a rewrite stored them as two 16-bit words, they would
+        // cost a store-forwarding stall.
         let tail = (u64::from(self.src_port) << 48)
-            | (u64::from(self.dst_port) << 32)
-            | (u64::from(self.proto) << 24)
-            | (u64::from(self.ipv6) << 16)
-            | u64::from(self.tenant);
+            | (u64::from(self.proto) << 40)
+            | (u64::from(self.ipv6) << 32)
+            | (u64::from(self.tenant) << 16)
+            | u64::from(self.dst_port);
         let h = fold_mul(a ^ tail ^ K1, b ^ K0);
         fold_mul(h ^ K2, K3)
     }
@@ -161,13 +164,78 @@ pub(crate) fn fold_mul(a: u64, b: u64) -> u64 {
 /// Entries per bucket.
 const WAYS: usize = 4;
 
+/// A [`FlowKey`] as a table slot stores it: five words, 40 bytes aligned
+/// to 8 (the `u128`s' 16-byte alignment would pad it to 48), so a slot with
+/// a small value fills one cache line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct PackedKey([u64; 5]);
+
+impl PackedKey {
+    #[inline(always)]
+    fn pack(key: &FlowKey) -> Self {
+        // The small fields are packed in an order unlike their layout in
+        // `FlowKey`, so they are loaded one by one: a wide load of fields
+        // just stored one by one would stall on store forwarding.
+        let last = u64::from(key.src_port)
+            | (u64::from(key.proto) << 16)
+            | (u64::from(key.tenant) << 24)
+            | (u64::from(key.ipv6) << 40)
+            | (u64::from(key.dst_port) << 48);
+        PackedKey([
+            key.src as u64,
+            (key.src >> 64) as u64,
+            key.dst as u64,
+            (key.dst >> 64) as u64,
+            last,
+        ])
+    }
+
+    /// Word by word, so the freshly packed side stays in registers.
+    #[inline(always)]
+    fn same(&self, other: &PackedKey) -> bool {
+        let (a, b) = (&self.0, &other.0);
+        a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4]
+    }
+
+    fn unpack(&self) -> FlowKey {
+        let w = &self.0;
+        FlowKey {
+            src: u128::from(w[0]) | (u128::from(w[1]) << 64),
+            dst: u128::from(w[2]) | (u128::from(w[3]) << 64),
+            src_port: w[4] as u16,
+            dst_port: (w[4] >> 48) as u16,
+            proto: (w[4] >> 16) as u8,
+            ipv6: (w[4] >> 40) & 1 == 1,
+            tenant: (w[4] >> 24) as u16,
+        }
+    }
+}
+
+/// One entry, aligned to a cache line (a small value fits in one).
 #[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
 struct Slot<V> {
-    /// 0: empty; otherwise the hash's high half with the low bit set.
-    tag: u32,
+    key: PackedKey,
     last_seen: u64,
-    key: FlowKey,
+    /// Changes whenever the slot gets a new occupant (see [`FlowHandle`]).
+    generation: u32,
     value: V,
+}
+
+/// Where an entry is: valid (see [`FlowTable::at_mut`]) until the entry is
+/// removed, expires or is evicted, whatever takes its slot afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowHandle {
+    index: u32,
+    generation: u32,
+}
+
+impl FlowHandle {
+    /// A handle to no entry.
+    pub const NONE: FlowHandle = FlowHandle {
+        index: u32::MAX,
+        generation: 0,
+    };
 }
 
 /// A bounded, set-associative flow table: `capacity` entries in buckets of
@@ -180,6 +248,9 @@ struct Slot<V> {
 /// seen entry (counted in [`FlowTable::evictions`]).
 #[derive(Clone, Debug)]
 pub struct FlowTable<V> {
+    /// Per slot: 0 when empty, otherwise the hash's high half with the low
+    /// bit set. Apart from the slots, so a bucket's tags share a cache line.
+    tags: Box<[u32]>,
     slots: Box<[Slot<V>]>,
     bucket_mask: usize,
     idle_timeout_ns: u64,
@@ -192,12 +263,13 @@ impl<V: Copy + Default> FlowTable<V> {
     pub fn new(capacity: usize, idle_timeout_ns: u64) -> Self {
         let capacity = capacity.max(WAYS).next_power_of_two();
         let empty = Slot {
-            tag: 0,
             last_seen: 0,
-            key: FlowKey::default(),
+            generation: 0,
+            key: PackedKey::default(),
             value: V::default(),
         };
         FlowTable {
+            tags: vec![0; capacity].into_boxed_slice(),
             slots: vec![empty; capacity].into_boxed_slice(),
             bucket_mask: capacity / WAYS - 1,
             idle_timeout_ns,
@@ -217,7 +289,7 @@ impl<V: Copy + Default> FlowTable<V> {
 
     /// Occupied slots (expired entries included until their slot is reused).
     pub fn len(&self) -> usize {
-        self.slots.iter().filter(|s| s.tag != 0).count()
+        self.tags.iter().filter(|&&t| t != 0).count()
     }
 
     /// Whether no slot is occupied.
@@ -244,11 +316,12 @@ impl<V: Copy + Default> FlowTable<V> {
     fn find(&self, key: &FlowKey, hash: u64) -> Option<usize> {
         let base = self.bucket(hash);
         let tag = Self::tag(hash);
-        let bucket = self.slots.get(base..base + WAYS)?;
-        bucket
-            .iter()
-            .position(|s| s.tag == tag && s.key == *key)
-            .map(|i| base + i)
+        let tags = self.tags.get(base..base + WAYS)?;
+        let slots = self.slots.get(base..base + WAYS)?;
+        let key = PackedKey::pack(key);
+        (0..WAYS)
+            .find(|&w| tags[w] == tag && slots[w].key.same(&key))
+            .map(|w| base + w)
     }
 
     /// The entry for `key`, marked as seen at `now`; `None` when absent or
@@ -257,12 +330,84 @@ impl<V: Copy + Default> FlowTable<V> {
     pub fn get(&mut self, key: &FlowKey, hash: u64, now: u64) -> Option<&mut V> {
         let index = self.find(key, hash)?;
         if self.expired(&self.slots[index], now) {
-            self.slots[index].tag = 0;
+            self.vacate(index);
             return None;
         }
         let slot = &mut self.slots[index];
         slot.last_seen = slot.last_seen.max(now);
         Some(&mut slot.value)
+    }
+
+    /// A handle to `key`'s entry, marked as seen at `now`; `None` when
+    /// absent or expired.
+    #[inline]
+    pub fn get_handle(&mut self, key: &FlowKey, hash: u64, now: u64) -> Option<FlowHandle> {
+        let index = self.find(key, hash)?;
+        if self.expired(&self.slots[index], now) {
+            self.vacate(index);
+            return None;
+        }
+        let slot = &mut self.slots[index];
+        slot.last_seen = slot.last_seen.max(now);
+        Some(FlowHandle {
+            index: index as u32,
+            generation: slot.generation,
+        })
+    }
+
+    /// [`FlowTable::insert`], returning a handle to the entry.
+    #[inline]
+    pub fn insert_handle(&mut self, key: FlowKey, hash: u64, value: V, now: u64) -> FlowHandle {
+        let (index, generation) = match self.find(&key, hash) {
+            // The same occupant: handles to it stay valid.
+            Some(index) => (index, self.slots[index].generation),
+            None => {
+                // A new occupant: handles to the slot's last one die.
+                let index = self.free_slot(hash, now);
+                (index, self.slots[index].generation.wrapping_add(1))
+            }
+        };
+        self.tags[index] = Self::tag(hash);
+        self.slots[index] = Slot {
+            key: PackedKey::pack(&key),
+            last_seen: now,
+            generation,
+            value,
+        };
+        FlowHandle {
+            index: index as u32,
+            generation,
+        }
+    }
+
+    /// The entry a handle points to, if it is still there. (A slot's
+    /// generation changes whenever its entry goes, so the generation alone
+    /// tells, from the entry's own cache line.)
+    #[inline]
+    pub fn at_mut(&mut self, handle: FlowHandle) -> Option<&mut V> {
+        let slot = self.slots.get_mut(handle.index as usize)?;
+        (slot.generation == handle.generation).then_some(&mut slot.value)
+    }
+
+    /// The key of the entry a handle points to, if it is still there.
+    pub fn key_at(&self, handle: FlowHandle) -> Option<FlowKey> {
+        let slot = self.slots.get(handle.index as usize)?;
+        (slot.generation == handle.generation).then(|| slot.key.unpack())
+    }
+
+    /// Remove the entry a handle points to, if it is still there.
+    pub fn remove_at(&mut self, handle: FlowHandle) -> Option<V> {
+        let value = *self.at_mut(handle)?;
+        self.vacate(handle.index as usize);
+        Some(value)
+    }
+
+    /// Empty a slot; handles to its entry die.
+    #[inline]
+    fn vacate(&mut self, index: usize) {
+        self.tags[index] = 0;
+        let slot = &mut self.slots[index];
+        slot.generation = slot.generation.wrapping_add(1);
     }
 
     /// The entry for `key` without touching it (no expiry check, no refresh).
@@ -273,18 +418,8 @@ impl<V: Copy + Default> FlowTable<V> {
     /// Insert or overwrite the entry for `key`, seen at `now`.
     #[inline]
     pub fn insert(&mut self, key: FlowKey, hash: u64, value: V, now: u64) -> &mut V {
-        let index = match self.find(&key, hash) {
-            Some(index) => index,
-            None => self.free_slot(hash, now),
-        };
-        let slot = &mut self.slots[index];
-        *slot = Slot {
-            tag: Self::tag(hash),
-            last_seen: now,
-            key,
-            value,
-        };
-        &mut slot.value
+        let handle = self.insert_handle(key, hash, value, now);
+        &mut self.slots[handle.index as usize].value
     }
 
     /// A slot of `hash`'s bucket to write a new entry into: an empty or
@@ -294,7 +429,7 @@ impl<V: Copy + Default> FlowTable<V> {
         let mut oldest = base;
         for i in base..base + WAYS {
             let slot = &self.slots[i];
-            if slot.tag == 0 || self.expired(slot, now) {
+            if self.tags[i] == 0 || self.expired(slot, now) {
                 return i;
             }
             if slot.last_seen < self.slots[oldest].last_seen {
@@ -309,24 +444,27 @@ impl<V: Copy + Default> FlowTable<V> {
     #[inline]
     pub fn remove(&mut self, key: &FlowKey, hash: u64) -> Option<V> {
         let index = self.find(key, hash)?;
-        self.slots[index].tag = 0;
+        self.vacate(index);
         Some(self.slots[index].value)
     }
 
     /// Keep the entries for which `keep` returns true (it may also change
     /// them). For control-plane events (a snapshot swap), not per packet.
     pub fn retain(&mut self, mut keep: impl FnMut(&FlowKey, &mut V) -> bool) {
-        for slot in self.slots.iter_mut().filter(|s| s.tag != 0) {
-            if !keep(&slot.key, &mut slot.value) {
-                slot.tag = 0;
+        for (tag, slot) in self.tags.iter_mut().zip(self.slots.iter_mut()) {
+            if *tag != 0 && !keep(&slot.key.unpack(), &mut slot.value) {
+                *tag = 0;
+                slot.generation = slot.generation.wrapping_add(1);
             }
         }
     }
 
     /// Remove every entry.
     pub fn clear(&mut self) {
-        for slot in self.slots.iter_mut() {
-            slot.tag = 0;
+        for index in 0..self.tags.len() {
+            if self.tags[index] != 0 {
+                self.vacate(index);
+            }
         }
     }
 }
@@ -349,6 +487,22 @@ mod tests {
     }
 
     #[test]
+    fn packed_keys_round_trip() {
+        let k = FlowKey {
+            src: u128::MAX - 5,
+            dst: 1 << 100,
+            src_port: 65_535,
+            dst_port: 1,
+            proto: 132,
+            ipv6: true,
+            tenant: 65_534,
+        };
+        assert_eq!(PackedKey::pack(&k).unpack(), k);
+        assert_eq!(PackedKey::pack(&key(3)).unpack(), key(3));
+        assert_eq!(std::mem::size_of::<Slot<u64>>(), 64);
+    }
+
+    #[test]
     fn reversed_twice_is_identity_and_hash_differs_by_direction() {
         let k = key(5);
         assert_eq!(k.reversed().reversed(), k);
@@ -367,6 +521,21 @@ mod tests {
         assert_eq!(table.remove(&key(3), key(3).hash()), Some(3));
         assert_eq!(table.get(&key(3), key(3).hash(), 10), None);
         assert_eq!(table.len(), 19);
+        // Handles: valid while the entry is there.
+        let h = table.get_handle(&key(4), key(4).hash(), 11).unwrap();
+        assert_eq!(table.at_mut(h).copied(), Some(4));
+        // Overwriting the same key keeps the handle valid.
+        let h2 = table.insert_handle(key(4), key(4).hash(), 40, 11);
+        assert_eq!((h2, table.at_mut(h).copied()), (h, Some(40)));
+        assert_eq!(table.remove_at(h), Some(40));
+        assert_eq!(table.at_mut(h), None);
+        assert_eq!(table.remove_at(h), None);
+        // A new occupant of the slot does not answer to the old handle.
+        let j = table.insert_handle(key(4), key(4).hash(), 44, 12);
+        assert_ne!(j, h);
+        assert_eq!(table.at_mut(h), None);
+        assert_eq!(table.at_mut(j).copied(), Some(44));
+        assert_eq!(table.at_mut(FlowHandle::NONE), None);
     }
 
     #[test]
@@ -384,13 +553,22 @@ mod tests {
     fn full_bucket_evicts_least_recently_seen() {
         // One bucket: every key collides.
         let mut table: FlowTable<u32> = FlowTable::new(4, u64::MAX);
-        for n in 0..4 {
+        let first = table.insert_handle(key(0), key(0).hash(), 0, 0);
+        for n in 1..4 {
             table.insert(key(n), key(n).hash(), n, u64::from(n));
         }
         // Touch key 0 so key 1 becomes the oldest.
         table.get(&key(0), key(0).hash(), 10);
+        // (A handle taken without touching: seen at 1, as inserted.)
+        let second = table.get_handle(&key(1), key(1).hash(), 1).unwrap();
         table.insert(key(9), key(9).hash(), 9, 11);
         assert_eq!(table.evictions(), 1);
+        assert_eq!(table.at_mut(first).copied(), Some(0));
+        assert_eq!(
+            table.at_mut(second),
+            None,
+            "the evicted entry's handle is dead"
+        );
         assert!(table.peek(&key(1), key(1).hash()).is_none());
         for n in [0, 2, 3, 9] {
             assert!(table.peek(&key(n), key(n).hash()).is_some(), "{n}");

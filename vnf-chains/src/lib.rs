@@ -91,6 +91,7 @@
 
 pub mod chain;
 pub mod classifier;
+pub mod conntrack;
 pub mod context;
 pub mod counter;
 pub mod error;

@@ -2,16 +2,16 @@
 //! and existing connections, and endpoint → ClusterIP (reverse NAT) for
 //! their replies.
 //!
-//! A new connection (a packet to a balanced service port that the worker's
-//! connection table does not know) gets a backend from the port's Maglev
-//! table (ready endpoints only) by its flow hash; the worker remembers it
-//! (keyed by the client's tuple) along with the reply tuple
-//! (endpoint:targetPort → client), so:
+//! A new connection (a packet to a balanced service port whose connection
+//! entry holds no translation) gets a backend from the port's Maglev table
+//! (ready endpoints only) by its flow hash; the worker remembers it in the
+//! client direction's connection entry, and the executor remembers the
+//! reply direction (endpoint:targetPort → client) in another, so:
 //! - later packets of the connection keep their backend, across endpoint
 //!   changes, as long as the backend is still ready or serving (a
 //!   terminating endpoint keeps its connections); when it is neither, the
-//!   connection moves to a backend Maglev picks and [`PacketContext::nat_changed`]
-//!   is set;
+//!   connection moves to a backend Maglev picks (and the new reply
+//!   direction is remembered);
 //! - replies from the backend get the ClusterIP and service port back as
 //!   their source.
 //!
@@ -20,8 +20,8 @@
 //! ClusterIP is dropped ([`ChainDropReason::ServiceFragment`]): it has no
 //! ports to find its connection by. Packets to anything else pass untouched.
 
-use crate::context::{ChainDropReason, Frames, PacketContext, StageAction};
-use crate::flow::{FlowKey, FlowTable};
+use crate::conntrack::{join, split, Conntrack, Translation};
+use crate::context::{ChainDropReason, Frames, NatNote, PacketContext, StageAction};
 use crate::maglev::Backend;
 use crate::nat::{self, Side};
 use crate::service::{EndpointState, ServiceTable, VipKey};
@@ -48,23 +48,10 @@ impl LbConfig {
     }
 }
 
-/// A remembered translation.
-#[derive(Clone, Copy, Debug, Default)]
-enum Translation {
-    /// Unused slot value.
-    #[default]
-    Vacant,
-    /// Client → service: rewrite the destination to this backend. `epoch`
-    /// is the service table's when the backend was last checked.
-    Forward { backend: Backend, epoch: u64 },
-    /// Backend → client: rewrite the source to the service.
-    Reply { ip: u128, port: u16 },
-}
-
-/// One worker's state of a load-balancer stage: its connections.
-#[derive(Debug)]
+/// One worker's state of a load-balancer stage: its counters (the
+/// translations live in the connection entries).
+#[derive(Debug, Default)]
 pub struct LbState {
-    table: FlowTable<Translation>,
     /// New connections given a backend.
     pub connections: u64,
     /// Connections moved because their backend stopped serving.
@@ -75,29 +62,32 @@ pub struct LbState {
     pub reverse_translated: u64,
 }
 
+/// What a load-balancer stage reads.
+#[derive(Clone, Copy, Debug)]
+pub struct LbEnv<'a> {
+    /// The stage's settings.
+    pub config: &'a LbConfig,
+    /// The chain set's services.
+    pub services: &'a ServiceTable,
+    /// Identifies the stage's translations in connection entries.
+    pub owner: u32,
+}
+
 impl LbState {
-    /// Room for `capacity` remembered tuples (two per connection), each
-    /// forgotten `idle_timeout_ns` after its last packet.
-    pub fn new(capacity: usize, idle_timeout_ns: u64) -> Self {
-        LbState {
-            table: FlowTable::new(capacity, idle_timeout_ns),
-            connections: 0,
-            moved: 0,
-            translated: 0,
-            reverse_translated: 0,
-        }
+    /// A fresh state.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Decide `batch[i].action` for every `i` in `selected`, rewriting
     /// frames (from `frames`, indexed like `batch`) and their contexts.
     pub fn process<F: Frames + ?Sized>(
         &mut self,
-        config: &LbConfig,
-        services: &ServiceTable,
-        now: u64,
+        env: &LbEnv<'_>,
         batch: &mut [PacketContext],
         selected: &[u16],
         frames: &mut F,
+        conntrack: &mut Conntrack,
     ) {
         for &i in selected {
             let i = usize::from(i);
@@ -105,7 +95,7 @@ impl LbState {
                 continue;
             };
             ctx.action = match frames.frame_mut(i) {
-                Some(frame) => self.decide(config, services, now, ctx, frame),
+                Some(frame) => self.decide(env, ctx, frame, conntrack),
                 None => StageAction::Drop(ChainDropReason::ChainMalformedFrame),
             };
         }
@@ -113,12 +103,12 @@ impl LbState {
 
     fn decide(
         &mut self,
-        config: &LbConfig,
-        services: &ServiceTable,
-        now: u64,
+        env: &LbEnv<'_>,
         ctx: &mut PacketContext,
         frame: &mut [u8],
+        conntrack: &mut Conntrack,
     ) -> StageAction {
+        let services = env.services;
         if ctx.meta.is_fragment && ctx.meta.l4_offset == 0 {
             let key = &ctx.flow;
             return if services.is_cluster_ip(key.tenant, key.dst, key.ipv6) {
@@ -127,12 +117,17 @@ impl LbState {
                 StageAction::Pass
             };
         }
-        match self.table.get(&ctx.flow, ctx.flow_hash, now).copied() {
-            Some(Translation::Forward { backend, epoch }) => {
+        let remembered = conntrack
+            .entry(ctx)
+            .filter(|e| e.lb_owner == env.owner)
+            .map_or(Translation::None, |e| e.translation);
+        match remembered {
+            Translation::Forward { ip, port, epoch } => {
+                let backend = Backend { ip: join(ip), port };
                 let backend = if epoch == services.epoch() {
                     backend
                 } else {
-                    match self.recheck(config, services, now, ctx, backend) {
+                    match self.recheck(env, ctx, backend, conntrack) {
                         Ok(Some(backend)) => backend,
                         Ok(None) => return StageAction::Pass,
                         Err(reason) => return StageAction::Drop(reason),
@@ -140,19 +135,19 @@ impl LbState {
                 };
                 self.translate(ctx, frame, Side::Destination, backend.ip, backend.port)
             }
-            Some(Translation::Reply { ip, port }) => {
-                self.translate(ctx, frame, Side::Source, ip, port)
+            Translation::Reply { ip, port } => {
+                self.translate(ctx, frame, Side::Source, join(ip), port)
             }
-            Some(Translation::Vacant) | None => {
+            Translation::None => {
                 let vip = VipKey::of_destination(&ctx.flow);
-                let Some(index) = services.find(&vip).filter(|&i| config.balances(i)) else {
+                let Some(index) = services.find(&vip).filter(|&i| env.config.balances(i)) else {
                     return StageAction::Pass;
                 };
                 let Some(backend) = services.port(index).and_then(|p| p.pick(ctx.flow_hash)) else {
                     return StageAction::Drop(ChainDropReason::NoServiceEndpoint);
                 };
                 self.connections += 1;
-                self.remember(ctx, backend, services.epoch(), now);
+                remember(env, ctx, backend, conntrack);
                 self.translate(ctx, frame, Side::Destination, backend.ip, backend.port)
             }
         }
@@ -160,22 +155,24 @@ impl LbState {
 
     /// After an endpoint change: keep the backend while it serves, else move
     /// the connection. `Ok(None)`: the destination is no longer a balanced
-    /// service port (forget the connection, pass the packet untouched).
+    /// service port (forget the translation, pass the packet untouched).
     fn recheck(
         &mut self,
-        config: &LbConfig,
-        services: &ServiceTable,
-        now: u64,
+        env: &LbEnv<'_>,
         ctx: &mut PacketContext,
         backend: Backend,
+        conntrack: &mut Conntrack,
     ) -> Result<Option<Backend>, ChainDropReason> {
+        let services = env.services;
         let vip = VipKey::of_destination(&ctx.flow);
         let Some(port) = services
             .find(&vip)
-            .filter(|&i| config.balances(i))
+            .filter(|&i| env.config.balances(i))
             .and_then(|i| services.port(i))
         else {
-            self.table.remove(&ctx.flow, ctx.flow_hash);
+            if let Some(entry) = conntrack.entry(ctx) {
+                entry.translation = Translation::None;
+            }
             return Ok(None);
         };
         if matches!(
@@ -183,46 +180,21 @@ impl LbState {
             Some(EndpointState::Ready | EndpointState::Serving)
         ) {
             if let Some(Translation::Forward { epoch, .. }) =
-                self.table.get(&ctx.flow, ctx.flow_hash, now)
+                conntrack.entry(ctx).map(|e| &mut e.translation)
             {
                 *epoch = services.epoch();
             }
             return Ok(Some(backend));
         }
         let Some(moved_to) = port.pick(ctx.flow_hash) else {
-            self.table.remove(&ctx.flow, ctx.flow_hash);
+            if let Some(entry) = conntrack.entry(ctx) {
+                entry.translation = Translation::None;
+            }
             return Err(ChainDropReason::NoServiceEndpoint);
         };
         self.moved += 1;
-        self.remember(ctx, moved_to, services.epoch(), now);
+        remember(env, ctx, moved_to, conntrack);
         Ok(Some(moved_to))
-    }
-
-    /// Remember a connection's backend and its reply tuple.
-    fn remember(&mut self, ctx: &mut PacketContext, backend: Backend, epoch: u64, now: u64) {
-        self.table.insert(
-            ctx.flow,
-            ctx.flow_hash,
-            Translation::Forward { backend, epoch },
-            now,
-        );
-        let reply = FlowKey {
-            src: backend.ip,
-            dst: ctx.flow.src,
-            src_port: backend.port,
-            dst_port: ctx.flow.src_port,
-            ..ctx.flow
-        };
-        self.table.insert(
-            reply,
-            reply.hash(),
-            Translation::Reply {
-                ip: ctx.flow.dst,
-                port: ctx.flow.dst_port,
-            },
-            now,
-        );
-        ctx.nat_changed = true;
     }
 
     fn translate(
@@ -241,17 +213,34 @@ impl LbState {
             Side::Source => {
                 flow.src = ip;
                 flow.src_port = port;
+                self.reverse_translated += 1;
             }
             Side::Destination => {
                 flow.dst = ip;
                 flow.dst_port = port;
+                self.translated += 1;
             }
         }
         ctx.set_flow(flow);
-        match side {
-            Side::Source => self.reverse_translated += 1,
-            Side::Destination => self.translated += 1,
-        }
         StageAction::Pass
     }
+}
+
+/// Remember a connection's backend in its entry, and note the translation
+/// so that the executor remembers the reply direction. Called before the
+/// packet is rewritten: its destination is still the service's.
+fn remember(env: &LbEnv<'_>, ctx: &mut PacketContext, backend: Backend, conntrack: &mut Conntrack) {
+    if let Some(entry) = conntrack.entry(ctx) {
+        entry.lb_owner = env.owner;
+        entry.translation = Translation::Forward {
+            ip: split(backend.ip),
+            port: backend.port,
+            epoch: env.services.epoch(),
+        };
+    }
+    ctx.nat = Some(NatNote {
+        owner: env.owner,
+        ip: ctx.flow.dst,
+        port: ctx.flow.dst_port,
+    });
 }

@@ -66,38 +66,42 @@ pub fn rewrite(
         (L3::Ipv6 { .. }, Side::Destination) => (l3 + 24, 16),
         (L3::Arp, _) => return Err(ChainDropReason::ChainMalformedFrame),
     };
-    let mut old_addr = [0u8; 16];
-    old_addr[..width].copy_from_slice(&frame[addr_at..addr_at + width]);
-    let mut new_addr = [0u8; 16];
+    // Σ~old + Σnew over the address's 16-bit words: what RFC 1624's
+    // equation 3 adds to every checksum covering the address.
+    let mut delta = 0u32;
     if width == 4 {
-        new_addr[..4].copy_from_slice(&(addr as u32).to_be_bytes());
-    } else {
-        new_addr.copy_from_slice(&addr.to_be_bytes());
-    }
-    let (old_addr, new_addr) = (&old_addr[..width], &new_addr[..width]);
-
-    if width == 4 {
-        // IPv4 header checksum.
+        let old = read32(frame, addr_at);
+        let new = addr as u32;
+        delta += word_delta(old, new);
+        write32(frame, addr_at, new);
+        // The IPv4 header checksum.
         let at = l3 + 10;
         let sum = read16(frame, at);
-        write16(frame, at, adjust(sum, old_addr, new_addr));
+        write16(frame, at, checksum::finish(u32::from(!sum) + delta));
+    } else {
+        for w in 0..4 {
+            let at = addr_at + 4 * w;
+            let old = read32(frame, at);
+            let new = (addr >> (96 - 32 * w)) as u32;
+            delta += word_delta(old, new);
+            write32(frame, at, new);
+        }
     }
     let old_port = port_at.map(|at| read16(frame, at));
+    if let Some(old) = old_port {
+        delta += u32::from(!old) + u32::from(port);
+    }
     if let Some(at) = l4_checksum_at {
         let sum = read16(frame, at);
         let udp_without_checksum = proto == ip_proto::UDP && sum == 0;
         if !udp_without_checksum {
-            let mut new_sum = adjust(sum, old_addr, new_addr);
-            if let Some(old_port) = old_port {
-                new_sum = adjust(new_sum, &old_port.to_be_bytes(), &port.to_be_bytes());
-            }
+            let mut new_sum = checksum::finish(u32::from(!sum) + delta);
             if proto == ip_proto::UDP && new_sum == 0 {
                 new_sum = 0xffff;
             }
             write16(frame, at, new_sum);
         }
     }
-    frame[addr_at..addr_at + width].copy_from_slice(new_addr);
     if let Some(at) = port_at {
         write16(frame, at, port);
         if proto == IPPROTO_SCTP && old_port != Some(port) {
@@ -136,16 +140,21 @@ fn write16(frame: &mut [u8], at: usize, value: u16) {
     frame[at..at + 2].copy_from_slice(&value.to_be_bytes());
 }
 
-/// RFC 1624 eq. 3 over several 16-bit words: `~(~HC + Σ~m + Σm')`.
-/// `old` and `new` have the same even length (at most 16 bytes).
+/// `~old_hi + ~old_lo + new_hi + new_lo`: the change of a 32-bit field, in
+/// one's-complement words.
+#[inline(always)]
+fn word_delta(old: u32, new: u32) -> u32 {
+    u32::from(!(old >> 16) as u16) + u32::from(!(old as u16)) + (new >> 16) + (new & 0xffff)
+}
+
 #[inline]
-fn adjust(checksum_value: u16, old: &[u8], new: &[u8]) -> u16 {
-    let mut acc = u32::from(!checksum_value);
-    for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
-        acc += u32::from(!u16::from_be_bytes([o[0], o[1]]));
-        acc += u32::from(u16::from_be_bytes([n[0], n[1]]));
-    }
-    checksum::finish(acc)
+fn read32(frame: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]])
+}
+
+#[inline]
+fn write32(frame: &mut [u8], at: usize, value: u32) {
+    frame[at..at + 4].copy_from_slice(&value.to_be_bytes());
 }
 
 /// CRC32c (Castagnoli) lookup table, reflected polynomial 0x82F63B78.
@@ -193,14 +202,13 @@ mod tests {
     }
 
     #[test]
-    fn adjust_matches_recomputation() {
+    fn word_delta_matches_recomputation() {
         let mut data = [0x45u8, 0x00, 0x12, 0x34, 0x0a, 0x00, 0x00, 0x01, 0xab, 0xcd];
         let before = checksum::finish(checksum::sum(&data, 0));
-        let old = [data[4], data[5], data[6], data[7]];
-        let new = [0xc0, 0xa8, 0x01, 0x02];
-        data[4..8].copy_from_slice(&new);
+        let old = read32(&data, 4);
+        write32(&mut data, 4, 0xc0a8_0102);
         assert_eq!(
-            adjust(before, &old, &new),
+            checksum::finish(u32::from(!before) + word_delta(old, 0xc0a8_0102)),
             checksum::finish(checksum::sum(&data, 0))
         );
     }

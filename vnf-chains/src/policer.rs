@@ -8,13 +8,14 @@
 //!
 //! Buckets are per worker: a per-flow bucket sees all of its flow (RSS keeps
 //! a flow on one worker); a per-class bucket meters what one worker sees, so
-//! with N workers a class may reach N × rate. A flow's bucket is keyed by
-//! its 5-tuple as the stage sees it (each direction has its own).
+//! with N workers a class may reach N × rate. A flow's bucket lives in its
+//! connection entry (each direction has its own), so it starts full again
+//! when the entry expires or is evicted.
 
 use kxdp_config::PolicerScope;
 
+use crate::conntrack::Conntrack;
 use crate::context::{ChainDropReason, PacketContext, StageAction};
-use crate::flow::FlowTable;
 
 /// One packet, in bucket units.
 const PACKET: u64 = 1_000_000_000;
@@ -82,33 +83,30 @@ impl TokenBucket {
     }
 }
 
-/// One worker's state of a policer stage.
+/// One worker's state of a policer stage: the class bucket (flow buckets
+/// live in the flows' connection entries).
 #[derive(Debug)]
 pub struct PolicerState {
     config: PolicerConfig,
     class: TokenBucket,
-    flows: FlowTable<TokenBucket>,
     /// Packets passed.
     pub passed: u64,
     /// Packets dropped.
     pub dropped: u64,
+    /// Packets of a per-flow policer that had no connection entry to keep a
+    /// bucket in (evicted within their batch): passed unmetered.
+    pub unmetered: u64,
 }
 
 impl PolicerState {
-    /// A policer with a full class bucket at `now` and room for `capacity`
-    /// flow buckets (when per flow), each forgotten `idle_timeout_ns` after
-    /// its flow's last packet (a forgotten flow starts full again).
-    pub fn new(config: PolicerConfig, capacity: usize, idle_timeout_ns: u64, now: u64) -> Self {
-        let capacity = match config.scope {
-            PolicerScope::Flow => capacity,
-            PolicerScope::Class => 1,
-        };
+    /// A policer with a full class bucket at `now`.
+    pub fn new(config: PolicerConfig, now: u64) -> Self {
         PolicerState {
             config,
             class: TokenBucket::full(&config, now),
-            flows: FlowTable::new(capacity, idle_timeout_ns),
             passed: 0,
             dropped: 0,
+            unmetered: 0,
         }
     }
 
@@ -117,33 +115,44 @@ impl PolicerState {
         &self.config
     }
 
-    /// Decide `batch[i].action` for every `i` in `selected`.
-    pub fn process(&mut self, now: u64, batch: &mut [PacketContext], selected: &[u16]) {
+    /// Decide `batch[i].action` for every `i` in `selected`. `owner`
+    /// identifies this stage's buckets in the connection entries (a bucket
+    /// another stage left there is replaced by a full one).
+    pub fn process(
+        &mut self,
+        owner: u32,
+        now: u64,
+        batch: &mut [PacketContext],
+        selected: &[u16],
+        conntrack: &mut Conntrack,
+    ) {
         for &i in selected {
-            if let Some(ctx) = batch.get_mut(usize::from(i)) {
-                let ok = match self.config.scope {
-                    PolicerScope::Class => self.class.take(&self.config, now),
-                    PolicerScope::Flow => {
-                        let bucket = match self.flows.get(&ctx.flow, ctx.flow_hash, now) {
-                            Some(bucket) => bucket,
-                            None => self.flows.insert(
-                                ctx.flow,
-                                ctx.flow_hash,
-                                TokenBucket::full(&self.config, now),
-                                now,
-                            ),
-                        };
-                        bucket.take(&self.config, now)
+            let Some(ctx) = batch.get_mut(usize::from(i)) else {
+                continue;
+            };
+            let ok = match self.config.scope {
+                PolicerScope::Class => self.class.take(&self.config, now),
+                PolicerScope::Flow => match conntrack.entry(ctx) {
+                    Some(entry) => {
+                        if entry.bucket_owner != owner {
+                            entry.bucket = TokenBucket::full(&self.config, now);
+                            entry.bucket_owner = owner;
+                        }
+                        entry.bucket.take(&self.config, now)
                     }
-                };
-                ctx.action = if ok {
-                    self.passed += 1;
-                    StageAction::Pass
-                } else {
-                    self.dropped += 1;
-                    StageAction::Drop(ChainDropReason::PolicerExceeded)
-                };
-            }
+                    None => {
+                        self.unmetered += 1;
+                        true
+                    }
+                },
+            };
+            ctx.action = if ok {
+                self.passed += 1;
+                StageAction::Pass
+            } else {
+                self.dropped += 1;
+                StageAction::Drop(ChainDropReason::PolicerExceeded)
+            };
         }
     }
 }

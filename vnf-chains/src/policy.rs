@@ -24,23 +24,24 @@
 //!   protocols without ports (ICMP) match only rules without ports; a
 //!   non-first fragment has port 0.
 //!
-//! Statefulness: each worker remembers the connections it allowed (keyed by
-//! the initiator's 5-tuple, in a bounded [`FlowTable`]); later packets of the
-//! connection in either direction pass without evaluation — so replies of an
-//! allowed connection pass even when the reverse direction would be denied
-//! as a new connection. After a policy or address change (a new policy
-//! epoch) a remembered connection is evaluated again, as its initiator
-//! opened it, at its next packet: allowed, it stays; denied, it is forgotten
-//! and dropped. A reply packet whose connection the table does not know (it
-//! expired, was evicted, or started before the chain) is evaluated as a new
-//! connection in its own direction.
+//! Statefulness: each worker remembers the connections it allowed, in the
+//! connection entries of both directions (see [`crate::conntrack`]); later
+//! packets of the connection in either direction pass without evaluation —
+//! so replies of an allowed connection pass even when the reverse direction
+//! would be denied as a new connection. After a policy or address change (a
+//! new policy epoch) a remembered connection is evaluated again, as its
+//! initiator opened it, at its next packet: allowed, it stays; denied, it is
+//! forgotten and dropped. A packet whose connection is not remembered (its
+//! entry expired or was evicted, or it started before the chain) is
+//! evaluated as a new connection in its own direction.
 
 use std::collections::BTreeMap;
 
 use kxdp_config::{NamespaceSpec, NetworkPolicySpec, PolicyPeer, PolicyRule, PolicyType};
 
+use crate::conntrack::Conntrack;
 use crate::context::{ChainDropReason, Direction, PacketContext, StageAction};
-use crate::flow::{FlowKey, FlowTable};
+use crate::flow::FlowKey;
 use crate::identity::{Identities, IdentityId, IdentityMap, IdentitySet};
 use crate::prefix::Prefix;
 
@@ -314,16 +315,10 @@ pub struct PolicyEnv<'a> {
     pub epoch: u64,
 }
 
-/// A connection the worker allowed, and under which epoch.
-#[derive(Clone, Copy, Debug, Default)]
-struct Allowed {
-    epoch: u64,
-}
-
-/// One worker's state of a policy stage: the connections it allowed.
-#[derive(Debug)]
+/// One worker's state of a policy stage: what it decided (the connections
+/// it allowed are remembered in their connection entries).
+#[derive(Debug, Default)]
 pub struct PolicyState {
-    allowed: FlowTable<Allowed>,
     /// New connections allowed.
     pub connections_allowed: u64,
     /// Packets denied.
@@ -333,15 +328,9 @@ pub struct PolicyState {
 }
 
 impl PolicyState {
-    /// A state remembering up to `capacity` connections, each for
-    /// `idle_timeout_ns` after its last packet.
-    pub fn new(capacity: usize, idle_timeout_ns: u64) -> Self {
-        PolicyState {
-            allowed: FlowTable::new(capacity, idle_timeout_ns),
-            connections_allowed: 0,
-            denied: 0,
-            revalidated: 0,
-        }
+    /// A fresh state.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Decide `batch[i].action` for every `i` in `selected`.
@@ -351,35 +340,40 @@ impl PolicyState {
         now: u64,
         batch: &mut [PacketContext],
         selected: &[u16],
+        conntrack: &mut Conntrack,
     ) {
         for &i in selected {
             if let Some(ctx) = batch.get_mut(usize::from(i)) {
-                ctx.action = self.decide(env, now, ctx);
+                ctx.action = self.decide(env, now, ctx, conntrack);
             }
         }
     }
 
     #[inline]
-    fn decide(&mut self, env: &PolicyEnv<'_>, now: u64, ctx: &mut PacketContext) -> StageAction {
-        let (initiator_key, initiator_hash) = match ctx.direction {
-            Direction::Forward => (ctx.flow, ctx.flow_hash),
-            Direction::Reply => {
-                let key = ctx.flow.reversed();
-                (key, key.hash())
-            }
-        };
-        if let Some(entry) = self.allowed.get(&initiator_key, initiator_hash, now) {
-            if entry.epoch == env.epoch {
+    fn decide(
+        &mut self,
+        env: &PolicyEnv<'_>,
+        now: u64,
+        ctx: &mut PacketContext,
+        conntrack: &mut Conntrack,
+    ) -> StageAction {
+        if let Some(entry) = conntrack.entry(ctx).filter(|e| e.policy_allowed) {
+            if entry.policy_epoch == env.epoch {
                 return StageAction::Pass;
             }
+            // Under new policies or addresses: as its initiator opened it.
             self.revalidated += 1;
-            let src = lookup(env.identities, &initiator_key, true);
-            let dst = lookup(env.identities, &initiator_key, false);
-            if env.policy.allows(&initiator_key, src, dst) {
-                entry.epoch = env.epoch;
+            let initiator = match ctx.direction {
+                Direction::Forward => ctx.flow,
+                Direction::Reply => ctx.flow.reversed(),
+            };
+            let src = lookup(env.identities, &initiator, true);
+            let dst = lookup(env.identities, &initiator, false);
+            if env.policy.allows(&initiator, src, dst) {
+                entry.policy_epoch = env.epoch;
                 return StageAction::Pass;
             }
-            self.allowed.remove(&initiator_key, initiator_hash);
+            entry.policy_allowed = false;
             self.denied += 1;
             return StageAction::Drop(ChainDropReason::PolicyDenied);
         }
@@ -393,8 +387,16 @@ impl PolicyState {
             .allows(&ctx.flow, ctx.src_identity, ctx.dst_identity)
         {
             self.connections_allowed += 1;
-            self.allowed
-                .insert(ctx.flow, ctx.flow_hash, Allowed { epoch: env.epoch }, now);
+            if let Some(entry) = conntrack.entry(ctx) {
+                entry.policy_allowed = true;
+                entry.policy_epoch = env.epoch;
+            }
+            // The other direction of the connection, if it has an entry
+            // already (a new one copies this one's).
+            if let Some(entry) = conntrack.entry_of(&ctx.flow.reversed(), now) {
+                entry.policy_allowed = true;
+                entry.policy_epoch = env.epoch;
+            }
             StageAction::Pass
         } else {
             self.denied += 1;

@@ -15,8 +15,9 @@ use crate::context::{Direction, PacketContext, NO_CHAIN};
 use crate::flow::{FlowKey, FlowTable};
 use crate::policer::TokenBucket;
 
-/// A load-balancer translation remembered for a flow direction. Addresses
-/// are stored as four words (IPv4 in the last).
+/// A load-balancer translation remembered for a flow direction, with the
+/// stage that made it. Addresses are stored as four words (IPv4 in the
+/// last).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Translation {
     /// None.
@@ -25,6 +26,8 @@ pub enum Translation {
     /// Client → service: the destination becomes this backend. `epoch` is
     /// the service table's when the backend was last checked.
     Forward {
+        /// The load-balancer stage.
+        owner: u32,
         /// Backend address.
         ip: [u32; 4],
         /// Backend (target) port.
@@ -34,11 +37,23 @@ pub enum Translation {
     },
     /// Backend → client: the source becomes the service again.
     Reply {
+        /// The load-balancer stage.
+        owner: u32,
         /// ClusterIP.
         ip: [u32; 4],
         /// Service port.
         port: u16,
     },
+}
+
+impl Translation {
+    /// The stage that made it (0: none).
+    pub fn owner(&self) -> u32 {
+        match self {
+            Translation::None => 0,
+            Translation::Forward { owner, .. } | Translation::Reply { owner, .. } => *owner,
+        }
+    }
 }
 
 /// A `u128` address as four words.
@@ -61,8 +76,8 @@ pub(crate) fn join(words: [u32; 4]) -> u128 {
         | u128::from(words[3])
 }
 
-/// One flow direction's entry. Laid out so that what every packet reads
-/// (chain, direction, policy verdict) shares the key's cache line.
+/// One flow direction's entry: 64 bytes, so that with its key it takes
+/// two cache lines.
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
 pub struct Connection {
@@ -70,22 +85,23 @@ pub struct Connection {
     pub(crate) chain: u16,
     /// Which way this direction goes relative to the initiator.
     pub(crate) direction: Direction,
-    /// A packet of the flow made it through the chain (a first packet's
-    /// entry is removed again when the chain drops it).
-    pub(crate) confirmed: bool,
-    /// Whether the policy allowed the connection (under `policy_epoch`).
-    pub policy_allowed: bool,
+    /// [`CONFIRMED`] and [`POLICY_ALLOWED`].
+    flags: u8,
     /// The stage whose bucket `bucket` is (0: none).
-    pub bucket_owner: u32,
+    pub(crate) bucket_owner: u32,
     /// The policy epoch under which the connection was last allowed.
-    pub policy_epoch: u64,
+    pub(crate) policy_epoch: u64,
     /// The per-flow policer bucket, owned by stage `bucket_owner`.
-    pub bucket: TokenBucket,
-    /// The load-balancer translation, owned by stage `lb_owner`.
-    pub translation: Translation,
-    /// The stage whose translation `translation` is (0: none).
-    pub lb_owner: u32,
+    pub(crate) bucket: TokenBucket,
+    /// The load-balancer translation.
+    pub(crate) translation: Translation,
 }
+
+/// A packet of the flow made it through the chain (a first packet's entry
+/// is removed again when the chain drops it).
+const CONFIRMED: u8 = 1;
+/// The policy allowed the connection (under `policy_epoch`).
+const POLICY_ALLOWED: u8 = 2;
 
 impl Default for Connection {
     fn default() -> Self {
@@ -97,16 +113,43 @@ impl Connection {
     /// A fresh entry.
     pub(crate) fn new(chain: u16, direction: Direction, confirmed: bool) -> Self {
         Connection {
-            policy_epoch: 0,
-            policy_allowed: false,
-            bucket: TokenBucket::default(),
-            translation: Translation::None,
-            bucket_owner: 0,
-            lb_owner: 0,
             chain,
             direction,
-            confirmed,
+            flags: if confirmed { CONFIRMED } else { 0 },
+            bucket_owner: 0,
+            policy_epoch: 0,
+            bucket: TokenBucket::default(),
+            translation: Translation::None,
         }
+    }
+
+    /// Whether a packet of the flow made it through the chain.
+    #[inline]
+    pub(crate) fn confirmed(&self) -> bool {
+        self.flags & CONFIRMED != 0
+    }
+
+    /// Mark that a packet of the flow made it through the chain.
+    #[inline]
+    pub(crate) fn confirm(&mut self) {
+        self.flags |= CONFIRMED;
+    }
+
+    /// Whether the policy allowed the connection (under `policy_epoch`).
+    #[inline]
+    pub(crate) fn policy_allowed(&self) -> bool {
+        self.flags & POLICY_ALLOWED != 0
+    }
+
+    /// Record the policy's verdict on the connection.
+    #[inline]
+    pub(crate) fn set_policy(&mut self, allowed: bool, epoch: u64) {
+        if allowed {
+            self.flags |= POLICY_ALLOWED;
+        } else {
+            self.flags &= !POLICY_ALLOWED;
+        }
+        self.policy_epoch = epoch;
     }
 }
 

@@ -121,8 +121,6 @@ pub struct PacketContext {
     pub tenant: TenantId,
     /// The flow key, kept up to date when a stage rewrites addresses.
     pub flow: FlowKey,
-    /// `flow.hash()`, kept with it.
-    pub flow_hash: u64,
     /// Source identity (valid when `identities_known`).
     pub src_identity: IdentityId,
     /// Destination identity (valid when `identities_known`).
@@ -177,7 +175,6 @@ impl PacketContext {
             in_port,
             tenant,
             flow: flow.unwrap_or_default(),
-            flow_hash: flow.map_or(0, |f| f.hash()),
             src_identity: IdentityId::WORLD,
             dst_identity: IdentityId::WORLD,
             identities_known: false,
@@ -194,10 +191,9 @@ impl PacketContext {
         }
     }
 
-    /// Replace the flow key (after a rewrite), keeping the hash in step.
+    /// Replace the flow key (after a rewrite).
     #[inline]
     pub fn set_flow(&mut self, flow: FlowKey) {
-        self.flow_hash = flow.hash();
         self.flow = flow;
         self.identities_known = false;
     }

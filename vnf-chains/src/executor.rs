@@ -336,13 +336,14 @@ impl ChainWorker {
             // Its entry, made anew if the VNF changed the tuple or the entry
             // went away meanwhile.
             let table = &mut self.conntrack.table;
-            let handle = match table.get_handle(&ctx.flow, ctx.flow_hash, now) {
+            let hash = ctx.flow.hash();
+            let handle = match table.get_handle(&ctx.flow, hash, now) {
                 Some(handle) if table.at_mut(handle).is_some_and(|e| e.chain == point.chain) => {
                     handle
                 }
                 _ => table.insert_handle(
                     ctx.flow,
-                    ctx.flow_hash,
+                    hash,
                     Connection::new(point.chain, point.direction, true),
                     now,
                 ),
@@ -360,7 +361,8 @@ impl ChainWorker {
                 return;
             }
             let table = &mut self.conntrack.table;
-            let (handle, chain, direction) = match table.get_handle(&ctx.flow, ctx.flow_hash, now) {
+            let hash = ctx.flow.hash();
+            let (handle, chain, direction) = match table.get_handle(&ctx.flow, hash, now) {
                 Some(handle) => {
                     let Some(entry) = table.at_mut(handle) else {
                         return;
@@ -382,18 +384,13 @@ impl ChainWorker {
                         .classify(&ctx.flow, ctx.src_identity, ctx.dst_identity)
                     {
                         None => {
-                            table.insert_handle(
-                                ctx.flow,
-                                ctx.flow_hash,
-                                Connection::default(),
-                                now,
-                            );
+                            table.insert_handle(ctx.flow, hash, Connection::default(), now);
                             return;
                         }
                         Some((chain, direction)) => {
                             ctx.fresh = true;
                             let entry = Connection::new(chain, direction, false);
-                            let handle = table.insert_handle(ctx.flow, ctx.flow_hash, entry, now);
+                            let handle = table.insert_handle(ctx.flow, hash, entry, now);
                             (handle, chain, direction)
                         }
                     }
@@ -558,7 +555,7 @@ impl ChainWorker {
         if matches!(action, StageAction::Drop(_)) {
             // A first packet that does not make it leaves no connection
             // (unless another packet of the flow made it meanwhile).
-            if ctx.fresh && table.at_mut(handle).is_some_and(|e| !e.confirmed) {
+            if ctx.fresh && table.at_mut(handle).is_some_and(|e| !e.confirmed()) {
                 table.remove_at(handle);
             }
             return;
@@ -567,16 +564,15 @@ impl ChainWorker {
         // confirmed, and the reversed tuple gets one.
         let (needs_reply, allowed, epoch) = match table.at_mut(handle) {
             Some(entry) => {
-                let first = !entry.confirmed;
-                entry.confirmed = true;
-                (first, entry.policy_allowed, entry.policy_epoch)
+                let first = !entry.confirmed();
+                entry.confirm();
+                (first, entry.policy_allowed(), entry.policy_epoch)
             }
             None => (false, false, 0),
         };
         let reply_entry = || {
             let mut entry = Connection::new(chain, flip(ctx.direction), true);
-            entry.policy_allowed = allowed;
-            entry.policy_epoch = epoch;
+            entry.set_policy(allowed, epoch);
             entry
         };
         if let Some(key) = table.key_at(handle).filter(|_| needs_reply) {
@@ -588,8 +584,8 @@ impl ChainWorker {
             // the service's address back.
             let reversed = ctx.flow.reversed();
             let mut entry = reply_entry();
-            entry.lb_owner = nat.owner;
             entry.translation = Translation::Reply {
+                owner: nat.owner,
                 ip: split(nat.ip),
                 port: nat.port,
             };

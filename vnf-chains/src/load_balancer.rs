@@ -119,10 +119,13 @@ impl LbState {
         }
         let remembered = conntrack
             .entry(ctx)
-            .filter(|e| e.lb_owner == env.owner)
-            .map_or(Translation::None, |e| e.translation);
+            .map(|e| e.translation)
+            .filter(|t| t.owner() == env.owner)
+            .unwrap_or_default();
         match remembered {
-            Translation::Forward { ip, port, epoch } => {
+            Translation::Forward {
+                ip, port, epoch, ..
+            } => {
                 let backend = Backend { ip: join(ip), port };
                 let backend = if epoch == services.epoch() {
                     backend
@@ -135,7 +138,7 @@ impl LbState {
                 };
                 self.translate(ctx, frame, Side::Destination, backend.ip, backend.port)
             }
-            Translation::Reply { ip, port } => {
+            Translation::Reply { ip, port, .. } => {
                 self.translate(ctx, frame, Side::Source, join(ip), port)
             }
             Translation::None => {
@@ -143,7 +146,8 @@ impl LbState {
                 let Some(index) = services.find(&vip).filter(|&i| env.config.balances(i)) else {
                     return StageAction::Pass;
                 };
-                let Some(backend) = services.port(index).and_then(|p| p.pick(ctx.flow_hash)) else {
+                let Some(backend) = services.port(index).and_then(|p| p.pick(ctx.flow.hash()))
+                else {
                     return StageAction::Drop(ChainDropReason::NoServiceEndpoint);
                 };
                 self.connections += 1;
@@ -186,7 +190,7 @@ impl LbState {
             }
             return Ok(Some(backend));
         }
-        let Some(moved_to) = port.pick(ctx.flow_hash) else {
+        let Some(moved_to) = port.pick(ctx.flow.hash()) else {
             if let Some(entry) = conntrack.entry(ctx) {
                 entry.translation = Translation::None;
             }
@@ -231,8 +235,8 @@ impl LbState {
 /// packet is rewritten: its destination is still the service's.
 fn remember(env: &LbEnv<'_>, ctx: &mut PacketContext, backend: Backend, conntrack: &mut Conntrack) {
     if let Some(entry) = conntrack.entry(ctx) {
-        entry.lb_owner = env.owner;
         entry.translation = Translation::Forward {
+            owner: env.owner,
             ip: split(backend.ip),
             port: backend.port,
             epoch: env.services.epoch(),

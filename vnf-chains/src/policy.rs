@@ -357,7 +357,7 @@ impl PolicyState {
         ctx: &mut PacketContext,
         conntrack: &mut Conntrack,
     ) -> StageAction {
-        if let Some(entry) = conntrack.entry(ctx).filter(|e| e.policy_allowed) {
+        if let Some(entry) = conntrack.entry(ctx).filter(|e| e.policy_allowed()) {
             if entry.policy_epoch == env.epoch {
                 return StageAction::Pass;
             }
@@ -373,7 +373,7 @@ impl PolicyState {
                 entry.policy_epoch = env.epoch;
                 return StageAction::Pass;
             }
-            entry.policy_allowed = false;
+            entry.set_policy(false, env.epoch);
             self.denied += 1;
             return StageAction::Drop(ChainDropReason::PolicyDenied);
         }
@@ -388,14 +388,12 @@ impl PolicyState {
         {
             self.connections_allowed += 1;
             if let Some(entry) = conntrack.entry(ctx) {
-                entry.policy_allowed = true;
-                entry.policy_epoch = env.epoch;
+                entry.set_policy(true, env.epoch);
             }
             // The other direction of the connection, if it has an entry
             // already (a new one copies this one's).
             if let Some(entry) = conntrack.entry_of(&ctx.flow.reversed(), now) {
-                entry.policy_allowed = true;
-                entry.policy_epoch = env.epoch;
+                entry.set_policy(true, env.epoch);
             }
             StageAction::Pass
         } else {

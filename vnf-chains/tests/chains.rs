@@ -597,3 +597,89 @@ fn policy_after_the_load_balancer_sees_backends() {
     let stats = h.stats();
     assert_eq!(stats.stages[1].1.packets, 3, "the policy saw the reply too");
 }
+
+#[test]
+fn one_load_balancer_and_one_per_flow_policer_per_chain() {
+    let mut model = issue_model(false, "fail_closed");
+    model.chains = vec![chain(
+        "name: x\ntenant: blue\nfunctions: [{type: load_balancer}, {type: counter}, {type: load_balancer}]\n",
+    )];
+    assert!(matches!(
+        ChainSet::compile(&model.input(), 1, small_tables(), None),
+        Err(kxdp_vnf_chains::ChainError::RepeatedFunction { stage: 2, .. })
+    ));
+    model.chains = vec![chain(
+        "name: x\ntenant: blue\nfunctions: [{type: policer, rate_pps: 1, burst: 1}, {type: policer, rate_pps: 2, burst: 1}]\n",
+    )];
+    assert!(ChainSet::compile(&model.input(), 1, small_tables(), None).is_err());
+    // Class policers are not per flow: as many as wanted.
+    model.chains = vec![chain(
+        "name: x\ntenant: blue\nfunctions: [{type: policer, rate_pps: 1, burst: 1, per: class}, {type: policer, rate_pps: 2, burst: 1}]\n",
+    )];
+    assert!(ChainSet::compile(&model.input(), 1, small_tables(), None).is_ok());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// A connection table far too small for the traffic: entries are
+    /// evicted all the time, even within a batch. Nothing panics, counters
+    /// still add up, every request that passes is translated to a backend
+    /// with valid checksums, and no frame is given another flow's
+    /// translation (a reply is translated back to the service or not at
+    /// all).
+    #[test]
+    fn tiny_connection_table(
+        traffic in proptest::collection::vec((0u16..64, any::<bool>()), 1..400),
+        capacity in 4usize..32,
+        batch in 1usize..24,
+    ) {
+        let mut model = issue_model(true, "fail_closed");
+        model.chains = vec![chain(
+            "name: web\ntenant: blue\nsymmetric: true\nclassifier: {dst: 10.96.0.0/16}\n\
+             functions: [{type: policy}, {type: policer, rate_pps: 1000000, burst: 1000}, {type: load_balancer}]\n",
+        )];
+        // Replies come from the backends' addresses: their reply tuples
+        // must be claimed by the chain, so classify them too.
+        model.chains[0].classifier.dst = None;
+        let set = model.compile(1, None);
+        let limits = WorkerLimits { flow_capacity: capacity, ..WorkerLimits::default() };
+        let mut worker = ChainWorker::new(&set, limits, 0);
+        let mut backend_of: std::collections::HashMap<u16, String> = std::collections::HashMap::new();
+        for (n, chunk) in traffic.chunks(batch).enumerate() {
+            let mut frames: Vec<Vec<u8>> = chunk
+                .iter()
+                .map(|&(flow, reply)| {
+                    let cport = 20_000 + flow;
+                    match (reply, backend_of.get(&flow).map(String::as_str)) {
+                        (true, Some(b)) => frame(Protocol::Tcp, b, 8080, CLIENT, cport, b"r"),
+                        _ => frame(Protocol::Tcp, CLIENT, cport, VIP, 80, b"q"),
+                    }
+                })
+                .collect();
+            let sent = frames.clone();
+            let mut contexts: Vec<_> = frames.iter().map(|f| context(f, 0, 0)).collect();
+            worker.process(&set, n as u64 * MS, &mut contexts, &mut frames);
+            for ((c, out), input) in contexts.iter().zip(&frames).zip(&sent) {
+                if c.outcome != ChainOutcome::Pass {
+                    continue;
+                }
+                assert_checksums_valid(out);
+                let meta = packet::parse(input).unwrap();
+                let flow = if meta.dst_port == 80 { meta.src_port - 20_000 } else { meta.dst_port - 20_000 };
+                if dst_of(input) == VIP {
+                    let backend = dst_of(out);
+                    prop_assert!(backend.starts_with("10.1.0."), "request left as {}", backend);
+                    backend_of.insert(flow, backend);
+                } else {
+                    // A reply: back to the service, or untouched.
+                    let translated = frame(Protocol::Tcp, VIP, 80, CLIENT, 20_000 + flow, b"r");
+                    prop_assert!(out == &translated || out == input, "reply given a foreign translation");
+                }
+            }
+        }
+        let stats = worker.stats();
+        let c = stats[0].counters;
+        prop_assert_eq!(c.packets + c.resumed, c.passed + c.dropped + c.redirected);
+    }
+}

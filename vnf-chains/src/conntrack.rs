@@ -7,7 +7,7 @@
 //! as it arrives): the initiator's, the reversed tuple, and, after a load
 //! balancer translated the connection, the translated reply tuple. Entries
 //! live in a bounded [`FlowTable`] (allocated once, least recently used
-//! evicted, idle entries expire); a packet holds a [`FlowHandle`] to its
+//! evicted, idle entries expire); a packet holds a [`crate::flow::FlowHandle`] to its
 //! entry, checked before every use, so an entry evicted mid-batch is
 //! noticed, never confused with another flow's.
 

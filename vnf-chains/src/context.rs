@@ -141,8 +141,8 @@ pub struct PacketContext {
     pub(crate) running: bool,
     /// Is an IP packet (has a flow key).
     pub(crate) is_ip: bool,
-    /// Classified at this packet (not found pinned): pin the flow if the
-    /// chain does not drop it.
+    /// Classified at this packet (no connection entry yet): the entry stays
+    /// only if the chain does not drop it.
     pub(crate) fresh: bool,
     /// Its connection entry.
     pub(crate) handle: FlowHandle,

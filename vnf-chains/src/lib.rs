@@ -17,9 +17,12 @@
 //!   the way the forwarding tables are published (RCU, `arc-swap`): workers
 //!   only read it.
 //! - [`ChainWorker`] — one worker's mutable state: per chain and stage the
-//!   function's state (policy connections, policer buckets, load-balancer
-//!   connections, VNF liveness view) and counters, and the flow pins
-//!   (flow → chain and direction). Never shared.
+//!   function's state (class buckets, VNF liveness view, decision counters)
+//!   and counters, and the connection table ([`conntrack`]): per flow
+//!   direction its chain, its direction and the per-flow state of the
+//!   chain's functions (policy verdict, policer bucket, load-balancer
+//!   translation) in one 64-byte entry, so a packet costs one hash lookup
+//!   whatever its chain holds. Never shared.
 //! - [`PacketContext`] — one packet: [`FrameMeta`](kxdp_dataplane::packet::FrameMeta),
 //!   length, ingress port, tenant, [`FlowKey`], identities, [`Direction`],
 //!   and, after processing, its [`ChainOutcome`]. `Copy`, so a worker keeps a
@@ -69,18 +72,28 @@
 //!
 //! - Classification: per tenant, the highest-priority matching chain (ties
 //!   by name); symmetric chains also claim their return traffic. A flow is
-//!   classified at its first packet and pinned (both directions) to its
-//!   chain for as long as the chain exists: a new snapshot that changes a
-//!   chain's classifier affects new flows only. See [`classifier`].
+//!   classified at its first packet and both its directions stay with the
+//!   chain (in the connection table) for as long as the chain exists and
+//!   the entries do not expire: a new snapshot that changes a chain's
+//!   classifier affects new flows only; flows that matched no chain are
+//!   classified again after every swap. See [`classifier`], [`executor`].
 //! - Stages run in order for forward traffic. Return traffic of a symmetric
 //!   chain runs them in reverse; return traffic of any other chain runs only
-//!   its load balancers (to translate the source back).
-//! - A swap keeps, for each chain (by name), the state and counters of
-//!   every stage whose function spec is unchanged; so a load balancer keeps
-//!   its connections across endpoint changes, a policy its allowed
-//!   connections (checked again under the new policies at their next
-//!   packet), and flows of unchanged chains are neither dropped nor
-//!   reordered.
+//!   its load balancer (to translate the source back).
+//! - A chain may hold one load balancer and one per-flow policer (their
+//!   per-flow state has one place in the connection entry); any number of
+//!   the other functions.
+//! - A swap keeps, for each chain (by name), the state, counters and
+//!   per-flow state of every stage whose function spec is unchanged; so a
+//!   load balancer keeps its connections across endpoint changes, a policy
+//!   its allowed connections (checked again under the new policies and
+//!   addresses at their next packet), and flows of unchanged chains are
+//!   neither dropped nor reordered (the executor never reorders: outcomes
+//!   are per index of the batch).
+//! - Policy position: before a load balancer a policy stage sees the
+//!   ClusterIP (no pod: only ipBlocks and the client's egress apply); after
+//!   it, the backend pod, whose ingress policy then applies — as Kubernetes
+//!   applies NetworkPolicy to translated connections.
 //! - Functions: [`policy`], [`policer`], [`load_balancer`] (with [`maglev`]
 //!   and [`nat`]), [`external`], mirror (a copy through [`Frames::mirror`]
 //!   at its place in the chain; the original is untouched) and counter (see

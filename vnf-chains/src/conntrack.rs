@@ -15,9 +15,8 @@ use crate::context::{Direction, PacketContext, NO_CHAIN};
 use crate::flow::{FlowKey, FlowTable};
 use crate::policer::TokenBucket;
 
-/// A load-balancer translation remembered for a flow direction, with the
-/// stage that made it. Addresses are stored as four words (IPv4 in the
-/// last).
+/// A load-balancer translation remembered for a flow direction. Addresses
+/// are stored as four words (IPv4 in the last).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Translation {
     /// None.
@@ -37,23 +36,11 @@ pub enum Translation {
     },
     /// Backend → client: the source becomes the service again.
     Reply {
-        /// The load-balancer stage.
-        owner: u32,
         /// ClusterIP.
         ip: [u32; 4],
         /// Service port.
         port: u16,
     },
-}
-
-impl Translation {
-    /// The stage that made it (0: none).
-    pub fn owner(&self) -> u32 {
-        match self {
-            Translation::None => 0,
-            Translation::Forward { owner, .. } | Translation::Reply { owner, .. } => *owner,
-        }
-    }
 }
 
 /// A `u128` address as four words.

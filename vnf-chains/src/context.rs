@@ -155,8 +155,6 @@ pub struct PacketContext {
 /// reply direction by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct NatNote {
-    /// The load-balancer stage that made it.
-    pub(crate) owner: u32,
     /// The address replies must come from again (the ClusterIP).
     pub(crate) ip: u128,
     /// The port replies must come from again (the service port).

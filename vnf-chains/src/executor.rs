@@ -585,7 +585,6 @@ impl ChainWorker {
             let reversed = ctx.flow.reversed();
             let mut entry = reply_entry();
             entry.translation = Translation::Reply {
-                owner: nat.owner,
                 ip: split(nat.ip),
                 port: nat.port,
             };

@@ -117,17 +117,21 @@ impl LbState {
                 StageAction::Pass
             };
         }
+        // A chain has one load balancer: what its entries hold is this
+        // stage's, or its predecessor's under another config (then checked
+        // again, like after an endpoint change).
         let remembered = conntrack
             .entry(ctx)
-            .map(|e| e.translation)
-            .filter(|t| t.owner() == env.owner)
-            .unwrap_or_default();
+            .map_or(Translation::None, |e| e.translation);
         match remembered {
             Translation::Forward {
-                ip, port, epoch, ..
+                owner,
+                ip,
+                port,
+                epoch,
             } => {
                 let backend = Backend { ip: join(ip), port };
-                let backend = if epoch == services.epoch() {
+                let backend = if epoch == services.epoch() && owner == env.owner {
                     backend
                 } else {
                     match self.recheck(env, ctx, backend, conntrack) {
@@ -157,7 +161,8 @@ impl LbState {
         }
     }
 
-    /// After an endpoint change: keep the backend while it serves, else move
+    /// After an endpoint or config change: keep the backend while it serves
+    /// a port this stage balances, else move
     /// the connection. `Ok(None)`: the destination is no longer a balanced
     /// service port (forget the translation, pass the packet untouched).
     fn recheck(
@@ -183,10 +188,11 @@ impl LbState {
             port.state(&backend),
             Some(EndpointState::Ready | EndpointState::Serving)
         ) {
-            if let Some(Translation::Forward { epoch, .. }) =
+            if let Some(Translation::Forward { epoch, owner, .. }) =
                 conntrack.entry(ctx).map(|e| &mut e.translation)
             {
                 *epoch = services.epoch();
+                *owner = env.owner;
             }
             return Ok(Some(backend));
         }
@@ -243,7 +249,6 @@ fn remember(env: &LbEnv<'_>, ctx: &mut PacketContext, backend: Backend, conntrac
         };
     }
     ctx.nat = Some(NatNote {
-        owner: env.owner,
         ip: ctx.flow.dst,
         port: ctx.flow.dst_port,
     });

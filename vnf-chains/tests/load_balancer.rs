@@ -409,3 +409,44 @@ fn load_spreads_evenly_over_backends() {
         assert!((9_500..=10_500).contains(&n), "{b}: {n}");
     }
 }
+
+#[test]
+fn connections_survive_a_changed_load_balancer_config() {
+    let endpoints: Vec<String> = (1..=4).map(|i| format!("10.1.0.{i}")).collect();
+    let refs: Vec<&str> = endpoints.iter().map(String::as_str).collect();
+    let mut model = lb_model(VIP4, &refs, Protocol::Tcp);
+    let set = model.compile(1, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let flows: Vec<u16> = (50_000..50_050).collect();
+    let before = backends_of(&mut worker, &set, 1, &flows);
+    // The stage's spec changes (it now names the service): a new stage
+    // state, but the connections' translations still hold.
+    model.chains = vec![chain(
+        "name: lb\ntenant: blue\nfunctions: [{type: load_balancer, services: [default/web]}]\n",
+    )];
+    let set2 = model.compile(2, Some(&set));
+    // Replies first: translated back although no request passed since.
+    for (cport, backend) in flows.iter().zip(&before) {
+        let reply = frame(Protocol::Tcp, backend, 8080, "10.0.0.1", *cport, b"r");
+        let (outcome, back) = run(&mut worker, &set2, 2, reply);
+        assert_eq!(outcome, ChainOutcome::Pass);
+        assert_eq!(
+            back,
+            frame(Protocol::Tcp, VIP4, 80, "10.0.0.1", *cport, b"r")
+        );
+    }
+    assert_eq!(backends_of(&mut worker, &set2, 3, &flows), before);
+    // A config that no longer balances the service: requests go untouched.
+    model
+        .services
+        .push(service("other", "10.96.0.11", 80, 8080, &["10.1.0.9"]));
+    model.chains = vec![chain(
+        "name: lb\ntenant: blue\nfunctions: [{type: load_balancer, services: [default/other]}]\n",
+    )];
+    let set3 = model.compile(3, Some(&set2));
+    let request = frame(Protocol::Tcp, "10.0.0.1", flows[0], VIP4, 80, b"x");
+    assert_eq!(
+        run(&mut worker, &set3, 4, request.clone()),
+        (ChainOutcome::Pass, request)
+    );
+}

@@ -509,8 +509,9 @@ impl ChainSet {
         self.resume_point(port).is_some()
     }
 
-    /// Whether any chain could apply to the tenant's traffic (or frames come
-    /// back from VNFs): when false the worker may skip the chain step.
+    /// Whether any chain could classify the tenant's traffic: when false
+    /// (and the frame did not arrive on a VNF return port, see
+    /// [`ChainSet::resume_point`]) the worker may skip the chain step.
     #[inline]
     pub fn applies_to(&self, tenant: TenantId) -> bool {
         self.classifier.has_chains(tenant)

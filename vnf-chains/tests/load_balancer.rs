@@ -450,3 +450,45 @@ fn connections_survive_a_changed_load_balancer_config() {
         (ChainOutcome::Pass, request)
     );
 }
+
+/// An IPv4/SCTP frame with one DATA chunk and a correct CRC32c (stored
+/// little-endian, as Linux does).
+fn sctp_frame(src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
+    let src: std::net::Ipv4Addr = src.parse().unwrap();
+    let dst: std::net::Ipv4Addr = dst.parse().unwrap();
+    let mut sctp = Vec::new();
+    sctp.extend_from_slice(&sport.to_be_bytes());
+    sctp.extend_from_slice(&dport.to_be_bytes());
+    sctp.extend_from_slice(&0x1234_5678u32.to_be_bytes()); // verification tag
+    sctp.extend_from_slice(&[0; 4]); // checksum
+                                     // DATA chunk: type 0, flags 3, length 20, TSN, stream, seq, PPID, "abcd".
+    sctp.extend_from_slice(&[0, 3, 0, 20, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    sctp.extend_from_slice(b"abcd");
+    let crc = kxdp_vnf_chains::nat::crc32c(&sctp);
+    sctp[8..12].copy_from_slice(&crc.to_le_bytes());
+    let mut out = Vec::new();
+    etherparse::PacketBuilder::ethernet2(CLIENT_MAC, GATEWAY_MAC)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .write(&mut out, etherparse::IpNumber(132), &sctp)
+        .unwrap();
+    out
+}
+
+#[test]
+fn sctp_ports_are_translated_with_a_new_crc() {
+    let mut model = lb_model(VIP4, &["10.1.0.1"], Protocol::Tcp);
+    model.services[0].ports[0].protocol = Protocol::Sctp;
+    let set = model.compile(1, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let (outcome, out) = run(&mut worker, &set, 1, sctp_frame("10.0.0.1", 5000, VIP4, 80));
+    assert_eq!(outcome, ChainOutcome::Pass);
+    assert_eq!(out, sctp_frame("10.0.0.1", 5000, "10.1.0.1", 8080));
+    let (outcome, back) = run(
+        &mut worker,
+        &set,
+        2,
+        sctp_frame("10.1.0.1", 8080, "10.0.0.1", 5000),
+    );
+    assert_eq!(outcome, ChainOutcome::Pass);
+    assert_eq!(back, sctp_frame(VIP4, 80, "10.0.0.1", 5000));
+}

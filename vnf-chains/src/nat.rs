@@ -37,7 +37,13 @@ pub fn rewrite(
     let l4 = meta.l4_offset;
     let has_l4 = l4 != 0;
     let end = l3 + meta.l3_len;
-    if frame.len() < end || (has_l4 && l4 + 8 > end) {
+    let header = match meta.l3 {
+        L3::Ipv4 { .. } => 20,
+        _ => 40,
+    };
+    // What `parse` guarantees, checked again: metadata from elsewhere must
+    // not make the rewrite index out of the frame.
+    if frame.len() < end || l3 + header > end || (has_l4 && (l4 < l3 + header || l4 + 8 > end)) {
         return Err(ChainDropReason::ChainMalformedFrame);
     }
     let proto = meta.ip_proto;
@@ -199,6 +205,36 @@ mod tests {
         let ascending: Vec<u8> = (0..32).collect();
         assert_eq!(crc32c(&ascending), 0x46dd_794e);
         assert_eq!(crc32c(b"123456789"), 0xe306_9283);
+    }
+
+    #[test]
+    fn inconsistent_metadata_is_refused_not_a_panic() {
+        use std::net::Ipv4Addr;
+        let mut meta = FrameMeta {
+            dst_mac: [0; 6],
+            src_mac: [0; 6],
+            vlan: None,
+            l3_offset: 14,
+            l3: L3::Ipv4 {
+                src: Ipv4Addr::LOCALHOST,
+                dst: Ipv4Addr::LOCALHOST,
+            },
+            l3_len: 8,
+            ip_proto: ip_proto::TCP,
+            l4_offset: 0,
+            src_port: 0,
+            dst_port: 0,
+            is_fragment: false,
+        };
+        let mut frame = [0u8; 30];
+        for (l3_len, l4_offset) in [(8, 0), (16, 0), (40, 34), (200, 0), (16, 30)] {
+            meta.l3_len = l3_len;
+            meta.l4_offset = l4_offset;
+            assert_eq!(
+                rewrite(&mut frame, &mut meta, Side::Destination, 1, 2),
+                Err(ChainDropReason::ChainMalformedFrame)
+            );
+        }
     }
 
     #[test]

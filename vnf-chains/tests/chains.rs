@@ -683,3 +683,61 @@ proptest! {
         prop_assert_eq!(c.packets + c.resumed, c.passed + c.dropped + c.redirected);
     }
 }
+
+static PARSED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Frames whose transport bytes are arbitrary (the IP header stays
+    /// valid, so the parser lets them through) never make a chain panic,
+    /// whatever they hit: classifier, policy, policer, load balancer, mirror.
+    #[test]
+    fn arbitrary_transport_bytes_never_panic(
+        tcp in any::<bool>(),
+        to_service in any::<bool>(),
+        sport in any::<u16>(),
+        garbage in proptest::collection::vec(any::<u8>(), 0..80),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut model = issue_model(false, "fail_open");
+        model.chains = vec![chain(
+            "name: all\ntenant: blue\nsymmetric: true\n\
+             functions: [{type: mirror, interface: p5}, {type: policy}, {type: policer, rate_pps: 10, burst: 2}, {type: load_balancer}]\n",
+        )];
+        let set = model.compile(1, None);
+        let mut worker = ChainWorker::new(&set, WorkerLimits { flow_capacity: 16, ..WorkerLimits::default() }, 0);
+        let proto = if tcp { Protocol::Tcp } else { Protocol::Udp };
+        let dst = if to_service { VIP } else { "10.1.0.2" };
+        let mut f = frame(proto, CLIENT, sport, dst, 80, &garbage);
+        // Overwrite the transport header and payload with garbage (or,
+        // half the time, the payload only, so that more frames parse).
+        let from = if sport % 2 == 0 { 34 } else if tcp { 54 } else { 42 };
+        for (i, b) in garbage.iter().enumerate() {
+            if let Some(byte) = f.get_mut(from + i) {
+                *byte = *b;
+            }
+        }
+        // Perhaps cut the frame short of its IP length (the parser refuses).
+        let len = if garbage.len() % 3 == 0 { cut.index(f.len() + 1) } else { f.len() };
+        f.truncate(len);
+        if let Ok(meta) = packet::parse(&f) {
+            PARSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut frames = TestFrames { frames: vec![f.clone(), f.clone()], mirrored: vec![] };
+            let mut ctx = [PacketContext::new(&f, meta, 0, 0), PacketContext::new(&f, meta, 0, 0)];
+            worker.process(&set, 1, &mut ctx, &mut frames);
+            for c in &ctx {
+                prop_assert!(c.outcome != ChainOutcome::NoChain);
+            }
+        }
+    }
+}
+
+#[test]
+fn arbitrary_transport_bytes_mostly_parse() {
+    // The property above means something only if many of its frames reach
+    // the chain.
+    arbitrary_transport_bytes_never_panic();
+    let parsed = PARSED.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(parsed >= 64, "only {parsed} of 256 frames parsed");
+}

@@ -276,7 +276,7 @@ proptest! {
         let addresses = ["10.0.0.1", "10.0.0.2", "10.0.1.1", "192.168.0.1"];
         let ports = [53u16, 80, 443];
         for (s, d, proto, sp, dp) in packets {
-            // A fresh worker each time: no pins from earlier packets.
+            // A fresh worker each time: no connection entries from earlier packets.
             let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
             let (src, dst) = (addresses[s], addresses[d]);
             let (sport, dport) = (ports[sp], ports[dp]);

@@ -10,6 +10,15 @@
 //! reason when dpdk-testpmd or the OVS tools are not installed — even with
 //! `CI=true` (unlike the other privileged tests, which must run in CI): the
 //! benchmark is what needs them, not the build.
+//!
+//! `forwarding_rate` (ignored: a measurement of about a minute, not a CI
+//! test) measures each one's packet rate alone on node 1 with the AF_XDP
+//! generator and the XDP counting sink of `kxdp_bench::generator`:
+//!
+//! ```sh
+//! cargo test -p kxdp-bench --release --test external -- --ignored --nocapture forwarding_rate
+//! # KXDP_EXTERNAL_SINK=threaded|forwarder  KXDP_EXTERNAL_ROUNDS=4  KXDP_EXTERNAL_SECONDS=5
+//! ```
 
 #![allow(clippy::unwrap_used)]
 
@@ -21,8 +30,10 @@ use kxdp_bench::external::{
     pin_gateway_neighbour, process_alive, start_ovs, start_testpmd, xdp_programs,
     ExternalDataplane, ExternalKind, ForwardSpec,
 };
+use kxdp_bench::generator::{FlowSpec, Generator, GeneratorOptions, Sink};
 use kxdp_control::testbed::{
-    pod_ip, privileged_test, NodeKind, NodeSpec, Testbed, TopologySpec, Underlay,
+    pod_ip, privileged_test, Netns, NodeKind, NodeSpec, Testbed, TopologySpec, Underlay, POD_IF,
+    UNDERLAY_IF,
 };
 
 const PORT: u16 = 9000;
@@ -304,4 +315,174 @@ fn ovs_forwards_between_pod_veth_and_underlay_and_cleans_up() {
         return;
     }
     smoke(test, ExternalKind::Ovs);
+}
+
+/// Kernel threads `napi/<ifname>-<id>`.
+fn napi_threads(ifname: &str) -> Vec<u32> {
+    let prefix = format!("napi/{ifname}-");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            comm.trim().starts_with(&prefix).then_some(pid)
+        })
+        .collect()
+}
+
+/// Put `ifname`'s veth receive work in a NAPI thread pinned to `core`.
+fn threaded_napi(netns: &Netns, ifname: &str, core: usize) -> Vec<u32> {
+    let before = napi_threads(ifname);
+    netns
+        .exec(
+            "sh",
+            &["-c", &format!("echo 1 > /sys/class/net/{ifname}/threaded")],
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let new: Vec<u32> = napi_threads(ifname)
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        if !new.is_empty() || Instant::now() > deadline {
+            for pid in &new {
+                let status = std::process::Command::new("taskset")
+                    .args(["-pc", &core.to_string(), &pid.to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            }
+            return new;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One sample: generator rate, sink rate, the forwarder's counters.
+struct RateSample {
+    generated_pps: f64,
+    received_pps: f64,
+    cycles_per_packet: Option<f64>,
+    forwarder_rx_dropped: u64,
+}
+
+/// Pod `src` on node 1 → the forwarder on node 1 (core 1) → node 2's `ul0`,
+/// where the counting sink drops and counts. The generator (nice 19) and the
+/// threaded NAPI of node 1's pod veth (the XDP redirect into the forwarder's
+/// socket, the copy into its UMEM) run on core 0. The sink's receive work
+/// runs in a NAPI thread on core 0 (`threaded`), or in the forwarder's own
+/// transmit on core 1 (`forwarder`: without threaded NAPI the veth peer's
+/// receive runs on the transmitting CPU).
+fn rate_sample(kind: ExternalKind, seconds: f64, sink_threaded: bool) -> RateSample {
+    let spec = TopologySpec::new(Underlay::Direct, &[("blue", 100)])
+        .with_node(NodeSpec::new("n1", NodeKind::Kxdp).with_pod("src", "blue", pod_ip(1, 2)))
+        .with_node(NodeSpec::new("n2", NodeKind::Kxdp).with_pod("dst", "blue", pod_ip(2, 2)));
+    let testbed = Testbed::build(spec).unwrap();
+    let src = testbed.pod("src").unwrap().clone();
+    let dst = testbed.pod("dst").unwrap().clone();
+    let node1 = testbed.node("n1").unwrap().clone();
+    let node2 = testbed.node("n2").unwrap().clone();
+    let forward = ForwardSpec::between(&testbed, "src", "dst", 1).unwrap();
+    let dataplane = start(kind, &forward).unwrap();
+    let sink = Sink::attach(&node2.netns, UNDERLAY_IF).unwrap();
+    if sink_threaded {
+        threaded_napi(&node2.netns, UNDERLAY_IF, 0);
+    }
+    // Needs the forwarder's XDP program on it first (veth NAPI).
+    assert!(!threaded_napi(&node1.netns, &src.host_interface, 0).is_empty());
+    let flows = FlowSpec {
+        src_mac: src.mac,
+        dst_mac: src.host_mac,
+        src_ip: src.ip,
+        dst_ip: dst.ip,
+        src_port: 40000,
+        dst_port: 9,
+        flows: 16,
+        frame_bytes: 60,
+    };
+    let mut generator = Generator::start(
+        &src.netns,
+        &flows,
+        &GeneratorOptions {
+            ifname: POD_IF.into(),
+            core: Some(0),
+            nice: Some(19),
+        },
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let (sent0, received0, t0) = (
+        generator.completed(),
+        sink.read().unwrap().packets,
+        Instant::now(),
+    );
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let (sent1, received1) = (generator.completed(), sink.read().unwrap().packets);
+    let elapsed = t0.elapsed().as_secs_f64();
+    generator.stop().unwrap();
+    let counters = dataplane.stop().unwrap();
+    assert!(received1 > received0, "nothing arrived through {kind}");
+    RateSample {
+        generated_pps: (sent1 - sent0) as f64 / elapsed,
+        received_pps: (received1 - received0) as f64 / elapsed,
+        cycles_per_packet: counters.busy_cycles_per_packet,
+        forwarder_rx_dropped: counters.pod.rx_dropped,
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+#[test]
+#[ignore = "a measurement, not a CI test: see the file's documentation"]
+fn forwarding_rate() {
+    let test = "forwarding_rate";
+    if !privileged_test(test) || !ExternalKind::ALL.into_iter().all(|k| installed(test, k)) {
+        return;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        cores >= 2,
+        "needs two cores (generator on 0, forwarder on 1)"
+    );
+    let env = |key: &str| std::env::var(key).ok();
+    let rounds: usize = env("KXDP_EXTERNAL_ROUNDS").map_or(4, |v| v.parse().unwrap());
+    let seconds: f64 = env("KXDP_EXTERNAL_SECONDS").map_or(5.0, |v| v.parse().unwrap());
+    let sink_threaded = env("KXDP_EXTERNAL_SINK").is_none_or(|v| v != "forwarder");
+    let mut received: Vec<(ExternalKind, f64)> = Vec::new();
+    for round in 0..rounds {
+        for kind in ExternalKind::ALL {
+            let s = rate_sample(kind, seconds, sink_threaded);
+            println!(
+                "round {round} {kind:8} generator {:.3} Mpps  sink {:.3} Mpps  loss {:5.1}%  forwarder rx_dropped (whole run) {}  busy cycles/packet {:.0?}",
+                s.generated_pps / 1e6,
+                s.received_pps / 1e6,
+                100.0 * (1.0 - s.received_pps / s.generated_pps),
+                s.forwarder_rx_dropped,
+                s.cycles_per_packet
+            );
+            received.push((kind, s.received_pps));
+        }
+    }
+    for kind in ExternalKind::ALL {
+        let values: Vec<f64> = received
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, v)| *v)
+            .collect();
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(0.0, f64::max);
+        println!(
+            "{kind:8} median {:.3} Mpps (min {:.3}, max {:.3}) over {rounds} rounds, sink receive work on {}",
+            median(values) / 1e6,
+            min / 1e6,
+            max / 1e6,
+            if sink_threaded { "core 0 (threaded NAPI)" } else { "the forwarder's core 1" }
+        );
+    }
 }

@@ -56,7 +56,8 @@
 //!   Main lcore and forwarding lcore share core C; the main lcore only
 //!   blocks reading stdin. Port 0 is the pod's veth, port 1 `ul0`. The
 //!   af_xdp driver's defaults otherwise (one queue, 2048-entry rings, burst
-//!   32, preferred busy polling where the kernel offers it). Stopped by
+//!   32, preferred busy polling with a budget of 64: its `recvfrom` may run
+//!   the veth's NAPI receive on its own core). Stopped by
 //!   closing its stdin (its own clean exit, which prints the forward
 //!   statistics returned by [`ExternalDataplane::stop`]). If this process
 //!   dies, testpmd reads end-of-file on stdin and exits by itself.
@@ -80,6 +81,22 @@
 //! leaves it on), OVS's tap devices are gone, its temporary directory and
 //! DPDK's runtime directory `/var/run/dpdk/<prefix>` are removed. Processes
 //! are killed only by the PIDs this module spawned.
+//!
+//! # Rates on the two-core test machine
+//!
+//! Measured with the `forwarding_rate` probe in `bench/tests/external.rs`
+//! (forwarder alone on node 1, core 1; AF_XDP generator in the pod and the
+//! threaded NAPI of the pod's veth on core 0; XDP counting sink on node 2's
+//! `ul0`; 4 rounds of 5 s, quiet machine), medians:
+//!
+//! | sink's receive work | testpmd | OVS | loss | limit |
+//! |---|---|---|---|---|
+//! | NAPI thread on core 0 | 0.53 Mpps | 0.56 Mpps | < 0.5 % | core 0 (generator side): the forwarders idle part of the time, ~1400–2200 busy cycles per packet |
+//! | forwarder's core 1 | 0.95 Mpps | 0.91 Mpps | 2–14 % | the forwarder: ~2550–3100 busy cycles per packet, its rx ring overflows |
+//!
+//! So with the first placement these figures are the generator's ceiling,
+//! not the forwarders'; a comparison with kxdp must use a placement in
+//! which the forwarder is the bottleneck (loss and rx drops say which).
 
 use std::fmt;
 use std::fs::File;

@@ -206,8 +206,21 @@ fn run_suite(args: &SuiteArgs) -> anyhow::Result<()> {
         },
         tcp_bytes: if args.quick { 8 << 20 } else { 256 << 20 },
         pipeline_seconds: if args.quick { 0.02 } else { 0.5 },
+        rate: {
+            let mut rate = kxdp_bench::rate::RateOptions::new(kxdp.clone());
+            rate.dut_core = args.worker_core;
+            rate.generator_core = args.client_core;
+            if args.quick {
+                rate.seconds = 1.0;
+                rate.warmup = 0.3;
+                rate.rounds = 1;
+            } else {
+                rate.rounds = args.rounds.unwrap_or(3).max(1);
+            }
+            rate
+        },
         out_dir: args.out.clone(),
-        kxdp,
+        kxdp: kxdp.clone(),
         worker_core: args.worker_core,
         client_core: args.client_core,
     };

@@ -78,6 +78,9 @@ pub struct SuiteOptions {
     pub tcp_bytes: u64,
     /// Seconds per in-memory pipeline measurement.
     pub pipeline_seconds: f64,
+    /// The packet-rate measurement (its rounds are its own, interleaved
+    /// kxdp / kernel-vxlan).
+    pub rate: crate::rate::RateOptions,
     /// Where the JSON, the HdrHistogram logs and the plots go.
     pub out_dir: PathBuf,
     /// The kxdp binary.
@@ -168,6 +171,9 @@ pub struct SuiteResult {
     pub cores: BTreeMap<String, String>,
     /// Per path.
     pub paths: Vec<PathFigures>,
+    /// 64-byte UDP packet rate with an AF_XDP generator, kxdp against the
+    /// kernel's vxlan path, with CPU cost (the rate module).
+    pub rate: crate::rate::RateReport,
     /// In-memory pipeline rates.
     pub pipeline: Vec<crate::pipeline::PipelineResult>,
     /// Files written.
@@ -298,6 +304,7 @@ pub fn run(options: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<Sui
             per_path.entry(path).or_default().push(sample);
         }
     }
+    let rate = crate::rate::run(&options.rate, progress).context("packet rate")?;
     progress("in-memory pipeline");
     let pipeline =
         crate::pipeline::run_all(Duration::from_secs_f64(options.pipeline_seconds), |r| {
@@ -407,6 +414,7 @@ pub fn run(options: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<Sui
         rounds: options.rounds,
         cores,
         paths,
+        rate,
         pipeline,
         files,
     };
@@ -490,6 +498,8 @@ pub fn table(result: &SuiteResult) -> String {
             p.tcp_gbps.max
         );
     }
+    let _ = writeln!(s);
+    s.push_str(&crate::rate::table(&result.rate));
     let _ = writeln!(s, "\nin-memory pipeline, one core");
     s.push_str(&crate::pipeline::table(&result.pipeline));
     let _ = writeln!(s, "\ncores:");

@@ -1,0 +1,149 @@
+//! CI's smoke test of `kxdp bench --quick`: the whole benchmark runs on the
+//! testbed and its JSON has every figure for every path (not their values),
+//! with the HdrHistogram logs and plots it names written.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use kxdp_control::testbed::privileged_test;
+use serde_json::Value;
+
+/// `target/<profile>/kxdp`, built by `cargo test --workspace` for the
+/// control crate's integration tests.
+fn kxdp_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("kxdp")
+}
+
+fn number(v: &Value, path: &str) -> f64 {
+    let mut cur = v;
+    for key in path.split('.') {
+        cur = &cur[key];
+    }
+    cur.as_f64()
+        .unwrap_or_else(|| panic!("{path} is not a number: {cur}"))
+}
+
+#[test]
+fn kxdp_bench_quick_writes_every_figure() {
+    if !privileged_test("kxdp_bench_quick_writes_every_figure") {
+        return;
+    }
+    let kxdp = kxdp_binary();
+    assert!(kxdp.exists(), "no kxdp binary at {}", kxdp.display());
+    let out = std::env::temp_dir().join(format!("kxdp-bench-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let output = Command::new(env!("CARGO_BIN_EXE_kxdp-bench"))
+        .arg("--quick")
+        .arg("--out")
+        .arg(&out)
+        .arg("--kxdp")
+        .arg(&kxdp)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "kxdp bench --quick failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("UDP request/response latency"), "{stdout}");
+
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+
+    // Latency and TCP for every path, every case, every percentile.
+    let paths = json["paths"].as_array().unwrap();
+    let names: Vec<&str> = paths.iter().map(|p| p["path"].as_str().unwrap()).collect();
+    assert_eq!(names, ["routed", "kernel-vxlan", "kxdp"]);
+    for p in paths {
+        let latency = p["latency"].as_array().unwrap();
+        let cases: Vec<&str> = latency
+            .iter()
+            .map(|l| l["case"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            cases,
+            ["blocking/low", "spin/low", "blocking/loaded", "spin/loaded"],
+            "{}",
+            p["path"]
+        );
+        for l in latency {
+            for figure in [
+                "p50_us", "p90_us", "p99_us", "p999_us", "p9999_us", "max_us",
+            ] {
+                for stat in ["median", "min", "max"] {
+                    number(l, &format!("{figure}.{stat}"));
+                }
+                number(l, &format!("merged.{figure}"));
+            }
+            number(l, "loss_percent.median");
+            number(l, "load_delivered_percent.median");
+        }
+        for stat in ["median", "min", "max"] {
+            number(p, &format!("tcp_gbps.{stat}"));
+        }
+    }
+
+    // Packet rate and cost for both rate paths and both sinks.
+    let summaries = json["rate"]["summaries"].as_array().unwrap();
+    for path in ["kxdp", "kernel-vxlan"] {
+        for sink in ["underlay", "pod"] {
+            let s = summaries
+                .iter()
+                .find(|s| s["path"] == path && s["sink"] == sink)
+                .unwrap_or_else(|| panic!("no rate summary for {path} / {sink}"));
+            for figure in [
+                "generator_tx_pps",
+                "encap_pps",
+                "received_pps",
+                "loss_pct",
+                "dut_per_core_pps",
+                "dut_cpu_s_per_mpkt",
+                "total_cpu_s_per_mpkt",
+            ] {
+                number(s, &format!("{figure}.median"));
+            }
+        }
+    }
+    assert!(
+        json["rate"]["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["path"] == "kxdp" && s["worker_cycles_per_packet"].is_number()),
+        "the kxdp worker's cycles per packet"
+    );
+    assert_eq!(json["rate"]["ratios"].as_array().unwrap().len(), 2);
+
+    // The in-memory pipeline matrix: 3 scenarios × 2 sizes × 3 table sizes.
+    let pipeline = json["pipeline"].as_array().unwrap();
+    assert_eq!(pipeline.len(), 18);
+    for r in pipeline {
+        number(r, "mpps");
+        number(r, "ns_per_packet");
+    }
+
+    // Every file it names exists: 12 HdrHistogram logs, 4 plots.
+    let files: Vec<&str> = json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(files.iter().filter(|f| f.ends_with(".hlog")).count(), 12);
+    assert_eq!(files.iter().filter(|f| f.ends_with(".svg")).count(), 4);
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(!text.is_empty(), "{f} is empty");
+        if f.ends_with(".svg") {
+            assert!(text.contains("<polyline"), "{f} has no curve");
+        } else {
+            assert!(text.contains("#[StartTime:"), "{f} is no HdrHistogram log");
+        }
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}

@@ -51,6 +51,7 @@ use kxdp_control::testbed::{
 };
 use serde::Serialize;
 
+use crate::external::{self, ExternalKind, ForwardSpec};
 use crate::generator::{FlowSpec, Generator, GeneratorOptions, Sink};
 
 /// The tenant and its VNI.
@@ -74,26 +75,69 @@ pub enum RatePath {
     Kxdp,
     /// The kernel's vxlan device (Flannel's vxlan backend).
     KernelVxlan,
+    /// Kernel routing without an overlay (Flannel's host-gw backend).
+    Routed,
+    /// DPDK testpmd with the net_af_xdp driver on node1 (plain L2 forwarding
+    /// with a MAC rewrite, no encapsulation: see `crate::external`).
+    Testpmd,
+    /// Open vSwitch's userspace datapath with afxdp ports on node1 (plain
+    /// L2 forwarding with a MAC rewrite, no encapsulation).
+    Ovs,
 }
 
 impl RatePath {
-    /// Both, in round order.
-    pub const ALL: [RatePath; 2] = [RatePath::Kxdp, RatePath::KernelVxlan];
+    /// Every path, in round order.
+    pub const ALL: [RatePath; 5] = [
+        RatePath::Kxdp,
+        RatePath::KernelVxlan,
+        RatePath::Routed,
+        RatePath::Testpmd,
+        RatePath::Ovs,
+    ];
 
     /// Label in tables.
     pub fn label(self) -> &'static str {
         match self {
             RatePath::Kxdp => "kxdp",
             RatePath::KernelVxlan => "kernel-vxlan",
+            RatePath::Routed => "routed",
+            RatePath::Testpmd => "testpmd",
+            RatePath::Ovs => "ovs",
         }
     }
 
     fn node_kind(self) -> NodeKind {
         match self {
-            RatePath::Kxdp => NodeKind::Kxdp,
+            RatePath::Kxdp | RatePath::Testpmd | RatePath::Ovs => NodeKind::Kxdp,
             RatePath::KernelVxlan => NodeKind::KernelVxlan,
+            RatePath::Routed => NodeKind::Routed,
         }
     }
+
+    /// The external AF_XDP dataplane of this path, if it is one.
+    pub fn external(self) -> Option<ExternalKind> {
+        match self {
+            RatePath::Testpmd => Some(ExternalKind::Testpmd),
+            RatePath::Ovs => Some(ExternalKind::Ovs),
+            _ => None,
+        }
+    }
+
+    /// Whether this path is measured with this sink: the external
+    /// forwarders run on node1 only (pod to underlay), so only the
+    /// underlay sink applies to them.
+    pub fn measures(self, sink: SinkPoint) -> bool {
+        self.external().is_none() || sink == SinkPoint::Underlay
+    }
+}
+
+/// A path that was not measured, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct SkippedPath {
+    /// The path.
+    pub path: RatePath,
+    /// Why.
+    pub reason: String,
 }
 
 /// Where the counting sink sits; see the module documentation.
@@ -275,6 +319,8 @@ pub struct RateSummary {
 pub struct RateRatio {
     /// Sink.
     pub sink: SinkPoint,
+    /// The path kxdp is compared with.
+    pub against: RatePath,
     /// Medians of received pps, kxdp / kernel-vxlan.
     pub received_pps: f64,
     /// Medians of DUT per-core rates, kxdp / kernel-vxlan.
@@ -300,8 +346,10 @@ pub struct RateReport {
     pub samples: Vec<RateSample>,
     /// Per path and sink, over rounds.
     pub summaries: Vec<RateSummary>,
-    /// kxdp / kernel-vxlan.
+    /// kxdp / each other path measured.
     pub ratios: Vec<RateRatio>,
+    /// Paths not measured (an external dataplane not installed).
+    pub skipped: Vec<SkippedPath>,
 }
 
 /// Run every path and sink, `rounds` times, interleaved; `progress` gets a
@@ -311,10 +359,23 @@ pub fn run(options: &RateOptions, progress: &mut dyn FnMut(&str)) -> Result<Rate
         bail!("the window must be positive and the warm-up not negative");
     }
     let mut samples = Vec::new();
-    let total = options.rounds.max(1) * options.sinks.len() * RatePath::ALL.len();
+    let mut skipped = Vec::new();
+    let mut paths = Vec::new();
+    for path in RatePath::ALL {
+        match path.external().map(ExternalKind::check_installed) {
+            Some(Err(reason)) => skipped.push(SkippedPath { path, reason }),
+            _ => paths.push(path),
+        }
+    }
+    let total = options.rounds.max(1)
+        * options
+            .sinks
+            .iter()
+            .map(|&sink| paths.iter().filter(|p| p.measures(sink)).count())
+            .sum::<usize>();
     for round in 0..options.rounds.max(1) {
         for &sink in &options.sinks {
-            for path in RatePath::ALL {
+            for &path in paths.iter().filter(|p| p.measures(sink)) {
                 progress(&format!(
                     "rate {}/{total}: round {}, {}, {}",
                     samples.len() + 1,
@@ -328,10 +389,14 @@ pub fn run(options: &RateOptions, progress: &mut dyn FnMut(&str)) -> Result<Rate
             }
         }
     }
-    Ok(summarise(options, samples))
+    Ok(summarise(options, samples, skipped))
 }
 
-fn summarise(options: &RateOptions, samples: Vec<RateSample>) -> RateReport {
+fn summarise(
+    options: &RateOptions,
+    samples: Vec<RateSample>,
+    skipped: Vec<SkippedPath>,
+) -> RateReport {
     let mut groups: BTreeMap<(SinkPoint, RatePath), Vec<&RateSample>> = BTreeMap::new();
     for s in &samples {
         groups.entry((s.sink, s.path)).or_default().push(s);
@@ -356,13 +421,16 @@ fn summarise(options: &RateOptions, samples: Vec<RateSample>) -> RateReport {
     let mut ratios = Vec::new();
     for &sink in &options.sinks {
         let find = |path| summaries.iter().find(|s| s.sink == sink && s.path == path);
-        if let (Some(k), Some(v)) = (find(RatePath::Kxdp), find(RatePath::KernelVxlan)) {
-            let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
-            ratios.push(RateRatio {
-                sink,
-                received_pps: ratio(k.received_pps.median, v.received_pps.median),
-                dut_per_core_pps: ratio(k.dut_per_core_pps.median, v.dut_per_core_pps.median),
-            });
+        for against in RatePath::ALL.into_iter().filter(|p| *p != RatePath::Kxdp) {
+            if let (Some(k), Some(v)) = (find(RatePath::Kxdp), find(against)) {
+                let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+                ratios.push(RateRatio {
+                    sink,
+                    against,
+                    received_pps: ratio(k.received_pps.median, v.received_pps.median),
+                    dut_per_core_pps: ratio(k.dut_per_core_pps.median, v.dut_per_core_pps.median),
+                });
+            }
         }
     }
     RateReport {
@@ -375,6 +443,7 @@ fn summarise(options: &RateOptions, samples: Vec<RateSample>) -> RateReport {
         samples,
         summaries,
         ratios,
+        skipped,
     }
 }
 
@@ -448,7 +517,7 @@ pub fn measure(
             "permanent",
         ])?;
     }
-    if path == RatePath::KernelVxlan {
+    if matches!(path, RatePath::KernelVxlan | RatePath::Routed) {
         node2.netns.ip(&[
             "neigh",
             "replace",
@@ -478,6 +547,22 @@ pub fn measure(
             );
             placement.push(format!("core {other}: node2 kxdp worker (adaptive poll)"));
         }
+    }
+
+    // An external forwarder answers no ARP: the pod gets a permanent
+    // neighbour for its gateway (the host side of its veth).
+    let mut forwarder = None;
+    if let Some(kind) = path.external() {
+        external::pin_gateway_neighbour(&bed, "src")?;
+        let spec = ForwardSpec::between(&bed, "src", "dst", dut)?;
+        forwarder = Some(match kind {
+            ExternalKind::Testpmd => external::start_testpmd(&spec)?,
+            ExternalKind::Ovs => external::start_ovs(&spec)?,
+        });
+        placement.push(format!(
+            "core {dut}: node1 {} forwarding thread (pod veth <-> ul0, MAC rewrite, no encap)",
+            kind.name()
+        ));
     }
 
     // The gateway's MAC as the sending pod resolves it.
@@ -522,7 +607,7 @@ pub fn measure(
         "core {other}: {napi} (threaded NAPI of {sink_what}: counting sink)"
     ));
     match path {
-        RatePath::KernelVxlan => {
+        RatePath::KernelVxlan | RatePath::Routed => {
             let host_if = &src.host_interface;
             node1.netns.exec("ethtool", &["-K", host_if, "gro", "on"])?;
             let napi = threaded_napi(&node1.netns, host_if, dut, options.threaded_napi)?;
@@ -539,7 +624,7 @@ pub fn measure(
                 ));
             }
         }
-        RatePath::Kxdp => {
+        RatePath::Kxdp | RatePath::Testpmd | RatePath::Ovs => {
             let host_if = &src.host_interface;
             let napi = threaded_napi(&node1.netns, host_if, other, options.threaded_napi)?;
             placement.push(format!(
@@ -593,9 +678,14 @@ pub fn measure(
     }
     let cycles = match path {
         RatePath::Kxdp => encap_reader.worker_cycles_per_packet(),
-        RatePath::KernelVxlan => None,
+        _ => None,
     };
     drop(processes);
+    if let Some(forwarder) = forwarder {
+        forwarder
+            .stop()
+            .context("stopping the external forwarder")?;
+    }
     Ok(compute(
         path, sink_point, round, options, &before, &after, cycles, placement,
     ))
@@ -703,6 +793,9 @@ enum EncapReader {
     Kxdp(PathBuf),
     /// Tx packets of the node's `flannel.<vni>` device.
     Kernel(Netns, String),
+    /// Tx packets of node1's `ul0` (routed and the external forwarders:
+    /// frames forwarded onto the underlay, not encapsulated).
+    Underlay(Netns),
 }
 
 impl EncapReader {
@@ -718,6 +811,9 @@ impl EncapReader {
                 EncapReader::Kxdp(PathBuf::from(socket))
             }
             RatePath::KernelVxlan => EncapReader::Kernel(node1.netns.clone(), flannel_device(VNI)),
+            RatePath::Routed | RatePath::Testpmd | RatePath::Ovs => {
+                EncapReader::Underlay(node1.netns.clone())
+            }
         })
     }
 
@@ -729,6 +825,7 @@ impl EncapReader {
                 .map(|w| w.encapsulated)
                 .sum()),
             EncapReader::Kernel(netns, device) => Ok(link_stats(netns, device)?.tx_packets),
+            EncapReader::Underlay(netns) => Ok(link_stats(netns, UNDERLAY_IF)?.tx_packets),
         }
     }
 
@@ -739,7 +836,7 @@ impl EncapReader {
                 .workers
                 .first()
                 .map(|w| w.cycles_per_packet),
-            EncapReader::Kernel(..) => None,
+            EncapReader::Kernel(..) | EncapReader::Underlay(..) => None,
         }
     }
 }
@@ -982,10 +1079,20 @@ pub fn table(report: &RateReport) -> String {
         for ratio in report.ratios.iter().filter(|r| r.sink == sink) {
             let _ = writeln!(
                 s,
-                "kxdp / kernel-vxlan: received {:.2}×, per DUT core {:.2}×",
-                ratio.received_pps, ratio.dut_per_core_pps
+                "kxdp / {}: received {:.2}×, per DUT core {:.2}×",
+                ratio.against.label(),
+                ratio.received_pps,
+                ratio.dut_per_core_pps
             );
         }
+    }
+    for skipped in &report.skipped {
+        let _ = writeln!(
+            s,
+            "\n{}: not measured: {}",
+            skipped.path.label(),
+            skipped.reason
+        );
     }
     if let Some(first) = report.samples.first() {
         let _ = writeln!(
@@ -1088,7 +1195,11 @@ mod tests {
             sample(RatePath::Kxdp, SinkPoint::Underlay, 1100.0, 1000.0),
             sample(RatePath::KernelVxlan, SinkPoint::Underlay, 100.0, 200.0),
         ];
-        let report = summarise(&options, samples);
+        let skipped = vec![SkippedPath {
+            path: RatePath::Ovs,
+            reason: "`ovs-vswitchd` is not installed".into(),
+        }];
+        let report = summarise(&options, samples, skipped);
         assert_eq!(report.summaries.len(), 2);
         let kxdp = report
             .summaries
@@ -1101,6 +1212,11 @@ mod tests {
         assert!((report.ratios[0].received_pps - 10.0).abs() < 1e-9);
         assert!((report.ratios[0].dut_per_core_pps - 5.0).abs() < 1e-9);
         let t = table(&report);
-        assert!(t.contains("kernel-vxlan") && t.contains("10.00×"), "{t}");
+        assert_eq!(report.ratios[0].against, RatePath::KernelVxlan);
+        assert!(
+            t.contains("kxdp / kernel-vxlan") && t.contains("10.00×"),
+            "{t}"
+        );
+        assert!(t.contains("ovs: not measured: `ovs-vswitchd`"), "{t}");
     }
 }

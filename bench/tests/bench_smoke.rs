@@ -90,7 +90,7 @@ fn kxdp_bench_quick_writes_every_figure() {
 
     // Packet rate and cost for both rate paths and both sinks.
     let summaries = json["rate"]["summaries"].as_array().unwrap();
-    for path in ["kxdp", "kernel-vxlan"] {
+    for path in ["kxdp", "kernel-vxlan", "routed"] {
         for sink in ["underlay", "pod"] {
             let s = summaries
                 .iter()
@@ -117,7 +117,33 @@ fn kxdp_bench_quick_writes_every_figure() {
             .any(|s| s["path"] == "kxdp" && s["worker_cycles_per_packet"].is_number()),
         "the kxdp worker's cycles per packet"
     );
-    assert_eq!(json["rate"]["ratios"].as_array().unwrap().len(), 2);
+    let ratios = json["rate"]["ratios"].as_array().unwrap();
+    for sink in ["underlay", "pod"] {
+        for against in ["kernel-vxlan", "routed"] {
+            assert!(
+                ratios
+                    .iter()
+                    .any(|r| r["sink"] == sink && r["against"] == against),
+                "no kxdp / {against} ratio for {sink}"
+            );
+        }
+    }
+    // The external AF_XDP dataplanes: measured (underlay sink) where
+    // installed (scripts/setup-bench), otherwise listed with the reason.
+    for path in ["testpmd", "ovs"] {
+        let measured = summaries
+            .iter()
+            .any(|s| s["path"] == path && s["sink"] == "underlay");
+        let skipped = json["rate"]["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["path"] == path && s["reason"].as_str().is_some_and(|r| !r.is_empty()));
+        assert!(
+            measured != skipped,
+            "{path}: measured {measured}, skipped {skipped}"
+        );
+    }
 
     // The in-memory pipeline matrix: 3 scenarios × 2 sizes × 3 table sizes.
     let pipeline = json["pipeline"].as_array().unwrap();

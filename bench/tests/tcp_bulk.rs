@@ -48,8 +48,13 @@ fn run(mode1: PollMode, mode2: PollMode) {
         let socket = kxdp_config::NodeConfig::from_file(p.config_path())
             .unwrap()
             .control_socket();
-        if let Ok(s) = stats::fetch(std::path::Path::new(&socket)) {
-            eprintln!("{}:\n{}", p.node(), stats::print(&s));
+        let s = stats::fetch(std::path::Path::new(&socket)).expect("stats of a running kxdp");
+        eprintln!("{}:\n{}", p.node(), stats::print(&s));
+        // The kernel's side of every socket is read too (XDP_STATISTICS):
+        // drops kxdp's own counters cannot see.
+        assert!(!s.ports.is_empty());
+        for port in &s.ports {
+            assert!(port.kernel.is_some(), "no XDP_STATISTICS for {port:?}");
         }
     }
     let transfer = result.expect("64 MiB over TCP through kxdp");

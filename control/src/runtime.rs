@@ -46,6 +46,8 @@ pub struct PortInfo {
     pub bind_mode: String,
     /// "native" or "generic".
     pub xdp_mode: String,
+    /// The AF_XDP socket (owned by the worker; read for XDP_STATISTICS).
+    pub fd: std::os::fd::RawFd,
 }
 
 /// A running node dataplane. Dropping it stops the workers and detaches the
@@ -205,6 +207,7 @@ impl NodeRuntime {
                     queue: w as u32,
                     bind_mode: bind_mode.to_string(),
                     xdp_mode,
+                    fd: opened.fds[p],
                 });
             }
         }

@@ -44,16 +44,53 @@ pub struct PortRow {
     pub bind_mode: String,
     /// native / generic.
     pub xdp_mode: String,
+    /// The kernel's drop counters of the socket (XDP_STATISTICS): frames
+    /// the kernel could not hand to kxdp, which kxdp's own counters cannot
+    /// see. Absent when the getsockopt failed.
+    #[serde(default)]
+    pub kernel: Option<KernelDrops>,
+}
+
+/// `XDP_STATISTICS` of one AF_XDP socket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelDrops {
+    /// Dropped for want of a fill-ring entry or for size.
+    pub rx_dropped: u64,
+    /// Dropped because the rx ring was full.
+    pub rx_ring_full: u64,
+    /// Times the fill ring was found empty.
+    pub rx_fill_ring_empty: u64,
+    /// Invalid rx descriptors.
+    pub rx_invalid_descs: u64,
+    /// Invalid tx descriptors (never completed).
+    pub tx_invalid_descs: u64,
+}
+
+impl KernelDrops {
+    /// Frames lost in the kernel.
+    pub fn total(&self) -> u64 {
+        self.rx_dropped + self.rx_ring_full + self.rx_invalid_descs + self.tx_invalid_descs
+    }
 }
 
 impl From<&PortInfo> for PortRow {
     fn from(p: &PortInfo) -> Self {
+        let kernel = kxdp_dataplane::xsk::socket_statistics(p.fd)
+            .ok()
+            .map(|s| KernelDrops {
+                rx_dropped: s.rx_dropped,
+                rx_ring_full: s.rx_ring_full,
+                rx_fill_ring_empty: s.rx_fill_ring_empty_descs,
+                rx_invalid_descs: s.rx_invalid_descs,
+                tx_invalid_descs: s.tx_invalid_descs,
+            });
         PortRow {
             worker: p.worker,
             interface: p.interface.clone(),
             queue: p.queue,
             bind_mode: p.bind_mode.clone(),
             xdp_mode: p.xdp_mode.clone(),
+            kernel,
         }
     }
 }
@@ -220,10 +257,18 @@ pub fn print(stats: &NodeStats) -> String {
     if !any {
         out.push_str("  (none)\n");
     }
-    out.push_str("\nports\n");
+    out.push_str("\nports (kernel drops: XDP_STATISTICS of each socket)\n");
     for p in &stats.ports {
+        let kernel = match p.kernel {
+            Some(k) if k.total() == 0 && k.rx_fill_ring_empty == 0 => "kernel drops 0".to_string(),
+            Some(k) => format!(
+                "kernel drops: rx_dropped {} rx_ring_full {} fill_ring_empty {} rx_invalid {} tx_invalid {}",
+                k.rx_dropped, k.rx_ring_full, k.rx_fill_ring_empty, k.rx_invalid_descs, k.tx_invalid_descs
+            ),
+            None => "kernel drops unknown".to_string(),
+        };
         out.push_str(&format!(
-            "  worker {} {}:{}  AF_XDP {}  XDP {}\n",
+            "  worker {} {}:{}  AF_XDP {}  XDP {}  {kernel}\n",
             p.worker, p.interface, p.queue, p.bind_mode, p.xdp_mode
         ));
     }

@@ -475,6 +475,7 @@ impl FakeStats {
                     queue: 0,
                     bind_mode: "copy".into(),
                     xdp_mode: "generic".into(),
+                    kernel: None,
                 })
                 .collect(),
         };

@@ -730,6 +730,13 @@ fn map_ring<T>(
     Ok((map, layout))
 }
 
+/// `XDP_STATISTICS` of the AF_XDP socket `fd` (for readers outside the
+/// worker that owns it, such as the stats server: a getsockopt, no access
+/// to the rings). An error when `fd` is not an AF_XDP socket.
+pub fn socket_statistics(fd: RawFd) -> io::Result<XdpStatistics> {
+    statistics(fd)
+}
+
 /// `XDP_STATISTICS` of a socket.
 fn statistics(fd: RawFd) -> io::Result<XdpStatistics> {
     let zero = libc::xdp_statistics {

@@ -588,6 +588,27 @@ fn check_pod_cidrs(config: &NodeConfig, tenants: &Tenants<'_>) -> Checked {
             );
         }
     }
+    // This node gives each pod of a tenant one gateway per address family
+    // (the first CIDR's): a second local CIDR of the same tenant and family
+    // would leave its pods with a gateway outside their own CIDR.
+    for (i, spec) in config.node.pod_cidrs.iter().enumerate() {
+        if let Some(first) = config.node.pod_cidrs[..i]
+            .iter()
+            .position(|c| c.tenant == spec.tenant && c.cidr.is_ipv6() == spec.cidr.is_ipv6())
+        {
+            return refuse(
+                format!("node.pod_cidrs[{i}].cidr"),
+                format!(
+                    "{} is a second {} pod CIDR of tenant {} on {} (node.pod_cidrs[{first}] is {}); one per tenant and address family",
+                    spec.cidr,
+                    if spec.cidr.is_ipv6() { "IPv6" } else { "IPv4" },
+                    spec.tenant,
+                    config.node.name,
+                    config.node.pod_cidrs[first].cidr
+                ),
+            );
+        }
+    }
     Ok(())
 }
 

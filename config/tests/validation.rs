@@ -357,6 +357,27 @@ fn refuses_overlapping_local_pod_cidrs_of_one_tenant() {
 }
 
 #[test]
+fn refuses_a_second_local_pod_cidr_of_one_tenant_and_family() {
+    refused(
+        |c| {
+            c.node.pod_cidrs.push(PodCidrSpec {
+                tenant: "blue".into(),
+                cidr: net("10.245.1.0/24"),
+                gateway: None,
+            })
+        },
+        "node.pod_cidrs[3].cidr",
+        &[
+            "10.245.1.0/24",
+            "IPv4",
+            "blue",
+            "node1",
+            "node.pod_cidrs[0]",
+        ],
+    );
+}
+
+#[test]
 fn refuses_a_remote_pod_cidr_overlapping_the_local_one() {
     refused(
         |c| c.remote_nodes[0].pod_cidrs[0].cidr = net("10.244.0.0/16"),

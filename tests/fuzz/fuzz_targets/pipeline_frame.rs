@@ -1,0 +1,159 @@
+//! The whole pipeline on one frame: `Pipeline::process_frame` against fixed
+//! tables (`dataplane/tests/fixtures/node1.yaml` and
+//! `config/examples/two-tenants.yaml`), on every port id (and one past the
+//! last).
+//!
+//! Input: one byte picks the table set, one byte the headroom (offset of
+//! the frame in its 2048-byte chunk: 0, 2, …, 510), the rest is the frame.
+//!
+//! Checks, besides "never panics":
+//! - the outcome's offset and length stay inside the chunk;
+//! - a frame is transmitted only on a port the tables have, and parses
+//!   again; one sent to the underlay is VXLAN that decapsulates at its
+//!   outer destination, with the VNI of the sending pod's tenant;
+//! - tenants stay apart: a frame from a pod reaches only a pod of its
+//!   tenant, VXLAN only a pod of its VNI's tenant, which receives it with
+//!   its own MAC as destination and its port's MAC as source;
+//! - only the underlay passes frames to the kernel;
+//! - the verdict is counted once (a drop under its reason).
+#![no_main]
+
+use std::sync::OnceLock;
+
+use kxdp_dataplane::packet::{self, L3};
+use kxdp_dataplane::pipeline::Pipeline;
+use kxdp_dataplane::tables::{PortKind, Tables};
+use kxdp_dataplane::{vxlan, PortId, Verdict};
+use kxdp_fuzz::{compile_fixture, NODE1_YAML, TWO_TENANTS_YAML};
+use libfuzzer_sys::fuzz_target;
+
+/// The AF_XDP backend's default chunk size.
+const CHUNK: usize = 2048;
+
+fn table_sets() -> &'static [Tables] {
+    static SETS: OnceLock<Vec<Tables>> = OnceLock::new();
+    SETS.get_or_init(|| {
+        vec![
+            compile_fixture(NODE1_YAML),
+            compile_fixture(TWO_TENANTS_YAML),
+        ]
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let [which, headroom, frame @ ..] = data else {
+        return;
+    };
+    let sets = table_sets();
+    let tables = &sets[usize::from(*which) % sets.len()];
+    let offset = usize::from(*headroom) * 2;
+    let frame = &frame[..frame.len().min(CHUNK - offset)];
+    let ports = PortId::try_from(tables.ports().len()).unwrap_or(PortId::MAX);
+    let mut chunk = vec![0u8; CHUNK];
+    for in_port in 0..=ports {
+        chunk.fill(0);
+        chunk[offset..offset + frame.len()].copy_from_slice(frame);
+        let mut pipeline = Pipeline::new();
+        let out = pipeline.process_frame(tables, in_port, &mut chunk, offset, frame.len());
+        let end = out.offset.checked_add(out.len);
+        assert!(
+            end.is_some_and(|end| end <= CHUNK),
+            "port {in_port}: outcome {out:?} outside the {CHUNK}-byte chunk"
+        );
+        let counters = &pipeline.counters;
+        match out.verdict {
+            Verdict::Drop(reason) => {
+                assert_eq!(counters.drops[reason.index()], 1, "{reason} not counted");
+                assert_eq!(counters.total_drops(), 1);
+            }
+            Verdict::Pass => {
+                assert!(
+                    matches!(
+                        tables.port(in_port).map(|p| &p.kind),
+                        Some(PortKind::Underlay)
+                    ),
+                    "port {in_port} passed a frame to the kernel"
+                );
+                assert_eq!((counters.passed, counters.total_drops()), (1, 0));
+            }
+            Verdict::Tx(to) => {
+                assert_eq!(counters.total_drops(), 0);
+                let sent = &chunk[out.offset..out.offset + out.len];
+                check_tx(tables, in_port, frame, to, sent);
+            }
+        }
+    }
+});
+
+/// The checks on a frame the pipeline sends out of port `to`.
+fn check_tx(tables: &Tables, in_port: PortId, received: &[u8], to: PortId, sent: &[u8]) {
+    let Some(out_port) = tables.port(to) else {
+        panic!("port {in_port}: sent on port {to}, which the tables do not have");
+    };
+    let meta = match packet::parse(sent) {
+        Ok(meta) => meta,
+        Err(reason) => panic!("port {in_port} → {to}: the sent frame does not parse: {reason}"),
+    };
+    let in_kind = tables.port(in_port).map(|p| &p.kind);
+    // The tenant the frame came from: the sending pod's, or the VNI's.
+    let from_tenant = match in_kind {
+        Some(PortKind::Pod(pod)) => pod.tenant,
+        Some(PortKind::Underlay) => {
+            let vtep = tables.vtep();
+            let decap = vxlan::decap(received, vtep.ip, vtep.udp_port)
+                .expect("the underlay forwarded a frame that is not VXLAN for us");
+            tables
+                .tenant_by_vni(decap.vni)
+                .expect("the underlay forwarded a frame of an unknown VNI")
+        }
+        _ => panic!("port {in_port} of kind {in_kind:?} transmitted"),
+    };
+    match &out_port.kind {
+        PortKind::Underlay => {
+            assert!(
+                matches!(in_kind, Some(PortKind::Pod(_))),
+                "port {in_port}: VXLAN hairpinned to the underlay"
+            );
+            let L3::Ipv4 { dst, .. } = meta.l3 else {
+                panic!("port {in_port}: sent to the underlay without an IPv4 header");
+            };
+            let decap = match vxlan::decap(sent, dst, meta.dst_port) {
+                Ok(decap) => decap,
+                Err(reason) => {
+                    panic!("port {in_port}: the encapsulated frame fails decap: {reason}")
+                }
+            };
+            let inner = &sent[decap.inner_offset..decap.inner_offset + decap.inner_len];
+            if let Err(reason) = packet::parse(inner) {
+                panic!("port {in_port}: the encapsulated inner frame does not parse: {reason}");
+            }
+            let tenant_vni = tables
+                .tenants()
+                .get(usize::from(from_tenant))
+                .map(|t| t.vni);
+            assert_eq!(
+                Some(decap.vni),
+                tenant_vni,
+                "port {in_port}: VNI of another tenant"
+            );
+        }
+        PortKind::Pod(pod) => {
+            assert_eq!(
+                pod.tenant, from_tenant,
+                "port {in_port} → {to}: crossed tenants"
+            );
+            // Replies to ARP / neighbour solicitations go back to the asker.
+            if to != in_port {
+                assert_eq!(
+                    meta.dst_mac, pod.mac,
+                    "port {in_port} → {to}: not to the pod's MAC"
+                );
+                assert_eq!(
+                    meta.src_mac, out_port.mac,
+                    "port {in_port} → {to}: not from the port's MAC"
+                );
+            }
+        }
+        PortKind::Idle => panic!("port {in_port}: sent on idle port {to}"),
+    }
+}

@@ -56,8 +56,10 @@ enum Command {
         #[arg(long)]
         core: Option<usize>,
     },
-    /// Packet rate of 64-byte UDP from a pod into VXLAN, kxdp against the
-    /// kernel's vxlan path, interleaved round by round (needs root).
+    /// Packet rate of 64-byte UDP from a pod across nodes: kxdp against
+    /// kernel-vxlan, routed, DPDK testpmd and OVS (the last two when
+    /// installed, underlay sink only), interleaved round by round (needs
+    /// root).
     Rate {
         /// Seconds of each measurement window.
         #[arg(long, default_value_t = 5.0)]
@@ -95,6 +97,10 @@ enum Command {
         /// Leave veth receive work in softirq instead of pinned NAPI threads.
         #[arg(long)]
         no_threaded_napi: bool,
+        /// Paths to measure, comma-separated, in round order (kxdp,
+        /// kernel-vxlan, routed, testpmd, ovs); all by default.
+        #[arg(long, value_delimiter = ',')]
+        paths: Vec<kxdp_bench::rate::RatePath>,
     },
 }
 
@@ -117,6 +123,7 @@ fn main() -> anyhow::Result<()> {
             encap_only,
             pod_only,
             no_threaded_napi,
+            paths,
         } => {
             use kxdp_bench::rate::{self, RateOptions, SinkPoint};
             if let Err(why) = kxdp_control::testbed::check_privileges() {
@@ -133,6 +140,9 @@ fn main() -> anyhow::Result<()> {
             options.flows = flows;
             options.frame_bytes = frame_bytes;
             options.threaded_napi = !no_threaded_napi;
+            if !paths.is_empty() {
+                options.paths = paths;
+            }
             if encap_only {
                 options.sinks = vec![SinkPoint::Underlay];
             } else if pod_only {

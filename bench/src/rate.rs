@@ -1,11 +1,34 @@
 //! Packet rate of 64-byte UDP from a pod across nodes: kxdp against the
-//! kernel's vxlan path, measured in the same run on the same topology,
-//! interleaved round by round (kxdp, kernel-vxlan, kxdp, …).
+//! paths a user would otherwise pick, measured in the same run on the same
+//! topology, interleaved round by round (kxdp, kernel-vxlan, routed,
+//! testpmd, ovs, kxdp, …).
 //!
 //! Topology (built anew for every measurement): two nodes on a direct
 //! underlay veth, pod `src` (10.244.1.2) on node1 and pod `dst`
 //! (10.244.2.2) on node2, one tenant (VNI 100). Only the nodes' dataplane
-//! differs: [`NodeKind::Kxdp`] or [`NodeKind::KernelVxlan`].
+//! differs ([`RatePath`]):
+//! - **kxdp**: [`NodeKind::Kxdp`], one busy-polling kxdp worker on node1
+//!   (VXLAN encapsulation), and in `pod-to-pod` an adaptive one on node2;
+//! - **kernel-vxlan**: [`NodeKind::KernelVxlan`], the kernel's bridge,
+//!   routing and vxlan device (Flannel's vxlan backend);
+//! - **routed**: [`NodeKind::Routed`], kernel routing over the underlay
+//!   without an overlay (Flannel's host-gw backend);
+//! - **testpmd** and **ovs**: DPDK's `dpdk-testpmd` (`net_af_xdp`) or Open
+//!   vSwitch's userspace datapath (`afxdp` ports) forwarding on node1
+//!   between the host side of `src`'s veth and `ul0`, on the same DUT core
+//!   as kxdp's worker, on a [`NodeKind::Kxdp`] node whose kxdp is not
+//!   started ([`crate::external`]). These are plain L2 forwarders with a
+//!   MAC rewrite: the frame crosses the underlay as the 64 bytes the pod
+//!   sent, not encapsulated, no route looked up, no TTL decremented. They
+//!   are measured with the **underlay sink only**: on the receiving side
+//!   the same forwarder would have to run on node2 on the generator's core,
+//!   which would then measure the generator's core, not node1's dataplane;
+//!   their `pod-to-pod` row is left out (the table says so).
+//!
+//! When `dpdk-testpmd` or `ovs-vswitchd` is not installed
+//! ([`ExternalKind::check_installed`]) its path is not measured and the
+//! report lists it under `skipped` with the reason; the other paths run as
+//! usual.
 //!
 //! The generator ([`crate::generator`]) transmits from `src`'s `eth0` with
 //! AF_XDP; the counting sink (an XDP program that counts and drops) sits at
@@ -19,19 +42,23 @@
 //!   encapsulates, node2 decapsulates and delivers.
 //!
 //! Cores (2-core machine): the node1 dataplane under test has core 1 to
-//! itself — kxdp's one busy-polling worker, or, for the kernel, the threaded
+//! itself — kxdp's one busy-polling worker, testpmd's forwarding lcore or
+//! OVS's PMD thread, or, for the kernel (kernel-vxlan, routed), the threaded
 //! NAPI of node1's pod veth, where the kernel's bridge, routing and vxlan
 //! encapsulation run (GRO is switched on for that veth, which threaded NAPI
 //! needs). Everything else is on core 0: the generator thread, the veth
 //! NAPI threads of the sink and of node2's underlay (threaded, pinned), and
-//! in `pod-to-pod` node2's kxdp worker (adaptive polling). For kxdp the
-//! receive work of node1's pod veth (XDP redirect into kxdp's socket, the
-//! copy into its UMEM) runs in a NAPI thread pinned to core 0 as well. Every
+//! in `pod-to-pod` node2's kxdp worker (adaptive polling). For kxdp, testpmd
+//! and ovs the receive work of node1's pod veth (XDP redirect into the
+//! dataplane's AF_XDP socket, the copy into its UMEM) runs in a NAPI thread
+//! pinned to core 0 as well. Every
 //! sample lists where each piece ran (`placement`).
 //!
 //! Figures per sample: generator tx rate, the frames its veth dropped,
-//! node1's encapsulation rate (kxdp: the worker's `encapsulated` counter;
-//! kernel: tx packets of the `flannel.100` device), the rate at the sink,
+//! node1's forwarding rate (column `node1 encap`; kxdp: the worker's
+//! `encapsulated` counter; kernel-vxlan: tx packets of the `flannel.100`
+//! device; routed, testpmd, ovs: tx packets of node1's `ul0`, frames
+//! forwarded without encapsulation), the rate at the sink,
 //! loss, the busy share of each core from /proc/stat, the per-core rate of
 //! the dataplane under test (encapsulations per busy second of core 1), and
 //! CPU seconds per million packets (core 1 alone, and all cores less the
@@ -131,6 +158,21 @@ impl RatePath {
     }
 }
 
+impl std::str::FromStr for RatePath {
+    type Err = String;
+
+    /// A path by its [label](RatePath::label).
+    fn from_str(s: &str) -> Result<RatePath, String> {
+        RatePath::ALL
+            .into_iter()
+            .find(|p| p.label() == s)
+            .ok_or_else(|| {
+                let labels: Vec<&str> = RatePath::ALL.iter().map(|p| p.label()).collect();
+                format!("unknown path {s:?} (one of {})", labels.join(", "))
+            })
+    }
+}
+
 /// A path that was not measured, and why.
 #[derive(Clone, Debug, Serialize)]
 pub struct SkippedPath {
@@ -181,6 +223,8 @@ pub struct RateOptions {
     pub frame_bytes: usize,
     /// Where to count, each measured every round.
     pub sinks: Vec<SinkPoint>,
+    /// The paths to measure, in round order (default [`RatePath::ALL`]).
+    pub paths: Vec<RatePath>,
     /// Put the veths' receive work in pinned NAPI threads (see the module
     /// documentation); false leaves it in the softirq of whichever CPU
     /// transmitted into the veth.
@@ -201,6 +245,7 @@ impl RateOptions {
             flows: 8,
             frame_bytes: 64,
             sinks: vec![SinkPoint::Underlay, SinkPoint::Pod],
+            paths: RatePath::ALL.to_vec(),
             threaded_napi: true,
         }
     }
@@ -361,7 +406,10 @@ pub fn run(options: &RateOptions, progress: &mut dyn FnMut(&str)) -> Result<Rate
     let mut samples = Vec::new();
     let mut skipped = Vec::new();
     let mut paths = Vec::new();
-    for path in RatePath::ALL {
+    for &path in &options.paths {
+        if paths.contains(&path) {
+            continue;
+        }
         match path.external().map(ExternalKind::check_installed) {
             Some(Err(reason)) => skipped.push(SkippedPath { path, reason }),
             _ => paths.push(path),
@@ -612,7 +660,12 @@ pub fn measure(
             node1.netns.exec("ethtool", &["-K", host_if, "gro", "on"])?;
             let napi = threaded_napi(&node1.netns, host_if, dut, options.threaded_napi)?;
             placement.push(format!(
-                "core {dut}: {napi} (threaded NAPI of node1/{host_if}: the kernel's bridge, routing, vxlan encap, ul0 xmit)"
+                "core {dut}: {napi} (threaded NAPI of node1/{host_if}: the kernel's {}, ul0 xmit)",
+                if path == RatePath::Routed {
+                    "routing"
+                } else {
+                    "bridge, routing, vxlan encap"
+                }
             ));
             if sink_point == SinkPoint::Pod {
                 node2
@@ -620,7 +673,12 @@ pub fn measure(
                     .exec("ethtool", &["-K", UNDERLAY_IF, "gro", "on"])?;
                 let napi = threaded_napi(&node2.netns, UNDERLAY_IF, other, options.threaded_napi)?;
                 placement.push(format!(
-                    "core {other}: {napi} (threaded NAPI of node2/ul0: vxlan decap, bridge, dst veth xmit)"
+                    "core {other}: {napi} (threaded NAPI of node2/ul0: {}, dst veth xmit)",
+                    if path == RatePath::Routed {
+                        "routing"
+                    } else {
+                        "vxlan decap, bridge, routing"
+                    }
                 ));
             }
         }
@@ -628,7 +686,7 @@ pub fn measure(
             let host_if = &src.host_interface;
             let napi = threaded_napi(&node1.netns, host_if, other, options.threaded_napi)?;
             placement.push(format!(
-                "core {other}: {napi} (threaded NAPI of node1/{host_if}: XDP redirect, copy into kxdp's UMEM)"
+                "core {other}: {napi} (threaded NAPI of node1/{host_if}: XDP redirect, copy into the DUT's UMEM)"
             ));
             if sink_point == SinkPoint::Pod {
                 let napi = threaded_napi(&node2.netns, UNDERLAY_IF, other, options.threaded_napi)?;
@@ -1086,6 +1144,22 @@ pub fn table(report: &RateReport) -> String {
             );
         }
     }
+    let pod_rows = report.summaries.iter().any(|r| r.sink == SinkPoint::Pod);
+    if pod_rows {
+        for path in RatePath::ALL.into_iter().filter(|p| {
+            !p.measures(SinkPoint::Pod)
+                && report
+                    .summaries
+                    .iter()
+                    .any(|r| r.path == *p && r.sink == SinkPoint::Underlay)
+        }) {
+            let _ = writeln!(
+                s,
+                "{}: pod-to-pod n/a (forwarder on node1 only; underlay sink)",
+                path.label()
+            );
+        }
+    }
     for skipped in &report.skipped {
         let _ = writeln!(
             s,
@@ -1218,5 +1292,46 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("ovs: not measured: `ovs-vswitchd`"), "{t}");
+    }
+
+    #[test]
+    fn external_paths_ratios_and_pod_sink_not_applicable() {
+        assert!(RatePath::Testpmd.measures(SinkPoint::Underlay));
+        assert!(!RatePath::Testpmd.measures(SinkPoint::Pod));
+        assert!(!RatePath::Ovs.measures(SinkPoint::Pod));
+        assert!(RatePath::Routed.measures(SinkPoint::Pod));
+        let options = RateOptions::new(PathBuf::from("kxdp"));
+        let samples = vec![
+            sample(RatePath::Kxdp, SinkPoint::Underlay, 1200.0, 1500.0),
+            sample(RatePath::Testpmd, SinkPoint::Underlay, 600.0, 500.0),
+            sample(RatePath::Routed, SinkPoint::Underlay, 300.0, 300.0),
+            sample(RatePath::Kxdp, SinkPoint::Pod, 800.0, 1000.0),
+            sample(RatePath::Routed, SinkPoint::Pod, 200.0, 250.0),
+        ];
+        let report = summarise(&options, samples, Vec::new());
+        let ratio = |sink, against| {
+            report
+                .ratios
+                .iter()
+                .find(|r| r.sink == sink && r.against == against)
+                .map(|r| r.received_pps)
+        };
+        assert_eq!(ratio(SinkPoint::Underlay, RatePath::Testpmd), Some(2.0));
+        assert_eq!(ratio(SinkPoint::Underlay, RatePath::Routed), Some(4.0));
+        assert_eq!(ratio(SinkPoint::Pod, RatePath::Routed), Some(4.0));
+        assert_eq!(ratio(SinkPoint::Pod, RatePath::Testpmd), None);
+        assert_eq!(ratio(SinkPoint::Underlay, RatePath::Ovs), None);
+        let t = table(&report);
+        assert!(t.contains("kxdp / testpmd: received 2.00×"), "{t}");
+        assert!(t.contains("testpmd: pod-to-pod n/a"), "{t}");
+        assert!(!t.contains("ovs: pod-to-pod n/a"), "{t}");
+    }
+
+    #[test]
+    fn paths_parse_from_their_labels() {
+        for path in RatePath::ALL {
+            assert_eq!(path.label().parse::<RatePath>(), Ok(path));
+        }
+        assert!("dpdk".parse::<RatePath>().is_err());
     }
 }

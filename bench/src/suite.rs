@@ -6,7 +6,9 @@
 //! and measures on it: UDP request/response latency (blocking and spinning
 //! client, at a low fixed rate and under a background stream), TCP
 //! throughput, and the packet rate of 64-byte UDP with an AF_XDP generator
-//! (the rate module). Every figure is reported as the median over rounds
+//! (the rate module, which also measures DPDK testpmd and OVS forwarding
+//! with AF_XDP when they are installed, and lists them as skipped with the
+//! reason when not). Every figure is reported as the median over rounds
 //! with min and max. The in-memory pipeline rates are measured in the same
 //! run.
 //!
@@ -171,8 +173,9 @@ pub struct SuiteResult {
     pub cores: BTreeMap<String, String>,
     /// Per path.
     pub paths: Vec<PathFigures>,
-    /// 64-byte UDP packet rate with an AF_XDP generator, kxdp against the
-    /// kernel's vxlan path, with CPU cost (the rate module).
+    /// 64-byte UDP packet rate with an AF_XDP generator, kxdp against
+    /// kernel-vxlan, routed, testpmd and OVS (or why one was skipped), with
+    /// CPU cost (the rate module).
     pub rate: crate::rate::RateReport,
     /// In-memory pipeline rates.
     pub pipeline: Vec<crate::pipeline::PipelineResult>,

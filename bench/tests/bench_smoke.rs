@@ -143,6 +143,42 @@ fn kxdp_bench_quick_writes_every_figure() {
             measured != skipped,
             "{path}: measured {measured}, skipped {skipped}"
         );
+        if measured {
+            assert!(
+                ratios
+                    .iter()
+                    .any(|r| r["sink"] == "underlay" && r["against"] == path),
+                "no kxdp / {path} ratio"
+            );
+            for figure in ["received_pps.median", "dut_per_core_pps.median"] {
+                let s = summaries
+                    .iter()
+                    .find(|s| s["path"] == path && s["sink"] == "underlay")
+                    .unwrap();
+                number(s, figure);
+            }
+        } else {
+            assert!(
+                stdout.contains(&format!("{path}: not measured:")),
+                "the table does not say {path} was skipped:\n{stdout}"
+            );
+        }
+        // Forwarding on node1 only: never a pod-to-pod row.
+        assert!(
+            !summaries
+                .iter()
+                .any(|s| s["path"] == path && s["sink"] == "pod"),
+            "{path} has a pod-to-pod row"
+        );
+    }
+    // Every sample names where each piece ran.
+    for sample in json["rate"]["samples"].as_array().unwrap() {
+        assert!(
+            sample["placement"]
+                .as_array()
+                .is_some_and(|p| p.len() >= 2),
+            "a sample without its placement: {sample}"
+        );
     }
 
     // The in-memory pipeline matrix: 3 scenarios × 2 sizes × 3 table sizes.

@@ -1160,10 +1160,13 @@ pub fn table(report: &RateReport) -> String {
             );
         }
     }
+    if !report.skipped.is_empty() {
+        s.push('\n');
+    }
     for skipped in &report.skipped {
         let _ = writeln!(
             s,
-            "\n{}: not measured: {}",
+            "{}: not measured: {}",
             skipped.path.label(),
             skipped.reason
         );

@@ -174,9 +174,7 @@ fn kxdp_bench_quick_writes_every_figure() {
     // Every sample names where each piece ran.
     for sample in json["rate"]["samples"].as_array().unwrap() {
         assert!(
-            sample["placement"]
-                .as_array()
-                .is_some_and(|p| p.len() >= 2),
+            sample["placement"].as_array().is_some_and(|p| p.len() >= 2),
             "a sample without its placement: {sample}"
         );
     }

@@ -9,6 +9,7 @@ Seeds:
   and config/examples/two-tenants.yaml (pod to pod, to a remote node, to a
   blackhole, ARP and neighbour solicitation for the gateway, VXLAN from the
   remote node, VLAN tags, IPv4 options, fragments, IPv6 extension headers);
+- for the pipeline, choices it builds well-formed frames from;
 - the example configurations, and one with services, policies and chains;
 - a few fixed byte strings for the table-update sequences.
 
@@ -190,6 +191,8 @@ def two_tenants_frames():
                                     dst_mac="02:00:00:01:01:00", src_mac="02:00:00:01:02:00"),
         "vxlan-blue-to-blue-a": vxlan("192.168.100.2", "192.168.100.1", 100, inner("10.244.1.10"),
                                       dst_mac="02:00:00:01:01:00", src_mac="02:00:00:01:02:00"),
+        "vxlan-red-to-red-a": vxlan("192.168.100.2", "192.168.100.1", 200, inner("10.244.1.10"),
+                                    dst_mac="02:00:00:01:01:00", src_mac="02:00:00:01:02:00"),
         "vxlan-blue-to-red-b": vxlan("192.168.100.2", "192.168.100.1", 100, inner("10.244.1.11"),
                                      dst_mac="02:00:00:01:01:00", src_mac="02:00:00:01:02:00"),
     }
@@ -239,6 +242,14 @@ def main():
     for name, frame in two_tenants_frames().items():
         write("packet_parse", "two-tenants-" + name, frame)
         write("pipeline_frame", "two-tenants-" + name, bytes([1, 128]) + frame)
+
+    # Structured inputs (flag bit 6): [kind, source, destination, ttl, payload]
+    # choices that the target turns into well-formed frames.
+    for which, table_set in ((0x40, "node1"), (0x41, "two-tenants")):
+        for kind in range(4):
+            for choice in range(3):
+                write("pipeline_frame", "built-%s-kind%d-%d" % (table_set, kind, choice),
+                      bytes([which, 128, kind, choice, 3 * choice + kind, 64]) + b"payload")
 
     configs = [
         ("example-two-node-node1.yaml", "config/examples/two-node/node1.yaml"),

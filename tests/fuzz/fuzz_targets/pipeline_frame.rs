@@ -3,8 +3,14 @@
 //! `config/examples/two-tenants.yaml`), on every port id (and one past the
 //! last).
 //!
-//! Input: one byte picks the table set, one byte the headroom (offset of
-//! the frame in its 2048-byte chunk: 0, 2, …, 510), the rest is the frame.
+//! Input: one byte of flags, one byte the headroom (offset of the frame in
+//! its 2048-byte chunk: 0, 2, …, 510), the rest is the frame. Flags: bit 0
+//! picks the table set; bit 6 makes the rest not the frame but the choices
+//! a well-formed frame is built from (`Targets::frame`: which pod or VNI
+//! sends to which of the tables' addresses), so tenants, routes and
+//! encapsulation are explored without guessing addresses; unless bit 7 is
+//! set, the frame's IPv4 header checksums (outer and inner) are fixed up
+//! first, so mutated addresses get past the checksum checks.
 //!
 //! Checks, besides "never panics":
 //! - the outcome's offset and length stay inside the chunk;
@@ -24,19 +30,23 @@ use kxdp_dataplane::packet::{self, L3};
 use kxdp_dataplane::pipeline::Pipeline;
 use kxdp_dataplane::tables::{PortKind, Tables};
 use kxdp_dataplane::{vxlan, PortId, Verdict};
-use kxdp_fuzz::{compile_fixture, NODE1_YAML, TWO_TENANTS_YAML};
+use kxdp_fuzz::{compile_fixture, fix_ipv4_checksums, Targets, NODE1_YAML, TWO_TENANTS_YAML};
 use libfuzzer_sys::fuzz_target;
 
 /// The AF_XDP backend's default chunk size.
 const CHUNK: usize = 2048;
 
-fn table_sets() -> &'static [Tables] {
-    static SETS: OnceLock<Vec<Tables>> = OnceLock::new();
+fn table_sets() -> &'static [(Tables, Targets)] {
+    static SETS: OnceLock<Vec<(Tables, Targets)>> = OnceLock::new();
     SETS.get_or_init(|| {
-        vec![
-            compile_fixture(NODE1_YAML),
-            compile_fixture(TWO_TENANTS_YAML),
-        ]
+        [NODE1_YAML, TWO_TENANTS_YAML]
+            .into_iter()
+            .map(|yaml| {
+                let tables = compile_fixture(yaml);
+                let targets = Targets::of(&tables);
+                (tables, targets)
+            })
+            .collect()
     })
 }
 
@@ -45,9 +55,21 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let sets = table_sets();
-    let tables = &sets[usize::from(*which) % sets.len()];
+    let (tables, targets) = &sets[usize::from(*which & 1) % sets.len()];
     let offset = usize::from(*headroom) * 2;
-    let frame = &frame[..frame.len().min(CHUNK - offset)];
+    let mut frame = if *which & 0x40 == 0 {
+        frame.to_vec()
+    } else {
+        let Some(built) = targets.frame(frame) else {
+            return;
+        };
+        built
+    };
+    frame.truncate(CHUNK - offset);
+    if *which & 0x80 == 0 {
+        fix_ipv4_checksums(&mut frame);
+    }
+    let frame = frame.as_slice();
     let ports = PortId::try_from(tables.ports().len()).unwrap_or(PortId::MAX);
     let mut chunk = vec![0u8; CHUNK];
     for in_port in 0..=ports {

@@ -3,18 +3,31 @@
 //! Beyond "never panics": an accepted frame's inner frame lies inside it
 //! and its VNI has 24 bits; the same frame is refused for another VTEP
 //! address or port; and re-encapsulating the inner frame with kxdp's own
-//! `encap` decapsulates back to the same VNI and bytes.
+//! `encap` decapsulates back to the same VNI and bytes. Each input is tried
+//! as it is and with its IPv4 header checksums fixed up.
 #![no_main]
 
 use std::net::Ipv4Addr;
 
 use kxdp_dataplane::vxlan::{self, EncapTemplate, ENCAP_OVERHEAD, VXLAN_PORT};
+use kxdp_fuzz::fix_ipv4_checksums;
 use libfuzzer_sys::fuzz_target;
 
 /// The receiving VTEP of `dataplane/fixtures/golden-*.pcap` (the seeds).
 const VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 
 fuzz_target!(|frame: &[u8]| {
+    check(frame);
+    // Again with the IPv4 checksums made right, so mutated addresses and
+    // lengths get past the checksum check.
+    let mut fixed = frame.to_vec();
+    fix_ipv4_checksums(&mut fixed);
+    if fixed != frame {
+        check(&fixed);
+    }
+});
+
+fn check(frame: &[u8]) {
     let Ok(decap) = vxlan::decap(frame, VTEP, VXLAN_PORT) else {
         return;
     };
@@ -55,4 +68,4 @@ fuzz_target!(|frame: &[u8]| {
         &chunk[again.inner_offset..again.inner_offset + again.inner_len],
         inner
     );
-});
+}

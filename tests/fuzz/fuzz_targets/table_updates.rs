@@ -18,6 +18,8 @@
 //!   last address and its neighbours outside, each pod address, the probes)
 //!   in every tenant, against a naive reference LPM over the model's pods,
 //!   remote pod CIDRs and routes.
+//!
+//! At the end, the final model survives a round trip through its YAML form.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -655,5 +657,10 @@ fuzz_target!(|ops: Vec<Op>| {
                 check_agrees(&now, &model, &probes);
             }
         }
+    }
+    // What `kxdp get -o yaml` prints, `kxdp apply` takes back.
+    match NodeConfig::from_yaml_str(&model.to_yaml()) {
+        Ok(again) => assert_eq!(again, model, "the YAML round trip changed it"),
+        Err(e) => panic!("the YAML form does not parse back: {e}"),
     }
 });

@@ -277,6 +277,11 @@ pub struct ControlSpec {
     /// with `.api.sock` for `.sock` (`/run/kxdp/<node>.api.sock`), unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_socket: Option<String>,
+    /// A group allowed to use the gRPC API's Unix socket: the socket becomes
+    /// root:GROUP with mode 0660 (an operator group, or the group of a
+    /// CNI plugin). Unset: root only, mode 0600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_socket_group: Option<String>,
     /// The gRPC API on TCP, always with mutual TLS (there is no plaintext
     /// TCP listener); off unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -109,6 +109,7 @@ impl Harness {
         let api = DataplaneApi::new(store, vec![Arc::clone(&counters)], Vec::new());
         let mut options = ApiServerOptions {
             unix_socket: scratch.0.join("run").join("apinode.api.sock"),
+            unix_group: None,
             tcp: None,
             avoid_cores: Vec::new(),
         };
@@ -636,6 +637,7 @@ fn the_socket_is_private_and_replaces_a_stale_one() {
         api,
         &ApiServerOptions {
             unix_socket: path.clone(),
+            unix_group: None,
             tcp: None,
             avoid_cores: Vec::new(),
         },
@@ -1192,4 +1194,102 @@ async fn apply_latency_to_a_worker_and_a_100k_endpoint_resync() {
         100_000
     );
     assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
+}
+
+/// Who may program the dataplane on the node: connecting to a Unix socket
+/// needs write permission on it, so with mode 0600 only root gets in and a
+/// client running as another user is refused by the kernel; with
+/// `control.api_socket_group` the socket is root:GROUP 0660 and members of
+/// that group get in too. The client is the real `kxdp` CLI, run as
+/// `nobody`.
+#[test]
+fn only_root_or_the_configured_group_may_use_the_unix_socket() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    if !kxdp_control::testbed::privileged_test(
+        "only_root_or_the_configured_group_may_use_the_unix_socket",
+    ) {
+        return;
+    }
+    let scratch = Scratch::new("socket-authz");
+    // Directories everyone may traverse, so that the socket's own mode is
+    // what decides.
+    std::fs::set_permissions(&scratch.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let kxdp = scratch.0.join("kxdp");
+    std::fs::copy(env!("CARGO_BIN_EXE_kxdp"), &kxdp).unwrap();
+    std::fs::set_permissions(&kxdp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let nogroup = nix::unistd::Group::from_name("nogroup")
+        .unwrap()
+        .expect("the nogroup group exists");
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("the nobody user exists");
+    let as_nobody = |socket: &Path| {
+        Command::new(&kxdp)
+            .args(["get", "pods", "--socket"])
+            .arg(socket)
+            .uid(nobody.uid.as_raw())
+            .gid(nogroup.gid.as_raw())
+            .output()
+            .unwrap()
+    };
+    let as_root = |socket: &Path| {
+        Command::new(&kxdp)
+            .args(["get", "pods", "--socket"])
+            .arg(socket)
+            .output()
+            .unwrap()
+    };
+
+    // Root only.
+    let private = scratch.0.join("private.api.sock");
+    let h = Harness::start_with("socket-root", |o| o.unix_socket = private.clone());
+    let meta = std::fs::metadata(&private).unwrap();
+    assert_eq!(meta.uid(), 0, "owned by root");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let out = as_root(&private);
+    assert!(out.status.success(), "root gets in: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("10.244.1.10"));
+    let out = as_nobody(&private);
+    assert!(!out.status.success(), "nobody is refused: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ermission denied"), "refused by the kernel: {err}");
+    drop(h);
+
+    // Root and a group.
+    let shared = scratch.0.join("shared.api.sock");
+    let h = Harness::start_with("socket-group", |o| {
+        o.unix_socket = shared.clone();
+        o.unix_group = Some("nogroup".to_string());
+    });
+    let meta = std::fs::metadata(&shared).unwrap();
+    assert_eq!(meta.gid(), nogroup.gid.as_raw());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    let out = as_nobody(&shared);
+    assert!(out.status.success(), "a member of the group gets in: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("10.244.1.10"));
+    drop(h);
+
+    // A group that does not exist: the server refuses to start, naming the
+    // field, rather than falling back to another mode.
+    let config = NodeConfig::from_yaml_str(CONFIG).unwrap();
+    let tables = TableHandle::new(Tables::compile(&config, 1).unwrap());
+    let api = DataplaneApi::new(
+        Arc::new(DesiredStateStore::new(config, tables)),
+        Vec::new(),
+        Vec::new(),
+    );
+    let err = ApiServer::start(
+        api,
+        &ApiServerOptions {
+            unix_socket: scratch.0.join("nogroup.api.sock"),
+            unix_group: Some("kxdp-no-such-group".to_string()),
+            tcp: None,
+            avoid_cores: Vec::new(),
+        },
+    )
+    .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(err.contains("control.api_socket_group"), "{err}");
+    assert!(err.contains("kxdp-no-such-group"), "{err}");
 }

@@ -40,6 +40,9 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ApiServerOptions {
     /// The Unix socket.
     pub unix_socket: PathBuf,
+    /// A group that may use the Unix socket (mode 0660, owned by that
+    /// group); `None`: the owner only (mode 0600).
+    pub unix_group: Option<String>,
     /// TCP with mutual TLS, when set.
     pub tcp: Option<ApiTcpSpec>,
     /// Cores to keep the API thread off (the workers' pinned cores).
@@ -51,6 +54,7 @@ impl ApiServerOptions {
     pub fn from_config(config: &NodeConfig) -> ApiServerOptions {
         ApiServerOptions {
             unix_socket: api_socket_path(config),
+            unix_group: config.control.api_socket_group.clone(),
             tcp: config.control.api_tcp.clone(),
             avoid_cores: config.workers.cores.clone(),
         }
@@ -88,8 +92,25 @@ impl Drop for SocketFile {
 }
 
 /// Bind `path` (creating its directory, replacing a stale socket file), then
-/// restrict it to its owner (0600).
-fn bind_unix(path: &Path) -> anyhow::Result<(std::os::unix::net::UnixListener, SocketFile)> {
+/// restrict it to its owner (0600), or to its owner and `group` (0660).
+/// Connecting to a Unix socket needs write permission on it, so these modes
+/// are the API's access control on the node: root (and the group) program
+/// the dataplane, nobody else can connect.
+fn bind_unix(
+    path: &Path,
+    group: Option<&str>,
+) -> anyhow::Result<(std::os::unix::net::UnixListener, SocketFile)> {
+    // Resolve the group first: an unknown group refuses to start rather
+    // than silently falling back to another mode.
+    let gid = match group {
+        Some(name) => Some(
+            nix::unistd::Group::from_name(name)
+                .with_context(|| format!("control.api_socket_group: looking up group {name}"))?
+                .with_context(|| format!("control.api_socket_group: no group named {name}"))?
+                .gid,
+        ),
+        None => None,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -106,8 +127,16 @@ fn bind_unix(path: &Path) -> anyhow::Result<(std::os::unix::net::UnixListener, S
     let file = SocketFile {
         path: path.to_path_buf(),
     };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("restricting {} to mode 0600", path.display()))?;
+    let mode = match gid {
+        Some(gid) => {
+            nix::unistd::chown(path, None, Some(gid))
+                .with_context(|| format!("giving {} to group {gid}", path.display()))?;
+            0o660
+        }
+        None => 0o600,
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("restricting {} to mode {mode:o}", path.display()))?;
     listener.set_nonblocking(true)?;
     Ok((listener, file))
 }
@@ -193,7 +222,7 @@ impl ApiServer {
     /// thread. Returns once the listeners are bound: a client may connect
     /// right away.
     pub fn start(api: DataplaneApi, options: &ApiServerOptions) -> anyhow::Result<ApiServer> {
-        let (unix, socket) = bind_unix(&options.unix_socket)?;
+        let (unix, socket) = bind_unix(&options.unix_socket, options.unix_group.as_deref())?;
         let tcp = match &options.tcp {
             Some(spec) => {
                 let tls = tls_config(spec)?;

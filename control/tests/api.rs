@@ -1253,7 +1253,10 @@ fn only_root_or_the_configured_group_may_use_the_unix_socket() {
     let out = as_nobody(&private);
     assert!(!out.status.success(), "nobody is refused: {out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ermission denied"), "refused by the kernel: {err}");
+    assert!(
+        err.contains("ermission denied"),
+        "refused by the kernel: {err}"
+    );
     drop(h);
 
     // Root and a group.
@@ -1266,7 +1269,10 @@ fn only_root_or_the_configured_group_may_use_the_unix_socket() {
     assert_eq!(meta.gid(), nogroup.gid.as_raw());
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     let out = as_nobody(&shared);
-    assert!(out.status.success(), "a member of the group gets in: {out:?}");
+    assert!(
+        out.status.success(),
+        "a member of the group gets in: {out:?}"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("10.244.1.10"));
     drop(h);
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::verdict::DropReason;
 
 /// The worker-owned counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Counters {
     /// Frames received.
     pub rx_packets: u64,
@@ -38,6 +38,27 @@ pub struct Counters {
     pub busy_cycles: u64,
     /// Drops, indexed by [`DropReason::index`].
     pub drops: [u64; DropReason::COUNT],
+}
+
+// By hand: `Default` is derived only for arrays of up to 32 elements, and
+// there are more drop reasons than that.
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            passed: 0,
+            neighbour_replies: 0,
+            encapsulated: 0,
+            decapsulated: 0,
+            busy_loops: 0,
+            sleeps: 0,
+            busy_cycles: 0,
+            drops: [0; DropReason::COUNT],
+        }
+    }
 }
 
 impl Counters {
@@ -67,7 +88,7 @@ impl Counters {
 macro_rules! shared_fields {
     ($($field:ident),*) => {
         /// Counters readable from other threads, written by one worker.
-        #[derive(Debug, Default)]
+        #[derive(Debug)]
         pub struct SharedCounters {
             $(
                 #[doc = concat!("Published `", stringify!($field), "`.")]
@@ -75,6 +96,16 @@ macro_rules! shared_fields {
             )*
             /// Published drops by reason.
             pub drops: [AtomicU64; DropReason::COUNT],
+        }
+
+        // By hand: arrays of more than 32 elements have no derived `Default`.
+        impl Default for SharedCounters {
+            fn default() -> Self {
+                SharedCounters {
+                    $( $field: AtomicU64::new(0), )*
+                    drops: std::array::from_fn(|_| AtomicU64::new(0)),
+                }
+            }
         }
 
         impl SharedCounters {

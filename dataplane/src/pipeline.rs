@@ -287,6 +287,9 @@ impl Pipeline {
         let Some(tenant) = tables.tenant_by_vni(decap.vni) else {
             return Outcome::drop(DropReason::UnknownVni, offset, len);
         };
+        if !tables.is_vtep_source(decap.src, tenant) {
+            return Outcome::drop(DropReason::VxlanUnknownSource, offset, len);
+        }
         let inner_offset = offset + decap.inner_offset;
         let inner = &mut chunk[inner_offset..inner_offset + decap.inner_len];
         let meta = match packet::parse(inner) {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Cache};
 use ipnetwork::IpNetwork;
 use kxdp_config::{InterfaceRole, NodeConfig, RouteTarget};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::lpm::Lpm;
 pub use crate::lpm::TenantId;
@@ -136,6 +136,9 @@ pub struct Tables {
     ports: Vec<Port>,
     tenants: Vec<Tenant>,
     vni_index: FxHashMap<u32, TenantId>,
+    /// (remote VTEP address, tenant) pairs that may send us VXLAN: a remote
+    /// node's VTEP for each tenant it has pod CIDRs in.
+    vtep_sources: FxHashSet<(Ipv4Addr, TenantId)>,
     routes4: Lpm<u32, u32>,
     routes6: Lpm<u128, u32>,
     next_hops: Vec<NextHop>,
@@ -291,11 +294,13 @@ impl Tables {
         };
 
         let mut node_hops: FxHashMap<(&str, TenantId), u32> = FxHashMap::default();
+        let mut vtep_sources = FxHashSet::default();
         for node in &config.remote_nodes {
             for cidr in &node.pod_cidrs {
                 let Some(&tenant) = tenant_ids.get(cidr.tenant.as_str()) else {
                     continue;
                 };
+                vtep_sources.insert((node.vtep_ip, tenant));
                 let hop = *node_hops
                     .entry((node.name.as_str(), tenant))
                     .or_insert_with(|| {
@@ -341,6 +346,7 @@ impl Tables {
             ports,
             tenants,
             vni_index,
+            vtep_sources,
             routes4,
             routes6,
             next_hops,
@@ -368,6 +374,13 @@ impl Tables {
     #[inline]
     pub fn tenant_by_vni(&self, vni: u32) -> Option<TenantId> {
         self.vni_index.get(&vni).copied()
+    }
+
+    /// Whether `src` is a remote VTEP that serves `tenant` (may send us
+    /// VXLAN for it).
+    #[inline]
+    pub fn is_vtep_source(&self, src: Ipv4Addr, tenant: TenantId) -> bool {
+        self.vtep_sources.contains(&(src, tenant))
     }
 
     /// All tenants.

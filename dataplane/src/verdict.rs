@@ -106,6 +106,10 @@ drop_reasons! {
     VxlanBadFlags => "vxlan_bad_flags",
     /// VXLAN with a VNI of no tenant.
     UnknownVni => "unknown_vni",
+    /// VXLAN whose outer source is not a remote VTEP of the VNI's tenant
+    /// (an unknown host on the underlay, or a node injecting into a tenant
+    /// it does not serve).
+    VxlanUnknownSource => "vxlan_unknown_source",
     /// The inner destination is not a local pod of the VNI's tenant.
     VxlanNoLocalPod => "vxlan_no_local_pod",
     /// The underlay received something that is not VXLAN for us.

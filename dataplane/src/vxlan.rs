@@ -161,6 +161,8 @@ pub fn encap(
 pub struct Decap {
     /// The VNI.
     pub vni: u32,
+    /// The outer IPv4 source: the sending VTEP.
+    pub src: Ipv4Addr,
     /// Offset of the inner Ethernet frame from the start of the outer frame.
     pub inner_offset: usize,
     /// Length of the inner frame (outer UDP length - 16).
@@ -231,6 +233,7 @@ pub fn decap(frame: &[u8], vtep: Ipv4Addr, udp_port: u16) -> Result<Decap, DropR
     }
     Ok(Decap {
         vni: u32::from_be_bytes([0, vni_hi, vni_mid, vni_lo]),
+        src: ip.source_addr(),
         inner_offset: ETH_HEADER_LEN + header.len() + UDP_OVERHEAD,
         inner_len: udp_len - UDP_OVERHEAD,
     })
@@ -345,6 +348,7 @@ mod tests {
             d,
             Decap {
                 vni: 0xabcdef,
+                src: LOCAL,
                 inner_offset: 50,
                 inner_len: inner.len()
             }

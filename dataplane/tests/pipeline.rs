@@ -200,6 +200,79 @@ fn unknown_vni_and_foreign_tenant_are_dropped() {
     assert_eq!(p.counters.drops_for(DropReason::VxlanNoLocalPod), 1);
 }
 
+/// VXLAN is taken only from a remote node's VTEP, and only for a tenant
+/// that node serves: an unknown host on the underlay, or a node injecting
+/// into another tenant, is dropped and counted before anything is
+/// delivered.
+#[test]
+fn vxlan_from_unknown_or_foreign_vteps_is_dropped() {
+    let from = |src: [u8; 4], inner: &[u8], vni: u32| {
+        let tpl = vxlan::EncapTemplate::new(
+            NODE2_MAC,
+            UL_MAC,
+            Ipv4Addr::from(src),
+            Ipv4Addr::new(192, 168, 100, 1),
+            vni,
+            4789,
+        );
+        let mut chunk = vec![0u8; 2048];
+        chunk[256..256 + inner.len()].copy_from_slice(inner);
+        let off = vxlan::encap(&mut chunk, 256, inner.len(), &tpl, 50000);
+        chunk[off..off + inner.len() + ENCAP_OVERHEAD].to_vec()
+    };
+    let to_pod = |mac: [u8; 6]| udp4(NODE2_MAC, mac, [10, 244, 2, 9], [10, 244, 1, 2], 63, b"x");
+
+    // An address on the underlay that is no remote node.
+    let t = tables("node1.yaml");
+    let mut p = Pipeline::new();
+    let inner = udp4(
+        NODE2_MAC,
+        UL_MAC,
+        [10, 244, 2, 9],
+        [10, 244, 1, 3],
+        63,
+        b"x",
+    );
+    let (v, _) = run(&t, &mut p, UL, &from([192, 168, 100, 77], &inner, 100));
+    assert_eq!(v, Verdict::Drop(DropReason::VxlanUnknownSource));
+    let (v, _) = run(&t, &mut p, UL, &from([192, 168, 100, 2], &inner, 100));
+    assert_eq!(v, Verdict::Tx(PB), "node2 itself is taken");
+    assert_eq!(p.counters.drops_for(DropReason::VxlanUnknownSource), 1);
+    assert_eq!(p.counters.decapsulated, 1);
+
+    // node2 serves only blue: its VXLAN for red is refused, blue delivered.
+    let path = format!(
+        "{}/tests/fixtures/two-tenants.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut config = NodeConfig::from_file(path).unwrap();
+    config.remote_nodes[0]
+        .pod_cidrs
+        .retain(|c| c.tenant != "red");
+    let t = Tables::compile(&config, 1).unwrap();
+    let mut p = Pipeline::new();
+    let red_mac = [2, 0, 0, 0, 1, 0x0b];
+    let blue_mac = [2, 0, 0, 0, 1, 0x0a];
+    let (v, _) = run(
+        &t,
+        &mut p,
+        UL,
+        &from([192, 168, 100, 2], &to_pod(red_mac), 200),
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::VxlanUnknownSource));
+    let (v, _) = run(
+        &t,
+        &mut p,
+        UL,
+        &from([192, 168, 100, 2], &to_pod(blue_mac), 100),
+    );
+    assert!(
+        matches!(v, Verdict::Tx(_)),
+        "blue from node2 is delivered: {v:?}"
+    );
+    assert_eq!(p.counters.drops_for(DropReason::VxlanUnknownSource), 1);
+}
+
 #[test]
 fn arp_for_the_gateway_is_answered_and_others_are_not() {
     let t = tables("node1.yaml");

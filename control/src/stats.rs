@@ -235,6 +235,25 @@ pub fn print(stats: &NodeStats) -> String {
             w.cycles_per_packet
         ));
     }
+    out.push_str("\nworker loops and UMEM frames (at the last idle accounting)\n");
+    for w in &stats.workers {
+        let f = &w.frames;
+        out.push_str(&format!(
+            "  worker {}  longest loop {} µs  loops over 1 ms {}  frames free {} in fill {} in tx {} of {}  {}\n",
+            w.worker,
+            w.max_loop_ns / 1000,
+            w.slow_loops,
+            f.free,
+            f.in_fill,
+            f.in_tx,
+            f.total,
+            if f.balanced() {
+                "balanced".to_string()
+            } else {
+                format!("NOT BALANCED ({} of {} checks failed)", f.failures, f.checks)
+            }
+        ));
+    }
     out.push_str("\ndrops by reason\n");
     let mut any = false;
     for reason in DropReason::ALL {

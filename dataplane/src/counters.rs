@@ -36,6 +36,25 @@ pub struct Counters {
     pub sleeps: u64,
     /// CPU cycles (TSC) spent in loops that moved frames (for cycles/packet).
     pub busy_cycles: u64,
+    /// Gauge: the longest loop iteration (one pass over every port, without
+    /// the sleep in poll()) since start, in nanoseconds of wall time.
+    pub max_loop_ns: u64,
+    /// Loop iterations that took longer than 1 ms (wall time: a preempted
+    /// worker counts too).
+    pub slow_loops: u64,
+    /// Gauge: UMEM frames of the worker, from its last frame accounting.
+    pub frames_total: u64,
+    /// Gauge: frames in the worker's free list at the last accounting.
+    pub frames_free: u64,
+    /// Gauge: frames given to fill rings and not received back.
+    pub frames_in_fill: u64,
+    /// Gauge: frames given to tx rings and not completed.
+    pub frames_in_tx: u64,
+    /// Frame accountings done (the worker checks when idle, at most once
+    /// a second).
+    pub accounting_checks: u64,
+    /// Accountings that did not balance (a frame lost or counted twice).
+    pub accounting_failures: u64,
     /// Drops, indexed by [`DropReason::index`].
     pub drops: [u64; DropReason::COUNT],
 }
@@ -56,6 +75,14 @@ impl Default for Counters {
             busy_loops: 0,
             sleeps: 0,
             busy_cycles: 0,
+            max_loop_ns: 0,
+            slow_loops: 0,
+            frames_total: 0,
+            frames_free: 0,
+            frames_in_fill: 0,
+            frames_in_tx: 0,
+            accounting_checks: 0,
+            accounting_failures: 0,
             drops: [0; DropReason::COUNT],
         }
     }
@@ -143,7 +170,15 @@ shared_fields!(
     decapsulated,
     busy_loops,
     sleeps,
-    busy_cycles
+    busy_cycles,
+    max_loop_ns,
+    slow_loops,
+    frames_total,
+    frames_free,
+    frames_in_fill,
+    frames_in_tx,
+    accounting_checks,
+    accounting_failures
 );
 
 /// A serializable view of one worker's counters, with drops by label.
@@ -171,8 +206,43 @@ pub struct CounterSnapshot {
     pub sleeps: u64,
     /// Cycles per packet over busy loops (0 when nothing moved).
     pub cycles_per_packet: f64,
+    /// The longest loop iteration since start, in nanoseconds.
+    #[serde(default)]
+    pub max_loop_ns: u64,
+    /// Loop iterations over 1 ms.
+    #[serde(default)]
+    pub slow_loops: u64,
+    /// Where the worker's UMEM frames were at its last accounting.
+    #[serde(default)]
+    pub frames: FrameGauges,
     /// Non-zero drops, by reason label.
     pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+/// A worker's frame accounting as published (see
+/// `worker::FrameAccounting`): every UMEM frame free, in a fill ring or in
+/// a tx ring, exactly once.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct FrameGauges {
+    /// UMEM frames in all (0 before the first accounting).
+    pub total: u64,
+    /// In the worker's free list.
+    pub free: u64,
+    /// Given to fill rings, not received back.
+    pub in_fill: u64,
+    /// Given to tx rings, not completed.
+    pub in_tx: u64,
+    /// Accountings done.
+    pub checks: u64,
+    /// Accountings that did not balance.
+    pub failures: u64,
+}
+
+impl FrameGauges {
+    /// The last accounting balanced and none ever failed.
+    pub fn balanced(&self) -> bool {
+        self.failures == 0 && self.free + self.in_fill + self.in_tx == self.total
+    }
 }
 
 impl CounterSnapshot {
@@ -195,6 +265,16 @@ impl CounterSnapshot {
             encapsulated: c.encapsulated,
             decapsulated: c.decapsulated,
             sleeps: c.sleeps,
+            max_loop_ns: c.max_loop_ns,
+            slow_loops: c.slow_loops,
+            frames: FrameGauges {
+                total: c.frames_total,
+                free: c.frames_free,
+                in_fill: c.frames_in_fill,
+                in_tx: c.frames_in_tx,
+                checks: c.accounting_checks,
+                failures: c.accounting_failures,
+            },
             cycles_per_packet: if c.rx_packets == 0 {
                 0.0
             } else {

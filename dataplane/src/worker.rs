@@ -284,6 +284,33 @@ impl<B: PacketIo> Worker<B> {
         self.shared.publish(&self.pipeline.counters);
     }
 
+    /// Count one loop iteration's wall time (max gauge, slow loops).
+    fn time_loop(&mut self, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let counters = &mut self.pipeline.counters;
+        counters.max_loop_ns = counters.max_loop_ns.max(ns);
+        if took > SLOW_LOOP {
+            counters.slow_loops += 1;
+        }
+    }
+
+    /// Take the frame accounting and put it in the counters (gauges, and a
+    /// failure count when it does not balance).
+    pub fn check_accounting(&mut self) -> FrameAccounting {
+        let acc = self.accounting();
+        let counters = &mut self.pipeline.counters;
+        counters.frames_total = acc.total;
+        counters.frames_free = acc.free;
+        counters.frames_in_fill = acc.in_fill;
+        counters.frames_in_tx = acc.in_tx;
+        counters.accounting_checks += 1;
+        if !acc.balanced() {
+            counters.accounting_failures += 1;
+            tracing::error!(worker = self.options.index, accounting = ?acc, "UMEM frame accounting does not balance");
+        }
+        acc
+    }
+
     /// Where every frame is, by the worker's bookkeeping.
     pub fn accounting(&self) -> FrameAccounting {
         let frame_size = u64::from(self.io.frame_size());
@@ -310,9 +337,18 @@ impl<B: PacketIo> Worker<B> {
         let mut last_work = Instant::now();
         let mut since_publish = 0u32;
         let mut idle_polls = 0u32;
+        let mut last_accounting: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             let start = cycles::now();
+            let started = Instant::now();
             let n = self.poll_once();
+            self.time_loop(started.elapsed());
+            if n == 0 && last_accounting.is_none_or(|t| t.elapsed() >= ACCOUNTING_INTERVAL) {
+                // Idle: check where every frame is (a clone and a sort of
+                // the free list, tens of microseconds) and publish it.
+                self.check_accounting();
+                last_accounting = Some(Instant::now());
+            }
             if n > 0 {
                 self.pipeline.counters.busy_loops += 1;
                 self.pipeline.counters.busy_cycles += cycles::now().wrapping_sub(start);
@@ -353,6 +389,12 @@ impl<B: PacketIo> Worker<B> {
         self.publish();
     }
 }
+
+/// How often an idle worker checks its frame accounting, at most.
+const ACCOUNTING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A loop iteration longer than this is counted in `slow_loops`.
+const SLOW_LOOP: Duration = Duration::from_millis(1);
 
 /// Consecutive empty polls between two `sched_yield`s of a spinning worker.
 const IDLE_POLLS_PER_YIELD: u32 = 256;
@@ -396,5 +438,28 @@ mod tests {
         let acc = w.accounting();
         assert_eq!(acc.total, 256);
         assert!(acc.balanced(), "{acc:?}");
+    }
+
+    #[test]
+    fn accounting_is_published_as_gauges_and_a_leak_is_counted() {
+        let mut w = worker(256, 64);
+        w.poll_once();
+        let acc = w.check_accounting();
+        let c = &w.pipeline().counters;
+        assert_eq!(
+            (
+                c.frames_total,
+                c.frames_free,
+                c.frames_in_fill,
+                c.frames_in_tx
+            ),
+            (256, acc.free, acc.in_fill, 0)
+        );
+        assert!(acc.in_fill > 0, "{acc:?}");
+        assert_eq!((c.accounting_checks, c.accounting_failures), (1, 0));
+        // A frame that vanishes from the free list is a failure.
+        w.free.pop();
+        assert!(!w.check_accounting().balanced());
+        assert_eq!(w.pipeline().counters.accounting_failures, 1);
     }
 }

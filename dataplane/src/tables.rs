@@ -456,11 +456,20 @@ impl Tables {
 }
 
 /// Publishes table snapshots to the workers (the writer side of the RCU).
+///
+/// The writer keeps the last [`RETIRED_SNAPSHOTS`] replaced snapshots alive
+/// and frees older ones itself: a worker that moves on to a new snapshot
+/// then only drops a reference, and never frees a whole table set (tens to
+/// hundreds of microseconds for large tables) inside its loop.
 #[derive(Debug, Clone)]
 pub struct TableHandle {
     current: Arc<ArcSwap<Tables>>,
     next_generation: Arc<AtomicU64>,
+    retired: Arc<std::sync::Mutex<std::collections::VecDeque<Arc<Tables>>>>,
 }
+
+/// Replaced snapshots the writer keeps before it frees them.
+pub const RETIRED_SNAPSHOTS: usize = 4;
 
 impl TableHandle {
     /// Start with the given tables.
@@ -469,7 +478,28 @@ impl TableHandle {
         TableHandle {
             current: Arc::new(ArcSwap::from_pointee(tables)),
             next_generation: Arc::new(AtomicU64::new(next)),
+            retired: Arc::default(),
         }
+    }
+
+    /// Swap in `tables`; keep the replaced snapshot among the retired ones
+    /// and free the oldest here, on the writer's thread (the lock is the
+    /// writers' only: workers never take it).
+    fn swap_in(&self, tables: Tables) {
+        let old = self.current.swap(Arc::new(tables));
+        let oldest = {
+            let mut retired = self
+                .retired
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            retired.push_back(old);
+            if retired.len() > RETIRED_SNAPSHOTS {
+                retired.pop_front()
+            } else {
+                None
+            }
+        };
+        drop(oldest);
     }
 
     /// Compile `config` into a new generation and publish it with one swap.
@@ -477,7 +507,7 @@ impl TableHandle {
     pub fn apply(&self, config: &NodeConfig) -> Result<u64, TableError> {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let tables = Tables::compile(config, generation)?;
-        self.current.store(Arc::new(tables));
+        self.swap_in(tables);
         Ok(generation)
     }
 
@@ -485,7 +515,7 @@ impl TableHandle {
     pub fn publish(&self, mut tables: Tables) -> u64 {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         tables.generation = generation;
-        self.current.store(Arc::new(tables));
+        self.swap_in(tables);
         generation
     }
 
@@ -519,5 +549,40 @@ impl TableReader {
     #[inline]
     pub fn load(&mut self) -> &Arc<Tables> {
         self.cache.load()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = include_str!("../tests/fixtures/node1.yaml");
+
+    /// A worker that moves on to a new snapshot never holds the last
+    /// reference to the old one (it would free a whole table set inside its
+    /// loop): the writer keeps it and frees it later, itself.
+    #[test]
+    fn a_reader_never_frees_a_replaced_snapshot() {
+        let config = NodeConfig::from_yaml_str(CONFIG).expect("fixture");
+        let handle = TableHandle::new(Tables::compile(&config, 1).expect("compiles"));
+        let mut reader = handle.reader();
+        let first = Arc::downgrade(reader.load());
+        handle.apply(&config).expect("compiles");
+        let second = reader.load().generation();
+        assert_eq!(second, 2);
+        assert!(
+            first.upgrade().is_some(),
+            "the reader held the last reference of the replaced snapshot"
+        );
+        for _ in 0..RETIRED_SNAPSHOTS {
+            handle.apply(&config).expect("compiles");
+        }
+        // Freed by the writer once enough newer ones were published.
+        assert!(first.upgrade().is_none());
+        assert_eq!(
+            reader.load().generation(),
+            2 + RETIRED_SNAPSHOTS as u64,
+            "the reader sees the newest"
+        );
     }
 }

@@ -371,15 +371,16 @@ fn update_storm(
     let threads: Vec<JoinHandle<u64>> = (0..clients)
         .map(|k| {
             let socket = socket.clone();
-            std::thread::spawn(move || storm_client(&socket, k, per_client, duration))
+            std::thread::spawn(move || storm_client(&socket, k, per_client, duration, 0))
         })
         .collect();
     let applies: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
     (applies * UPDATES_PER_APPLY, applies)
 }
 
-/// One client of the storm: `rate` updates per second; returns applies.
-fn storm_client(socket: &Path, k: u32, rate: u64, duration: Duration) -> u64 {
+/// One client of the storm: `rate` updates per second, its rounds of
+/// [`route_batch`] counted from `first_round`; returns applies.
+fn storm_client(socket: &Path, k: u32, rate: u64, duration: Duration, first_round: u64) -> u64 {
     let mut client = BlockingClient::connect(&ApiTarget::Unix(socket.to_path_buf())).unwrap();
     let start = Instant::now();
     let applies_per_second = (rate / UPDATES_PER_APPLY).max(1);
@@ -391,9 +392,13 @@ fn storm_client(socket: &Path, k: u32, rate: u64, duration: Duration) -> u64 {
             std::thread::sleep(wait);
         }
         let outcome = client
-            .apply(&ChangeSet::upsert(route_batch(k, applied)))
+            .apply(&ChangeSet::upsert(route_batch(k, first_round + applied)))
             .unwrap();
-        assert!(outcome.changed);
+        assert!(
+            outcome.changed,
+            "client {k}: round {} changed nothing",
+            first_round + applied
+        );
         applied += 1;
     }
     applied
@@ -535,16 +540,24 @@ fn soak_mixed_traffic_with_updates_keeps_memory_and_frames_flat() {
     let tcp = tcp_echo_server(&c.pod("b1").netns, 0).unwrap();
     let warmup = |c: &Cluster| forwarding_works(c, "soak warm-up");
     warmup(&c);
-    let rss_start: Vec<u64> = pids.iter().map(|p| rss_kb(*p)).collect();
+    // Memory is measured from the end of the first round on: by then the
+    // tables, the API's buffers and the traffic paths have been used once.
+    let mut rss_start: Option<Vec<u64>> = None;
     let start = Instant::now();
     let mut rounds = 0u64;
     let mut lost = 0u64;
     let mut sent = 0u64;
     let mut applied = 0u64;
+    let mut next_round = 0u64;
     while start.elapsed() < Duration::from_secs(secs) {
         let updates = {
             let socket = api_socket_path(c.tb().node_config("n1").unwrap());
-            std::thread::spawn(move || storm_client(&socket, 9, 1000, Duration::from_secs(2)))
+            // Go on where the last burst stopped: each round flips what
+            // the round ten before it set, so every apply changes something.
+            let first = next_round;
+            std::thread::spawn(move || {
+                storm_client(&socket, 9, 1000, Duration::from_secs(2), first)
+            })
         };
         let udp = Stream::start(&c, "a1", "b1", 0, 400, Duration::from_millis(2));
         let icmp = ping(
@@ -564,13 +577,19 @@ fn soak_mixed_traffic_with_updates_keeps_memory_and_frames_flat() {
         )
         .unwrap();
         let udp = udp.finish("soak udp");
-        applied += updates.join().unwrap() * UPDATES_PER_APPLY;
+        let applies = updates.join().unwrap();
+        next_round += applies;
+        applied += applies * UPDATES_PER_APPLY;
         for r in [&udp, &icmp, &tcp_r] {
             sent += r.sent;
             lost += r.lost;
         }
         rounds += 1;
+        if rss_start.is_none() {
+            rss_start = Some(pids.iter().map(|p| rss_kb(*p)).collect());
+        }
     }
+    let rss_start = rss_start.unwrap();
     let rss_end: Vec<u64> = pids.iter().map(|p| rss_kb(*p)).collect();
     eprintln!(
         "soak {secs} s: {rounds} rounds, {sent} exchanges, {lost} lost, {applied} updates; RSS kB {rss_start:?} -> {rss_end:?}"

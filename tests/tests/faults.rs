@@ -30,6 +30,17 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
 
+/// The tests of this file run one at a time: the update storm measures the
+/// worker's loop times, which a flood of another test on this 2-core
+/// machine would stretch by preempting it.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Two kxdp nodes, one tenant: a1, a2 on n1, b1 on n2.
 fn two_nodes() -> TopologySpec {
     TopologySpec::new(Underlay::Direct, &[("blue", 100)])
@@ -226,6 +237,7 @@ fn the_underlay_going_down_and_up_stops_then_resumes_forwarding() {
     if !privileged_test("the_underlay_going_down_and_up_stops_then_resumes_forwarding") {
         return;
     }
+    let _serial = one_at_a_time();
     let c = Cluster::start("kf-underlay", two_nodes(), kxdp_binary!());
     let n1 = c.node("n1").netns.clone();
     let n2 = c.node("n2").netns.clone();
@@ -277,6 +289,7 @@ fn starved_fill_rings_and_a_full_tx_ring_are_counted_and_lose_no_frame() {
     if !privileged_test("starved_fill_rings_and_a_full_tx_ring_are_counted_and_lose_no_frame") {
         return;
     }
+    let _serial = one_at_a_time();
     let mut c = Cluster::start("kf-rings", two_nodes(), kxdp_binary!());
     let n1 = c.node("n1").netns.clone();
     let va1 = c.pod("a1").host_interface.clone();
@@ -409,6 +422,7 @@ fn a_table_update_storm_tears_no_lookup_and_stalls_no_worker() {
     if !privileged_test("a_table_update_storm_tears_no_lookup_and_stalls_no_worker") {
         return;
     }
+    let _serial = one_at_a_time();
     const STORM: Duration = Duration::from_secs(10);
     const RATE: u64 = 10_000;
     let c = Cluster::start("kf-storm", two_nodes(), kxdp_binary!());
@@ -468,6 +482,7 @@ fn sigterm_in_the_middle_of_a_stream_detaches_exits_and_a_restart_resumes() {
     if !privileged_test("sigterm_in_the_middle_of_a_stream_detaches_exits_and_a_restart_resumes") {
         return;
     }
+    let _serial = one_at_a_time();
     let mut c = Cluster::start("kf-sigterm", two_nodes(), kxdp_binary!());
     let n1 = c.node("n1").netns.clone();
     // Streams through n1 (local and across) and a flood keep the worker busy.
@@ -531,6 +546,7 @@ fn soak_mixed_traffic_with_updates_keeps_memory_and_frames_flat() {
     if !privileged_test("soak_mixed_traffic_with_updates_keeps_memory_and_frames_flat") {
         return;
     }
+    let _serial = one_at_a_time();
     let secs: u64 = std::env::var("KXDP_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -39,6 +39,13 @@ use sys::Mmap;
 
 pub(crate) use sys::if_index;
 
+/// The index of interface `name` in the calling thread's network namespace
+/// (`if_nametoindex`): an error when there is none. A deleted and
+/// re-created interface gets a new index.
+pub fn interface_index(name: &str) -> io::Result<u32> {
+    sys::if_index(name)
+}
+
 /// One socket to open: an interface and one of its queues.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct XskPortSpec {
@@ -212,8 +219,24 @@ pub struct XskBackend {
     pollfds: Vec<libc::pollfd>,
     frame_size: u32,
     frame_count: u32,
+    /// The options it was opened with (for [`XskBackend::rebind`]).
+    options: XskOptions,
     /// Declared last: unmapped after every socket is closed.
     umem: Mmap,
+}
+
+/// What [`XskBackend::rebind`] got back from the old socket: chunk
+/// addresses, by the ring they were found in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Fill-ring entries the kernel never took.
+    pub fill: Vec<u64>,
+    /// Frames received and not yet read (dropped: their port is gone).
+    pub rx: Vec<u64>,
+    /// Tx-ring entries the kernel never took.
+    pub tx: Vec<u64>,
+    /// Sent frames not yet reaped from the completion ring.
+    pub completion: Vec<u64>,
 }
 
 impl XskBackend {
@@ -279,8 +302,76 @@ impl XskBackend {
             pollfds,
             frame_size: opts.frame_size,
             frame_count: opts.frame_count,
+            options: opts.clone(),
             umem,
         })
+    }
+
+    /// Replace `port`'s socket by a new one on the same interface name and
+    /// queue, sharing the UMEM: for when the interface was deleted and
+    /// created again (the kernel unbinds a socket whose device goes away,
+    /// and an unbound socket cannot bind again). The new socket shares the
+    /// UMEM through the first other port that accepts it.
+    ///
+    /// Returns what the old socket still held that is ours again (its
+    /// rings are read once the new socket is bound, then it is closed).
+    /// Chunks the kernel had taken from the old rings and never gave back
+    /// (a copy-mode receive buffer, a send in flight) are not in it: the
+    /// caller counts them as stranded. The caller must put the new
+    /// socket in the new interface's XSKMAP ([`XskBackend::socket_fd`]).
+    pub fn rebind(&mut self, port: PortId) -> Result<Reclaimed, XskError> {
+        let index = usize::from(port);
+        let Some(old) = self.ports.get(index) else {
+            return Err(XskError::InvalidOptions(format!("no port {port}")));
+        };
+        let spec = old.spec.clone();
+        let mode = old.mode;
+        let mut last_error = None;
+        let mut new_port = None;
+        for (q, other) in self.ports.iter().enumerate() {
+            if q == index {
+                continue;
+            }
+            match open_port(
+                &self.umem,
+                &spec,
+                &self.options,
+                mode,
+                Some(other.fd.as_raw_fd()),
+            ) {
+                Ok(p) => {
+                    new_port = Some(p);
+                    break;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let new_port = match (new_port, last_error) {
+            (Some(p), _) => p,
+            (None, Some(e)) => return Err(e),
+            // The only port: register the UMEM again on the same memory.
+            (None, None) => open_port(&self.umem, &spec, &self.options, mode, None)?,
+        };
+        self.pollfds[index].fd = new_port.fd.as_raw_fd();
+        let mut old = std::mem::replace(&mut self.ports[index], new_port);
+        let mut back = Reclaimed::default();
+        old.fill.unconsumed(|a| back.fill.push(a));
+        old.tx.unconsumed(|d| back.tx.push(d.addr));
+        let size = old.rx.ready_now() as usize;
+        old.rx.consume(size, |_, d| back.rx.push(d.addr));
+        let size = old.completion.ready_now() as usize;
+        old.completion.consume(size, |_, a| back.completion.push(a));
+        tracing::info!(
+            port,
+            ifname = %spec.ifname,
+            queue = spec.queue_id,
+            fill = back.fill.len(),
+            rx = back.rx.len(),
+            tx = back.tx.len(),
+            completion = back.completion.len(),
+            "AF_XDP socket bound again"
+        );
+        Ok(back)
     }
 
     /// The socket of `port`, to put in the XSKMAP of its interface.

@@ -173,6 +173,25 @@ impl<T: Copy> ProducerRing<T> {
     pub(crate) fn needs_wakeup(&self) -> bool {
         self.layout.flags().load(Ordering::Acquire) & RING_NEED_WAKEUP != 0
     }
+
+    /// Hand the entries we published and the kernel has not consumed to
+    /// `take`, oldest first. For a ring the kernel no longer serves (its
+    /// socket's device is gone): those entries are ours again. The ring
+    /// itself is left as it is.
+    pub(crate) fn unconsumed(&self, mut take: impl FnMut(T)) {
+        let consumer = self.layout.consumer().load(Ordering::Acquire);
+        let n = self
+            .cached_producer
+            .wrapping_sub(consumer)
+            .min(self.layout.size);
+        for i in 0..n {
+            let slot = self.layout.slot(consumer.wrapping_add(i));
+            // SAFETY: the slot is in bounds (see `RingLayout::slot`) and
+            // holds an entry we wrote; reading it races with nothing that
+            // writes (only we produce into this ring).
+            take(unsafe { slot.read_volatile() });
+        }
+    }
 }
 
 /// The side of a ring that userspace consumes from (rx, completion).
@@ -367,6 +386,21 @@ mod tests {
                 fake.producer.load(Ordering::Relaxed),
                 start.wrapping_add(14)
             );
+        }
+    }
+
+    #[test]
+    fn unconsumed_entries_are_handed_back_oldest_first() {
+        for start in [0, u32::MAX - 2] {
+            let fake = FakeRing::<u64>::new(8, start);
+            // SAFETY: the fake ring outlives `ring`; sizes match.
+            let mut ring = unsafe { ProducerRing::new(fake.layout()) };
+            assert_eq!(ring.produce(6, |i| 10 + i as u64), 6);
+            fake.kernel_consume(2);
+            let mut back = Vec::new();
+            ring.unconsumed(|a| back.push(a));
+            assert_eq!(back, vec![12, 13, 14, 15]);
+            assert_eq!(ring.outstanding(), 4, "the ring is left as it was");
         }
     }
 

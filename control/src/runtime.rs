@@ -7,21 +7,32 @@
 //! The sockets are opened on the worker's own thread (the UMEM and rings
 //! never cross threads); the thread hands back the socket fds so that the
 //! main thread can insert them into each interface's XSKMAP.
+//!
+//! A link watcher thread looks up every interface's index a few times a
+//! second. When a pod's veth (or the underlay) is deleted and created
+//! again under the same name, it asks each worker, on the worker's own
+//! thread, to bind a new socket for that port (the kernel unbinds a socket
+//! whose device goes away), attaches kxdp's XDP program to the new
+//! interface and puts the new sockets in its XSKMAP: forwarding resumes
+//! without a restart, and `kxdp stats` counts the rebind.
 
 use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use kxdp_config::{InterfaceRole, NodeConfig, XdpMode};
+use kxdp_config::{InterfaceRole, InterfaceSpec, NodeConfig, XdpMode};
 use kxdp_dataplane::bpf::{XdpAttachMode, XdpAttachment, XdpFilter};
 use kxdp_dataplane::counters::SharedCounters;
 use kxdp_dataplane::tables::{TableHandle, Tables};
-use kxdp_dataplane::worker::{pin_to_core, Worker, WorkerOptions};
-use kxdp_dataplane::xsk::{BindMode, XskBackend, XskOptions, XskPortSpec};
+use kxdp_dataplane::verdict::PortId;
+use kxdp_dataplane::worker::{pin_to_core, Worker, WorkerCommand, WorkerOptions};
+use kxdp_dataplane::xsk::{
+    interface_index, BindMode, XskBackend, XskError, XskOptions, XskPortSpec,
+};
 use serde::Serialize;
 
 /// UMEM geometry per worker. 2048-byte chunks hold a 1514-byte frame after
@@ -46,8 +57,10 @@ pub struct PortInfo {
     pub bind_mode: String,
     /// "native" or "generic".
     pub xdp_mode: String,
-    /// The AF_XDP socket (owned by the worker; read for XDP_STATISTICS).
-    pub fd: std::os::fd::RawFd,
+    /// The AF_XDP socket (owned by the worker; read for XDP_STATISTICS);
+    /// replaced when the port is bound again.
+    #[serde(skip)]
+    pub fd: Arc<AtomicI32>,
 }
 
 /// A running node dataplane. Dropping it stops the workers and detaches the
@@ -56,7 +69,8 @@ pub struct PortInfo {
 pub struct NodeRuntime {
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
-    attachments: Vec<XdpAttachment>,
+    watcher: Option<JoinHandle<()>>,
+    attachments: Arc<Mutex<Vec<XdpAttachment>>>,
     /// Per-worker counters.
     pub counters: Vec<Arc<SharedCounters>>,
     /// The tables.
@@ -92,28 +106,16 @@ impl NodeRuntime {
         // Attach XDP programs first: frames for queues without a socket yet
         // are dropped (pods) or passed (underlay) until the sockets register.
         let mut attachments = Vec::new();
+        let mut ifindexes = Vec::new();
         for itf in &config.interfaces {
-            let filter = match itf.role {
-                InterfaceRole::Pod => XdpFilter::All,
-                InterfaceRole::Underlay => XdpFilter::Vxlan {
-                    vtep: config.node.vtep.ip,
-                    udp_port: config.node.vtep.udp_port,
-                },
-            };
-            let mode = match config.workers.xdp_mode {
-                XdpMode::Auto => XdpAttachMode::Auto,
-                XdpMode::Native => XdpAttachMode::Native,
-                XdpMode::Generic => XdpAttachMode::Generic,
-            };
-            let attachment = XdpAttachment::attach(&itf.name, filter, mode, u32::from(itf.queues))
-                .with_context(|| format!("attaching kxdp's XDP program to {}", itf.name))?;
-            tracing::info!(interface = %itf.name, mode = ?attachment.mode(), program_id = attachment.program_id(), "XDP program attached");
-            attachments.push(attachment);
+            attachments.push(attach_xdp(&config, itf)?);
+            ifindexes.push(interface_index(&itf.name).unwrap_or(0));
         }
 
         let mut counters = Vec::new();
         let mut workers = Vec::new();
         let mut ports = Vec::new();
+        let mut commands = Vec::new();
         for w in 0..worker_count {
             let specs: Vec<XskPortSpec> = config
                 .interfaces
@@ -145,6 +147,8 @@ impl NodeRuntime {
                 Some(config.workers.cores[w % config.workers.cores.len()])
             };
             let (opened_tx, opened_rx) = mpsc::channel::<anyhow::Result<Opened>>();
+            let (command_tx, command_rx) = mpsc::channel::<WorkerCommand<XskBackend>>();
+            commands.push(command_tx);
             let thread_stop = Arc::clone(&stop);
             let handle = std::thread::Builder::new()
                 .name(format!("kxdp-worker-{w}"))
@@ -174,6 +178,7 @@ impl NodeRuntime {
                         return;
                     }
                     let mut worker = Worker::new(backend, reader, shared, worker_options);
+                    worker.set_commands(command_rx);
                     worker.run(&thread_stop);
                 })
                 .context("spawning a worker thread")?;
@@ -207,14 +212,29 @@ impl NodeRuntime {
                     queue: w as u32,
                     bind_mode: bind_mode.to_string(),
                     xdp_mode,
-                    fd: opened.fds[p],
+                    fd: Arc::new(AtomicI32::new(opened.fds[p])),
                 });
             }
         }
 
+        let attachments = Arc::new(Mutex::new(attachments));
+        let watcher = LinkWatcher {
+            config: config.clone(),
+            ifindexes,
+            attachments: Arc::clone(&attachments),
+            commands,
+            ports: ports.clone(),
+            stop: Arc::clone(&stop),
+        };
+        let watcher = std::thread::Builder::new()
+            .name("kxdp-link-watch".into())
+            .spawn(move || watcher.run())
+            .context("spawning the link watcher")?;
+
         Ok(NodeRuntime {
             stop,
             workers,
+            watcher: Some(watcher),
             attachments,
             counters,
             tables: handle,
@@ -235,16 +255,141 @@ impl NodeRuntime {
 
     fn stop_workers(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
+        }
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
         // Dropping the attachments closes the bpf_link fds: the programs detach.
-        self.attachments.clear();
+        self.attachments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 }
 
 impl Drop for NodeRuntime {
     fn drop(&mut self) {
         self.stop_workers();
+    }
+}
+
+/// Attach kxdp's XDP program to `itf`: everything to the sockets on a pod
+/// interface, only VXLAN for the local VTEP on the underlay.
+fn attach_xdp(config: &NodeConfig, itf: &InterfaceSpec) -> anyhow::Result<XdpAttachment> {
+    let filter = match itf.role {
+        InterfaceRole::Pod => XdpFilter::All,
+        InterfaceRole::Underlay => XdpFilter::Vxlan {
+            vtep: config.node.vtep.ip,
+            udp_port: config.node.vtep.udp_port,
+        },
+    };
+    let mode = match config.workers.xdp_mode {
+        XdpMode::Auto => XdpAttachMode::Auto,
+        XdpMode::Native => XdpAttachMode::Native,
+        XdpMode::Generic => XdpAttachMode::Generic,
+    };
+    let attachment = XdpAttachment::attach(&itf.name, filter, mode, u32::from(itf.queues))
+        .with_context(|| format!("attaching kxdp's XDP program to {}", itf.name))?;
+    tracing::info!(interface = %itf.name, mode = ?attachment.mode(), program_id = attachment.program_id(), "XDP program attached");
+    Ok(attachment)
+}
+
+/// How often the link watcher looks up the interfaces' indexes.
+const LINK_WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How long a worker may take to bind a port again.
+const REBIND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Notices interfaces deleted and created again (a new index under the
+/// same name) and binds their ports again; see the module documentation.
+struct LinkWatcher {
+    config: NodeConfig,
+    /// The index each interface had when its port was (last) bound; 0 while
+    /// it is gone.
+    ifindexes: Vec<u32>,
+    attachments: Arc<Mutex<Vec<XdpAttachment>>>,
+    /// One per worker.
+    commands: Vec<mpsc::Sender<WorkerCommand<XskBackend>>>,
+    ports: Vec<PortInfo>,
+    stop: Arc<AtomicBool>,
+}
+
+impl LinkWatcher {
+    fn run(mut self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(LINK_WATCH_INTERVAL);
+            for i in 0..self.config.interfaces.len() {
+                self.check(i);
+            }
+        }
+    }
+
+    fn check(&mut self, i: usize) {
+        let name = self.config.interfaces[i].name.clone();
+        match interface_index(&name) {
+            Ok(index) if index == self.ifindexes[i] => {}
+            Ok(index) => match self.rebind(i) {
+                Ok(()) => {
+                    tracing::info!(interface = %name, ifindex = index, "interface re-created: port bound again, XDP attached");
+                    self.ifindexes[i] = index;
+                }
+                Err(error) => {
+                    tracing::warn!(interface = %name, error = format!("{error:#}"), "binding a re-created interface failed; will retry");
+                }
+            },
+            Err(_) if self.ifindexes[i] != 0 => {
+                tracing::warn!(interface = %name, "interface gone; waiting for it to come back");
+                self.ifindexes[i] = 0;
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// New sockets for port `i` on every worker (each on its own thread),
+    /// then kxdp's XDP program on the new interface with them in its XSKMAP.
+    fn rebind(&mut self, i: usize) -> anyhow::Result<()> {
+        let port = PortId::try_from(i).context("port number")?;
+        let mut fds = Vec::with_capacity(self.commands.len());
+        for (w, commands) in self.commands.iter().enumerate() {
+            let (reply_tx, reply_rx) = mpsc::channel::<Result<RawFd, XskError>>();
+            let command: WorkerCommand<XskBackend> = Box::new(move |worker| {
+                let result = worker.io_mut().rebind(port).map(|back| {
+                    worker.port_rebound(port, &back.fill, &back.rx, &back.tx, &back.completion);
+                    worker.io().socket_fd(port)
+                });
+                let _ = reply_tx.send(result);
+            });
+            commands
+                .send(command)
+                .map_err(|_| anyhow::anyhow!("worker {w} has stopped"))?;
+            let fd = reply_rx
+                .recv_timeout(REBIND_TIMEOUT)
+                .with_context(|| format!("worker {w} did not answer"))?
+                .with_context(|| format!("worker {w}"))?;
+            fds.push(fd);
+        }
+        let attachment = attach_xdp(&self.config, &self.config.interfaces[i])?;
+        for (w, fd) in fds.iter().enumerate() {
+            attachment
+                .register_socket(w as u32, *fd)
+                .with_context(|| format!("registering worker {w}'s new socket"))?;
+        }
+        let name = &self.config.interfaces[i].name;
+        for info in self.ports.iter().filter(|p| &p.interface == name) {
+            if let Some(fd) = fds.get(info.worker) {
+                info.fd.store(*fd, Ordering::Relaxed);
+            }
+        }
+        let mut attachments = self
+            .attachments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = attachments.get_mut(i) {
+            // The old attachment's link went with the old device.
+            *slot = attachment;
+        }
+        Ok(())
     }
 }

@@ -75,7 +75,7 @@ impl KernelDrops {
 
 impl From<&PortInfo> for PortRow {
     fn from(p: &PortInfo) -> Self {
-        let kernel = kxdp_dataplane::xsk::socket_statistics(p.fd)
+        let kernel = kxdp_dataplane::xsk::socket_statistics(p.fd.load(Ordering::Relaxed))
             .ok()
             .map(|s| KernelDrops {
                 rx_dropped: s.rx_dropped,
@@ -239,13 +239,15 @@ pub fn print(stats: &NodeStats) -> String {
     for w in &stats.workers {
         let f = &w.frames;
         out.push_str(&format!(
-            "  worker {}  longest loop {} µs  loops over 1 ms {}  frames free {} in fill {} in tx {} of {}  {}\n",
+            "  worker {}  longest loop {} µs  loops over 1 ms {}  ports rebound {}  frames free {} in fill {} in tx {} stranded {} of {}  {}\n",
             w.worker,
             w.max_loop_ns / 1000,
             w.slow_loops,
+            w.port_rebinds,
             f.free,
             f.in_fill,
             f.in_tx,
+            f.stranded,
             f.total,
             if f.balanced() {
                 "balanced".to_string()

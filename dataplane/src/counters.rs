@@ -50,6 +50,12 @@ pub struct Counters {
     pub frames_in_fill: u64,
     /// Gauge: frames given to tx rings and not completed.
     pub frames_in_tx: u64,
+    /// Gauge: frames held by replaced sockets that the kernel never gave
+    /// back.
+    pub frames_stranded: u64,
+    /// Ports whose socket was replaced because their interface was
+    /// re-created.
+    pub port_rebinds: u64,
     /// Frame accountings done (the worker checks when idle, at most once
     /// a second).
     pub accounting_checks: u64,
@@ -81,6 +87,8 @@ impl Default for Counters {
             frames_free: 0,
             frames_in_fill: 0,
             frames_in_tx: 0,
+            frames_stranded: 0,
+            port_rebinds: 0,
             accounting_checks: 0,
             accounting_failures: 0,
             drops: [0; DropReason::COUNT],
@@ -177,6 +185,8 @@ shared_fields!(
     frames_free,
     frames_in_fill,
     frames_in_tx,
+    frames_stranded,
+    port_rebinds,
     accounting_checks,
     accounting_failures
 );
@@ -215,6 +225,9 @@ pub struct CounterSnapshot {
     /// Where the worker's UMEM frames were at its last accounting.
     #[serde(default)]
     pub frames: FrameGauges,
+    /// Ports rebound after their interface was re-created.
+    #[serde(default)]
+    pub port_rebinds: u64,
     /// Non-zero drops, by reason label.
     pub drops: std::collections::BTreeMap<String, u64>,
 }
@@ -232,6 +245,9 @@ pub struct FrameGauges {
     pub in_fill: u64,
     /// Given to tx rings, not completed.
     pub in_tx: u64,
+    /// Held by replaced sockets, never given back by the kernel.
+    #[serde(default)]
+    pub stranded: u64,
     /// Accountings done.
     pub checks: u64,
     /// Accountings that did not balance.
@@ -241,7 +257,7 @@ pub struct FrameGauges {
 impl FrameGauges {
     /// The last accounting balanced and none ever failed.
     pub fn balanced(&self) -> bool {
-        self.failures == 0 && self.free + self.in_fill + self.in_tx == self.total
+        self.failures == 0 && self.free + self.in_fill + self.in_tx + self.stranded == self.total
     }
 }
 
@@ -267,11 +283,13 @@ impl CounterSnapshot {
             sleeps: c.sleeps,
             max_loop_ns: c.max_loop_ns,
             slow_loops: c.slow_loops,
+            port_rebinds: c.port_rebinds,
             frames: FrameGauges {
                 total: c.frames_total,
                 free: c.frames_free,
                 in_fill: c.frames_in_fill,
                 in_tx: c.frames_in_tx,
+                stranded: c.frames_stranded,
                 checks: c.accounting_checks,
                 failures: c.accounting_failures,
             },

@@ -12,7 +12,7 @@
 //! last frame, then sleeps in `poll()` until the kernel wakes it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use kxdp_config::PollMode;
@@ -62,6 +62,9 @@ pub struct FrameAccounting {
     pub in_fill: u64,
     /// Given to tx rings and not yet completed.
     pub in_tx: u64,
+    /// Held by sockets that were replaced ([`Worker::port_rebound`]) and
+    /// never given back by the kernel: out of use, but accounted for.
+    pub stranded: u64,
     /// The free list holds no address twice and only chunk starts.
     pub free_list_consistent: bool,
 }
@@ -69,7 +72,8 @@ pub struct FrameAccounting {
 impl FrameAccounting {
     /// Every frame is accounted for exactly once.
     pub fn balanced(&self) -> bool {
-        self.free_list_consistent && self.free + self.in_fill + self.in_tx == self.total
+        self.free_list_consistent
+            && self.free + self.in_fill + self.in_tx + self.stranded == self.total
     }
 }
 
@@ -89,7 +93,14 @@ pub struct Worker<B: PacketIo> {
     fill_target: Vec<usize>,
     in_fill: Vec<usize>,
     in_tx: Vec<usize>,
+    stranded: u64,
+    commands: Option<mpsc::Receiver<WorkerCommand<B>>>,
 }
+
+/// Work for a worker's own thread, sent by the control side and run
+/// between two loop iterations (e.g. rebinding a port whose interface was
+/// re-created: the worker owns its sockets).
+pub type WorkerCommand<B> = Box<dyn FnOnce(&mut Worker<B>) + Send>;
 
 impl<B: PacketIo> Worker<B> {
     /// A worker over `io`. All UMEM frames start in the free list; each
@@ -129,6 +140,8 @@ impl<B: PacketIo> Worker<B> {
             fill_target,
             in_fill: vec![0; ports],
             in_tx: vec![0; ports],
+            stranded: 0,
+            commands: None,
         }
     }
 
@@ -284,6 +297,55 @@ impl<B: PacketIo> Worker<B> {
         self.shared.publish(&self.pipeline.counters);
     }
 
+    /// Take commands from `commands` (checked every
+    /// [`COMMAND_POLL_INTERVAL`] loop iterations and before sleeping).
+    pub fn set_commands(&mut self, commands: mpsc::Receiver<WorkerCommand<B>>) {
+        self.commands = Some(commands);
+    }
+
+    fn run_commands(&mut self) {
+        let Some(commands) = self.commands.take() else {
+            return;
+        };
+        while let Ok(command) = commands.try_recv() {
+            command(self);
+        }
+        self.commands = Some(commands);
+    }
+
+    /// Account for `port`'s socket having been replaced: `fill` and `rx`
+    /// are the chunks its old fill and rx rings gave back, `tx` and
+    /// `completion` those of its tx and completion rings. They return to
+    /// the free list (received frames are dropped as `port_down`); what the
+    /// old socket held beyond them is counted as stranded.
+    pub fn port_rebound(
+        &mut self,
+        port: PortId,
+        fill: &[u64],
+        rx: &[u64],
+        tx: &[u64],
+        completion: &[u64],
+    ) {
+        let p = usize::from(port);
+        let frame_size = self.io.frame_size();
+        let (Some(in_fill), Some(in_tx)) = (self.in_fill.get_mut(p), self.in_tx.get_mut(p)) else {
+            return;
+        };
+        let from_fill = fill.len() + rx.len();
+        let from_tx = tx.len() + completion.len();
+        self.stranded += in_fill.saturating_sub(from_fill) as u64;
+        self.stranded += in_tx.saturating_sub(from_tx) as u64;
+        *in_fill = 0;
+        *in_tx = 0;
+        for addr in fill.iter().chain(rx).chain(tx).chain(completion) {
+            self.free.push(chunk_of(*addr, frame_size));
+        }
+        let counters = &mut self.pipeline.counters;
+        counters.drop_n(DropReason::PortDown, rx.len() as u64);
+        counters.port_rebinds += 1;
+        self.publish();
+    }
+
     /// Count one loop iteration's wall time (max gauge, slow loops).
     fn time_loop(&mut self, took: Duration) {
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
@@ -303,6 +365,7 @@ impl<B: PacketIo> Worker<B> {
         counters.frames_free = acc.free;
         counters.frames_in_fill = acc.in_fill;
         counters.frames_in_tx = acc.in_tx;
+        counters.frames_stranded = acc.stranded;
         counters.accounting_checks += 1;
         if !acc.balanced() {
             counters.accounting_failures += 1;
@@ -323,6 +386,7 @@ impl<B: PacketIo> Worker<B> {
             free: self.free.len() as u64,
             in_fill: self.in_fill.iter().sum::<usize>() as u64,
             in_tx: self.in_tx.iter().sum::<usize>() as u64,
+            stranded: self.stranded,
             free_list_consistent: unique && aligned,
         }
     }
@@ -338,11 +402,16 @@ impl<B: PacketIo> Worker<B> {
         let mut since_publish = 0u32;
         let mut idle_polls = 0u32;
         let mut last_accounting: Option<Instant> = None;
+        let mut iterations = 0u32;
         while !stop.load(Ordering::Relaxed) {
             let start = cycles::now();
             let started = Instant::now();
             let n = self.poll_once();
             self.time_loop(started.elapsed());
+            iterations = iterations.wrapping_add(1);
+            if iterations.is_multiple_of(COMMAND_POLL_INTERVAL) {
+                self.run_commands();
+            }
             if n == 0 && last_accounting.is_none_or(|t| t.elapsed() >= ACCOUNTING_INTERVAL) {
                 // Idle: check where every frame is (a clone and a sort of
                 // the free list, tens of microseconds) and publish it.
@@ -379,6 +448,7 @@ impl<B: PacketIo> Worker<B> {
                 continue;
             }
             if last_work.elapsed() >= self.options.spin_time {
+                self.run_commands();
                 self.pipeline.counters.sleeps += 1;
                 self.publish();
                 // A failed poll() (EINTR on a signal) just ends the sleep early.
@@ -389,6 +459,9 @@ impl<B: PacketIo> Worker<B> {
         self.publish();
     }
 }
+
+/// Loop iterations between two looks at the command channel.
+const COMMAND_POLL_INTERVAL: u32 = 64;
 
 /// How often an idle worker checks its frame accounting, at most.
 const ACCOUNTING_INTERVAL: Duration = Duration::from_secs(1);
@@ -438,6 +511,28 @@ mod tests {
         let acc = w.accounting();
         assert_eq!(acc.total, 256);
         assert!(acc.balanced(), "{acc:?}");
+    }
+
+    #[test]
+    fn a_rebound_port_returns_what_came_back_and_counts_the_rest_stranded() {
+        let mut w = worker(256, 64);
+        w.poll_once();
+        let in_fill = w.in_fill[1] as u64;
+        assert!(in_fill > 3);
+        // The old socket gave back two fill entries and one received frame
+        // (chunks taken from the free list here to stand for them).
+        let back: Vec<u64> = (0..3).map(|_| w.free.pop().expect("free frames")).collect();
+        let acc = w.accounting();
+        assert_eq!(acc.free + acc.in_fill + 3, acc.total);
+        w.in_fill[1] += 3;
+        w.port_rebound(1, &back[..2], &back[2..], &[], &[]);
+        let acc = w.check_accounting();
+        assert!(acc.balanced(), "{acc:?}");
+        assert_eq!(acc.stranded, in_fill);
+        let c = &w.pipeline().counters;
+        assert_eq!(c.port_rebinds, 1);
+        assert_eq!(c.frames_stranded, in_fill);
+        assert_eq!(c.drops_for(DropReason::PortDown), 1);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use kxdp_control::api::{api_socket_path, ApiTarget, BlockingClient, ChangeSet, ObjectSet};
 use kxdp_control::testbed::{
     ping, pod_ip, privileged_test, tcp_echo_server, tcp_rtt, udp_echo_server, udp_rtt, EchoServer,
-    NodeKind, NodeSpec, RttResult, TopologySpec, Underlay, UNDERLAY_IF,
+    NodeKind, NodeSpec, RttResult, TopologySpec, Underlay, POD_IF, POD_MTU, UNDERLAY_IF,
 };
 use kxdp_dataplane::counters::FrameGauges;
 use kxdp_tests::{assert_no_loss, eventually, ip_of, kxdp_binary, xdp_links, Cluster};
@@ -300,6 +300,143 @@ fn the_underlay_going_down_and_up_stops_then_resumes_forwarding() {
     forwarding_works(&c, "after the underlay came back");
     assert_frames_accounted(&c, "n1", "after the underlay outage");
     assert_frames_accounted(&c, "n2", "after the underlay outage");
+    c.finish();
+}
+
+/// Delete pod `pod`'s veth (both ends go) and create it again the way the
+/// testbed (a CNI plugin) does: same names, MACs, address and routes.
+fn recreate_pod_veth(c: &Cluster, pod: &str) {
+    let p = c.pod(pod);
+    let node = c.node(&p.node).netns.clone();
+    let mtu = POD_MTU.to_string();
+    node.ip(&["link", "del", &p.host_interface]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    node.ip(&[
+        "link",
+        "add",
+        &p.host_interface,
+        "address",
+        &p.host_mac.to_string(),
+        "mtu",
+        &mtu,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        POD_IF,
+        "netns",
+        p.netns.name(),
+        "address",
+        &p.mac.to_string(),
+        "mtu",
+        &mtu,
+    ])
+    .unwrap();
+    let gateway = p.gateway.to_string();
+    let ns = &p.netns;
+    ns.ip(&[
+        "addr",
+        "add",
+        &format!("{}/{}", p.ip, p.prefix_len),
+        "dev",
+        POD_IF,
+    ])
+    .unwrap();
+    ns.ip(&["link", "set", POD_IF, "up"]).unwrap();
+    ns.ip(&["route", "add", &gateway, "dev", POD_IF, "scope", "link"])
+        .unwrap();
+    ns.ip(&[
+        "route", "add", "default", "via", &gateway, "dev", POD_IF, "onlink",
+    ])
+    .unwrap();
+    ns.exec("ethtool", &["-K", POD_IF, "tx", "off"]).unwrap();
+    node.ip(&["link", "set", &p.host_interface, "up"]).unwrap();
+}
+
+#[test]
+fn a_re_created_pod_interface_is_bound_again_without_a_restart() {
+    if !privileged_test("a_re_created_pod_interface_is_bound_again_without_a_restart") {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let mut c = Cluster::start("kf-rebind", two_nodes(), kxdp_binary!());
+    let pid = pid_of(&mut c, "n1");
+    let va2 = c.pod("a2").host_interface.clone();
+    let n1 = c.node("n1").netns.clone();
+    let program_before: Vec<u32> = xdp_links(&n1)
+        .into_iter()
+        .filter(|l| l.interface == va2)
+        .map(|l| l.program)
+        .collect();
+    // Traffic beside (a1 -> b1) must not notice; traffic to a2 stops
+    // while its interface is gone, then resumes.
+    let beside = Stream::start(&c, "a1", "b1", 7500, 1500, Duration::from_millis(4));
+    // b1 -> a2 keeps a2's port busy (frames on its rings when it goes).
+    let to_a2 = Stream::start(&c, "b1", "a2", 7501, 1500, Duration::from_millis(4));
+    std::thread::sleep(Duration::from_secs(1));
+    let gone = Instant::now();
+    recreate_pod_veth(&c, "a2");
+    let back = Instant::now();
+    let rebound = eventually(Duration::from_secs(3), || {
+        c.stats("n1").workers.iter().all(|w| w.port_rebinds == 1)
+    });
+    eprintln!(
+        "va2 deleted and re-created in {:?}; kxdp rebound it {:?} later",
+        back - gone,
+        back.elapsed()
+    );
+    assert!(rebound, "kxdp did not rebind {va2}\n{}", c.logs());
+    let beside = beside.finish("a1 -> b1 while a2's interface was re-created");
+    let to_a2 = to_a2.finish("b1 -> a2 across the re-creation");
+    assert_no_loss(&beside, "a1 -> b1 while a2's interface was re-created");
+    assert!(to_a2.lost > 0, "nothing lost while a2 had no interface?");
+    assert!(
+        to_a2.lost < to_a2.sent / 2,
+        "b1 -> a2 did not resume: {} of {} lost",
+        to_a2.lost,
+        to_a2.sent
+    );
+
+    // The same process forwards to and from the new interface.
+    assert_eq!(pid_of(&mut c, "n1"), pid);
+    assert!(c.process("n1").is_running());
+    let program_after: Vec<u32> = xdp_links(&n1)
+        .into_iter()
+        .filter(|l| l.interface == va2)
+        .map(|l| l.program)
+        .collect();
+    assert_eq!(
+        program_after.len(),
+        1,
+        "XDP on the new {va2}: {program_after:?}"
+    );
+    assert_ne!(program_after, program_before);
+    forwarding_works(&c, "after a2's interface was re-created");
+    for from in ["b1", "a2"] {
+        let to = if from == "a2" { "b1" } else { "a2" };
+        let icmp = ping(
+            &c.pod(from).netns,
+            ip_of(c.pod(to)),
+            10,
+            Duration::from_millis(5),
+        )
+        .unwrap();
+        assert_no_loss(&icmp, &format!("{from} -> {to} after the re-creation"));
+    }
+    let stats = c.stats("n1");
+    let log = std::fs::read_to_string(c.process("n1").log_path()).unwrap();
+    assert!(log.contains("bound again"), "{log}");
+    let frames = assert_frames_accounted(&c, "n1", "after the rebind");
+    eprintln!(
+        "rebinds {:?}, frames stranded {:?}, drops {:?}",
+        stats
+            .workers
+            .iter()
+            .map(|w| w.port_rebinds)
+            .collect::<Vec<_>>(),
+        frames.iter().map(|f| f.stranded).collect::<Vec<_>>(),
+        c.totals("n1").drops
+    );
     c.finish();
 }
 

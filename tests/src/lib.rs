@@ -14,6 +14,8 @@
 //! per-testbed scratch directory, so tests on different threads never share a
 //! name. No lock is needed.
 
+pub mod apiserver;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::net::IpAddr;

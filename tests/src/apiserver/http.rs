@@ -1,0 +1,851 @@
+//! The HTTP surface: one handler that routes Kubernetes API paths
+//! (`/api/v1/...`, `/apis/GROUP/VERSION/...`, namespaced and cluster-scoped,
+//! with `/status` subresources) to the store, plus discovery, `/version`,
+//! OpenAPI and health endpoints. Faults are injected here, before routing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Value};
+
+use super::discovery;
+use super::error::ApiError;
+use super::faults::Faults;
+use super::patch;
+use super::resources::ResourceType;
+use super::selectors::{FieldSelector, LabelSelector};
+use super::store::{rfc3339, ListQuery, Store};
+use super::watch::{self, WatchParams};
+
+/// How long a watch lasts when the client gives no `timeoutSeconds`.
+const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The objects.
+    pub store: Arc<Store>,
+    /// Faults to inject and the request log.
+    pub faults: Arc<Faults>,
+    /// `host:port` the server listens on (for `/api`).
+    pub address: String,
+    /// How often watches with bookmarks send one.
+    pub bookmark_interval: Arc<std::sync::Mutex<Duration>>,
+}
+
+/// The router of a test API server.
+pub fn router(state: AppState) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+type Params = HashMap<String, String>;
+
+async fn handle(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let logged_uri = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| path.clone());
+    let delay = state.faults.delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let response = match state.faults.take_failure(&path) {
+        Some(e) => error_response(&e),
+        None => {
+            let params = match Query::<Params>::try_from_uri(&uri) {
+                Ok(Query(p)) => p,
+                Err(_) => {
+                    let e = ApiError::bad_request("the query string could not be parsed");
+                    state.faults.record(method.as_str(), &logged_uri, e.code);
+                    return error_response(&e);
+                }
+            };
+            let request = Request {
+                method: &method,
+                path: &path,
+                params: &params,
+                headers: &headers,
+                body: &body,
+            };
+            match route(&state, &request) {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            }
+        }
+    };
+    state
+        .faults
+        .record(method.as_str(), &logged_uri, response.status().as_u16());
+    response
+}
+
+struct Request<'a> {
+    method: &'a Method,
+    path: &'a str,
+    params: &'a Params,
+    headers: &'a HeaderMap,
+    body: &'a Bytes,
+}
+
+impl Request<'_> {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        matches!(self.param(name), Some("true" | "1"))
+    }
+
+    fn header(&self, name: header::HeaderName) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    fn dry_run(&self) -> bool {
+        self.param("dryRun") == Some("All")
+    }
+}
+
+/// A response with a JSON body.
+fn json_response(status: u16, body: &Value) -> Response {
+    json_typed(status, body, "application/json")
+}
+
+fn json_typed(status: u16, body: &Value, content_type: &str) -> Response {
+    let mut r = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body.to_string(),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// The Status response for an error.
+pub fn error_response(e: &ApiError) -> Response {
+    let mut r = json_response(e.code, &e.status());
+    if let Some(s) = e.retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    r
+}
+
+/// Where a resource path points.
+#[derive(Debug)]
+struct Target {
+    rt: ResourceType,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+fn route(state: &AppState, req: &Request<'_>) -> Result<Response, ApiError> {
+    let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
+    let registry = state.store.registry();
+    let get_only = || -> Result<(), ApiError> {
+        if req.method == Method::GET {
+            Ok(())
+        } else {
+            Err(ApiError::method_not_allowed(req.method.as_str()))
+        }
+    };
+    let accept = req.header(header::ACCEPT);
+    let (api_version, rest) = match segments.as_slice() {
+        ["version"] => {
+            get_only()?;
+            return Ok(json_response(200, &discovery::version()));
+        }
+        ["healthz" | "livez" | "readyz"] => return Ok((StatusCode::OK, "ok").into_response()),
+        ["api"] => {
+            get_only()?;
+            return Ok(if discovery::wants_aggregated(accept) {
+                json_typed(
+                    200,
+                    &discovery::aggregated(&registry, true),
+                    discovery::AGGREGATED_V2,
+                )
+            } else {
+                json_response(200, &discovery::core_versions(&state.address))
+            });
+        }
+        ["apis"] => {
+            get_only()?;
+            return Ok(if discovery::wants_aggregated(accept) {
+                json_typed(
+                    200,
+                    &discovery::aggregated(&registry, false),
+                    discovery::AGGREGATED_V2,
+                )
+            } else {
+                json_response(200, &discovery::group_list(&registry))
+            });
+        }
+        ["apis", group] => {
+            get_only()?;
+            return discovery::group(&registry, group)
+                .map(|g| json_response(200, &g))
+                .ok_or_else(|| ApiError::no_route(req.path));
+        }
+        ["openapi", "v3"] => {
+            get_only()?;
+            return Ok(json_response(200, &discovery::openapi_v3_root(&registry)));
+        }
+        ["openapi", "v3", "api", version] => {
+            get_only()?;
+            return discovery::openapi_v3_document(&registry, version)
+                .map(|d| json_response(200, &d))
+                .ok_or_else(|| ApiError::no_route(req.path));
+        }
+        ["openapi", "v3", "apis", group, version] => {
+            get_only()?;
+            return discovery::openapi_v3_document(&registry, &format!("{group}/{version}"))
+                .map(|d| json_response(200, &d))
+                .ok_or_else(|| ApiError::no_route(req.path));
+        }
+        ["api", version, rest @ ..] => (version.to_string(), rest),
+        ["apis", group, version, rest @ ..] => (format!("{group}/{version}"), rest),
+        _ => return Err(ApiError::no_route(req.path)),
+    };
+    let find = |plural: &str| registry.by_plural(&api_version, plural).cloned();
+    let unknown = || ApiError::no_route(req.path);
+    let target = match rest {
+        [] => {
+            get_only()?;
+            return discovery::resource_list(&registry, &api_version)
+                .map(|l| json_response(200, &l))
+                .ok_or_else(unknown);
+        }
+        ["namespaces", ns, plural, tail @ ..] if find(plural).is_some_and(|t| t.namespaced) => {
+            let rt = find(plural).ok_or_else(unknown)?;
+            match tail {
+                [] => Target {
+                    rt,
+                    namespace: Some(ns.to_string()),
+                    name: None,
+                    subresource: None,
+                },
+                [name] => Target {
+                    rt,
+                    namespace: Some(ns.to_string()),
+                    name: Some(name.to_string()),
+                    subresource: None,
+                },
+                [name, sub] => Target {
+                    rt,
+                    namespace: Some(ns.to_string()),
+                    name: Some(name.to_string()),
+                    subresource: Some(sub.to_string()),
+                },
+                _ => return Err(unknown()),
+            }
+        }
+        [plural, tail @ ..] => {
+            let rt = find(plural).ok_or_else(unknown)?;
+            match tail {
+                [] => Target {
+                    rt,
+                    namespace: None,
+                    name: None,
+                    subresource: None,
+                },
+                [name] if !rt.namespaced => Target {
+                    rt,
+                    namespace: None,
+                    name: Some(name.to_string()),
+                    subresource: None,
+                },
+                [name, sub] if !rt.namespaced => Target {
+                    rt,
+                    namespace: None,
+                    name: Some(name.to_string()),
+                    subresource: Some(sub.to_string()),
+                },
+                _ => return Err(unknown()),
+            }
+        }
+    };
+    if let Some(sub) = &target.subresource {
+        if !target.rt.subresources.contains(sub)
+            && !(target.rt.plural == "namespaces" && sub == "finalize")
+        {
+            return Err(unknown());
+        }
+    }
+    resource(state, req, target)
+}
+
+fn resource(state: &AppState, req: &Request<'_>, target: Target) -> Result<Response, ApiError> {
+    let Target {
+        rt,
+        namespace,
+        name,
+        subresource,
+    } = target;
+    let store = &state.store;
+    let ns = namespace.clone().unwrap_or_default();
+    match (req.method, name) {
+        (&Method::GET, None) => {
+            if req.flag("watch") {
+                return start_watch(state, req, &rt, namespace);
+            }
+            list(state, req, &rt, namespace.as_deref())
+        }
+        (&Method::GET, Some(name)) => {
+            let object = store.get(&rt, &ns, &name)?;
+            Ok(object_response(req, &rt, 200, &object))
+        }
+        (&Method::POST, None) => {
+            let object = parse_body(req, &rt)?;
+            check_namespace(&rt, namespace.as_deref())?;
+            if req.dry_run() {
+                return Ok(json_response(201, &object));
+            }
+            let created = store.create(&rt, &ns, object)?;
+            Ok(object_response(req, &rt, 201, &created))
+        }
+        (&Method::PUT, Some(name)) => {
+            let mut object = parse_body(req, &rt)?;
+            if subresource.as_deref() == Some("status") {
+                // Only the status changes through the status subresource.
+                let status = object.get("status").cloned();
+                let (updated, _) = store.modify(&rt, &ns, &name, |current| {
+                    let Some(mut current) = current else {
+                        return Ok(None);
+                    };
+                    if let Some(rv) = object.pointer("/metadata/resourceVersion") {
+                        current["metadata"]["resourceVersion"] = rv.clone();
+                    }
+                    match status {
+                        Some(s) => current["status"] = s,
+                        None => {
+                            if let Some(m) = current.as_object_mut() {
+                                m.remove("status");
+                            }
+                        }
+                    }
+                    Ok(Some(current))
+                })?;
+                return Ok(object_response(req, &rt, 200, &updated));
+            }
+            if req.dry_run() {
+                return Ok(json_response(200, &object));
+            }
+            if rt.plural == "namespaces" && subresource.as_deref() == Some("finalize") {
+                object = store.get(&rt, &ns, &name)?;
+            }
+            let updated = store.update(&rt, &ns, &name, object)?;
+            Ok(object_response(req, &rt, 200, &updated))
+        }
+        (&Method::PATCH, Some(name)) => {
+            patch_object(state, req, &rt, &ns, &name, subresource.as_deref())
+        }
+        (&Method::DELETE, Some(name)) => {
+            let options: Value = if req.body.is_empty() {
+                json!({})
+            } else {
+                serde_json::from_slice(req.body)
+                    .map_err(|e| ApiError::bad_request(format!("DeleteOptions: {e}")))?
+            };
+            let pre_rv = options
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str);
+            let pre_uid = options
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str);
+            if req.dry_run() {
+                let current = store.get(&rt, &ns, &name)?;
+                return Ok(json_response(200, &current));
+            }
+            let deleted = store.delete(&rt, &ns, &name, pre_rv, pre_uid)?;
+            Ok(object_response(req, &rt, 200, &deleted))
+        }
+        (&Method::DELETE, None) => {
+            let labels = LabelSelector::parse(req.param("labelSelector").unwrap_or_default())?;
+            let fields = FieldSelector::parse(req.param("fieldSelector").unwrap_or_default(), &rt)?;
+            let query = ListQuery {
+                namespace: namespace.as_deref(),
+                ..Default::default()
+            };
+            let list = store.list(&rt, &query, |o| labels.matches(o) && fields.matches(o))?;
+            let mut deleted = Vec::new();
+            for o in &list.items {
+                let n = o
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let o_ns = o
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                match store.delete(&rt, o_ns, n, None, None) {
+                    Ok(d) => deleted.push(d),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let rv = state.store.resource_version();
+            Ok(json_response(
+                200,
+                &list_body(
+                    &rt,
+                    &deleted.into_iter().map(Arc::new).collect::<Vec<_>>(),
+                    rv,
+                    None,
+                    None,
+                ),
+            ))
+        }
+        (m, _) => Err(ApiError::method_not_allowed(m.as_str())),
+    }
+}
+
+fn check_namespace(rt: &ResourceType, namespace: Option<&str>) -> Result<(), ApiError> {
+    if rt.namespaced && namespace.is_none() {
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource: {} must be created in a namespace (POST .../namespaces/NAMESPACE/{})", rt.kind, rt.plural),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_body(req: &Request<'_>, rt: &ResourceType) -> Result<Value, ApiError> {
+    let content_type = req.header(header::CONTENT_TYPE);
+    if content_type.contains("yaml") {
+        return serde_yaml::from_slice(req.body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body of the {} is not valid YAML: {e}",
+                rt.kind
+            ))
+        });
+    }
+    if !content_type.is_empty() && !content_type.contains("json") {
+        return Err(ApiError::unsupported_media_type(content_type));
+    }
+    serde_json::from_slice(req.body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body of the {} is not valid JSON: {e}",
+            rt.kind
+        ))
+    })
+}
+
+fn patch_object(
+    state: &AppState,
+    req: &Request<'_>,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    subresource: Option<&str>,
+) -> Result<Response, ApiError> {
+    let content_type = req.header(header::CONTENT_TYPE);
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    let body: Value = match media {
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+            serde_yaml::from_slice(req.body).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "apply patch: the body is not valid YAML or JSON: {e}"
+                ))
+            })?
+        }
+        "application/json-patch+json"
+        | "application/merge-patch+json"
+        | "application/strategic-merge-patch+json" => {
+            serde_json::from_slice(req.body).map_err(|e| {
+                ApiError::bad_request(format!("patch: the body is not valid JSON: {e}"))
+            })?
+        }
+        other => return Err(ApiError::unsupported_media_type(other)),
+    };
+    let status_only = subresource == Some("status");
+    let apply = media.starts_with("application/apply-patch");
+    if apply && req.param("fieldManager").is_none() {
+        return Err(ApiError::bad_request(
+            "fieldManager: Required value: is required for apply patch",
+        ));
+    }
+    let dry_run = req.dry_run();
+    let (object, created) = state
+        .store
+        .modify(rt, ns, name, |current| {
+            let Some(mut current) = current else {
+                if !apply {
+                    return Ok(None);
+                }
+                // Server-side apply creates what is absent.
+                let mut fresh = body.clone();
+                if fresh.pointer("/metadata/name").is_none() {
+                    fresh["metadata"]["name"] = json!(name);
+                }
+                return Ok(Some(fresh));
+            };
+            let before = current.clone();
+            match media {
+                "application/json-patch+json" => patch::json_patch(&mut current, &body)?,
+                "application/merge-patch+json" => patch::merge(&mut current, &body),
+                "application/strategic-merge-patch+json" => {
+                    patch::strategic_merge(&mut current, &body)?
+                }
+                _ => {
+                    // Server-side apply, as a merge: no field ownership, so
+                    // fields the manager dropped are not removed.
+                    let mut b = body.clone();
+                    if let Some(m) = b.get_mut("metadata").and_then(Value::as_object_mut) {
+                        m.remove("resourceVersion");
+                    }
+                    patch::strategic_merge(&mut current, &b)?
+                }
+            }
+            if status_only {
+                let mut only = before;
+                match current.get("status") {
+                    Some(s) => only["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = only.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+                if let Some(rv) = current.pointer("/metadata/resourceVersion") {
+                    only["metadata"]["resourceVersion"] = rv.clone();
+                }
+                current = only;
+            }
+            if dry_run {
+                return Err(ApiError::new(299, "DryRun", current.to_string()));
+            }
+            Ok(Some(current))
+        })
+        .or_else(|e| {
+            if e.code == 299 {
+                serde_json::from_str(&e.message)
+                    .map(|v| (v, false))
+                    .map_err(|_| e)
+            } else {
+                Err(e)
+            }
+        })?;
+    Ok(object_response(
+        req,
+        rt,
+        if created { 201 } else { 200 },
+        &object,
+    ))
+}
+
+fn list(
+    state: &AppState,
+    req: &Request<'_>,
+    rt: &ResourceType,
+    namespace: Option<&str>,
+) -> Result<Response, ApiError> {
+    let labels = LabelSelector::parse(req.param("labelSelector").unwrap_or_default())?;
+    let fields = FieldSelector::parse(req.param("fieldSelector").unwrap_or_default(), rt)?;
+    let limit = match req.param("limit") {
+        None => 0,
+        Some(l) => l
+            .parse::<i64>()
+            .map_err(|_| {
+                ApiError::bad_request(format!("limit: invalid value {l:?}: must be an integer"))
+            })?
+            .max(0) as usize,
+    };
+    let continue_token = req.param("continue");
+    let rv = req.param("resourceVersion");
+    if continue_token.is_some() && rv.is_some_and(|r| r != "0") {
+        return Err(ApiError::bad_request(
+            "resourceVersion: specifying resource version is not allowed when using continue",
+        ));
+    }
+    let exact_rv = match (req.param("resourceVersionMatch"), rv) {
+        (Some("Exact"), Some(r)) => Some(parse_rv(r)?),
+        (Some("Exact"), None) => {
+            return Err(ApiError::bad_request(
+                "resourceVersionMatch: \"Exact\" requires a resourceVersion",
+            ))
+        }
+        (Some("NotOlderThan") | None, Some(r)) => {
+            let n = parse_rv(r)?;
+            let current = state.store.resource_version();
+            if n > current {
+                return Err(ApiError::new(
+                    504,
+                    "Timeout",
+                    format!("Too large resource version: {n}, current: {current}"),
+                ));
+            }
+            None
+        }
+        (Some("NotOlderThan") | None, None) => None,
+        (Some(other), _) => {
+            return Err(ApiError::bad_request(format!(
+                "resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""
+            )))
+        }
+    };
+    let query = ListQuery {
+        namespace,
+        limit,
+        continue_token,
+        exact_rv,
+    };
+    let result = state
+        .store
+        .list(rt, &query, |o| labels.matches(o) && fields.matches(o))?;
+    if let Some(options) = TableOptions::from_request(req) {
+        let mut t = table(rt, &result.items, Some(result.resource_version), &options);
+        if let Some(c) = &result.continue_token {
+            t["metadata"]["continue"] = json!(c);
+        }
+        return Ok(json_response(200, &t));
+    }
+    Ok(json_response(
+        200,
+        &list_body(
+            rt,
+            &result.items,
+            result.resource_version,
+            result.continue_token,
+            result.remaining,
+        ),
+    ))
+}
+
+fn parse_rv(text: &str) -> Result<u64, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "resourceVersion: invalid value {text:?}: not a resource version from this server"
+        ))
+    })
+}
+
+fn list_body(
+    rt: &ResourceType,
+    items: &[Arc<Value>],
+    rv: u64,
+    continue_token: Option<String>,
+    remaining: Option<u64>,
+) -> Value {
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if let Some(c) = continue_token {
+        metadata["continue"] = json!(c);
+    }
+    if let Some(r) = remaining {
+        metadata["remainingItemCount"] = json!(r);
+    }
+    let items: Vec<&Value> = items.iter().map(|o| &**o).collect();
+    json!({
+        "kind": format!("{}List", rt.kind),
+        "apiVersion": rt.api_version(),
+        "metadata": metadata,
+        "items": items,
+    })
+}
+
+fn start_watch(
+    state: &AppState,
+    req: &Request<'_>,
+    rt: &ResourceType,
+    namespace: Option<String>,
+) -> Result<Response, ApiError> {
+    let labels = LabelSelector::parse(req.param("labelSelector").unwrap_or_default())?;
+    let fields = FieldSelector::parse(req.param("fieldSelector").unwrap_or_default(), rt)?;
+    let timeout = match req.param("timeoutSeconds") {
+        None => DEFAULT_WATCH_TIMEOUT,
+        Some(t) => Duration::from_secs(t.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "timeoutSeconds: invalid value {t:?}: must be a whole number of seconds"
+            ))
+        })?),
+    };
+    let send_initial_events = req.flag("sendInitialEvents");
+    let bookmarks = req.flag("allowWatchBookmarks");
+    if send_initial_events
+        && (!bookmarks || req.param("resourceVersionMatch") != Some("NotOlderThan"))
+    {
+        return Err(ApiError::invalid(
+            "ListOptions",
+            "sendInitialEvents: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan and allowWatchBookmarks to true",
+        ));
+    }
+    let from = match req.param("resourceVersion") {
+        None => None,
+        Some(r) => Some(parse_rv(r)?),
+    };
+    let from = if send_initial_events { None } else { from };
+    let params = WatchParams {
+        rt: rt.clone(),
+        namespace,
+        labels,
+        fields,
+        bookmarks,
+        send_initial_events,
+        timeout,
+        bookmark_interval: *state
+            .bookmark_interval
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+        table: TableOptions::from_request(req),
+    };
+    let body = match state.store.watch(rt, from) {
+        Ok(start) => watch::stream(state.store.clone(), start, params),
+        Err(e) if e.code == 410 => watch::expired_stream(&e),
+        Err(e) => return Err(e),
+    };
+    let mut r = Response::new(body);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    Ok(r)
+}
+
+/// How a client asked for a `meta.k8s.io/v1` Table (kubectl get).
+#[derive(Debug, Clone)]
+pub struct TableOptions {
+    include_object: bool,
+}
+
+impl TableOptions {
+    fn from_request(req: &Request<'_>) -> Option<TableOptions> {
+        let accept = req.header(header::ACCEPT);
+        let first = accept.split(',').next().unwrap_or_default();
+        if !first.contains("as=Table") {
+            return None;
+        }
+        Some(TableOptions {
+            include_object: req.param("includeObject") == Some("Object"),
+        })
+    }
+}
+
+fn object_response(req: &Request<'_>, rt: &ResourceType, status: u16, object: &Value) -> Response {
+    match TableOptions::from_request(req) {
+        Some(options) => json_response(
+            status,
+            &table(rt, &[Arc::new(object.clone())], None, &options),
+        ),
+        None => json_response(status, object),
+    }
+}
+
+/// `objects` as a Table: NAME, the kind's printer columns, AGE.
+pub fn table(
+    rt: &ResourceType,
+    objects: &[Arc<Value>],
+    rv: Option<u64>,
+    options: &TableOptions,
+) -> Value {
+    let mut columns = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name of the object", "priority": 0}),
+    ];
+    for (name, _) in &rt.printer_columns {
+        columns.push(
+            json!({"name": name, "type": "string", "format": "", "description": "", "priority": 0}),
+        );
+    }
+    columns.push(json!({"name": "Age", "type": "string", "format": "", "description": "Time since creation", "priority": 0}));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let mut cells = vec![o.pointer("/metadata/name").cloned().unwrap_or(json!(""))];
+            for (_, path) in &rt.printer_columns {
+                let pointer = path.trim_start_matches('.').replace('.', "/");
+                let v = o.pointer(&format!("/{pointer}")).cloned().unwrap_or(json!("<none>"));
+                cells.push(match v {
+                    Value::String(_) => v,
+                    other => json!(other.to_string()),
+                });
+            }
+            let created = o
+                .pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)
+                .and_then(parse_rfc3339);
+            cells.push(json!(created.map(|c| human_age(now.saturating_sub(c))).unwrap_or_else(|| "<unknown>".into())));
+            let object = if options.include_object {
+                (**o).clone()
+            } else {
+                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or(json!({}))})
+            };
+            json!({"cells": cells, "object": object})
+        })
+        .collect();
+    let mut metadata = json!({});
+    if let Some(rv) = rv {
+        metadata["resourceVersion"] = json!(rv.to_string());
+    }
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": columns, "rows": rows})
+}
+
+fn human_age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 3600 * 2 => format!("{}m", s / 60),
+        s if s < 86_400 * 2 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time `YYYY-MM-DDTHH:MM:SSZ`.
+fn parse_rfc3339(text: &str) -> Option<u64> {
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // Days from civil (inverse of store::rfc3339).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    let secs = u64::try_from(secs).ok()?;
+    (rfc3339(secs) == text.get(..20)?).then_some(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trip() {
+        for secs in [0u64, 951_782_400, 1_796_208_632] {
+            assert_eq!(parse_rfc3339(&rfc3339(secs)), Some(secs));
+        }
+        assert_eq!(parse_rfc3339("not a time"), None);
+        assert_eq!(human_age(59), "59s");
+        assert_eq!(human_age(3600), "60m");
+        assert_eq!(human_age(86_400 * 3), "3d");
+    }
+}

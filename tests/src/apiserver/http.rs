@@ -286,9 +286,8 @@ fn route(state: &AppState, req: &Request<'_>) -> Result<Response, ApiError> {
         }
     };
     if let Some(sub) = &target.subresource {
-        if !target.rt.subresources.contains(sub)
-            && !(target.rt.plural == "namespaces" && sub == "finalize")
-        {
+        let finalize = target.rt.plural == "namespaces" && sub == "finalize";
+        if !(target.rt.subresources.contains(sub) || finalize) {
             return Err(unknown());
         }
     }

@@ -9,6 +9,7 @@
 //! here knows about gRPC or Kubernetes.
 
 pub mod bpf;
+pub mod chain_hook;
 pub mod counters;
 pub mod cycles;
 pub mod io;

@@ -10,7 +10,17 @@
 //! (decrement TTL, rewrite inner MACs, VXLAN-encapsulate into the chunk's
 //! headroom). From the underlay: validate and decapsulate VXLAN, map the VNI
 //! to its tenant, and deliver only to a local pod of that tenant.
+//!
+//! With a [`ChainHook`] (see [`crate::chain_hook`]) a batch goes in three
+//! steps: every frame is parsed and checked (ARP/ND answered, sources
+//! checked, VXLAN decapsulated), the routable IP frames go through the
+//! hook together, and then each is routed, dropped or redirected as the
+//! hook decided. Without one ([`NoChains`], the default) each frame is
+//! checked and routed at once, as it always was.
 
+use crate::chain_hook::{
+    ChainFrames, ChainHook, ChainPacket, ChainVerdict, FrameSpan, MirrorSink, NoChains, CHAIN_BATCH,
+};
 use crate::counters::Counters;
 use crate::io::{chunk_of, Desc};
 use crate::packet::{self, arp, forward, nd, FrameMeta, L3};
@@ -45,24 +55,275 @@ impl Outcome {
     }
 }
 
-/// One worker's pipeline: its counters and per-worker state.
+/// A frame that passed its checks and waits for routing: an IP frame from
+/// a pod (or a VNF's return interface), or the inner frame of a VXLAN
+/// packet from the underlay.
+#[derive(Clone, Copy, Debug)]
+struct Routable {
+    /// The tenant it is routed in.
+    tenant: TenantId,
+    /// The parsed (inner) frame.
+    meta: FrameMeta,
+    /// Offset of the (inner) frame in its chunk.
+    offset: usize,
+    /// Its length.
+    len: usize,
+    /// From the underlay: the outer frame's offset and length (what a drop
+    /// reports), and the rule that only local pods are delivered to.
+    underlay: Option<(usize, usize)>,
+}
+
+/// What the checks make of a frame.
+enum Step {
+    /// Its fate is decided (dropped, answered, passed to the kernel).
+    Done(Outcome),
+    /// Route it (after the chain step, if any).
+    Route(Routable),
+}
+
+/// A routable frame of the current chain batch: where its descriptor is.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    /// Index in the receive batch.
+    desc: usize,
+    /// Offset of its chunk in the UMEM.
+    chunk: u64,
+    /// Its routing state before the hook ran.
+    routable: Routable,
+}
+
+/// One worker's pipeline: its counters, its chain hook and per-worker state.
 #[derive(Debug, Default)]
-pub struct Pipeline {
+pub struct Pipeline<H: ChainHook = NoChains> {
     /// The worker's counters (published by the worker).
     pub counters: Counters,
+    hook: H,
+    packets: Vec<ChainPacket>,
+    spans: Vec<FrameSpan>,
+    pending: Vec<Pending>,
 }
 
 impl Pipeline {
-    /// A pipeline with zeroed counters.
+    /// A pipeline without service chains, with zeroed counters.
     pub fn new() -> Self {
         Self::default()
+    }
+}
+
+impl<H: ChainHook> Pipeline<H> {
+    /// A pipeline whose routable frames go through `hook` (scratch space
+    /// for [`CHAIN_BATCH`] frames is allocated here, once).
+    pub fn with_hook(hook: H) -> Self {
+        let scratch = if H::ENABLED { CHAIN_BATCH } else { 0 };
+        Pipeline {
+            counters: Counters::default(),
+            hook,
+            packets: Vec::with_capacity(scratch),
+            spans: Vec::with_capacity(scratch),
+            pending: Vec::with_capacity(scratch),
+        }
+    }
+
+    /// The chain hook.
+    pub fn hook(&self) -> &H {
+        &self.hook
+    }
+
+    /// The chain hook, to change.
+    pub fn hook_mut(&mut self) -> &mut H {
+        &mut self.hook
     }
 
     /// Process a batch received on `in_port`. Each descriptor is resolved to
     /// its chunk of `frame_size` bytes in `umem`; on return it describes the
     /// frame as rewritten (moved for encap/decap), and `verdicts[i]` says
-    /// what to do with it. Counts rx and every drop.
+    /// what to do with it. Counts rx and every drop. A chain hook runs at
+    /// time 0 and cannot make mirror copies here: the worker uses
+    /// [`Pipeline::process_batch_at`].
     pub fn process_batch(
+        &mut self,
+        tables: &Tables,
+        in_port: PortId,
+        umem: &mut [u8],
+        frame_size: u32,
+        descs: &mut [Desc],
+        verdicts: &mut [Verdict],
+    ) {
+        self.process_batch_at(0, tables, in_port, umem, frame_size, descs, verdicts, None);
+    }
+
+    /// [`Pipeline::process_batch`] at `now_ns` (for the chain hook, from
+    /// [`crate::chain_hook::monotonic_ns`]), with mirror copies taken from
+    /// and queued to `mirrors`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn process_batch_at(
+        &mut self,
+        now_ns: u64,
+        tables: &Tables,
+        in_port: PortId,
+        umem: &mut [u8],
+        frame_size: u32,
+        descs: &mut [Desc],
+        verdicts: &mut [Verdict],
+        mut mirrors: Option<MirrorSink<'_>>,
+    ) {
+        if !H::ENABLED {
+            self.process_batch_unchained(tables, in_port, umem, frame_size, descs, verdicts);
+            return;
+        }
+        let resume = self.hook.begin_batch(in_port);
+        let n = descs.len().min(verdicts.len());
+        let mut start = 0;
+        while start < n {
+            let end = (start + CHAIN_BATCH).min(n);
+            self.admit_batch(
+                tables,
+                in_port,
+                resume,
+                umem,
+                frame_size,
+                &mut descs[..end],
+                &mut verdicts[..end],
+                start,
+            );
+            if !self.pending.is_empty() {
+                let mut frames = ChainFrames::new(
+                    umem,
+                    frame_size,
+                    &self.spans,
+                    mirrors.as_mut().map(MirrorSink::reborrow),
+                );
+                self.hook.process(now_ns, &mut self.packets, &mut frames);
+                let failed = frames.mirror_failures();
+                self.counters
+                    .drop_n(DropReason::MirrorNoFrame, failed.no_frame);
+                self.counters.drop_n(DropReason::TxRingFull, failed.tx_full);
+                self.counters.drop_n(DropReason::PortDown, failed.port_down);
+                self.route_batch(tables, umem, frame_size, descs, verdicts);
+            }
+            start = end;
+        }
+    }
+
+    /// Check frames `from..` of the batch: decide those whose fate the
+    /// checks decide, and gather the routable ones for the hook.
+    #[allow(clippy::too_many_arguments)]
+    fn admit_batch(
+        &mut self,
+        tables: &Tables,
+        in_port: PortId,
+        resume: bool,
+        umem: &mut [u8],
+        frame_size: u32,
+        descs: &mut [Desc],
+        verdicts: &mut [Verdict],
+        from: usize,
+    ) {
+        self.packets.clear();
+        self.spans.clear();
+        self.pending.clear();
+        for i in from..descs.len().min(verdicts.len()) {
+            let desc = &mut descs[i];
+            self.counters.rx_packets += 1;
+            self.counters.rx_bytes += u64::from(desc.len);
+            let start = chunk_of(desc.addr, frame_size);
+            let offset = (desc.addr - start) as usize;
+            let len = desc.len as usize;
+            let Some(chunk) = usize::try_from(start)
+                .ok()
+                .and_then(|s| umem.get_mut(s..s + frame_size as usize))
+            else {
+                self.counters.drop(DropReason::Oversized);
+                verdicts[i] = Verdict::Drop(DropReason::Oversized);
+                continue;
+            };
+            match self.admit(tables, in_port, resume, chunk, offset, len) {
+                Step::Done(out) => {
+                    self.count(out.verdict);
+                    desc.addr = start + out.offset as u64;
+                    desc.len = out.len as u32;
+                    verdicts[i] = out.verdict;
+                }
+                Step::Route(routable) => {
+                    self.packets.push(ChainPacket {
+                        meta: routable.meta,
+                        in_port,
+                        tenant: routable.tenant,
+                        len: routable.len as u32,
+                        verdict: ChainVerdict::NoChain,
+                    });
+                    self.spans.push(FrameSpan {
+                        chunk: start,
+                        offset: routable.offset,
+                        len: routable.len,
+                    });
+                    self.pending.push(Pending {
+                        desc: i,
+                        chunk: start,
+                        routable,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Route, drop or redirect the gathered frames as the hook decided.
+    fn route_batch(
+        &mut self,
+        tables: &Tables,
+        umem: &mut [u8],
+        frame_size: u32,
+        descs: &mut [Desc],
+        verdicts: &mut [Verdict],
+    ) {
+        for k in 0..self.pending.len() {
+            let pending = self.pending[k];
+            let packet = self.packets[k];
+            let mut routable = pending.routable;
+            let Some(chunk) = usize::try_from(pending.chunk)
+                .ok()
+                .and_then(|s| umem.get_mut(s..s + frame_size as usize))
+            else {
+                continue;
+            };
+            let out = match packet.verdict {
+                ChainVerdict::NoChain | ChainVerdict::Pass => {
+                    routable.meta = packet.meta;
+                    routable.tenant = packet.tenant;
+                    self.route(tables, &routable, chunk)
+                }
+                ChainVerdict::Drop(reason) => Outcome::drop(reason, routable.offset, routable.len),
+                ChainVerdict::Redirect(port) => redirect(
+                    tables,
+                    port,
+                    &packet.meta,
+                    chunk,
+                    routable.offset,
+                    routable.len,
+                ),
+            };
+            self.count(out.verdict);
+            if let (Some(desc), Some(verdict)) =
+                (descs.get_mut(pending.desc), verdicts.get_mut(pending.desc))
+            {
+                desc.addr = pending.chunk + out.offset as u64;
+                desc.len = out.len as u32;
+                *verdict = out.verdict;
+            }
+        }
+    }
+
+    #[inline]
+    fn count(&mut self, verdict: Verdict) {
+        match verdict {
+            Verdict::Drop(reason) => self.counters.drop(reason),
+            Verdict::Pass => self.counters.passed += 1,
+            Verdict::Tx(_) => {}
+        }
+    }
+
+    /// The batch loop without a chain step: each frame checked and routed.
+    fn process_batch_unchained(
         &mut self,
         tables: &Tables,
         in_port: PortId,
@@ -92,7 +353,8 @@ impl Pipeline {
         }
     }
 
-    /// Process one frame at `chunk[offset..offset + len]`. Counts drops (not rx).
+    /// Process one frame at `chunk[offset..offset + len]`. Counts drops (not
+    /// rx). The chain hook is not consulted: chains work on batches.
     pub fn process_frame(
         &mut self,
         tables: &Tables,
@@ -101,23 +363,67 @@ impl Pipeline {
         offset: usize,
         len: usize,
     ) -> Outcome {
-        let out = if offset.checked_add(len).is_none_or(|end| end > chunk.len()) {
-            Outcome::drop(DropReason::Oversized, offset, len)
-        } else {
-            match tables.port(in_port).map(|p| &p.kind) {
-                Some(PortKind::Pod(pod)) => {
-                    self.pod_frame(tables, in_port, pod, chunk, offset, len)
-                }
-                Some(PortKind::Underlay) => self.underlay_frame(tables, chunk, offset, len),
-                Some(PortKind::Idle) | None => Outcome::drop(DropReason::UnknownPort, offset, len),
-            }
+        let out = match self.admit(tables, in_port, false, chunk, offset, len) {
+            Step::Done(out) => out,
+            Step::Route(routable) => self.route(tables, &routable, chunk),
         };
-        match out.verdict {
-            Verdict::Drop(reason) => self.counters.drop(reason),
-            Verdict::Pass => self.counters.passed += 1,
-            Verdict::Tx(_) => {}
-        }
+        self.count(out.verdict);
         out
+    }
+
+    /// The checks of one frame: parse, answer ARP/ND, check the source,
+    /// decapsulate VXLAN. `resume`: `in_port` is a VNF's return interface
+    /// (its IP frames skip the pod checks).
+    fn admit(
+        &mut self,
+        tables: &Tables,
+        in_port: PortId,
+        resume: bool,
+        chunk: &mut [u8],
+        offset: usize,
+        len: usize,
+    ) -> Step {
+        if offset.checked_add(len).is_none_or(|end| end > chunk.len()) {
+            return Step::Done(Outcome::drop(DropReason::Oversized, offset, len));
+        }
+        let kind = tables.port(in_port).map(|p| &p.kind);
+        if resume && !matches!(kind, Some(PortKind::Underlay)) {
+            if let Some(step) = vnf_return_frame(kind, chunk, offset, len) {
+                return step;
+            }
+        }
+        match kind {
+            Some(PortKind::Pod(pod)) => self.pod_frame(tables, in_port, pod, chunk, offset, len),
+            Some(PortKind::Underlay) => self.underlay_frame(tables, chunk, offset, len),
+            Some(PortKind::Idle) | None => {
+                Step::Done(Outcome::drop(DropReason::UnknownPort, offset, len))
+            }
+        }
+    }
+
+    /// Route a checked frame to its next hop.
+    fn route(&mut self, tables: &Tables, r: &Routable, chunk: &mut [u8]) -> Outcome {
+        let hop = match r.meta.l3 {
+            L3::Ipv4 { dst, .. } => tables.lookup_v4(r.tenant, dst),
+            L3::Ipv6 { dst, .. } => tables.lookup_v6(r.tenant, dst),
+            L3::Arp => None,
+        };
+        let Some((outer_offset, outer_len)) = r.underlay else {
+            return self.forward(tables, r.tenant, hop, &r.meta, chunk, r.offset);
+        };
+        match hop {
+            Some(NextHop::Local { .. }) => {
+                self.counters.decapsulated += 1;
+                self.forward(tables, r.tenant, hop, &r.meta, chunk, r.offset)
+            }
+            Some(NextHop::Remote { .. }) => {
+                Outcome::drop(DropReason::UnderlayHairpin, outer_offset, outer_len)
+            }
+            Some(NextHop::Blackhole) => {
+                Outcome::drop(DropReason::Blackhole, outer_offset, outer_len)
+            }
+            None => Outcome::drop(DropReason::VxlanNoLocalPod, outer_offset, outer_len),
+        }
     }
 
     fn pod_frame(
@@ -128,34 +434,35 @@ impl Pipeline {
         chunk: &mut [u8],
         offset: usize,
         len: usize,
-    ) -> Outcome {
+    ) -> Step {
         let frame = &mut chunk[offset..offset + len];
         let meta = match packet::parse(frame) {
             Ok(meta) => meta,
-            Err(reason) => return Outcome::drop(reason, offset, len),
+            Err(reason) => return Step::Done(Outcome::drop(reason, offset, len)),
         };
         if meta.src_mac != pod.mac {
-            return Outcome::drop(DropReason::SourceSpoofed, offset, len);
+            return Step::Done(Outcome::drop(DropReason::SourceSpoofed, offset, len));
         }
         if meta.vlan.is_some() {
-            return Outcome::drop(DropReason::VlanNotAllowed, offset, len);
+            return Step::Done(Outcome::drop(DropReason::VlanNotAllowed, offset, len));
         }
         let port_mac = tables.port(in_port).map(|p| p.mac).unwrap_or([0; 6]);
+        let done = |out: Outcome| Step::Done(out);
         match meta.l3 {
             L3::Arp => {
                 let Some(gateway) = pod.gateway4 else {
-                    return Outcome::drop(DropReason::ArpNotForGateway, offset, len);
+                    return done(Outcome::drop(DropReason::ArpNotForGateway, offset, len));
                 };
                 match arp::answer_gateway(frame, &meta, gateway, port_mac) {
                     Ok(reply_len) => {
                         self.counters.neighbour_replies += 1;
-                        Outcome {
+                        done(Outcome {
                             verdict: Verdict::Tx(in_port),
                             offset,
                             len: reply_len,
-                        }
+                        })
                     }
-                    Err(reason) => Outcome::drop(reason, offset, len),
+                    Err(reason) => done(Outcome::drop(reason, offset, len)),
                 }
             }
             L3::Ipv6 { src, .. }
@@ -164,41 +471,51 @@ impl Pipeline {
             {
                 let _ = src;
                 let Some(gateway) = pod.gateway6 else {
-                    return Outcome::drop(DropReason::NdNotForGateway, offset, len);
+                    return done(Outcome::drop(DropReason::NdNotForGateway, offset, len));
                 };
                 // The whole rest of the chunk: a DAD solicitation is shorter than the
                 // advertisement with its link-layer address option.
                 match nd::answer_gateway(&mut chunk[offset..], &meta, gateway, port_mac) {
                     Ok(reply_len) => {
                         self.counters.neighbour_replies += 1;
-                        Outcome {
+                        done(Outcome {
                             verdict: Verdict::Tx(in_port),
                             offset,
                             len: reply_len,
-                        }
+                        })
                     }
-                    Err(reason) => Outcome::drop(reason, offset, len),
+                    Err(reason) => done(Outcome::drop(reason, offset, len)),
                 }
             }
-            L3::Ipv4 { src, dst } => {
+            L3::Ipv4 { src, .. } => {
                 if let Some(reason) = check_l2_dst(&meta, port_mac) {
-                    return Outcome::drop(reason, offset, len);
+                    return done(Outcome::drop(reason, offset, len));
                 }
                 if pod.ipv4 != Some(src) {
-                    return Outcome::drop(DropReason::SourceSpoofed, offset, len);
+                    return done(Outcome::drop(DropReason::SourceSpoofed, offset, len));
                 }
-                let hop = tables.lookup_v4(pod.tenant, dst);
-                self.forward(tables, pod.tenant, hop, &meta, chunk, offset)
+                Step::Route(Routable {
+                    tenant: pod.tenant,
+                    meta,
+                    offset,
+                    len,
+                    underlay: None,
+                })
             }
-            L3::Ipv6 { src, dst } => {
+            L3::Ipv6 { src, .. } => {
                 if let Some(reason) = check_l2_dst(&meta, port_mac) {
-                    return Outcome::drop(reason, offset, len);
+                    return done(Outcome::drop(reason, offset, len));
                 }
                 if pod.ipv6 != Some(src) {
-                    return Outcome::drop(DropReason::SourceSpoofed, offset, len);
+                    return done(Outcome::drop(DropReason::SourceSpoofed, offset, len));
                 }
-                let hop = tables.lookup_v6(pod.tenant, dst);
-                self.forward(tables, pod.tenant, hop, &meta, chunk, offset)
+                Step::Route(Routable {
+                    tenant: pod.tenant,
+                    meta,
+                    offset,
+                    len,
+                    underlay: None,
+                })
             }
         }
     }
@@ -269,47 +586,112 @@ impl Pipeline {
         chunk: &mut [u8],
         offset: usize,
         len: usize,
-    ) -> Outcome {
+    ) -> Step {
+        let drop = |reason| Step::Done(Outcome::drop(reason, offset, len));
         let vtep = tables.vtep();
         let frame = &mut chunk[offset..offset + len];
         let decap = match vxlan::decap(frame, vtep.ip, vtep.udp_port) {
             Ok(d) => d,
             // Not VXLAN for this VTEP: the node's own traffic, for the kernel.
             Err(DropReason::UnderlayNotVxlan | DropReason::VxlanNotForUs) => {
-                return Outcome {
+                return Step::Done(Outcome {
                     verdict: Verdict::Pass,
                     offset,
                     len,
-                }
+                })
             }
-            Err(reason) => return Outcome::drop(reason, offset, len),
+            Err(reason) => return drop(reason),
         };
         let Some(tenant) = tables.tenant_by_vni(decap.vni) else {
-            return Outcome::drop(DropReason::UnknownVni, offset, len);
+            return drop(DropReason::UnknownVni);
         };
         if !tables.is_vtep_source(decap.src, tenant) {
-            return Outcome::drop(DropReason::VxlanUnknownSource, offset, len);
+            return drop(DropReason::VxlanUnknownSource);
         }
         let inner_offset = offset + decap.inner_offset;
         let inner = &mut chunk[inner_offset..inner_offset + decap.inner_len];
         let meta = match packet::parse(inner) {
             Ok(meta) => meta,
-            Err(reason) => return Outcome::drop(reason, offset, len),
+            Err(reason) => return drop(reason),
         };
-        let hop = match meta.l3 {
-            L3::Ipv4 { dst, .. } => tables.lookup_v4(tenant, dst),
-            L3::Ipv6 { dst, .. } => tables.lookup_v6(tenant, dst),
-            L3::Arp => return Outcome::drop(DropReason::ArpNotForGateway, offset, len),
-        };
-        match hop {
-            Some(NextHop::Local { .. }) => {
-                self.counters.decapsulated += 1;
-                self.forward(tables, tenant, hop, &meta, chunk, inner_offset)
-            }
-            Some(NextHop::Remote { .. }) => Outcome::drop(DropReason::UnderlayHairpin, offset, len),
-            Some(NextHop::Blackhole) => Outcome::drop(DropReason::Blackhole, offset, len),
-            None => Outcome::drop(DropReason::VxlanNoLocalPod, offset, len),
+        if meta.l3 == L3::Arp {
+            return drop(DropReason::ArpNotForGateway);
         }
+        Step::Route(Routable {
+            tenant,
+            meta,
+            offset: inner_offset,
+            len: decap.inner_len,
+            underlay: Some((offset, len)),
+        })
+    }
+}
+
+/// An IP frame from a VNF's return interface: parsed, but not held to the
+/// pod checks (it carries the original sender's addresses); routed in the
+/// port's pod's tenant unless the hook sets the chain's. `None` for what
+/// is not IP (ARP, neighbour discovery), which the port's own rules handle.
+fn vnf_return_frame(
+    kind: Option<&PortKind>,
+    chunk: &mut [u8],
+    offset: usize,
+    len: usize,
+) -> Option<Step> {
+    let meta = match packet::parse(&chunk[offset..offset + len]) {
+        Ok(meta) => meta,
+        Err(reason) => return Some(Step::Done(Outcome::drop(reason, offset, len))),
+    };
+    let neighbour_discovery = matches!(meta.l3, L3::Ipv6 { .. })
+        && meta.ip_proto == IPPROTO_ICMPV6
+        && (meta.dst_port >> 8) as u8 == ICMPV6_NEIGHBOR_SOLICIT;
+    if meta.l3 == L3::Arp || neighbour_discovery {
+        return None;
+    }
+    if meta.vlan.is_some() {
+        return Some(Step::Done(Outcome::drop(
+            DropReason::VlanNotAllowed,
+            offset,
+            len,
+        )));
+    }
+    let tenant = match kind {
+        Some(PortKind::Pod(pod)) => pod.tenant,
+        _ => 0,
+    };
+    Some(Step::Route(Routable {
+        tenant,
+        meta,
+        offset,
+        len,
+        underlay: None,
+    }))
+}
+
+/// Send a frame into a VNF out of `port`: destination MAC of the port's
+/// pod (unchanged when the port has none), source MAC of the port; the TTL
+/// is left alone (the chain is one hop).
+fn redirect(
+    tables: &Tables,
+    port: PortId,
+    meta: &FrameMeta,
+    chunk: &mut [u8],
+    offset: usize,
+    len: usize,
+) -> Outcome {
+    let Some(out) = tables.port(port) else {
+        return Outcome::drop(DropReason::PortDown, offset, len);
+    };
+    let dst = match &out.kind {
+        PortKind::Pod(pod) => pod.mac,
+        PortKind::Idle | PortKind::Underlay => meta.dst_mac,
+    };
+    if let Some(frame) = chunk.get_mut(offset..offset + len) {
+        forward::set_macs(frame, dst, out.mac);
+    }
+    Outcome {
+        verdict: Verdict::Tx(port),
+        offset,
+        len,
     }
 }
 

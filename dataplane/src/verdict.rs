@@ -124,6 +124,24 @@ drop_reasons! {
     PortDown => "port_down",
     /// Not enough headroom in the frame's chunk to encapsulate.
     NoHeadroom => "no_headroom",
+    /// A service chain's policy stage: no NetworkPolicy allows the connection.
+    PolicyDenied => "policy_denied",
+    /// A service chain's policer: the token bucket was empty.
+    PolicerExceeded => "policer_exceeded",
+    /// A service chain's load balancer: a Service port with no ready (or,
+    /// for an existing connection, serving) endpoint.
+    NoServiceEndpoint => "no_service_endpoint",
+    /// A service chain's load balancer: a non-first fragment to a Service
+    /// address or from a balanced endpoint (no ports to place it by).
+    ServiceFragment => "service_fragment",
+    /// A service chain's external VNF is down and its failure policy is
+    /// fail-closed.
+    VnfDown => "vnf_down",
+    /// A service chain could not rewrite a frame shorter than its metadata.
+    ChainMalformedFrame => "chain_malformed_frame",
+    /// A chain's mirror found no free UMEM frame for its copy (the original
+    /// goes on untouched).
+    MirrorNoFrame => "mirror_no_frame",
 }
 
 #[cfg(test)]

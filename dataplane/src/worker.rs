@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use kxdp_config::PollMode;
 
+use crate::chain_hook::{monotonic_ns, ChainHook, MirrorSink, NoChains};
 use crate::counters::SharedCounters;
 use crate::cycles;
 use crate::io::{chunk_of, Desc, PacketIo};
@@ -77,11 +78,12 @@ impl FrameAccounting {
     }
 }
 
-/// A worker: a backend, a pipeline, a table reader, and the frame bookkeeping.
+/// A worker: a backend, a pipeline (with its chain hook, none by default),
+/// a table reader, and the frame bookkeeping.
 #[derive(Debug)]
-pub struct Worker<B: PacketIo> {
+pub struct Worker<B: PacketIo, H: ChainHook = NoChains> {
     io: B,
-    pipeline: Pipeline,
+    pipeline: Pipeline<H>,
     tables: TableReader,
     shared: Arc<SharedCounters>,
     options: WorkerOptions,
@@ -94,23 +96,38 @@ pub struct Worker<B: PacketIo> {
     in_fill: Vec<usize>,
     in_tx: Vec<usize>,
     stranded: u64,
-    commands: Option<mpsc::Receiver<WorkerCommand<B>>>,
+    commands: Option<mpsc::Receiver<WorkerCommand<B, H>>>,
 }
 
 /// Work for a worker's own thread, sent by the control side and run
 /// between two loop iterations (e.g. rebinding a port whose interface was
 /// re-created: the worker owns its sockets).
-pub type WorkerCommand<B> = Box<dyn FnOnce(&mut Worker<B>) + Send>;
+pub type WorkerCommand<B, H = NoChains> = Box<dyn FnOnce(&mut Worker<B, H>) + Send>;
 
 impl<B: PacketIo> Worker<B> {
-    /// A worker over `io`. All UMEM frames start in the free list; each
-    /// port's fill ring is kept at most `frame_count / (2 × ports)` deep so
-    /// that half the frames stay available for transmit.
+    /// A worker over `io`, without service chains. All UMEM frames start in
+    /// the free list; each port's fill ring is kept at most
+    /// `frame_count / (2 × ports)` deep so that half the frames stay
+    /// available for transmit.
     pub fn new(
         io: B,
         tables: TableReader,
         shared: Arc<SharedCounters>,
         options: WorkerOptions,
+    ) -> Self {
+        Worker::with_hook(io, tables, shared, options, NoChains)
+    }
+}
+
+impl<B: PacketIo, H: ChainHook> Worker<B, H> {
+    /// A worker over `io` whose pipeline runs routable frames through the
+    /// chain `hook` (see [`crate::chain_hook`]); otherwise as [`Worker::new`].
+    pub fn with_hook(
+        io: B,
+        tables: TableReader,
+        shared: Arc<SharedCounters>,
+        options: WorkerOptions,
+        hook: H,
     ) -> Self {
         let ports = io.port_count().max(1);
         let frame_size = u64::from(io.frame_size());
@@ -126,7 +143,7 @@ impl<B: PacketIo> Worker<B> {
             .collect();
         Worker {
             io,
-            pipeline: Pipeline::new(),
+            pipeline: Pipeline::with_hook(hook),
             tables,
             shared,
             options,
@@ -156,13 +173,24 @@ impl<B: PacketIo> Worker<B> {
     }
 
     /// The pipeline (its counters).
-    pub fn pipeline(&self) -> &Pipeline {
+    pub fn pipeline(&self) -> &Pipeline<H> {
         &self.pipeline
+    }
+
+    /// The pipeline, to change (e.g. its chain hook).
+    pub fn pipeline_mut(&mut self) -> &mut Pipeline<H> {
+        &mut self.pipeline
     }
 
     /// One pass: reap completions, top up fill rings, receive a batch on
     /// every port, run the pipeline, transmit. Returns frames received.
     pub fn poll_once(&mut self) -> usize {
+        let now_ns = if H::ENABLED { monotonic_ns() } else { 0 };
+        self.poll_once_at(now_ns)
+    }
+
+    /// [`Worker::poll_once`] with the chain hook's clock at `now_ns`.
+    pub fn poll_once_at(&mut self, now_ns: u64) -> usize {
         let ports = self.io.port_count();
         self.reap_completions(ports);
         self.refill(ports);
@@ -178,13 +206,18 @@ impl<B: PacketIo> Worker<B> {
             received += n;
             self.in_fill[usize::from(port)] -= n.min(self.in_fill[usize::from(port)]);
             let umem = self.io.umem();
-            self.pipeline.process_batch(
+            self.pipeline.process_batch_at(
+                now_ns,
                 &tables,
                 port,
                 umem,
                 frame_size,
                 &mut self.rx[..n],
                 &mut self.verdicts[..n],
+                Some(MirrorSink {
+                    free: &mut self.free,
+                    staged: &mut self.staged,
+                }),
             );
             for (desc, verdict) in self.rx[..n].iter().zip(self.verdicts[..n].iter()) {
                 match *verdict {
@@ -299,7 +332,7 @@ impl<B: PacketIo> Worker<B> {
 
     /// Take commands from `commands` (checked every
     /// [`COMMAND_POLL_INTERVAL`] loop iterations and before sleeping).
-    pub fn set_commands(&mut self, commands: mpsc::Receiver<WorkerCommand<B>>) {
+    pub fn set_commands(&mut self, commands: mpsc::Receiver<WorkerCommand<B, H>>) {
         self.commands = Some(commands);
     }
 
@@ -416,6 +449,9 @@ impl<B: PacketIo> Worker<B> {
                 // Idle: check where every frame is (a clone and a sort of
                 // the free list, tens of microseconds) and publish it.
                 self.check_accounting();
+                if H::ENABLED {
+                    self.pipeline.hook_mut().on_idle(monotonic_ns());
+                }
                 last_accounting = Some(Instant::now());
             }
             if n > 0 {
@@ -455,6 +491,9 @@ impl<B: PacketIo> Worker<B> {
                 let _ = self.io.wait(self.options.max_sleep);
                 last_work = Instant::now();
             }
+        }
+        if H::ENABLED {
+            self.pipeline.hook_mut().on_idle(monotonic_ns());
         }
         self.publish();
     }

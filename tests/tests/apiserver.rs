@@ -1342,3 +1342,271 @@ fn tempdir(test: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
+
+// ----- kube-rs -----
+
+async fn kube_client(server: &TestApiServer) -> kube::Client {
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(&server.kubeconfig()).expect("kubeconfig parses");
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .expect("kubeconfig is usable");
+    kube::Client::try_from(config).expect("client")
+}
+
+#[tokio::test]
+async fn kube_rs_client_lists_creates_patches_and_sees_conflicts() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Node};
+    use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+
+    let server = TestApiServer::start().await.expect("start");
+    let client = kube_client(&server).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for i in 0..7 {
+        let cm: ConfigMap =
+            serde_json::from_value(configmap(&format!("k{i}"), json!({"n": i.to_string()})))
+                .expect("cm");
+        cms.create(&PostParams::default(), &cm)
+            .await
+            .expect("create");
+    }
+    let page = cms
+        .list(&ListParams::default().limit(3))
+        .await
+        .expect("list");
+    assert_eq!(page.items.len(), 3);
+    let token = page.metadata.continue_.clone().expect("continue token");
+    let rest = cms
+        .list(&ListParams::default().limit(10).continue_token(&token))
+        .await
+        .expect("page 2");
+    assert_eq!(rest.items.len(), 4);
+    let selected = cms
+        .list(&ListParams::default().labels("n in (1,2)"))
+        .await
+        .expect("selector");
+    assert_eq!(selected.items.len(), 2);
+
+    let patched = cms
+        .patch(
+            "k1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"extra": "yes"}})),
+        )
+        .await
+        .expect("merge patch");
+    assert_eq!(
+        patched
+            .data
+            .as_ref()
+            .and_then(|d| d.get("extra"))
+            .map(String::as_str),
+        Some("yes")
+    );
+    let mut stale = page.items[0].clone();
+    stale.data = Some([("k".to_string(), "stale".to_string())].into());
+    let fresh = cms
+        .replace("k0", &PostParams::default(), &stale)
+        .await
+        .expect("replace");
+    let refused = cms
+        .replace("k0", &PostParams::default(), &stale)
+        .await
+        .expect_err("stale replace");
+    assert!(
+        matches!(&refused, kube::Error::Api(s) if s.code == 409),
+        "{refused:?}"
+    );
+    let version = |v: &Option<String>| {
+        v.as_deref()
+            .and_then(|r| r.parse::<u64>().ok())
+            .unwrap_or_default()
+    };
+    assert!(version(&fresh.metadata.resource_version) > version(&stale.metadata.resource_version));
+    let exists = cms
+        .create(&PostParams::default(), &fresh)
+        .await
+        .expect_err("exists");
+    assert!(
+        matches!(&exists, kube::Error::Api(s) if s.code == 409),
+        "{exists:?}"
+    );
+
+    // Server-side apply on a cluster-scoped object: created, then merged.
+    let nodes: Api<Node> = Api::all(client);
+    let node = json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "node-1", "annotations": {"kxdp.io/vtep-mac": "02:00:00:00:00:01"}}});
+    let params = PatchParams::apply("kxdp-test").force();
+    nodes
+        .patch("node-1", &params, &Patch::Apply(&node))
+        .await
+        .expect("apply creates");
+    let patched = nodes
+        .patch(
+            "node-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .expect("merge");
+    let annotations = patched.metadata.annotations.unwrap_or_default();
+    assert_eq!(
+        annotations.get("kxdp.io/vtep-mac").map(String::as_str),
+        Some("02:00:00:00:00:01")
+    );
+    let missing = nodes.get("node-9").await.expect_err("404");
+    assert!(
+        matches!(&missing, kube::Error::Api(s) if s.code == 404 && s.reason == "NotFound"),
+        "{missing:?}"
+    );
+}
+
+/// What a kube-rs watcher has reported so far.
+#[derive(Debug, Default)]
+struct Seen {
+    names: std::collections::BTreeSet<String>,
+    inits: usize,
+    errors: Vec<String>,
+}
+
+async fn wait_seen(seen: &std::sync::Mutex<Seen>, what: &str, check: impl Fn(&Seen) -> bool) {
+    let started = Instant::now();
+    loop {
+        {
+            let s = seen.lock().unwrap_or_else(|p| p.into_inner());
+            if check(&s) {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "{what}: {s:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A fixed backoff, so the test's outages cost little time.
+struct Every(Duration);
+
+impl Iterator for Every {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(self.0)
+    }
+}
+
+impl kube::runtime::utils::Backoff for Every {
+    fn reset(&mut self) {}
+}
+
+#[tokio::test]
+async fn kube_rs_watcher_relists_after_410_and_resumes_after_a_restart() {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::watcher::{self, Event};
+    use kube::runtime::WatchStreamExt;
+    use std::sync::{Arc, Mutex};
+
+    let mut server = TestApiServer::start().await.expect("start");
+    server.set_bookmark_interval(Duration::from_millis(100));
+    let client = kube_client(&server).await;
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(client, "default");
+    server
+        .store()
+        .create_object(configmap("before", json!({})))
+        .expect("before");
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let recorder = seen.clone();
+    let task = tokio::spawn(async move {
+        let stream = watcher::watcher(api, watcher::Config::default())
+            .backoff(Every(Duration::from_millis(100)));
+        let mut stream = std::pin::pin!(stream);
+        let mut listing = std::collections::BTreeSet::new();
+        while let Some(event) = stream.next().await {
+            let mut s = recorder.lock().unwrap_or_else(|p| p.into_inner());
+            match event {
+                Ok(Event::Init) => {
+                    s.inits += 1;
+                    listing.clear();
+                }
+                Ok(Event::InitApply(o)) => {
+                    listing.insert(o.metadata.name.unwrap_or_default());
+                }
+                Ok(Event::InitDone) => s.names = std::mem::take(&mut listing),
+                Ok(Event::Apply(o)) => {
+                    s.names.insert(o.metadata.name.unwrap_or_default());
+                }
+                Ok(Event::Delete(o)) => {
+                    s.names.remove(&o.metadata.name.unwrap_or_default());
+                }
+                Err(e) => s.errors.push(e.to_string()),
+            }
+        }
+    });
+    let names_are = |names: &'static [&'static str]| {
+        move |s: &Seen| s.names.iter().map(String::as_str).eq(names.iter().copied())
+    };
+    wait_seen(&seen, "initial list", names_are(&["before"])).await;
+    server
+        .store()
+        .create_object(configmap("live", json!({})))
+        .expect("live");
+    wait_seen(&seen, "a watch event", names_are(&["before", "live"])).await;
+    assert_eq!(seen.lock().map(|s| s.inits).unwrap_or_default(), 1);
+
+    // The server goes away; meanwhile objects change and the history is
+    // compacted. Back on the same store, the watcher's resourceVersion is
+    // Gone (410): it lists again and sees the deletion.
+    server.stop().await;
+    server
+        .store()
+        .delete_object("v1", "ConfigMap", "default", "before")
+        .expect("delete");
+    server
+        .store()
+        .create_object(configmap("after-410", json!({})))
+        .expect("after");
+    server.compact_history();
+    server.restart(RestartStore::Keep).await.expect("restart");
+    wait_seen(&seen, "relist after 410", |s| {
+        s.inits == 2 && s.names.len() == 2
+    })
+    .await;
+    wait_seen(&seen, "relisted state", names_are(&["after-410", "live"])).await;
+    assert!(
+        seen.lock()
+            .map(|s| s.errors.iter().any(|e| e.contains("xpired")))
+            .unwrap_or_default(),
+        "the watcher reported the 410: {seen:?}"
+    );
+
+    // Down again, with no compaction and two failed requests on the way
+    // back: the watcher resumes from its resourceVersion without a relist.
+    server.stop().await;
+    server
+        .store()
+        .create_object(configmap("while-down", json!({})))
+        .expect("while down");
+    server.fail_next(2, 500);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.restart(RestartStore::Keep).await.expect("restart");
+    wait_seen(
+        &seen,
+        "resume after restart",
+        names_are(&["after-410", "live", "while-down"]),
+    )
+    .await;
+    assert_eq!(
+        seen.lock().map(|s| s.inits).unwrap_or_default(),
+        2,
+        "resumed without listing again"
+    );
+    let injected = server.requests().iter().filter(|r| r.status == 500).count();
+    assert_eq!(
+        injected, 2,
+        "the watcher retried through the injected failures"
+    );
+    task.abort();
+}

@@ -1,0 +1,324 @@
+//! The service chains in the dataplane's worker: [`DataplaneChains`]
+//! implements the pipeline's [`ChainHook`] over a [`ChainWorker`] and the
+//! published [`ChainSet`], and [`ChainSetHandle`] publishes chain sets to
+//! every worker the way the forwarding tables are published (RCU with
+//! arc-swap, a generation per snapshot, the writer frees replaced ones).
+//!
+//! Each worker's chain counters ([`ChainStats`]) are published into a
+//! [`SharedChainStats`] when the worker is idle (at most about once a
+//! second): the stats reader (API thread) never waits for a worker and the
+//! worker never takes a lock.
+//!
+//! Drop reasons: each [`ChainDropReason`] becomes the
+//! [`DropReason`] of the same label ([`dataplane_drop_reason`]).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::{ArcSwap, Cache};
+use kxdp_dataplane::chain_hook::{ChainFrames, ChainHook, ChainPacket, ChainVerdict, CHAIN_BATCH};
+use kxdp_dataplane::{DropReason, PortId};
+
+use crate::chain::{ChainInput, ChainSet, CompileOptions};
+use crate::context::{ChainDropReason, ChainOutcome, Frames, PacketContext};
+use crate::counter::ChainStats;
+use crate::error::ChainError;
+use crate::executor::{ChainWorker, WorkerLimits};
+
+/// The dataplane's drop reason for a chain's (the same label).
+pub const fn dataplane_drop_reason(reason: ChainDropReason) -> DropReason {
+    match reason {
+        ChainDropReason::PolicyDenied => DropReason::PolicyDenied,
+        ChainDropReason::PolicerExceeded => DropReason::PolicerExceeded,
+        ChainDropReason::NoServiceEndpoint => DropReason::NoServiceEndpoint,
+        ChainDropReason::ServiceFragment => DropReason::ServiceFragment,
+        ChainDropReason::VnfDown => DropReason::VnfDown,
+        ChainDropReason::ChainMalformedFrame => DropReason::ChainMalformedFrame,
+    }
+}
+
+/// Replaced chain sets the writer keeps before it frees them (so a worker
+/// that moves on never frees a whole set inside its loop).
+pub const RETIRED_CHAIN_SETS: usize = 4;
+
+/// Publishes [`ChainSet`]s to the workers (the writer side of the RCU).
+#[derive(Debug, Clone)]
+pub struct ChainSetHandle {
+    current: Arc<ArcSwap<ChainSet>>,
+    next_generation: Arc<AtomicU64>,
+    retired: Arc<Mutex<VecDeque<Arc<ChainSet>>>>,
+}
+
+impl ChainSetHandle {
+    /// Start with `set`.
+    pub fn new(set: ChainSet) -> Self {
+        let next = set.generation() + 1;
+        ChainSetHandle {
+            current: Arc::new(ArcSwap::from_pointee(set)),
+            next_generation: Arc::new(AtomicU64::new(next)),
+            retired: Arc::default(),
+        }
+    }
+
+    /// Compile the first set of a node from its model (generation 1).
+    pub fn compile_initial(
+        input: &ChainInput<'_>,
+        options: CompileOptions,
+    ) -> Result<Self, ChainError> {
+        Ok(ChainSetHandle::new(ChainSet::compile(
+            input, 1, options, None,
+        )?))
+    }
+
+    /// Compile `input` into the next generation, following the current set
+    /// (stable identities, reused tables: see [`ChainSet::compile`]). Not
+    /// published: hand it to [`ChainSetHandle::publish`] once everything
+    /// else of the change compiled too.
+    pub fn compile(&self, input: &ChainInput<'_>) -> Result<ChainSet, ChainError> {
+        let current = self.current();
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        ChainSet::compile(input, generation, current.options(), Some(&current))
+    }
+
+    /// Publish `set` with one swap; the replaced set is kept among the
+    /// retired ones and the oldest is freed here. Returns its generation.
+    pub fn publish(&self, set: ChainSet) -> u64 {
+        let generation = set.generation();
+        let old = self.current.swap(Arc::new(set));
+        let oldest = {
+            let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+            retired.push_back(old);
+            if retired.len() > RETIRED_CHAIN_SETS {
+                retired.pop_front()
+            } else {
+                None
+            }
+        };
+        drop(oldest);
+        generation
+    }
+
+    /// The current set.
+    pub fn current(&self) -> Arc<ChainSet> {
+        self.current.load_full()
+    }
+
+    /// A reader for one worker.
+    pub fn reader(&self) -> ChainSetReader {
+        ChainSetReader {
+            cache: Cache::new(Arc::clone(&self.current)),
+        }
+    }
+}
+
+/// A worker's view of the chain sets: lock-free, one atomic load per batch
+/// when unchanged.
+pub struct ChainSetReader {
+    cache: Cache<Arc<ArcSwap<ChainSet>>, Arc<ChainSet>>,
+}
+
+impl std::fmt::Debug for ChainSetReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainSetReader").finish_non_exhaustive()
+    }
+}
+
+impl ChainSetReader {
+    /// The current set.
+    #[inline]
+    pub fn load(&mut self) -> &Arc<ChainSet> {
+        self.cache.load()
+    }
+}
+
+/// One worker's chain counters, as it last published them (when idle).
+#[derive(Debug, Default)]
+pub struct SharedChainStats {
+    stats: ArcSwap<Vec<ChainStats>>,
+    generation: AtomicU64,
+}
+
+impl SharedChainStats {
+    /// Publish a worker's stats (by the worker, when idle).
+    pub fn publish(&self, stats: Vec<ChainStats>, generation: u64) {
+        self.stats.store(Arc::new(stats));
+        self.generation.store(generation, Ordering::Relaxed);
+    }
+
+    /// The last published stats.
+    pub fn snapshot(&self) -> Arc<Vec<ChainStats>> {
+        self.stats.load_full()
+    }
+
+    /// The generation of the chain set the last published stats follow.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Every worker's stats summed by chain and stage.
+    pub fn merged(workers: &[Arc<SharedChainStats>]) -> Vec<ChainStats> {
+        let snapshots: Vec<Arc<Vec<ChainStats>>> = workers.iter().map(|w| w.snapshot()).collect();
+        ChainStats::merge(snapshots.iter().map(|s| s.as_slice()))
+    }
+}
+
+/// The [`Frames`] of a chain batch in the worker's UMEM, from frame `base` on.
+struct UmemFrames<'f, 'a> {
+    frames: &'f mut ChainFrames<'a>,
+    base: usize,
+}
+
+impl Frames for UmemFrames<'_, '_> {
+    #[inline]
+    fn frame_mut(&mut self, index: usize) -> Option<&mut [u8]> {
+        self.frames.frame_mut(self.base + index)
+    }
+
+    #[inline]
+    fn mirror(&mut self, index: usize, port: PortId) -> bool {
+        self.frames.mirror(self.base + index, port)
+    }
+}
+
+/// The chain hook of one dataplane worker: its [`ChainWorker`] state, a
+/// reader of the published chain sets, reused packet contexts, and where
+/// it publishes its counters.
+#[derive(Debug)]
+pub struct DataplaneChains {
+    reader: ChainSetReader,
+    worker: ChainWorker,
+    contexts: Vec<PacketContext>,
+    stats: Arc<SharedChainStats>,
+}
+
+impl DataplaneChains {
+    /// A worker's hook reading `chains`, with its tables sized by `limits`,
+    /// created at `now_ns`; it publishes its counters to `stats`.
+    pub fn new(
+        chains: &ChainSetHandle,
+        limits: WorkerLimits,
+        now_ns: u64,
+        stats: Arc<SharedChainStats>,
+    ) -> Self {
+        let mut reader = chains.reader();
+        let worker = ChainWorker::new(reader.load(), limits, now_ns);
+        DataplaneChains {
+            reader,
+            worker,
+            contexts: Vec::with_capacity(CHAIN_BATCH.max(limits.batch_size)),
+            stats,
+        }
+    }
+
+    /// The worker's chain state.
+    pub fn chain_worker(&self) -> &ChainWorker {
+        &self.worker
+    }
+
+    /// Publish the counters now (the worker does it when idle).
+    pub fn publish_stats(&self) {
+        let generation = self.worker.generation().unwrap_or(0);
+        self.stats.publish(self.worker.stats(), generation);
+    }
+}
+
+impl ChainHook for DataplaneChains {
+    #[inline]
+    fn begin_batch(&mut self, in_port: PortId) -> bool {
+        self.reader.load().resume_point(in_port).is_some()
+    }
+
+    fn process(&mut self, now_ns: u64, packets: &mut [ChainPacket], frames: &mut ChainFrames<'_>) {
+        let set = self.reader.load();
+        if set.is_empty() {
+            return;
+        }
+        let size = self.contexts.capacity().max(1);
+        for (n, piece) in packets.chunks_mut(size).enumerate() {
+            let base = n * size;
+            self.contexts.clear();
+            for (i, packet) in piece.iter().enumerate() {
+                let frame = frames.frame(base + i).unwrap_or(&[]);
+                self.contexts.push(PacketContext::new(
+                    frame,
+                    packet.meta,
+                    packet.in_port,
+                    packet.tenant,
+                ));
+            }
+            let mut umem = UmemFrames {
+                frames: &mut *frames,
+                base,
+            };
+            self.worker
+                .process(set, now_ns, &mut self.contexts, &mut umem);
+            for (packet, ctx) in piece.iter_mut().zip(self.contexts.iter()) {
+                packet.meta = ctx.meta;
+                packet.tenant = ctx.tenant;
+                packet.verdict = match ctx.outcome {
+                    ChainOutcome::NoChain => ChainVerdict::NoChain,
+                    ChainOutcome::Pass => ChainVerdict::Pass,
+                    ChainOutcome::Drop(reason) => ChainVerdict::Drop(dataplane_drop_reason(reason)),
+                    ChainOutcome::Redirect(port) => ChainVerdict::Redirect(port),
+                };
+            }
+        }
+    }
+
+    fn on_idle(&mut self, now_ns: u64) {
+        let set = self.reader.load();
+        if self.worker.generation() != Some(set.generation()) {
+            self.worker.adopt(set, now_ns);
+        }
+        self.publish_stats();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_chain_drop_reason_is_a_dataplane_drop_reason_of_the_same_label() {
+        let mut seen = std::collections::HashSet::new();
+        for reason in ChainDropReason::ALL {
+            let dataplane = dataplane_drop_reason(*reason);
+            assert_eq!(dataplane.label(), reason.label(), "{reason:?}");
+            assert_eq!(DropReason::from_label(reason.label()), Some(dataplane));
+            assert!(
+                seen.insert(dataplane),
+                "{dataplane:?} twice: not one to one"
+            );
+        }
+        assert_eq!(seen.len(), ChainDropReason::COUNT);
+    }
+
+    #[test]
+    fn a_published_set_reaches_readers_and_the_writer_frees_old_ones() {
+        let handle = ChainSetHandle::new(ChainSet::empty(1));
+        let mut reader = handle.reader();
+        assert_eq!(reader.load().generation(), 1);
+        let first = Arc::downgrade(reader.load());
+        let input = ChainInput {
+            tenants: &[],
+            interfaces: &[],
+            pods: &[],
+            namespaces: &[],
+            services: &[],
+            policies: &[],
+            chains: &[],
+        };
+        let set = handle.compile(&input).expect("an empty model compiles");
+        assert_eq!(set.generation(), 2);
+        assert_eq!(handle.publish(set), 2);
+        assert_eq!(reader.load().generation(), 2);
+        assert!(first.upgrade().is_some(), "kept by the writer");
+        for _ in 0..RETIRED_CHAIN_SETS {
+            let set = handle.compile(&input).expect("compiles");
+            handle.publish(set);
+        }
+        assert!(first.upgrade().is_none(), "freed by the writer");
+        assert_eq!(reader.load().generation(), 2 + RETIRED_CHAIN_SETS as u64);
+    }
+}

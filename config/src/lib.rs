@@ -4,6 +4,8 @@
 //!
 //! No I/O beyond reading a file, no knowledge of packets or sockets.
 
+#[cfg(feature = "crd")]
+pub mod crd;
 mod error;
 mod mac;
 mod model;

@@ -32,6 +32,7 @@ pub struct NamespaceSpec {
 }
 
 /// A transport protocol, as Services and NetworkPolicies name them.
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
@@ -120,6 +121,7 @@ pub struct EndpointSpec {
 
 /// A Kubernetes label selector (matchLabels and matchExpressions, ANDed).
 /// The empty selector selects everything.
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LabelSelector {
@@ -132,6 +134,7 @@ pub struct LabelSelector {
 }
 
 /// One selector expression.
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LabelSelectorRequirement {
@@ -145,6 +148,7 @@ pub struct LabelSelectorRequirement {
 }
 
 /// A selector expression's operator.
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SelectorOperator {
     /// The label's value is one of `values`.
@@ -278,6 +282,7 @@ pub struct PolicyPort {
 }
 
 /// An inclusive port range.
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortRange {
@@ -288,14 +293,17 @@ pub struct PortRange {
 }
 
 /// What a chain applies to. Every present field must match.
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifierSpec {
     /// Source prefix.
     #[serde(default)]
+    #[cfg_attr(feature = "crd", schemars(with = "Option<String>"))]
     pub src: Option<IpNetwork>,
     /// Destination prefix.
     #[serde(default)]
+    #[cfg_attr(feature = "crd", schemars(with = "Option<String>"))]
     pub dst: Option<IpNetwork>,
     /// Protocol.
     #[serde(default)]
@@ -315,6 +323,7 @@ pub struct ClassifierSpec {
 }
 
 /// What a policer meters by.
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicerScope {
@@ -326,6 +335,7 @@ pub enum PolicerScope {
 }
 
 /// What an external VNF hop does when the VNF stops answering.
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailurePolicy {
@@ -337,6 +347,7 @@ pub enum FailurePolicy {
 }
 
 /// One network function of a chain.
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FunctionSpec {
@@ -386,6 +397,7 @@ fn default_vnf_timeout_ms() -> u64 {
 }
 
 /// A service chain: a classifier and an ordered list of functions.
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainSpec {

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cli;
 pub mod demo;
+pub mod k8s;
 pub mod runtime;
 pub mod stats;
 pub mod testbed;

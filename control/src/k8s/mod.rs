@@ -1,0 +1,14 @@
+//! The Kubernetes agent: watches the API server and programs the node's
+//! dataplane through the desired-state store.
+//!
+//! [`index`] is the pure part (Kubernetes objects in, the model out,
+//! unit-tested without I/O); [`agent`] wires kube-runtime watchers to it
+//! and applies the model (a resync after each full list, deltas between).
+//! The conventions between Kubernetes and the model (labels, annotations,
+//! the CNI plugin's part) are in [`index`]'s documentation.
+
+pub mod agent;
+pub mod index;
+
+pub use agent::{Agent, AgentOptions, AgentStats, ClusterAccess, LatencySummary};
+pub use index::{Index, IndexSettings, Model, Resource, Skipped, WatchedKind};

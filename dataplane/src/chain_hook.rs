@@ -340,14 +340,15 @@ mod tests {
         }];
         let mut free = vec![2048];
         let mut staged: Vec<Vec<Desc>> = vec![Vec::new()];
-        let sink = MirrorSink {
-            free: &mut free,
-            staged: &mut staged,
-        };
-        let mut frames = ChainFrames::new(&mut umem, 2048, &spans, Some(sink));
-        assert!(!frames.mirror(0, 0));
-        assert_eq!(frames.mirror_failures().tx_full, 1);
-        drop(frames);
+        {
+            let sink = MirrorSink {
+                free: &mut free,
+                staged: &mut staged,
+            };
+            let mut frames = ChainFrames::new(&mut umem, 2048, &spans, Some(sink));
+            assert!(!frames.mirror(0, 0));
+            assert_eq!(frames.mirror_failures().tx_full, 1);
+        }
         assert_eq!(free, vec![2048]);
     }
 

@@ -286,6 +286,12 @@ pub struct ControlSpec {
     /// TCP listener); off unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_tcp: Option<ApiTcpSpec>,
+    /// The OpenMetrics endpoint (`/metrics`, `/healthz`, `/readyz`) on plain
+    /// HTTP, `ADDRESS:PORT` such as `127.0.0.1:9464`; off unless set (or
+    /// `kxdp run --metrics ADDR`). It only reads counters and table sizes:
+    /// bind it where only the scraper reaches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// The gRPC API on TCP with mutual TLS: the server presents `cert` and

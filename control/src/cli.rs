@@ -37,6 +37,10 @@ pub enum Command {
         /// The node configuration (YAML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Serve OpenMetrics on ADDRESS:PORT (`/metrics`, `/healthz`,
+        /// `/readyz`); overrides `control.metrics_address`.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Check a configuration file and print it back.
     Check {
@@ -123,6 +127,28 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Capture the frames that pass a point of the running workers into a
+    /// pcapng file (each with a comment: point, drop reason, worker, port).
+    Trace {
+        /// Where: rx (as received), tx (as sent to a port), drop (dropped,
+        /// with the reason).
+        #[arg(long, value_enum)]
+        at: TraceAt,
+        /// A filter: terms joined by `and` (tcp, udp, icmp, icmp6, arp, ip,
+        /// ip6, vxlan, [src|dst] host ADDR, [src|dst] net PREFIX,
+        /// [src|dst] port N, reason LABEL); every frame when absent.
+        #[arg(long = "match", value_name = "EXPR", default_value = "")]
+        filter: String,
+        /// Stop after this many frames (or on Ctrl-C).
+        #[arg(long, short = 'c', default_value_t = 100)]
+        count: u64,
+        /// The pcapng file to write.
+        #[arg(short = 'w', value_name = "FILE.pcapng")]
+        file: PathBuf,
+        /// Where the API is.
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Print the tables the workers use (for drift checks against `get`).
     Dump {
         /// Where the API is.
@@ -132,6 +158,57 @@ pub enum Command {
         #[arg(long, short, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+}
+
+/// Where `kxdp trace` captures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TraceAt {
+    /// As received, before the pipeline.
+    Rx,
+    /// As sent to a port, before the tx ring.
+    Tx,
+    /// Dropped, with the reason.
+    Drop,
+}
+
+fn trace(
+    at: TraceAt,
+    filter: String,
+    count: u64,
+    file: PathBuf,
+    api: &ApiArgs,
+) -> anyhow::Result<()> {
+    let point = match at {
+        TraceAt::Rx => kxdp_dataplane::trace::TracePoint::Rx,
+        TraceAt::Tx => kxdp_dataplane::trace::TracePoint::Tx,
+        TraceAt::Drop => kxdp_dataplane::trace::TracePoint::Drop,
+    };
+    let options = crate::trace::TraceOptions {
+        point,
+        filter,
+        count,
+        file,
+    };
+    let summary = crate::trace::run(&api.target()?, &options)?;
+    eprintln!(
+        "{} frames written to {}{}{}",
+        summary.frames,
+        options.file.display(),
+        if summary.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        },
+        if summary.missed > 0 {
+            format!(
+                "; {} matching frames missed (read too slowly)",
+                summary.missed
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
 }
 
 /// How a command prints.
@@ -385,7 +462,7 @@ pub fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => run(config),
+        Command::Run { config, metrics } => run(config, metrics),
         Command::Demo { count } => {
             let exe = std::env::current_exe().context("finding the kxdp binary")?;
             let rows = crate::demo::run(
@@ -472,6 +549,13 @@ pub fn main() -> anyhow::Result<()> {
         Command::Apply { file, delta, api } => apply(&file, delta, &api),
         Command::Delete { kind, keys, api } => delete(&kind, &keys, &api),
         Command::Dump { api, output } => dump(&api, output),
+        Command::Trace {
+            at,
+            filter,
+            count,
+            file,
+            api,
+        } => trace(at, filter, count, file, &api),
     }
 }
 
@@ -505,7 +589,7 @@ fn only_socket(kind: SocketKind) -> anyhow::Result<PathBuf> {
     }
 }
 
-fn run(config_path: PathBuf) -> anyhow::Result<()> {
+fn run(config_path: PathBuf, metrics: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
     let config = NodeConfig::from_file(&config_path)?;
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
@@ -522,7 +606,27 @@ fn run(config_path: PathBuf) -> anyhow::Result<()> {
         runtime.tables.clone(),
     ));
     let api = DataplaneApi::new(store, runtime.counters.clone(), runtime.ports.clone());
+    let api = api.with_trace(Arc::clone(&runtime.trace));
+    let metrics_store = Arc::clone(api.store());
     let api_server = ApiServer::start(api, &api_options).context("starting the API")?;
+    let metrics_server = match metrics.or(runtime.config.control.metrics_address) {
+        Some(addr) => {
+            let source = crate::metrics::MetricsSource {
+                node: node.clone(),
+                counters: runtime.counters.clone(),
+                ports: runtime.ports.clone(),
+                tables: runtime.tables.clone(),
+                store: Some(metrics_store),
+                readiness: Some(runtime.readiness()),
+            };
+            let server =
+                crate::metrics::MetricsServer::start(addr, source, &runtime.config.workers.cores)
+                    .context("starting the metrics endpoint")?;
+            tracing::info!(address = %server.local_addr(), "metrics endpoint: /metrics /healthz /readyz");
+            Some(server)
+        }
+        None => None,
+    };
     tracing::info!(
         node = %node,
         socket = %socket.display(),
@@ -532,6 +636,7 @@ fn run(config_path: PathBuf) -> anyhow::Result<()> {
     );
     server.serve(&runtime, &stop);
     tracing::info!(node = %node, "stopping: closing the API, detaching XDP programs");
+    drop(metrics_server);
     api_server.shutdown();
     runtime.shutdown();
     drop(server);

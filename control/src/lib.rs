@@ -7,6 +7,8 @@ pub mod api;
 pub mod cli;
 pub mod demo;
 pub mod k8s;
+pub mod metrics;
 pub mod runtime;
 pub mod stats;
 pub mod testbed;
+pub mod trace;

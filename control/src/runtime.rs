@@ -18,7 +18,7 @@
 
 use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -28,6 +28,7 @@ use kxdp_config::{InterfaceRole, InterfaceSpec, NodeConfig, XdpMode};
 use kxdp_dataplane::bpf::{XdpAttachMode, XdpAttachment, XdpFilter};
 use kxdp_dataplane::counters::SharedCounters;
 use kxdp_dataplane::tables::{TableHandle, Tables};
+use kxdp_dataplane::trace::TraceHub;
 use kxdp_dataplane::verdict::PortId;
 use kxdp_dataplane::worker::{pin_to_core, Worker, WorkerCommand, WorkerOptions};
 use kxdp_dataplane::xsk::{
@@ -79,6 +80,10 @@ pub struct NodeRuntime {
     pub ports: Vec<PortInfo>,
     /// The configuration it runs.
     pub config: NodeConfig,
+    /// The workers' trace point (`kxdp trace`).
+    pub trace: Arc<TraceHub>,
+    /// Workers inside their loop (for `/readyz`).
+    running_workers: Arc<AtomicUsize>,
 }
 
 struct Opened {
@@ -116,6 +121,8 @@ impl NodeRuntime {
         let mut workers = Vec::new();
         let mut ports = Vec::new();
         let mut commands = Vec::new();
+        let trace = Arc::new(TraceHub::new());
+        let running_workers = Arc::new(AtomicUsize::new(0));
         for w in 0..worker_count {
             let specs: Vec<XskPortSpec> = config
                 .interfaces
@@ -150,6 +157,8 @@ impl NodeRuntime {
             let (command_tx, command_rx) = mpsc::channel::<WorkerCommand<XskBackend>>();
             commands.push(command_tx);
             let thread_stop = Arc::clone(&stop);
+            let thread_trace = Arc::clone(&trace);
+            let thread_running = Arc::clone(&running_workers);
             let handle = std::thread::Builder::new()
                 .name(format!("kxdp-worker-{w}"))
                 .spawn(move || {
@@ -179,6 +188,8 @@ impl NodeRuntime {
                     }
                     let mut worker = Worker::new(backend, reader, shared, worker_options);
                     worker.set_commands(command_rx);
+                    worker.set_trace(thread_trace);
+                    let _running = crate::metrics::RunningWorker::enter(thread_running);
                     worker.run(&thread_stop);
                 })
                 .context("spawning a worker thread")?;
@@ -240,7 +251,21 @@ impl NodeRuntime {
             tables: handle,
             ports,
             config,
+            trace,
+            running_workers,
         })
+    }
+
+    /// What `/readyz` checks, shareable with the metrics thread.
+    pub fn readiness(&self) -> crate::metrics::Readiness {
+        crate::metrics::Readiness {
+            running_workers: Arc::clone(&self.running_workers),
+            workers: self.counters.len(),
+            attachments: Arc::clone(&self.attachments),
+            interfaces: self.config.interfaces.len(),
+            tables: self.tables.clone(),
+            stop: Arc::clone(&self.stop),
+        }
     }
 
     /// The local VTEP address.

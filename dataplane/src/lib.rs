@@ -17,6 +17,7 @@ pub mod lpm;
 pub mod packet;
 pub mod pipeline;
 pub mod tables;
+pub mod trace;
 pub mod verdict;
 pub mod vxlan;
 pub mod worker;

@@ -23,6 +23,7 @@ use crate::cycles;
 use crate::io::{chunk_of, Desc, PacketIo};
 use crate::pipeline::Pipeline;
 use crate::tables::TableReader;
+use crate::trace::{wall_clock_ns, TraceHub, TracePoint};
 use crate::verdict::{DropReason, PortId, Verdict};
 
 /// How a worker runs.
@@ -96,6 +97,7 @@ pub struct Worker<B: PacketIo, H: ChainHook = NoChains> {
     in_fill: Vec<usize>,
     in_tx: Vec<usize>,
     stranded: u64,
+    trace: Option<Arc<TraceHub>>,
     commands: Option<mpsc::Receiver<WorkerCommand<B, H>>>,
 }
 
@@ -158,6 +160,7 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
             in_fill: vec![0; ports],
             in_tx: vec![0; ports],
             stranded: 0,
+            trace: None,
             commands: None,
         }
     }
@@ -196,6 +199,10 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
         self.refill(ports);
 
         let mut received = 0;
+        // A trace costs one relaxed load per loop while none is armed.
+        let trace = self.trace.as_deref().and_then(TraceHub::armed);
+        let trace_ns = if trace.is_some() { wall_clock_ns() } else { 0 };
+        let worker = u16::try_from(self.options.index).unwrap_or(u16::MAX);
         let tables = Arc::clone(self.tables.load());
         let frame_size = self.io.frame_size();
         for port in 0..ports as PortId {
@@ -205,6 +212,9 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
             }
             received += n;
             self.in_fill[usize::from(port)] -= n.min(self.in_fill[usize::from(port)]);
+            if let Some(t) = trace.as_deref().filter(|t| t.point() == TracePoint::Rx) {
+                t.offer_batch(worker, port, trace_ns, self.io.umem(), &self.rx[..n], None);
+            }
             let umem = self.io.umem();
             self.pipeline.process_batch_at(
                 now_ns,
@@ -219,6 +229,17 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
                     staged: &mut self.staged,
                 }),
             );
+            if let Some(t) = trace.as_deref().filter(|t| t.point() != TracePoint::Rx) {
+                let verdicts = Some(&self.verdicts[..n]);
+                t.offer_batch(
+                    worker,
+                    port,
+                    trace_ns,
+                    self.io.umem(),
+                    &self.rx[..n],
+                    verdicts,
+                );
+            }
             for (desc, verdict) in self.rx[..n].iter().zip(self.verdicts[..n].iter()) {
                 match *verdict {
                     Verdict::Tx(out) => match self.staged.get_mut(usize::from(out)) {
@@ -334,6 +355,12 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
     /// [`COMMAND_POLL_INTERVAL`] loop iterations and before sleeping).
     pub fn set_commands(&mut self, commands: mpsc::Receiver<WorkerCommand<B, H>>) {
         self.commands = Some(commands);
+    }
+
+    /// Offer frames to the trace armed on `hub` (`kxdp trace`): while none
+    /// is, one relaxed atomic load per loop.
+    pub fn set_trace(&mut self, hub: Arc<TraceHub>) {
+        self.trace = Some(hub);
     }
 
     fn run_commands(&mut self) {

@@ -35,6 +35,7 @@ pub struct DataplaneApi {
     counters: Arc<Vec<Arc<SharedCounters>>>,
     ports: Arc<Vec<PortInfo>>,
     streams_stop: Arc<watch::Sender<bool>>,
+    trace: Option<Arc<kxdp_dataplane::trace::TraceHub>>,
 }
 
 impl DataplaneApi {
@@ -50,7 +51,14 @@ impl DataplaneApi {
             counters: Arc::new(counters),
             ports: Arc::new(ports),
             streams_stop: Arc::new(watch::Sender::new(false)),
+            trace: None,
         }
+    }
+
+    /// Serve `Trace` over the workers' trace point `hub`.
+    pub fn with_trace(mut self, hub: Arc<kxdp_dataplane::trace::TraceHub>) -> DataplaneApi {
+        self.trace = Some(hub);
+        self
     }
 
     /// The desired-state store it applies through.
@@ -181,6 +189,21 @@ impl DataplaneService for DataplaneApi {
                 .collect(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }))
+    }
+
+    type TraceStream = crate::trace::TraceStream;
+
+    async fn trace(
+        &self,
+        request: Request<proto::TraceRequest>,
+    ) -> Result<Response<Self::TraceStream>, Status> {
+        crate::trace::serve(
+            self.trace.as_ref(),
+            &self.ports,
+            request.get_ref(),
+            self.streams_stop.subscribe(),
+        )
+        .map(Response::new)
     }
 
     type WatchCountersStream = CounterStream;

@@ -1240,21 +1240,31 @@ fn kubectl_applies_the_fixtures_and_reads_them_back() {
         "{table}"
     );
 
-    // The deploy manifests, once they exist.
+    // The fixtures as written are what the store holds (besides what kubectl
+    // and the server add to metadata), except what the changes above touched.
+    for name in ["00-namespace.yaml", "20-networkpolicy.yaml", "30-crd.yaml"] {
+        assert_applied(&server, &dir.join(name));
+    }
+
+    // The deploy manifests, once they are committed (CI checks out only
+    // committed files; locally, files still being written are left alone).
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/deploy");
-    let mut applied_deploy = 0;
-    for name in ["crd.yaml", "rbac.yaml", "daemonset.yaml"] {
+    let mut applied_deploy = vec![];
+    for name in [
+        "crd.yaml",
+        "rbac.yaml",
+        "daemonset.yaml",
+        "node-patch-policy.yaml",
+    ] {
         let file = deploy.join(name);
-        if file.is_file() {
+        if committed(&file) {
             let out = k.run(&["apply", "-f", file.to_str().expect("utf-8 path")]);
-            assert!(
-                out.contains("created") || out.contains("configured") || out.contains("unchanged"),
-                "{out}"
-            );
-            applied_deploy += 1;
+            assert!(!out.trim().is_empty(), "{name}: kubectl applied nothing");
+            assert_applied(&server, &file);
+            applied_deploy.push(name);
         }
     }
-    eprintln!("{test}: applied {applied_deploy} of 3 config/deploy manifests");
+    eprintln!("{test}: applied config/deploy manifests {applied_deploy:?}");
     let _ = std::fs::remove_dir_all(&changed);
 
     // kubectl delete.
@@ -1309,6 +1319,139 @@ fn kubectl_get_watch_sees_changes() {
     let out = wait_with_timeout(child, Duration::from_secs(10), pid);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines, ["pod/web-1", "pod/web-2", "pod/web-1"], "{out}");
+}
+
+/// Whether `file` exists, is not empty and is tracked by git (or there is
+/// no git checkout, as in a source tarball).
+fn committed(file: &Path) -> bool {
+    if !std::fs::metadata(file).is_ok_and(|m| m.is_file() && m.len() > 0) {
+        return false;
+    }
+    let Some(dir) = file.parent() else {
+        return false;
+    };
+    match Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["ls-files", "--error-unmatch"])
+        .arg(file)
+        .output()
+    {
+        Ok(out) if out.status.success() => {
+            // Tracked; and with no uncommitted changes.
+            Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(["diff", "--quiet", "HEAD", "--"])
+                .arg(file)
+                .status()
+                .is_ok_and(|s| s.success())
+        }
+        Ok(_) => {
+            // Not tracked, or not a git checkout at all.
+            Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(["rev-parse", "--git-dir"])
+                .output()
+                .is_ok_and(|o| !o.status.success())
+        }
+        Err(_) => true,
+    }
+}
+
+/// Every object of the YAML manifest `file` is in the store with the same
+/// content outside `metadata` and `status`, and its labels.
+fn assert_applied(server: &TestApiServer, file: &Path) {
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let mut documents = vec![String::new()];
+    for line in text.lines() {
+        if line.trim_end() == "---" {
+            documents.push(String::new());
+        } else if let Some(last) = documents.last_mut() {
+            last.push_str(line);
+            last.push('\n');
+        }
+    }
+    let mut count = 0;
+    for document in &documents {
+        let manifest: Value = serde_yaml::from_str(document)
+            .unwrap_or_else(|e| panic!("{}: not YAML: {e}", file.display()));
+        if manifest.is_null() {
+            continue;
+        }
+        let field = |p: &str| {
+            manifest
+                .pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
+        let (api_version, kind, name) = (
+            field("/apiVersion"),
+            field("/kind"),
+            field("/metadata/name"),
+        );
+        let namespaced = server
+            .store()
+            .resource_of_kind(api_version, kind)
+            .unwrap_or_else(|e| panic!("{}: {kind}: {e}", file.display()))
+            .namespaced;
+        let namespace = match field("/metadata/namespace") {
+            "" if namespaced => "default",
+            ns => ns,
+        };
+        let stored = server
+            .store()
+            .get_object(
+                api_version,
+                kind,
+                if namespaced { namespace } else { "" },
+                name,
+            )
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: {kind} {namespace}/{name} is not in the store",
+                    file.display()
+                )
+            });
+        for (key, value) in manifest.as_object().into_iter().flatten() {
+            if key != "metadata" && key != "status" {
+                assert_eq!(
+                    normalized(&stored[key]),
+                    normalized(value),
+                    "{}: {kind} {name}: {key}",
+                    file.display()
+                );
+            }
+        }
+        if let Some(labels) = manifest.pointer("/metadata/labels") {
+            assert_eq!(
+                &stored["metadata"]["labels"],
+                labels,
+                "{}: {kind} {name}: labels",
+                file.display()
+            );
+        }
+        count += 1;
+    }
+    assert!(count > 0, "{}: no object", file.display());
+}
+
+/// `value` with null map entries dropped and numbers as floats: YAML's
+/// `65535.0` reaches the server as JSON `65535`, and a null field is the
+/// same as an absent one.
+fn normalized(value: &Value) -> Value {
+    match value {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), normalized(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(normalized).collect()),
+        Value::Number(n) => n.as_f64().map_or(Value::Number(n.clone()), |f| json!(f)),
+        other => other.clone(),
+    }
 }
 
 fn wait_with_timeout(mut child: std::process::Child, timeout: Duration, pid: u32) -> String {

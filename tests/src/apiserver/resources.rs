@@ -223,6 +223,21 @@ impl Registry {
             )
             .with_status(),
             ResourceType::builtin("coordination.k8s.io/v1", "Lease", "leases", true, &[]),
+            ResourceType::builtin(
+                "admissionregistration.k8s.io/v1",
+                "ValidatingAdmissionPolicy",
+                "validatingadmissionpolicies",
+                false,
+                &[],
+            )
+            .with_status(),
+            ResourceType::builtin(
+                "admissionregistration.k8s.io/v1",
+                "ValidatingAdmissionPolicyBinding",
+                "validatingadmissionpolicybindings",
+                false,
+                &[],
+            ),
         ];
         let mut registry = Registry {
             types: BTreeMap::new(),

@@ -446,6 +446,44 @@ async fn watch_sends_changes_and_bookmarks_then_resumes_from_a_resource_version(
 }
 
 #[tokio::test]
+async fn a_streaming_list_ends_its_initial_events_with_a_bookmark() {
+    let server = TestApiServer::start().await.expect("start");
+    let addr = server.address();
+    for name in ["s1", "s2"] {
+        server
+            .store()
+            .create_object(configmap(name, json!({})))
+            .expect("create");
+    }
+    let refused = get(addr, "/api/v1/configmaps?watch=1&sendInitialEvents=true").await;
+    assert_status(&refused, 422, "Invalid");
+    let mut w = Watch::open(
+        addr,
+        "/api/v1/configmaps?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
+    )
+    .await;
+    for name in ["s1", "s2"] {
+        let e = w.next().await;
+        assert_eq!(
+            (e["type"].as_str(), e["object"]["metadata"]["name"].as_str()),
+            (Some("ADDED"), Some(name))
+        );
+    }
+    let end = w.next().await;
+    assert_eq!(end["type"], "BOOKMARK", "{end}");
+    assert_eq!(
+        end["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    assert_eq!(rv(&end["object"]), server.store().resource_version());
+    server
+        .store()
+        .create_object(configmap("s3", json!({})))
+        .expect("s3");
+    assert_eq!(w.next_change().await["object"]["metadata"]["name"], "s3");
+}
+
+#[tokio::test]
 async fn watch_with_a_selector_sees_objects_enter_and_leave_it() {
     let server = TestApiServer::start().await.expect("start");
     let addr = server.address();
@@ -1361,7 +1399,7 @@ fn committed(file: &Path) -> bool {
 }
 
 /// Every object of the YAML manifest `file` is in the store with the same
-/// content outside `metadata` and `status`, and its labels.
+/// content outside `metadata` and `status`, and with its labels.
 fn assert_applied(server: &TestApiServer, file: &Path) {
     let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     let mut documents = vec![String::new()];
@@ -1424,11 +1462,17 @@ fn assert_applied(server: &TestApiServer, file: &Path) {
                 );
             }
         }
-        if let Some(labels) = manifest.pointer("/metadata/labels") {
+        // The manifest's labels, beside any the server adds.
+        for (label, value) in manifest
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
             assert_eq!(
-                &stored["metadata"]["labels"],
-                labels,
-                "{}: {kind} {name}: labels",
+                &stored["metadata"]["labels"][label],
+                value,
+                "{}: {kind} {name}: label {label}",
                 file.display()
             );
         }
@@ -1527,6 +1571,21 @@ async fn kube_rs_client_lists_creates_patches_and_sees_conflicts() {
         .await
         .expect("page 2");
     assert_eq!(rest.items.len(), 4);
+    let metadata = cms
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("list_metadata");
+    assert_eq!(metadata.items.len(), 7);
+    assert_eq!(metadata.items[3].metadata.name.as_deref(), Some("k3"));
+    let one = cms.get_metadata("k2").await.expect("get_metadata");
+    assert_eq!(
+        one.metadata
+            .labels
+            .unwrap_or_default()
+            .get("n")
+            .map(String::as_str),
+        Some("2")
+    );
     let selected = cms
         .list(&ListParams::default().labels("n in (1,2)"))
         .await

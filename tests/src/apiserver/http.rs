@@ -620,6 +620,18 @@ fn list(
         }
         return Ok(json_response(200, &t));
     }
+    if wants_metadata(req) {
+        let items: Vec<Value> = result.items.iter().map(|o| partial_metadata(o)).collect();
+        let mut metadata = json!({"resourceVersion": result.resource_version.to_string()});
+        if let Some(c) = &result.continue_token {
+            metadata["continue"] = json!(c);
+        }
+        return Ok(json_response(
+            200,
+            &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                    "metadata": metadata, "items": items}),
+        ));
+    }
     Ok(json_response(
         200,
         &list_body(
@@ -707,6 +719,7 @@ fn start_watch(
             .lock()
             .unwrap_or_else(|p| p.into_inner()),
         table: TableOptions::from_request(req),
+        metadata_only: wants_metadata(req),
     };
     let body = match state.store.watch(rt, from) {
         Ok(start) => watch::stream(state.store.clone(), start, params),
@@ -744,7 +757,28 @@ impl TableOptions {
     }
 }
 
+/// Whether the client asked for `PartialObjectMetadata` (kube-rs
+/// `list_metadata`, `metadata_watcher`).
+fn wants_metadata(req: &Request<'_>) -> bool {
+    let accept = req.header(header::ACCEPT);
+    let first = accept.split(',').next().unwrap_or_default();
+    first.contains("as=PartialObjectMetadata")
+}
+
+/// `object` reduced to its metadata, as a `meta.k8s.io/v1`
+/// `PartialObjectMetadata`.
+pub fn partial_metadata(object: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object.get("metadata").cloned().unwrap_or(json!({})),
+    })
+}
+
 fn object_response(req: &Request<'_>, rt: &ResourceType, status: u16, object: &Value) -> Response {
+    if wants_metadata(req) {
+        return json_response(status, &partial_metadata(object));
+    }
     match TableOptions::from_request(req) {
         Some(options) => json_response(
             status,

@@ -3,9 +3,13 @@
 //! No real kube-apiserver can be installed on the test machines, so this is a
 //! faithful stand-in that speaks the real protocol over plain HTTP on
 //! 127.0.0.1: kube-rs clients and `kubectl` (1.32) run against it unchanged.
-//! It is not a Kubernetes implementation: there are no controllers, no
-//! defaulting, no schema validation, no authentication or authorization.
-//! What it does keep faithful is what clients depend on:
+//! It is not a Kubernetes implementation: there are no controllers (nothing
+//! creates EndpointSlices or schedules Pods: tests write them), no schema
+//! validation (`fieldValidation` is accepted and not enforced), no
+//! authentication or authorization, and defaulting only where clients see it
+//! (a Namespace's `kubernetes.io/metadata.name` label, a Service's type and
+//! allocated cluster IP). Field ownership is not tracked: a server-side
+//! apply merges. What it does keep faithful is what clients depend on:
 //!
 //! - objects of any kind stored as JSON, one global resourceVersion counter,
 //!   uid / creationTimestamp / generation set by the server ([`store`]);
@@ -16,6 +20,8 @@
 //! - create, update, delete, merge / JSON / strategic merge / apply patches
 //!   ([`patch`]), namespaced and cluster-scoped paths, `/status`;
 //! - discovery (legacy and aggregated), `/version`, OpenAPI v3 ([`discovery`]);
+//!   Table and PartialObjectMetadata responses (`kubectl get`, kube-rs
+//!   metadata lists and watchers);
 //!   custom resource definitions, whose kinds are served once created;
 //! - fault injection: dropped watch streams, failed requests (500, 429 with
 //!   Retry-After), delays, compaction, stop and restart on the same port

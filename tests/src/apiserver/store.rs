@@ -9,8 +9,9 @@
 //! update from a stale resourceVersion (409 Conflict), refuses namespaced
 //! objects in a namespace that does not exist, holds objects with
 //! finalizers until they are removed, deletes a namespace's objects with it,
-//! and serves the kinds that custom resource definitions define. It does no
-//! defaulting and no admission beyond that.
+//! serves the kinds that custom resource definitions define, labels
+//! Namespaces with their name and gives Services a unique, immutable cluster
+//! IP. It does no other defaulting and no admission beyond that.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -695,6 +696,7 @@ impl Inner {
             object["status"] = crd_status(&object, &now);
             self.registry.add_crd(types);
         }
+        self.default_fields(rt, &name, &mut object, None)?;
         object["apiVersion"] = json!(rt.api_version());
         object["kind"] = json!(rt.kind);
         self.rv += 1;
@@ -766,6 +768,7 @@ impl Inner {
                 .unwrap_or_else(|| crd_status(&object, &now_rfc3339()));
             self.registry.add_crd(types);
         }
+        self.default_fields(rt, name, &mut object, Some(&current))?;
         object["apiVersion"] = json!(rt.api_version());
         object["kind"] = json!(rt.kind);
         // Server-owned metadata stays as it was.
@@ -830,6 +833,107 @@ impl Inner {
             previous,
         );
         Ok((*updated).clone())
+    }
+
+    /// What the real server's defaulting and admission add: the
+    /// `kubernetes.io/metadata.name` label and `Active` phase of a
+    /// Namespace; a Service's type (ClusterIP) and cluster IP, allocated
+    /// from 10.96.0.0/12 when absent, unique and immutable.
+    fn default_fields(
+        &self,
+        rt: &ResourceType,
+        name: &str,
+        object: &mut Value,
+        current: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        match (rt.group.as_str(), rt.plural.as_str()) {
+            ("", "namespaces") => {
+                metadata_mut(object);
+                if !object["metadata"]
+                    .get("labels")
+                    .is_some_and(Value::is_object)
+                {
+                    object["metadata"]["labels"] = json!({});
+                }
+                object["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+                if object.pointer("/status/phase").is_none() {
+                    object["status"] = json!({"phase": "Active"});
+                }
+            }
+            ("", "services") => {
+                if !object.get("spec").is_some_and(Value::is_object) {
+                    object["spec"] = json!({});
+                }
+                let spec = &mut object["spec"];
+                if spec.get("type").and_then(Value::as_str).is_none() {
+                    spec["type"] = json!("ClusterIP");
+                }
+                if spec["type"] == "ExternalName" {
+                    return Ok(());
+                }
+                let old = current
+                    .and_then(|c| c.pointer("/spec/clusterIP"))
+                    .and_then(Value::as_str)
+                    .filter(|ip| !ip.is_empty());
+                let asked = spec
+                    .get("clusterIP")
+                    .and_then(Value::as_str)
+                    .filter(|ip| !ip.is_empty())
+                    .map(str::to_string);
+                let ip = match (old, asked) {
+                    (Some(old), Some(asked)) if old != asked => {
+                        return Err(ApiError::invalid(
+                            &format!("Service {name:?}"),
+                            &format!(
+                                "spec.clusterIP: Invalid value: {asked:?}: field is immutable"
+                            ),
+                        ))
+                    }
+                    (Some(old), _) => old.to_string(),
+                    (None, Some(asked)) => {
+                        if asked != "None" && self.cluster_ip_used(&asked, name) {
+                            return Err(ApiError::invalid(
+                                &format!("Service {name:?}"),
+                                &format!("spec.clusterIPs: Invalid value: [{asked:?}]: failed to allocate IP {asked}: provided IP is already allocated"),
+                            ));
+                        }
+                        asked
+                    }
+                    (None, None) => self.free_cluster_ip(name)?,
+                };
+                spec["clusterIP"] = json!(ip);
+                spec["clusterIPs"] = json!([ip]);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn cluster_ip_used(&self, ip: &str, except: &str) -> bool {
+        self.objects.get("/services").is_some_and(|m| {
+            m.iter().any(|((_, n), s)| {
+                n != except && s.pointer("/spec/clusterIP").and_then(Value::as_str) == Some(ip)
+            })
+        })
+    }
+
+    fn free_cluster_ip(&self, name: &str) -> Result<String, ApiError> {
+        // 10.96.0.0/12, skipping the network address.
+        (1u32..(1 << 20))
+            .map(|i| {
+                let a = (10u32 << 24) | (96 << 16) | i;
+                format!(
+                    "{}.{}.{}.{}",
+                    a >> 24,
+                    (a >> 16) & 0xff,
+                    (a >> 8) & 0xff,
+                    a & 0xff
+                )
+            })
+            .find(|ip| !self.cluster_ip_used(ip, name))
+            .ok_or_else(|| {
+                ApiError::new(500, "InternalError", "the service cluster IP range is full")
+            })
     }
 
     fn delete(
@@ -1285,6 +1389,45 @@ mod tests {
             )
             .expect_err("compacted");
         assert_eq!(e.code, 410);
+    }
+
+    #[test]
+    fn services_get_cluster_ips_and_namespaces_their_label() {
+        let s = Store::new();
+        let svc = |name: &str, ip: Option<&str>| {
+            let mut o = json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": "default"}, "spec": {"ports": [{"port": 80}]}});
+            if let Some(ip) = ip {
+                o["spec"]["clusterIP"] = json!(ip);
+            }
+            o
+        };
+        let a = s.create_object(svc("a", None)).expect("a");
+        assert_eq!(a["spec"]["clusterIP"], "10.96.0.1");
+        assert_eq!(a["spec"]["clusterIPs"], json!(["10.96.0.1"]));
+        assert_eq!(a["spec"]["type"], "ClusterIP");
+        let b = s.create_object(svc("b", Some("10.96.0.2"))).expect("b");
+        assert_eq!(b["spec"]["clusterIP"], "10.96.0.2");
+        let c = s.create_object(svc("c", None)).expect("c");
+        assert_eq!(c["spec"]["clusterIP"], "10.96.0.3");
+        let e = s
+            .create_object(svc("d", Some("10.96.0.1")))
+            .expect_err("taken");
+        assert_eq!(e.code, 422);
+        // An update without the IP keeps it; one that changes it is refused.
+        let kept = s.update_object(svc("a", None)).expect("update");
+        assert_eq!(kept["spec"]["clusterIP"], "10.96.0.1");
+        let e = s
+            .update_object(svc("a", Some("10.96.0.9")))
+            .expect_err("immutable");
+        assert!(e.message.contains("spec.clusterIP"), "{}", e.message);
+        let ns = s
+            .create_object(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}}),
+            )
+            .expect("ns");
+        assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "n");
+        assert_eq!(ns["status"]["phase"], "Active");
     }
 
     #[test]

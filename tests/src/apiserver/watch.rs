@@ -46,6 +46,8 @@ pub struct WatchParams {
     pub bookmark_interval: Duration,
     /// Send objects as `meta.k8s.io/v1` Table rows (`kubectl get -w`).
     pub table: Option<super::http::TableOptions>,
+    /// Send objects as `PartialObjectMetadata` (kube-rs `metadata_watcher`).
+    pub metadata_only: bool,
 }
 
 impl WatchParams {
@@ -84,6 +86,7 @@ impl WatchParams {
         }
         let object = match &self.table {
             Some(options) => super::http::table(&self.rt, &[Arc::new(object)], None, options),
+            None if self.metadata_only => super::http::partial_metadata(&object),
             None => object,
         };
         let mut text = json!({"type": kind, "object": object}).to_string();

@@ -319,6 +319,13 @@ fn get(kind: &str, keys: &[String], api: &ApiArgs, output: Output) -> anyhow::Re
         }
         all
     };
+    if kind == ObjectKind::Chain && output == Output::Table {
+        // The table shows each chain's per-stage counters too (json and
+        // yaml stay the desired state, to apply back).
+        let stats = client.chain_stats()?;
+        print!("{}", render::chains_with_counters(&objects, &stats));
+        return Ok(());
+    }
     print_objects(kind, &objects, output)
 }
 
@@ -601,11 +608,13 @@ fn run(config_path: PathBuf, metrics: Option<std::net::SocketAddr>) -> anyhow::R
     let runtime = NodeRuntime::start(config, Arc::clone(&stop))?;
     // The API applies through a desired-state store over the runtime's
     // tables, from its own thread: workers only see new snapshots.
-    let store = Arc::new(DesiredStateStore::new(
+    let store = Arc::new(DesiredStateStore::with_chains(
         runtime.config.clone(),
         runtime.tables.clone(),
+        runtime.chains.clone(),
     ));
-    let api = DataplaneApi::new(store, runtime.counters.clone(), runtime.ports.clone());
+    let api = DataplaneApi::new(store, runtime.counters.clone(), runtime.ports.clone())
+        .with_chain_stats(runtime.chain_stats.clone());
     let api = api.with_trace(Arc::clone(&runtime.trace));
     let metrics_store = Arc::clone(api.store());
     let api_server = ApiServer::start(api, &api_options).context("starting the API")?;

@@ -26,6 +26,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use kxdp_config::{InterfaceRole, InterfaceSpec, NodeConfig, XdpMode};
 use kxdp_dataplane::bpf::{XdpAttachMode, XdpAttachment, XdpFilter};
+use kxdp_dataplane::chain_hook::monotonic_ns;
 use kxdp_dataplane::counters::SharedCounters;
 use kxdp_dataplane::tables::{TableHandle, Tables};
 use kxdp_dataplane::trace::TraceHub;
@@ -33,6 +34,9 @@ use kxdp_dataplane::verdict::PortId;
 use kxdp_dataplane::worker::{pin_to_core, Worker, WorkerCommand, WorkerOptions};
 use kxdp_dataplane::xsk::{
     interface_index, BindMode, XskBackend, XskError, XskOptions, XskPortSpec,
+};
+use kxdp_vnf_chains::{
+    ChainInput, ChainSetHandle, CompileOptions, DataplaneChains, SharedChainStats, WorkerLimits,
 };
 use serde::Serialize;
 
@@ -74,8 +78,13 @@ pub struct NodeRuntime {
     attachments: Arc<Mutex<Vec<XdpAttachment>>>,
     /// Per-worker counters.
     pub counters: Vec<Arc<SharedCounters>>,
+    /// Per-worker service chain counters (published when a worker is idle).
+    pub chain_stats: Vec<Arc<SharedChainStats>>,
     /// The tables.
     pub tables: TableHandle,
+    /// The service chains (published like the tables; the workers' chain
+    /// hooks read them).
+    pub chains: ChainSetHandle,
     /// How each port is bound.
     pub ports: Vec<PortInfo>,
     /// The configuration it runs.
@@ -97,6 +106,11 @@ impl NodeRuntime {
     pub fn start(config: NodeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<NodeRuntime> {
         let tables = Tables::compile(&config, 1).context("compiling the tables")?;
         let handle = TableHandle::new(tables);
+        let chains = ChainSetHandle::compile_initial(
+            &ChainInput::from_config(&config),
+            CompileOptions::default(),
+        )
+        .context("compiling the service chains")?;
         let worker_count = usize::from(config.workers.count.max(1));
         for (i, itf) in config.interfaces.iter().enumerate() {
             if usize::from(itf.queues) < worker_count {
@@ -118,6 +132,7 @@ impl NodeRuntime {
         }
 
         let mut counters = Vec::new();
+        let mut chain_stats = Vec::new();
         let mut workers = Vec::new();
         let mut ports = Vec::new();
         let mut commands = Vec::new();
@@ -141,6 +156,9 @@ impl NodeRuntime {
             };
             let shared = Arc::new(SharedCounters::default());
             counters.push(Arc::clone(&shared));
+            let worker_chain_stats = Arc::new(SharedChainStats::default());
+            chain_stats.push(Arc::clone(&worker_chain_stats));
+            let worker_chains = chains.clone();
             let reader = handle.reader();
             let worker_options = WorkerOptions {
                 index: w,
@@ -154,7 +172,8 @@ impl NodeRuntime {
                 Some(config.workers.cores[w % config.workers.cores.len()])
             };
             let (opened_tx, opened_rx) = mpsc::channel::<anyhow::Result<Opened>>();
-            let (command_tx, command_rx) = mpsc::channel::<WorkerCommand<XskBackend>>();
+            let (command_tx, command_rx) =
+                mpsc::channel::<WorkerCommand<XskBackend, DataplaneChains>>();
             commands.push(command_tx);
             let thread_stop = Arc::clone(&stop);
             let thread_trace = Arc::clone(&trace);
@@ -186,7 +205,20 @@ impl NodeRuntime {
                     if opened_tx.send(Ok(opened)).is_err() {
                         return;
                     }
-                    let mut worker = Worker::new(backend, reader, shared, worker_options);
+                    // The chain state (connection table and all) is made
+                    // on the worker's own thread, like its sockets.
+                    let limits = WorkerLimits {
+                        batch_size: worker_options.batch_size,
+                        ..WorkerLimits::default()
+                    };
+                    let hook = DataplaneChains::new(
+                        &worker_chains,
+                        limits,
+                        monotonic_ns(),
+                        worker_chain_stats,
+                    );
+                    let mut worker =
+                        Worker::with_hook(backend, reader, shared, worker_options, hook);
                     worker.set_commands(command_rx);
                     worker.set_trace(thread_trace);
                     let _running = crate::metrics::RunningWorker::enter(thread_running);
@@ -248,7 +280,9 @@ impl NodeRuntime {
             watcher: Some(watcher),
             attachments,
             counters,
+            chain_stats,
             tables: handle,
+            chains,
             ports,
             config,
             trace,
@@ -336,7 +370,7 @@ struct LinkWatcher {
     ifindexes: Vec<u32>,
     attachments: Arc<Mutex<Vec<XdpAttachment>>>,
     /// One per worker.
-    commands: Vec<mpsc::Sender<WorkerCommand<XskBackend>>>,
+    commands: Vec<mpsc::Sender<WorkerCommand<XskBackend, DataplaneChains>>>,
     ports: Vec<PortInfo>,
     stop: Arc<AtomicBool>,
 }
@@ -379,7 +413,7 @@ impl LinkWatcher {
         let mut fds = Vec::with_capacity(self.commands.len());
         for (w, commands) in self.commands.iter().enumerate() {
             let (reply_tx, reply_rx) = mpsc::channel::<Result<RawFd, XskError>>();
-            let command: WorkerCommand<XskBackend> = Box::new(move |worker| {
+            let command: WorkerCommand<XskBackend, DataplaneChains> = Box::new(move |worker| {
                 let result = worker.io_mut().rebind(port).map(|back| {
                     worker.port_rebound(port, &back.fill, &back.rx, &back.tx, &back.completion);
                     worker.io().socket_fd(port)

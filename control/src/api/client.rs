@@ -197,6 +197,15 @@ impl BlockingClient {
             .into_inner())
     }
 
+    /// Every chain's counters, per stage.
+    pub fn chain_stats(&mut self) -> anyhow::Result<proto::GetChainStatsResponse> {
+        Ok(self
+            .runtime
+            .block_on(self.client.get_chain_stats(proto::GetChainStatsRequest {}))
+            .map_err(status_error)?
+            .into_inner())
+    }
+
     /// Stream counter samples every `interval` into `each` until it returns
     /// false, `max_samples` arrived (0: no limit) or the server ends.
     pub fn watch_counters(

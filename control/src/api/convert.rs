@@ -1055,6 +1055,58 @@ pub fn worker_counters(worker: usize, c: &Counters) -> proto::WorkerCounters {
     }
 }
 
+/// Chains' counters (summed over workers) as messages, every chain drop
+/// reason included; chains in the order of `order` (the desired state's),
+/// then any others.
+pub fn chain_counters(
+    stats: &[kxdp_vnf_chains::ChainStats],
+    order: &[String],
+) -> Vec<proto::ChainCounters> {
+    let mut sorted: Vec<&kxdp_vnf_chains::ChainStats> = stats.iter().collect();
+    sorted.sort_by_key(|s| {
+        order
+            .iter()
+            .position(|name| *name == s.chain)
+            .unwrap_or(usize::MAX)
+    });
+    sorted
+        .into_iter()
+        .map(|s| {
+            let c = &s.counters;
+            proto::ChainCounters {
+                name: s.chain.clone(),
+                packets: c.packets,
+                bytes: c.bytes,
+                resumed: c.resumed,
+                passed: c.passed,
+                dropped: c.dropped,
+                redirected: c.redirected,
+                reply_packets: c.reply_packets,
+                drops: kxdp_vnf_chains::ChainDropReason::ALL
+                    .iter()
+                    .map(|r| (r.label().to_string(), c.drops_for(*r)))
+                    .collect(),
+                stages: s
+                    .stages
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (kind, st))| proto::ChainStageCounters {
+                        index: i as u32,
+                        kind: (*kind).to_string(),
+                        packets: st.packets,
+                        bytes: st.bytes,
+                        passed: st.passed,
+                        dropped: st.dropped,
+                        redirected: st.redirected,
+                        mirrored: st.mirrored,
+                        mirror_failed: st.mirror_failed,
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

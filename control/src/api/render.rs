@@ -246,6 +246,82 @@ fn function_name(f: &FunctionSpec) -> String {
     }
 }
 
+/// `kxdp get chains`: the chains as [`objects`] shows them, then each
+/// chain's counters and its per-stage counters (packets, bytes, and what
+/// each stage did with them) from `stats`.
+pub fn chains_with_counters(chains: &ObjectSet, stats: &proto::GetChainStatsResponse) -> String {
+    let mut out = objects(ObjectKind::Chain, chains);
+    for chain in &chains.chains {
+        let counters = stats.chains.iter().find(|c| c.name == chain.name);
+        let _ = write!(out, "\nchain {}:", chain.name);
+        let Some(c) = counters else {
+            out.push_str(" no counters yet\n");
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            " packets={} bytes={} passed={} dropped={} redirected={} resumed={} reply={}",
+            c.packets, c.bytes, c.passed, c.dropped, c.redirected, c.resumed, c.reply_packets
+        );
+        let drops: BTreeMap<&str, u64> = c
+            .drops
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(reason, n)| (reason.as_str(), *n))
+            .collect();
+        if !drops.is_empty() {
+            out.push_str("  drops:");
+            for (reason, n) in drops {
+                let _ = write!(out, " {reason}={n}");
+            }
+            out.push('\n');
+        }
+        let rows: Vec<Vec<String>> = c
+            .stages
+            .iter()
+            .map(|st| {
+                let function = chain
+                    .functions
+                    .get(st.index as usize)
+                    .map(function_name)
+                    .unwrap_or_else(|| st.kind.clone());
+                let mirror = if st.mirrored + st.mirror_failed > 0 {
+                    format!("{}/{}", st.mirrored, st.mirror_failed)
+                } else {
+                    "-".to_string()
+                };
+                vec![
+                    st.index.to_string(),
+                    function,
+                    st.packets.to_string(),
+                    st.bytes.to_string(),
+                    st.passed.to_string(),
+                    st.dropped.to_string(),
+                    st.redirected.to_string(),
+                    mirror,
+                ]
+            })
+            .collect();
+        let stages = table(
+            &[
+                "STAGE",
+                "FUNCTION",
+                "PACKETS",
+                "BYTES",
+                "PASSED",
+                "DROPPED",
+                "REDIRECTED",
+                "MIRRORED/FAILED",
+            ],
+            &rows,
+        );
+        for line in stages.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out
+}
+
 /// The published tables: tenants, ports, routes.
 pub fn dump(d: &proto::DumpTablesResponse) -> String {
     let mut out = format!("tables generation {}\n", d.generation);
@@ -448,6 +524,72 @@ pub fn counter_sample(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn get_chains_shows_each_chain_with_its_stage_counters() {
+        let set: ObjectSet = serde_yaml::from_str(
+            "chains:\n\
+             - {name: web, tenant: blue, functions: [{type: policy}, {type: policer, rate_pps: 100, burst: 10}, {type: load_balancer}]}\n\
+             - {name: idle, tenant: blue, functions: [{type: counter}]}\n",
+        )
+        .unwrap();
+        let stage = |index: u32, kind: &str, packets: u64, passed: u64, dropped: u64| {
+            proto::ChainStageCounters {
+                index,
+                kind: kind.into(),
+                packets,
+                bytes: packets * 100,
+                passed,
+                dropped,
+                ..Default::default()
+            }
+        };
+        let stats = proto::GetChainStatsResponse {
+            generation: 3,
+            chains: vec![proto::ChainCounters {
+                name: "web".into(),
+                packets: 50,
+                bytes: 5000,
+                passed: 44,
+                dropped: 6,
+                drops: [
+                    ("policy_denied".to_string(), 3),
+                    ("policer_exceeded".to_string(), 3),
+                    ("vnf_down".to_string(), 0),
+                ]
+                .into_iter()
+                .collect(),
+                stages: vec![
+                    stage(0, "policy", 50, 47, 3),
+                    stage(1, "policer", 47, 44, 3),
+                    stage(2, "load_balancer", 44, 44, 0),
+                ],
+                ..Default::default()
+            }],
+        };
+        let text = chains_with_counters(&set, &stats);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("NAME"), "{text}");
+        assert!(text.contains(
+            "chain web: packets=50 bytes=5000 passed=44 dropped=6 redirected=0 resumed=0 reply=0"
+        ));
+        assert!(
+            text.contains("  drops: policer_exceeded=3 policy_denied=3\n"),
+            "{text}"
+        );
+        assert!(!text.contains("vnf_down"), "zero drops are left out");
+        let header = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("STAGE"))
+            .unwrap();
+        let column = lines[header].find("DROPPED").unwrap();
+        let policer = lines[header + 2];
+        assert!(policer.contains("policer(100pps)"), "{policer}");
+        assert_eq!(&policer[column..column + 1], "3", "{text}");
+        let lb = lines[header + 3];
+        assert!(lb.contains("load_balancer") && lb.contains("4400"), "{lb}");
+        assert!(text.contains("chain idle: no counters yet"), "{text}");
+    }
 
     #[test]
     fn tables_align_and_name_every_object() {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use kxdp_dataplane::counters::SharedCounters;
+use kxdp_vnf_chains::SharedChainStats;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
@@ -33,6 +34,7 @@ pub const DEFAULT_COUNTER_INTERVAL: Duration = Duration::from_secs(1);
 pub struct DataplaneApi {
     store: Arc<DesiredStateStore>,
     counters: Arc<Vec<Arc<SharedCounters>>>,
+    chain_stats: Arc<Vec<Arc<SharedChainStats>>>,
     ports: Arc<Vec<PortInfo>>,
     streams_stop: Arc<watch::Sender<bool>>,
     trace: Option<Arc<kxdp_dataplane::trace::TraceHub>>,
@@ -49,10 +51,17 @@ impl DataplaneApi {
         DataplaneApi {
             store,
             counters: Arc::new(counters),
+            chain_stats: Arc::default(),
             ports: Arc::new(ports),
             streams_stop: Arc::new(watch::Sender::new(false)),
             trace: None,
         }
+    }
+
+    /// Read the workers' chain counters from `chain_stats` (one per worker).
+    pub fn with_chain_stats(mut self, chain_stats: Vec<Arc<SharedChainStats>>) -> DataplaneApi {
+        self.chain_stats = Arc::new(chain_stats);
+        self
     }
 
     /// Serve `Trace` over the workers' trace point `hub`.
@@ -188,6 +197,46 @@ impl DataplaneService for DataplaneApi {
                 })
                 .collect(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
+    }
+
+    async fn get_chain_stats(
+        &self,
+        _request: Request<proto::GetChainStatsRequest>,
+    ) -> Result<Response<proto::GetChainStatsResponse>, Status> {
+        let merged = SharedChainStats::merged(&self.chain_stats);
+        let state = self.store.snapshot();
+        let order: Vec<String> = state.config.chains.iter().map(|c| c.name.clone()).collect();
+        // Chains of the current desired state only (a worker that has not
+        // been idle since a chain was removed may still report it), each
+        // one listed even before any worker has counted for it.
+        let mut chains = convert::chain_counters(&merged, &order);
+        chains.retain(|c| order.contains(&c.name));
+        for (i, chain) in state.config.chains.iter().enumerate() {
+            if !chains.iter().any(|c| c.name == chain.name) {
+                chains.insert(
+                    i.min(chains.len()),
+                    convert::chain_counters(
+                        &[kxdp_vnf_chains::ChainStats {
+                            chain: chain.name.clone(),
+                            counters: Default::default(),
+                            stages: chain
+                                .functions
+                                .iter()
+                                .map(|f| {
+                                    (kxdp_vnf_chains::chain::function_kind(f), Default::default())
+                                })
+                                .collect(),
+                        }],
+                        &order,
+                    )
+                    .remove(0),
+                );
+            }
+        }
+        Ok(Response::new(proto::GetChainStatsResponse {
+            generation: self.store.chains().current().generation(),
+            chains,
         }))
     }
 

@@ -11,6 +11,12 @@
 //! state and the running tables exactly as they were, and its error names
 //! the field of the request at fault.
 //!
+//! The service chains are compiled in the same step ([`ChainSet`], from the
+//! same candidate state): a chain that does not compile refuses the change
+//! whole, before anything is published. The chain set is published right
+//! after the tables (a second swap: a worker may run one batch with the new
+//! tables and the previous chains, never a torn set of either).
+//!
 //! The gRPC service applies through here; so does any in-process source
 //! (the Kubernetes agent), so that every source gets the same semantics.
 //! Nothing here knows about gRPC.
@@ -25,6 +31,7 @@ use kxdp_config::{
     RouteSpec, ServiceSpec, TenantSpec,
 };
 use kxdp_dataplane::tables::{TableError, TableHandle, Tables};
+use kxdp_vnf_chains::{ChainError, ChainInput, ChainSet, ChainSetHandle, CompileOptions};
 use serde::{Deserialize, Serialize};
 
 /// A refused request: `field` is the path of the offending field, in the
@@ -433,20 +440,45 @@ pub struct DesiredState {
 #[derive(Debug)]
 pub struct DesiredStateStore {
     tables: TableHandle,
+    chains: ChainSetHandle,
     state: ArcSwap<DesiredState>,
     writer: Mutex<()>,
 }
 
 impl DesiredStateStore {
     /// A store whose desired state is `config`, which the current tables of
-    /// `tables` were compiled from.
+    /// `tables` were compiled from. Its chain sets are published to a
+    /// handle of its own, compiled from `config` (empty when `config`'s
+    /// chains do not compile); [`DesiredStateStore::with_chains`] shares
+    /// the workers' handle.
     pub fn new(config: NodeConfig, tables: TableHandle) -> DesiredStateStore {
+        let chains = ChainSetHandle::compile_initial(
+            &ChainInput::from_config(&config),
+            CompileOptions::default(),
+        )
+        .unwrap_or_else(|_| ChainSetHandle::new(ChainSet::empty(1)));
+        DesiredStateStore::with_chains(config, tables, chains)
+    }
+
+    /// A store whose desired state is `config`, which the current tables of
+    /// `tables` and the current chain set of `chains` were compiled from.
+    pub fn with_chains(
+        config: NodeConfig,
+        tables: TableHandle,
+        chains: ChainSetHandle,
+    ) -> DesiredStateStore {
         let generation = tables.current().generation();
         DesiredStateStore {
             tables,
+            chains,
             state: ArcSwap::from_pointee(DesiredState { config, generation }),
             writer: Mutex::new(()),
         }
+    }
+
+    /// The chain sets it publishes to.
+    pub fn chains(&self) -> &ChainSetHandle {
+        &self.chains
     }
 
     /// The current desired state.
@@ -478,6 +510,10 @@ impl DesiredStateStore {
         candidate
             .validate()
             .map_err(|e| config_error(e, &candidate, &origins))?;
+        let chains = self
+            .chains
+            .compile(&ChainInput::from_config(&candidate))
+            .map_err(|e| chain_error(&e, &candidate, &origins))?;
         let tables = Tables::compile_validated(&candidate, 0).map_err(|e| match e {
             TableError::Config(e) => config_error(e, &candidate, &origins),
             TableError::TooMany { what, count, max } => FieldError::new(
@@ -486,6 +522,7 @@ impl DesiredStateStore {
             ),
         })?;
         let generation = self.tables.publish(tables);
+        self.chains.publish(chains);
         self.state.store(Arc::new(DesiredState {
             config: candidate,
             generation,
@@ -626,6 +663,66 @@ fn config_error(error: ConfigError, merged: &NodeConfig, origins: &Origins) -> F
         },
         other => FieldError::new("request", other.to_string()),
     }
+}
+
+/// A chain set that does not compile, with the field at fault named like a
+/// validation error's (`upserts.chains[0].functions[1]`, or by key for an
+/// object already applied).
+fn chain_error(error: &ChainError, merged: &NodeConfig, origins: &Origins) -> FieldError {
+    let stage = |stage: &usize| format!(".functions[{stage}]");
+    let (kind, key, tail): (ObjectKind, &str, String) = match error {
+        ChainError::UnknownInterface {
+            chain, stage: s, ..
+        }
+        | ChainError::InterfaceReused {
+            chain, stage: s, ..
+        }
+        | ChainError::UnknownService {
+            chain, stage: s, ..
+        }
+        | ChainError::RepeatedFunction {
+            chain, stage: s, ..
+        } => (ObjectKind::Chain, chain.as_str(), stage(s)),
+        ChainError::DuplicateChain(chain) => (ObjectKind::Chain, chain.as_str(), ".name".into()),
+        ChainError::DuplicatePodIp { pod, .. } => (ObjectKind::Pod, pod.as_str(), ".ip".into()),
+        ChainError::DuplicateServicePort { service, .. } => {
+            (ObjectKind::Service, service.as_str(), ".ports".into())
+        }
+        ChainError::EndpointFamily { service, .. } | ChainError::TooManyEndpoints(service) => {
+            (ObjectKind::Service, service.as_str(), ".endpoints".into())
+        }
+        ChainError::UnknownTenant { object, .. } => {
+            // `chains[web]`, `pods[a]`, `services[ns/name]`.
+            let parsed = object.split_once('[').and_then(|(field, rest)| {
+                let kind = ObjectKind::ALL.into_iter().find(|k| k.field() == field)?;
+                Some((kind, rest.strip_suffix(']')?))
+            });
+            match parsed {
+                Some((kind, key)) => (kind, key, ".tenant".into()),
+                None => return FieldError::new("chains", error.to_string()),
+            }
+        }
+        ChainError::MaglevTableSize(_) | ChainError::TooMany(_) => {
+            return FieldError::new("chains", error.to_string())
+        }
+    };
+    let message = match error.to_string().split_once(": ") {
+        Some((_, message)) => message.to_string(),
+        None => error.to_string(),
+    };
+    // The last object with the key (a duplicate is the second one).
+    let index = (0..merged_count(merged, kind))
+        .rev()
+        .find(|&i| key_at(merged, kind, i).as_deref() == Some(key));
+    let field = match index {
+        Some(i) => request_field(&format!("{}[{i}]{tail}", kind.field()), merged, origins),
+        None => format!("{}[{key:?}]{tail}", kind.field()),
+    };
+    FieldError::new(field, message)
+}
+
+fn merged_count(config: &NodeConfig, kind: ObjectKind) -> usize {
+    ObjectSet::from_config(config, &[kind]).count(kind)
 }
 
 fn request_field(field: &str, merged: &NodeConfig, origins: &Origins) -> String {
@@ -807,6 +904,69 @@ mod tests {
             "node.pod_cidrs[0].tenant"
         );
         assert_eq!(request_field("tenants[9]", &next, &origins), "tenants[9]");
+    }
+
+    #[test]
+    fn a_chain_that_does_not_compile_refuses_the_apply_and_changes_nothing() {
+        let config = base();
+        let tables = TableHandle::new(Tables::compile(&config, 1).unwrap());
+        let store = DesiredStateStore::new(config.clone(), tables.clone());
+        let tables_before = tables.current();
+        let chains_before = store.chains().current();
+        let counted: ChainSpec =
+            serde_yaml::from_str("name: counted\ntenant: blue\nfunctions: [{type: counter}]\n")
+                .unwrap();
+        let broken: ChainSpec = serde_yaml::from_str(
+            "name: web\ntenant: blue\n\
+             functions: [{type: counter}, {type: load_balancer, services: [default/nope]}]\n",
+        )
+        .unwrap();
+        let change = ChangeSet::upsert(ObjectSet {
+            chains: vec![counted.clone(), broken],
+            ..ObjectSet::default()
+        });
+        let error = store.apply(&change).unwrap_err();
+        assert_eq!(error.field, "upserts.chains[1].functions[1]");
+        assert!(error.message.contains("default/nope"), "{error}");
+        assert!(
+            Arc::ptr_eq(&tables.current(), &tables_before),
+            "tables unchanged"
+        );
+        assert!(Arc::ptr_eq(&store.chains().current(), &chains_before));
+        assert_eq!(store.snapshot().config, config, "desired state unchanged");
+
+        // A chain that compiles is published with the tables.
+        let outcome = store
+            .apply(&ChangeSet::upsert(ObjectSet {
+                chains: vec![counted],
+                ..ObjectSet::default()
+            }))
+            .unwrap();
+        assert!(outcome.changed);
+        assert_eq!(tables.current().generation(), outcome.generation);
+        let chains = store.chains().current();
+        assert_eq!(chains.chain_index("counted"), Some(0));
+        assert!(chains.generation() > chains_before.generation());
+
+        // A broken chain already applied is named by its key.
+        let mut merged = store.snapshot().config.clone();
+        merged.chains[0]
+            .functions
+            .push(kxdp_config::FunctionSpec::LoadBalancer {
+                services: vec!["default/gone".into()],
+            });
+        let mut origins = Origins::default();
+        origins.by_kind[ObjectKind::Chain.index()] = vec![None];
+        let error = chain_error(
+            &ChainError::UnknownService {
+                chain: "counted".into(),
+                stage: 1,
+                service: "default/gone".into(),
+            },
+            &merged,
+            &origins,
+        );
+        assert_eq!(error.field, "chains[\"counted\"].functions[1]");
     }
 
     #[test]

@@ -404,15 +404,12 @@ fn resource(state: &AppState, req: &Request<'_>, target: Target) -> Result<Respo
                 }
             }
             let rv = state.store.resource_version();
-            Ok(json_response(
-                200,
-                &list_body(
-                    &rt,
-                    &deleted.into_iter().map(Arc::new).collect::<Vec<_>>(),
-                    rv,
-                    None,
-                    None,
-                ),
+            Ok(list_response(
+                &rt,
+                &deleted.into_iter().map(Arc::new).collect::<Vec<_>>(),
+                rv,
+                None,
+                None,
             ))
         }
         (m, _) => Err(ApiError::method_not_allowed(m.as_str())),
@@ -632,15 +629,12 @@ fn list(
                     "metadata": metadata, "items": items}),
         ));
     }
-    Ok(json_response(
-        200,
-        &list_body(
-            rt,
-            &result.items,
-            result.resource_version,
-            result.continue_token,
-            result.remaining,
-        ),
+    Ok(list_response(
+        rt,
+        &result.items,
+        result.resource_version,
+        result.continue_token,
+        result.remaining,
     ))
 }
 
@@ -652,13 +646,15 @@ fn parse_rv(text: &str) -> Result<u64, ApiError> {
     })
 }
 
-fn list_body(
+/// A `KIND List`, written item by item: large lists (thousands of
+/// EndpointSlices) are not copied into one JSON value first.
+fn list_response(
     rt: &ResourceType,
     items: &[Arc<Value>],
     rv: u64,
     continue_token: Option<String>,
     remaining: Option<u64>,
-) -> Value {
+) -> Response {
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if let Some(c) = continue_token {
         metadata["continue"] = json!(c);
@@ -666,13 +662,35 @@ fn list_body(
     if let Some(r) = remaining {
         metadata["remainingItemCount"] = json!(r);
     }
-    let items: Vec<&Value> = items.iter().map(|o| &**o).collect();
-    json!({
+    let head = json!({
         "kind": format!("{}List", rt.kind),
         "apiVersion": rt.api_version(),
         "metadata": metadata,
-        "items": items,
     })
+    .to_string();
+    let mut body = Vec::with_capacity(head.len() + 16 + items.len() * 512);
+    // `{"kind":…,"metadata":{…}` then `,"items":[…]}`.
+    body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    body.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        if serde_json::to_writer(&mut body, &**item).is_err() {
+            return error_response(&ApiError::new(
+                500,
+                "InternalError",
+                "an object could not be written as JSON",
+            ));
+        }
+    }
+    body.extend_from_slice(b"]}");
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 fn start_watch(
@@ -720,6 +738,7 @@ fn start_watch(
             .unwrap_or_else(|p| p.into_inner()),
         table: TableOptions::from_request(req),
         metadata_only: wants_metadata(req),
+        api_version: rt.api_version(),
     };
     let body = match state.store.watch(rt, from) {
         Ok(start) => watch::stream(state.store.clone(), start, params),

@@ -408,6 +408,7 @@ impl Store {
                     .as_ref()
                     .is_none_or(|(sns, sname)| (ns, name) > (sns, sname))
         });
+        let api_version = rt.api_version();
         let mut items = Vec::new();
         let mut last_key = None;
         let mut remaining = 0u64;
@@ -419,7 +420,14 @@ impl Store {
                 remaining += 1;
                 continue;
             }
-            items.push(Arc::new(as_version(obj, rt)));
+            // Shared with the store unless served at another version.
+            items.push(
+                if obj.get("apiVersion").and_then(Value::as_str) == Some(&api_version) {
+                    obj.clone()
+                } else {
+                    Arc::new(as_version(obj, rt))
+                },
+            );
             last_key = Some((ns.clone(), name.clone()));
         }
         let (continue_token, remaining) = match (remaining, last_key) {
@@ -918,8 +926,21 @@ impl Inner {
     }
 
     fn free_cluster_ip(&self, name: &str) -> Result<String, ApiError> {
-        // 10.96.0.0/12, skipping the network address.
-        (1u32..(1 << 20))
+        let used: std::collections::HashSet<&str> = self
+            .objects
+            .get("/services")
+            .map(|m| {
+                m.iter()
+                    .filter(|((_, n), _)| n != name)
+                    .filter_map(|(_, s)| s.pointer("/spec/clusterIP").and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // 10.96.0.0/12, skipping the network address; from just past the
+        // number in use (free unless some were deleted), then from the start.
+        let from = (used.len() as u32 + 1).min((1 << 20) - 1);
+        (from..(1 << 20))
+            .chain(1..from)
             .map(|i| {
                 let a = (10u32 << 24) | (96 << 16) | i;
                 format!(
@@ -930,7 +951,7 @@ impl Inner {
                     a & 0xff
                 )
             })
-            .find(|ip| !self.cluster_ip_used(ip, name))
+            .find(|ip| !used.contains(ip.as_str()))
             .ok_or_else(|| {
                 ApiError::new(500, "InternalError", "the service cluster IP range is full")
             })

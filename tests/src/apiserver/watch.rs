@@ -48,6 +48,8 @@ pub struct WatchParams {
     pub table: Option<super::http::TableOptions>,
     /// Send objects as `PartialObjectMetadata` (kube-rs `metadata_watcher`).
     pub metadata_only: bool,
+    /// `rt.api_version()`, computed once.
+    pub api_version: String,
 }
 
 impl WatchParams {
@@ -80,6 +82,15 @@ impl WatchParams {
     }
 
     fn line(&self, kind: &str, object: &Value) -> Bytes {
+        let served = object.get("apiVersion").and_then(Value::as_str) == Some(&self.api_version);
+        if served && self.table.is_none() && !self.metadata_only {
+            // The common case, without copying the object.
+            let mut text = format!("{{\"type\":\"{kind}\",\"object\":").into_bytes();
+            if serde_json::to_writer(&mut text, object).is_ok() {
+                text.extend_from_slice(b"}\n");
+                return Bytes::from(text);
+            }
+        }
         let mut object = object.clone();
         if object.is_object() {
             object["apiVersion"] = json!(self.rt.api_version());

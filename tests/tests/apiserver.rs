@@ -1812,3 +1812,75 @@ async fn kube_rs_watcher_relists_after_410_and_resumes_after_a_restart() {
     );
     task.abort();
 }
+
+/// The next watcher event; panics on an error, the end, or after 5 s.
+async fn next_event<K, S>(stream: &mut S) -> kube::runtime::watcher::Event<K>
+where
+    S: futures::Stream<
+            Item = Result<kube::runtime::watcher::Event<K>, kube::runtime::watcher::Error>,
+        > + Unpin,
+{
+    use futures::StreamExt;
+    tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("an event within 5 s")
+        .expect("the stream goes on")
+        .expect("no watcher error")
+}
+
+#[tokio::test]
+async fn kube_rs_streaming_list_watcher_gets_the_initial_state_then_changes() {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kube::runtime::watcher::{self, Event};
+
+    let server = TestApiServer::start().await.expect("start");
+    let client = kube_client(&server).await;
+    let slice = |name: &str, ip: &str| {
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"name": name, "namespace": "default",
+                            "labels": {"kubernetes.io/service-name": "web"}},
+               "addressType": "IPv4",
+               "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}]})
+    };
+    server
+        .store()
+        .create_object(slice("web-1", "10.244.1.10"))
+        .expect("web-1");
+    let api: kube::Api<EndpointSlice> = kube::Api::all(client);
+    let config = watcher::Config::default()
+        .streaming_lists()
+        .labels("kubernetes.io/service-name=web");
+    let mut stream = std::pin::pin!(watcher::watcher(api, config));
+    assert!(matches!(next_event(&mut stream).await, Event::Init));
+    match next_event(&mut stream).await {
+        Event::InitApply(s) => assert_eq!(s.metadata.name.as_deref(), Some("web-1")),
+        other => panic!("expected web-1, got {other:?}"),
+    }
+    assert!(matches!(next_event(&mut stream).await, Event::InitDone));
+    server
+        .store()
+        .create_object(slice("web-2", "10.244.2.10"))
+        .expect("web-2");
+    match next_event(&mut stream).await {
+        Event::Apply(s) => {
+            assert_eq!(s.metadata.name.as_deref(), Some("web-2"));
+            let addresses: Vec<String> = s
+                .endpoints
+                .into_iter()
+                .flatten()
+                .flat_map(|e| e.addresses)
+                .collect();
+            assert_eq!(addresses, ["10.244.2.10"]);
+        }
+        other => panic!("expected web-2, got {other:?}"),
+    }
+    let streamed = server
+        .requests()
+        .iter()
+        .any(|r| r.uri.contains("sendInitialEvents=true"));
+    assert!(
+        streamed,
+        "the watcher used a streaming list: {:?}",
+        server.requests()
+    );
+}

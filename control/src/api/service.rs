@@ -303,3 +303,110 @@ impl DataplaneService for DataplaneApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use kxdp_config::NodeConfig;
+    use kxdp_dataplane::tables::{TableHandle, Tables};
+    use kxdp_vnf_chains::{ChainCounters, ChainDropReason, ChainStats, StageCounters};
+
+    const CONFIG: &str = "node: {name: n1, vtep: {ip: 192.168.0.1, interface: ul0}, pod_cidrs: [{tenant: blue, cidr: 10.1.1.0/24}]}\n\
+        interfaces: [{name: ul0, role: underlay, mac: '02:00:00:00:00:01'}]\n\
+        tenants: [{name: blue, vni: 100}]\n\
+        chains:\n\
+        - {name: web, tenant: blue, functions: [{type: policy}, {type: counter}]}\n\
+        - {name: quiet, tenant: blue, functions: [{type: counter}]}\n";
+
+    fn worker_stats(packets: u64, denied: u64) -> Vec<ChainStats> {
+        let mut counters = ChainCounters {
+            packets,
+            bytes: packets * 100,
+            passed: packets - denied,
+            dropped: denied,
+            ..ChainCounters::default()
+        };
+        counters.drops[ChainDropReason::PolicyDenied.index()] = denied;
+        let policy = StageCounters {
+            packets,
+            bytes: packets * 100,
+            passed: packets - denied,
+            dropped: denied,
+            ..StageCounters::default()
+        };
+        let counter = StageCounters {
+            packets: packets - denied,
+            passed: packets - denied,
+            ..StageCounters::default()
+        };
+        vec![ChainStats {
+            chain: "web".into(),
+            counters,
+            stages: vec![("policy", policy), ("counter", counter)],
+        }]
+    }
+
+    #[tokio::test]
+    async fn chain_stats_sum_the_workers_and_a_chain_that_does_not_compile_is_refused() {
+        let config = NodeConfig::from_yaml_str(CONFIG).unwrap();
+        let tables = TableHandle::new(Tables::compile(&config, 1).unwrap());
+        let store = Arc::new(DesiredStateStore::new(config, tables.clone()));
+        let workers = [
+            Arc::new(SharedChainStats::default()),
+            Arc::new(SharedChainStats::default()),
+        ];
+        workers[0].publish(worker_stats(10, 2), 1);
+        workers[1].publish(worker_stats(5, 1), 1);
+        let api =
+            DataplaneApi::new(store, Vec::new(), Vec::new()).with_chain_stats(workers.to_vec());
+        let stats = api
+            .get_chain_stats(Request::new(proto::GetChainStatsRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        let names: Vec<&str> = stats.chains.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["web", "quiet"], "every chain, in the desired order");
+        let web = &stats.chains[0];
+        assert_eq!((web.packets, web.dropped, web.passed), (15, 3, 12));
+        assert_eq!(web.drops["policy_denied"], 3);
+        assert_eq!(web.drops.len(), ChainDropReason::COUNT);
+        assert_eq!(web.stages[0].kind, "policy");
+        assert_eq!((web.stages[0].dropped, web.stages[1].packets), (3, 12));
+        let quiet = &stats.chains[1];
+        assert_eq!(quiet.packets, 0);
+        assert_eq!(quiet.stages.len(), 1);
+        assert_eq!(quiet.stages[0].kind, "counter");
+
+        // A load balancer of a service that does not exist: refused whole,
+        // the field named, nothing published.
+        let generation = tables.current().generation();
+        let chains_generation = stats.generation;
+        let broken: kxdp_config::ChainSpec = serde_yaml::from_str(
+            "{name: lb, tenant: blue, functions: [{type: load_balancer, services: [default/nope]}]}",
+        )
+        .unwrap();
+        let change = ChangeSet::upsert(ObjectSet {
+            chains: vec![broken],
+            ..ObjectSet::default()
+        });
+        let status = api
+            .apply(Request::new(change.to_proto()))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(
+            status.message().contains("upserts.chains[0].functions[0]"),
+            "{}",
+            status.message()
+        );
+        assert_eq!(tables.current().generation(), generation);
+        let after = api
+            .get_chain_stats(Request::new(proto::GetChainStatsRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(after.generation, chains_generation);
+        assert_eq!(after.chains.len(), 2);
+    }
+}

@@ -166,12 +166,14 @@ impl ServiceChain {
             }
             (Some(t), _) => t.clone(),
             (None, Some(t)) => t.to_string(),
-            (None, None) => return Err(ConfigError::invalid(
-                "spec.tenant",
-                format!(
+            (None, None) => {
+                return Err(ConfigError::invalid(
+                    "spec.tenant",
+                    format!(
                     "unset, and namespace {namespace} has no label kxdp.io/tenant to take it from"
                 ),
-            )),
+                ))
+            }
         };
         check_classifier(&spec.classifier)?;
         if spec.functions.is_empty() {

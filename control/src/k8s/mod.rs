@@ -8,7 +8,9 @@
 //! the CNI plugin's part) are in [`index`]'s documentation.
 
 pub mod agent;
+pub mod command;
 pub mod index;
 
 pub use agent::{Agent, AgentOptions, AgentStats, ClusterAccess, LatencySummary};
+pub use command::{request_agent, start_requested_agent, ClusterArgs};
 pub use index::{Index, IndexSettings, Model, Resource, Skipped, WatchedKind};

@@ -1271,6 +1271,44 @@ fn kubectl_applies_the_fixtures_and_reads_them_back() {
         "{methods:?}"
     );
 
+    // Nested lists merged by key (containers by name, env by name, ports
+    // by containerPort): after a strategic merge patch the Pod is exactly
+    // the new manifest.
+    let pod_v1 = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: vnf\n  namespace: shop\nspec:\n  nodeName: node-1\n  containers:\n  - name: fw\n    image: fw:1\n    env:\n    - {name: A, value: \"1\"}\n    - {name: B, value: \"2\"}\n    ports:\n    - {containerPort: 80, protocol: TCP}\n  - name: sidecar\n    image: sc:1\n";
+    let pod_v2 = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: vnf\n  namespace: shop\nspec:\n  nodeName: node-1\n  containers:\n  - name: fw\n    image: fw:2\n    env:\n    - {name: C, value: \"3\"}\n    - {name: A, value: \"1\"}\n    ports:\n    - {containerPort: 443, protocol: TCP}\n  - name: probe\n    image: probe:1\n";
+    for (version, text) in [("v1", pod_v1), ("v2", pod_v2)] {
+        let file = changed.join(format!("pod-{version}.yaml"));
+        std::fs::write(&file, text).expect("write");
+        k.run(&["apply", "-f", file.to_str().expect("utf-8 path")]);
+        let want: Value = serde_yaml::from_str(text).expect("pod yaml");
+        let got = k.json(&["get", "pod", "vnf", "-n", "shop"]);
+        assert_eq!(got["spec"], want["spec"], "pod {version}");
+    }
+    // kubectl chose the patch type a real cluster gets: strategic merge for
+    // built-in kinds, JSON merge for custom resources.
+    let patch_type = |path: &str| -> Vec<String> {
+        server
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.method == "PATCH" && r.uri.split('?').next().is_some_and(|p| p.ends_with(path))
+            })
+            .map(|r| r.content_type.clone())
+            .collect()
+    };
+    assert_eq!(
+        patch_type("/pods/vnf"),
+        ["application/strategic-merge-patch+json"]
+    );
+    assert_eq!(
+        patch_type("/services/web"),
+        ["application/strategic-merge-patch+json"]
+    );
+    assert_eq!(
+        patch_type("/servicechains/web-inspect"),
+        ["application/merge-patch+json"]
+    );
+
     // Tables: kubectl get prints the kind's columns.
     let table = k.run(&["get", "pods,services,servicechains", "-n", "shop"]);
     assert!(

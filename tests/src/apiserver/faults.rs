@@ -19,6 +19,8 @@ pub struct RecordedRequest {
     pub method: String,
     /// Path and query, as sent.
     pub uri: String,
+    /// The request's Content-Type (the patch type of a PATCH), or empty.
+    pub content_type: String,
     /// The answer's status code (0 while a watch is still streaming is not
     /// recorded: a watch is logged with 200 when it starts).
     pub status: u16,
@@ -95,7 +97,7 @@ impl Faults {
     }
 
     /// Record a request.
-    pub fn record(&self, method: &str, uri: &str, status: u16) {
+    pub fn record(&self, method: &str, uri: &str, content_type: &str, status: u16) {
         let mut inner = self.lock();
         if inner.log.len() == LOG_CAPACITY {
             inner.log.pop_front();
@@ -103,6 +105,7 @@ impl Faults {
         inner.log.push_back(RecordedRequest {
             method: method.to_string(),
             uri: uri.to_string(),
+            content_type: content_type.to_string(),
             status,
         });
     }

@@ -58,6 +58,12 @@ async fn handle(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| path.clone());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let content_type = content_type.as_str();
     let delay = state.faults.delay();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -69,7 +75,9 @@ async fn handle(
                 Ok(Query(p)) => p,
                 Err(_) => {
                     let e = ApiError::bad_request("the query string could not be parsed");
-                    state.faults.record(method.as_str(), &logged_uri, e.code);
+                    state
+                        .faults
+                        .record(method.as_str(), &logged_uri, content_type, e.code);
                     return error_response(&e);
                 }
             };
@@ -86,9 +94,12 @@ async fn handle(
             }
         }
     };
-    state
-        .faults
-        .record(method.as_str(), &logged_uri, response.status().as_u16());
+    state.faults.record(
+        method.as_str(),
+        &logged_uri,
+        content_type,
+        response.status().as_u16(),
+    );
     response
 }
 

@@ -140,7 +140,7 @@ pub enum Command {
         #[arg(long = "match", value_name = "EXPR", default_value = "")]
         filter: String,
         /// Stop after this many frames (or on Ctrl-C).
-        #[arg(long, short = 'c', default_value_t = 100)]
+        #[arg(long, default_value_t = 100)]
         count: u64,
         /// The pcapng file to write.
         #[arg(short = 'w', value_name = "FILE.pcapng")]
@@ -149,6 +149,22 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Run one node's dataplane programmed by the Kubernetes agent: `run`
+    /// plus watchers on the API server (as the DaemonSet does).
+    Agent {
+        /// The node's own configuration (YAML): interfaces, VTEP, workers,
+        /// tenants; the agent fills in the rest from Kubernetes.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Serve OpenMetrics on ADDRESS:PORT (`/metrics`, `/healthz`, `/readyz`).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
+        /// Where the API server is.
+        #[command(flatten)]
+        cluster: crate::k8s::ClusterArgs,
+    },
+    /// Print the ServiceChain CustomResourceDefinition (config/deploy/crd.yaml).
+    Crd,
     /// Print the tables the workers use (for drift checks against `get`).
     Dump {
         /// Where the API is.
@@ -556,6 +572,18 @@ pub fn main() -> anyhow::Result<()> {
         Command::Apply { file, delta, api } => apply(&file, delta, &api),
         Command::Delete { kind, keys, api } => delete(&kind, &keys, &api),
         Command::Dump { api, output } => dump(&api, output),
+        Command::Agent {
+            config,
+            metrics,
+            cluster,
+        } => {
+            crate::k8s::request_agent(cluster)?;
+            run(config, metrics)
+        }
+        Command::Crd => {
+            print!("{}", kxdp_config::crd::ServiceChain::crd_yaml());
+            Ok(())
+        }
         Command::Trace {
             at,
             filter,
@@ -618,6 +646,7 @@ fn run(config_path: PathBuf, metrics: Option<std::net::SocketAddr>) -> anyhow::R
     let api = api.with_trace(Arc::clone(&runtime.trace));
     let metrics_store = Arc::clone(api.store());
     let api_server = ApiServer::start(api, &api_options).context("starting the API")?;
+    let agent = crate::k8s::start_requested_agent(&metrics_store)?;
     let metrics_server = match metrics.or(runtime.config.control.metrics_address) {
         Some(addr) => {
             let source = crate::metrics::MetricsSource {
@@ -646,6 +675,7 @@ fn run(config_path: PathBuf, metrics: Option<std::net::SocketAddr>) -> anyhow::R
     server.serve(&runtime, &stop);
     tracing::info!(node = %node, "stopping: closing the API, detaching XDP programs");
     drop(metrics_server);
+    drop(agent);
     api_server.shutdown();
     runtime.shutdown();
     drop(server);

@@ -540,6 +540,29 @@ mod tests {
     }
 
     #[test]
+    fn the_command_line_takes_a_trace() {
+        use clap::{CommandFactory, Parser};
+        crate::cli::Cli::command().debug_assert();
+        let cli = crate::cli::Cli::try_parse_from([
+            "kxdp",
+            "trace",
+            "--at",
+            "drop",
+            "--match",
+            "icmp and dst port 53",
+            "--count",
+            "5",
+            "-w",
+            "/tmp/x.pcapng",
+            "--config",
+            "node.yaml",
+        ]);
+        assert!(cli.is_ok(), "{cli:?}");
+        let bad = crate::cli::Cli::try_parse_from(["kxdp", "trace", "--at", "pass", "-w", "f"]);
+        assert!(bad.is_err());
+    }
+
+    #[test]
     fn comments_name_point_reason_worker_and_port() {
         let mut f = proto::TracedFrame {
             worker: 1,

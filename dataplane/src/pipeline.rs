@@ -284,6 +284,11 @@ impl<H: ChainHook> Pipeline<H> {
                 .ok()
                 .and_then(|s| umem.get_mut(s..s + frame_size as usize))
             else {
+                // Resolved when it was admitted: cannot happen.
+                self.counters.drop(DropReason::Oversized);
+                if let Some(verdict) = verdicts.get_mut(pending.desc) {
+                    *verdict = Verdict::Drop(DropReason::Oversized);
+                }
                 continue;
             };
             let out = match packet.verdict {

@@ -67,6 +67,11 @@
 //!   `process(&set, now, std::slice::from_mut(&mut ctx), &mut SingleFrame(frame))`.
 //! - [`ChainWorker::stats`] gives per-chain and per-stage counters
 //!   ([`ChainStats`], summed across workers with [`ChainStats::merge`]).
+//! - [`hook`] does all of this for the dataplane's worker:
+//!   [`DataplaneChains`] is its `ChainHook` (the pipeline calls it per
+//!   batch; see `kxdp_dataplane::chain_hook`), [`ChainSetHandle`]
+//!   publishes sets, [`SharedChainStats`] carries each worker's counters
+//!   to the API.
 //!
 //! # Semantics
 //!

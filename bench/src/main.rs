@@ -56,6 +56,19 @@ enum Command {
         #[arg(long)]
         core: Option<usize>,
     },
+    /// The in-memory service chain: Mpps per core of policy → policer →
+    /// load balancer over many connections to a Service.
+    Chain {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+        /// Write the result as JSON here.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        /// Pin to this core.
+        #[arg(long)]
+        core: Option<usize>,
+    },
     /// Packet rate of 64-byte UDP from a pod across nodes: kxdp against
     /// kernel-vxlan, routed, DPDK testpmd and OVS (the last two when
     /// installed, underlay sink only), interleaved round by round (needs
@@ -156,6 +169,25 @@ fn main() -> anyhow::Result<()> {
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
                 println!("wrote {}", path.display());
+            }
+        }
+        Command::Chain {
+            seconds,
+            json,
+            core,
+        } => {
+            if let Some(core) = core {
+                kxdp_dataplane::worker::pin_to_core(Some(core));
+            }
+            eprintln!(
+                "in-memory service chain, one core{}, batch {}",
+                core.map(|c| format!(" (core {c})")).unwrap_or_default(),
+                kxdp_bench::chain::BATCH
+            );
+            let results = kxdp_bench::chain::run_all(Duration::from_secs_f64(seconds));
+            print!("{}", kxdp_bench::chain::table(&results));
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
             }
         }
         Command::Pipeline {

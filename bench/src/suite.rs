@@ -179,6 +179,8 @@ pub struct SuiteResult {
     pub rate: crate::rate::RateReport,
     /// In-memory pipeline rates.
     pub pipeline: Vec<crate::pipeline::PipelineResult>,
+    /// In-memory service-chain rates.
+    pub chain: Vec<crate::chain::ChainResult>,
     /// Files written.
     pub files: Vec<String>,
 }
@@ -316,6 +318,8 @@ pub fn run(options: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<Sui
                 r.scenario, r.frame_bytes, r.routes
             ))
         });
+    progress("in-memory service chain");
+    let chain = crate::chain::run_all(Duration::from_secs_f64(options.pipeline_seconds));
 
     let mut files = Vec::new();
     let mut paths = Vec::new();
@@ -419,6 +423,7 @@ pub fn run(options: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<Sui
         paths,
         rate,
         pipeline,
+        chain,
         files,
     };
     Ok(result)
@@ -505,6 +510,8 @@ pub fn table(result: &SuiteResult) -> String {
     s.push_str(&crate::rate::table(&result.rate));
     let _ = writeln!(s, "\nin-memory pipeline, one core");
     s.push_str(&crate::pipeline::table(&result.pipeline));
+    let _ = writeln!(s, "\nin-memory service chain, one core");
+    s.push_str(&crate::chain::table(&result.chain));
     let _ = writeln!(s, "\ncores:");
     for (what, core) in &result.cores {
         let _ = writeln!(s, "  {what}: {core}");

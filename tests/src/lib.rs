@@ -101,6 +101,15 @@ impl Cluster {
         }
     }
 
+    /// The testbed, to change before kxdp starts on a node (VNF pods,
+    /// Services, chains in its configuration).
+    pub fn tb_mut(&mut self) -> &mut Testbed {
+        match &mut self.testbed {
+            Some(tb) => tb,
+            None => panic!("{}: the testbed is gone", self.test),
+        }
+    }
+
     /// Pod `name`.
     pub fn pod(&self, name: &str) -> &Pod {
         self.tb()

@@ -20,6 +20,10 @@
 //! vxlan device), also while a panic unwinds; [`Testbed::cleanup_stale`]
 //! removes what runs that died without unwinding left behind.
 //!
+//! A kxdp node may also hold VNF pods with two interfaces for service
+//! chains ([`Testbed::add_vnf`], namespaces `<prefix>f-<name>`), and
+//! Services over its pods ([`Testbed::service_spec`]).
+//!
 //! This module runs `ip`, `bridge` and `ethtool` (iproute2 and ethtool
 //! packages) and, for [`ping`], iputils' `ping`. It needs root
 //! (CAP_NET_ADMIN, CAP_SYS_ADMIN for setns).
@@ -29,13 +33,16 @@ mod kernel_node;
 mod kxdp_process;
 mod netns;
 mod report;
+mod service;
 mod topology;
 mod traffic;
+mod vnf;
 
 pub use error::{Result, TestbedError};
 pub use kxdp_process::{KxdpProcess, READY_TIMEOUT};
 pub use netns::{find_program, list_netns, Netns, NetnsGuard, NETNS_RUN_DIR};
 pub use report::{format_table, PairResult, PathKind};
+pub use service::{identity_server, IdentityServer, ServiceFlows};
 pub use topology::{
     flannel_device, gateway_ip, pod_cidr, pod_ip, vtep_ip, Node, NodeKind, NodeSpec, Pod, PodSpec,
     TopologySpec, Underlay, CNI_BRIDGE, FABRIC_BRIDGE, MAX_NODES, MAX_POD_NAME, POD_CIDR_LEN,
@@ -46,6 +53,7 @@ pub use traffic::{
     udp_echo_server, udp_echo_server_with, udp_rtt, udp_rtt_with, EchoServer, RttOptions,
     RttResult, Transfer, WaitMode,
 };
+pub use vnf::{VnfPod, VnfTraffic, MAX_VNF_NAME, VNF_IN_IF, VNF_OUT_IF};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,6 +80,8 @@ pub struct Testbed {
     pods: Vec<Pod>,
     fabric: Option<Netns>,
     configs: BTreeMap<String, NodeConfig>,
+    /// VNF pods added with [`Testbed::add_vnf`].
+    vnfs: Vec<VnfPod>,
     /// The namespaces, in creation order; dropped (deleted) before `scratch`.
     guards: Vec<NetnsGuard>,
     scratch: ScratchDir,
@@ -100,6 +110,7 @@ impl Testbed {
             pods: plan.pods,
             fabric: plan.fabric,
             configs: plan.configs,
+            vnfs: Vec::new(),
             guards: Vec::new(),
             scratch,
         };

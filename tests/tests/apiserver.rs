@@ -919,6 +919,43 @@ async fn faults_fail_delay_drop_watches_stop_and_restart() {
         .any(|r| r.status == 429 && r.uri == "/api/v1/namespaces"));
 }
 
+#[test]
+fn a_blocking_server_stops_and_restarts_for_sync_tests() {
+    let mut server = TestApiServer::start_blocking().expect("start");
+    let addr = server.address();
+    let version = |server: &kxdp_tests::apiserver::BlockingApiServer| {
+        server.runtime().block_on(get(addr, "/version")).status
+    };
+    assert_eq!(version(&server), 200);
+    server
+        .store()
+        .create_object(configmap("kept", json!({})))
+        .expect("create");
+    server.stop();
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "refused while stopped"
+    );
+    server.restart(RestartStore::Keep).expect("restart");
+    assert_eq!(version(&server), 200);
+    assert!(server
+        .store()
+        .get_object("v1", "ConfigMap", "default", "kept")
+        .is_some());
+    server.restart(RestartStore::Reset).expect("restart empty");
+    assert!(server
+        .store()
+        .get_object("v1", "ConfigMap", "default", "kept")
+        .is_none());
+    assert!(
+        server
+            .store()
+            .get_object("v1", "Namespace", "", "default")
+            .is_some(),
+        "a fresh cluster has its namespaces"
+    );
+}
+
 #[tokio::test]
 async fn a_crd_serves_its_kind_until_deleted() {
     let server = TestApiServer::start().await.expect("start");

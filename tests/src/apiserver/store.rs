@@ -23,6 +23,10 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use super::error::ApiError;
 use super::resources::{crd_status, Registry, ResourceType};
 
+/// How many changes the history keeps before the oldest are compacted
+/// away (a watch or continue token from before them gets 410 Gone).
+pub const HISTORY_LIMIT: usize = 100_000;
+
 /// The namespaces a fresh cluster has.
 pub const INITIAL_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -87,6 +91,7 @@ struct Inner {
     compacted: u64,
     watchers: Vec<Watcher>,
     uids: u64,
+    history_limit: usize,
 }
 
 /// The result of a list.
@@ -154,6 +159,7 @@ impl Store {
                 compacted: 0,
                 watchers: Vec::new(),
                 uids: 0,
+                history_limit: HISTORY_LIMIT,
             }),
         };
         store.seed();
@@ -244,6 +250,18 @@ impl Store {
         let mut inner = self.lock();
         inner.compacted = inner.rv;
         inner.history.clear();
+    }
+
+    /// Keep at most `limit` changes in the history (default
+    /// [`HISTORY_LIMIT`]); older ones are compacted away as new ones come.
+    pub fn set_history_limit(&self, limit: usize) {
+        let mut inner = self.lock();
+        inner.history_limit = limit.max(1);
+        while inner.history.len() > inner.history_limit {
+            if let Some(oldest) = inner.history.pop_front() {
+                inner.compacted = oldest.rv;
+            }
+        }
     }
 
     /// Empty the store as if its etcd had been wiped and restored to a
@@ -611,6 +629,12 @@ impl Inner {
             previous,
         });
         self.history.push_back(event.clone());
+        if self.history.len() > self.history_limit {
+            // Compact automatically, as etcd does: the oldest change goes.
+            if let Some(oldest) = self.history.pop_front() {
+                self.compacted = oldest.rv;
+            }
+        }
         self.watchers
             .retain(|w| w.storage_key != key || w.tx.send(event.clone()).is_ok());
         object
@@ -1449,6 +1473,29 @@ mod tests {
             .expect("ns");
         assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "n");
         assert_eq!(ns["status"]["phase"], "Active");
+    }
+
+    #[test]
+    fn the_history_compacts_itself_past_its_limit() {
+        let s = Store::new();
+        s.set_history_limit(3);
+        let rt = s.resource_of_kind("v1", "ConfigMap").expect("rt");
+        let first = s.create_object(cm("h0", "x")).expect("h0");
+        let from = rv_of(&first).expect("rv").expect("rv");
+        s.watch(&rt, Some(from)).expect("within the history");
+        for i in 1..4 {
+            s.create_object(cm(&format!("h{i}"), "x")).expect("create");
+        }
+        // Three changes kept: h1..h3; watching from h1's version still works.
+        assert_eq!(
+            s.watch(&rt, Some(from + 1))
+                .expect("h2 and h3")
+                .initial
+                .len(),
+            2
+        );
+        let e = s.watch(&rt, Some(from - 1)).expect_err("h0 is gone");
+        assert_eq!(e.code, 410);
     }
 
     #[test]

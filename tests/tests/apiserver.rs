@@ -582,18 +582,45 @@ async fn an_expired_resource_version_is_gone() {
     )
     .await;
     assert_status(&exact, 410, "Expired");
-    // The current resourceVersion still works.
-    let now = server.store().resource_version();
+    // A new list gives a version that works.
+    let listed = rv(&get(addr, "/api/v1/configmaps").await.body);
     let mut w = Watch::open(
         addr,
-        &format!("/api/v1/configmaps?watch=1&resourceVersion={now}"),
+        &format!("/api/v1/configmaps?watch=1&resourceVersion={listed}"),
+    )
+    .await;
+    let c = server
+        .store()
+        .create_object(configmap("c", json!({})))
+        .expect("c");
+    let e = w.next().await;
+    assert_eq!(e["object"]["metadata"]["name"], "c");
+    // Even the newest version a client has seen expires with a compaction:
+    // a watch cut after it cannot resume and must list again.
+    server.compact_history();
+    server.drop_watches();
+    assert!(w.next_within(Duration::from_secs(2)).await.is_none());
+    let mut resumed = Watch::open(
+        addr,
+        &format!("/api/v1/configmaps?watch=1&resourceVersion={}", rv(&c)),
+    )
+    .await;
+    assert_eq!(resumed.next().await["object"]["code"], 410);
+    let relisted = get(addr, "/api/v1/configmaps").await;
+    assert_eq!(names(&relisted.body), ["a", "b", "c"]);
+    let mut fresh = Watch::open(
+        addr,
+        &format!(
+            "/api/v1/configmaps?watch=1&resourceVersion={}",
+            rv(&relisted.body)
+        ),
     )
     .await;
     server
         .store()
-        .create_object(configmap("c", json!({})))
-        .expect("c");
-    assert_eq!(w.next().await["object"]["metadata"]["name"], "c");
+        .create_object(configmap("d", json!({})))
+        .expect("d");
+    assert_eq!(fresh.next().await["object"]["metadata"]["name"], "d");
 }
 
 #[tokio::test]

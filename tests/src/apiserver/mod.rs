@@ -220,9 +220,12 @@ impl TestApiServer {
         self.faults.set_delay(delay);
     }
 
-    /// Forget the history: watches and continue tokens from any earlier
-    /// resourceVersion get 410 Gone (an ERROR event with code 410 for a
-    /// watch). Open watches are not affected.
+    /// Forget the history: watches, exact lists and continue tokens from
+    /// any resourceVersion handed out so far get 410 Gone (an ERROR event
+    /// with code 410 for a watch); a new list gets a version that works (see
+    /// [`Store::compact`]). Open watches are not affected: follow with
+    /// [`TestApiServer::drop_watches`] to make their clients resume, and
+    /// find their version gone.
     pub fn compact_history(&self) {
         self.store.compact();
     }

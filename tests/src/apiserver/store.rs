@@ -244,10 +244,15 @@ impl Store {
         self.lock().watchers.clear();
     }
 
-    /// Forget the history: a watch or a continue token from a
-    /// resourceVersion older than now gets 410 Gone.
+    /// Forget the history, past every resourceVersion handed out so far:
+    /// the counter moves on by one (resourceVersions have gaps anyway: the
+    /// counter is shared by all kinds) and history is compacted there, so a
+    /// watch, exact list or continue token from any earlier version gets 410
+    /// Gone, while a client that lists again gets the new version and
+    /// watches from it.
     pub fn compact(&self) {
         let mut inner = self.lock();
+        inner.rv += 1;
         inner.compacted = inner.rv;
         inner.history.clear();
     }

@@ -912,8 +912,9 @@ mod tests {
         let _running = RunningWorker::enter(Arc::clone(&readiness.running_workers));
         assert_eq!(http_get(addr, "/readyz").0, 200);
         assert_eq!(http_get(addr, "/nothing").0, 404);
+        // Stops and joins its thread (another test may bind the port next,
+        // so the port itself proves nothing).
         server.shutdown();
-        assert!(std::net::TcpStream::connect(addr).is_err());
     }
 
     /// A minimal HTTP/1.1 GET: (status, headers, body).

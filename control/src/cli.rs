@@ -41,6 +41,10 @@ pub enum Command {
         /// `/readyz`); overrides `control.metrics_address`.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
+        /// With --kubeconfig or --in-cluster, the Kubernetes agent programs
+        /// it too (as `kxdp agent`).
+        #[command(flatten)]
+        cluster: crate::k8s::ClusterArgs,
     },
     /// Check a configuration file and print it back.
     Check {
@@ -485,7 +489,16 @@ pub fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config, metrics } => run(config, metrics),
+        Command::Run {
+            config,
+            metrics,
+            cluster,
+        } => {
+            if cluster.kubeconfig.is_some() || cluster.in_cluster {
+                crate::k8s::request_agent(cluster)?;
+            }
+            run(config, metrics)
+        }
         Command::Demo { count } => {
             let exe = std::env::current_exe().context("finding the kxdp binary")?;
             let rows = crate::demo::run(

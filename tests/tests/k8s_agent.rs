@@ -456,3 +456,240 @@ fn objects_the_store_refuses_are_left_out_and_the_rest_applies() {
     agent.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A TCP forwarder from 127.0.0.1 inside a node's namespace to the test API
+/// server on the root namespace's loopback: kxdp runs in the node's
+/// namespace (as in a DaemonSet, on the host network), the test API server
+/// listens on the root namespace's 127.0.0.1. Stopped (and its connections
+/// cut) when dropped.
+struct Forwarder {
+    port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Forwarder {
+    fn start(netns: &kxdp_control::testbed::Netns, to: std::net::SocketAddr) -> Forwarder {
+        // The listening socket is created inside the namespace; the thread
+        // that serves it (and connects to the server) stays in the root one.
+        let listener = netns
+            .run_in(|| std::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap()
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread_stop = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut open: Vec<std::net::TcpStream> = Vec::new();
+            while !thread_stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let _ = client.set_nonblocking(false);
+                        let Ok(server) = std::net::TcpStream::connect(to) else {
+                            continue; // refused: the client sees its connection closed
+                        };
+                        for (mut from, mut into) in [
+                            (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                            (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                        ] {
+                            std::thread::spawn(move || {
+                                let _ = std::io::copy(&mut from, &mut into);
+                                let _ = from.shutdown(std::net::Shutdown::Both);
+                                let _ = into.shutdown(std::net::Shutdown::Both);
+                            });
+                        }
+                        open.push(client);
+                        open.push(server);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            for s in open {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        });
+        Forwarder {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The Kubernetes objects of a testbed node: its Node (VTEP as InternalIP,
+/// pod CIDR; no VTEP MAC: its kxdp writes that) and its pods (with the
+/// annotations a CNI plugin would write).
+fn testbed_objects(config: &NodeConfig) -> Vec<Value> {
+    let cidr = config.node.pod_cidrs[0].cidr.to_string();
+    let mut objects = vec![node(
+        &config.node.name,
+        &config.node.vtep.ip.to_string(),
+        &cidr,
+        None,
+    )];
+    for p in &config.pods {
+        objects.push(pod(
+            &p.name,
+            &config.node.name,
+            &p.ip.to_string(),
+            &p.interface,
+            &p.mac.to_string(),
+        ));
+    }
+    objects
+}
+
+#[test]
+fn kxdp_nodes_programmed_by_their_agents_forward_through_an_api_server_outage() {
+    use kxdp_control::api::{ApiTarget, BlockingClient, ObjectKind};
+    use kxdp_control::testbed::{
+        ping, pod_ip, privileged_test, NodeKind, NodeSpec, TopologySpec, Underlay,
+    };
+    use kxdp_tests::{assert_no_loss, ip_of, kxdp_binary, Cluster};
+
+    let test = "k8s_agent_traffic";
+    if !privileged_test(test) {
+        return;
+    }
+    let _serial = serial();
+    let spec = TopologySpec::new(Underlay::Direct, &[("blue", 100)])
+        .with_node(NodeSpec::new("n1", NodeKind::Kxdp).with_pod("a1", "blue", pod_ip(1, 10)))
+        .with_node(NodeSpec::new("n2", NodeKind::Kxdp).with_pod("b1", "blue", pod_ip(2, 10)));
+    let cluster = Cluster::build(test, spec, kxdp_binary!());
+    let mut server = TestApiServer::start_blocking().unwrap();
+    create(&server, crd());
+    for name in ["n1", "n2"] {
+        for object in testbed_objects(cluster.tb().node_config(name).unwrap()) {
+            create(&server, object);
+        }
+    }
+    let dir = cluster.tb().scratch_dir().to_path_buf();
+    let mut forwarders = Vec::new();
+    let mut processes = Vec::new();
+    for name in ["n1", "n2"] {
+        let forwarder = Forwarder::start(&cluster.node(name).netns, server.address());
+        let kubeconfig = dir.join(format!("{name}.kubeconfig"));
+        std::fs::write(
+            &kubeconfig,
+            server.kubeconfig().replace(
+                &server.url(),
+                &format!("http://127.0.0.1:{}", forwarder.port),
+            ),
+        )
+        .unwrap();
+        forwarders.push(forwarder);
+        let process = cluster
+            .tb()
+            .start_kxdp(
+                name,
+                kxdp_binary!(),
+                &["--kubeconfig", kubeconfig.to_str().unwrap()],
+            )
+            .unwrap_or_else(|e| panic!("{test}: starting kxdp on {name}: {e}"));
+        processes.push(process);
+        cluster.wait_forwarding(name);
+    }
+    let logs = |processes: &Vec<kxdp_control::testbed::KxdpProcess>| -> String {
+        processes
+            .iter()
+            .map(|p| format!("--- {} ---\n{}\n", p.node(), p.log_tail(30)))
+            .collect()
+    };
+    let client = |name: &str| {
+        let config = cluster.tb().node_config(name).unwrap();
+        BlockingClient::connect(&ApiTarget::Unix(kxdp_control::api::api_socket_path(config)))
+            .unwrap()
+    };
+
+    // Converged: each node knows the other from its Node (with the VTEP MAC
+    // the other's agent wrote) and its own pods from Kubernetes.
+    let converged = |name: &str, other: &str, pod: &str| {
+        let mut c = client(name);
+        let (_, nodes) = c.list(&[ObjectKind::RemoteNode]).unwrap();
+        let (_, pods) = c.list(&[ObjectKind::Pod]).unwrap();
+        nodes.remote_nodes.iter().any(|n| n.name == other)
+            && pods
+                .pods
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                == vec![format!("default/{pod}")]
+    };
+    let ok = kxdp_tests::eventually(Duration::from_secs(30), || {
+        converged("n1", "n2", "a1") && converged("n2", "n1", "b1")
+    });
+    assert!(
+        ok,
+        "{test}: the agents did not converge\n{}",
+        logs(&processes)
+    );
+
+    let (a1, b1) = (cluster.pod("a1"), cluster.pod("b1"));
+    let icmp = ping(&a1.netns, ip_of(b1), 20, Duration::from_millis(10)).unwrap();
+    assert_no_loss(
+        &icmp,
+        &format!(
+            "{test}: a1 -> b1 through the agents' tables\n{}",
+            logs(&processes)
+        ),
+    );
+
+    // The API server goes away: traffic keeps flowing on the last tables.
+    server.stop();
+    std::thread::sleep(Duration::from_secs(1));
+    let icmp = ping(&a1.netns, ip_of(b1), 50, Duration::from_millis(20)).unwrap();
+    assert_no_loss(
+        &icmp,
+        &format!(
+            "{test}: a1 -> b1 with the API server down\n{}",
+            logs(&processes)
+        ),
+    );
+    // Meanwhile a Service is created, with b1 as its endpoint.
+    let IpAddr::V4(b1_ip) = ip_of(b1) else {
+        panic!("{test}: testbed pods are IPv4")
+    };
+    create(&server, service());
+    create(&server, slice(&[(b1_ip, true)]));
+
+    // It comes back: both agents reconnect and converge.
+    server.restart(RestartStore::Keep).unwrap();
+    let start = Instant::now();
+    let ok = kxdp_tests::eventually(Duration::from_secs(60), || {
+        ["n1", "n2"].iter().all(|name| {
+            let (_, services) = client(name).list(&[ObjectKind::Service]).unwrap();
+            services
+                .services
+                .iter()
+                .any(|s| s.name == "web" && s.endpoints.len() == 1)
+        })
+    });
+    assert!(
+        ok,
+        "{test}: no convergence after the restart\n{}",
+        logs(&processes)
+    );
+    println!(
+        "k8s agent: two kxdp nodes converged {:?} after the API server restarted",
+        start.elapsed()
+    );
+    let icmp = ping(&a1.netns, ip_of(b1), 20, Duration::from_millis(10)).unwrap();
+    assert_no_loss(&icmp, &format!("{test}: a1 -> b1 after the restart"));
+
+    for mut p in processes {
+        p.terminate().unwrap();
+    }
+    drop(forwarders);
+    drop(server);
+    cluster.finish();
+}

@@ -39,6 +39,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod defaults;
 pub mod discovery;
 pub mod error;
 pub mod faults;
@@ -47,6 +48,7 @@ pub mod patch;
 pub mod resources;
 pub mod selectors;
 pub mod store;
+pub mod time;
 pub mod watch;
 
 use std::io;

@@ -20,8 +20,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use super::defaults;
 use super::error::ApiError;
 use super::resources::{crd_status, Registry, ResourceType};
+use super::time::now_rfc3339;
 
 /// How many changes the history keeps before the oldest are compacted
 /// away (a watch or continue token from before them gets 410 Gone).
@@ -733,7 +735,7 @@ impl Inner {
             object["status"] = crd_status(&object, &now);
             self.registry.add_crd(types);
         }
-        self.default_fields(rt, &name, &mut object, None)?;
+        defaults::apply(rt, &name, &mut object, None, self.objects.get("/services"))?;
         object["apiVersion"] = json!(rt.api_version());
         object["kind"] = json!(rt.kind);
         self.rv += 1;
@@ -805,7 +807,13 @@ impl Inner {
                 .unwrap_or_else(|| crd_status(&object, &now_rfc3339()));
             self.registry.add_crd(types);
         }
-        self.default_fields(rt, name, &mut object, Some(&current))?;
+        defaults::apply(
+            rt,
+            name,
+            &mut object,
+            Some(&current),
+            self.objects.get("/services"),
+        )?;
         object["apiVersion"] = json!(rt.api_version());
         object["kind"] = json!(rt.kind);
         // Server-owned metadata stays as it was.
@@ -870,120 +878,6 @@ impl Inner {
             previous,
         );
         Ok((*updated).clone())
-    }
-
-    /// What the real server's defaulting and admission add: the
-    /// `kubernetes.io/metadata.name` label and `Active` phase of a
-    /// Namespace; a Service's type (ClusterIP) and cluster IP, allocated
-    /// from 10.96.0.0/12 when absent, unique and immutable.
-    fn default_fields(
-        &self,
-        rt: &ResourceType,
-        name: &str,
-        object: &mut Value,
-        current: Option<&Value>,
-    ) -> Result<(), ApiError> {
-        match (rt.group.as_str(), rt.plural.as_str()) {
-            ("", "namespaces") => {
-                metadata_mut(object);
-                if !object["metadata"]
-                    .get("labels")
-                    .is_some_and(Value::is_object)
-                {
-                    object["metadata"]["labels"] = json!({});
-                }
-                object["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
-                if object.pointer("/status/phase").is_none() {
-                    object["status"] = json!({"phase": "Active"});
-                }
-            }
-            ("", "services") => {
-                if !object.get("spec").is_some_and(Value::is_object) {
-                    object["spec"] = json!({});
-                }
-                let spec = &mut object["spec"];
-                if spec.get("type").and_then(Value::as_str).is_none() {
-                    spec["type"] = json!("ClusterIP");
-                }
-                if spec["type"] == "ExternalName" {
-                    return Ok(());
-                }
-                let old = current
-                    .and_then(|c| c.pointer("/spec/clusterIP"))
-                    .and_then(Value::as_str)
-                    .filter(|ip| !ip.is_empty());
-                let asked = spec
-                    .get("clusterIP")
-                    .and_then(Value::as_str)
-                    .filter(|ip| !ip.is_empty())
-                    .map(str::to_string);
-                let ip = match (old, asked) {
-                    (Some(old), Some(asked)) if old != asked => {
-                        return Err(ApiError::invalid(
-                            &format!("Service {name:?}"),
-                            &format!(
-                                "spec.clusterIP: Invalid value: {asked:?}: field is immutable"
-                            ),
-                        ))
-                    }
-                    (Some(old), _) => old.to_string(),
-                    (None, Some(asked)) => {
-                        if asked != "None" && self.cluster_ip_used(&asked, name) {
-                            return Err(ApiError::invalid(
-                                &format!("Service {name:?}"),
-                                &format!("spec.clusterIPs: Invalid value: [{asked:?}]: failed to allocate IP {asked}: provided IP is already allocated"),
-                            ));
-                        }
-                        asked
-                    }
-                    (None, None) => self.free_cluster_ip(name)?,
-                };
-                spec["clusterIP"] = json!(ip);
-                spec["clusterIPs"] = json!([ip]);
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn cluster_ip_used(&self, ip: &str, except: &str) -> bool {
-        self.objects.get("/services").is_some_and(|m| {
-            m.iter().any(|((_, n), s)| {
-                n != except && s.pointer("/spec/clusterIP").and_then(Value::as_str) == Some(ip)
-            })
-        })
-    }
-
-    fn free_cluster_ip(&self, name: &str) -> Result<String, ApiError> {
-        let used: std::collections::HashSet<&str> = self
-            .objects
-            .get("/services")
-            .map(|m| {
-                m.iter()
-                    .filter(|((_, n), _)| n != name)
-                    .filter_map(|(_, s)| s.pointer("/spec/clusterIP").and_then(Value::as_str))
-                    .collect()
-            })
-            .unwrap_or_default();
-        // 10.96.0.0/12, skipping the network address; from just past the
-        // number in use (free unless some were deleted), then from the start.
-        let from = (used.len() as u32 + 1).min((1 << 20) - 1);
-        (from..(1 << 20))
-            .chain(1..from)
-            .map(|i| {
-                let a = (10u32 << 24) | (96 << 16) | i;
-                format!(
-                    "{}.{}.{}.{}",
-                    a >> 24,
-                    (a >> 16) & 0xff,
-                    (a >> 8) & 0xff,
-                    a & 0xff
-                )
-            })
-            .find(|ip| !used.contains(ip.as_str()))
-            .ok_or_else(|| {
-                ApiError::new(500, "InternalError", "the service cluster IP range is full")
-            })
     }
 
     fn delete(
@@ -1299,37 +1193,6 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Now as RFC 3339 UTC with second precision, as Kubernetes writes times.
-pub fn now_rfc3339() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    rfc3339(secs)
-}
-
-/// `secs` since the epoch as RFC 3339 UTC.
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1337,13 +1200,6 @@ mod tests {
     fn cm(name: &str, data: &str) -> Value {
         json!({"apiVersion": "v1", "kind": "ConfigMap",
                "metadata": {"name": name, "namespace": "default"}, "data": {"k": data}})
-    }
-
-    #[test]
-    fn times() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_796_208_632), "2026-12-02T10:50:32Z");
     }
 
     #[test]

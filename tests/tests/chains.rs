@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use kxdp_config::{ChainSpec, FailurePolicy, NetworkPolicySpec, Protocol};
-use kxdp_control::api::proto::{ChainCounters, GetChainStatsResponse};
+use kxdp_control::api::proto::{ChainCounters, ChainStageCounters, GetChainStatsResponse};
 use kxdp_control::api::{api_socket_path, ApiTarget, BlockingClient, ChangeSet, ObjectSet};
 use kxdp_control::testbed::{
     identity_server, pod_ip, privileged_test, IdentityServer, NodeKind, NodeSpec, PodSpec,
@@ -251,10 +251,8 @@ fn wait_chain(
     last
 }
 
-fn stage<'a>(
-    chain: &'a ChainCounters,
-    index: usize,
-) -> &'a kxdp_control::api::proto::ChainStageCounters {
+/// Stage `index` of `chain`.
+fn stage(chain: &ChainCounters, index: usize) -> &ChainStageCounters {
     chain
         .stages
         .iter()

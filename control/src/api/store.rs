@@ -510,10 +510,18 @@ impl DesiredStateStore {
         candidate
             .validate()
             .map_err(|e| config_error(e, &candidate, &origins))?;
-        let chains = self
-            .chains
-            .compile(&ChainInput::from_config(&candidate))
-            .map_err(|e| chain_error(&e, &candidate, &origins))?;
+        // Chains read only some kinds: a change of routes or remote nodes
+        // alone keeps the running set (no compile, no swap for the
+        // workers to adopt).
+        let chains = if chain_inputs_differ(&current.config, &candidate) {
+            let set = self
+                .chains
+                .compile(&ChainInput::from_config(&candidate))
+                .map_err(|e| chain_error(&e, &candidate, &origins))?;
+            Some(set)
+        } else {
+            None
+        };
         let tables = Tables::compile_validated(&candidate, 0).map_err(|e| match e {
             TableError::Config(e) => config_error(e, &candidate, &origins),
             TableError::TooMany { what, count, max } => FieldError::new(
@@ -522,7 +530,9 @@ impl DesiredStateStore {
             ),
         })?;
         let generation = self.tables.publish(tables);
-        self.chains.publish(chains);
+        if let Some(chains) = chains {
+            self.chains.publish(chains);
+        }
         self.state.store(Arc::new(DesiredState {
             config: candidate,
             generation,
@@ -663,6 +673,18 @@ fn config_error(error: ConfigError, merged: &NodeConfig, origins: &Origins) -> F
         },
         other => FieldError::new("request", other.to_string()),
     }
+}
+
+/// Whether the parts of the model a chain set is compiled from
+/// ([`ChainInput::from_config`]) differ.
+fn chain_inputs_differ(a: &NodeConfig, b: &NodeConfig) -> bool {
+    a.tenants != b.tenants
+        || a.interfaces != b.interfaces
+        || a.pods != b.pods
+        || a.namespaces != b.namespaces
+        || a.services != b.services
+        || a.policies != b.policies
+        || a.chains != b.chains
 }
 
 /// A chain set that does not compile, with the field at fault named like a
@@ -947,6 +969,18 @@ mod tests {
         let chains = store.chains().current();
         assert_eq!(chains.chain_index("counted"), Some(0));
         assert!(chains.generation() > chains_before.generation());
+
+        // A change chains do not read (a route) keeps the running set.
+        let route: kxdp_config::RouteSpec =
+            serde_yaml::from_str("{tenant: blue, prefix: 10.9.0.0/16, via: blackhole}").unwrap();
+        let outcome = store
+            .apply(&ChangeSet::upsert(ObjectSet {
+                routes: vec![route],
+                ..ObjectSet::default()
+            }))
+            .unwrap();
+        assert!(outcome.changed);
+        assert!(Arc::ptr_eq(&store.chains().current(), &chains));
 
         // A broken chain already applied is named by its key.
         let mut merged = store.snapshot().config.clone();

@@ -711,9 +711,10 @@ fn rss_kb(pid: Pid) -> u64 {
         .unwrap()
 }
 
-/// The soak: mixed traffic (TCP, UDP, ICMP; local and across) with table
-/// updates for `KXDP_SOAK_SECS` (300 by default); kxdp's memory and frame
-/// counts must be flat at the end.
+/// The soak: mixed traffic (TCP, UDP, ICMP; local and across; the TCP
+/// through a service chain) with table updates for `KXDP_SOAK_SECS` (300
+/// by default); kxdp's memory and frame counts must be flat at the end, and
+/// the chain's counters must account for its traffic.
 ///
 /// Ignored by default: it takes minutes. Run with `-- --ignored soak`.
 #[test]
@@ -727,7 +728,22 @@ fn soak_mixed_traffic_with_updates_keeps_memory_and_frames_flat() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    let mut c = Cluster::start("kf-soak", two_nodes(), kxdp_binary!());
+    // The TCP traffic to b1 goes through a chain on n1 (a counter and a
+    // per-flow policer far above what it sends), while the table updates run.
+    let mut c = Cluster::build("kf-soak", two_nodes(), kxdp_binary!());
+    let b1 = c.pod("b1").ip;
+    c.tb_mut().node_config_mut("n1").unwrap().chains = serde_json::from_value(json!([{
+        "name": "soak",
+        "tenant": "blue",
+        "classifier": {"dst": format!("{b1}/32"), "protocol": "tcp"},
+        "functions": [
+            {"type": "counter"},
+            {"type": "policer", "rate_pps": 1_000_000, "burst": 10_000}
+        ]
+    }]))
+    .unwrap();
+    c.start_kxdp("n1");
+    c.start_kxdp("n2");
     let pids = [pid_of(&mut c, "n1"), pid_of(&mut c, "n2")];
     let tcp = tcp_echo_server(&c.pod("b1").netns, 0).unwrap();
     let warmup = |c: &Cluster| forwarding_works(c, "soak warm-up");
@@ -739,6 +755,7 @@ fn soak_mixed_traffic_with_updates_keeps_memory_and_frames_flat() {
     let mut rounds = 0u64;
     let mut lost = 0u64;
     let mut sent = 0u64;
+    let mut tcp_sent = 0u64;
     let mut applied = 0u64;
     let mut next_round = 0u64;
     while start.elapsed() < Duration::from_secs(secs) {
@@ -772,6 +789,7 @@ fn soak_mixed_traffic_with_updates_keeps_memory_and_frames_flat() {
         let applies = updates.join().unwrap();
         next_round += applies;
         applied += applies * UPDATES_PER_APPLY;
+        tcp_sent += tcp_r.sent;
         for r in [&udp, &icmp, &tcp_r] {
             sent += r.sent;
             lost += r.lost;
@@ -787,6 +805,25 @@ fn soak_mixed_traffic_with_updates_keeps_memory_and_frames_flat() {
         "soak {secs} s: {rounds} rounds, {sent} exchanges, {lost} lost, {applied} updates; RSS kB {rss_start:?} -> {rss_end:?}"
     );
     assert_eq!(lost, 0, "exchanges lost in the soak");
+    // The chain saw every TCP request (and its replies), dropped none.
+    let socket = api_socket_path(c.tb().node_config("n1").unwrap());
+    let mut api = BlockingClient::connect(&ApiTarget::Unix(socket)).unwrap();
+    let mut chain = None;
+    let counted = eventually(Duration::from_secs(5), || {
+        let stats = api.chain_stats().unwrap();
+        chain = stats.chains.into_iter().find(|c| c.name == "soak");
+        chain.as_ref().is_some_and(|c| c.packets >= 2 * tcp_sent)
+    });
+    assert!(
+        counted,
+        "soak chain counters {chain:#?} after {tcp_sent} TCP exchanges"
+    );
+    let chain = chain.unwrap();
+    assert_eq!(chain.dropped, 0, "{chain:#?}");
+    assert!(
+        chain.stages.iter().all(|s| s.packets >= tcp_sent),
+        "{chain:#?}"
+    );
     for (node, (a, b)) in ["n1", "n2"].iter().zip(rss_start.iter().zip(&rss_end)) {
         assert!(
             *b <= a + 4096,

@@ -81,8 +81,9 @@ pub struct Readiness {
     pub workers: usize,
     /// The XDP attachments, one per interface.
     pub attachments: Arc<Mutex<Vec<XdpAttachment>>>,
-    /// Interfaces configured.
-    pub interfaces: usize,
+    /// The interfaces (one XDP attachment each); an interface that is gone
+    /// (deleted, not yet re-created) makes the node not ready.
+    pub interfaces: Vec<String>,
     /// The tables.
     pub tables: TableHandle,
     /// Set when the node is stopping.
@@ -105,11 +106,16 @@ impl Readiness {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len();
-        if attached != self.interfaces {
+        if attached != self.interfaces.len() {
             problems.push(format!(
                 "XDP attached to {attached} of {} interfaces",
-                self.interfaces
+                self.interfaces.len()
             ));
+        }
+        for name in &self.interfaces {
+            if kxdp_dataplane::xsk::interface_index(name).is_err() {
+                problems.push(format!("interface {name} is gone"));
+            }
         }
         if self.tables.current().generation() == 0 {
             problems.push("no tables published".to_string());
@@ -859,7 +865,7 @@ mod tests {
             running_workers: Arc::new(AtomicUsize::new(0)),
             workers: 1,
             attachments: Arc::new(Mutex::new(Vec::new())),
-            interfaces: 0,
+            interfaces: Vec::new(),
             tables: source.tables.clone(),
             stop: Arc::new(AtomicBool::new(false)),
         };
@@ -868,6 +874,19 @@ mod tests {
         assert!(readiness.problems().is_empty());
         drop(guard);
         assert_eq!(readiness.problems().len(), 1);
+        let gone = Readiness {
+            interfaces: vec!["kc-no-such-if".to_string()],
+            ..readiness.clone()
+        };
+        let guard = RunningWorker::enter(Arc::clone(&gone.running_workers));
+        assert_eq!(
+            gone.problems(),
+            [
+                "XDP attached to 0 of 1 interfaces",
+                "interface kc-no-such-if is gone"
+            ]
+        );
+        drop(guard);
         let mut source = source;
         source.readiness = Some(readiness);
         let text = render(&registry(source)).unwrap();
@@ -881,7 +900,7 @@ mod tests {
             running_workers: Arc::new(AtomicUsize::new(0)),
             workers: 1,
             attachments: Arc::new(Mutex::new(Vec::new())),
-            interfaces: 0,
+            interfaces: Vec::new(),
             tables: source.tables.clone(),
             stop: Arc::new(AtomicBool::new(false)),
         };

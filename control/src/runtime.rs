@@ -296,7 +296,12 @@ impl NodeRuntime {
             running_workers: Arc::clone(&self.running_workers),
             workers: self.counters.len(),
             attachments: Arc::clone(&self.attachments),
-            interfaces: self.config.interfaces.len(),
+            interfaces: self
+                .config
+                .interfaces
+                .iter()
+                .map(|i| i.name.clone())
+                .collect(),
             tables: self.tables.clone(),
             stop: Arc::clone(&self.stop),
         }

@@ -457,6 +457,43 @@ fn objects_the_store_refuses_are_left_out_and_the_rest_applies() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn without_the_crd_the_agent_syncs_and_takes_chains_once_it_is_installed() {
+    let _serial = serial();
+    let dir = scratch("nocrd");
+    let server = TestApiServer::start_blocking().unwrap();
+    create(&server, node(NODE, "192.168.77.1", "10.1.1.0/24", None));
+    create(&server, service());
+    create(&server, slice(&[(Ipv4Addr::new(10, 1, 1, 10), true)]));
+    let store = store(node_config());
+    let agent = start_agent(&server, &dir, &store);
+    // No ServiceChain kind on the server: the agent goes on without it.
+    wait_for("a resync without the CRD", Duration::from_secs(20), || {
+        backend_state(&store, Ipv4Addr::new(10, 1, 1, 10)) == Some(EndpointState::Ready)
+    });
+    assert!(store.snapshot().config.chains.is_empty());
+    // The CRD and a chain appear: the watcher's retries find them.
+    create(&server, crd());
+    create(
+        &server,
+        json!({
+            "apiVersion": "kxdp.io/v1alpha1", "kind": "ServiceChain",
+            "metadata": {"name": "count", "namespace": "default"},
+            "spec": {"functions": [{"type": "counter"}]}
+        }),
+    );
+    wait_for("the chain after the CRD", Duration::from_secs(60), || {
+        store
+            .snapshot()
+            .config
+            .chains
+            .iter()
+            .any(|c| c.name == "default/count" && c.tenant == "blue")
+    });
+    agent.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A TCP forwarder from 127.0.0.1 inside a node's namespace to the test API
 /// server on the root namespace's loopback: kxdp runs in the node's
 /// namespace (as in a DaemonSet, on the host network), the test API server

@@ -507,24 +507,45 @@ pub async fn run(store: Arc<DesiredStateStore>, options: AgentOptions, stats: Ar
     start_watchers(&client, &options.node_name, &tx, &stats);
     drop(tx);
     let mut state = AgentState::new(&store, &options);
+    let mut report = tokio::time::interval(REPORT_INTERVAL);
+    report.tick().await;
     loop {
-        let update = match state.deadline() {
-            Some(deadline) => {
-                tokio::select! {
-                    u = rx.recv() => u,
-                    () = tokio::time::sleep_until(deadline.into()) => {
-                        state.flush(&store, &stats);
-                        continue;
-                    }
-                }
+        let deadline = state.deadline();
+        tokio::select! {
+            update = rx.recv() => {
+                let Some((at, update)) = update else {
+                    return;
+                };
+                stats.events.fetch_add(1, Ordering::Relaxed);
+                state.handle(at, update);
             }
-            None => rx.recv().await,
-        };
-        let Some((at, update)) = update else {
-            return;
-        };
-        stats.events.fetch_add(1, Ordering::Relaxed);
-        state.handle(at, update);
+            () = sleep_until(deadline) => state.flush(&store, &stats),
+            _ = report.tick() => {
+                let latency = stats.latency();
+                tracing::info!(
+                    events = stats.events.load(Ordering::Relaxed),
+                    resyncs = stats.resyncs.load(Ordering::Relaxed),
+                    deltas = stats.deltas.load(Ordering::Relaxed),
+                    refused = stats.refused.load(Ordering::Relaxed),
+                    watch_errors = stats.watch_errors.load(Ordering::Relaxed),
+                    generation = stats.generation.load(Ordering::Relaxed),
+                    latency_p50_us = latency.p50_us,
+                    latency_p99_us = latency.p99_us,
+                    "Kubernetes agent: event to published tables"
+                );
+            }
+        }
+    }
+}
+
+/// How often the agent logs what it did and its event-to-tables latency.
+const REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Sleep until `deadline`; forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -637,6 +658,7 @@ impl AgentState {
             tracing::debug!(kind = %s.kind, key = %s.key, reason = %s.reason, "left out");
         }
         let resync = std::mem::take(&mut self.resync_due);
+        let model_skipped = model.skipped.len();
         // Objects refused before and unchanged since stay out.
         let wanted = model.objects;
         self.refused.retain(|(kind, key), (object, _)| {
@@ -660,6 +682,17 @@ impl AgentState {
                         .generation
                         .store(outcome.generation, Ordering::Relaxed);
                     if resync {
+                        tracing::info!(
+                            generation = outcome.generation,
+                            remote_nodes = self.applied.remote_nodes.len(),
+                            pods = self.applied.pods.len(),
+                            services = self.applied.services.len(),
+                            policies = self.applied.policies.len(),
+                            chains = self.applied.chains.len(),
+                            namespaces = self.applied.namespaces.len(),
+                            left_out = model_skipped + self.refused.len(),
+                            "Kubernetes agent: resync applied"
+                        );
                         stats.resyncs.fetch_add(1, Ordering::Relaxed);
                         stats.synced.store(true, Ordering::Relaxed);
                     } else {

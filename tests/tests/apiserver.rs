@@ -1289,7 +1289,10 @@ fn kubectl_applies_the_fixtures_and_reads_them_back() {
 
     // Changed manifests: a strategic merge patch for the built-in kinds
     // (list elements merged by key), a JSON merge patch for the custom one.
-    let changed = tempdir(test);
+    // Inside kubectl's scratch directory, which goes away with it (also
+    // when the test fails).
+    let changed = k.dir.join("changed");
+    std::fs::create_dir_all(&changed).expect("scratch dir");
     let svc_text = std::fs::read_to_string(dir.join("10-service.yaml"))
         .expect("service fixture")
         .replace("port: 80\n", "port: 81\n")
@@ -1405,7 +1408,6 @@ fn kubectl_applies_the_fixtures_and_reads_them_back() {
         }
     }
     eprintln!("{test}: applied config/deploy manifests {applied_deploy:?}");
-    let _ = std::fs::remove_dir_all(&changed);
 
     // kubectl delete.
     k.run(&["delete", "namespace", "shop"]);
@@ -1621,15 +1623,6 @@ fn wait_with_timeout(mut child: std::process::Child, timeout: Duration, pid: u32
         let _ = stdout.read_to_string(&mut out);
     }
     out
-}
-
-fn tempdir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "kxdp-apiserver-{test}-changed-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
 }
 
 // ----- kube-rs -----

@@ -1171,14 +1171,18 @@ fn encode_continue(rv: u64, namespace: &str, name: &str) -> String {
 
 fn decode_continue(token: &str) -> Result<(u64, String, String), ApiError> {
     let bad = || ApiError::bad_request(format!("continue: invalid continue token {token:?}"));
-    if token.len() % 2 != 0 {
-        return Err(bad());
-    }
-    let bytes: Result<Vec<u8>, _> = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(token.get(i..i + 2).unwrap_or("zz"), 16))
+    // Two hex digits a byte; an odd digit left over is refused.
+    let bytes: Option<Vec<u8>> = token
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .filter(|pair| pair.len() == 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
         .collect();
-    let plain = String::from_utf8(bytes.map_err(|_| bad())?).map_err(|_| bad())?;
+    let plain = String::from_utf8(bytes.ok_or_else(bad)?).map_err(|_| bad())?;
     let mut parts = plain.splitn(3, '\n');
     let rv = parts.next().and_then(|r| r.parse().ok()).ok_or_else(bad)?;
     let ns = parts.next().ok_or_else(bad)?.to_string();
@@ -1210,6 +1214,7 @@ mod tests {
             (42, "ns".into(), "a\nb".into())
         );
         assert!(decode_continue("zz").is_err());
+        assert!(decode_continue(&t[1..]).is_err(), "an odd number of digits");
     }
 
     #[test]

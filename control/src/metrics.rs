@@ -514,7 +514,7 @@ impl MetricsServer {
         let thread = std::thread::Builder::new()
             .name("kxdp-metrics".to_string())
             .spawn(move || {
-                keep_off(&avoid);
+                crate::api::server::avoid_cores(&avoid, "metrics");
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -589,26 +589,6 @@ impl MetricsServer {
 impl Drop for MetricsServer {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// Keep the calling thread off `avoid` (when any core is left for it).
-fn keep_off(avoid: &[usize]) {
-    if avoid.is_empty() {
-        return;
-    }
-    let Ok(current) = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) else {
-        return;
-    };
-    let mut set = nix::sched::CpuSet::new();
-    let mut any = false;
-    for cpu in 0..nix::sched::CpuSet::count() {
-        if current.is_set(cpu).unwrap_or(false) && !avoid.contains(&cpu) {
-            any |= set.set(cpu).is_ok();
-        }
-    }
-    if any {
-        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
     }
 }
 

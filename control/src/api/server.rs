@@ -179,8 +179,10 @@ fn router(api: &DataplaneApi, builder: Server) -> anyhow::Result<tonic::transpor
         .add_service(reflection_v1alpha))
 }
 
-/// Keep the calling thread off `avoid` (when any core is left for it).
-fn avoid_cores(avoid: &[usize]) {
+/// Keep the calling thread (`thread` names it in logs: "API", "metrics",
+/// "Kubernetes agent") off `avoid`, the workers' cores, when any core is
+/// left for it.
+pub(crate) fn avoid_cores(avoid: &[usize], thread: &str) {
     if avoid.is_empty() {
         return;
     }
@@ -197,12 +199,13 @@ fn avoid_cores(avoid: &[usize]) {
     if !any {
         tracing::info!(
             ?avoid,
-            "every core runs a worker: the API thread shares them"
+            thread,
+            "every core runs a worker: this thread shares them"
         );
         return;
     }
     if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
-        tracing::warn!(error = %e, "could not keep the API thread off the workers' cores");
+        tracing::warn!(error = %e, thread, "could not keep this thread off the workers' cores");
     }
 }
 
@@ -245,7 +248,7 @@ impl ApiServer {
         let thread = std::thread::Builder::new()
             .name("kxdp-api".to_string())
             .spawn(move || {
-                avoid_cores(&avoid);
+                avoid_cores(&avoid, "API");
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .thread_name("kxdp-api")

@@ -214,7 +214,7 @@ impl Agent {
         let thread = std::thread::Builder::new()
             .name("kxdp-agent".into())
             .spawn(move || {
-                keep_off_cores(&avoid);
+                crate::api::server::avoid_cores(&avoid, "Kubernetes agent");
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -263,26 +263,6 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         self.stop_thread();
-    }
-}
-
-/// Keep the agent's thread off the workers' cores (when any core is left).
-fn keep_off_cores(avoid: &[usize]) {
-    if avoid.is_empty() {
-        return;
-    }
-    let Ok(current) = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) else {
-        return;
-    };
-    let mut set = nix::sched::CpuSet::new();
-    let mut any = false;
-    for cpu in 0..nix::sched::CpuSet::count() {
-        if current.is_set(cpu).unwrap_or(false) && !avoid.contains(&cpu) {
-            any |= set.set(cpu).is_ok();
-        }
-    }
-    if any {
-        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
     }
 }
 

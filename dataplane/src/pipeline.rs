@@ -92,6 +92,27 @@ struct Pending {
     routable: Routable,
 }
 
+/// The UMEM chunk that holds `desc`'s frame: its start address, its bytes,
+/// and the frame's offset and length in it; `None` if the chunk lies
+/// outside `umem`.
+#[inline]
+fn frame_chunk<'u>(
+    umem: &'u mut [u8],
+    desc: &Desc,
+    frame_size: u32,
+) -> Option<(u64, &'u mut [u8], usize, usize)> {
+    let start = chunk_of(desc.addr, frame_size);
+    let chunk = usize::try_from(start)
+        .ok()
+        .and_then(|s| umem.get_mut(s..s + frame_size as usize))?;
+    Some((
+        start,
+        chunk,
+        (desc.addr - start) as usize,
+        desc.len as usize,
+    ))
+}
+
 /// One worker's pipeline: its counters, its chain hook and per-worker state.
 #[derive(Debug, Default)]
 pub struct Pipeline<H: ChainHook = NoChains> {
@@ -226,13 +247,7 @@ impl<H: ChainHook> Pipeline<H> {
             let desc = &mut descs[i];
             self.counters.rx_packets += 1;
             self.counters.rx_bytes += u64::from(desc.len);
-            let start = chunk_of(desc.addr, frame_size);
-            let offset = (desc.addr - start) as usize;
-            let len = desc.len as usize;
-            let Some(chunk) = usize::try_from(start)
-                .ok()
-                .and_then(|s| umem.get_mut(s..s + frame_size as usize))
-            else {
+            let Some((start, chunk, offset, len)) = frame_chunk(umem, desc, frame_size) else {
                 self.counters.drop(DropReason::Oversized);
                 verdicts[i] = Verdict::Drop(DropReason::Oversized);
                 continue;
@@ -340,13 +355,7 @@ impl<H: ChainHook> Pipeline<H> {
         for (desc, verdict) in descs.iter_mut().zip(verdicts.iter_mut()) {
             self.counters.rx_packets += 1;
             self.counters.rx_bytes += u64::from(desc.len);
-            let start = chunk_of(desc.addr, frame_size);
-            let offset = (desc.addr - start) as usize;
-            let len = desc.len as usize;
-            let Some(chunk) = usize::try_from(start)
-                .ok()
-                .and_then(|s| umem.get_mut(s..s + frame_size as usize))
-            else {
+            let Some((start, chunk, offset, len)) = frame_chunk(umem, desc, frame_size) else {
                 self.counters.drop(DropReason::Oversized);
                 *verdict = Verdict::Drop(DropReason::Oversized);
                 continue;

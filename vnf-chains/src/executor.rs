@@ -111,6 +111,9 @@ pub struct ChainWorker {
     next_owner: u32,
     selected: Vec<u16>,
     active: Vec<u16>,
+    /// Per packet of the batch: its flow key's hash (computed once, for the
+    /// prefetch and the lookup).
+    hashes: Vec<u64>,
 }
 
 /// [`Frames`] over a window of another [`Frames`] (for batches longer than
@@ -141,6 +144,7 @@ impl ChainWorker {
             next_owner: 1,
             selected: Vec::with_capacity(limits.batch_size),
             active: Vec::new(),
+            hashes: Vec::with_capacity(limits.batch_size),
         };
         worker.adopt(set, now);
         worker
@@ -268,9 +272,36 @@ impl ChainWorker {
         frames: &mut F,
     ) {
         self.active.clear();
+        // With thousands of flows a packet's connection entry is a cache
+        // miss; looked up one after another, each miss stalls the core in
+        // turn. So first the hashes and a prefetch of every packet's bucket
+        // tags, then of the matching entries, and only then the lookups:
+        // the misses of the whole batch overlap.
+        self.hashes.clear();
+        let table = &self.conntrack.table;
+        for ctx in batch.iter() {
+            let hash = if ctx.is_ip && set.classifier.has_chains(ctx.tenant) {
+                let hash = ctx.flow.hash();
+                table.prefetch_tags(hash);
+                hash
+            } else {
+                0
+            };
+            self.hashes.push(hash);
+        }
+        for (ctx, &hash) in batch.iter().zip(&self.hashes) {
+            if ctx.is_ip {
+                table.prefetch_slots(hash);
+            }
+        }
         let (mut forward, mut reply) = (false, false);
-        for ctx in batch.iter_mut() {
-            self.enter(set, now, ctx);
+        for (i, ctx) in batch.iter_mut().enumerate() {
+            let hash = self
+                .hashes
+                .get(i)
+                .copied()
+                .unwrap_or_else(|| ctx.flow.hash());
+            self.enter(set, now, ctx, hash);
             if ctx.running {
                 match ctx.direction {
                     Direction::Forward => forward = true,
@@ -304,9 +335,9 @@ impl ChainWorker {
     }
 
     /// Find (or make) a packet's connection entry, or resume it, and count
-    /// its entry into the chain.
+    /// its entry into the chain. `hash` is `ctx.flow`'s.
     #[inline]
-    fn enter(&mut self, set: &ChainSet, now: u64, ctx: &mut PacketContext) {
+    fn enter(&mut self, set: &ChainSet, now: u64, ctx: &mut PacketContext, hash: u64) {
         ctx.running = false;
         ctx.outcome = ChainOutcome::NoChain;
         ctx.nat = None;
@@ -361,7 +392,6 @@ impl ChainWorker {
                 return;
             }
             let table = &mut self.conntrack.table;
-            let hash = ctx.flow.hash();
             let (handle, chain, direction) = match table.get_handle(&ctx.flow, hash, now) {
                 Some(handle) => {
                     let Some(entry) = table.at_mut(handle) else {
@@ -494,6 +524,9 @@ impl ChainWorker {
                 }
             }
         }
+        // What follows this stage, each way (the same for every packet).
+        let next_forward = compiled.next_stage(stage, Direction::Forward);
+        let next_reply = compiled.next_stage(stage, Direction::Reply);
         let mut counted = StageCounters::default();
         for s in 0..self.selected.len() {
             let i = usize::from(self.selected[s]);
@@ -501,17 +534,30 @@ impl ChainWorker {
                 continue;
             };
             let action = ctx.action;
-            counted.count(ctx.len, action);
+            counted.packets += 1;
+            counted.bytes += u64::from(ctx.len);
             match action {
-                StageAction::Pass => match compiled.next_stage(stage, ctx.direction) {
-                    Some(next) => ctx.stage = next,
-                    None => self.finish(chain, ctx, action, now),
-                },
-                StageAction::Drop(_) | StageAction::Redirect(_) => {
+                StageAction::Pass => {
+                    let next = match ctx.direction {
+                        Direction::Forward => next_forward,
+                        Direction::Reply => next_reply,
+                    };
+                    match next {
+                        Some(next) => ctx.stage = next,
+                        None => self.finish(chain, ctx, action, now),
+                    }
+                }
+                StageAction::Drop(_) => {
+                    counted.dropped += 1;
+                    self.finish(chain, ctx, action, now)
+                }
+                StageAction::Redirect(_) => {
+                    counted.redirected += 1;
                     self.finish(chain, ctx, action, now)
                 }
             }
         }
+        counted.passed = counted.packets - counted.dropped - counted.redirected;
         if let Some(runtime) = self
             .chains
             .get_mut(usize::from(chain))
@@ -522,7 +568,7 @@ impl ChainWorker {
     }
 
     /// A packet leaves its chain.
-    #[inline]
+    #[inline(always)]
     fn finish(&mut self, chain: u16, ctx: &mut PacketContext, action: StageAction, now: u64) {
         ctx.running = false;
         let counters = self
@@ -550,6 +596,25 @@ impl ChainWorker {
                 ChainOutcome::Redirect(port)
             }
         };
+        if matches!(action, StageAction::Pass)
+            && ctx.nat.is_none()
+            && self
+                .conntrack
+                .table
+                .at_mut(ctx.handle)
+                .is_some_and(|e| e.confirmed())
+        {
+            // The steady state: an established connection passed, no new
+            // translation to remember.
+            return;
+        }
+        self.remember(chain, ctx, action, now);
+    }
+
+    /// What a packet leaving its chain changes in the connection table
+    /// (all but the steady state of [`ChainWorker::finish`]).
+    #[inline(never)]
+    fn remember(&mut self, chain: u16, ctx: &mut PacketContext, action: StageAction, now: u64) {
         let table = &mut self.conntrack.table;
         let handle = ctx.handle;
         if matches!(action, StageAction::Drop(_)) {

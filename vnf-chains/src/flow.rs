@@ -8,7 +8,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use kxdp_dataplane::hugepage;
 use kxdp_dataplane::packet::{ip_proto, FrameMeta, L3};
+use kxdp_dataplane::prefetch::{prefetch, prefetch_at};
 use kxdp_dataplane::tables::TenantId;
 
 /// IP protocol number of SCTP (its ports are read here: the parser does not).
@@ -269,8 +271,8 @@ impl<V: Copy + Default> FlowTable<V> {
             value: V::default(),
         };
         FlowTable {
-            tags: vec![0; capacity].into_boxed_slice(),
-            slots: vec![empty; capacity].into_boxed_slice(),
+            tags: hugepage::boxed_slice(capacity, 0),
+            slots: hugepage::boxed_slice(capacity, empty),
             bucket_mask: capacity / WAYS - 1,
             idle_timeout_ns,
             evictions: 0,
@@ -322,6 +324,36 @@ impl<V: Copy + Default> FlowTable<V> {
         (0..WAYS)
             .find(|&w| tags[w] == tag && slots[w].key.same(&key))
             .map(|w| base + w)
+    }
+
+    /// First of two prefetch steps for a batch: start loading the tags of
+    /// `hash`'s bucket. A hint only: lookups are correct without it.
+    #[inline(always)]
+    pub fn prefetch_tags(&self, hash: u64) {
+        if let Some(tag) = self.tags.get(self.bucket(hash)) {
+            prefetch(tag);
+        }
+    }
+
+    /// Second prefetch step, once the tags are (likely) cached: start
+    /// loading both cache lines of each slot of `hash`'s bucket whose tag
+    /// matches (usually one; none for a new flow).
+    #[inline(always)]
+    pub fn prefetch_slots(&self, hash: u64) {
+        let base = self.bucket(hash);
+        let tag = Self::tag(hash);
+        let (Some(tags), Some(slots)) = (
+            self.tags.get(base..base + WAYS),
+            self.slots.get(base..base + WAYS),
+        ) else {
+            return;
+        };
+        for w in 0..WAYS {
+            if tags[w] == tag {
+                prefetch(&slots[w]);
+                prefetch_at(&slots[w], 64);
+            }
+        }
     }
 
     /// The entry for `key`, marked as seen at `now`; `None` when absent or

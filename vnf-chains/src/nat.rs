@@ -26,7 +26,94 @@ pub enum Side {
 /// Rewrite one end's address and port of an IP frame parsed into `meta`,
 /// updating checksums and `meta`. `addr` is IPv4 in the low 32 bits for an
 /// IPv4 frame. Ports are rewritten only for TCP, UDP and SCTP.
+#[inline]
 pub fn rewrite(
+    frame: &mut [u8],
+    meta: &mut FrameMeta,
+    side: Side,
+    addr: u128,
+    port: u16,
+) -> Result<(), ChainDropReason> {
+    match (meta.l3, meta.ip_proto) {
+        (L3::Ipv4 { .. }, ip_proto::TCP | ip_proto::UDP) if meta.l4_offset != 0 => {
+            rewrite_ipv4_ports(frame, meta, side, addr as u32, port)
+        }
+        _ => rewrite_any(frame, meta, side, addr, port),
+    }
+}
+
+/// [`rewrite`] of an IPv4 TCP or UDP packet with its L4 header (every
+/// packet of a balanced IPv4 connection but non-first fragments): the same
+/// result as [`rewrite_any`], with the bounds checked once and the fields
+/// at fixed offsets.
+#[inline]
+fn rewrite_ipv4_ports(
+    frame: &mut [u8],
+    meta: &mut FrameMeta,
+    side: Side,
+    addr: u32,
+    port: u16,
+) -> Result<(), ChainDropReason> {
+    let (l3, l4) = (meta.l3_offset, meta.l4_offset);
+    let end = l3 + meta.l3_len;
+    let tcp = meta.ip_proto == ip_proto::TCP;
+    let l4_header = if tcp { 20 } else { 8 };
+    if frame.len() < end || l4 < l3 + 20 || l4 + l4_header > end {
+        return Err(ChainDropReason::ChainMalformedFrame);
+    }
+    let (front, back) = frame.split_at_mut(l4);
+    let (Some(ip), Some(ports)) = (
+        front
+            .get_mut(l3..l3 + 20)
+            .and_then(|h| h.first_chunk_mut::<20>()),
+        back.first_chunk_mut::<8>(),
+    ) else {
+        return Err(ChainDropReason::ChainMalformedFrame);
+    };
+    let (addr_at, port_at) = match side {
+        Side::Source => (12, 0),
+        Side::Destination => (16, 2),
+    };
+    let old = u32::from_be_bytes([
+        ip[addr_at],
+        ip[addr_at + 1],
+        ip[addr_at + 2],
+        ip[addr_at + 3],
+    ]);
+    let mut delta = word_delta(old, addr);
+    ip[addr_at..addr_at + 4].copy_from_slice(&addr.to_be_bytes());
+    let header_sum = u16::from_be_bytes([ip[10], ip[11]]);
+    ip[10..12].copy_from_slice(&checksum::finish(u32::from(!header_sum) + delta).to_be_bytes());
+    let old_port = u16::from_be_bytes([ports[port_at], ports[port_at + 1]]);
+    delta += u32::from(!old_port) + u32::from(port);
+    ports[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+    let sum_at = if tcp { 16 } else { 6 };
+    if let Some(field) = back.get_mut(sum_at..sum_at + 2) {
+        let sum = u16::from_be_bytes([field[0], field[1]]);
+        // A UDP checksum of 0 means none, and stays so; an updated one
+        // that comes out 0 is sent as 0xffff.
+        if tcp || sum != 0 {
+            let mut new_sum = checksum::finish(u32::from(!sum) + delta);
+            if !tcp && new_sum == 0 {
+                new_sum = 0xffff;
+            }
+            field.copy_from_slice(&new_sum.to_be_bytes());
+        }
+    }
+    match (&mut meta.l3, side) {
+        (L3::Ipv4 { src, .. }, Side::Source) => *src = addr.into(),
+        (L3::Ipv4 { dst, .. }, Side::Destination) => *dst = addr.into(),
+        _ => {}
+    }
+    match side {
+        Side::Source => meta.src_port = port,
+        Side::Destination => meta.dst_port = port,
+    }
+    Ok(())
+}
+
+/// [`rewrite`] of any IP packet.
+fn rewrite_any(
     frame: &mut [u8],
     meta: &mut FrameMeta,
     side: Side,
@@ -234,6 +321,74 @@ mod tests {
                 rewrite(&mut frame, &mut meta, Side::Destination, 1, 2),
                 Err(ChainDropReason::ChainMalformedFrame)
             );
+        }
+    }
+
+    /// The IPv4 TCP/UDP fast path writes exactly what the general path
+    /// writes, bytes and metadata, for both sides, random addresses, ports
+    /// and checksums (UDP's 0 included), and refuses what it refuses.
+    #[test]
+    fn the_ipv4_fast_path_agrees_with_the_general_one() {
+        use std::net::Ipv4Addr;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..4000 {
+            let tcp = round % 2 == 0;
+            let l4_len = if tcp { 20 } else { 8 };
+            let payload = (next() % 12) as usize;
+            let mut frame: Vec<u8> = (0..14 + 20 + l4_len + payload)
+                .map(|_| next() as u8)
+                .collect();
+            if !tcp && round % 6 == 1 {
+                frame[14 + 20 + 6] = 0;
+                frame[14 + 20 + 7] = 0;
+            }
+            // Sometimes metadata that does not fit the frame.
+            let l3_len = match round % 50 {
+                0 => 20 + l4_len - 1,
+                1 => frame.len(),
+                _ => 20 + l4_len + payload,
+            };
+            let meta = FrameMeta {
+                dst_mac: [0; 6],
+                src_mac: [0; 6],
+                vlan: None,
+                l3_offset: 14,
+                l3: L3::Ipv4 {
+                    src: Ipv4Addr::from_bits(next() as u32),
+                    dst: Ipv4Addr::from_bits(next() as u32),
+                },
+                l3_len,
+                ip_proto: if tcp { ip_proto::TCP } else { ip_proto::UDP },
+                l4_offset: 34,
+                src_port: next() as u16,
+                dst_port: next() as u16,
+                is_fragment: false,
+            };
+            let side = if next() % 2 == 0 {
+                Side::Source
+            } else {
+                Side::Destination
+            };
+            let (addr, port) = (u128::from(next() as u32), next() as u16);
+            let (mut fast, mut general) = (frame.clone(), frame);
+            let (mut fast_meta, mut general_meta) = (meta, meta);
+            let a = rewrite_ipv4_ports(&mut fast, &mut fast_meta, side, addr as u32, port);
+            let b = rewrite_any(&mut general, &mut general_meta, side, addr, port);
+            assert_eq!(a, b, "round {round}");
+            if a.is_ok() {
+                assert_eq!(fast, general, "round {round}");
+                assert_eq!(
+                    format!("{fast_meta:?}"),
+                    format!("{general_meta:?}"),
+                    "round {round}"
+                );
+            }
         }
     }
 

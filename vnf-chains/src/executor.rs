@@ -2,10 +2,11 @@
 //! [`ChainSet`], and the batch loop that classifies packets (or resumes
 //! those coming back from a VNF) and runs each chain's stages over them.
 //!
-//! Stages run stage by stage over the batch (each function sees all of the
-//! batch's packets at its position at once), forward packets first through
-//! the stages in order, then return packets in reverse. A packet leaves its
-//! chain at the first drop or redirect, or after the last stage.
+//! A batch is run packet by packet (after one pass that prefetches every
+//! packet's connection entry): each packet goes through its chain's stages,
+//! forward packets in order, return packets in reverse, while its context
+//! and entry are in the first-level cache. A packet leaves its chain at the
+//! first drop or redirect, or after the last stage.
 //!
 //! Connections: each packet is looked up once in the worker's connection
 //! table ([`crate::conntrack`]), which gives its chain, its direction and
@@ -109,8 +110,6 @@ pub struct ChainWorker {
     conntrack: Conntrack,
     chains: Vec<ChainRuntime>,
     next_owner: u32,
-    selected: Vec<u16>,
-    active: Vec<u16>,
     /// Per packet of the batch: its flow key's hash (computed once, for the
     /// prefetch and the lookup).
     hashes: Vec<u64>,
@@ -142,8 +141,6 @@ impl ChainWorker {
             conntrack: Conntrack::new(limits.flow_capacity, limits.idle_timeout_ns),
             chains: Vec::new(),
             next_owner: 1,
-            selected: Vec::with_capacity(limits.batch_size),
-            active: Vec::new(),
             hashes: Vec::with_capacity(limits.batch_size),
         };
         worker.adopt(set, now);
@@ -230,7 +227,6 @@ impl ChainWorker {
                 }
                 _ => false,
             });
-        self.active = Vec::with_capacity(set.chains.len());
         self.generation = Some(set.generation);
     }
 
@@ -271,7 +267,6 @@ impl ChainWorker {
         batch: &mut [PacketContext],
         frames: &mut F,
     ) {
-        self.active.clear();
         // With thousands of flows a packet's connection entry is a cache
         // miss; looked up one after another, each miss stalls the core in
         // turn. So first the hashes and a prefetch of every packet's bucket
@@ -294,42 +289,26 @@ impl ChainWorker {
                 table.prefetch_slots(hash);
             }
         }
-        let (mut forward, mut reply) = (false, false);
-        for (i, ctx) in batch.iter_mut().enumerate() {
+        // Then packet by packet: its lookup (now a cache hit), and every
+        // stage of its chain until it leaves it, while its context and
+        // connection entry are in the core's first-level cache.
+        for i in 0..batch.len() {
+            let Some(ctx) = batch.get_mut(i) else {
+                continue;
+            };
             let hash = self
                 .hashes
                 .get(i)
                 .copied()
                 .unwrap_or_else(|| ctx.flow.hash());
             self.enter(set, now, ctx, hash);
-            if ctx.running {
-                match ctx.direction {
-                    Direction::Forward => forward = true,
-                    Direction::Reply => reply = true,
-                }
-                if !self.active.contains(&ctx.chain) {
-                    self.active.push(ctx.chain);
-                }
-            }
-        }
-        for a in 0..self.active.len() {
-            let chain = self.active[a];
-            let Some(compiled) = set.chains.get(usize::from(chain)) else {
-                continue;
-            };
-            let stages = compiled.stages.len() as u16;
-            // Forward packets move up through the stages, return packets
-            // down: a sweep each way runs every packet to its end. (A sweep
-            // also moves packets of the other direction by one stage.)
-            if forward {
-                for stage in 0..stages {
-                    self.run_stage(set, compiled, chain, stage, now, batch, frames);
-                }
-            }
-            if reply {
-                for stage in (0..stages).rev() {
-                    self.run_stage(set, compiled, chain, stage, now, batch, frames);
-                }
+            while ctx.running {
+                let chain = ctx.chain;
+                let Some(compiled) = set.chains.get(usize::from(chain)) else {
+                    ctx.running = false;
+                    break;
+                };
+                self.run_stage(set, compiled, now, ctx, i, frames);
             }
         }
     }
@@ -450,120 +429,97 @@ impl ChainWorker {
         }
     }
 
-    /// Run one stage over the packets of the batch waiting for it.
-    #[allow(clippy::too_many_arguments)]
+    /// Run a packet's next stage (`ctx.stage` of chain `ctx.chain`, which
+    /// is `compiled`): count it, then move the packet on to the stage after,
+    /// or out of the chain. `index` is the packet's frame in `frames`. The
+    /// functions work on batches; a packet is given to them as a batch of
+    /// one (its frame as a window of `frames`), so they run unchanged.
+    #[inline(always)]
     fn run_stage<F: Frames + ?Sized>(
         &mut self,
         set: &ChainSet,
         compiled: &CompiledChain,
-        chain: u16,
-        stage: u16,
         now: u64,
-        batch: &mut [PacketContext],
+        ctx: &mut PacketContext,
+        index: usize,
         frames: &mut F,
     ) {
-        self.selected.clear();
-        for (i, ctx) in batch.iter().enumerate() {
-            if ctx.running && ctx.chain == chain && ctx.stage == stage {
-                self.selected.push(i as u16);
-            }
-        }
-        if self.selected.is_empty() {
-            return;
-        }
-        let Some(kind) = compiled.stages.get(usize::from(stage)).map(|s| &s.kind) else {
-            return;
-        };
-        let Some(runtime) = self
-            .chains
-            .get_mut(usize::from(chain))
-            .and_then(|c| c.stages.get_mut(usize::from(stage)))
-        else {
+        let (chain, stage) = (ctx.chain, ctx.stage);
+        let (Some(kind), Some(runtime)) = (
+            compiled.stages.get(usize::from(stage)).map(|s| &s.kind),
+            self.chains
+                .get_mut(usize::from(chain))
+                .and_then(|c| c.stages.get_mut(usize::from(stage))),
+        ) else {
+            // Only if adopt() went wrong: the packet leaves the chain.
+            self.finish(chain, ctx, StageAction::Pass, now);
             return;
         };
-        let selected = &self.selected[..];
+        const ONE: &[u16] = &[0];
         let conntrack = &mut self.conntrack;
         let owner = runtime.owner;
-        match (kind, &mut runtime.state) {
-            (StageKind::Policy, StageState::Policy(state)) => {
-                state.process(&set.policy_env(), now, batch, selected, conntrack)
+        let one = std::slice::from_mut(ctx);
+        // By the stage's state (each kind has its own, see adopt()); the
+        // kind only for the settings a state does not hold.
+        match &mut runtime.state {
+            StageState::Policy(state) => {
+                state.process(&set.policy_env(), now, one, ONE, conntrack)
             }
-            (StageKind::Policer(_), StageState::Policer(state)) => {
-                state.process(owner, now, batch, selected, conntrack)
-            }
-            (StageKind::LoadBalancer(config), StageState::LoadBalancer(state)) => {
-                let env = LbEnv {
-                    config,
-                    services: &set.services,
-                    owner,
-                };
-                state.process(&env, batch, selected, frames, conntrack)
-            }
-            (StageKind::External(config), StageState::External(state)) => {
-                state.process(config, now, batch, selected)
-            }
-            (StageKind::Mirror(port), StageState::Mirror) => {
-                for &i in selected {
-                    if frames.mirror(usize::from(i), *port) {
-                        runtime.counters.mirrored += 1;
-                    } else {
-                        runtime.counters.mirror_failed += 1;
-                    }
-                    batch[usize::from(i)].action = StageAction::Pass;
-                }
-            }
-            (StageKind::Counter, StageState::Counter) => {
-                for &i in selected {
-                    batch[usize::from(i)].action = StageAction::Pass;
-                }
-            }
-            // State and kind disagree only if adopt() went wrong: pass.
-            _ => {
-                for &i in selected {
-                    batch[usize::from(i)].action = StageAction::Pass;
-                }
-            }
-        }
-        // What follows this stage, each way (the same for every packet).
-        let next_forward = compiled.next_stage(stage, Direction::Forward);
-        let next_reply = compiled.next_stage(stage, Direction::Reply);
-        let mut counted = StageCounters::default();
-        for s in 0..self.selected.len() {
-            let i = usize::from(self.selected[s]);
-            let Some(ctx) = batch.get_mut(i) else {
-                continue;
-            };
-            let action = ctx.action;
-            counted.packets += 1;
-            counted.bytes += u64::from(ctx.len);
-            match action {
-                StageAction::Pass => {
-                    let next = match ctx.direction {
-                        Direction::Forward => next_forward,
-                        Direction::Reply => next_reply,
+            StageState::Policer(state) => state.process(owner, now, one, ONE, conntrack),
+            StageState::LoadBalancer(state) => match kind {
+                StageKind::LoadBalancer(config) => {
+                    let env = LbEnv {
+                        config,
+                        services: &set.services,
+                        owner,
                     };
-                    match next {
-                        Some(next) => ctx.stage = next,
-                        None => self.finish(chain, ctx, action, now),
-                    }
+                    let mut frame = Window {
+                        frames: &mut *frames,
+                        offset: index,
+                    };
+                    state.process(&env, one, ONE, &mut frame, conntrack)
                 }
-                StageAction::Drop(_) => {
-                    counted.dropped += 1;
-                    self.finish(chain, ctx, action, now)
+                // State and kind disagree only if adopt() went wrong: pass.
+                _ => ctx.action = StageAction::Pass,
+            },
+            StageState::External(state) => match kind {
+                StageKind::External(config) => state.process(config, now, one, ONE),
+                _ => ctx.action = StageAction::Pass,
+            },
+            StageState::Mirror => {
+                let mirrored = match kind {
+                    StageKind::Mirror(port) => frames.mirror(index, *port),
+                    _ => false,
+                };
+                if mirrored {
+                    runtime.counters.mirrored += 1;
+                } else {
+                    runtime.counters.mirror_failed += 1;
                 }
-                StageAction::Redirect(_) => {
-                    counted.redirected += 1;
-                    self.finish(chain, ctx, action, now)
+                ctx.action = StageAction::Pass;
+            }
+            StageState::Counter => ctx.action = StageAction::Pass,
+        }
+        let action = ctx.action;
+        let counters = &mut runtime.counters;
+        counters.packets += 1;
+        counters.bytes += u64::from(ctx.len);
+        match action {
+            StageAction::Pass => {
+                counters.passed += 1;
+                match compiled.next_stage(stage, ctx.direction) {
+                    Some(next) => ctx.stage = next,
+                    None => self.finish(chain, ctx, action, now),
                 }
             }
-        }
-        counted.passed = counted.packets - counted.dropped - counted.redirected;
-        if let Some(runtime) = self
-            .chains
-            .get_mut(usize::from(chain))
-            .and_then(|c| c.stages.get_mut(usize::from(stage)))
-        {
-            runtime.counters.add(&counted);
+            StageAction::Drop(_) => {
+                counters.dropped += 1;
+                self.finish(chain, ctx, action, now)
+            }
+            StageAction::Redirect(_) => {
+                counters.redirected += 1;
+                self.finish(chain, ctx, action, now)
+            }
         }
     }
 

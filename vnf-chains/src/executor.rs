@@ -462,9 +462,7 @@ impl ChainWorker {
         // By the stage's state (each kind has its own, see adopt()); the
         // kind only for the settings a state does not hold.
         match &mut runtime.state {
-            StageState::Policy(state) => {
-                state.process(&set.policy_env(), now, one, ONE, conntrack)
-            }
+            StageState::Policy(state) => state.process(&set.policy_env(), now, one, ONE, conntrack),
             StageState::Policer(state) => state.process(owner, now, one, ONE, conntrack),
             StageState::LoadBalancer(state) => match kind {
                 StageKind::LoadBalancer(config) => {

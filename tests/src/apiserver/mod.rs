@@ -147,6 +147,11 @@ impl TestApiServer {
                 tokio::select! {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
+                        // As kube-apiserver (Go sets TCP_NODELAY on every
+                        // TCP connection): without it a watch event written
+                        // in two segments waits for the client's delayed
+                        // ACK, ~40 ms, whenever the connection was idle.
+                        let _ = stream.set_nodelay(true);
                         let service = TowerToHyperService::new(router.clone());
                         connections.spawn(async move {
                             let _ = hyper::server::conn::http1::Builder::new()

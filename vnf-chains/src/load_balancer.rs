@@ -220,21 +220,20 @@ impl LbState {
         if let Err(reason) = nat::rewrite(frame, &mut ctx.meta, side, ip, port) {
             return StageAction::Drop(reason);
         }
-        // The flow key follows the rewrite, in place (the identities were
-        // looked up for the old addresses).
+        let mut flow = ctx.flow;
         match side {
             Side::Source => {
-                ctx.flow.src = ip;
-                ctx.flow.src_port = port;
+                flow.src = ip;
+                flow.src_port = port;
                 self.reverse_translated += 1;
             }
             Side::Destination => {
-                ctx.flow.dst = ip;
-                ctx.flow.dst_port = port;
+                flow.dst = ip;
+                flow.dst_port = port;
                 self.translated += 1;
             }
         }
-        ctx.identities_known = false;
+        ctx.set_flow(flow);
         StageAction::Pass
     }
 }

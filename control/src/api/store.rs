@@ -676,15 +676,9 @@ fn config_error(error: ConfigError, merged: &NodeConfig, origins: &Origins) -> F
 }
 
 /// Whether the parts of the model a chain set is compiled from
-/// ([`ChainInput::from_config`]) differ.
+/// ([`ChainInput::from_config`], the one place that says which) differ.
 fn chain_inputs_differ(a: &NodeConfig, b: &NodeConfig) -> bool {
-    a.tenants != b.tenants
-        || a.interfaces != b.interfaces
-        || a.pods != b.pods
-        || a.namespaces != b.namespaces
-        || a.services != b.services
-        || a.policies != b.policies
-        || a.chains != b.chains
+    ChainInput::from_config(a) != ChainInput::from_config(b)
 }
 
 /// A chain set that does not compile, with the field at fault named like a

@@ -3,7 +3,6 @@
 //! endpoint, and the testbed that builds nodes and pods out of network
 //! namespaces.
 
-pub mod affinity;
 pub mod api;
 pub mod cli;
 pub mod demo;

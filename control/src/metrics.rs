@@ -514,7 +514,7 @@ impl MetricsServer {
         let thread = std::thread::Builder::new()
             .name("kxdp-metrics".to_string())
             .spawn(move || {
-                crate::affinity::avoid_cores(&avoid, "metrics");
+                crate::api::server::avoid_cores(&avoid, "metrics");
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

@@ -676,9 +676,15 @@ fn config_error(error: ConfigError, merged: &NodeConfig, origins: &Origins) -> F
 }
 
 /// Whether the parts of the model a chain set is compiled from
-/// ([`ChainInput::from_config`], the one place that says which) differ.
+/// ([`ChainInput::from_config`]) differ.
 fn chain_inputs_differ(a: &NodeConfig, b: &NodeConfig) -> bool {
-    ChainInput::from_config(a) != ChainInput::from_config(b)
+    a.tenants != b.tenants
+        || a.interfaces != b.interfaces
+        || a.pods != b.pods
+        || a.namespaces != b.namespaces
+        || a.services != b.services
+        || a.policies != b.policies
+        || a.chains != b.chains
 }
 
 /// A chain set that does not compile, with the field at fault named like a

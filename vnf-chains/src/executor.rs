@@ -110,9 +110,9 @@ pub struct ChainWorker {
     conntrack: Conntrack,
     chains: Vec<ChainRuntime>,
     next_owner: u32,
-    /// Per packet of the batch: its flow key's hash when the packet is
-    /// looked up (computed once, for the prefetch and the lookup).
-    hashes: Vec<Option<u64>>,
+    /// Per packet of the batch: its flow key's hash (computed once, for the
+    /// prefetch and the lookup).
+    hashes: Vec<u64>,
 }
 
 /// [`Frames`] over a window of another [`Frames`] (for batches longer than
@@ -275,15 +275,19 @@ impl ChainWorker {
         self.hashes.clear();
         let table = &self.conntrack.table;
         for ctx in batch.iter() {
-            let hash =
-                (ctx.is_ip && set.classifier.has_chains(ctx.tenant)).then(|| ctx.flow.hash());
-            if let Some(hash) = hash {
+            let hash = if ctx.is_ip && set.classifier.has_chains(ctx.tenant) {
+                let hash = ctx.flow.hash();
                 table.prefetch_tags(hash);
-            }
+                hash
+            } else {
+                0
+            };
             self.hashes.push(hash);
         }
-        for &hash in self.hashes.iter().flatten() {
-            table.prefetch_slots(hash);
+        for (ctx, &hash) in batch.iter().zip(&self.hashes) {
+            if ctx.is_ip {
+                table.prefetch_slots(hash);
+            }
         }
         // Then packet by packet: its lookup (now a cache hit), and every
         // stage of its chain until it leaves it, while its context and
@@ -296,7 +300,6 @@ impl ChainWorker {
                 .hashes
                 .get(i)
                 .copied()
-                .flatten()
                 .unwrap_or_else(|| ctx.flow.hash());
             self.enter(set, now, ctx, hash);
             while ctx.running {
@@ -496,14 +499,25 @@ impl ChainWorker {
             StageState::Counter => ctx.action = StageAction::Pass,
         }
         let action = ctx.action;
-        runtime.counters.count(ctx.len, action);
-        let next = match action {
-            StageAction::Pass => compiled.next_stage(stage, ctx.direction),
-            StageAction::Drop(_) | StageAction::Redirect(_) => None,
-        };
-        match next {
-            Some(next) => ctx.stage = next,
-            None => self.finish(chain, ctx, action, now),
+        let counters = &mut runtime.counters;
+        counters.packets += 1;
+        counters.bytes += u64::from(ctx.len);
+        match action {
+            StageAction::Pass => {
+                counters.passed += 1;
+                match compiled.next_stage(stage, ctx.direction) {
+                    Some(next) => ctx.stage = next,
+                    None => self.finish(chain, ctx, action, now),
+                }
+            }
+            StageAction::Drop(_) => {
+                counters.dropped += 1;
+                self.finish(chain, ctx, action, now)
+            }
+            StageAction::Redirect(_) => {
+                counters.redirected += 1;
+                self.finish(chain, ctx, action, now)
+            }
         }
     }
 

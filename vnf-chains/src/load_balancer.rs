@@ -220,20 +220,21 @@ impl LbState {
         if let Err(reason) = nat::rewrite(frame, &mut ctx.meta, side, ip, port) {
             return StageAction::Drop(reason);
         }
-        let mut flow = ctx.flow;
+        // The flow key follows the rewrite, in place (the identities were
+        // looked up for the old addresses).
         match side {
             Side::Source => {
-                flow.src = ip;
-                flow.src_port = port;
+                ctx.flow.src = ip;
+                ctx.flow.src_port = port;
                 self.reverse_translated += 1;
             }
             Side::Destination => {
-                flow.dst = ip;
-                flow.dst_port = port;
+                ctx.flow.dst = ip;
+                ctx.flow.dst_port = port;
                 self.translated += 1;
             }
         }
-        ctx.set_flow(flow);
+        ctx.identities_known = false;
         StageAction::Pass
     }
 }

@@ -62,56 +62,54 @@ fn rewrite_ipv4_ports(
         return Err(ChainDropReason::ChainMalformedFrame);
     }
     let (front, back) = frame.split_at_mut(l4);
-    let Some(ip) = front.get_mut(l3..l3 + 20) else {
+    let (Some(ip), Some(ports)) = (
+        front
+            .get_mut(l3..l3 + 20)
+            .and_then(|h| h.first_chunk_mut::<20>()),
+        back.first_chunk_mut::<8>(),
+    ) else {
         return Err(ChainDropReason::ChainMalformedFrame);
     };
-    // In bounds from here on: `ip` is 20 bytes, `back` at least the L4
-    // header.
     let (addr_at, port_at) = match side {
         Side::Source => (12, 0),
         Side::Destination => (16, 2),
     };
-    let mut delta = word_delta(read32(ip, addr_at), addr);
-    write32(ip, addr_at, addr);
-    write16(ip, 10, checksum::finish(u32::from(!read16(ip, 10)) + delta));
-    delta += u32::from(!read16(back, port_at)) + u32::from(port);
-    write16(back, port_at, port);
+    let old = u32::from_be_bytes([
+        ip[addr_at],
+        ip[addr_at + 1],
+        ip[addr_at + 2],
+        ip[addr_at + 3],
+    ]);
+    let mut delta = word_delta(old, addr);
+    ip[addr_at..addr_at + 4].copy_from_slice(&addr.to_be_bytes());
+    let header_sum = u16::from_be_bytes([ip[10], ip[11]]);
+    ip[10..12].copy_from_slice(&checksum::finish(u32::from(!header_sum) + delta).to_be_bytes());
+    let old_port = u16::from_be_bytes([ports[port_at], ports[port_at + 1]]);
+    delta += u32::from(!old_port) + u32::from(port);
+    ports[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
     let sum_at = if tcp { 16 } else { 6 };
-    if let Some(sum) = l4_checksum_after(read16(back, sum_at), delta, !tcp) {
-        write16(back, sum_at, sum);
+    if let Some(field) = back.get_mut(sum_at..sum_at + 2) {
+        let sum = u16::from_be_bytes([field[0], field[1]]);
+        // A UDP checksum of 0 means none, and stays so; an updated one
+        // that comes out 0 is sent as 0xffff.
+        if tcp || sum != 0 {
+            let mut new_sum = checksum::finish(u32::from(!sum) + delta);
+            if !tcp && new_sum == 0 {
+                new_sum = 0xffff;
+            }
+            field.copy_from_slice(&new_sum.to_be_bytes());
+        }
     }
-    note_rewrite(meta, side, u128::from(addr), Some(port));
-    Ok(())
-}
-
-/// A TCP, UDP or ICMPv6 checksum `sum` after the covered data changed by
-/// `delta` (RFC 1624). `None` for a UDP checksum of 0 (none), which stays
-/// 0; an updated UDP checksum that comes out 0 is sent as 0xffff.
-#[inline(always)]
-fn l4_checksum_after(sum: u16, delta: u32, udp: bool) -> Option<u16> {
-    if udp && sum == 0 {
-        return None;
-    }
-    let new = checksum::finish(u32::from(!sum) + delta);
-    Some(if udp && new == 0 { 0xffff } else { new })
-}
-
-/// Keep `meta` in step with a rewrite of `side`'s address to `addr` (IPv4
-/// in the low 32 bits) and, when the port was rewritten, its port.
-#[inline(always)]
-fn note_rewrite(meta: &mut FrameMeta, side: Side, addr: u128, port: Option<u16>) {
     match (&mut meta.l3, side) {
-        (L3::Ipv4 { src, .. }, Side::Source) => *src = (addr as u32).into(),
-        (L3::Ipv4 { dst, .. }, Side::Destination) => *dst = (addr as u32).into(),
-        (L3::Ipv6 { src, .. }, Side::Source) => *src = addr.into(),
-        (L3::Ipv6 { dst, .. }, Side::Destination) => *dst = addr.into(),
-        (L3::Arp, _) => {}
+        (L3::Ipv4 { src, .. }, Side::Source) => *src = addr.into(),
+        (L3::Ipv4 { dst, .. }, Side::Destination) => *dst = addr.into(),
+        _ => {}
     }
-    match (port, side) {
-        (Some(port), Side::Source) => meta.src_port = port,
-        (Some(port), Side::Destination) => meta.dst_port = port,
-        (None, _) => {}
+    match side {
+        Side::Source => meta.src_port = port,
+        Side::Destination => meta.dst_port = port,
     }
+    Ok(())
 }
 
 /// [`rewrite`] of any IP packet.
@@ -187,8 +185,14 @@ fn rewrite_any(
         delta += u32::from(!old) + u32::from(port);
     }
     if let Some(at) = l4_checksum_at {
-        if let Some(sum) = l4_checksum_after(read16(frame, at), delta, proto == ip_proto::UDP) {
-            write16(frame, at, sum);
+        let sum = read16(frame, at);
+        let udp_without_checksum = proto == ip_proto::UDP && sum == 0;
+        if !udp_without_checksum {
+            let mut new_sum = checksum::finish(u32::from(!sum) + delta);
+            if proto == ip_proto::UDP && new_sum == 0 {
+                new_sum = 0xffff;
+            }
+            write16(frame, at, new_sum);
         }
     }
     if let Some(at) = port_at {
@@ -202,9 +206,20 @@ fn rewrite_any(
         }
     }
 
-    // Keep the metadata in step (the parser reads no SCTP ports).
-    let port = port_at.filter(|_| proto != IPPROTO_SCTP).map(|_| port);
-    note_rewrite(meta, side, addr, port);
+    // Keep the metadata in step.
+    match (&mut meta.l3, side) {
+        (L3::Ipv4 { src, .. }, Side::Source) => *src = (addr as u32).into(),
+        (L3::Ipv4 { dst, .. }, Side::Destination) => *dst = (addr as u32).into(),
+        (L3::Ipv6 { src, .. }, Side::Source) => *src = addr.into(),
+        (L3::Ipv6 { dst, .. }, Side::Destination) => *dst = addr.into(),
+        (L3::Arp, _) => {}
+    }
+    if port_at.is_some() && proto != IPPROTO_SCTP {
+        match side {
+            Side::Source => meta.src_port = port,
+            Side::Destination => meta.dst_port = port,
+        }
+    }
     Ok(())
 }
 

@@ -50,6 +50,14 @@ pub struct NodeConfig {
     /// Service chains.
     #[serde(default)]
     pub chains: Vec<crate::ChainSpec>,
+    /// The host port: kxdp's interface pair into the node's own network
+    /// stack (node ↔ pod traffic, egress, NodePorts). Off unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostSpec>,
+    /// The cluster's address plan: its pod and Service CIDRs and the
+    /// NodePort range (what kube-proxy's and the CNI's flags say).
+    #[serde(default)]
+    pub cluster: ClusterSpec,
 }
 
 /// This node: its name, VTEP and pod CIDRs.
@@ -106,6 +114,9 @@ pub enum InterfaceRole {
     Pod,
     /// The node's underlay: only VXLAN to the local VTEP goes to the dataplane.
     Underlay,
+    /// kxdp's side of the host port (see [`HostSpec`]): every frame goes to
+    /// the dataplane. kxdp creates the pair at start and removes it at stop.
+    Host,
 }
 
 /// One interface that kxdp binds AF_XDP sockets to.
@@ -239,6 +250,166 @@ pub struct RemoteNodeSpec {
     pub underlay_mac: Option<MacAddr>,
     /// Its pod CIDRs, per tenant.
     pub pod_cidrs: Vec<PodCidrSpec>,
+    /// Its own addresses (its InternalIPs: kubelet, hostNetwork pods, the
+    /// API server), reached over VXLAN from the tenants that may reach
+    /// nodes ([`HostSpec::tenants`]); its VTEP address unless set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_ips: Vec<IpAddr>,
+}
+
+impl RemoteNodeSpec {
+    /// Its addresses: `node_ips`, or its VTEP address when none is set.
+    pub fn node_addresses(&self) -> Vec<IpAddr> {
+        if self.node_ips.is_empty() {
+            vec![IpAddr::V4(self.vtep_ip)]
+        } else {
+            self.node_ips.clone()
+        }
+    }
+}
+
+/// The host port: a veth pair between kxdp and the node's own network
+/// stack, the way VPP's tap serves Calico-VPP. kxdp delivers into it what
+/// is for the node (its addresses, the pods' gateway addresses) and what
+/// leaves the cluster; the node routes the cluster's pod CIDRs and Service
+/// CIDRs into it. kxdp sets the node side up at start (addresses, routes,
+/// a static neighbour, MTU, offloads, forwarding, the egress and NodePort
+/// rules) and removes all of it at stop, or at the next start after a
+/// crash.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// kxdp's side: one of `interfaces`, with role `host`.
+    pub interface: String,
+    /// The node's side of the pair; `kxdp-host` unless set.
+    #[serde(default = "default_host_peer")]
+    pub peer: String,
+    /// The node side's MAC; the kxdp side's with its last byte + 1 unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_mac: Option<MacAddr>,
+    /// The node's own addresses (its InternalIPs); the VTEP address unless set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_ips: Vec<IpAddr>,
+    /// The tenants whose pods may reach the node (and egress, and be reached
+    /// from it); the first tenant unless set. Their pod CIDRs must not
+    /// overlap: the node's own routing table has no tenants.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<String>,
+    /// MTU of the pair; the underlay MTU minus VXLAN's 50 bytes unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+    /// Traffic leaving the cluster.
+    #[serde(default)]
+    pub egress: EgressSpec,
+}
+
+fn default_host_peer() -> String {
+    "kxdp-host".to_string()
+}
+
+impl HostSpec {
+    /// The node's addresses: `node_ips`, or the VTEP address.
+    pub fn node_addresses(&self, node: &NodeSpec) -> Vec<IpAddr> {
+        if self.node_ips.is_empty() {
+            vec![IpAddr::V4(node.vtep.ip)]
+        } else {
+            self.node_ips.clone()
+        }
+    }
+
+    /// The tenants that may reach the node: `tenants`, or the first tenant.
+    pub fn host_tenants<'a>(&'a self, tenants: &'a [TenantSpec]) -> Vec<&'a str> {
+        if self.tenants.is_empty() {
+            tenants.iter().take(1).map(|t| t.name.as_str()).collect()
+        } else {
+            self.tenants.iter().map(String::as_str).collect()
+        }
+    }
+
+    /// The tenants whose egress leaves through the node, masqueraded.
+    pub fn egress_tenants<'a>(&'a self, tenants: &'a [TenantSpec]) -> Vec<&'a str> {
+        match &self.egress.tenants {
+            Some(list) => list.iter().map(String::as_str).collect(),
+            None => self.host_tenants(tenants),
+        }
+    }
+
+    /// The node side's MAC.
+    pub fn peer_mac_or(&self, kxdp_side: MacAddr) -> MacAddr {
+        self.peer_mac.unwrap_or_else(|| {
+            let mut mac = kxdp_side.0;
+            mac[5] = mac[5].wrapping_add(1);
+            MacAddr(mac)
+        })
+    }
+
+    /// The pair's MTU.
+    pub fn mtu_or(&self, node: &NodeSpec) -> u16 {
+        self.mtu
+            .unwrap_or_else(|| node.vtep.underlay_mtu.saturating_sub(50))
+    }
+}
+
+/// Traffic from pods to destinations outside every pod and Service CIDR.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressSpec {
+    /// Tenants whose pods reach outside the cluster, through the node with
+    /// the node's address as their source (Flannel's `ipMasq`); the host
+    /// tenants unless set (`[]`: no egress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenants: Option<Vec<String>>,
+    /// Destinations that leave through the node but keep the pod's address
+    /// as their source (no masquerade).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub except: Vec<IpNetwork>,
+}
+
+/// The cluster's address plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Every pod CIDR of the cluster (`--cluster-cidr`); the union of the
+    /// nodes' pod CIDRs unless set. Never masqueraded; an address in them
+    /// that no node owns is unreachable, not egress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pod_cidrs: Vec<IpNetwork>,
+    /// The Service CIDRs (`--service-cluster-ip-range`): routed by the node
+    /// into the host port; never egress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_cidrs: Vec<IpNetwork>,
+    /// The NodePort range (`--service-node-port-range`).
+    #[serde(default = "default_node_port_range")]
+    pub node_port_range: crate::PortRange,
+    /// Balance every Service for every pod of its tenant without a chain
+    /// (kxdp replaces kube-proxy); on unless set to false.
+    #[serde(default = "default_true")]
+    pub service_load_balancing: bool,
+}
+
+fn default_node_port_range() -> crate::PortRange {
+    crate::PortRange {
+        first: 30000,
+        last: 32767,
+    }
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            pod_cidrs: Vec::new(),
+            service_cidrs: Vec::new(),
+            node_port_range: default_node_port_range(),
+            service_load_balancing: true,
+        }
+    }
+}
+
+impl ClusterSpec {
+    /// Whether this is the default (nothing set).
+    pub fn is_default(&self) -> bool {
+        *self == ClusterSpec::default()
+    }
 }
 
 /// What an extra route points at.

@@ -73,6 +73,14 @@ pub struct ServiceSpec {
     /// Its endpoints (from EndpointSlices).
     #[serde(default)]
     pub endpoints: Vec<EndpointSpec>,
+    /// `sessionAffinity: ClientIP`: a client address keeps its endpoint
+    /// (while the endpoint is ready) across connections.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client_ip_affinity: bool,
+    /// `internalTrafficPolicy: Local`: pods reach only endpoints on their
+    /// own node.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal_traffic_local: bool,
 }
 
 /// One port of a Service.
@@ -90,6 +98,10 @@ pub struct ServicePortSpec {
     /// The port on the endpoints; the same as `port` unless set.
     #[serde(default)]
     pub target_port: Option<u16>,
+    /// The NodePort (type NodePort or LoadBalancer): every node's addresses
+    /// on this port reach the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_port: Option<u16>,
 }
 
 fn default_protocol() -> Protocol {

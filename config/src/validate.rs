@@ -134,6 +134,8 @@ pub fn validate_with(config: &NodeConfig, machine: &Machine) -> Result<(), Confi
     check_remote_nodes(config)?;
     check_routes(config, &tenants)?;
     check_services_and_chains(config, &tenants)?;
+    check_cluster(config)?;
+    check_host(config, &tenants)?;
     Ok(())
 }
 
@@ -303,12 +305,17 @@ fn check_interfaces(config: &NodeConfig) -> Checked {
             )
         }
         Some(itf) if itf.role != InterfaceRole::Underlay => {
+            let role = if itf.role == InterfaceRole::Host {
+                "host"
+            } else {
+                "pod"
+            };
             return refuse(
                 "node.vtep.interface",
                 format!(
-                    "{vtep_interface} has role pod; the VTEP's interface must have role underlay"
+                    "{vtep_interface} has role {role}; the VTEP's interface must have role underlay"
                 ),
-            )
+            );
         }
         Some(_) => {}
     }
@@ -744,6 +751,15 @@ fn check_pods(config: &NodeConfig, tenants: &Tenants<'_>) -> Checked {
                     ),
                 )
             }
+            Some(&(index, InterfaceRole::Host)) => {
+                return refuse(
+                    itf_field,
+                    format!(
+                        "{} is the host port (interfaces[{index}].role); a pod's interface must have role pod",
+                        pod.interface
+                    ),
+                )
+            }
             Some(&(_, InterfaceRole::Pod)) => {}
         }
         if let Some(first) = attached.insert(pod.interface.as_str(), i) {
@@ -883,6 +899,199 @@ fn check_routes(config: &NodeConfig, tenants: &Tenants<'_>) -> Checked {
                     }
                     Some(_) => {}
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_cluster(config: &NodeConfig) -> Checked {
+    let cluster = &config.cluster;
+    for (i, cidr) in cluster.pod_cidrs.iter().enumerate() {
+        check_canonical(&format!("cluster.pod_cidrs[{i}]"), *cidr)?;
+    }
+    for (i, cidr) in cluster.service_cidrs.iter().enumerate() {
+        let field = format!("cluster.service_cidrs[{i}]");
+        check_canonical(&field, *cidr)?;
+        if let Some(pods) = cluster.pod_cidrs.iter().find(|p| overlaps(**p, *cidr)) {
+            return refuse(field, format!("{cidr} overlaps the cluster pod CIDR {pods}"));
+        }
+    }
+    let range = cluster.node_port_range;
+    if range.first == 0 || range.first > range.last {
+        return refuse(
+            "cluster.node_port_range",
+            format!(
+                "{}-{} is not a range of ports (first must be at least 1 and at most last)",
+                range.first, range.last
+            ),
+        );
+    }
+    for (s, service) in config.services.iter().enumerate() {
+        for (p, port) in service.ports.iter().enumerate() {
+            if let Some(node_port) = port.node_port {
+                if node_port < range.first || node_port > range.last {
+                    return refuse(
+                        format!("services[{s}].ports[{p}].node_port"),
+                        format!(
+                            "{node_port} is outside the NodePort range {}-{} (cluster.node_port_range)",
+                            range.first, range.last
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn overlaps(a: IpNetwork, b: IpNetwork) -> bool {
+    if a.is_ipv4() != b.is_ipv4() {
+        return false;
+    }
+    let (a0, a1) = address_range(a);
+    let (b0, b1) = address_range(b);
+    a0 <= b1 && b0 <= a1
+}
+
+fn check_host(config: &NodeConfig, tenants: &Tenants<'_>) -> Checked {
+    let Some(host) = &config.host else {
+        if let Some(i) = config
+            .interfaces
+            .iter()
+            .position(|itf| itf.role == InterfaceRole::Host)
+        {
+            return refuse(
+                format!("interfaces[{i}].role"),
+                "an interface with role host needs the host section (host.interface)",
+            );
+        }
+        return Ok(());
+    };
+    match config
+        .interfaces
+        .iter()
+        .position(|itf| itf.name == host.interface)
+    {
+        None => {
+            return refuse(
+                "host.interface",
+                format!("{:?} is not one of interfaces", host.interface),
+            )
+        }
+        Some(i) if config.interfaces[i].role != InterfaceRole::Host => {
+            return refuse(
+                "host.interface",
+                format!(
+                    "{} (interfaces[{i}]) must have role host",
+                    host.interface
+                ),
+            )
+        }
+        Some(_) => {}
+    }
+    if let Some(i) = config
+        .interfaces
+        .iter()
+        .position(|itf| itf.role == InterfaceRole::Host && itf.name != host.interface)
+    {
+        return refuse(
+            format!("interfaces[{i}].role"),
+            format!(
+                "{} is a second host port; the only one is host.interface ({})",
+                config.interfaces[i].name, host.interface
+            ),
+        );
+    }
+    if let Some(problem) = interface_name_problem(&host.peer) {
+        return refuse("host.peer", format!("{:?} {problem}", host.peer));
+    }
+    if host.peer == host.interface || config.interfaces.iter().any(|i| i.name == host.peer) {
+        return refuse(
+            "host.peer",
+            format!(
+                "{} is one of interfaces; the node's side of the host port is its own interface",
+                host.peer
+            ),
+        );
+    }
+    if let Some(mac) = host.peer_mac {
+        check_mac("host.peer_mac", mac)?;
+    }
+    for (i, ip) in host.node_ips.iter().enumerate() {
+        let unusable = match ip {
+            IpAddr::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback(),
+            IpAddr::V6(a) => a.is_unspecified() || a.is_multicast() || a.is_loopback(),
+        };
+        if unusable {
+            return refuse(
+                format!("host.node_ips[{i}]"),
+                format!("{ip} is not a unicast address a node can have"),
+            );
+        }
+        if config.node.pod_cidrs.iter().any(|c| c.cidr.contains(*ip)) {
+            return refuse(
+                format!("host.node_ips[{i}]"),
+                format!("{ip} is inside one of this node's pod CIDRs (node.pod_cidrs)"),
+            );
+        }
+    }
+    if let Some(mtu) = host.mtu {
+        if !(576..=9000).contains(&mtu) {
+            return refuse("host.mtu", format!("{mtu} is outside 576-9000"));
+        }
+    }
+    for (i, tenant) in host.tenants.iter().enumerate() {
+        tenants.check(format!("host.tenants[{i}]"), tenant)?;
+        if host.tenants[..i].contains(tenant) {
+            return refuse(
+                format!("host.tenants[{i}]"),
+                format!("{tenant} is listed twice"),
+            );
+        }
+    }
+    let host_tenants = host.host_tenants(&config.tenants);
+    if let Some(list) = &host.egress.tenants {
+        for (i, tenant) in list.iter().enumerate() {
+            tenants.check(format!("host.egress.tenants[{i}]"), tenant)?;
+            if !host_tenants.contains(&tenant.as_str()) {
+                return refuse(
+                    format!("host.egress.tenants[{i}]"),
+                    format!(
+                        "tenant {tenant} may not reach the node (host.tenants), and egress leaves through the node"
+                    ),
+                );
+            }
+        }
+    }
+    for (i, cidr) in host.egress.except.iter().enumerate() {
+        check_canonical(&format!("host.egress.except[{i}]"), *cidr)?;
+    }
+    // The node's routing table has no tenants: the host tenants' pod CIDRs
+    // (here and on every remote node) must not overlap across tenants.
+    let mut cidrs: Vec<(&str, IpNetwork, String)> = Vec::new();
+    for (i, c) in config.node.pod_cidrs.iter().enumerate() {
+        cidrs.push((c.tenant.as_str(), c.cidr, format!("node.pod_cidrs[{i}]")));
+    }
+    for (r, node) in config.remote_nodes.iter().enumerate() {
+        for (i, c) in node.pod_cidrs.iter().enumerate() {
+            cidrs.push((
+                c.tenant.as_str(),
+                c.cidr,
+                format!("remote_nodes[{r}].pod_cidrs[{i}]"),
+            ));
+        }
+    }
+    cidrs.retain(|(t, _, _)| host_tenants.contains(t));
+    for (a, (ta, ca, _)) in cidrs.iter().enumerate() {
+        for (tb, cb, field) in &cidrs[a + 1..] {
+            if ta != tb && overlaps(*ca, *cb) {
+                return refuse(
+                    "host.tenants",
+                    format!(
+                        "tenants {ta} and {tb} both reach the node but their pod CIDRs overlap ({ca} and {cb} at {field}); the node cannot tell them apart"
+                    ),
+                );
             }
         }
     }

@@ -343,7 +343,7 @@ impl Drop for NodeRuntime {
 /// interface, only VXLAN for the local VTEP on the underlay.
 fn attach_xdp(config: &NodeConfig, itf: &InterfaceSpec) -> anyhow::Result<XdpAttachment> {
     let filter = match itf.role {
-        InterfaceRole::Pod => XdpFilter::All,
+        InterfaceRole::Pod | InterfaceRole::Host => XdpFilter::All,
         InterfaceRole::Underlay => XdpFilter::Vxlan {
             vtep: config.node.vtep.ip,
             udp_port: config.node.vtep.udp_port,

@@ -1167,6 +1167,7 @@ async fn apply_latency_to_a_worker_and_a_100k_endpoint_resync() {
                 ..Default::default()
             }],
             endpoints,
+            ..Default::default()
         });
     }
     let request = proto::ApplyRequest {

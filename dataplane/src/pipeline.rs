@@ -24,7 +24,7 @@ use crate::chain_hook::{
 use crate::counters::Counters;
 use crate::io::{chunk_of, Desc};
 use crate::packet::{self, arp, forward, nd, FrameMeta, L3};
-use crate::tables::{NextHop, PodPort, PortKind, Tables, TenantId};
+use crate::tables::{HostPort, NextHop, PodPort, PortKind, Tables, TenantId};
 use crate::verdict::{DropReason, PortId, Verdict};
 use crate::vxlan;
 
@@ -409,6 +409,7 @@ impl<H: ChainHook> Pipeline<H> {
         match kind {
             Some(PortKind::Pod(pod)) => self.pod_frame(tables, in_port, pod, chunk, offset, len),
             Some(PortKind::Underlay) => self.underlay_frame(tables, chunk, offset, len),
+            Some(PortKind::Host(host)) => host_frame(tables, in_port, host, chunk, offset, len),
             Some(PortKind::Idle) | None => {
                 Step::Done(Outcome::drop(DropReason::UnknownPort, offset, len))
             }
@@ -436,7 +437,9 @@ impl<H: ChainHook> Pipeline<H> {
             Some(NextHop::Blackhole) => {
                 Outcome::drop(DropReason::Blackhole, outer_offset, outer_len)
             }
-            None => Outcome::drop(DropReason::VxlanNoLocalPod, outer_offset, outer_len),
+            Some(NextHop::Unreachable) | None => {
+                Outcome::drop(DropReason::VxlanNoLocalPod, outer_offset, outer_len)
+            }
         }
     }
 
@@ -591,6 +594,7 @@ impl<H: ChainHook> Pipeline<H> {
                 }
             }
             NextHop::Blackhole => Outcome::drop(DropReason::Blackhole, offset, len),
+            NextHop::Unreachable => Outcome::drop(DropReason::NoRoute, offset, len),
         }
     }
 
@@ -639,6 +643,80 @@ impl<H: ChainHook> Pipeline<H> {
             underlay: Some((offset, len)),
         })
     }
+}
+
+/// A frame from the node's own stack, on the host port. It is routed in
+/// the first host tenant whose table has a route for its destination (the
+/// first host tenant otherwise: Service addresses and the node's own
+/// routes). Its source may be the node (its addresses, a pods' gateway) or
+/// anything outside the cluster (egress replies the node translated back),
+/// never an address of the cluster's pods: the node does not stand in for
+/// pods, and a tenant's pod cannot reach another tenant through the node.
+fn host_frame(
+    tables: &Tables,
+    in_port: PortId,
+    host: &HostPort,
+    chunk: &mut [u8],
+    offset: usize,
+    len: usize,
+) -> Step {
+    let done = |reason| Step::Done(Outcome::drop(reason, offset, len));
+    let meta = match packet::parse(&chunk[offset..offset + len]) {
+        Ok(meta) => meta,
+        Err(reason) => return done(reason),
+    };
+    if meta.src_mac != host.peer_mac {
+        return done(DropReason::SourceSpoofed);
+    }
+    if meta.vlan.is_some() {
+        return done(DropReason::VlanNotAllowed);
+    }
+    let port_mac = tables.port(in_port).map(|p| p.mac).unwrap_or([0; 6]);
+    let lookup = |tenant: TenantId, ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V4(a) => tables.lookup_v4(tenant, a),
+        std::net::IpAddr::V6(a) => tables.lookup_v6(tenant, a),
+    };
+    let (src, dst) = match meta.l3 {
+        // The node reaches kxdp through a static neighbour: it has no
+        // reason to ask for addresses.
+        L3::Arp => return done(DropReason::ArpNotForGateway),
+        L3::Ipv6 { .. }
+            if meta.ip_proto == IPPROTO_ICMPV6
+                && (meta.dst_port >> 8) as u8 == ICMPV6_NEIGHBOR_SOLICIT =>
+        {
+            return done(DropReason::NdNotForGateway)
+        }
+        L3::Ipv4 { src, dst } => (std::net::IpAddr::V4(src), std::net::IpAddr::V4(dst)),
+        L3::Ipv6 { src, dst } => (std::net::IpAddr::V6(src), std::net::IpAddr::V6(dst)),
+    };
+    if let Some(reason) = check_l2_dst(&meta, port_mac) {
+        return done(reason);
+    }
+    let Some(&first) = host.tenants.first() else {
+        return done(DropReason::NoRoute);
+    };
+    let tenant = host
+        .tenants
+        .iter()
+        .copied()
+        .find(|&t| match lookup(t, dst) {
+            Some(NextHop::Local { port, .. }) => *port != in_port,
+            Some(NextHop::Remote { .. }) => true,
+            _ => false,
+        })
+        .unwrap_or(first);
+    match lookup(tenant, src) {
+        None => {}
+        Some(NextHop::Local { port, .. }) if *port == in_port => {}
+        Some(_) => return done(DropReason::SourceSpoofed),
+    }
+    Step::Route(Routable {
+        tenant,
+        meta,
+        offset,
+        len,
+        underlay: None,
+    })
 }
 
 /// An IP frame from a VNF's return interface: parsed, but not held to the
@@ -697,6 +775,7 @@ fn redirect(
     };
     let dst = match &out.kind {
         PortKind::Pod(pod) => pod.mac,
+        PortKind::Host(host) => host.peer_mac,
         PortKind::Idle | PortKind::Underlay => meta.dst_mac,
     };
     if let Some(frame) = chunk.get_mut(offset..offset + len) {

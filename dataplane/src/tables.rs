@@ -69,11 +69,33 @@ pub struct PodPort {
     pub gateway6: Option<Ipv6Addr>,
 }
 
+/// kxdp's side of the host port: the way into the node's own stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPort {
+    /// The tenants that may reach the node, in order: a frame from the node
+    /// is routed in the first whose table knows its destination (the
+    /// first one otherwise).
+    pub tenants: Vec<TenantId>,
+    /// The node side's MAC (frames from the node carry it; frames to the
+    /// node are addressed to it).
+    pub peer_mac: [u8; 6],
+}
+
+impl HostPort {
+    /// Whether `tenant` may reach the node.
+    #[inline]
+    pub fn allows(&self, tenant: TenantId) -> bool {
+        self.tenants.contains(&tenant)
+    }
+}
+
 /// What a port is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PortKind {
     /// The host side of a pod's veth.
     Pod(Box<PodPort>),
+    /// The host port (kxdp's side).
+    Host(Box<HostPort>),
     /// A pod-facing interface with no pod (frames are dropped).
     Idle,
     /// The underlay.
@@ -112,6 +134,9 @@ pub enum NextHop {
     },
     /// Drop.
     Blackhole,
+    /// Inside the cluster's pod or Service CIDRs but nobody's: dropped as
+    /// `no_route` (not sent to egress).
+    Unreachable,
 }
 
 /// The local VTEP.
@@ -205,6 +230,16 @@ impl Tables {
                 .map(|c| c.gateway_ip())
         };
 
+        let host_tenants: Vec<TenantId> = config
+            .host
+            .as_ref()
+            .map(|h| {
+                h.host_tenants(&config.tenants)
+                    .iter()
+                    .filter_map(|t| tenant_ids.get(t).copied())
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut ports: Vec<Port> = config
             .interfaces
             .iter()
@@ -214,6 +249,14 @@ impl Tables {
                 kind: match itf.role {
                     InterfaceRole::Underlay => PortKind::Underlay,
                     InterfaceRole::Pod => PortKind::Idle,
+                    InterfaceRole::Host => PortKind::Host(Box::new(HostPort {
+                        tenants: host_tenants.clone(),
+                        peer_mac: config
+                            .host
+                            .as_ref()
+                            .map(|h| h.peer_mac_or(itf.mac).0)
+                            .unwrap_or([0; 6]),
+                    })),
                 },
             })
             .collect();
@@ -229,6 +272,48 @@ impl Tables {
                 routes6.insert(tenant, u128::from(n.network()), n.prefix(), hop);
             }
         };
+
+        // The cluster's pod and Service CIDRs: in every tenant, an address
+        // there that no route below claims is unreachable, never egress.
+        let unreachable = next_hops.len() as u32;
+        next_hops.push(NextHop::Unreachable);
+        for cidr in cluster_cidrs(config) {
+            for t in 0..tenants.len() {
+                insert(t as TenantId, cidr, unreachable);
+            }
+        }
+        // The host port: the node's addresses and the pods' gateways in the
+        // host tenants, and egress (the default route) in the egress ones.
+        let host_hop = config.host.as_ref().and_then(|host| {
+            let port = *port_ids.get(host.interface.as_str())?;
+            let itf = config.interfaces.get(usize::from(port))?;
+            let hop = next_hops.len() as u32;
+            next_hops.push(NextHop::Local {
+                port,
+                mac: host.peer_mac_or(itf.mac).0,
+            });
+            for &t in &host_tenants {
+                let name = tenants[usize::from(t)].name.as_str();
+                for ip in host.node_addresses(&config.node) {
+                    insert(t, IpNetwork::from(ip), hop);
+                }
+                for cidr in config.node.pod_cidrs.iter().filter(|c| c.tenant == name) {
+                    insert(t, IpNetwork::from(cidr.gateway_ip()), hop);
+                }
+            }
+            for name in host.egress_tenants(&config.tenants) {
+                if let Some(&t) = tenant_ids.get(name) {
+                    if let Ok(any) = ipnetwork::Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0) {
+                        insert(t, IpNetwork::V4(any), hop);
+                    }
+                    if let Ok(any) = ipnetwork::Ipv6Network::new(Ipv6Addr::UNSPECIFIED, 0) {
+                        insert(t, IpNetwork::V6(any), hop);
+                    }
+                }
+            }
+            Some(hop)
+        });
+        let _ = host_hop;
 
         let mut pod_hops: FxHashMap<&str, u32> = FxHashMap::default();
         for pod in &config.pods {
@@ -320,6 +405,30 @@ impl Tables {
                         hop
                     });
                 insert(tenant, cidr.cidr, hop);
+            }
+            // Its node addresses, in the host tenants (a kxdp node hands
+            // them to its host port; a kernel vxlan node takes them itself).
+            for &t in &host_tenants {
+                let hop = *node_hops.entry((node.name.as_str(), t)).or_insert_with(|| {
+                    let hop = next_hops.len() as u32;
+                    next_hops.push(NextHop::Remote {
+                        node: node.name.clone(),
+                        inner_dst_mac: node.vtep_mac.0,
+                        template: EncapTemplate::new(
+                            underlay_mac,
+                            node.underlay_mac.unwrap_or(node.vtep_mac).0,
+                            vtep.ip,
+                            node.vtep_ip,
+                            tenants[usize::from(t)].vni,
+                            vtep.udp_port,
+                        ),
+                    });
+                    hop
+                });
+                vtep_sources.insert((node.vtep_ip, t));
+                for ip in node.node_addresses() {
+                    insert(t, IpNetwork::from(ip), hop);
+                }
             }
         }
 
@@ -453,6 +562,26 @@ impl Tables {
         }
         true
     }
+}
+
+/// The cluster's pod CIDRs (`cluster.pod_cidrs`, or every node's pod
+/// CIDRs) and its Service CIDRs.
+pub fn cluster_cidrs(config: &NodeConfig) -> Vec<IpNetwork> {
+    let mut out: Vec<IpNetwork> = if config.cluster.pod_cidrs.is_empty() {
+        config
+            .node
+            .pod_cidrs
+            .iter()
+            .chain(config.remote_nodes.iter().flat_map(|n| n.pod_cidrs.iter()))
+            .map(|c| c.cidr)
+            .collect()
+    } else {
+        config.cluster.pod_cidrs.clone()
+    };
+    out.extend(config.cluster.service_cidrs.iter().copied());
+    out.sort_by_key(|n| (n.is_ipv6(), n.ip(), n.prefix()));
+    out.dedup();
+    out
 }
 
 /// Publishes table snapshots to the workers (the writer side of the RCU).

@@ -219,6 +219,12 @@ impl FromProto<proto::RemoteNode> for RemoteNodeSpec {
                 .map(|m| mac(m, &format!("{path}.underlay_mac")))
                 .transpose()?,
             pod_cidrs: list(&value.pod_cidrs, &format!("{path}.pod_cidrs"))?,
+            node_ips: value
+                .node_ips
+                .iter()
+                .enumerate()
+                .map(|(i, a)| ip(a, &format!("{path}.node_ips[{i}]")))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -231,6 +237,7 @@ impl ToProto<proto::RemoteNode> for RemoteNodeSpec {
             vtep_mac: self.vtep_mac.to_string(),
             underlay_mac: self.underlay_mac.map(|m| m.to_string()),
             pod_cidrs: to_list(&self.pod_cidrs),
+            node_ips: self.node_ips.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -299,6 +306,10 @@ impl FromProto<proto::ServicePort> for ServicePortSpec {
                 .target_port
                 .map(|p| port(p, &format!("{path}.target_port")))
                 .transpose()?,
+            node_port: value
+                .node_port
+                .map(|p| port(p, &format!("{path}.node_port")))
+                .transpose()?,
         })
     }
 }
@@ -310,6 +321,7 @@ impl ToProto<proto::ServicePort> for ServicePortSpec {
             protocol: protocol_to_proto(Some(self.protocol)),
             port: u32::from(self.port),
             target_port: self.target_port.map(u32::from),
+            node_port: self.node_port.map(u32::from),
         }
     }
 }
@@ -349,6 +361,8 @@ impl FromProto<proto::Service> for ServiceSpec {
             cluster_ip: ip(&value.cluster_ip, &format!("{path}.cluster_ip"))?,
             ports: list(&value.ports, &format!("{path}.ports"))?,
             endpoints: list(&value.endpoints, &format!("{path}.endpoints"))?,
+            client_ip_affinity: value.client_ip_affinity,
+            internal_traffic_local: value.internal_traffic_local,
         })
     }
 }
@@ -362,6 +376,8 @@ impl ToProto<proto::Service> for ServiceSpec {
             cluster_ip: self.cluster_ip.to_string(),
             ports: to_list(&self.ports),
             endpoints: to_list(&self.endpoints),
+            client_ip_affinity: self.client_ip_affinity,
+            internal_traffic_local: self.internal_traffic_local,
         }
     }
 }
@@ -959,6 +975,7 @@ pub fn dump_tables(tables: &Tables) -> proto::DumpTablesResponse {
                 ),
                 PortKind::Idle => (proto::PortRole::Idle, None),
                 PortKind::Underlay => (proto::PortRole::Underlay, None),
+                PortKind::Host(_) => (proto::PortRole::Host, None),
             };
             proto::TablePort {
                 id: id as u32,
@@ -1009,6 +1026,7 @@ pub fn dump_tables(tables: &Tables) -> proto::DumpTablesResponse {
                     })
                 }
                 NextHop::Blackhole => Hop::Blackhole(proto::Blackhole {}),
+                NextHop::Unreachable => Hop::Unreachable(proto::Blackhole {}),
             };
             proto::TableRoute {
                 tenant: tenant_name(tenant),

@@ -388,6 +388,7 @@ pub fn dump(d: &proto::DumpTablesResponse) -> String {
                         format!("vxlan {} vni {} ({})", h.vtep_ip, h.vni, h.node)
                     }
                     Some(NextHop::Blackhole(_)) => "blackhole".into(),
+                    Some(NextHop::Unreachable(_)) => "unreachable".into(),
                     None => "-".into(),
                 };
                 vec![r.tenant.clone(), r.prefix.clone(), hop]
@@ -445,6 +446,7 @@ pub fn dump_json(d: &proto::DumpTablesResponse) -> serde_json::Value {
                     }
                 }),
                 Some(NextHop::Blackhole(_)) => serde_json::json!("blackhole"),
+                Some(NextHop::Unreachable(_)) => serde_json::json!("unreachable"),
                 None => serde_json::Value::Null,
             };
             serde_json::json!({"tenant": r.tenant, "prefix": r.prefix, "next_hop": hop})

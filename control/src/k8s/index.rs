@@ -488,6 +488,7 @@ impl Index {
             vtep_mac,
             underlay_mac,
             pod_cidrs,
+            node_ips: Vec::new(),
         })
     }
 
@@ -636,6 +637,7 @@ impl Index {
                 protocol,
                 port: number,
                 target_port,
+                node_port: None,
             });
         }
         let mut endpoints: Vec<EndpointSpec> = Vec::new();
@@ -687,6 +689,8 @@ impl Index {
             cluster_ip,
             ports,
             endpoints,
+            client_ip_affinity: false,
+            internal_traffic_local: false,
         }))
     }
 }

@@ -60,6 +60,7 @@ impl Testbed {
                 protocol,
                 port,
                 target_port: Some(target_port),
+                node_port: None,
             }],
             endpoints: pods
                 .iter()
@@ -72,6 +73,8 @@ impl Testbed {
                     terminating: false,
                 })
                 .collect(),
+            client_ip_affinity: false,
+            internal_traffic_local: false,
         })
     }
 

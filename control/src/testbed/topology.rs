@@ -552,6 +552,7 @@ fn kxdp_config(
             vtep_mac: remote.vtep_mac,
             underlay_mac: Some(remote.underlay_mac),
             pod_cidrs: pod_cidrs(remote)?,
+            node_ips: Vec::new(),
         });
     }
     Ok(NodeConfig {
@@ -588,6 +589,8 @@ fn kxdp_config(
         services: Vec::new(),
         policies: Vec::new(),
         chains: Vec::new(),
+        host: None,
+        cluster: kxdp_config::ClusterSpec::default(),
         control: ControlSpec {
             socket: Some(
                 scratch

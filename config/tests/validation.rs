@@ -1293,6 +1293,7 @@ proptest! {
                 vtep_mac: MacAddr([2, 0, 0, 1, number, 0]),
                 underlay_mac: None,
                 pod_cidrs: vec![PodCidrSpec { tenant: "blue".into(), cidr, gateway: None }],
+                node_ips: Vec::new(),
             });
         }
         let overlap = blue.iter().enumerate().any(|(i, a)| {

@@ -166,6 +166,7 @@ pub fn service(name: &str, ip: &str, port: u16, target: u16, endpoints: &[&str])
             protocol: Protocol::Tcp,
             port,
             target_port: Some(target),
+            node_port: None,
         }],
         endpoints: endpoints
             .iter()
@@ -178,6 +179,8 @@ pub fn service(name: &str, ip: &str, port: u16, target: u16, endpoints: &[&str])
                 terminating: false,
             })
             .collect(),
+        client_ip_affinity: false,
+        internal_traffic_local: false,
     }
 }
 

@@ -14,7 +14,8 @@ use crate::runtime::NodeRuntime;
 use crate::stats;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kxdp_config::NodeConfig;
+use ipnetwork::IpNetwork;
+use kxdp_config::{NodeConfig, PortRange};
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -41,6 +42,9 @@ pub enum Command {
         /// `/readyz`); overrides `control.metrics_address`.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
+        /// The cluster's address plan; overrides the configuration's `cluster`.
+        #[command(flatten)]
+        plan: AddressPlanArgs,
         /// With --kubeconfig or --in-cluster, the Kubernetes agent programs
         /// it too (as `kxdp agent`).
         #[command(flatten)]
@@ -163,6 +167,9 @@ pub enum Command {
         /// Serve OpenMetrics on ADDRESS:PORT (`/metrics`, `/healthz`, `/readyz`).
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
+        /// The cluster's address plan; overrides the configuration's `cluster`.
+        #[command(flatten)]
+        plan: AddressPlanArgs,
         /// Where the API server is.
         #[command(flatten)]
         cluster: crate::k8s::ClusterArgs,
@@ -178,6 +185,101 @@ pub enum Command {
         #[arg(long, short, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+}
+
+/// The cluster's address plan on the command line, the way kube-proxy and
+/// the CNI plugin take it: each flag given replaces the configuration's
+/// `cluster` value (the file's stays where a flag is absent), before the
+/// configuration is validated.
+#[derive(Args, Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddressPlanArgs {
+    /// A pod CIDR of the whole cluster (kube-proxy's --cluster-cidr);
+    /// repeat it, or separate with commas, for several (one per family).
+    /// Replaces `cluster.pod_cidrs`.
+    #[arg(
+        long = "cluster-cidr",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        value_parser = parse_cidr
+    )]
+    pub pod_cidrs: Vec<IpNetwork>,
+    /// A Service CIDR (the API server's --service-cluster-ip-range); repeat
+    /// it, or separate with commas, for several. Replaces
+    /// `cluster.service_cidrs`.
+    #[arg(
+        long = "service-cidr",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        value_parser = parse_cidr
+    )]
+    pub service_cidrs: Vec<IpNetwork>,
+    /// The NodePort range, inclusive (the API server's
+    /// --service-node-port-range), e.g. 30000-32767. Replaces
+    /// `cluster.node_port_range`.
+    #[arg(long, value_name = "FIRST-LAST", value_parser = parse_port_range)]
+    pub node_port_range: Option<PortRange>,
+}
+
+impl AddressPlanArgs {
+    /// Whether no flag was given.
+    pub fn is_empty(&self) -> bool {
+        *self == AddressPlanArgs::default()
+    }
+
+    /// Replace the values of `config.cluster` that a flag gives.
+    pub fn apply_to(&self, config: &mut NodeConfig) {
+        if !self.pod_cidrs.is_empty() {
+            config.cluster.pod_cidrs = self.pod_cidrs.clone();
+        }
+        if !self.service_cidrs.is_empty() {
+            config.cluster.service_cidrs = self.service_cidrs.clone();
+        }
+        if let Some(range) = self.node_port_range {
+            config.cluster.node_port_range = range;
+        }
+    }
+}
+
+/// A prefix without host bits (`10.244.0.0/16`, `fd00:10:244::/56`).
+fn parse_cidr(text: &str) -> Result<IpNetwork, String> {
+    let cidr = text
+        .trim()
+        .parse::<IpNetwork>()
+        .map_err(|e| format!("not a CIDR: {e}"))?;
+    if cidr.network() != cidr.ip() {
+        return Err(format!(
+            "{cidr} has host bits set; the prefix is {}/{}",
+            cidr.network(),
+            cidr.prefix()
+        ));
+    }
+    Ok(cidr)
+}
+
+/// `FIRST-LAST`, inclusive, `1 <= FIRST <= LAST <= 65535`.
+fn parse_port_range(text: &str) -> Result<PortRange, String> {
+    let (first, last) = text
+        .trim()
+        .split_once('-')
+        .ok_or_else(|| "not FIRST-LAST (e.g. 30000-32767)".to_string())?;
+    let port = |what: &str, text: &str| {
+        text.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{what} {text:?} is not a port (1-65535)"))
+    };
+    let range = PortRange {
+        first: port("FIRST", first)?,
+        last: port("LAST", last)?,
+    };
+    if range.first > range.last {
+        return Err(format!(
+            "FIRST {} is above LAST {}",
+            range.first, range.last
+        ));
+    }
+    Ok(range)
 }
 
 /// Where `kxdp trace` captures.
@@ -492,12 +594,13 @@ pub fn main() -> anyhow::Result<()> {
         Command::Run {
             config,
             metrics,
+            plan,
             cluster,
         } => {
             if cluster.kubeconfig.is_some() || cluster.in_cluster {
                 crate::k8s::request_agent(cluster)?;
             }
-            run(config, metrics)
+            run(config, metrics, &plan)
         }
         Command::Demo { count } => {
             let exe = std::env::current_exe().context("finding the kxdp binary")?;
@@ -588,10 +691,11 @@ pub fn main() -> anyhow::Result<()> {
         Command::Agent {
             config,
             metrics,
+            plan,
             cluster,
         } => {
             crate::k8s::request_agent(cluster)?;
-            run(config, metrics)
+            run(config, metrics, &plan)
         }
         Command::Crd => {
             print!("{}", kxdp_config::crd::ServiceChain::crd_yaml());
@@ -637,8 +741,29 @@ fn only_socket(kind: SocketKind) -> anyhow::Result<PathBuf> {
     }
 }
 
-fn run(config_path: PathBuf, metrics: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
-    let config = NodeConfig::from_file(&config_path)?;
+/// The configuration of `yaml` with the `cluster` values of `plan`,
+/// validated.
+fn config_with_plan(yaml: &str, plan: &AddressPlanArgs) -> anyhow::Result<NodeConfig> {
+    let mut config = NodeConfig::parse_yaml(yaml)?;
+    plan.apply_to(&mut config);
+    if plan.is_empty() {
+        config.validate()?;
+    } else {
+        config.validate().context(
+            "the configuration with the cluster's address plan of the command line (--cluster-cidr, --service-cidr, --node-port-range)",
+        )?;
+    }
+    Ok(config)
+}
+
+fn run(
+    config_path: PathBuf,
+    metrics: Option<std::net::SocketAddr>,
+    plan: &AddressPlanArgs,
+) -> anyhow::Result<()> {
+    let yaml = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    let config = config_with_plan(&yaml, plan)?;
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
@@ -654,6 +779,9 @@ fn run(config_path: PathBuf, metrics: Option<std::net::SocketAddr>) -> anyhow::R
         runtime.tables.clone(),
         runtime.chains.clone(),
     ));
+    if let Some(sync) = runtime.host_port_sync() {
+        store.observe(sync);
+    }
     let api = DataplaneApi::new(store, runtime.counters.clone(), runtime.ports.clone())
         .with_chain_stats(runtime.chain_stats.clone());
     let api = api.with_trace(Arc::clone(&runtime.trace));
@@ -694,4 +822,137 @@ fn run(config_path: PathBuf, metrics: Option<std::net::SocketAddr>) -> anyhow::R
     drop(server);
     tracing::info!(node = %node, "stopped");
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const NODE_YAML: &str = r#"
+node:
+  name: n1
+  vtep: {ip: 192.168.100.1, interface: ul0}
+  pod_cidrs: [{tenant: blue, cidr: 10.244.1.0/24}]
+interfaces:
+  - {name: ul0, role: underlay, mac: "02:00:00:01:01:00"}
+tenants:
+  - {name: blue, vni: 100}
+cluster:
+  pod_cidrs: [10.244.0.0/16]
+  node_port_range: {first: 31000, last: 31999}
+"#;
+
+    fn plan_of(args: &[&str]) -> Result<AddressPlanArgs, clap::Error> {
+        let line = ["kxdp", "run", "--config", "node.yaml"]
+            .iter()
+            .chain(args)
+            .copied();
+        match Cli::try_parse_from(line)?.command {
+            Command::Run { plan, .. } => Ok(plan),
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn node_port_ranges_parse_as_first_dash_last() {
+        assert_eq!(
+            parse_port_range("30000-32767"),
+            Ok(PortRange {
+                first: 30000,
+                last: 32767
+            })
+        );
+        assert_eq!(
+            parse_port_range("8080-8080"),
+            Ok(PortRange {
+                first: 8080,
+                last: 8080
+            }),
+            "one port is a range"
+        );
+        for (text, wanted) in [
+            ("30000", "not FIRST-LAST"),
+            ("30000:32767", "not FIRST-LAST"),
+            ("0-100", "FIRST \"0\" is not a port"),
+            ("30000-70000", "LAST \"70000\" is not a port"),
+            ("a-100", "FIRST \"a\" is not a port"),
+            ("-100", "FIRST \"\" is not a port"),
+            ("32767-30000", "FIRST 32767 is above LAST 30000"),
+        ] {
+            let error = parse_port_range(text).unwrap_err();
+            assert!(error.contains(wanted), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn cidr_flags_take_prefixes_without_host_bits() {
+        assert_eq!(
+            parse_cidr("fd00:10:244::/56"),
+            Ok("fd00:10:244::/56".parse().unwrap())
+        );
+        assert!(parse_cidr("10.244.0.1/16")
+            .unwrap_err()
+            .contains("the prefix is 10.244.0.0/16"));
+        assert!(parse_cidr("10.244.0.0").is_ok(), "an address is a /32");
+        assert!(parse_cidr("10.244.0.0/33").is_err());
+    }
+
+    #[test]
+    fn the_address_plan_flags_replace_the_files_cluster_values() {
+        let plan = plan_of(&[
+            "--cluster-cidr",
+            "10.200.0.0/16",
+            "--cluster-cidr",
+            "fd00:10:200::/56",
+            "--service-cidr",
+            "10.96.0.0/12,fd00:10:96::/112",
+            "--node-port-range",
+            "30000-30100",
+        ])
+        .unwrap();
+        let config = config_with_plan(NODE_YAML, &plan).unwrap();
+        let cidrs = |list: &[IpNetwork]| list.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            cidrs(&config.cluster.pod_cidrs),
+            ["10.200.0.0/16", "fd00:10:200::/56"]
+        );
+        assert_eq!(
+            cidrs(&config.cluster.service_cidrs),
+            ["10.96.0.0/12", "fd00:10:96::/112"]
+        );
+        assert_eq!(
+            config.cluster.node_port_range,
+            PortRange {
+                first: 30000,
+                last: 30100
+            }
+        );
+
+        // Without flags the file's values stay; one flag replaces one value.
+        let config = config_with_plan(NODE_YAML, &plan_of(&[]).unwrap()).unwrap();
+        assert_eq!(cidrs(&config.cluster.pod_cidrs), ["10.244.0.0/16"]);
+        let plan = plan_of(&["--service-cidr", "10.96.0.0/12"]).unwrap();
+        let config = config_with_plan(NODE_YAML, &plan).unwrap();
+        assert_eq!(cidrs(&config.cluster.pod_cidrs), ["10.244.0.0/16"]);
+        assert_eq!(cidrs(&config.cluster.service_cidrs), ["10.96.0.0/12"]);
+        assert_eq!(config.cluster.node_port_range.first, 31000);
+    }
+
+    #[test]
+    fn a_malformed_address_plan_flag_is_refused_naming_the_flag() {
+        for (args, flag) in [
+            (["--cluster-cidr", "10.244.0.0/40"], "--cluster-cidr"),
+            (["--service-cidr", "10.96.0.1/12"], "--service-cidr"),
+            (["--node-port-range", "32767-30000"], "--node-port-range"),
+        ] {
+            let error = plan_of(&args).unwrap_err().to_string();
+            assert!(error.contains(flag), "{args:?}: {error}");
+        }
+        // Well-formed flags that contradict each other: validation says why.
+        let plan = plan_of(&["--service-cidr", "10.244.128.0/20"]).unwrap();
+        let error = format!("{:#}", config_with_plan(NODE_YAML, &plan).unwrap_err());
+        assert!(error.contains("--service-cidr"), "{error}");
+        assert!(error.contains("overlaps"), "{error}");
+    }
 }

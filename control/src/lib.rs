@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cli;
 pub mod demo;
+pub mod hostport;
 pub mod k8s;
 pub mod metrics;
 pub mod runtime;

@@ -35,6 +35,7 @@ use kxdp_dataplane::worker::{pin_to_core, Worker, WorkerCommand, WorkerOptions};
 use kxdp_dataplane::xsk::{
     interface_index, BindMode, XskBackend, XskError, XskOptions, XskPortSpec,
 };
+use crate::hostport::HostPortGuard;
 use kxdp_vnf_chains::{
     ChainInput, ChainSetHandle, CompileOptions, DataplaneChains, SharedChainStats, WorkerLimits,
 };
@@ -93,6 +94,8 @@ pub struct NodeRuntime {
     pub trace: Arc<TraceHub>,
     /// Workers inside their loop (for `/readyz`).
     running_workers: Arc<AtomicUsize>,
+    /// The host port's node side (removed after the workers stop).
+    host_port: Option<Arc<Mutex<HostPortGuard>>>,
 }
 
 struct Opened {
@@ -121,6 +124,11 @@ impl NodeRuntime {
                 );
             }
         }
+
+        // The host port's pair must exist before kxdp attaches to its side.
+        let host_port = HostPortGuard::setup(&config)
+            .context("setting up the host port")?
+            .map(|g| Arc::new(Mutex::new(g)));
 
         // Attach XDP programs first: frames for queues without a socket yet
         // are dropped (pods) or passed (underlay) until the sockets register.
@@ -287,6 +295,23 @@ impl NodeRuntime {
             config,
             trace,
             running_workers,
+            host_port,
+        })
+    }
+
+    /// A function that brings the host port's NodePort rules in line with
+    /// a new desired state (the API's store calls it after each apply);
+    /// `None` without a host port. It holds the port weakly: the port is
+    /// still removed when the runtime stops.
+    pub fn host_port_sync(&self) -> Option<impl Fn(&NodeConfig) + Send + Sync + 'static> {
+        let weak = Arc::downgrade(self.host_port.as_ref()?);
+        Some(move |config: &NodeConfig| {
+            if let Some(port) = weak.upgrade() {
+                let mut port = port.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Err(e) = port.sync(config) {
+                    tracing::error!(error = %format!("{e:#}"), "updating the host port's NodePort rules");
+                }
+            }
         })
     }
 
@@ -330,6 +355,8 @@ impl NodeRuntime {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+        // Then the host port: its pair, routes and rules.
+        self.host_port.take();
     }
 }
 

@@ -443,6 +443,18 @@ pub struct DesiredStateStore {
     chains: ChainSetHandle,
     state: ArcSwap<DesiredState>,
     writer: Mutex<()>,
+    observers: Mutex<Observers>,
+}
+
+/// What is told of every applied desired state (the host port's NodePort
+/// rules follow the Services this way).
+#[derive(Default)]
+struct Observers(Vec<Box<dyn Fn(&NodeConfig) + Send + Sync>>);
+
+impl std::fmt::Debug for Observers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} observer(s)", self.0.len())
+    }
 }
 
 impl DesiredStateStore {
@@ -473,7 +485,18 @@ impl DesiredStateStore {
             chains,
             state: ArcSwap::from_pointee(DesiredState { config, generation }),
             writer: Mutex::new(()),
+            observers: Mutex::default(),
         }
+    }
+
+    /// Call `observer` with every desired state applied from now on (on
+    /// the applier's thread, after the tables are published).
+    pub fn observe(&self, observer: impl Fn(&NodeConfig) + Send + Sync + 'static) {
+        self.observers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .push(Box::new(observer));
     }
 
     /// The chain sets it publishes to.
@@ -533,10 +556,19 @@ impl DesiredStateStore {
         if let Some(chains) = chains {
             self.chains.publish(chains);
         }
-        self.state.store(Arc::new(DesiredState {
+        let state = Arc::new(DesiredState {
             config: candidate,
             generation,
-        }));
+        });
+        self.state.store(Arc::clone(&state));
+        for observer in &self
+            .observers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+        {
+            observer(&state.config);
+        }
         Ok(ApplyOutcome {
             generation,
             changed: true,

@@ -12,9 +12,9 @@
 //! | Kubernetes | model |
 //! |---|---|
 //! | Namespace, label `kxdp.io/tenant` | the tenant of everything in it (the agent's default tenant without the label); its labels for policy namespace selectors |
-//! | Node other than this one | a remote node: `status.addresses` InternalIP (IPv4) is its VTEP; annotation `kxdp.io/vtep-mac` (written by kxdp on its own Node; for a Flannel node, the `VtepMAC` of `flannel.alpha.coreos.com/backend-data`) its VTEP MAC; `spec.podCIDRs` its pod CIDRs in the default tenant, or annotation `kxdp.io/pod-cidrs` (`blue=10.1.0.0/24,red=10.2.0.0/24`) per tenant; optional `kxdp.io/underlay-mac` |
+//! | Node other than this one | a remote node: the first IPv4 InternalIP of `status.addresses` is its VTEP, and every InternalIP (both families, in order, once each; not ExternalIP) its node addresses; annotation `kxdp.io/vtep-mac` (written by kxdp on its own Node; for a Flannel node, the `VtepMAC` of `flannel.alpha.coreos.com/backend-data`) its VTEP MAC; `spec.podCIDRs` its pod CIDRs in the default tenant, or annotation `kxdp.io/pod-cidrs` (`blue=10.1.0.0/24,red=10.2.0.0/24`) per tenant; optional `kxdp.io/underlay-mac` |
 //! | Pod on this node (`spec.nodeName`) | a pod named `namespace/name`: `status.podIPs` (one per family), labels, and from the CNI plugin the annotations `kxdp.io/interface` (the host side of its veth, one of the node's configured pod interfaces) and `kxdp.io/mac` (its eth0 MAC). Host-network, finished (Succeeded/Failed) and not yet addressed pods are left out |
-//! | Service (ClusterIP) + its EndpointSlices (label `kubernetes.io/service-name`) | a service `namespace/name` with its ports (a named target port is resolved through the slices' ports) and endpoints with the ready/serving/terminating conditions (unset ready means ready, unset serving means ready) |
+//! | Service (ClusterIP, NodePort, LoadBalancer) + its EndpointSlices (label `kubernetes.io/service-name`) | a service `namespace/name` at its (first) ClusterIP with its ports (a named target port is resolved through the slices' ports; `nodePort` for type NodePort and LoadBalancer only) and the endpoints of the slices of the ClusterIP's family, pods' or nodes' own addresses alike (hostNetwork endpoints, as `default/kubernetes` has), with the ready/serving/terminating conditions (unset ready means ready, unset serving means ready), `nodeName` as their node and a `Pod` targetRef as their pod; `sessionAffinity: ClientIP` is client IP affinity, `internalTrafficPolicy: Local` node-local endpoints only. Headless (`clusterIP: None`) and ExternalName services are left out (nothing to balance) |
 //! | NetworkPolicy | a policy, field by field; a rule with a named port (kxdp has no port names) is left out, which only ever allows less |
 //! | ServiceChain (kxdp.io/v1alpha1) | a chain named `namespace/name` |
 
@@ -373,8 +373,7 @@ impl Index {
         for (key, service) in &self.services {
             let slices = slices_of.get(key).map(Vec::as_slice).unwrap_or_default();
             match self.service(service, slices) {
-                Ok(Some(spec)) => objects.services.push(spec),
-                Ok(None) => {}
+                Ok(spec) => objects.services.push(spec),
                 Err(reason) => skip(WatchedKind::Service, key, reason),
             }
         }
@@ -424,6 +423,22 @@ impl Index {
             .filter(|a| a.type_ == "InternalIP")
             .find_map(|a| a.address.parse::<Ipv4Addr>().ok())
             .ok_or("status.addresses: no IPv4 InternalIP (the VTEP)")?;
+        // Every InternalIP, both families, in the order the kubelet lists
+        // them: what pods reach the node at (kubelet, hostNetwork pods, the
+        // API server). ExternalIPs and host names are not addresses on the
+        // underlay kxdp tunnels over. An InternalIP that is no address is
+        // passed over, as for the VTEP: the node stays reachable at the
+        // others.
+        let mut node_ips: Vec<IpAddr> = Vec::new();
+        for ip in addresses
+            .iter()
+            .filter(|a| a.type_ == "InternalIP")
+            .filter_map(|a| a.address.parse::<IpAddr>().ok())
+        {
+            if !node_ips.contains(&ip) {
+                node_ips.push(ip);
+            }
+        }
         let annotations = node.annotations();
         let vtep_mac = match annotations.get(VTEP_MAC_ANNOTATION) {
             Some(text) => text
@@ -488,7 +503,7 @@ impl Index {
             vtep_mac,
             underlay_mac,
             pod_cidrs,
-            node_ips: Vec::new(),
+            node_ips,
         })
     }
 
@@ -569,25 +584,47 @@ impl Index {
         }))
     }
 
-    /// A ClusterIP service with the endpoints of its `slices`; `Ok(None)`
-    /// for a headless or ExternalName service (nothing to balance).
-    fn service(
-        &self,
-        service: &Service,
-        slices: &[&EndpointSlice],
-    ) -> Result<Option<ServiceSpec>, String> {
+    /// A service with a ClusterIP (type ClusterIP, NodePort or
+    /// LoadBalancer) and the endpoints of its `slices` of the ClusterIP's
+    /// family; the reason it is left out otherwise (headless, ExternalName:
+    /// nothing to balance).
+    fn service(&self, service: &Service, slices: &[&EndpointSlice]) -> Result<ServiceSpec, String> {
         let Some(spec) = service.spec.as_ref() else {
-            return Ok(None);
+            return Err("no spec".to_string());
         };
-        if spec.type_.as_deref() == Some("ExternalName") {
-            return Ok(None);
+        let type_ = spec.type_.as_deref().unwrap_or("ClusterIP");
+        if type_ == "ExternalName" {
+            return Err(
+                "type ExternalName: a DNS name, nothing to balance (clients resolve it)"
+                    .to_string(),
+            );
         }
         let cluster_ip = match spec.cluster_ip.as_deref() {
-            None | Some("") | Some("None") => return Ok(None),
+            Some("None") => {
+                return Err(
+                    "headless (spec.clusterIP: None): nothing to balance (clients resolve its endpoints by DNS)"
+                        .to_string(),
+                )
+            }
+            None | Some("") => {
+                return Err("spec.clusterIP: not allocated yet".to_string());
+            }
             Some(text) => text
                 .parse::<IpAddr>()
                 .map_err(|e| format!("spec.clusterIP: {text:?}: {e}"))?,
         };
+        // A dual-stack service has slices of both families; the model's
+        // service is its first ClusterIP's family, so are its endpoints.
+        let family = if cluster_ip.is_ipv4() { "IPv4" } else { "IPv6" };
+        let slices: Vec<&EndpointSlice> = slices
+            .iter()
+            .copied()
+            .filter(|s| s.address_type == family)
+            .collect();
+        // Only NodePort and LoadBalancer services are reached on the nodes'
+        // addresses: a nodePort on another type (which the API server
+        // refuses anyway) opens nothing.
+        let has_node_ports = matches!(type_, "NodePort" | "LoadBalancer");
         let namespace = service.namespace().unwrap_or_else(|| "default".to_string());
         let tenant = self.tenant_of(&namespace);
         if !self.settings.tenants.contains(&tenant) {
@@ -632,21 +669,23 @@ impl Index {
                     }
                 }
             };
+            let node_port = match port.node_port {
+                Some(n) if has_node_ports && n != 0 => Some(
+                    u16::try_from(n).map_err(|_| format!("{field}.nodePort: {n} is not a port"))?,
+                ),
+                _ => None,
+            };
             ports.push(ServicePortSpec {
                 name: port.name.clone(),
                 protocol,
                 port: number,
                 target_port,
-                node_port: None,
+                node_port,
             });
         }
         let mut endpoints: Vec<EndpointSpec> = Vec::new();
         let mut seen: BTreeSet<IpAddr> = BTreeSet::new();
-        for slice in slices {
-            let family_ok = matches!(slice.address_type.as_str(), "IPv4" | "IPv6");
-            if !family_ok {
-                continue; // FQDN slices name no address kxdp can forward to
-            }
+        for slice in &slices {
             for endpoint in slice.endpoints.as_deref().unwrap_or_default() {
                 let conditions = endpoint.conditions.as_ref();
                 let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
@@ -663,6 +702,9 @@ impl Index {
                             None => format!("{namespace}/{name}"),
                         })
                     });
+                // Any address of the family is an endpoint: a pod's, or a
+                // node's own (hostNetwork endpoints such as the API
+                // servers behind `default/kubernetes`, without a pod).
                 for address in &endpoint.addresses {
                     let Ok(ip) = address.parse::<IpAddr>() else {
                         continue;
@@ -682,16 +724,16 @@ impl Index {
             }
         }
         endpoints.sort_by_key(|e| e.ip);
-        Ok(Some(ServiceSpec {
+        Ok(ServiceSpec {
             name: service.name_any(),
             namespace,
             tenant,
             cluster_ip,
             ports,
             endpoints,
-            client_ip_affinity: false,
-            internal_traffic_local: false,
-        }))
+            client_ip_affinity: spec.session_affinity.as_deref() == Some("ClientIP"),
+            internal_traffic_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+        })
     }
 }
 

@@ -181,6 +181,48 @@ fn nodes_become_remote_nodes_and_go_when_deleted() {
 }
 
 #[test]
+fn remote_nodes_are_reached_at_every_internal_ip_once() {
+    let mut index = Index::new(settings());
+    index.upsert(Resource::Node(Box::new(from(json!({
+        "metadata": {"name": "n2", "annotations": {VTEP_MAC_ANNOTATION: "02:00:00:00:00:02"}},
+        "spec": {"podCIDRs": ["10.1.2.0/24"]},
+        "status": {"addresses": [
+            {"type": "Hostname", "address": "n2"},
+            {"type": "InternalIP", "address": "fd00:100::2"},
+            {"type": "ExternalIP", "address": "203.0.113.2"},
+            {"type": "InternalIP", "address": "192.168.100.2"},
+            {"type": "InternalIP", "address": "fd00:100::2"}
+        ]}
+    })))));
+    let model = index.model();
+    let n2 = &model.objects.remote_nodes[0];
+    assert_eq!(
+        n2.vtep_ip,
+        "192.168.100.2".parse::<Ipv4Addr>().unwrap(),
+        "the VTEP: the first IPv4 InternalIP"
+    );
+    let ips: Vec<String> = n2.node_ips.iter().map(IpAddr::to_string).collect();
+    assert_eq!(
+        ips,
+        vec!["fd00:100::2".to_string(), "192.168.100.2".to_string()],
+        "InternalIPs in order, once each, no ExternalIP"
+    );
+
+    // The usual single-address node: its one InternalIP.
+    index.upsert(node(
+        "n3",
+        "192.168.100.3",
+        Some("02:00:00:00:00:03"),
+        &["10.1.3.0/24"],
+    ));
+    let model = index.model();
+    assert_eq!(
+        model.objects.remote_nodes[1].node_ips,
+        vec!["192.168.100.3".parse::<IpAddr>().unwrap()]
+    );
+}
+
+#[test]
 fn node_cidrs_per_tenant_and_flannel_macs() {
     let mut index = Index::new(settings());
     let Resource::Node(mut n2) = node("n2", "192.168.0.2", None, &["10.1.2.0/24"]) else {
@@ -281,14 +323,237 @@ fn services_take_endpoints_from_their_slices_with_conditions() {
 }
 
 #[test]
-fn headless_services_are_not_balanced() {
+fn headless_and_external_name_services_are_left_out_with_the_reason() {
     let mut index = Index::new(settings());
     index.upsert(service("default", "hl", "None", json!(80)));
     index.upsert(service("default", "web", "10.96.0.11", json!(8080)));
-    let services = index.model().objects.services;
+    index.upsert(Resource::Service(Box::new(from(json!({
+        "metadata": {"name": "ext", "namespace": "default"},
+        "spec": {"type": "ExternalName", "externalName": "db.example.com"}
+    })))));
+    let model = index.model();
+    let services = &model.objects.services;
     assert_eq!(services.len(), 1);
     assert_eq!(services[0].name, "web");
     assert_eq!(services[0].ports[0].target_port, Some(8080));
+    let skipped: Vec<(&str, &str)> = model
+        .skipped
+        .iter()
+        .map(|s| (s.key.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert_eq!(skipped[0].0, "default/ext");
+    assert!(skipped[0].1.contains("ExternalName"), "{skipped:?}");
+    assert_eq!(skipped[1].0, "default/hl");
+    assert!(skipped[1].1.contains("headless"), "{skipped:?}");
+    assert!(model.skipped.iter().all(|s| s.kind == WatchedKind::Service));
+}
+
+/// A Service of `type_` with two ports, each with a nodePort.
+fn typed_service(name: &str, type_: &str) -> Resource {
+    Resource::Service(Box::new(from(json!({
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"type": type_, "clusterIP": "10.96.0.20", "ports": [
+            {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080, "nodePort": 30080},
+            {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353, "nodePort": 30053}
+        ]}
+    }))))
+}
+
+#[test]
+fn node_port_and_load_balancer_services_carry_their_node_ports() {
+    let mut index = Index::new(settings());
+    index.upsert(typed_service("np", "NodePort"));
+    index.upsert(typed_service("lb", "LoadBalancer"));
+    let model = index.model();
+    assert!(model.skipped.is_empty(), "{:?}", model.skipped);
+    let services = &model.objects.services;
+    assert_eq!(services.len(), 2);
+    for service in services {
+        let ports: Vec<(Protocol, u16, Option<u16>, Option<u16>)> = service
+            .ports
+            .iter()
+            .map(|p| (p.protocol, p.port, p.target_port, p.node_port))
+            .collect();
+        assert_eq!(
+            ports,
+            vec![
+                (Protocol::Tcp, 80, Some(8080), Some(30080)),
+                (Protocol::Udp, 53, Some(5353), Some(30053)),
+            ],
+            "{}",
+            service.name
+        );
+    }
+}
+
+#[test]
+fn a_cluster_ip_service_ignores_its_node_port_field() {
+    let mut index = Index::new(settings());
+    // The API server refuses this; an object built by hand may have it.
+    index.upsert(typed_service("web", "ClusterIP"));
+    let model = index.model();
+    let web = &model.objects.services[0];
+    assert_eq!(web.ports.len(), 2);
+    assert!(web.ports.iter().all(|p| p.node_port.is_none()), "{web:?}");
+    // No type at all is ClusterIP too.
+    let Resource::Service(mut untyped) = typed_service("web", "ClusterIP") else {
+        unreachable!()
+    };
+    if let Some(spec) = untyped.spec.as_mut() {
+        spec.type_ = None;
+    }
+    index.upsert(Resource::Service(untyped));
+    let web = &index.model().objects.services[0];
+    assert!(web.ports.iter().all(|p| p.node_port.is_none()), "{web:?}");
+}
+
+#[test]
+fn a_node_port_that_is_no_port_is_refused_with_the_field() {
+    let mut index = Index::new(settings());
+    index.upsert(Resource::Service(Box::new(from(json!({
+        "metadata": {"name": "np", "namespace": "default"},
+        "spec": {"type": "NodePort", "clusterIP": "10.96.0.20", "ports": [
+            {"port": 80, "nodePort": 70000}
+        ]}
+    })))));
+    let model = index.model();
+    assert!(model.objects.services.is_empty());
+    assert!(
+        model.skipped[0]
+            .reason
+            .starts_with("spec.ports[0].nodePort: 70000"),
+        "{:?}",
+        model.skipped
+    );
+}
+
+#[test]
+fn session_affinity_and_internal_traffic_policy_map_to_the_service() {
+    let mut index = Index::new(settings());
+    index.upsert(Resource::Service(Box::new(from(json!({
+        "metadata": {"name": "sticky", "namespace": "default"},
+        "spec": {"clusterIP": "10.96.0.30", "ports": [{"port": 80}],
+                 "sessionAffinity": "ClientIP",
+                 "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10800}},
+                 "internalTrafficPolicy": "Cluster"}
+    })))));
+    index.upsert(Resource::Service(Box::new(from(json!({
+        "metadata": {"name": "local", "namespace": "default"},
+        "spec": {"clusterIP": "10.96.0.31", "ports": [{"port": 80}],
+                 "sessionAffinity": "None",
+                 "internalTrafficPolicy": "Local"}
+    })))));
+    index.upsert(service("default", "plain", "10.96.0.32", json!(80)));
+    let services = index.model().objects.services;
+    let flags: Vec<(&str, bool, bool)> = services
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.client_ip_affinity,
+                s.internal_traffic_local,
+            )
+        })
+        .collect();
+    assert_eq!(
+        flags,
+        vec![
+            ("local", false, true),
+            ("plain", false, false),
+            ("sticky", true, false),
+        ]
+    );
+}
+
+#[test]
+fn the_kubernetes_service_takes_the_api_servers_host_network_endpoints() {
+    let mut index = Index::new(settings());
+    // As the API server writes them: no targetRef (no pod), the nodes' own
+    // addresses, a nodeName on one of them.
+    index.upsert(Resource::Service(Box::new(from(json!({
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+                 "sessionAffinity": "None", "internalTrafficPolicy": "Cluster"}
+    })))));
+    index.upsert(Resource::EndpointSlice(Box::new(from(json!({
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {SERVICE_NAME_LABEL: "kubernetes",
+                                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": ["192.168.100.1"], "conditions": {"ready": true}},
+            {"addresses": ["192.168.100.2"], "conditions": {"ready": true}, "nodeName": "n2"}
+        ]
+    })))));
+    let model = index.model();
+    assert!(model.skipped.is_empty(), "{:?}", model.skipped);
+    let kubernetes = &model.objects.services[0];
+    assert_eq!(kubernetes.name, "kubernetes");
+    assert_eq!(kubernetes.namespace, "default");
+    assert_eq!(kubernetes.tenant, "blue");
+    assert_eq!(
+        kubernetes.cluster_ip,
+        "10.96.0.1".parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(kubernetes.ports[0].port, 443);
+    assert_eq!(kubernetes.ports[0].target_port, Some(6443));
+    assert_eq!(kubernetes.ports[0].node_port, None);
+    let endpoints: Vec<(String, Option<&str>, Option<&str>, bool)> = kubernetes
+        .endpoints
+        .iter()
+        .map(|e| {
+            (
+                e.ip.to_string(),
+                e.pod.as_deref(),
+                e.node.as_deref(),
+                e.ready,
+            )
+        })
+        .collect();
+    assert_eq!(
+        endpoints,
+        vec![
+            ("192.168.100.1".to_string(), None, None, true),
+            ("192.168.100.2".to_string(), None, Some("n2"), true),
+        ]
+    );
+}
+
+#[test]
+fn a_dual_stack_service_takes_the_endpoints_of_its_cluster_ip_family() {
+    let mut index = Index::new(settings());
+    index.upsert(Resource::Service(Box::new(from(json!({
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"clusterIP": "fd00:96::10", "clusterIPs": ["fd00:96::10", "10.96.0.10"],
+                 "ipFamilies": ["IPv6", "IPv4"], "ipFamilyPolicy": "PreferDualStack",
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
+    })))));
+    index.upsert(slice(
+        "default",
+        "web-v4",
+        "web",
+        json!([{"addresses": ["10.1.1.10"]}]),
+    ));
+    let Resource::EndpointSlice(mut v6) = slice(
+        "default",
+        "web-v6",
+        "web",
+        json!([{"addresses": ["fd00:1::10"]}]),
+    ) else {
+        unreachable!()
+    };
+    v6.address_type = "IPv6".into();
+    index.upsert(Resource::EndpointSlice(v6));
+    let model = index.model();
+    assert!(model.skipped.is_empty(), "{:?}", model.skipped);
+    let web = &model.objects.services[0];
+    let ips: Vec<String> = web.endpoints.iter().map(|e| e.ip.to_string()).collect();
+    assert_eq!(ips, vec!["fd00:1::10".to_string()]);
+    assert_eq!(web.ports[0].target_port, Some(8080));
 }
 
 #[test]

@@ -42,6 +42,15 @@ pub struct ChainInput<'a> {
     pub policies: &'a [NetworkPolicySpec],
     /// The chains.
     pub chains: &'a [ChainSpec],
+    /// This node's name (`internalTrafficPolicy: Local` keeps the
+    /// endpoints on it).
+    pub node: &'a str,
+    /// The cluster's Service CIDRs when kxdp balances every Service for
+    /// every pod without a chain (kube-proxy replacement); empty: only
+    /// explicit chains balance. Each tenant with Services gets an implicit
+    /// chain per CIDR, `kxdp:services:<tenant>:<n>`, with one load-balancer
+    /// stage, ranked below every explicit chain.
+    pub service_cidrs: &'a [ipnetwork::IpNetwork],
 }
 
 impl<'a> ChainInput<'a> {
@@ -55,8 +64,60 @@ impl<'a> ChainInput<'a> {
             services: &config.services,
             policies: &config.policies,
             chains: &config.chains,
+            node: &config.node.name,
+            service_cidrs: if config.cluster.service_load_balancing {
+                &config.cluster.service_cidrs
+            } else {
+                &[]
+            },
         }
     }
+}
+
+/// The name prefix of the implicit Service chains.
+pub const IMPLICIT_SERVICES_CHAIN: &str = "kxdp:services:";
+
+/// The implicit chains that balance every Service for every pod: one per
+/// (tenant with Services, Service CIDR).
+fn implicit_service_chains(input: &ChainInput<'_>) -> Vec<ChainSpec> {
+    let mut out = Vec::new();
+    for tenant in input.tenants {
+        if !input.services.iter().any(|s| s.tenant == tenant.name) {
+            continue;
+        }
+        for (n, cidr) in input.service_cidrs.iter().enumerate() {
+            out.push(ChainSpec {
+                name: format!("{IMPLICIT_SERVICES_CHAIN}{}:{n}", tenant.name),
+                tenant: tenant.name.clone(),
+                priority: 0,
+                classifier: kxdp_config::ClassifierSpec {
+                    dst: Some(*cidr),
+                    ..Default::default()
+                },
+                functions: vec![FunctionSpec::LoadBalancer {
+                    services: Vec::new(),
+                }],
+                symmetric: false,
+            });
+        }
+    }
+    out
+}
+
+/// The Services as balanced on this node: `internalTrafficPolicy: Local`
+/// keeps only the endpoints on `node`.
+fn local_view(services: &[ServiceSpec], node: &str) -> Vec<ServiceSpec> {
+    services
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            if s.internal_traffic_local {
+                s.endpoints
+                    .retain(|e| e.node.as_deref() == Some(node));
+            }
+            s
+        })
+        .collect()
 }
 
 /// Compile-time settings.
@@ -244,10 +305,11 @@ impl ChainSet {
         };
 
         // Services.
+        let local_services = local_view(input.services, input.node);
         let services = match previous {
             Some(p)
                 if p.services.compiled_from(
-                    input.services,
+                    &local_services,
                     &tenant_names,
                     options.maglev_table_size,
                 ) =>
@@ -255,7 +317,7 @@ impl ChainSet {
                 Arc::clone(&p.services)
             }
             _ => Arc::new(ServiceTable::compile(
-                input.services,
+                &local_services,
                 &tenant_names,
                 options.maglev_table_size,
                 previous.map(|p| &*p.services),
@@ -264,14 +326,21 @@ impl ChainSet {
         };
 
         // Chains.
-        if input.chains.len() >= usize::from(crate::context::NO_CHAIN) {
+        let explicit = input.chains.len();
+        let specs: Vec<ChainSpec> = input
+            .chains
+            .iter()
+            .cloned()
+            .chain(implicit_service_chains(input))
+            .collect();
+        if specs.len() >= usize::from(crate::context::NO_CHAIN) {
             return Err(ChainError::TooMany("chains"));
         }
-        let mut chains = Vec::with_capacity(input.chains.len());
-        let mut entries = Vec::with_capacity(input.chains.len());
+        let mut chains = Vec::with_capacity(specs.len());
+        let mut entries = Vec::with_capacity(specs.len());
         let mut resume: Vec<Option<ResumePoint>> = vec![None; input.interfaces.len()];
-        for (index, spec) in input.chains.iter().enumerate() {
-            if input.chains[..index].iter().any(|c| c.name == spec.name) {
+        for (index, spec) in specs.iter().enumerate() {
+            if specs[..index].iter().any(|c| c.name == spec.name) {
                 return Err(ChainError::DuplicateChain(spec.name.clone()));
             }
             if spec.functions.len() >= usize::from(u16::MAX) {
@@ -421,6 +490,7 @@ impl ChainSet {
             entries.push(ClassifierEntry {
                 chain: index as u16,
                 tenant,
+                implicit: index >= explicit,
                 priority: spec.priority,
                 name: spec.name.clone(),
                 symmetric: spec.symmetric,

@@ -80,6 +80,9 @@ pub struct ClassifierEntry {
     pub chain: u16,
     /// The chain's tenant.
     pub tenant: TenantId,
+    /// Implicit (kxdp's own Service chains): ranked below every explicit
+    /// chain, whatever their priorities.
+    pub implicit: bool,
     /// Higher wins.
     pub priority: u32,
     /// Ties are broken by name order.
@@ -116,8 +119,9 @@ impl Classifier {
         }
         for t in &mut tenants {
             t.entries.sort_by(|a, b| {
-                b.priority
-                    .cmp(&a.priority)
+                a.implicit
+                    .cmp(&b.implicit)
+                    .then_with(|| b.priority.cmp(&a.priority))
                     .then_with(|| a.name.cmp(&b.name))
             });
         }

@@ -104,6 +104,16 @@ impl FlowKey {
         fold_mul(h ^ K2, K3)
     }
 
+    /// A hash of the client alone (tenant and source address): a Service
+    /// with `sessionAffinity: ClientIP` picks its endpoint by it, so every
+    /// connection of a client lands on the same endpoint while the
+    /// endpoints stay (Maglev moves few clients when they change).
+    #[inline]
+    pub fn client_hash(&self) -> u64 {
+        let a = fold_mul((self.src as u64) ^ K0, ((self.src >> 64) as u64) ^ K1);
+        fold_mul(a ^ (u64::from(self.tenant) << 16) ^ K2, K3)
+    }
+
     /// The source address.
     pub fn src_ip(&self) -> IpAddr {
         to_ip(self.src, self.ipv6)

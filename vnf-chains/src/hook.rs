@@ -308,6 +308,8 @@ mod tests {
             services: &[],
             policies: &[],
             chains: &[],
+            node: "",
+            service_cidrs: &[],
         };
         let set = handle.compile(&input).expect("an empty model compiles");
         assert_eq!(set.generation(), 2);

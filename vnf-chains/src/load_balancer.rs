@@ -151,7 +151,7 @@ impl LbState {
                 let Some(index) = services.find(&vip).filter(|&i| env.config.balances(i)) else {
                     return StageAction::Pass;
                 };
-                let Some(backend) = services.port(index).and_then(|p| p.pick(ctx.flow.hash()))
+                let Some(backend) = services.port(index).and_then(|p| p.pick_for(&ctx.flow))
                 else {
                     return StageAction::Drop(ChainDropReason::NoServiceEndpoint);
                 };
@@ -197,7 +197,7 @@ impl LbState {
             }
             return Ok(Some(backend));
         }
-        let Some(moved_to) = port.pick(ctx.flow.hash()) else {
+        let Some(moved_to) = port.pick_for(&ctx.flow) else {
             if let Some(entry) = conntrack.entry(ctx) {
                 entry.translation = Translation::None;
             }

@@ -68,6 +68,9 @@ pub struct ServicePort {
     endpoints: FxHashMap<Backend, EndpointState>,
     /// Maglev over the ready endpoints.
     maglev: Arc<MaglevTable>,
+    /// `sessionAffinity: ClientIP`: new connections are placed by the
+    /// client's address alone.
+    client_ip_affinity: bool,
 }
 
 impl ServicePort {
@@ -82,6 +85,17 @@ impl ServicePort {
     #[inline]
     pub fn pick(&self, hash: u64) -> Option<Backend> {
         self.maglev.lookup(hash)
+    }
+
+    /// The backend a new connection of `flow` goes to: by its flow hash,
+    /// or by its client's address under `sessionAffinity: ClientIP`.
+    #[inline]
+    pub fn pick_for(&self, flow: &FlowKey) -> Option<Backend> {
+        if self.client_ip_affinity {
+            self.maglev.lookup(flow.client_hash())
+        } else {
+            self.maglev.lookup(flow.hash())
+        }
     }
 
     /// The Maglev table.
@@ -208,6 +222,7 @@ impl ServiceTable {
                     vip,
                     endpoints,
                     maglev,
+                    client_ip_affinity: service.client_ip_affinity,
                 });
             }
         }

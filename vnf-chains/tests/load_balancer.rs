@@ -492,3 +492,97 @@ fn sctp_ports_are_translated_with_a_new_crc() {
     assert_eq!(outcome, ChainOutcome::Pass);
     assert_eq!(back, sctp_frame(VIP4, 80, "10.0.0.1", 5000));
 }
+
+/// Services without any chain: with the cluster's Service CIDR known, every
+/// Service is balanced by an implicit chain (kube-proxy replacement), the
+/// reply mapped back; an explicit chain matching the same traffic still
+/// takes it, whatever its priority.
+#[test]
+fn services_are_balanced_without_a_chain_and_explicit_chains_come_first() {
+    let mut model = Model::new();
+    model.services = vec![service("web", VIP4, 80, 8080, &["10.1.0.1", "10.1.0.2"])];
+    model.service_cidrs = vec!["10.96.0.0/16".parse().unwrap()];
+    let set = model.compile(1, None);
+    assert_eq!(set.len(), 1, "one implicit chain for the one tenant with Services");
+    assert!(set.chain(0).unwrap().name.starts_with("kxdp:services:blue"));
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let request = frame(Protocol::Tcp, "10.0.0.1", 40_000, VIP4, 80, b"hi");
+    let (outcome, translated) = run(&mut worker, &set, 1, request);
+    assert_eq!(outcome, ChainOutcome::Pass);
+    let (backend, port) = destination(&translated);
+    assert_eq!(port, 8080);
+    assert!(["10.1.0.1", "10.1.0.2"].contains(&backend.to_string().as_str()));
+    let reply = frame(Protocol::Tcp, &backend.to_string(), 8080, "10.0.0.1", 40_000, b"ok");
+    let (outcome, back) = run(&mut worker, &set, 2, reply);
+    assert_eq!(outcome, ChainOutcome::Pass);
+    assert_eq!(destination(&back), ("10.0.0.1".parse().unwrap(), 40_000));
+    let meta = packet::parse(&back).unwrap();
+    assert_eq!(meta.l3, L3::Ipv4 { src: VIP4.parse().unwrap(), dst: "10.0.0.1".parse().unwrap() });
+
+    // Without the Service CIDR (or with balancing off) nothing is implicit.
+    let mut plain = Model::new();
+    plain.services = model.services.clone();
+    assert_eq!(plain.compile(1, None).len(), 0);
+
+    // An explicit chain of priority 0 matching the ClusterIP wins: it has a
+    // counter and no load balancer, so the packet passes untranslated.
+    model.chains = vec![chain(
+        "name: zzz\ntenant: blue\nclassifier: {dst: 10.96.0.10/32}\nfunctions: [{type: counter}]\n",
+    )];
+    let set = model.compile(2, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let request = frame(Protocol::Tcp, "10.0.0.1", 40_001, VIP4, 80, b"hi");
+    let (outcome, untouched) = run(&mut worker, &set, 1, request.clone());
+    assert_eq!(outcome, ChainOutcome::Pass);
+    assert_eq!(untouched, request, "the explicit chain took it");
+}
+
+/// `sessionAffinity: ClientIP`: every connection of a client reaches the
+/// same endpoint; without it, connections spread.
+#[test]
+fn client_ip_affinity_keeps_a_client_on_one_endpoint() {
+    let endpoints = ["10.1.0.1", "10.1.0.2", "10.1.0.3", "10.1.0.4"];
+    for affinity in [true, false] {
+        let mut model = lb_model(VIP4, &endpoints, Protocol::Tcp);
+        model.services[0].client_ip_affinity = affinity;
+        let set = model.compile(1, None);
+        let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+        let mut used = BTreeSet::new();
+        for port in 0..64u16 {
+            let request = frame(Protocol::Tcp, "10.0.0.7", 30_000 + port, VIP4, 80, b"x");
+            let (outcome, translated) = run(&mut worker, &set, 1, request);
+            assert_eq!(outcome, ChainOutcome::Pass);
+            used.insert(destination(&translated).0);
+        }
+        if affinity {
+            assert_eq!(used.len(), 1, "one endpoint for one client: {used:?}");
+        } else {
+            assert!(used.len() >= 3, "connections spread: {used:?}");
+        }
+    }
+}
+
+/// `internalTrafficPolicy: Local`: only the endpoints on this node.
+#[test]
+fn internal_traffic_policy_local_keeps_to_this_node() {
+    let mut model = lb_model(VIP4, &["10.1.0.1", "10.2.0.1", "10.2.0.2"], Protocol::Tcp);
+    model.services[0].internal_traffic_local = true;
+    model.services[0].endpoints[0].node = Some("node1".into());
+    model.services[0].endpoints[1].node = Some("node2".into());
+    model.services[0].endpoints[2].node = Some("node2".into());
+    let set = model.compile(1, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    for port in 0..32u16 {
+        let request = frame(Protocol::Tcp, "10.0.0.7", 30_000 + port, VIP4, 80, b"x");
+        let (outcome, translated) = run(&mut worker, &set, 1, request);
+        assert_eq!(outcome, ChainOutcome::Pass);
+        assert_eq!(destination(&translated).0, "10.1.0.1".parse::<IpAddr>().unwrap());
+    }
+    // No local endpoint: no endpoint at all (not another node's).
+    model.services[0].endpoints[0].node = Some("node3".into());
+    let set = model.compile(2, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let request = frame(Protocol::Tcp, "10.0.0.7", 31_000, VIP4, 80, b"x");
+    let (outcome, _) = run(&mut worker, &set, 1, request);
+    assert_eq!(outcome, ChainOutcome::Drop(ChainDropReason::NoServiceEndpoint));
+}

@@ -717,6 +717,8 @@ fn chain_inputs_differ(a: &NodeConfig, b: &NodeConfig) -> bool {
         || a.services != b.services
         || a.policies != b.policies
         || a.chains != b.chains
+        || a.node.name != b.node.name
+        || a.cluster != b.cluster
 }
 
 /// A chain set that does not compile, with the field at fault named like a

@@ -194,6 +194,8 @@ pub struct Model {
     pub services: Vec<ServiceSpec>,
     pub policies: Vec<NetworkPolicySpec>,
     pub chains: Vec<ChainSpec>,
+    /// Service CIDRs balanced without a chain (implicit Service chains).
+    pub service_cidrs: Vec<ipnetwork::IpNetwork>,
 }
 
 impl Model {
@@ -224,6 +226,8 @@ impl Model {
             services: &self.services,
             policies: &self.policies,
             chains: &self.chains,
+            node: "node1",
+            service_cidrs: &self.service_cidrs,
         }
     }
 

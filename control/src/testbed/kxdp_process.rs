@@ -272,7 +272,7 @@ fn missing_xdp(links: &serde_json::Value, interfaces: &[String]) -> Vec<String> 
 }
 
 /// The last `lines` lines of the file at `path` (its last 64 KiB at most).
-fn log_tail(path: &Path, lines: usize) -> String {
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
     let Ok(mut file) = File::open(path) else {
         return format!("(cannot open {})", path.display());
     };

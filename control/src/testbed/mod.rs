@@ -24,14 +24,25 @@
 //! chains ([`Testbed::add_vnf`], namespaces `<prefix>f-<name>`), and
 //! Services over its pods ([`Testbed::service_spec`]).
 //!
+//! For a cluster: a kxdp node may have a host port into its own stack
+//! ([`NodeSpec::with_host_port`]); a `Switch` underlay may hold hosts
+//! outside the cluster on its bridge, an external client or an "internet"
+//! server ([`Testbed::add_fabric_host`], namespaces `<prefix>x-<name>`);
+//! programs run in any namespace for as long as a test needs them, a
+//! hostNetwork server in a node's ([`Testbed::spawn_on_node`]); and
+//! [`http_server`] / [`http_rtt`] speak HTTP as workloads and probes do.
+//!
 //! This module runs `ip`, `bridge` and `ethtool` (iproute2 and ethtool
 //! packages) and, for [`ping`], iputils' `ping`. It needs root
 //! (CAP_NET_ADMIN, CAP_SYS_ADMIN for setns).
 
 mod error;
+mod fabric;
+mod http;
 mod kernel_node;
 mod kxdp_process;
 mod netns;
+mod netns_process;
 mod report;
 mod service;
 mod topology;
@@ -39,14 +50,18 @@ mod traffic;
 mod vnf;
 
 pub use error::{Result, TestbedError};
+pub use fabric::{FabricHost, FABRIC_HOST_IF, MAX_FABRIC_HOST_NAME};
+pub use http::{http_get, http_rtt, http_server, HttpReply, HttpResponse, HttpServer};
 pub use kxdp_process::{KxdpProcess, READY_TIMEOUT};
 pub use netns::{find_program, list_netns, Netns, NetnsGuard, NETNS_RUN_DIR};
+pub use netns_process::NetnsProcess;
 pub use report::{format_table, PairResult, PathKind};
 pub use service::{identity_server, IdentityServer, ServiceFlows};
 pub use topology::{
-    flannel_device, gateway_ip, pod_cidr, pod_ip, vtep_ip, Node, NodeKind, NodeSpec, Pod, PodSpec,
-    TopologySpec, Underlay, CNI_BRIDGE, FABRIC_BRIDGE, MAX_NODES, MAX_POD_NAME, POD_CIDR_LEN,
-    POD_IF, POD_MTU, UNDERLAY_IF, UNDERLAY_MTU, VXLAN_OVERHEAD, VXLAN_PORT,
+    flannel_device, gateway_ip, host_port_mac, pod_cidr, pod_ip, vtep_ip, Node, NodeKind, NodeSpec,
+    Pod, PodSpec, TopologySpec, Underlay, CLUSTER_POD_CIDR, CNI_BRIDGE, FABRIC_BRIDGE, HOST_IF,
+    HOST_PEER, MAX_NODES, MAX_POD_NAME, POD_CIDR_LEN, POD_IF, POD_MTU, SERVICE_CIDR, UNDERLAY_IF,
+    UNDERLAY_MTU, VXLAN_OVERHEAD, VXLAN_PORT,
 };
 pub use traffic::{
     ping, tcp_echo_server, tcp_echo_server_with, tcp_rtt, tcp_rtt_with, tcp_transfer,
@@ -82,6 +97,8 @@ pub struct Testbed {
     configs: BTreeMap<String, NodeConfig>,
     /// VNF pods added with [`Testbed::add_vnf`].
     vnfs: Vec<VnfPod>,
+    /// Hosts on the fabric bridge added with [`Testbed::add_fabric_host`].
+    fabric_hosts: Vec<FabricHost>,
     /// The namespaces, in creation order; dropped (deleted) before `scratch`.
     guards: Vec<NetnsGuard>,
     scratch: ScratchDir,
@@ -111,6 +128,7 @@ impl Testbed {
             fabric: plan.fabric,
             configs: plan.configs,
             vnfs: Vec::new(),
+            fabric_hosts: Vec::new(),
             guards: Vec::new(),
             scratch,
         };

@@ -15,6 +15,11 @@
 //!   encapsulation (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8).
 //! - MACs are `02:00:00:KK:NN:II` (locally administered): KK the kind of
 //!   interface, NN the node number, II the pod's index on its node.
+//! - A kxdp node with a host port ([`NodeSpec::with_host_port`]): kxdp's
+//!   side `kxdp-h0` (`02:00:00:05:NN:00`), the node's side `kxdp-host`
+//!   (both created by kxdp at start); the node's address is its VTEP
+//!   address; the cluster's pod CIDR is `10.244.0.0/16`, its Service CIDR
+//!   `10.96.0.0/16`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -22,8 +27,8 @@ use std::path::Path;
 
 use ipnetwork::{IpNetwork, Ipv4Network};
 use kxdp_config::{
-    ControlSpec, InterfaceRole, InterfaceSpec, MacAddr, NodeConfig, PodCidrSpec, RemoteNodeSpec,
-    TenantSpec, VtepSpec, WorkerSpec,
+    ClusterSpec, ControlSpec, EgressSpec, HostSpec, InterfaceRole, InterfaceSpec, MacAddr,
+    NodeConfig, PodCidrSpec, RemoteNodeSpec, TenantSpec, VtepSpec, WorkerSpec,
 };
 
 use super::error::{Result, TestbedError};
@@ -52,11 +57,16 @@ pub const POD_CIDR_LEN: u8 = 24;
 pub const MAX_NODES: usize = 250;
 /// Longest pod name: the host-side interface `v<pod>` must fit IFNAMSIZ-1.
 pub const MAX_POD_NAME: usize = 14;
+/// kxdp's side of a node's host port (a node with [`NodeSpec::host_port`]).
+pub const HOST_IF: &str = "kxdp-h0";
+/// The node's side of the host port (kxdp's default name for it).
+pub const HOST_PEER: &str = "kxdp-host";
 
 const MAC_UNDERLAY: u8 = 0x01;
 const MAC_FLANNEL: u8 = 0x02;
 const MAC_CNI_BRIDGE: u8 = 0x03;
 const MAC_FABRIC_PORT: u8 = 0x04;
+const MAC_HOST_PORT: u8 = 0x05;
 const MAC_POD: u8 = 0x10;
 const MAC_POD_HOST: u8 = 0x11;
 
@@ -131,6 +141,9 @@ pub struct NodeSpec {
     pub pods: Vec<PodSpec>,
     /// The `workers` section of its kxdp configuration (kxdp nodes only).
     pub workers: WorkerSpec,
+    /// Whether kxdp gives the node a host port (kxdp nodes only; off by
+    /// default): see [`NodeSpec::with_host_port`].
+    pub host_port: bool,
 }
 
 impl NodeSpec {
@@ -141,7 +154,19 @@ impl NodeSpec {
             kind,
             pods: Vec::new(),
             workers: WorkerSpec::default(),
+            host_port: false,
         }
+    }
+
+    /// Give this kxdp node a host port, as a node of a Kubernetes cluster
+    /// has: its configuration gets the interface [`HOST_IF`] (role host)
+    /// and a `host` section (peer [`HOST_PEER`], the node's address its
+    /// VTEP address, the first tenant reaching the node), the cluster's
+    /// pod and Service CIDRs ([`CLUSTER_POD_CIDR`], [`SERVICE_CIDR`]), and
+    /// every remote node its VTEP address as its node address.
+    pub fn with_host_port(mut self) -> NodeSpec {
+        self.host_port = true;
+        self
     }
 
     /// Add a pod.
@@ -205,6 +230,19 @@ pub fn gateway_ip(number: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 244, number, 1)
 }
 
+/// The cluster's pod CIDR, holding every node's: `10.244.0.0/16`.
+pub const CLUSTER_POD_CIDR: Ipv4Network = network(Ipv4Addr::new(10, 244, 0, 0), 16);
+
+/// The cluster's Service CIDR (the ClusterIPs): `10.96.0.0/16`.
+pub const SERVICE_CIDR: Ipv4Network = network(Ipv4Addr::new(10, 96, 0, 0), 16);
+
+const fn network(address: Ipv4Addr, prefix: u8) -> Ipv4Network {
+    match Ipv4Network::new_checked(address, prefix) {
+        Some(network) => network,
+        None => panic!("not a prefix length"),
+    }
+}
+
 /// The kernel vxlan device of a tenant on a kernel node (as Flannel names it).
 pub fn flannel_device(vni: u32) -> String {
     format!("flannel.{vni}")
@@ -240,8 +278,11 @@ pub struct Node {
     pub tenants: Vec<String>,
     /// Its pods, by name.
     pub pods: Vec<String>,
-    /// The interfaces kxdp binds on it: `ul0`, then each pod's host side.
+    /// The interfaces kxdp binds on it: `ul0`, then each pod's host side,
+    /// then kxdp's side of its host port ([`HOST_IF`]) if it has one.
     pub interfaces: Vec<String>,
+    /// Whether kxdp gives it a host port (see [`NodeSpec::with_host_port`]).
+    pub host_port: bool,
 }
 
 impl AsRef<Netns> for Node {
@@ -401,6 +442,12 @@ pub(crate) fn plan(spec: &TopologySpec, prefix: &str, scratch: &Path) -> Result<
                 }
             }
         };
+        if node_spec.host_port && node_spec.kind != NodeKind::Kxdp {
+            return Err(spec_error(format!(
+                "node {}: only a kxdp node has a host port (kxdp creates it)",
+                node_spec.name
+            )));
+        }
         if node_spec.kind == NodeKind::KernelVxlan {
             for tenant in &tenants {
                 let vni = tenant_vni.get(tenant.as_str()).copied().unwrap_or_default();
@@ -463,6 +510,9 @@ pub(crate) fn plan(spec: &TopologySpec, prefix: &str, scratch: &Path) -> Result<
                 labels: pod_spec.labels.clone(),
             });
         }
+        if node_spec.host_port {
+            interfaces.push(HOST_IF.to_string());
+        }
         let underlay_mac = mac(MAC_UNDERLAY, number, 0);
         nodes.push(Node {
             name: node_spec.name.clone(),
@@ -480,6 +530,7 @@ pub(crate) fn plan(spec: &TopologySpec, prefix: &str, scratch: &Path) -> Result<
             tenants,
             pods: pod_names_here,
             interfaces,
+            host_port: node_spec.host_port,
         });
     }
 
@@ -507,6 +558,12 @@ pub(crate) fn cni_bridge_mac(number: u8) -> MacAddr {
 /// The MAC of the fabric-side end of node `number`'s underlay veth.
 pub(crate) fn fabric_port_mac(number: u8) -> MacAddr {
     mac(MAC_FABRIC_PORT, number, 0)
+}
+
+/// The MAC of kxdp's side of node `number`'s host port; kxdp gives the
+/// node's side the same with its last byte + 1.
+pub fn host_port_mac(number: u8) -> MacAddr {
+    mac(MAC_HOST_PORT, number, 0)
 }
 
 fn pod_cidrs(node: &Node) -> Result<Vec<PodCidrSpec>> {
@@ -552,9 +609,44 @@ fn kxdp_config(
             vtep_mac: remote.vtep_mac,
             underlay_mac: Some(remote.underlay_mac),
             pod_cidrs: pod_cidrs(remote)?,
-            node_ips: Vec::new(),
+            // With a host port, a remote node is reached at its address.
+            node_ips: if node.host_port {
+                vec![IpAddr::V4(remote.vtep_ip)]
+            } else {
+                Vec::new()
+            },
         });
     }
+    let (host, cluster) = if node.host_port {
+        interfaces.push(InterfaceSpec {
+            name: HOST_IF.to_string(),
+            role: InterfaceRole::Host,
+            mac: host_port_mac(node.number),
+            queues: 1,
+        });
+        let host = HostSpec {
+            interface: HOST_IF.to_string(),
+            peer: HOST_PEER.to_string(),
+            peer_mac: None,
+            node_ips: vec![IpAddr::V4(node.vtep_ip)],
+            tenants: spec
+                .tenants
+                .iter()
+                .take(1)
+                .map(|t| t.name.clone())
+                .collect(),
+            mtu: None,
+            egress: EgressSpec::default(),
+        };
+        let cluster = ClusterSpec {
+            pod_cidrs: vec![IpNetwork::V4(CLUSTER_POD_CIDR)],
+            service_cidrs: vec![IpNetwork::V4(SERVICE_CIDR)],
+            ..ClusterSpec::default()
+        };
+        (Some(host), cluster)
+    } else {
+        (None, ClusterSpec::default())
+    };
     Ok(NodeConfig {
         node: kxdp_config::NodeSpec {
             name: node.name.clone(),
@@ -589,8 +681,8 @@ fn kxdp_config(
         services: Vec::new(),
         policies: Vec::new(),
         chains: Vec::new(),
-        host: None,
-        cluster: kxdp_config::ClusterSpec::default(),
+        host,
+        cluster,
         control: ControlSpec {
             socket: Some(
                 scratch
@@ -695,10 +787,78 @@ mod tests {
     }
 
     #[test]
+    fn no_host_port_unless_asked() {
+        let plan = plan(&two_tenant_spec(), "kx1-0-", Path::new("/tmp/x")).unwrap();
+        for (name, c) in &plan.configs {
+            assert_eq!(c.host, None, "{name}");
+            assert!(c.cluster.is_default(), "{name}");
+            assert!(
+                c.interfaces.iter().all(|i| i.role != InterfaceRole::Host),
+                "{name}"
+            );
+            assert!(
+                c.remote_nodes.iter().all(|r| r.node_ips.is_empty()),
+                "{name}"
+            );
+        }
+        assert!(plan.nodes.iter().all(|n| !n.host_port));
+    }
+
+    #[test]
+    fn a_host_port_node_gets_the_cluster_plan() {
+        let mut spec = two_tenant_spec();
+        spec.nodes[0] = spec.nodes[0].clone().with_host_port();
+        let plan = plan(&spec, "kx1-0-", Path::new("/tmp/x")).unwrap();
+        let n1 = &plan.nodes[0];
+        assert!(n1.host_port);
+        assert_eq!(
+            n1.interfaces,
+            ["ul0", "vblue-a", "vred-a", "kxdp-h0"],
+            "kxdp binds the host port too"
+        );
+        let c = &plan.configs["n1"];
+        let host_if = c.interfaces.last().unwrap();
+        assert_eq!(host_if.name, HOST_IF);
+        assert_eq!(host_if.role, InterfaceRole::Host);
+        assert_eq!(host_if.mac.to_string(), "02:00:00:05:01:00");
+        let host = c.host.as_ref().unwrap();
+        assert_eq!(host.interface, "kxdp-h0");
+        assert_eq!(host.peer, "kxdp-host");
+        assert_eq!(host.node_ips, [IpAddr::V4(Ipv4Addr::new(192, 168, 100, 1))]);
+        assert_eq!(host.tenants, ["blue"], "the first tenant reaches the node");
+        assert_eq!(
+            host.peer_mac_or(host_if.mac).to_string(),
+            "02:00:00:05:01:01"
+        );
+        assert_eq!(c.cluster.pod_cidrs[0].to_string(), "10.244.0.0/16");
+        assert_eq!(c.cluster.service_cidrs[0].to_string(), "10.96.0.0/16");
+        assert!(c.cluster.service_load_balancing);
+        let node_ips: Vec<(&str, String)> = c
+            .remote_nodes
+            .iter()
+            .map(|r| (r.name.as_str(), format!("{:?}", r.node_ips)))
+            .collect();
+        assert_eq!(
+            node_ips,
+            [
+                ("n2", "[192.168.100.2]".to_string()),
+                ("k3", "[192.168.100.3]".to_string())
+            ]
+        );
+        // The other kxdp node is as before.
+        let c2 = &plan.configs["n2"];
+        assert_eq!(c2.host, None);
+        assert!(c2.remote_nodes.iter().all(|r| r.node_ips.is_empty()));
+        // It validates, and round-trips through YAML.
+        let back = NodeConfig::from_yaml_str(&c.to_yaml()).unwrap();
+        assert_eq!(&back, c);
+    }
+
+    #[test]
     fn refuses_bad_specs() {
         let base = two_tenant_spec();
         type Mutation = fn(&mut TopologySpec);
-        let cases: [(&str, Mutation); 13] = [
+        let cases: [(&str, Mutation); 14] = [
             ("Direct", |s| s.underlay = Underlay::Direct),
             ("unknown tenant", |s| {
                 s.nodes[0].pods[0].tenant = "green".into()
@@ -728,6 +888,9 @@ mod tests {
             ("used by two tenants", |s| s.tenants[1].vni = 100),
             ("VNI", |s| s.tenants[1].vni = 1 << 24),
             ("longer than 15", |s| s.tenants[0].vni = 10_000_000),
+            ("only a kxdp node has a host port", |s| {
+                s.nodes[2].host_port = true
+            }),
         ];
         for (expected, mutate) in cases {
             let mut spec = base.clone();

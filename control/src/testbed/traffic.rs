@@ -75,7 +75,7 @@ pub struct RttResult {
 }
 
 impl RttResult {
-    fn new() -> Result<RttResult> {
+    pub(crate) fn new() -> Result<RttResult> {
         // 1 ns to 1 hour, 3 significant digits.
         let histogram = Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
             .map_err(|e| TestbedError::Traffic(format!("cannot create a histogram: {e}")))?;
@@ -87,13 +87,13 @@ impl RttResult {
         })
     }
 
-    fn record(&mut self, rtt: Duration) {
+    pub(crate) fn record(&mut self, rtt: Duration) {
         let ns = u64::try_from(rtt.as_nanos()).unwrap_or(u64::MAX).max(1);
         self.histogram.saturating_record(ns);
         self.received += 1;
     }
 
-    fn finish(mut self) -> RttResult {
+    pub(crate) fn finish(mut self) -> RttResult {
         self.lost = self.sent.saturating_sub(self.received);
         self
     }

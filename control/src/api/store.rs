@@ -449,7 +449,10 @@ pub struct DesiredStateStore {
 /// What is told of every applied desired state (the host port's NodePort
 /// rules follow the Services this way).
 #[derive(Default)]
-struct Observers(Vec<Box<dyn Fn(&NodeConfig) + Send + Sync>>);
+struct Observers(Vec<Observer>);
+
+/// One observer of applied desired states.
+type Observer = Box<dyn Fn(&NodeConfig) + Send + Sync>;
 
 impl std::fmt::Debug for Observers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

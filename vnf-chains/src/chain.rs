@@ -2,6 +2,7 @@
 //! classifier and its functions' shared tables (identities, policies,
 //! services), built off the hot path and shared by every worker.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use kxdp_config::{
@@ -51,6 +52,12 @@ pub struct ChainInput<'a> {
     /// chain per CIDR, `kxdp:services:<tenant>:<n>`, with one load-balancer
     /// stage, ranked below every explicit chain.
     pub service_cidrs: &'a [ipnetwork::IpNetwork],
+    /// This node's own addresses (the host port's): NetworkPolicy always
+    /// allows traffic between them and pods.
+    pub node_addresses: &'a [IpAddr],
+    /// The node's VTEP address, when it is one of the node's own addresses
+    /// too (a host port without explicit `node_ips`).
+    pub vtep_address: Option<std::net::Ipv4Addr>,
 }
 
 impl<'a> ChainInput<'a> {
@@ -70,6 +77,15 @@ impl<'a> ChainInput<'a> {
             } else {
                 &[]
             },
+            node_addresses: config
+                .host
+                .as_ref()
+                .map_or(&[][..], |h| h.node_ips.as_slice()),
+            vtep_address: config
+                .host
+                .as_ref()
+                .filter(|h| h.node_ips.is_empty())
+                .map(|_| config.node.vtep.ip),
         }
     }
 }
@@ -79,9 +95,33 @@ pub const IMPLICIT_SERVICES_CHAIN: &str = "kxdp:services:";
 
 /// The implicit chains that balance every Service for every pod: one per
 /// (tenant with Services, Service CIDR).
+///
+/// With NetworkPolicies in the model, a tenant's implicit chain takes all
+/// its traffic instead, through the load balancer and then the policies
+/// (which see the endpoint a Service connection was balanced to), so that
+/// NetworkPolicy applies to every pod, as Kubernetes defines it.
 fn implicit_service_chains(input: &ChainInput<'_>) -> Vec<ChainSpec> {
     let mut out = Vec::new();
+    if input.service_cidrs.is_empty() {
+        return out;
+    }
     for tenant in input.tenants {
+        if !input.policies.is_empty() {
+            out.push(ChainSpec {
+                name: format!("{IMPLICIT_SERVICES_CHAIN}{}:policy", tenant.name),
+                tenant: tenant.name.clone(),
+                priority: 0,
+                classifier: kxdp_config::ClassifierSpec::default(),
+                functions: vec![
+                    FunctionSpec::LoadBalancer {
+                        services: Vec::new(),
+                    },
+                    FunctionSpec::Policy,
+                ],
+                symmetric: false,
+            });
+            continue;
+        }
         if !input.services.iter().any(|s| s.tenant == tenant.name) {
             continue;
         }
@@ -112,8 +152,7 @@ fn local_view(services: &[ServiceSpec], node: &str) -> Vec<ServiceSpec> {
         .map(|s| {
             let mut s = s.clone();
             if s.internal_traffic_local {
-                s.endpoints
-                    .retain(|e| e.node.as_deref() == Some(node));
+                s.endpoints.retain(|e| e.node.as_deref() == Some(node));
             }
             s
         })
@@ -238,6 +277,8 @@ pub struct ChainSet {
     pub(crate) services: Arc<ServiceTable>,
     resume: Vec<Option<ResumePoint>>,
     options: CompileOptions,
+    /// This node's own addresses (see [`ChainInput::node_addresses`]).
+    node_addresses: Vec<(u128, bool)>,
 }
 
 impl ChainSet {
@@ -515,6 +556,13 @@ impl ChainSet {
             services,
             resume,
             options,
+            node_addresses: input
+                .node_addresses
+                .iter()
+                .copied()
+                .chain(input.vtep_address.map(IpAddr::V4))
+                .map(crate::flow::ip_bits)
+                .collect(),
         })
     }
 
@@ -531,6 +579,7 @@ impl ChainSet {
             services: Arc::default(),
             resume: Vec::new(),
             options: CompileOptions::default(),
+            node_addresses: Vec::new(),
         }
     }
 
@@ -610,6 +659,7 @@ impl ChainSet {
     /// What a policy stage reads.
     pub(crate) fn policy_env(&self) -> PolicyEnv<'_> {
         PolicyEnv {
+            node_addresses: &self.node_addresses,
             policy: &self.policy,
             identities: &self.identity_map,
             epoch: self.policy_epoch,

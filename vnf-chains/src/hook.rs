@@ -310,6 +310,8 @@ mod tests {
             chains: &[],
             node: "",
             service_cidrs: &[],
+            node_addresses: &[],
+            vtep_address: None,
         };
         let set = handle.compile(&input).expect("an empty model compiles");
         assert_eq!(set.generation(), 2);

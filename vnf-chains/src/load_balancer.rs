@@ -151,8 +151,7 @@ impl LbState {
                 let Some(index) = services.find(&vip).filter(|&i| env.config.balances(i)) else {
                     return StageAction::Pass;
                 };
-                let Some(backend) = services.port(index).and_then(|p| p.pick_for(&ctx.flow))
-                else {
+                let Some(backend) = services.port(index).and_then(|p| p.pick_for(&ctx.flow)) else {
                     return StageAction::Drop(ChainDropReason::NoServiceEndpoint);
                 };
                 self.connections += 1;

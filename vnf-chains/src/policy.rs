@@ -313,6 +313,28 @@ pub struct PolicyEnv<'a> {
     pub identities: &'a IdentityMap,
     /// Changes whenever `policy` or `identities` change.
     pub epoch: u64,
+    /// This node's own addresses: traffic between a pod and its node is
+    /// always allowed (kubelet probes must pass a default deny), as
+    /// Kubernetes defines NetworkPolicy.
+    pub node_addresses: &'a [(u128, bool)],
+}
+
+impl PolicyEnv<'_> {
+    /// Whether `key` is between this node and a pod.
+    #[inline]
+    fn is_node_traffic(&self, key: &FlowKey) -> bool {
+        !self.node_addresses.is_empty()
+            && self
+                .node_addresses
+                .iter()
+                .any(|&(a, v6)| v6 == key.ipv6 && (a == key.src || a == key.dst))
+    }
+
+    /// Whether the connection `key` opens is allowed.
+    #[inline]
+    fn allows(&self, key: &FlowKey, src: IdentityId, dst: IdentityId) -> bool {
+        self.is_node_traffic(key) || self.policy.allows(key, src, dst)
+    }
 }
 
 /// One worker's state of a policy stage: what it decided (the connections
@@ -369,7 +391,7 @@ impl PolicyState {
             };
             let src = lookup(env.identities, &initiator, true);
             let dst = lookup(env.identities, &initiator, false);
-            if env.policy.allows(&initiator, src, dst) {
+            if env.allows(&initiator, src, dst) {
                 entry.policy_epoch = env.epoch;
                 return StageAction::Pass;
             }
@@ -382,10 +404,7 @@ impl PolicyState {
             ctx.dst_identity = lookup(env.identities, &ctx.flow, false);
             ctx.identities_known = true;
         }
-        if env
-            .policy
-            .allows(&ctx.flow, ctx.src_identity, ctx.dst_identity)
-        {
+        if env.allows(&ctx.flow, ctx.src_identity, ctx.dst_identity) {
             self.connections_allowed += 1;
             if let Some(entry) = conntrack.entry(ctx) {
                 entry.set_policy(true, env.epoch);

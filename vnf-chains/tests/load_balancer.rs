@@ -503,7 +503,11 @@ fn services_are_balanced_without_a_chain_and_explicit_chains_come_first() {
     model.services = vec![service("web", VIP4, 80, 8080, &["10.1.0.1", "10.1.0.2"])];
     model.service_cidrs = vec!["10.96.0.0/16".parse().unwrap()];
     let set = model.compile(1, None);
-    assert_eq!(set.len(), 1, "one implicit chain for the one tenant with Services");
+    assert_eq!(
+        set.len(),
+        1,
+        "one implicit chain for the one tenant with Services"
+    );
     assert!(set.chain(0).unwrap().name.starts_with("kxdp:services:blue"));
     let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
     let request = frame(Protocol::Tcp, "10.0.0.1", 40_000, VIP4, 80, b"hi");
@@ -512,12 +516,25 @@ fn services_are_balanced_without_a_chain_and_explicit_chains_come_first() {
     let (backend, port) = destination(&translated);
     assert_eq!(port, 8080);
     assert!(["10.1.0.1", "10.1.0.2"].contains(&backend.to_string().as_str()));
-    let reply = frame(Protocol::Tcp, &backend.to_string(), 8080, "10.0.0.1", 40_000, b"ok");
+    let reply = frame(
+        Protocol::Tcp,
+        &backend.to_string(),
+        8080,
+        "10.0.0.1",
+        40_000,
+        b"ok",
+    );
     let (outcome, back) = run(&mut worker, &set, 2, reply);
     assert_eq!(outcome, ChainOutcome::Pass);
     assert_eq!(destination(&back), ("10.0.0.1".parse().unwrap(), 40_000));
     let meta = packet::parse(&back).unwrap();
-    assert_eq!(meta.l3, L3::Ipv4 { src: VIP4.parse().unwrap(), dst: "10.0.0.1".parse().unwrap() });
+    assert_eq!(
+        meta.l3,
+        L3::Ipv4 {
+            src: VIP4.parse().unwrap(),
+            dst: "10.0.0.1".parse().unwrap()
+        }
+    );
 
     // Without the Service CIDR (or with balancing off) nothing is implicit.
     let mut plain = Model::new();
@@ -576,7 +593,10 @@ fn internal_traffic_policy_local_keeps_to_this_node() {
         let request = frame(Protocol::Tcp, "10.0.0.7", 30_000 + port, VIP4, 80, b"x");
         let (outcome, translated) = run(&mut worker, &set, 1, request);
         assert_eq!(outcome, ChainOutcome::Pass);
-        assert_eq!(destination(&translated).0, "10.1.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            destination(&translated).0,
+            "10.1.0.1".parse::<IpAddr>().unwrap()
+        );
     }
     // No local endpoint: no endpoint at all (not another node's).
     model.services[0].endpoints[0].node = Some("node3".into());
@@ -584,5 +604,8 @@ fn internal_traffic_policy_local_keeps_to_this_node() {
     let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
     let request = frame(Protocol::Tcp, "10.0.0.7", 31_000, VIP4, 80, b"x");
     let (outcome, _) = run(&mut worker, &set, 1, request);
-    assert_eq!(outcome, ChainOutcome::Drop(ChainDropReason::NoServiceEndpoint));
+    assert_eq!(
+        outcome,
+        ChainOutcome::Drop(ChainDropReason::NoServiceEndpoint)
+    );
 }

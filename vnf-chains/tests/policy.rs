@@ -677,3 +677,111 @@ fn connections_are_checked_again_after_a_policy_change() {
     let set3 = model.compile(3, Some(&set2));
     assert_eq!(run_one(&mut worker, &set3, 4, request), ChainOutcome::Pass);
 }
+
+/// In a cluster (Service CIDR known) NetworkPolicy applies to every pod
+/// without a chain: a default-deny ingress on a Service's backend refuses
+/// another pod, directly and through the ClusterIP (the policy sees the
+/// endpoint the connection was balanced to) — but never its own node.
+#[test]
+fn in_a_cluster_policies_apply_without_a_chain_and_the_node_is_always_allowed() {
+    let mut model = Model::new();
+    model.pods = vec![
+        pod("web", "default", "10.244.1.10", &[("app", "web")]),
+        pod("client", "default", "10.244.1.11", &[("app", "client")]),
+    ];
+    model.services = vec![service("web", "10.96.0.20", 80, 8080, &["10.244.1.10"])];
+    model.service_cidrs = vec!["10.96.0.0/16".parse().unwrap()];
+    model.node_addresses = vec!["192.168.100.1".parse().unwrap()];
+    model.policies = vec![NetworkPolicySpec {
+        name: "deny".into(),
+        namespace: "default".into(),
+        pod_selector: LabelSelector {
+            match_labels: labels(&[("app", "web")]),
+            match_expressions: vec![],
+        },
+        policy_types: vec![PolicyType::Ingress],
+        ingress: vec![],
+        egress: vec![],
+    }];
+    let set = model.compile(1, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let mut run = |frame: Vec<u8>| {
+        let mut ctx = [context(&frame, 0, 0)];
+        let mut frames = vec![frame];
+        worker.process(&set, 1, &mut ctx, &mut frames);
+        ctx[0].outcome
+    };
+    let denied = ChainOutcome::Drop(ChainDropReason::PolicyDenied);
+    assert_eq!(
+        run(frame(
+            Protocol::Tcp,
+            "10.244.1.11",
+            40_000,
+            "10.244.1.10",
+            8080,
+            b"x"
+        )),
+        denied,
+        "pod → pod"
+    );
+    assert_eq!(
+        run(frame(
+            Protocol::Tcp,
+            "10.244.1.11",
+            40_001,
+            "10.96.0.20",
+            80,
+            b"x"
+        )),
+        denied,
+        "pod → ClusterIP → the denied backend"
+    );
+    assert_eq!(
+        run(frame(
+            Protocol::Tcp,
+            "10.244.1.1",
+            40_002,
+            "10.96.0.20",
+            80,
+            b"x"
+        )),
+        denied,
+        "a NodePort's traffic (sourced from the gateway address)"
+    );
+    assert_eq!(
+        run(frame(
+            Protocol::Tcp,
+            "192.168.100.1",
+            40_003,
+            "10.244.1.10",
+            8080,
+            b"x"
+        )),
+        ChainOutcome::Pass,
+        "the node's probe"
+    );
+    assert_eq!(
+        run(frame(
+            Protocol::Tcp,
+            "192.168.100.1",
+            40_004,
+            "10.96.0.20",
+            80,
+            b"x"
+        )),
+        ChainOutcome::Pass,
+        "the node through the ClusterIP"
+    );
+    assert_eq!(
+        run(frame(
+            Protocol::Tcp,
+            "10.244.1.10",
+            40_005,
+            "10.244.1.11",
+            9000,
+            b"x"
+        )),
+        ChainOutcome::Pass,
+        "the web pod's own egress is not isolated"
+    );
+}

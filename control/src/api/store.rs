@@ -722,6 +722,7 @@ fn chain_inputs_differ(a: &NodeConfig, b: &NodeConfig) -> bool {
         || a.chains != b.chains
         || a.node.name != b.node.name
         || a.cluster != b.cluster
+        || a.host != b.host
 }
 
 /// A chain set that does not compile, with the field at fault named like a

@@ -196,6 +196,8 @@ pub struct Model {
     pub chains: Vec<ChainSpec>,
     /// Service CIDRs balanced without a chain (implicit Service chains).
     pub service_cidrs: Vec<ipnetwork::IpNetwork>,
+    /// This node's own addresses.
+    pub node_addresses: Vec<std::net::IpAddr>,
 }
 
 impl Model {
@@ -228,6 +230,8 @@ impl Model {
             chains: &self.chains,
             node: "node1",
             service_cidrs: &self.service_cidrs,
+            node_addresses: &self.node_addresses,
+            vtep_address: None,
         }
     }
 

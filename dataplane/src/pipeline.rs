@@ -23,7 +23,7 @@ use crate::chain_hook::{
 };
 use crate::counters::Counters;
 use crate::io::{chunk_of, Desc};
-use crate::packet::{self, arp, forward, nd, FrameMeta, L3};
+use crate::packet::{self, arp, forward, icmp, nd, FrameMeta, L3};
 use crate::tables::{HostPort, NextHop, PodPort, PortKind, Tables, TenantId};
 use crate::verdict::{DropReason, PortId, Verdict};
 use crate::vxlan;
@@ -311,6 +311,40 @@ impl<H: ChainHook> Pipeline<H> {
                     routable.meta = packet.meta;
                     routable.tenant = packet.tenant;
                     self.route(tables, &routable, chunk)
+                }
+                // A Service without endpoints refuses at once, as
+                // kube-proxy's REJECT does: port unreachable from the
+                // Service's address, back out of the port it came in on
+                // (the drop is counted as well).
+                ChainVerdict::Drop(DropReason::NoServiceEndpoint)
+                    if routable.underlay.is_none() =>
+                {
+                    let our_mac = tables.port(packet.in_port).map_or([0; 6], |p| p.mac);
+                    match icmp::answer_in_place(
+                        chunk,
+                        routable.offset,
+                        routable.len,
+                        &packet.meta,
+                        icmp::IcmpError::PortUnreachable,
+                        None,
+                        our_mac,
+                    ) {
+                        Some((offset, len)) => {
+                            // The request is dropped (and counted); its
+                            // bytes leave as the error's quote.
+                            self.counters.drop(DropReason::NoServiceEndpoint);
+                            Outcome {
+                                verdict: Verdict::Tx(packet.in_port),
+                                offset,
+                                len,
+                            }
+                        }
+                        None => Outcome::drop(
+                            DropReason::NoServiceEndpoint,
+                            routable.offset,
+                            routable.len,
+                        ),
+                    }
                 }
                 ChainVerdict::Drop(reason) => Outcome::drop(reason, routable.offset, routable.len),
                 ChainVerdict::Redirect(port) => redirect(

@@ -399,3 +399,82 @@ fn a_new_chain_set_reaches_the_worker_at_its_next_batch() {
         .collect();
     assert_eq!(kinds, ["load_balancer"]);
 }
+
+/// Services for every pod (cluster.service_cidrs, no chain): a ClusterIP
+/// is balanced by the implicit chain; a Service whose endpoints are all
+/// gone refuses with an ICMP port unreachable from its address, back to
+/// the client's port (kube-proxy's REJECT), counted as
+/// `no_service_endpoint`.
+#[test]
+fn services_without_a_chain_balance_and_refuse_when_empty() {
+    let mut config = config(POLICY_POLICER_LB);
+    config.chains.clear();
+    config.policies.clear();
+    config.cluster.service_cidrs = vec!["10.96.0.0/16".parse().unwrap()];
+    config.services.push(kxdp_config::ServiceSpec {
+        name: "empty".into(),
+        namespace: "default".into(),
+        tenant: "blue".into(),
+        cluster_ip: "10.96.0.11".parse().unwrap(),
+        ports: vec![kxdp_config::ServicePortSpec {
+            name: None,
+            protocol: kxdp_config::Protocol::Tcp,
+            port: 80,
+            target_port: None,
+            node_port: None,
+        }],
+        endpoints: Vec::new(),
+        client_ip_affinity: false,
+        internal_traffic_local: false,
+    });
+    let tables = TableHandle::new(Tables::compile(&config, 1).unwrap());
+    let chains = ChainSetHandle::compile_initial(
+        &ChainInput::from_config(&config),
+        CompileOptions::default(),
+    )
+    .unwrap();
+    let stats = Arc::new(SharedChainStats::default());
+    let hook = DataplaneChains::new(&chains, WorkerLimits::default(), 1, Arc::clone(&stats));
+    let io = MemoryIo::new(config.interfaces.len(), 2048, 1024, 64);
+    let worker = Worker::with_hook(
+        io,
+        tables.reader(),
+        Arc::new(SharedCounters::default()),
+        WorkerOptions {
+            batch_size: 64,
+            ..WorkerOptions::default()
+        },
+        hook,
+    );
+    let mut node = Node {
+        worker,
+        stats,
+        chains,
+    };
+    let flows: Vec<Vec<u8>> = (0..20)
+        .map(|i| tcp(CLIENT_MAC, CLIENT_GW_MAC, CLIENT, 42_000 + i, VIP))
+        .collect();
+    node.send(MS, CLIENT_PORT, &flows);
+    let (a, b) = (node.tx(WEB1_PORT).len(), node.tx(WEB2_PORT).len());
+    assert_eq!(a + b, 20, "balanced without a chain");
+    assert!(a > 0 && b > 0, "{a} / {b}");
+
+    let refused = tcp(CLIENT_MAC, CLIENT_GW_MAC, CLIENT, 43_000, [10, 96, 0, 11]);
+    node.send(2 * MS, CLIENT_PORT, std::slice::from_ref(&refused));
+    assert_eq!(node.drops(DropReason::NoServiceEndpoint), 1);
+    let back = node.tx(CLIENT_PORT);
+    assert_eq!(back.len(), 1, "an ICMP error back to the client");
+    let meta = packet::parse(&back[0]).unwrap();
+    assert_eq!(
+        meta.l3,
+        L3::Ipv4 {
+            src: Ipv4Addr::new(10, 96, 0, 11),
+            dst: Ipv4Addr::from(CLIENT)
+        }
+    );
+    assert_eq!(meta.ip_proto, 1);
+    assert_eq!(meta.dst_port, 3 << 8 | 3, "port unreachable");
+    assert_eq!(&back[0][..6], &CLIENT_MAC);
+    // The quote is the refused packet's IP header and beyond.
+    assert_eq!(&back[0][42..62], &refused[14..34]);
+}

@@ -9,6 +9,7 @@
 pub mod arp;
 pub mod checksum;
 pub mod forward;
+pub mod icmp;
 pub mod nd;
 #[cfg(test)]
 pub(crate) mod testframes;

@@ -77,11 +77,12 @@ pub fn may_answer(frame: &[u8], meta: &FrameMeta) -> bool {
             // parser could not place (a non-first fragment) is not answered.
             let error = meta.ip_proto == ip_proto::ICMPV6
                 && (l4 == 0 || frame.get(l4).is_none_or(|&t| t < 128));
-            !(meta.is_fragment && l4 == 0)
-                && !error
-                && !src.is_multicast()
-                && !src.is_unspecified()
-                && !dst.is_multicast()
+            let unanswerable = (meta.is_fragment && l4 == 0)
+                || error
+                || src.is_multicast()
+                || src.is_unspecified()
+                || dst.is_multicast();
+            !unanswerable
         }
     }
 }

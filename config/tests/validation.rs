@@ -1308,3 +1308,162 @@ proptest! {
         }
     }
 }
+
+// ------------------------------------------------- host port and cluster
+
+/// The base configuration with a host port for tenant blue.
+fn with_host(config: &mut NodeConfig) {
+    config.interfaces.push(InterfaceSpec {
+        name: "kxdp-h0".into(),
+        role: InterfaceRole::Host,
+        mac: mac("02:00:00:05:01:00"),
+        queues: 2,
+    });
+    config.host = Some(
+        serde_yaml::from_str("interface: kxdp-h0\ntenants: [blue]\nnode_ips: [192.168.100.1]\n")
+            .unwrap(),
+    );
+    config.cluster.pod_cidrs = vec![net("10.244.0.0/16")];
+    config.cluster.service_cidrs = vec![net("10.96.0.0/16")];
+}
+
+#[test]
+fn a_host_port_and_cluster_plan_are_valid_and_round_trip() {
+    let mut config = base();
+    with_host(&mut config);
+    config.validate_with(&machine()).unwrap();
+    let again = NodeConfig::parse_yaml(&config.to_yaml()).unwrap();
+    assert_eq!(again, config);
+}
+
+#[test]
+fn refuses_a_host_port_interface_that_is_missing_or_not_role_host() {
+    refused(
+        |c| {
+            with_host(c);
+            c.host.as_mut().unwrap().interface = "nope".into();
+        },
+        "host.interface",
+        &["nope", "not one of interfaces"],
+    );
+    refused(
+        |c| {
+            with_host(c);
+            c.host.as_mut().unwrap().interface = "vnf-out".into();
+        },
+        "host.interface",
+        &["vnf-out", "role host"],
+    );
+}
+
+#[test]
+fn refuses_an_interface_of_role_host_without_the_host_section() {
+    refused(
+        |c| {
+            with_host(c);
+            c.host = None;
+        },
+        "interfaces[7].role",
+        &["host.interface"],
+    );
+}
+
+#[test]
+fn refuses_a_pod_on_the_host_port() {
+    refused(
+        |c| {
+            with_host(c);
+            c.pods[1].interface = "kxdp-h0".into();
+        },
+        "pods[1].interface",
+        &["host port"],
+    );
+}
+
+#[test]
+fn refuses_a_host_peer_named_like_an_interface() {
+    refused(
+        |c| {
+            with_host(c);
+            c.host.as_mut().unwrap().peer = "ul0".into();
+        },
+        "host.peer",
+        &["ul0"],
+    );
+}
+
+#[test]
+fn refuses_a_node_ip_inside_a_pod_cidr() {
+    refused(
+        |c| {
+            with_host(c);
+            c.host.as_mut().unwrap().node_ips = vec![ip("10.244.1.50")];
+        },
+        "host.node_ips[0]",
+        &["10.244.1.50", "pod CIDR"],
+    );
+}
+
+#[test]
+fn refuses_host_tenants_whose_pod_cidrs_overlap() {
+    // blue and red both use 10.244.1.0/24: the node cannot tell them apart.
+    refused(
+        |c| {
+            with_host(c);
+            c.host.as_mut().unwrap().tenants = vec!["blue".into(), "red".into()];
+        },
+        "host.tenants",
+        &["blue", "red", "overlap"],
+    );
+}
+
+#[test]
+fn refuses_an_unknown_host_tenant_and_egress_for_a_tenant_off_the_host() {
+    refused(
+        |c| {
+            with_host(c);
+            c.host.as_mut().unwrap().tenants = vec!["green".into()];
+        },
+        "host.tenants[0]",
+        &["green"],
+    );
+    refused(
+        |c| {
+            with_host(c);
+            c.host.as_mut().unwrap().egress.tenants = Some(vec!["red".into()]);
+        },
+        "host.egress.tenants[0]",
+        &["red", "host.tenants"],
+    );
+}
+
+#[test]
+fn refuses_a_service_cidr_overlapping_the_pod_cidrs() {
+    refused(
+        |c| {
+            with_host(c);
+            c.cluster.service_cidrs = vec![net("10.244.128.0/17")];
+        },
+        "cluster.service_cidrs[0]",
+        &["10.244.128.0/17", "10.244.0.0/16"],
+    );
+}
+
+#[test]
+fn refuses_a_node_port_outside_the_range() {
+    refused(
+        |c| {
+            with_host(c);
+            c.services[0].ports[0].node_port = Some(8080);
+        },
+        "services[0].ports[0].node_port",
+        &["8080", "30000-32767"],
+    );
+    refused(
+        |c| {
+            c.cluster.node_port_range.first = 40000;
+        },
+        "cluster.node_port_range",
+        &["40000-32767"],
+    );
+}

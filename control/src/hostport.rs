@@ -71,20 +71,33 @@ impl HostPortGuard {
         let Some(host) = &config.host else {
             return Ok(None);
         };
-        let Some(itf) = config
-            .interfaces
-            .iter()
-            .find(|i| i.name == host.interface)
-        else {
-            bail!("host.interface: {:?} is not one of interfaces", host.interface);
+        let Some(itf) = config.interfaces.iter().find(|i| i.name == host.interface) else {
+            bail!(
+                "host.interface: {:?} is not one of interfaces",
+                host.interface
+            );
         };
         remove_stale(&host.interface);
         let mtu = host.mtu_or(&config.node).to_string();
         let peer_mac = host.peer_mac_or(itf.mac).to_string();
         let kxdp_mac = itf.mac.to_string();
         ip(&[
-            "link", "add", &host.interface, "mtu", &mtu, "address", &kxdp_mac, "type", "veth",
-            "peer", "name", &host.peer, "mtu", &mtu, "address", &peer_mac,
+            "link",
+            "add",
+            &host.interface,
+            "mtu",
+            &mtu,
+            "address",
+            &kxdp_mac,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &host.peer,
+            "mtu",
+            &mtu,
+            "address",
+            &peer_mac,
         ])?;
         let guard = HostPortGuard {
             interface: host.interface.clone(),
@@ -106,15 +119,27 @@ impl HostPortGuard {
         let peer = host.peer.as_str();
         // IPv6 on the node's side: no duplicate address detection, no
         // router advertisements (kxdp sends none).
-        let _ = sysctl(&format!("net/ipv6/conf/{peer}/accept_dad"), "0");
-        let _ = sysctl(&format!("net/ipv6/conf/{peer}/accept_ra"), "0");
-        sysctl("net/ipv4/ip_forward", "1")?;
-        let _ = sysctl("net/ipv6/conf/all/forwarding", "1");
-        sysctl(&format!("net/ipv4/conf/{peer}/rp_filter"), "0")?;
-        sysctl(&format!("net/ipv4/conf/{peer}/accept_local"), "1")?;
-        // The effective rp_filter is the larger of `all` and the device's.
+        let _ = ensure_sysctl(&format!("net/ipv6/conf/{peer}/accept_dad"), "0");
+        let _ = ensure_sysctl(&format!("net/ipv6/conf/{peer}/accept_ra"), "0");
+        // Egress and NodePorts are forwarded by the node: required.
+        ensure_sysctl("net/ipv4/ip_forward", "1")?;
+        for (key, value) in [
+            ("net/ipv6/conf/all/forwarding".to_string(), "1"),
+            (format!("net/ipv4/conf/{peer}/rp_filter"), "0"),
+            // The `kubernetes` Service's endpoint may be this node itself:
+            // its packets come back with a local source.
+            (format!("net/ipv4/conf/{peer}/accept_local"), "1"),
+        ] {
+            if let Err(e) = ensure_sysctl(&key, value) {
+                tracing::warn!(error = %format!("{e:#}"), "host port");
+            }
+        }
+        // The effective rp_filter is the larger of `all` and the device's:
+        // strict (1) would drop replies the node routes asymmetrically.
         if read_sysctl("net/ipv4/conf/all/rp_filter").as_deref() == Some("1") {
-            sysctl("net/ipv4/conf/all/rp_filter", "2")?;
+            if let Err(e) = ensure_sysctl("net/ipv4/conf/all/rp_filter", "2") {
+                tracing::warn!(error = %format!("{e:#}"), "host port");
+            }
         }
         ethtool_tx_off(peer)?;
         ip(&["link", "set", &host.interface, "up"])?;
@@ -138,15 +163,37 @@ impl HostPortGuard {
             ip(&args)?;
         }
         ip(&[
-            "neigh", "replace", NEXT_HOP_V4, "lladdr", kxdp_mac, "dev", peer, "nud", "permanent",
+            "neigh",
+            "replace",
+            NEXT_HOP_V4,
+            "lladdr",
+            kxdp_mac,
+            "dev",
+            peer,
+            "nud",
+            "permanent",
         ])?;
         ip(&[
-            "-6", "neigh", "replace", NEXT_HOP_V6, "lladdr", kxdp_mac, "dev", peer, "nud",
+            "-6",
+            "neigh",
+            "replace",
+            NEXT_HOP_V6,
+            "lladdr",
+            kxdp_mac,
+            "dev",
+            peer,
+            "nud",
             "permanent",
         ])?;
         let addresses = host.node_addresses(&config.node);
-        let src4 = addresses.iter().find(|a| a.is_ipv4()).map(ToString::to_string);
-        let src6 = addresses.iter().find(|a| a.is_ipv6()).map(ToString::to_string);
+        let src4 = addresses
+            .iter()
+            .find(|a| a.is_ipv4())
+            .map(ToString::to_string);
+        let src6 = addresses
+            .iter()
+            .find(|a| a.is_ipv6())
+            .map(ToString::to_string);
         for cidr in cluster_cidrs(config) {
             let prefix = cidr.to_string();
             let mut args: Vec<&str> = Vec::new();
@@ -201,7 +248,10 @@ impl Drop for HostPortGuard {
 
 /// Remove a host port pair and kxdp's nftables table, if they exist.
 pub fn remove_stale(interface: &str) {
-    if std::path::Path::new("/sys/class/net").join(interface).exists() {
+    if std::path::Path::new("/sys/class/net")
+        .join(interface)
+        .exists()
+    {
         if let Err(e) = ip(&["link", "del", interface]) {
             tracing::warn!(interface, error = %e, "removing the host port");
         }
@@ -384,9 +434,19 @@ fn nft_table_exists() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn sysctl(key: &str, value: &str) -> anyhow::Result<()> {
-    std::fs::write(format!("/proc/sys/{key}"), value)
-        .with_context(|| format!("setting {} = {value}", key.replace('/', ".")))
+/// Set a sysctl unless it already has `value`. In a container whose
+/// /proc/sys is read-only, a value that is already right is enough; a
+/// wrong one is an error that says what the node must set.
+fn ensure_sysctl(key: &str, value: &str) -> anyhow::Result<()> {
+    if read_sysctl(key).as_deref() == Some(value) {
+        return Ok(());
+    }
+    std::fs::write(format!("/proc/sys/{key}"), value).with_context(|| {
+        format!(
+            "setting {name} = {value} (set it on the node, e.g. sysctl -w {name}={value}, if kxdp's container cannot)",
+            name = key.replace('/', ".")
+        )
+    })
 }
 
 fn read_sysctl(key: &str) -> Option<String> {
@@ -438,9 +498,20 @@ services:
         // Only the default tenant (the host tenant) egresses.
         assert!(rules.contains("set pods4 { type ipv4_addr; flags interval; auto-merge; elements = { 10.244.1.0/24 }; }"), "{rules}");
         assert!(rules.contains("elements = { 198.51.100.0/24 }"), "{rules}");
-        assert!(rules.contains("th dport 30080 dnat ip to 10.96.0.20:80"), "{rules}");
-        assert!(!rules.contains("30081"), "a red Service's NodePort: {rules}");
-        assert!(rules.contains("oifname \"kxdp-host\" meta nfproto ipv4 ct status dnat snat ip to 10.244.1.1"), "{rules}");
+        assert!(
+            rules.contains("th dport 30080 dnat ip to 10.96.0.20:80"),
+            "{rules}"
+        );
+        assert!(
+            !rules.contains("30081"),
+            "a red Service's NodePort: {rules}"
+        );
+        assert!(
+            rules.contains(
+                "oifname \"kxdp-host\" meta nfproto ipv4 ct status dnat snat ip to 10.244.1.1"
+            ),
+            "{rules}"
+        );
         assert!(rules.contains("oifname != \"kxdp-host\" ip saddr @pods4 ip daddr != @cluster4 ip daddr != @except4 masquerade"), "{rules}");
         // No IPv6 gateway: no IPv6 NodePort source translation.
         assert!(!rules.contains("snat ip6"), "{rules}");

@@ -660,6 +660,12 @@ impl<H: ChainHook> Pipeline<H> {
         if !tables.is_vtep_source(decap.src, tenant) {
             return drop(DropReason::VxlanUnknownSource);
         }
+        // The outer frame must be addressed to the underlay's own MAC, as
+        // a kernel node's stack would insist.
+        let underlay_mac = tables.port(vtep.port).map_or([0; 6], |p| p.mac);
+        if let Some(reason) = check_mac(&chunk[offset..offset + 6], underlay_mac) {
+            return drop(reason);
+        }
         let inner_offset = offset + decap.inner_offset;
         let inner = &mut chunk[inner_offset..inner_offset + decap.inner_len];
         let meta = match packet::parse(inner) {
@@ -668,6 +674,31 @@ impl<H: ChainHook> Pipeline<H> {
         };
         if meta.l3 == L3::Arp {
             return drop(DropReason::ArpNotForGateway);
+        }
+        // Pods take no VLAN tags, from a pod or from the underlay.
+        if meta.vlan.is_some() {
+            return drop(DropReason::VlanNotAllowed);
+        }
+        // The inner frame is for a MAC of this node (our VTEP's, as a
+        // kernel vxlan device would insist, or a port's), not broadcast,
+        // not someone else's.
+        if !tables.is_local_mac(&meta.dst_mac) {
+            return drop(if meta.dst_mac[0] & 1 == 1 {
+                DropReason::L2Multicast
+            } else {
+                DropReason::NotOurMac
+            });
+        }
+        // Only the sending node's own addresses (its pods, its node
+        // addresses) may be the inner source: what routes back to it.
+        let source_hop = match meta.l3 {
+            L3::Ipv4 { src, .. } => tables.lookup_v4(tenant, src),
+            L3::Ipv6 { src, .. } => tables.lookup_v6(tenant, src),
+            L3::Arp => None,
+        };
+        match source_hop {
+            Some(NextHop::Remote { template, .. }) if template.remote_vtep() == decap.src => {}
+            _ => return drop(DropReason::SourceSpoofed),
         }
         Step::Route(Routable {
             tenant,
@@ -819,6 +850,18 @@ fn redirect(
         verdict: Verdict::Tx(port),
         offset,
         len,
+    }
+}
+
+/// The destination MAC at `dst` must be `ours`.
+#[inline]
+fn check_mac(dst: &[u8], ours: [u8; 6]) -> Option<DropReason> {
+    if dst == ours {
+        None
+    } else if dst.first().is_some_and(|b| b & 1 == 1) {
+        Some(DropReason::L2Multicast)
+    } else {
+        Some(DropReason::NotOurMac)
     }
 }
 

@@ -168,6 +168,9 @@ pub struct Tables {
     routes6: Lpm<u128, u32>,
     next_hops: Vec<NextHop>,
     vtep: LocalVtep,
+    /// MACs that belong to this node: the VTEP's and every port's (an
+    /// inner frame from the underlay must be addressed to one of them).
+    local_macs: FxHashSet<[u8; 6]>,
 }
 
 impl Tables {
@@ -450,7 +453,13 @@ impl Tables {
             }
         }
 
+        let local_macs = ports
+            .iter()
+            .map(|p| p.mac)
+            .chain(std::iter::once(vtep.mac))
+            .collect();
         Ok(Tables {
+            local_macs,
             generation,
             ports,
             tenants,
@@ -495,6 +504,12 @@ impl Tables {
     /// All tenants.
     pub fn tenants(&self) -> &[Tenant] {
         &self.tenants
+    }
+
+    /// Whether `mac` belongs to this node (the VTEP's or a port's).
+    #[inline]
+    pub fn is_local_mac(&self, mac: &[u8; 6]) -> bool {
+        *mac == self.vtep.mac || self.local_macs.contains(mac)
     }
 
     /// The local VTEP.

@@ -52,6 +52,13 @@ pub struct EncapTemplate {
 }
 
 impl EncapTemplate {
+    /// The remote VTEP the template sends to (the outer IPv4 destination).
+    #[inline]
+    pub fn remote_vtep(&self) -> Ipv4Addr {
+        let b = &self.bytes;
+        Ipv4Addr::new(b[IP + 16], b[IP + 17], b[IP + 18], b[IP + 19])
+    }
+
     /// Outer Ethernet src/dst, outer IPv4 src/dst (TTL 64, DF set, TOS 0,
     /// ID 0), UDP destination port, VXLAN I flag and VNI.
     ///

@@ -688,3 +688,67 @@ fn neighbour_solicitation_for_the_ipv6_gateway_is_answered() {
     other[14 + 40 + 8 + 15] = 9;
     assert!(matches!(run(&t, &mut p, PA, &other).0, Verdict::Drop(_)));
 }
+
+/// What a kernel vxlan node refuses, kxdp refuses too (issue #15, findings
+/// 1-3): an inner VLAN tag, an inner destination MAC that is broadcast or
+/// nobody's here, an outer destination MAC that is not the underlay's, and
+/// an inner source that is not the sending node's own (an address outside
+/// its pod CIDRs, or one of this node's pods).
+#[test]
+fn the_underlay_path_checks_tags_macs_and_inner_sources() {
+    let t = tables("node1.yaml");
+    let mut p = Pipeline::new();
+    let vtep_mac = t.vtep().mac;
+    let encap = |outer_dst: [u8; 6], inner: &[u8]| {
+        let tpl = vxlan::EncapTemplate::new(
+            NODE2_MAC,
+            outer_dst,
+            Ipv4Addr::new(192, 168, 100, 2),
+            Ipv4Addr::new(192, 168, 100, 1),
+            100,
+            4789,
+        );
+        let mut chunk = vec![0u8; 2048];
+        chunk[256..256 + inner.len()].copy_from_slice(inner);
+        let off = vxlan::encap(&mut chunk, 256, inner.len(), &tpl, 50000);
+        chunk[off..off + inner.len() + ENCAP_OVERHEAD].to_vec()
+    };
+    let good = udp4(
+        NODE2_MAC,
+        vtep_mac,
+        [10, 244, 2, 9],
+        [10, 244, 1, 2],
+        63,
+        b"x",
+    );
+    let (v, _) = run(&t, &mut p, UL, &encap(UL_MAC, &good));
+    assert_eq!(v, Verdict::Tx(PA), "the good frame is delivered");
+
+    // 802.1Q inside: VID 5 and a priority tag (VID 0).
+    for vid in [5u16, 0] {
+        let mut tagged = good.clone();
+        tagged.splice(12..12, [0x81, 0x00, (vid >> 8) as u8, vid as u8]);
+        let (v, _) = run(&t, &mut p, UL, &encap(UL_MAC, &tagged));
+        assert_eq!(v, Verdict::Drop(DropReason::VlanNotAllowed), "VID {vid}");
+    }
+    // Inner destination MAC: broadcast, nobody's.
+    let mut broadcast = good.clone();
+    broadcast[..6].copy_from_slice(&[0xff; 6]);
+    let (v, _) = run(&t, &mut p, UL, &encap(UL_MAC, &broadcast));
+    assert_eq!(v, Verdict::Drop(DropReason::L2Multicast));
+    let mut foreign = good.clone();
+    foreign[..6].copy_from_slice(&[2, 0x77, 0, 0, 0, 9]);
+    let (v, _) = run(&t, &mut p, UL, &encap(UL_MAC, &foreign));
+    assert_eq!(v, Verdict::Drop(DropReason::NotOurMac));
+    // Outer destination MAC not the underlay's.
+    let (v, _) = run(&t, &mut p, UL, &encap([2, 0x77, 0, 0, 0, 8], &good));
+    assert_eq!(v, Verdict::Drop(DropReason::NotOurMac));
+    // Inner sources node2 does not own: outside its CIDRs, one of ours.
+    for src in [[10, 99, 0, 5], [10, 244, 1, 3]] {
+        let spoofed = udp4(NODE2_MAC, vtep_mac, src, [10, 244, 1, 2], 63, b"x");
+        let (v, _) = run(&t, &mut p, UL, &encap(UL_MAC, &spoofed));
+        assert_eq!(v, Verdict::Drop(DropReason::SourceSpoofed), "{src:?}");
+    }
+    assert_eq!(p.counters.drops_for(DropReason::SourceSpoofed), 2);
+    assert_eq!(p.counters.decapsulated, 1, "only the good frame");
+}

@@ -58,6 +58,57 @@ pub struct NodeConfig {
     /// NodePort range (what kube-proxy's and the CNI's flags say).
     #[serde(default)]
     pub cluster: ClusterSpec,
+    /// ICMP errors kxdp sends as the pods' first-hop router.
+    #[serde(default, skip_serializing_if = "IcmpSpec::is_default")]
+    pub icmp: IcmpSpec,
+}
+
+/// ICMP errors (time exceeded, destination unreachable, fragmentation
+/// needed / packet too big), sent from the pods' gateway address and
+/// rate-limited per source as the kernel's `icmp_ratelimit` does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IcmpSpec {
+    /// Send them at all; true unless set.
+    #[serde(default = "default_true")]
+    pub errors: bool,
+    /// Errors per second to one source address (per worker).
+    #[serde(default = "default_icmp_rate")]
+    pub per_source_per_second: u32,
+    /// How many a source may get at once before the rate applies.
+    #[serde(default = "default_icmp_burst")]
+    pub per_source_burst: u32,
+    /// Errors per second in all (per worker), whatever their sources.
+    #[serde(default = "default_icmp_total")]
+    pub total_per_second: u32,
+}
+
+fn default_icmp_rate() -> u32 {
+    100
+}
+fn default_icmp_burst() -> u32 {
+    20
+}
+fn default_icmp_total() -> u32 {
+    1000
+}
+
+impl Default for IcmpSpec {
+    fn default() -> Self {
+        IcmpSpec {
+            errors: true,
+            per_source_per_second: default_icmp_rate(),
+            per_source_burst: default_icmp_burst(),
+            total_per_second: default_icmp_total(),
+        }
+    }
+}
+
+impl IcmpSpec {
+    /// Whether this is the default.
+    pub fn is_default(&self) -> bool {
+        *self == IcmpSpec::default()
+    }
 }
 
 /// This node: its name, VTEP and pod CIDRs.

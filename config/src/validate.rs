@@ -914,7 +914,10 @@ fn check_cluster(config: &NodeConfig) -> Checked {
         let field = format!("cluster.service_cidrs[{i}]");
         check_canonical(&field, *cidr)?;
         if let Some(pods) = cluster.pod_cidrs.iter().find(|p| overlaps(**p, *cidr)) {
-            return refuse(field, format!("{cidr} overlaps the cluster pod CIDR {pods}"));
+            return refuse(
+                field,
+                format!("{cidr} overlaps the cluster pod CIDR {pods}"),
+            );
         }
     }
     let range = cluster.node_port_range;
@@ -982,10 +985,7 @@ fn check_host(config: &NodeConfig, tenants: &Tenants<'_>) -> Checked {
         Some(i) if config.interfaces[i].role != InterfaceRole::Host => {
             return refuse(
                 "host.interface",
-                format!(
-                    "{} (interfaces[{i}]) must have role host",
-                    host.interface
-                ),
+                format!("{} (interfaces[{i}]) must have role host", host.interface),
             )
         }
         Some(_) => {}
@@ -1020,7 +1020,9 @@ fn check_host(config: &NodeConfig, tenants: &Tenants<'_>) -> Checked {
     }
     for (i, ip) in host.node_ips.iter().enumerate() {
         let unusable = match ip {
-            IpAddr::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback(),
+            IpAddr::V4(a) => {
+                a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback()
+            }
             IpAddr::V6(a) => a.is_unspecified() || a.is_multicast() || a.is_loopback(),
         };
         if unusable {

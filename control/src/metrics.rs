@@ -210,6 +210,26 @@ const WORKER_COUNTERS: &[WorkerCounter] = &[
         |c| c.neighbour_replies,
     ),
     (
+        "kxdp_worker_icmp_time_exceeded",
+        "ICMP time exceeded sent (TTL or hop limit ran out here).",
+        |c| c.icmp_time_exceeded,
+    ),
+    (
+        "kxdp_worker_icmp_unreachable",
+        "ICMP destination unreachable sent.",
+        |c| c.icmp_unreachable,
+    ),
+    (
+        "kxdp_worker_icmp_too_big",
+        "ICMP fragmentation needed / packet too big sent.",
+        |c| c.icmp_too_big,
+    ),
+    (
+        "kxdp_worker_icmp_rate_limited",
+        "ICMP errors not sent: over the rate limit.",
+        |c| c.icmp_rate_limited,
+    ),
+    (
         "kxdp_worker_encapsulated",
         "Frames encapsulated in VXLAN.",
         |c| c.encapsulated,

@@ -30,6 +30,15 @@ pub struct Counters {
     pub encapsulated: u64,
     /// Frames decapsulated from VXLAN.
     pub decapsulated: u64,
+    /// ICMP time exceeded sent (TTL or hop limit ran out here).
+    pub icmp_time_exceeded: u64,
+    /// ICMP destination unreachable sent (no route, nobody's address, a
+    /// Service without endpoints).
+    pub icmp_unreachable: u64,
+    /// ICMP fragmentation needed / packet too big sent.
+    pub icmp_too_big: u64,
+    /// ICMP errors not sent: over the per-source or total rate.
+    pub icmp_rate_limited: u64,
     /// Loop iterations that moved at least one frame.
     pub busy_loops: u64,
     /// Times the worker slept in poll().
@@ -78,6 +87,10 @@ impl Default for Counters {
             neighbour_replies: 0,
             encapsulated: 0,
             decapsulated: 0,
+            icmp_time_exceeded: 0,
+            icmp_unreachable: 0,
+            icmp_too_big: 0,
+            icmp_rate_limited: 0,
             busy_loops: 0,
             sleeps: 0,
             busy_cycles: 0,
@@ -176,6 +189,10 @@ shared_fields!(
     neighbour_replies,
     encapsulated,
     decapsulated,
+    icmp_time_exceeded,
+    icmp_unreachable,
+    icmp_too_big,
+    icmp_rate_limited,
     busy_loops,
     sleeps,
     busy_cycles,
@@ -212,6 +229,9 @@ pub struct CounterSnapshot {
     pub encapsulated: u64,
     /// VXLAN decapsulations.
     pub decapsulated: u64,
+    /// ICMP errors sent, by kind, and those the rate limit held back.
+    #[serde(default)]
+    pub icmp: IcmpCounts,
     /// Sleeps in poll().
     pub sleeps: u64,
     /// Cycles per packet over busy loops (0 when nothing moved).
@@ -230,6 +250,19 @@ pub struct CounterSnapshot {
     pub port_rebinds: u64,
     /// Non-zero drops, by reason label.
     pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+/// ICMP errors a worker sent, by kind.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct IcmpCounts {
+    /// Time exceeded.
+    pub time_exceeded: u64,
+    /// Destination unreachable.
+    pub unreachable: u64,
+    /// Fragmentation needed / packet too big.
+    pub too_big: u64,
+    /// Not sent: over the rate limit.
+    pub rate_limited: u64,
 }
 
 /// A worker's frame accounting as published (see
@@ -280,6 +313,12 @@ impl CounterSnapshot {
             neighbour_replies: c.neighbour_replies,
             encapsulated: c.encapsulated,
             decapsulated: c.decapsulated,
+            icmp: IcmpCounts {
+                time_exceeded: c.icmp_time_exceeded,
+                unreachable: c.icmp_unreachable,
+                too_big: c.icmp_too_big,
+                rate_limited: c.icmp_rate_limited,
+            },
             sleeps: c.sleeps,
             max_loop_ns: c.max_loop_ns,
             slow_loops: c.slow_loops,

@@ -60,6 +60,8 @@ impl Outcome {
 /// packet from the underlay.
 #[derive(Clone, Copy, Debug)]
 struct Routable {
+    /// The port it arrived on (where an ICMP error about it goes back).
+    in_port: PortId,
     /// The tenant it is routed in.
     tenant: TenantId,
     /// The parsed (inner) frame.
@@ -122,6 +124,66 @@ pub struct Pipeline<H: ChainHook = NoChains> {
     packets: Vec<ChainPacket>,
     spans: Vec<FrameSpan>,
     pending: Vec<Pending>,
+    /// The batch's time (for the ICMP rate limit).
+    now_ns: u64,
+    icmp_limiter: IcmpLimiter,
+}
+
+/// The ICMP error rate limit of one worker: a GCRA bucket per source
+/// address (256 slots by hash; sources that share a slot share its rate,
+/// which only ever sends fewer) and one for all errors.
+#[derive(Debug)]
+struct IcmpLimiter {
+    /// Per slot: the theoretical arrival time of the next error, in ns.
+    slots: Box<[u64]>,
+    total: u64,
+}
+
+const ICMP_LIMITER_SLOTS: usize = 256;
+
+impl Default for IcmpLimiter {
+    fn default() -> Self {
+        IcmpLimiter {
+            slots: vec![0; ICMP_LIMITER_SLOTS].into_boxed_slice(),
+            total: 0,
+        }
+    }
+}
+
+impl IcmpLimiter {
+    /// Whether one more error to `source` fits both rates at `now`.
+    fn allow(&mut self, source: u128, now: u64, spec: &kxdp_config::IcmpSpec) -> bool {
+        let gcra = |tat: &mut u64, rate: u32, burst: u32| -> bool {
+            if rate == 0 {
+                return false;
+            }
+            let interval = 1_000_000_000 / u64::from(rate);
+            let tolerance = interval.saturating_mul(u64::from(burst.max(1)) - 1);
+            let start = (*tat).max(now);
+            if start > now.saturating_add(tolerance) {
+                return false;
+            }
+            *tat = start + interval;
+            true
+        };
+        let hash = (source as u64 ^ (source >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let slot = (hash >> 56) as usize % ICMP_LIMITER_SLOTS;
+        let mut tat = self.slots[slot];
+        if !gcra(&mut tat, spec.per_source_per_second, spec.per_source_burst) {
+            return false;
+        }
+        let mut total = self.total;
+        if !gcra(
+            &mut total,
+            spec.total_per_second,
+            spec.total_per_second.max(1) / 20 + 1,
+        ) {
+            return false;
+        }
+        self.slots[slot] = tat;
+        self.total = total;
+        true
+    }
 }
 
 impl Pipeline {
@@ -142,6 +204,8 @@ impl<H: ChainHook> Pipeline<H> {
             packets: Vec::with_capacity(scratch),
             spans: Vec::with_capacity(scratch),
             pending: Vec::with_capacity(scratch),
+            now_ns: 0,
+            icmp_limiter: IcmpLimiter::default(),
         }
     }
 
@@ -188,6 +252,7 @@ impl<H: ChainHook> Pipeline<H> {
         verdicts: &mut [Verdict],
         mut mirrors: Option<MirrorSink<'_>>,
     ) {
+        self.now_ns = now_ns;
         if !H::ENABLED {
             self.process_batch_unchained(tables, in_port, umem, frame_size, descs, verdicts);
             return;
@@ -436,7 +501,7 @@ impl<H: ChainHook> Pipeline<H> {
         }
         let kind = tables.port(in_port).map(|p| &p.kind);
         if resume && !matches!(kind, Some(PortKind::Underlay)) {
-            if let Some(step) = vnf_return_frame(kind, chunk, offset, len) {
+            if let Some(step) = vnf_return_frame(in_port, kind, chunk, offset, len) {
                 return step;
             }
         }
@@ -450,13 +515,61 @@ impl<H: ChainHook> Pipeline<H> {
         }
     }
 
-    /// Route a checked frame to its next hop.
+    /// Route a checked frame to its next hop; where that fails as a
+    /// router's forwarding fails (TTL, MTU, no route), answer the sender
+    /// with the ICMP error a router sends.
     fn route(&mut self, tables: &Tables, r: &Routable, chunk: &mut [u8]) -> Outcome {
         let hop = match r.meta.l3 {
             L3::Ipv4 { dst, .. } => tables.lookup_v4(r.tenant, dst),
             L3::Ipv6 { dst, .. } => tables.lookup_v6(r.tenant, dst),
             L3::Arp => None,
         };
+        let out = self.route_to(tables, r, hop, chunk);
+        let Verdict::Drop(reason) = out.verdict else {
+            return out;
+        };
+        let error = match reason {
+            DropReason::TtlExpired => icmp::IcmpError::TimeExceeded,
+            DropReason::ExceedsMtu => {
+                // IPv4 without DF may be fragmented by its sender's path,
+                // not by a VXLAN tunnel: dropped, counted, no error.
+                if let L3::Ipv4 { .. } = r.meta.l3 {
+                    let flags = chunk.get(r.offset + r.meta.l3_offset + 6).copied();
+                    if flags.is_none_or(|f| f & 0x40 == 0) {
+                        return out;
+                    }
+                }
+                icmp::IcmpError::TooBig {
+                    // Outer IPv4 + UDP + VXLAN + inner Ethernet: 50 bytes.
+                    mtu: tables
+                        .vtep()
+                        .mtu
+                        .saturating_sub(vxlan::ENCAP_OVERHEAD as u16),
+                }
+            }
+            DropReason::NoRoute if matches!(hop, Some(NextHop::Unreachable)) => {
+                icmp::IcmpError::HostUnreachable
+            }
+            DropReason::NoRoute => icmp::IcmpError::NetUnreachable,
+            _ => return out,
+        };
+        match self.send_icmp_error(tables, r, chunk, error) {
+            Some(sent) => {
+                // The packet itself is dropped: counted by its reason.
+                self.counters.drop(reason);
+                sent
+            }
+            None => out,
+        }
+    }
+
+    fn route_to(
+        &mut self,
+        tables: &Tables,
+        r: &Routable,
+        hop: Option<&NextHop>,
+        chunk: &mut [u8],
+    ) -> Outcome {
         let Some((outer_offset, outer_len)) = r.underlay else {
             return self.forward(tables, r.tenant, hop, &r.meta, chunk, r.offset);
         };
@@ -474,6 +587,69 @@ impl<H: ChainHook> Pipeline<H> {
             Some(NextHop::Unreachable) | None => {
                 Outcome::drop(DropReason::VxlanNoLocalPod, outer_offset, outer_len)
             }
+        }
+    }
+
+    /// Turn `r`'s frame into `error` from this node's gateway address in
+    /// its tenant, rate-limited, and send it back to the sender: out of
+    /// the port it came in on, or, from another node, over VXLAN to that
+    /// node. `None`: no error is sent (not answerable, over the rate, no
+    /// gateway address, no room) and the frame stays as it was.
+    fn send_icmp_error(
+        &mut self,
+        tables: &Tables,
+        r: &Routable,
+        chunk: &mut [u8],
+        error: icmp::IcmpError,
+    ) -> Option<Outcome> {
+        if !tables.icmp().errors {
+            return None;
+        }
+        let (source, from) = match r.meta.l3 {
+            L3::Ipv4 { src, .. } => (
+                u128::from(u32::from(src)),
+                std::net::IpAddr::V4(tables.gateway_v4(r.tenant)?),
+            ),
+            L3::Ipv6 { src, .. } => (
+                u128::from(src),
+                std::net::IpAddr::V6(tables.gateway_v6(r.tenant)?),
+            ),
+            L3::Arp => return None,
+        };
+        if !icmp::may_answer(chunk.get(r.offset..r.offset + r.len)?, &r.meta) {
+            return None;
+        }
+        if !self.icmp_limiter.allow(source, self.now_ns, tables.icmp()) {
+            self.counters.icmp_rate_limited += 1;
+            return None;
+        }
+        let our_mac = tables.port(r.in_port).map_or([0; 6], |p| p.mac);
+        let (offset, len) =
+            icmp::answer_in_place(chunk, r.offset, r.len, &r.meta, error, Some(from), our_mac)?;
+        match error {
+            icmp::IcmpError::TimeExceeded => self.counters.icmp_time_exceeded += 1,
+            icmp::IcmpError::TooBig { .. } => self.counters.icmp_too_big += 1,
+            _ => self.counters.icmp_unreachable += 1,
+        }
+        if r.underlay.is_none() {
+            return Some(Outcome {
+                verdict: Verdict::Tx(r.in_port),
+                offset,
+                len,
+            });
+        }
+        // From another node: back to the sender's node over VXLAN.
+        let meta = packet::parse(&chunk[offset..offset + len]).ok()?;
+        let hop = match meta.l3 {
+            L3::Ipv4 { dst, .. } => tables.lookup_v4(r.tenant, dst),
+            L3::Ipv6 { dst, .. } => tables.lookup_v6(r.tenant, dst),
+            L3::Arp => None,
+        };
+        match hop {
+            Some(NextHop::Remote { .. }) => {
+                Some(self.forward(tables, r.tenant, hop, &meta, chunk, offset))
+            }
+            _ => None,
         }
     }
 
@@ -546,6 +722,7 @@ impl<H: ChainHook> Pipeline<H> {
                     return done(Outcome::drop(DropReason::SourceSpoofed, offset, len));
                 }
                 Step::Route(Routable {
+                    in_port,
                     tenant: pod.tenant,
                     meta,
                     offset,
@@ -561,6 +738,7 @@ impl<H: ChainHook> Pipeline<H> {
                     return done(Outcome::drop(DropReason::SourceSpoofed, offset, len));
                 }
                 Step::Route(Routable {
+                    in_port,
                     tenant: pod.tenant,
                     meta,
                     offset,
@@ -701,6 +879,7 @@ impl<H: ChainHook> Pipeline<H> {
             _ => return drop(DropReason::SourceSpoofed),
         }
         Step::Route(Routable {
+            in_port: vtep.port,
             tenant,
             meta,
             offset: inner_offset,
@@ -776,6 +955,7 @@ fn host_frame(
         Some(_) => return done(DropReason::SourceSpoofed),
     }
     Step::Route(Routable {
+        in_port,
         tenant,
         meta,
         offset,
@@ -789,6 +969,7 @@ fn host_frame(
 /// port's pod's tenant unless the hook sets the chain's. `None` for what
 /// is not IP (ARP, neighbour discovery), which the port's own rules handle.
 fn vnf_return_frame(
+    in_port: PortId,
     kind: Option<&PortKind>,
     chunk: &mut [u8],
     offset: usize,
@@ -816,6 +997,7 @@ fn vnf_return_frame(
         _ => 0,
     };
     Some(Step::Route(Routable {
+        in_port,
         tenant,
         meta,
         offset,

@@ -171,6 +171,11 @@ pub struct Tables {
     /// MACs that belong to this node: the VTEP's and every port's (an
     /// inner frame from the underlay must be addressed to one of them).
     local_macs: FxHashSet<[u8; 6]>,
+    /// Per tenant: this node's gateway addresses (IPv4, IPv6), the source
+    /// of the ICMP errors kxdp sends.
+    gateways: Vec<(Option<Ipv4Addr>, Option<Ipv6Addr>)>,
+    /// ICMP error settings.
+    icmp: kxdp_config::IcmpSpec,
 }
 
 impl Tables {
@@ -458,7 +463,23 @@ impl Tables {
             .map(|p| p.mac)
             .chain(std::iter::once(vtep.mac))
             .collect();
+        let gateways = tenants
+            .iter()
+            .map(|t| {
+                let v4 = match gateway(&t.name, false) {
+                    Some(IpAddr::V4(a)) => Some(a),
+                    _ => None,
+                };
+                let v6 = match gateway(&t.name, true) {
+                    Some(IpAddr::V6(a)) => Some(a),
+                    _ => None,
+                };
+                (v4, v6)
+            })
+            .collect();
         Ok(Tables {
+            gateways,
+            icmp: config.icmp.clone(),
             local_macs,
             generation,
             ports,
@@ -504,6 +525,24 @@ impl Tables {
     /// All tenants.
     pub fn tenants(&self) -> &[Tenant] {
         &self.tenants
+    }
+
+    /// This node's IPv4 gateway address in `tenant`.
+    #[inline]
+    pub fn gateway_v4(&self, tenant: TenantId) -> Option<Ipv4Addr> {
+        self.gateways.get(usize::from(tenant)).and_then(|g| g.0)
+    }
+
+    /// This node's IPv6 gateway address in `tenant`.
+    #[inline]
+    pub fn gateway_v6(&self, tenant: TenantId) -> Option<Ipv6Addr> {
+        self.gateways.get(usize::from(tenant)).and_then(|g| g.1)
+    }
+
+    /// ICMP error settings.
+    #[inline]
+    pub fn icmp(&self) -> &kxdp_config::IcmpSpec {
+        &self.icmp
     }
 
     /// Whether `mac` belongs to this node (the VTEP's or a port's).

@@ -334,17 +334,49 @@ fn spoofed_sources_and_expired_ttl_are_dropped() {
         run(&t, &mut p, PA, &spoofed_mac).0,
         Verdict::Drop(DropReason::SourceSpoofed)
     );
+    // An expiring TTL and no route are dropped, counted, and answered
+    // with the router's ICMP error from the gateway (10.244.1.1).
     let expiring = udp4(POD_A_MAC, VPA_MAC, [10, 244, 1, 2], [10, 244, 1, 3], 1, b"");
-    assert_eq!(
-        run(&t, &mut p, PA, &expiring).0,
-        Verdict::Drop(DropReason::TtlExpired)
-    );
+    let (v, out) = run(&t, &mut p, PA, &expiring);
+    assert_eq!(v, Verdict::Tx(PA), "time exceeded back to the sender");
+    assert_icmp(&out, [10, 244, 1, 1], [10, 244, 1, 2], 11, 0);
+    assert_eq!(p.counters.drops_for(DropReason::TtlExpired), 1);
+    assert_eq!(p.counters.icmp_time_exceeded, 1);
     let no_route = udp4(POD_A_MAC, VPA_MAC, [10, 244, 1, 2], [8, 8, 8, 8], 64, b"");
-    assert_eq!(
-        run(&t, &mut p, PA, &no_route).0,
-        Verdict::Drop(DropReason::NoRoute)
-    );
+    let (v, out) = run(&t, &mut p, PA, &no_route);
+    assert_eq!(v, Verdict::Tx(PA), "net unreachable back to the sender");
+    assert_icmp(&out, [10, 244, 1, 1], [10, 244, 1, 2], 3, 0);
+    assert_eq!(p.counters.drops_for(DropReason::NoRoute), 1);
+    assert_eq!(p.counters.icmp_unreachable, 1);
     assert_eq!(p.counters.total_drops(), 4);
+}
+
+/// An ICMP error from `src` to `dst` of `kind`/`code`, checksums right,
+/// to the pod's MAC from the port's.
+#[track_caller]
+fn assert_icmp(frame: &[u8], src: [u8; 4], dst: [u8; 4], kind: u8, code: u8) {
+    let parsed = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &parsed.net else {
+        panic!("not IPv4")
+    };
+    assert_eq!(ip.header().source(), src);
+    assert_eq!(ip.header().destination(), dst);
+    assert_eq!(&frame[..6], &POD_A_MAC);
+    assert_eq!(&frame[6..12], &VPA_MAC);
+    assert_eq!(frame[34], kind);
+    assert_eq!(frame[35], code);
+    let fold = |data: &[u8]| {
+        let mut sum: u32 = data
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum
+    };
+    assert_eq!(fold(&frame[14..34]), 0xffff, "IPv4 header checksum");
+    assert_eq!(fold(&frame[34..]), 0xffff, "ICMP checksum");
 }
 
 #[test]
@@ -369,10 +401,34 @@ fn frames_too_big_for_the_underlay_are_dropped_and_counted() {
         64,
         &[0u8; 1451 - 28],
     );
+    // DF set (etherparse's default): dropped, counted, and answered with
+    // fragmentation needed carrying the tunnel's MTU, 1450.
+    let (v, out) = run(&t, &mut p, PA, &big);
+    assert_eq!(v, Verdict::Tx(PA));
+    assert_icmp(&out, [10, 244, 1, 1], [10, 244, 1, 2], 3, 4);
+    assert_eq!(u16::from_be_bytes([out[40], out[41]]), 1450, "next-hop MTU");
+    assert_eq!(p.counters.drops_for(DropReason::ExceedsMtu), 1);
+    // Without DF the sender's path may fragment it: dropped, no error.
+    let mut no_df = big.clone();
+    no_df[20] &= !0x40;
+    let sum = {
+        no_df[24] = 0;
+        no_df[25] = 0;
+        let mut sum: u32 = no_df[14..34]
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    };
+    no_df[24..26].copy_from_slice(&sum.to_be_bytes());
     assert_eq!(
-        run(&t, &mut p, PA, &big).0,
+        run(&t, &mut p, PA, &no_df).0,
         Verdict::Drop(DropReason::ExceedsMtu)
     );
+    assert_eq!(p.counters.icmp_too_big, 1);
     // Locally it still fits the pod's link.
     let local = udp4(
         POD_A_MAC,
@@ -751,4 +807,49 @@ fn the_underlay_path_checks_tags_macs_and_inner_sources() {
     }
     assert_eq!(p.counters.drops_for(DropReason::SourceSpoofed), 2);
     assert_eq!(p.counters.decapsulated, 1, "only the good frame");
+}
+
+/// ICMP errors are rate-limited per source (the kernel's icmp_ratelimit):
+/// a flood of expiring frames gets the burst, then one error per interval;
+/// another source still gets its own; errors never answer errors.
+#[test]
+fn icmp_errors_are_rate_limited_per_source() {
+    let mut config = NodeConfig::from_file(format!(
+        "{}/tests/fixtures/node1.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    config.icmp.per_source_per_second = 10;
+    config.icmp.per_source_burst = 5;
+    let t = Tables::compile(&config, 1).unwrap();
+    let mut p = Pipeline::new();
+    let expiring = udp4(POD_A_MAC, VPA_MAC, [10, 244, 1, 2], [10, 244, 2, 9], 1, b"");
+    let mut sent = 0;
+    for _ in 0..100 {
+        if run(&t, &mut p, PA, &expiring).0 == Verdict::Tx(PA) {
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 5, "the burst, at one instant");
+    assert_eq!(p.counters.icmp_rate_limited, 95);
+    assert_eq!(
+        p.counters.drops_for(DropReason::TtlExpired),
+        100,
+        "all counted"
+    );
+    // Pod B, another source, has its own bucket.
+    let from_b = udp4(POD_B_MAC, VPB_MAC, [10, 244, 1, 3], [10, 244, 2, 9], 1, b"");
+    assert_eq!(run(&t, &mut p, PB, &from_b).0, Verdict::Tx(PB));
+    // An ICMP error is never answered with one.
+    let error = PacketBuilder::ethernet2(POD_B_MAC, VPB_MAC)
+        .ipv4([10, 244, 1, 3], [10, 244, 2, 9], 1)
+        .icmpv4(etherparse::Icmpv4Type::TimeExceeded(
+            etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit,
+        ));
+    let mut frame = Vec::new();
+    error.write(&mut frame, &[0u8; 28]).unwrap();
+    assert_eq!(
+        run(&t, &mut p, PB, &frame).0,
+        Verdict::Drop(DropReason::TtlExpired)
+    );
 }

@@ -1066,6 +1066,10 @@ pub fn worker_counters(worker: usize, c: &Counters) -> proto::WorkerCounters {
         busy_loops: c.busy_loops,
         sleeps: c.sleeps,
         busy_cycles: c.busy_cycles,
+        icmp_time_exceeded: c.icmp_time_exceeded,
+        icmp_unreachable: c.icmp_unreachable,
+        icmp_too_big: c.icmp_too_big,
+        icmp_rate_limited: c.icmp_rate_limited,
         drops: DropReason::ALL
             .iter()
             .map(|r| (r.label().to_string(), c.drops_for(*r)))

@@ -683,6 +683,7 @@ fn kxdp_config(
         chains: Vec::new(),
         host,
         cluster,
+        icmp: kxdp_config::IcmpSpec::default(),
         control: ControlSpec {
             socket: Some(
                 scratch

@@ -18,6 +18,20 @@ pub enum IcmpError {
     /// endpoints: the client's connect fails at once, as kube-proxy's
     /// REJECT makes it).
     PortUnreachable,
+    /// Destination unreachable, network unreachable (IPv6: no route).
+    NetUnreachable,
+    /// Destination unreachable, host unreachable (IPv6: address
+    /// unreachable): inside the cluster's CIDRs, but nobody's.
+    HostUnreachable,
+    /// Time exceeded in transit: the TTL or hop limit ran out here
+    /// (traceroute's answer).
+    TimeExceeded,
+    /// Fragmentation needed and DF set (IPv6: packet too big), with the
+    /// MTU of the next hop (path MTU discovery's answer).
+    TooBig {
+        /// The largest packet the next hop takes.
+        mtu: u16,
+    },
 }
 
 impl IcmpError {
@@ -25,6 +39,10 @@ impl IcmpError {
     fn v4(self) -> (u8, u8) {
         match self {
             IcmpError::PortUnreachable => (3, 3),
+            IcmpError::NetUnreachable => (3, 0),
+            IcmpError::HostUnreachable => (3, 1),
+            IcmpError::TimeExceeded => (11, 0),
+            IcmpError::TooBig { .. } => (3, 4),
         }
     }
 
@@ -32,6 +50,24 @@ impl IcmpError {
     fn v6(self) -> (u8, u8) {
         match self {
             IcmpError::PortUnreachable => (1, 4),
+            IcmpError::NetUnreachable => (1, 0),
+            IcmpError::HostUnreachable => (1, 3),
+            IcmpError::TimeExceeded => (3, 0),
+            IcmpError::TooBig { .. } => (2, 0),
+        }
+    }
+
+    /// The four bytes after type, code and checksum.
+    fn rest(self, v6: bool) -> [u8; 4] {
+        match (self, v6) {
+            // RFC 1191: the next-hop MTU in the low 16 bits.
+            (IcmpError::TooBig { mtu }, false) => {
+                let [hi, lo] = mtu.to_be_bytes();
+                [0, 0, hi, lo]
+            }
+            // RFC 4443 §3.2: the MTU as 32 bits.
+            (IcmpError::TooBig { mtu }, true) => u32::from(mtu).to_be_bytes(),
+            _ => [0; 4],
         }
     }
 }
@@ -125,7 +161,8 @@ pub fn answer_in_place(
             write_ipv4(&mut out[ETH_HEADER_LEN..], total, from, src);
             let icmp = &mut out[ETH_HEADER_LEN + 20..];
             let (kind, code) = error.v4();
-            icmp[..8].copy_from_slice(&[kind, code, 0, 0, 0, 0, 0, 0]);
+            let [r0, r1, r2, r3] = error.rest(false);
+            icmp[..8].copy_from_slice(&[kind, code, 0, 0, r0, r1, r2, r3]);
             let sum = checksum::finish(checksum::sum(icmp, 0));
             icmp[2..4].copy_from_slice(&sum.to_be_bytes());
             Some((start, ETH_HEADER_LEN + total))
@@ -144,7 +181,8 @@ pub fn answer_in_place(
             write_ipv6(&mut out[ETH_HEADER_LEN..], payload, from, src);
             let icmp = &mut out[ETH_HEADER_LEN + 40..];
             let (kind, code) = error.v6();
-            icmp[..8].copy_from_slice(&[kind, code, 0, 0, 0, 0, 0, 0]);
+            let [r0, r1, r2, r3] = error.rest(true);
+            icmp[..8].copy_from_slice(&[kind, code, 0, 0, r0, r1, r2, r3]);
             let sum = icmpv6_checksum(from, src, icmp);
             icmp[2..4].copy_from_slice(&sum.to_be_bytes());
             Some((start, ETH_HEADER_LEN + 40 + payload))

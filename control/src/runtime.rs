@@ -23,6 +23,7 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::hostport::HostPortGuard;
 use anyhow::{bail, Context};
 use kxdp_config::{InterfaceRole, InterfaceSpec, NodeConfig, XdpMode};
 use kxdp_dataplane::bpf::{XdpAttachMode, XdpAttachment, XdpFilter};
@@ -35,7 +36,6 @@ use kxdp_dataplane::worker::{pin_to_core, Worker, WorkerCommand, WorkerOptions};
 use kxdp_dataplane::xsk::{
     interface_index, BindMode, XskBackend, XskError, XskOptions, XskPortSpec,
 };
-use crate::hostport::HostPortGuard;
 use kxdp_vnf_chains::{
     ChainInput, ChainSetHandle, CompileOptions, DataplaneChains, SharedChainStats, WorkerLimits,
 };

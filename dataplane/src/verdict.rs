@@ -114,6 +114,11 @@ drop_reasons! {
     VxlanNoLocalPod => "vxlan_no_local_pod",
     /// The underlay received something that is not VXLAN for us.
     UnderlayNotVxlan => "underlay_not_vxlan",
+    /// The first fragment of a fragmented VXLAN packet (an underlay with a
+    /// smaller MTU on the way): kxdp does not reassemble; the XDP program
+    /// takes first fragments so that the loss is counted here (the rest of
+    /// the datagram, left to the node's kernel, never completes).
+    VxlanFragmented => "vxlan_fragmented",
     /// The route would send VXLAN back out to the underlay.
     UnderlayHairpin => "underlay_hairpin",
     /// The backend cannot hand frames to the kernel.

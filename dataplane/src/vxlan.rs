@@ -193,9 +193,10 @@ pub struct Decap {
 ///   header truncated: `VxlanMalformed`;
 /// - UDP destination port ≠ `udp_port` or IPv4 destination ≠ `vtep`:
 ///   `VxlanNotForUs`;
-/// - a first fragment (kxdp does not reassemble), UDP length < 16 (UDP +
-///   VXLAN) or past the IPv4 payload: `VxlanMalformed` (a UDP length shorter
-///   than the payload is accepted and trims it, as Linux does);
+/// - a first fragment (kxdp does not reassemble): `VxlanFragmented`;
+/// - UDP length < 16 (UDP + VXLAN) or past the IPv4 payload:
+///   `VxlanMalformed` (a UDP length shorter than the payload is accepted
+///   and trims it, as Linux does);
 /// - I flag clear: `VxlanBadFlags` (reserved bits are ignored, RFC 7348 §5).
 ///
 /// A non-zero outer UDP checksum is not verified: RFC 7348 makes checking it
@@ -227,7 +228,10 @@ pub fn decap(frame: &[u8], vtep: Ipv4Addr, udp_port: u16) -> Result<Decap, DropR
         return Err(DropReason::VxlanNotForUs);
     }
     let udp_len = usize::from(udp.length());
-    if ip.more_fragments() || udp_len < UDP_OVERHEAD || udp_len > payload.len() {
+    if ip.more_fragments() {
+        return Err(DropReason::VxlanFragmented);
+    }
+    if udp_len < UDP_OVERHEAD || udp_len > payload.len() {
         return Err(DropReason::VxlanMalformed);
     }
     // udp_len >= 16 is within the payload, so the VXLAN header is too.
@@ -440,8 +444,9 @@ mod tests {
             case(&|o| o[12..14].copy_from_slice(&[0x81, 0x00]), false),
             Err(UnderlayNotVxlan)
         );
-        // Fragments: first → malformed, later ones → not readable as VXLAN.
-        assert_eq!(case(&|o| o[20] = 0x20, true), Err(VxlanMalformed));
+        // Fragments: first → counted as such, later ones → not readable
+        // as VXLAN.
+        assert_eq!(case(&|o| o[20] = 0x20, true), Err(VxlanFragmented));
         assert_eq!(case(&|o| o[21] = 0x10, true), Err(UnderlayNotVxlan));
         // IPv4 header: checksum, version, IHL, total length.
         assert_eq!(case(&|o| o[25] ^= 0x01, false), Err(VxlanMalformed));

@@ -6,7 +6,9 @@
 //!   host stack, where it would be routed (or answered) outside kxdp's
 //!   policy and tenant isolation.
 //! - [`XdpFilter::Vxlan`] (underlay): only Ethernet/IPv4/UDP to the VTEP
-//!   address and the VXLAN port, not a fragment, any IHL, goes to the XSK;
+//!   address and the VXLAN port, not a non-first fragment (those carry no
+//!   port; the first fragment of a fragmented VXLAN packet goes to kxdp,
+//!   which counts it as `vxlan_fragmented`), any IHL, goes to the XSK;
 //!   everything else is `XDP_PASS`, and so is a matching frame on a queue
 //!   without a socket: the node's own traffic (SSH, kubelet, a kernel vxlan
 //!   device) must keep working whatever kxdp's sockets do.
@@ -74,9 +76,10 @@ pub(crate) fn xdp_program(filter: &XdpFilter, xskmap_fd: i32) -> Result<Vec<Insn
                 // UDP.
                 .load(Size::U8, Reg::R6, Reg::R2, IPV4_PROTO)
                 .jump_imm(Cond::Ne, Reg::R6, IPPROTO_UDP, pass)
-                // Not a fragment: MF clear and offset 0 (DF may be set).
+                // Offset 0 (a whole packet, or a first fragment, which
+                // kxdp counts; later fragments carry no port).
                 .load(Size::U16, Reg::R6, Reg::R2, IPV4_FRAG)
-                .and_imm(Reg::R6, be16(0x3fff))
+                .and_imm(Reg::R6, be16(0x1fff))
                 .jump_imm(Cond::Ne, Reg::R6, 0, pass)
                 // To our VTEP (32-bit compare of the raw address bytes).
                 .load(Size::U32, Reg::R6, Reg::R2, IPV4_DADDR)
@@ -247,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn vxlan_filter_redirects_only_unfragmented_udp_to_the_vtep() {
+    fn vxlan_filter_redirects_only_udp_to_the_vtep_that_carries_its_port() {
         let p = vxlan_prog();
         let to_xsk = |f: &[u8]| run(&p, f, 0, &[0]).expect("no out-of-bounds load");
         assert_eq!(to_xsk(&udp_frame(VTEP, 4789, 0, 0)), XDP_REDIRECT);
@@ -262,7 +265,11 @@ mod tests {
             pass,
             "other address"
         );
-        assert_eq!(to_xsk(&udp_frame(VTEP, 4789, 0, 0x2000)), pass, "MF set");
+        assert_eq!(
+            to_xsk(&udp_frame(VTEP, 4789, 0, 0x2000)),
+            XDP_REDIRECT,
+            "a first fragment, counted by kxdp"
+        );
         assert_eq!(to_xsk(&udp_frame(VTEP, 4789, 0, 0x0001)), pass, "offset");
         let mut tcp = udp_frame(VTEP, 4789, 0, 0);
         tcp[14 + 9] = 6;

@@ -183,6 +183,12 @@ pub struct InterfaceSpec {
     /// Number of queues to bind (one socket per queue); 1 unless set.
     #[serde(default = "default_queues")]
     pub queues: u16,
+    /// The largest IP packet the interface's far end takes (a pod's eth0
+    /// MTU): larger packets to it are refused with an ICMP error instead
+    /// of vanishing in the kernel. `kxdp run` reads the interface's own
+    /// MTU when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
 }
 
 /// How workers wait for work.

@@ -708,6 +708,7 @@ fn refuses_interfaces_without_a_queue_per_worker() {
                 role: InterfaceRole::Pod,
                 mac: mac("02:00:00:11:01:09"),
                 queues: 1,
+                mtu: None,
             })
         },
         "interfaces[7].queues",
@@ -1318,6 +1319,7 @@ fn with_host(config: &mut NodeConfig) {
         role: InterfaceRole::Host,
         mac: mac("02:00:00:05:01:00"),
         queues: 2,
+        mtu: None,
     });
     config.host = Some(
         serde_yaml::from_str("interface: kxdp-h0\ntenants: [blue]\nnode_ips: [192.168.100.1]\n")

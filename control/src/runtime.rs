@@ -106,7 +106,8 @@ struct Opened {
 impl NodeRuntime {
     /// Start the dataplane for `config` (already validated by the caller or
     /// validated here).
-    pub fn start(config: NodeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<NodeRuntime> {
+    pub fn start(mut config: NodeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<NodeRuntime> {
+        fill_mtus(&mut config);
         let tables = Tables::compile(&config, 1).context("compiling the tables")?;
         let handle = TableHandle::new(tables);
         let chains = ChainSetHandle::compile_initial(
@@ -363,6 +364,28 @@ impl NodeRuntime {
 impl Drop for NodeRuntime {
     fn drop(&mut self) {
         self.stop_workers();
+    }
+}
+
+/// Give every interface without an `mtu` its own: the host port's pair
+/// MTU, or what the interface has now (a pod's veth carries its pod's).
+/// Packets larger than it are refused with an ICMP error instead of being
+/// dropped unseen by the kernel past kxdp.
+fn fill_mtus(config: &mut NodeConfig) {
+    let host_mtu = config.host.as_ref().map(|h| h.mtu_or(&config.node));
+    for itf in &mut config.interfaces {
+        if itf.mtu.is_some() {
+            continue;
+        }
+        itf.mtu = match itf.role {
+            InterfaceRole::Host => host_mtu,
+            InterfaceRole::Underlay => None,
+            InterfaceRole::Pod => {
+                std::fs::read_to_string(format!("/sys/class/net/{}/mtu", itf.name))
+                    .ok()
+                    .and_then(|m| m.trim().parse().ok())
+            }
+        };
     }
 }
 

@@ -539,13 +539,15 @@ impl<H: ChainHook> Pipeline<H> {
                         return out;
                     }
                 }
-                icmp::IcmpError::TooBig {
+                let mtu = match hop {
+                    Some(NextHop::Local { port, .. }) => tables.port(*port).map_or(0, |p| p.mtu),
                     // Outer IPv4 + UDP + VXLAN + inner Ethernet: 50 bytes.
-                    mtu: tables
+                    _ => tables
                         .vtep()
                         .mtu
                         .saturating_sub(vxlan::ENCAP_OVERHEAD as u16),
-                }
+                };
+                icmp::IcmpError::TooBig { mtu }
             }
             DropReason::NoRoute if matches!(hop, Some(NextHop::Unreachable)) => {
                 icmp::IcmpError::HostUnreachable
@@ -766,6 +768,11 @@ impl<H: ChainHook> Pipeline<H> {
         };
         match hop {
             NextHop::Local { port, mac } => {
+                let out = tables.port(*port);
+                let mtu = out.map_or(0, |p| p.mtu);
+                if mtu != 0 && meta.l3_len > usize::from(mtu) {
+                    return Outcome::drop(DropReason::ExceedsMtu, offset, len);
+                }
                 let frame = &mut chunk[offset..offset + len];
                 if let Err(reason) = forward::decrement_ttl(frame, meta) {
                     return Outcome::drop(reason, offset, len);

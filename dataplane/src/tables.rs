@@ -111,6 +111,8 @@ pub struct Port {
     pub mac: [u8; 6],
     /// Role and attached pod.
     pub kind: PortKind,
+    /// The largest IP packet its far end takes; 0: not checked.
+    pub mtu: u16,
 }
 
 /// Where a route leads.
@@ -254,6 +256,7 @@ impl Tables {
             .map(|itf| Port {
                 name: itf.name.clone(),
                 mac: itf.mac.0,
+                mtu: itf.mtu.unwrap_or(0),
                 kind: match itf.role {
                     InterfaceRole::Underlay => PortKind::Underlay,
                     InterfaceRole::Pod => PortKind::Idle,

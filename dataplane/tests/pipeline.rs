@@ -853,3 +853,40 @@ fn icmp_errors_are_rate_limited_per_source() {
         Verdict::Drop(DropReason::TtlExpired)
     );
 }
+
+/// A packet larger than the destination pod's MTU is refused here with
+/// fragmentation needed carrying that MTU (issue #15 finding 5), not
+/// counted as sent and lost at the pod's veth.
+#[test]
+fn packets_too_big_for_a_local_pod_are_refused_with_its_mtu() {
+    let mut config = NodeConfig::from_file(format!(
+        "{}/tests/fixtures/node1.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    config.interfaces[usize::from(PB)].mtu = Some(1400);
+    let t = Tables::compile(&config, 1).unwrap();
+    let mut p = Pipeline::new();
+    let fits = udp4(
+        POD_A_MAC,
+        VPA_MAC,
+        [10, 244, 1, 2],
+        [10, 244, 1, 3],
+        64,
+        &[0; 1400 - 28],
+    );
+    assert_eq!(run(&t, &mut p, PA, &fits).0, Verdict::Tx(PB));
+    let big = udp4(
+        POD_A_MAC,
+        VPA_MAC,
+        [10, 244, 1, 2],
+        [10, 244, 1, 3],
+        64,
+        &[0; 1401 - 28],
+    );
+    let (v, out) = run(&t, &mut p, PA, &big);
+    assert_eq!(v, Verdict::Tx(PA));
+    assert_icmp(&out, [10, 244, 1, 1], [10, 244, 1, 2], 3, 4);
+    assert_eq!(u16::from_be_bytes([out[40], out[41]]), 1400);
+    assert_eq!(p.counters.drops_for(DropReason::ExceedsMtu), 1);
+}

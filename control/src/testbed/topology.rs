@@ -594,12 +594,14 @@ fn kxdp_config(
         role: InterfaceRole::Underlay,
         mac: node.underlay_mac,
         queues: 1,
+        mtu: None,
     }];
     interfaces.extend(own_pods.iter().map(|pod| InterfaceSpec {
         name: pod.host_interface.clone(),
         role: InterfaceRole::Pod,
         mac: pod.host_mac,
         queues: 1,
+        mtu: None,
     }));
     let mut remote_nodes = Vec::new();
     for remote in nodes.iter().filter(|n| n.name != node.name) {
@@ -623,6 +625,7 @@ fn kxdp_config(
             role: InterfaceRole::Host,
             mac: host_port_mac(node.number),
             queues: 1,
+            mtu: None,
         });
         let host = HostSpec {
             interface: HOST_IF.to_string(),

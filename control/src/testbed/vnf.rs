@@ -249,6 +249,7 @@ impl Testbed {
                 role: InterfaceRole::Pod,
                 mac,
                 queues: 1,
+                mtu: None,
             });
         }
         if let Some(n) = self.nodes.iter_mut().find(|n| n.name == node) {

@@ -152,6 +152,7 @@ pub fn interface(name: &str) -> InterfaceSpec {
         role: InterfaceRole::Pod,
         mac: MacAddr([2, 0, 0, 0, 2, 2]),
         queues: 1,
+        mtu: None,
     }
 }
 

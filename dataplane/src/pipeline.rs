@@ -682,6 +682,19 @@ impl<H: ChainHook> Pipeline<H> {
                 let Some(gateway) = pod.gateway4 else {
                     return done(Outcome::drop(DropReason::ArpNotForGateway, offset, len));
                 };
+                // The sender fields must be the pod's own (or the
+                // unspecified address of an address probe): a request
+                // naming another pod is spoofing, and is not answered.
+                let arp_at = meta.l3_offset;
+                let sender_mac = frame.get(arp_at + 8..arp_at + 14);
+                let sender_ip = frame
+                    .get(arp_at + 14..arp_at + 18)
+                    .map(|b| std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]));
+                let own_ip =
+                    sender_ip.is_some_and(|ip| ip.is_unspecified() || pod.ipv4 == Some(ip));
+                if sender_mac != Some(&pod.mac[..]) || !own_ip {
+                    return done(Outcome::drop(DropReason::SourceSpoofed, offset, len));
+                }
                 match arp::answer_gateway(frame, &meta, gateway, port_mac) {
                     Ok(reply_len) => {
                         self.counters.neighbour_replies += 1;

@@ -890,3 +890,29 @@ fn packets_too_big_for_a_local_pod_are_refused_with_its_mtu() {
     assert_eq!(u16::from_be_bytes([out[40], out[41]]), 1400);
     assert_eq!(p.counters.drops_for(DropReason::ExceedsMtu), 1);
 }
+
+/// An ARP request for the gateway that names another pod as its sender is
+/// spoofing: counted as `source_spoofed`, not answered (issue #15, 7); an
+/// address probe (sender 0.0.0.0) is answered.
+#[test]
+fn arp_naming_another_pod_as_sender_is_not_answered() {
+    let t = tables("node1.yaml");
+    let mut p = Pipeline::new();
+    // Pod A's frame, but the ARP sender IP is pod B's.
+    let spoofed = arp_request(POD_A_MAC, [10, 244, 1, 3], [10, 244, 1, 1]);
+    assert_eq!(
+        run(&t, &mut p, PA, &spoofed).0,
+        Verdict::Drop(DropReason::SourceSpoofed)
+    );
+    // Pod A's frame with pod B's sender MAC inside the ARP.
+    let mut spoofed_mac = arp_request(POD_A_MAC, [10, 244, 1, 2], [10, 244, 1, 1]);
+    spoofed_mac[22..28].copy_from_slice(&POD_B_MAC);
+    assert_eq!(
+        run(&t, &mut p, PA, &spoofed_mac).0,
+        Verdict::Drop(DropReason::SourceSpoofed)
+    );
+    let probe = arp_request(POD_A_MAC, [0, 0, 0, 0], [10, 244, 1, 1]);
+    assert_eq!(run(&t, &mut p, PA, &probe).0, Verdict::Tx(PA));
+    assert_eq!(p.counters.drops_for(DropReason::SourceSpoofed), 2);
+    assert_eq!(p.counters.neighbour_replies, 1);
+}

@@ -290,7 +290,16 @@ fn worker_label(worker: usize) -> (&'static str, std::borrow::Cow<'static, str>)
 impl Collector for NodeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let source = &self.source;
-        let workers: Vec<Counters> = source.counters.iter().map(|c| c.snapshot()).collect();
+        let workers: Vec<Counters> = source
+            .counters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut c = c.snapshot();
+                crate::runtime::add_socket_drops(&mut c, i, &source.ports);
+                c
+            })
+            .collect();
 
         let mut info = family(
             &mut encoder,

@@ -28,7 +28,7 @@ use anyhow::{bail, Context};
 use kxdp_config::{InterfaceRole, InterfaceSpec, NodeConfig, XdpMode};
 use kxdp_dataplane::bpf::{XdpAttachMode, XdpAttachment, XdpFilter};
 use kxdp_dataplane::chain_hook::monotonic_ns;
-use kxdp_dataplane::counters::SharedCounters;
+use kxdp_dataplane::counters::{Counters, SharedCounters};
 use kxdp_dataplane::tables::{TableHandle, Tables};
 use kxdp_dataplane::trace::TraceHub;
 use kxdp_dataplane::verdict::PortId;
@@ -36,6 +36,7 @@ use kxdp_dataplane::worker::{pin_to_core, Worker, WorkerCommand, WorkerOptions};
 use kxdp_dataplane::xsk::{
     interface_index, BindMode, XskBackend, XskError, XskOptions, XskPortSpec,
 };
+use kxdp_dataplane::DropReason;
 use kxdp_vnf_chains::{
     ChainInput, ChainSetHandle, CompileOptions, DataplaneChains, SharedChainStats, WorkerLimits,
 };
@@ -67,6 +68,26 @@ pub struct PortInfo {
     /// replaced when the port is bound again.
     #[serde(skip)]
     pub fd: Arc<AtomicI32>,
+}
+
+/// Add the kernel's drops at `worker`'s sockets (`XDP_STATISTICS`: fill
+/// ring empty, rx ring full, others such as frames larger than a UMEM
+/// frame) to its drop reasons, so that they show among kxdp's own. Read
+/// when counters are read (one getsockopt per socket), never on the hot
+/// path. A socket bound again after its interface was re-created starts
+/// from zero.
+pub fn add_socket_drops(counters: &mut Counters, worker: usize, ports: &[PortInfo]) {
+    for port in ports.iter().filter(|p| p.worker == worker) {
+        let Ok(s) = kxdp_dataplane::xsk::socket_statistics(port.fd.load(Ordering::Relaxed)) else {
+            continue;
+        };
+        counters.drop_n(DropReason::FillRingEmpty, s.rx_fill_ring_empty_descs);
+        counters.drop_n(DropReason::RxRingFull, s.rx_ring_full);
+        counters.drop_n(
+            DropReason::SocketRxDropped,
+            s.rx_dropped.saturating_sub(s.rx_fill_ring_empty_descs),
+        );
+    }
 }
 
 /// A running node dataplane. Dropping it stops the workers and detaches the

@@ -106,7 +106,11 @@ pub fn collect(runtime: &NodeRuntime) -> NodeStats {
             .counters
             .iter()
             .enumerate()
-            .map(|(i, c)| CounterSnapshot::from_counters(i, &c.snapshot()))
+            .map(|(i, c)| {
+                let mut c = c.snapshot();
+                crate::runtime::add_socket_drops(&mut c, i, &runtime.ports);
+                CounterSnapshot::from_counters(i, &c)
+            })
             .collect(),
         ports: runtime.ports.iter().map(PortRow::from).collect(),
     }

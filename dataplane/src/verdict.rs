@@ -125,6 +125,17 @@ drop_reasons! {
     PassUnsupported => "pass_unsupported",
     /// The egress port's transmit ring was full.
     TxRingFull => "tx_ring_full",
+    /// The kernel found a socket's fill ring empty and dropped the frame
+    /// (a port that receives faster than the worker refills it). Read from
+    /// the socket's `XDP_STATISTICS` when counters are read.
+    FillRingEmpty => "fill_ring_empty",
+    /// The kernel found a socket's rx ring full and dropped the frame (the
+    /// worker fell behind). From `XDP_STATISTICS`.
+    RxRingFull => "rx_ring_full",
+    /// The kernel dropped a frame at a socket for another reason, mostly a
+    /// frame larger than a UMEM frame (2048 bytes less headroom). From
+    /// `XDP_STATISTICS`.
+    SocketRxDropped => "socket_rx_dropped",
     /// The egress port is down or gone.
     PortDown => "port_down",
     /// Not enough headroom in the frame's chunk to encapsulate.

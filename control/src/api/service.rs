@@ -95,7 +95,11 @@ impl DataplaneApi {
                 .counters
                 .iter()
                 .enumerate()
-                .map(|(i, c)| convert::worker_counters(i, &c.snapshot()))
+                .map(|(i, c)| {
+                    let mut c = c.snapshot();
+                    crate::runtime::add_socket_drops(&mut c, i, &self.ports);
+                    convert::worker_counters(i, &c)
+                })
                 .collect(),
         }
     }

@@ -1,0 +1,167 @@
+//! kxdp as the pods' first-hop router (issue #15): `traceroute` through
+//! kxdp lists the gateways of both nodes and the destination, between two
+//! kxdp nodes and towards a kernel Flannel node; path MTU discovery works
+//! for a pod left at MTU 1500 on a 1450-byte tunnel; and a flood of
+//! expiring frames gets ICMP errors at the configured rate only.
+//!
+//! Run: `CI=true cargo test -p kxdp-tests --test icmp -- --nocapture`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::IpAddr;
+
+use kxdp_control::testbed::{
+    pod_ip, privileged_test, tcp_transfer, NodeKind, NodeSpec, TopologySpec, Underlay,
+};
+use kxdp_tests::{ip_of, kxdp_binary, Cluster};
+
+const VNI: u32 = 100;
+
+/// Two kxdp nodes and a Flannel-style kernel node on one switch.
+fn topology() -> TopologySpec {
+    TopologySpec::new(Underlay::Switch, &[("blue", VNI)])
+        .with_node(NodeSpec::new("n1", NodeKind::Kxdp).with_pod("a1", "blue", pod_ip(1, 10)))
+        .with_node(NodeSpec::new("n2", NodeKind::Kxdp).with_pod("b1", "blue", pod_ip(2, 10)))
+        .with_node(NodeSpec::new("k3", NodeKind::KernelVxlan).with_pod("k1", "blue", pod_ip(3, 10)))
+}
+
+/// The hop addresses `traceroute -n` printed (`*` for a hop that did not
+/// answer), in order.
+fn hops(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().nth(1).map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn traceroute_lists_the_gateways_and_path_mtu_discovery_works() {
+    if !privileged_test("traceroute_lists_the_gateways_and_path_mtu_discovery_works") {
+        return;
+    }
+    let c = Cluster::start("kf-icmp", topology(), kxdp_binary!());
+    let a1 = c.pod("a1");
+    let b1 = ip_of(c.pod("b1")).to_string();
+    let k1 = ip_of(c.pod("k1")).to_string();
+
+    // Between two kxdp nodes: node1's gateway, node2's gateway (its error
+    // comes back over VXLAN), then the pod — UDP and ICMP probes.
+    for mode in [&[][..], &["-I"][..]] {
+        let mut args: Vec<&str> = vec!["-n", "-q", "1", "-w", "2", "-m", "6"];
+        args.extend_from_slice(mode);
+        args.push(&b1);
+        let out = a1.netns.exec("traceroute", &args).expect("traceroute runs");
+        let hops = hops(&out);
+        eprintln!("traceroute {mode:?} a1 -> b1:\n{out}");
+        assert_eq!(
+            hops,
+            vec!["10.244.1.1".to_string(), "10.244.2.1".into(), b1.clone()],
+            "traceroute {mode:?} to b1:\n{out}\n{}",
+            c.logs()
+        );
+    }
+    // Towards a kernel Flannel node: node1's gateway, the kernel node (it
+    // answers from an address of its own pod network), then the pod.
+    let out = a1
+        .netns
+        .exec("traceroute", &["-n", "-q", "1", "-w", "2", "-m", "6", &k1])
+        .expect("traceroute runs");
+    eprintln!("traceroute a1 -> k1:\n{out}");
+    let hops = hops(&out);
+    assert_eq!(hops.len(), 3, "three hops to k1:\n{out}");
+    assert_eq!(hops[0], "10.244.1.1", "{out}");
+    let middle: IpAddr = hops[1]
+        .parse()
+        .unwrap_or_else(|_| panic!("hop 2 answered:\n{out}"));
+    assert!(
+        matches!(middle, IpAddr::V4(a) if a.octets()[..3] == [10, 244, 3]),
+        "hop 2 is the kernel node: {out}"
+    );
+    assert_eq!(hops[2], k1, "{out}");
+    let t1 = c.stats("n1");
+    let exceeded: u64 = t1.workers.iter().map(|w| w.icmp.time_exceeded).sum();
+    assert!(exceeded >= 3, "n1 sent time exceeded: {:?}", t1.workers);
+
+    // Path MTU: a1 and b1 at MTU 1500 (both ends of each veth), the tunnel
+    // takes 1450. kxdp answers "fragmentation needed, MTU 1450"; a1's TCP
+    // lowers its segments and 20 MB go through.
+    let b1_pod = c.pod("b1");
+    for (pod, node) in [(a1, "n1"), (b1_pod, "n2")] {
+        c.node(node)
+            .netns
+            .ip(&["link", "set", "dev", &pod.host_interface, "mtu", "1500"])
+            .unwrap();
+        pod.netns
+            .ip(&["link", "set", "dev", "eth0", "mtu", "1500"])
+            .unwrap();
+    }
+    let transfer = tcp_transfer(&a1.netns, &b1_pod.netns, ip_of(b1_pod), 20_000_000)
+        .expect("20 MB across a 1450-byte tunnel from a 1500-byte pod");
+    eprintln!("path MTU: {transfer:?}");
+    let too_big: u64 = c.stats("n1").workers.iter().map(|w| w.icmp.too_big).sum();
+    assert!(too_big >= 1, "kxdp told a1 the path MTU");
+    let route = a1.netns.ip(&["route", "get", &b1]).unwrap();
+    assert!(
+        route.contains("mtu 1450"),
+        "a1 learned the path MTU: {route}"
+    );
+    c.finish();
+}
+
+#[test]
+fn a_flood_of_expiring_frames_gets_errors_at_the_configured_rate() {
+    if !privileged_test("a_flood_of_expiring_frames_gets_errors_at_the_configured_rate") {
+        return;
+    }
+    let c = Cluster::start("kf-icmp-flood", topology(), kxdp_binary!());
+    let a1 = c.pod("a1");
+    let b1 = ip_of(c.pod("b1")).to_string();
+    let before = c.stats("n1");
+    // 5,000 UDP datagrams with TTL 1 as fast as a socket sends them.
+    let script = format!(
+        "import socket,time\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.IPPROTO_IP,socket.IP_TTL,1)\n\
+         t=time.time()\n\
+         for i in range(5000): s.sendto(b'x',('{b1}',33434))\n\
+         print(time.time()-t)\n"
+    );
+    let took: f64 = a1
+        .netns
+        .exec("python3", &["-c", &script])
+        .expect("the flood runs")
+        .trim()
+        .parse()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let after = c.stats("n1");
+    let sum = |s: &kxdp_control::stats::NodeStats,
+               f: fn(&kxdp_dataplane::counters::IcmpCounts) -> u64| {
+        s.workers.iter().map(|w| f(&w.icmp)).sum::<u64>()
+    };
+    let sent = sum(&after, |i| i.time_exceeded) - sum(&before, |i| i.time_exceeded);
+    let limited = sum(&after, |i| i.rate_limited) - sum(&before, |i| i.rate_limited);
+    // Defaults: 100 per second per source, a burst of 20.
+    let allowed = 20 + (100.0 * (took + 0.3)).ceil() as u64;
+    eprintln!("flood of 5000 in {took:.3} s: {sent} time exceeded sent, {limited} held back (at most {allowed})");
+    assert!(sent >= 20, "the burst is sent");
+    assert!(sent <= allowed, "{sent} errors > {allowed}");
+    let expired = |s: &kxdp_control::stats::NodeStats| {
+        s.workers
+            .iter()
+            .map(|w| w.drops.get("ttl_expired").copied().unwrap_or(0))
+            .sum::<u64>()
+    };
+    let dropped = expired(&after) - expired(&before);
+    assert!(dropped > 4000, "most of the flood reached kxdp: {dropped}");
+    assert_eq!(
+        sent + limited,
+        dropped,
+        "every expiring frame either answered or held back"
+    );
+    let slow: u64 = after.workers.iter().map(|w| w.slow_loops).sum::<u64>()
+        - before.workers.iter().map(|w| w.slow_loops).sum::<u64>();
+    eprintln!("worker loops over 1 ms during the flood: {slow}");
+    c.finish();
+}

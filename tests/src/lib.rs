@@ -15,6 +15,7 @@
 //! name. No lock is needed.
 
 pub mod apiserver;
+pub mod forwarder;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -127,9 +128,15 @@ impl Cluster {
     /// Start kxdp on `node`, wait until it forwards (see
     /// [`Cluster::wait_forwarding`]) and remember the XDP programs it attached.
     pub fn start_kxdp(&mut self, node: &str) -> &mut KxdpProcess {
+        self.start_kxdp_with(node, &[])
+    }
+
+    /// [`Cluster::start_kxdp`] with more arguments for `kxdp run` (e.g.
+    /// `--kubeconfig <file>`).
+    pub fn start_kxdp_with(&mut self, node: &str, extra_args: &[&str]) -> &mut KxdpProcess {
         let process = self
             .tb()
-            .start_kxdp(node, &self.binary, &[])
+            .start_kxdp(node, &self.binary, extra_args)
             .unwrap_or_else(|e| panic!("{}: starting kxdp on {node}: {e}", self.test));
         self.processes.insert(node.to_string(), process);
         self.remember_programs(node);

@@ -143,6 +143,19 @@ impl Testbed {
         for node in testbed.nodes.iter().filter(|n| n.kind.is_kernel()) {
             kernel_node::configure_peers(node, &testbed.nodes, &testbed.tenants)?;
         }
+        for node in testbed.nodes.iter().filter(|n| n.host_port) {
+            // As on a stock node, the interfaces created from now on (the
+            // host port kxdp makes at start) have IPv6: kxdp gives the
+            // node's side an IPv6 next hop. Those made above stay IPv4-only.
+            match node
+                .netns
+                .set_sysctl("net.ipv6.conf.default.disable_ipv6", "0")
+            {
+                Err(TestbedError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
         Ok(testbed)
     }
 

@@ -163,7 +163,10 @@ impl NodeSpec {
     /// and a `host` section (peer [`HOST_PEER`], the node's address its
     /// VTEP address, the first tenant reaching the node), the cluster's
     /// pod and Service CIDRs ([`CLUSTER_POD_CIDR`], [`SERVICE_CIDR`]), and
-    /// every remote node its VTEP address as its node address.
+    /// every remote node its VTEP address as its node address. In the
+    /// node's namespace, interfaces created after the build (the host
+    /// port's pair) have IPv6, as on a stock node; the testbed's own stay
+    /// IPv4-only.
     pub fn with_host_port(mut self) -> NodeSpec {
         self.host_port = true;
         self

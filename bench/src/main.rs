@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod cluster;
+
 #[derive(Parser, Debug)]
 #[command(name = "kxdp-bench", about = "kxdp benchmarks")]
 struct Cli {
@@ -115,6 +117,33 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         paths: Vec<kxdp_bench::rate::RatePath>,
     },
+    /// Cluster latencies, kxdp against the kernel in the same run: node →
+    /// pod HTTP GET (a kubelet probe) and pod → ClusterIP HTTP GET (kxdp's
+    /// Service balancing against kube-proxy-style DNAT on Flannel vxlan
+    /// nodes), interleaved round by round (needs root).
+    Cluster {
+        /// HTTP GETs per measure and round.
+        #[arg(long, default_value_t = 1000)]
+        requests: u64,
+        /// Rounds (each path once per round).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Microseconds from the start of one request to the next.
+        #[arg(long, default_value_t = 2000)]
+        interval_us: u64,
+        /// Write the report as JSON here.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        /// The kxdp binary; next to this one unless set.
+        #[arg(long)]
+        kxdp: Option<std::path::PathBuf>,
+        /// Core of both nodes' kxdp workers.
+        #[arg(long, default_value_t = 1)]
+        worker_core: usize,
+        /// Core of the clients, the servers and everything else.
+        #[arg(long, default_value_t = 0)]
+        client_core: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -123,6 +152,36 @@ fn main() -> anyhow::Result<()> {
         return run_suite(&cli.suite);
     };
     match command {
+        Command::Cluster {
+            requests,
+            rounds,
+            interval_us,
+            json,
+            kxdp,
+            worker_core,
+            client_core,
+        } => {
+            if let Err(why) = kxdp_control::testbed::check_privileges() {
+                anyhow::bail!(
+                    "kxdp-bench cluster needs root (network namespaces, XDP, AF_XDP): {why}"
+                );
+            }
+            let mut options = cluster::ClusterOptions::new(kxdp_binary(kxdp.as_deref())?);
+            options.requests = requests.max(1);
+            options.rounds = rounds.max(1);
+            options.interval = Duration::from_micros(interval_us);
+            options.worker_core = worker_core;
+            options.client_core = client_core;
+            let started = std::time::Instant::now();
+            let report = cluster::run(&options, &mut |line| {
+                eprintln!("[{:>5.1}s] {line}", started.elapsed().as_secs_f64());
+            })?;
+            print!("{}", cluster::table(&report));
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+                println!("wrote {}", path.display());
+            }
+        }
         Command::Rate {
             seconds,
             warmup,

@@ -284,13 +284,20 @@ impl Tables {
             }
         };
 
-        // The cluster's pod and Service CIDRs: in every tenant, an address
-        // there that no route below claims is unreachable, never egress.
+        // The cluster's pod and Service CIDRs: in a tenant whose egress
+        // leaves through the node (its default route), an address there
+        // that no route below claims is unreachable, never egress. (Other
+        // tenants have no default route: such an address is no route.)
         let unreachable = next_hops.len() as u32;
         next_hops.push(NextHop::Unreachable);
-        for cidr in cluster_cidrs(config) {
-            for t in 0..tenants.len() {
-                insert(t as TenantId, cidr, unreachable);
+        if let Some(host) = &config.host {
+            let cidrs = cluster_cidrs(config);
+            for name in host.egress_tenants(&config.tenants) {
+                if let Some(&t) = tenant_ids.get(name) {
+                    for cidr in &cidrs {
+                        insert(t, *cidr, unreachable);
+                    }
+                }
             }
         }
         // The host port: the node's addresses and the pods' gateways in the

@@ -99,13 +99,48 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!((counters.passed, counters.total_drops()), (1, 0));
             }
             Verdict::Tx(to) => {
-                assert_eq!(counters.total_drops(), 0);
+                // An ICMP error answers a dropped frame: the drop counted
+                // once, the error sent; otherwise nothing is dropped.
+                let icmp = counters.icmp_time_exceeded
+                    + counters.icmp_unreachable
+                    + counters.icmp_too_big;
+                assert!(icmp <= 1, "one error per frame");
+                assert_eq!(counters.total_drops(), icmp, "{:?}", counters.drops);
+                if icmp == 1 {
+                    check_icmp_error(tables, in_port, frame, to, &chunk[out.offset..out.offset + out.len]);
+                    continue;
+                }
                 let sent = &chunk[out.offset..out.offset + out.len];
                 check_tx(tables, in_port, frame, to, sent);
             }
         }
     }
 });
+
+/// An ICMP error goes back where its frame came from: out of the ingress
+/// port (a pod's, to its MAC), or from the underlay back over VXLAN; it
+/// parses and comes from a gateway address of this node.
+fn check_icmp_error(tables: &Tables, in_port: PortId, _received: &[u8], to: PortId, sent: &[u8]) {
+    let in_kind = tables.port(in_port).map(|p| &p.kind);
+    match in_kind {
+        Some(PortKind::Underlay) => {
+            assert_eq!(to, tables.vtep().port, "an error for a remote sender leaves by VXLAN");
+            let L3::Ipv4 { dst, .. } = packet::parse(sent).expect("outer parses").l3 else {
+                panic!("not IPv4 outside");
+            };
+            let decap = vxlan::decap(sent, dst, tables.vtep().udp_port).expect("the error decapsulates");
+            let inner = &sent[decap.inner_offset..decap.inner_offset + decap.inner_len];
+            let meta = packet::parse(inner).expect("the inner error parses");
+            assert!(matches!(meta.ip_proto, 1 | 58), "an ICMP error: {meta:?}");
+        }
+        Some(PortKind::Pod(_)) | Some(PortKind::Host(_)) => {
+            assert_eq!(to, in_port, "an error goes back out of the ingress port");
+            let meta = packet::parse(sent).expect("the error parses");
+            assert!(matches!(meta.ip_proto, 1 | 58), "an ICMP error: {meta:?}");
+        }
+        other => panic!("port {in_port} of kind {other:?} answered with an error"),
+    }
+}
 
 /// The checks on a frame the pipeline sends out of port `to`.
 fn check_tx(tables: &Tables, in_port: PortId, received: &[u8], to: PortId, sent: &[u8]) {
@@ -177,5 +212,11 @@ fn check_tx(tables: &Tables, in_port: PortId, received: &[u8], to: PortId, sent:
             }
         }
         PortKind::Idle => panic!("port {in_port}: sent on idle port {to}"),
+        PortKind::Host(host) => {
+            assert!(
+                host.allows(from_tenant),
+                "port {in_port} → {to}: a tenant that may not reach the node"
+            );
+        }
     }
 }

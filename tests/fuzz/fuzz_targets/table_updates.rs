@@ -308,6 +308,7 @@ fn apply_op(config: &mut NodeConfig, op: &Op, probes: &mut Vec<IpAddr>) {
                         gateway: None,
                     })
                     .collect(),
+                node_ips: Vec::new(),
             };
             let name = spec.name.clone();
             upsert(&mut config.remote_nodes, spec, |n| n.name == name);
@@ -504,6 +505,9 @@ fn found(tables: &Tables, tenant: TenantId, ip: IpAddr) -> Option<Expected> {
             vni: template.vni(),
         },
         NextHop::Blackhole => Expected::Blackhole,
+        // Inside the cluster's CIDRs but nobody's: dropped as no_route,
+        // what the model calls no route.
+        NextHop::Unreachable => return None,
     })
 }
 

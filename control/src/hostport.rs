@@ -142,6 +142,16 @@ impl HostPortGuard {
             }
         }
         ethtool_tx_off(peer)?;
+        // A node without IPv6 (disabled, or on this device) gets the IPv4
+        // half only.
+        let ipv6 =
+            read_sysctl(&format!("net/ipv6/conf/{peer}/disable_ipv6")).as_deref() == Some("0");
+        if !ipv6 {
+            tracing::info!(
+                peer,
+                "IPv6 is off on the node: the host port carries IPv4 only"
+            );
+        }
         ip(&["link", "set", &host.interface, "up"])?;
         ip(&["link", "set", peer, "up"])?;
         let tenants = host.host_tenants(&config.tenants);
@@ -156,6 +166,9 @@ impl HostPortGuard {
                 IpAddr::V4(a) => format!("{a}/32"),
                 IpAddr::V6(a) => format!("{a}/128"),
             };
+            if gateway.is_ipv6() && !ipv6 {
+                continue;
+            }
             let mut args = vec!["addr", "replace", address.as_str(), "dev", peer];
             if gateway.is_ipv6() {
                 args.push("nodad");
@@ -173,18 +186,20 @@ impl HostPortGuard {
             "nud",
             "permanent",
         ])?;
-        ip(&[
-            "-6",
-            "neigh",
-            "replace",
-            NEXT_HOP_V6,
-            "lladdr",
-            kxdp_mac,
-            "dev",
-            peer,
-            "nud",
-            "permanent",
-        ])?;
+        if ipv6 {
+            ip(&[
+                "-6",
+                "neigh",
+                "replace",
+                NEXT_HOP_V6,
+                "lladdr",
+                kxdp_mac,
+                "dev",
+                peer,
+                "nud",
+                "permanent",
+            ])?;
+        }
         let addresses = host.node_addresses(&config.node);
         let src4 = addresses
             .iter()
@@ -195,6 +210,9 @@ impl HostPortGuard {
             .find(|a| a.is_ipv6())
             .map(ToString::to_string);
         for cidr in cluster_cidrs(config) {
+            if cidr.is_ipv6() && !ipv6 {
+                continue;
+            }
             let prefix = cidr.to_string();
             let mut args: Vec<&str> = Vec::new();
             let src = if cidr.is_ipv4() {

@@ -387,6 +387,10 @@ pub struct Totals {
     pub decapsulated: u64,
     /// ARP/ND replies.
     pub neighbour_replies: u64,
+    /// ICMP destination unreachable sent.
+    pub icmp_unreachable: u64,
+    /// ICMP time exceeded sent.
+    pub icmp_time_exceeded: u64,
     /// Drops by reason label.
     pub drops: BTreeMap<String, u64>,
 }
@@ -401,6 +405,8 @@ impl Totals {
             t.encapsulated += w.encapsulated;
             t.decapsulated += w.decapsulated;
             t.neighbour_replies += w.neighbour_replies;
+            t.icmp_unreachable += w.icmp.unreachable;
+            t.icmp_time_exceeded += w.icmp.time_exceeded;
             for (reason, n) in &w.drops {
                 *t.drops.entry(reason.clone()).or_default() += n;
             }
@@ -439,6 +445,12 @@ impl Totals {
             neighbour_replies: self
                 .neighbour_replies
                 .saturating_sub(before.neighbour_replies),
+            icmp_unreachable: self
+                .icmp_unreachable
+                .saturating_sub(before.icmp_unreachable),
+            icmp_time_exceeded: self
+                .icmp_time_exceeded
+                .saturating_sub(before.icmp_time_exceeded),
             drops,
         }
     }

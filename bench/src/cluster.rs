@@ -219,17 +219,6 @@ impl Bed {
         let mut procs = Vec::new();
         match path {
             ClusterPath::Kxdp => {
-                for node in ["node1", "node2"] {
-                    // The testbed turns IPv6 off in every namespace, but
-                    // kxdp's host port setup needs it on its pair (it
-                    // always installs the fe80::1 neighbour). Only links
-                    // made from now on (that pair) get it.
-                    testbed
-                        .node(node)?
-                        .netns
-                        .set_sysctl("net.ipv6.conf.default.disable_ipv6", "0")
-                        .with_context(|| format!("IPv6 for {node}'s host port"))?;
-                }
                 let service = testbed.service_spec(
                     "web",
                     SERVICE_IP,

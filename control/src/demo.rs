@@ -130,17 +130,6 @@ pub fn run(kxdp: &Path, options: DemoOptions) -> anyhow::Result<Vec<PairResult>>
     // Declared first, dropped last: every server and process below leaves
     // its namespace before the namespaces go.
     let mut bed = Testbed::build(topology()).context("building the testbed")?;
-    for node in ["node1", "node2"] {
-        // The testbed turns IPv6 off in every namespace, but kxdp's host
-        // port setup needs it on its pair (it always installs the fe80::1
-        // neighbour, and fails without IPv6). Only links made from now on
-        // (the pair kxdp creates) get it: the underlay and pod veths stay
-        // IPv6-free.
-        bed.node(node)?
-            .netns
-            .set_sysctl("net.ipv6.conf.default.disable_ipv6", "0")
-            .with_context(|| format!("IPv6 for {node}'s host port"))?;
-    }
     add_services(&mut bed)?;
     bed.add_fabric_host("internet", INTERNET_HOST_IP, &[INTERNET_SERVER_IP])
         .context("adding the internet host")?;

@@ -2,7 +2,9 @@
 //! 50 bytes (outer Ethernet 14, IPv4 20, UDP 8, VXLAN 8). A 1450-byte packet
 //! crosses nodes; a pod whose interface was raised to 1500 sends packets
 //! that would leave as 1501–1550-byte underlay packets: kxdp drops each one
-//! and counts it as `exceeds_mtu`, and none reaches the other node.
+//! and counts it as `exceeds_mtu`, answers "fragmentation needed, MTU
+//! 1450" (so the pod's kernel learns the path MTU and stops sending them),
+//! and none reaches the other node.
 //!
 //! Run: `CI=true cargo test -p kxdp-tests --test mtu -- --nocapture`.
 
@@ -61,6 +63,8 @@ fn frames_over_the_path_mtu_are_dropped_and_counted() {
     // never seen on n2 or in b1.
     let dir = c.tb().scratch_dir().to_path_buf();
     for ip_len in [POD_MTU + 1, 1500] {
+        // Forget the path MTU learned from the last round's error.
+        big.netns.ip(&["route", "flush", "cache"]).unwrap();
         let capture = Capture::start(&b1.netns, "eth0", "icmp", &dir);
         let (n1_before, n2_before) = (c.totals("n1"), c.totals("n2"));
         let over = ping_df(&big.netns, ip_of(&b1), payload_for(ip_len), COUNT);
@@ -77,10 +81,22 @@ fn frames_over_the_path_mtu_are_dropped_and_counted() {
         let n1 = c.totals("n1").since(&n1_before);
         let n2 = c.totals("n2").since(&n2_before);
         eprintln!("{ip_len} bytes: n1 {n1:?}\n           n2 {n2:?}");
+        // The first is dropped and answered with fragmentation needed; the
+        // pod then knows the path MTU and refuses the rest itself (ping
+        // -M do: "message too long"). Every one that reached n1 is counted.
+        assert!(n1.dropped("exceeds_mtu") >= 1, "{n1:?}");
         assert_eq!(
             n1.dropped("exceeds_mtu"),
-            u64::from(COUNT),
+            n1.rx,
             "n1 must count every oversized frame as exceeds_mtu: {n1:?}"
+        );
+        let route = big
+            .netns
+            .ip(&["route", "get", &ip_of(&b1).to_string()])
+            .unwrap();
+        assert!(
+            route.contains("mtu 1450"),
+            "the pod learned the path MTU: {route}"
         );
         assert_eq!(n1.encapsulated, 0, "an oversized frame was encapsulated");
         assert_eq!(n2.decapsulated, 0, "an oversized frame reached n2");

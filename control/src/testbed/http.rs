@@ -5,9 +5,10 @@
 //! TCP connection each, as the kubelet probes a pod.
 //!
 //! The server is one thread with a blocking `accept` (no polling delay in
-//! what it answers), serving one connection at a time (`Connection:
-//! close`); dropping it wakes the thread with a connection of its own
-//! from inside the namespace and joins it.
+//! what it answers), answering one request per connection (`Connection:
+//! close`), and the client closes first; dropping the server wakes its
+//! thread with a connection of its own from inside the namespace and
+//! joins it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -182,7 +183,19 @@ fn serve(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
         body.len()
     );
     stream.write_all(response.as_bytes())?;
-    stream.shutdown(std::net::Shutdown::Write)
+    // The client closes first, so the TIME_WAIT is its own: a server's
+    // TIME_WAIT would refuse (PAWS) a later connection from the same
+    // client address and port whose timestamps run on another clock —
+    // the client's, for the ClusterIP it connected to before the pod IP.
+    // Waiting for its FIN is left to a thread, off the accept loop.
+    let linger = std::thread::Builder::new()
+        .name("http-linger".into())
+        .spawn(move || {
+            let mut buf = [0u8; 256];
+            while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+        });
+    drop(linger);
+    Ok(())
 }
 
 /// An HTTP response.
@@ -218,11 +231,13 @@ pub fn http_rtt(
         for seq in 0..count {
             result.sent += 1;
             let sent_at = Instant::now();
-            if matches!(get(to, timeout), Ok(r) if r.status == 200) {
-                let took = sent_at.elapsed();
-                if took <= timeout {
-                    result.record(took);
-                }
+            let outcome = get(to, timeout);
+            let took = sent_at.elapsed();
+            match outcome {
+                Ok(r) if r.status == 200 && took <= timeout => result.record(took),
+                Ok(r) if r.status == 200 => result.failed(seq, format!("took {took:?}")),
+                Ok(r) => result.failed(seq, format!("HTTP {} after {took:?}", r.status)),
+                Err(e) => result.failed(seq, format!("{e} after {took:?}")),
             }
             let next = start + interval.saturating_mul(u32::try_from(seq + 1).unwrap_or(u32::MAX));
             if let Some(wait) = next.checked_duration_since(Instant::now()) {
@@ -244,8 +259,21 @@ fn get(to: SocketAddr, timeout: Duration) -> std::io::Result<HttpResponse> {
         )
         .as_bytes(),
     )?;
+    // Read the whole response (by its Content-Length), then close first
+    // (see `serve`).
     let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
+    let mut buf = [0u8; 4096];
+    loop {
+        if response_complete(&response) {
+            break;
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buf[..n]);
+    }
+    drop(stream);
     parse_response(&response).ok_or_else(|| {
         std::io::Error::new(
             ErrorKind::InvalidData,
@@ -257,7 +285,23 @@ fn get(to: SocketAddr, timeout: Duration) -> std::io::Result<HttpResponse> {
     })
 }
 
-/// The status and body of a whole `Connection: close` response.
+/// Whether `response` holds a whole header and as many body bytes as its
+/// Content-Length says (without one, the body ends when the server closes).
+fn response_complete(response: &[u8]) -> bool {
+    let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&response[..end]);
+    let length = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse::<usize>().ok())?
+    });
+    length.is_some_and(|length| response.len() >= end + 4 + length)
+}
+
+/// The status and body of a whole response.
 fn parse_response(response: &[u8]) -> Option<HttpResponse> {
     let text = String::from_utf8_lossy(response);
     let (head, body) = text.split_once("\r\n\r\n")?;
@@ -290,6 +334,23 @@ mod tests {
             parse_response(b"HTTP/1.1 200 OK\r\n"),
             None,
             "no end of header"
+        );
+    }
+
+    #[test]
+    fn responses_end_at_their_content_length() {
+        assert!(!response_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n"
+        ));
+        assert!(!response_complete(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nweb"
+        ));
+        assert!(response_complete(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nweb-1\n"
+        ));
+        assert!(
+            !response_complete(b"HTTP/1.0 200 ok\r\n\r\n<html>"),
+            "without a length, until the server closes"
         );
     }
 

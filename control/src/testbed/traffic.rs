@@ -61,6 +61,9 @@ impl Default for RttOptions {
     }
 }
 
+/// How many loss reasons an [`RttResult`] keeps.
+const MAX_FAILURES: usize = 10;
+
 /// What a round-trip measurement saw.
 #[derive(Clone, Debug)]
 pub struct RttResult {
@@ -72,6 +75,9 @@ pub struct RttResult {
     pub lost: u64,
     /// Round-trip times of the received replies, in nanoseconds.
     pub histogram: Histogram<u64>,
+    /// Why exchanges were lost, when the measurement can tell (an HTTP
+    /// probe's error): the first few, with the exchange's number.
+    pub failures: Vec<String>,
 }
 
 impl RttResult {
@@ -84,6 +90,7 @@ impl RttResult {
             received: 0,
             lost: 0,
             histogram,
+            failures: Vec::new(),
         })
     }
 
@@ -91,6 +98,13 @@ impl RttResult {
         let ns = u64::try_from(rtt.as_nanos()).unwrap_or(u64::MAX).max(1);
         self.histogram.saturating_record(ns);
         self.received += 1;
+    }
+
+    /// Note why exchange `seq` was lost (the first [`MAX_FAILURES`] are kept).
+    pub(crate) fn failed(&mut self, seq: u64, why: impl std::fmt::Display) {
+        if self.failures.len() < MAX_FAILURES {
+            self.failures.push(format!("#{seq}: {why}"));
+        }
     }
 
     pub(crate) fn finish(mut self) -> RttResult {

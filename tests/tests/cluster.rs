@@ -25,8 +25,11 @@
 //!   goes.
 //!
 //! The nodes have IPv6 on the interfaces created after the build (the
-//! host port), as a stock node has; a separate test, ignored until kxdp
-//! supports it, gives a host port to a node without IPv6.
+//! host port), as a stock node has; a separate test gives a host port to
+//! a node without IPv6. Another, ignored until kxdp passes it, connects
+//! to a ClusterIP and then straight to the backend that served it from
+//! the same client port (kxdp's load balancer still translates the
+//! backend's replies for the closed connection).
 //!
 //! It prints the figures the issue asks for: node → pod probe latency
 //! (HTTP GET on a new connection, as the kubelet probes) and pod →

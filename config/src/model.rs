@@ -285,6 +285,10 @@ pub struct PodSpec {
     /// Its Kubernetes namespace.
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// The container runtime's id of the pod's sandbox, when a CNI plugin
+    /// registered it (`kxdp-cni`); informational.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 fn default_namespace() -> String {

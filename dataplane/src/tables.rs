@@ -187,15 +187,40 @@ impl Tables {
         Self::compile_validated(config, generation)
     }
 
-    /// Compile a configuration that has already been validated.
+    /// Compile a configuration that has already been validated; its
+    /// interfaces are ports 0, 1, … in their order.
     pub fn compile_validated(config: &NodeConfig, generation: u64) -> Result<Tables, TableError> {
-        if config.interfaces.len() > usize::from(PortId::MAX) {
+        let slots: Vec<Option<&str>> = config
+            .interfaces
+            .iter()
+            .map(|i| Some(i.name.as_str()))
+            .collect();
+        Self::compile_with_ports(config, generation, &slots)
+    }
+
+    /// Compile a validated configuration whose interfaces are bound as
+    /// the ports `slots` names: `slots[p]` is port `p`'s interface, `None`
+    /// a port no interface holds now (a pod interface detached at run time:
+    /// port numbers stay with their interface while it lives, so the
+    /// workers' sockets never move). Frames are never sent to a free port.
+    /// An interface of `config` that no slot names gets no port.
+    pub fn compile_with_ports(
+        config: &NodeConfig,
+        generation: u64,
+        slots: &[Option<&str>],
+    ) -> Result<Tables, TableError> {
+        if slots.len() > usize::from(PortId::MAX) {
             return Err(TableError::TooMany {
                 what: "interfaces",
-                count: config.interfaces.len(),
+                count: slots.len(),
                 max: usize::from(PortId::MAX),
             });
         }
+        let by_name: FxHashMap<&str, &kxdp_config::InterfaceSpec> = config
+            .interfaces
+            .iter()
+            .map(|i| (i.name.as_str(), i))
+            .collect();
         if config.tenants.len() > usize::from(TenantId::MAX) {
             return Err(TableError::TooMany {
                 what: "tenants",
@@ -223,11 +248,13 @@ impl Tables {
             .enumerate()
             .map(|(i, t)| (t.vni, i as TenantId))
             .collect();
-        let port_ids: FxHashMap<&str, PortId> = config
-            .interfaces
+        let port_ids: FxHashMap<&str, PortId> = slots
             .iter()
             .enumerate()
-            .map(|(i, itf)| (itf.name.as_str(), i as PortId))
+            .filter_map(|(i, name)| {
+                let name = (*name)?;
+                by_name.contains_key(name).then_some((name, i as PortId))
+            })
             .collect();
 
         // Gateways of this node's CIDRs, per tenant and family.
@@ -250,24 +277,32 @@ impl Tables {
                     .collect()
             })
             .unwrap_or_default();
-        let mut ports: Vec<Port> = config
-            .interfaces
+        let mut ports: Vec<Port> = slots
             .iter()
-            .map(|itf| Port {
-                name: itf.name.clone(),
-                mac: itf.mac.0,
-                mtu: itf.mtu.unwrap_or(0),
-                kind: match itf.role {
-                    InterfaceRole::Underlay => PortKind::Underlay,
-                    InterfaceRole::Pod => PortKind::Idle,
-                    InterfaceRole::Host => PortKind::Host(Box::new(HostPort {
-                        tenants: host_tenants.clone(),
-                        peer_mac: config
-                            .host
-                            .as_ref()
-                            .map(|h| h.peer_mac_or(itf.mac).0)
-                            .unwrap_or([0; 6]),
-                    })),
+            .map(|name| name.and_then(|n| by_name.get(n)))
+            .map(|itf| match itf {
+                None => Port {
+                    name: String::new(),
+                    mac: [0; 6],
+                    mtu: 0,
+                    kind: PortKind::Idle,
+                },
+                Some(itf) => Port {
+                    name: itf.name.clone(),
+                    mac: itf.mac.0,
+                    mtu: itf.mtu.unwrap_or(0),
+                    kind: match itf.role {
+                        InterfaceRole::Underlay => PortKind::Underlay,
+                        InterfaceRole::Pod => PortKind::Idle,
+                        InterfaceRole::Host => PortKind::Host(Box::new(HostPort {
+                            tenants: host_tenants.clone(),
+                            peer_mac: config
+                                .host
+                                .as_ref()
+                                .map(|h| h.peer_mac_or(itf.mac).0)
+                                .unwrap_or([0; 6]),
+                        })),
+                    },
                 },
             })
             .collect();
@@ -304,7 +339,7 @@ impl Tables {
         // host tenants, and egress (the default route) in the egress ones.
         let host_hop = config.host.as_ref().and_then(|host| {
             let port = *port_ids.get(host.interface.as_str())?;
-            let itf = config.interfaces.get(usize::from(port))?;
+            let itf = by_name.get(host.interface.as_str())?;
             let hop = next_hops.len() as u32;
             next_hops.push(NextHop::Local {
                 port,
@@ -383,9 +418,8 @@ impl Tables {
             .get(config.node.vtep.interface.as_str())
             .copied()
             .unwrap_or(0);
-        let underlay_mac = config
-            .interfaces
-            .get(usize::from(underlay_port))
+        let underlay_mac = by_name
+            .get(config.node.vtep.interface.as_str())
             .map(|i| i.mac.0)
             .unwrap_or([0; 6]);
         let vtep = LocalVtep {
@@ -470,6 +504,7 @@ impl Tables {
 
         let local_macs = ports
             .iter()
+            .filter(|p| !p.name.is_empty())
             .map(|p| p.mac)
             .chain(std::iter::once(vtep.mac))
             .collect();

@@ -274,6 +274,7 @@ pub(crate) mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             namespace: ns.into(),
+            container_id: None,
         }
     }
 

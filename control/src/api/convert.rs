@@ -12,11 +12,11 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::IpNetwork;
 use kxdp_config::{
-    ChainSpec, ClassifierSpec, EndpointSpec, FailurePolicy, FunctionSpec, IpBlock, LabelSelector,
-    LabelSelectorRequirement, MacAddr, NamespaceSpec, NetworkPolicySpec, PodCidrSpec, PodSpec,
-    PolicerScope, PolicyPeer, PolicyPort, PolicyRule, PolicyType, PortRange, Protocol,
-    RemoteNodeSpec, RouteSpec, RouteTarget, SelectorOperator, ServicePortSpec, ServiceSpec,
-    TenantSpec,
+    ChainSpec, ClassifierSpec, EndpointSpec, FailurePolicy, FunctionSpec, InterfaceRole,
+    InterfaceSpec, IpBlock, LabelSelector, LabelSelectorRequirement, MacAddr, NamespaceSpec,
+    NetworkPolicySpec, PodCidrSpec, PodSpec, PolicerScope, PolicyPeer, PolicyPort, PolicyRule,
+    PolicyType, PortRange, Protocol, RemoteNodeSpec, RouteSpec, RouteTarget, SelectorOperator,
+    ServicePortSpec, ServiceSpec, TenantSpec,
 };
 use kxdp_dataplane::counters::Counters;
 use kxdp_dataplane::tables::{NextHop, PortKind, Tables};
@@ -188,6 +188,7 @@ impl FromProto<proto::Pod> for PodSpec {
             interface: value.interface.clone(),
             labels: value.labels.clone(),
             namespace: namespace(&value.namespace),
+            container_id: value.container_id.clone().filter(|c| !c.is_empty()),
         })
     }
 }
@@ -203,6 +204,67 @@ impl ToProto<proto::Pod> for PodSpec {
             interface: self.interface.clone(),
             labels: self.labels.clone(),
             namespace: self.namespace.clone(),
+            container_id: self.container_id.clone(),
+        }
+    }
+}
+
+impl FromProto<proto::Interface> for InterfaceSpec {
+    fn from_proto(value: &proto::Interface, path: &str) -> Result<Self, FieldError> {
+        let role = match value.role.as_str() {
+            "" | "pod" => InterfaceRole::Pod,
+            "underlay" => InterfaceRole::Underlay,
+            "host" => InterfaceRole::Host,
+            other => {
+                return Err(FieldError::new(
+                    format!("{path}.role"),
+                    format!("{other:?} is not pod, underlay or host"),
+                ))
+            }
+        };
+        let queues = u16::try_from(value.queues)
+            .ok()
+            .filter(|q| *q >= 1)
+            .ok_or_else(|| {
+                FieldError::new(
+                    format!("{path}.queues"),
+                    format!("{} is not a queue count (1 to 65535)", value.queues),
+                )
+            })?;
+        let mtu = value
+            .mtu
+            .map(|m| {
+                u16::try_from(m).ok().filter(|m| *m >= 68).ok_or_else(|| {
+                    FieldError::new(
+                        format!("{path}.mtu"),
+                        format!("{m} is not an MTU (68 to 65535)"),
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(InterfaceSpec {
+            name: value.name.clone(),
+            role,
+            mac: mac(&value.mac, &format!("{path}.mac"))?,
+            queues,
+            mtu,
+        })
+    }
+}
+
+impl ToProto<proto::Interface> for InterfaceSpec {
+    fn to_proto(&self) -> proto::Interface {
+        proto::Interface {
+            name: self.name.clone(),
+            mac: self.mac.to_string(),
+            queues: u32::from(self.queues),
+            mtu: self.mtu.map(u32::from),
+            role: match self.role {
+                InterfaceRole::Pod => "pod",
+                InterfaceRole::Underlay => "underlay",
+                InterfaceRole::Host => "host",
+            }
+            .to_string(),
         }
     }
 }
@@ -786,6 +848,7 @@ impl FromProto<proto::ObjectSet> for ObjectSet {
             policies: list(&value.policies, &format!("{path}.policies"))?,
             chains: list(&value.chains, &format!("{path}.chains"))?,
             namespaces: list(&value.namespaces, &format!("{path}.namespaces"))?,
+            interfaces: list(&value.interfaces, &format!("{path}.interfaces"))?,
         })
     }
 }
@@ -801,6 +864,7 @@ impl ToProto<proto::ObjectSet> for ObjectSet {
             policies: to_list(&self.policies),
             chains: to_list(&self.chains),
             namespaces: to_list(&self.namespaces),
+            interfaces: to_list(&self.interfaces),
         }
     }
 }
@@ -816,6 +880,7 @@ impl FromProto<proto::KeySet> for KeySet {
             policies: value.policies.clone(),
             chains: value.chains.clone(),
             namespaces: value.namespaces.clone(),
+            interfaces: value.interfaces.clone(),
         })
     }
 }
@@ -831,6 +896,7 @@ impl ToProto<proto::KeySet> for KeySet {
             policies: self.policies.clone(),
             chains: self.chains.clone(),
             namespaces: self.namespaces.clone(),
+            interfaces: self.interfaces.clone(),
         }
     }
 }
@@ -849,6 +915,7 @@ pub fn kind_from_proto(value: i32, path: &str) -> Result<ObjectKind, FieldError>
         proto::Kind::Policy => ObjectKind::Policy,
         proto::Kind::Chain => ObjectKind::Chain,
         proto::Kind::Namespace => ObjectKind::Namespace,
+        proto::Kind::Interface => ObjectKind::Interface,
     })
 }
 
@@ -863,6 +930,7 @@ pub fn kind_to_proto(kind: ObjectKind) -> proto::Kind {
         ObjectKind::Policy => proto::Kind::Policy,
         ObjectKind::Chain => proto::Kind::Chain,
         ObjectKind::Namespace => proto::Kind::Namespace,
+        ObjectKind::Interface => proto::Kind::Interface,
     }
 }
 
@@ -1212,6 +1280,9 @@ chains:
 namespaces:
   - {name: prod, labels: {team: a}}
   - {name: default}
+interfaces:
+  - {name: kx0123456789a, role: pod, mac: '02:aa:00:00:00:01', queues: 2, mtu: 1450}
+  - {name: eth1, role: underlay, mac: '02:aa:00:00:00:02'}
 "#;
 
     fn objects() -> ObjectSet {

@@ -232,6 +232,22 @@ pub fn objects(kind: ObjectKind, objects: &ObjectSet) -> String {
                 .map(|n| vec![n.name.clone(), labels(&n.labels)])
                 .collect::<Vec<_>>(),
         ),
+        ObjectKind::Interface => table(
+            &["NAME", "ROLE", "MAC", "QUEUES", "MTU"],
+            &objects
+                .interfaces
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.name.clone(),
+                        format!("{:?}", i.role).to_lowercase(),
+                        i.mac.to_string(),
+                        i.queues.to_string(),
+                        or_dash(i.mtu),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        ),
     }
 }
 

@@ -27,10 +27,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 use ipnetwork::IpNetwork;
 use kxdp_config::{
-    ChainSpec, ConfigError, NamespaceSpec, NetworkPolicySpec, NodeConfig, PodSpec, RemoteNodeSpec,
-    RouteSpec, ServiceSpec, TenantSpec,
+    ChainSpec, ConfigError, InterfaceRole, InterfaceSpec, NamespaceSpec, NetworkPolicySpec,
+    NodeConfig, PodSpec, RemoteNodeSpec, RouteSpec, ServiceSpec, TenantSpec,
 };
 use kxdp_dataplane::tables::{TableError, TableHandle, Tables};
+use kxdp_dataplane::verdict::PortId;
 use kxdp_vnf_chains::{ChainError, ChainInput, ChainSet, ChainSetHandle, CompileOptions};
 use serde::{Deserialize, Serialize};
 
@@ -75,11 +76,15 @@ pub enum ObjectKind {
     Chain,
     /// Namespaces (key: name).
     Namespace,
+    /// Interfaces (key: name). Those of the node's file are listed and
+    /// cannot be changed or deleted; pod interfaces upserted at run time
+    /// are attached to the workers, and detached when deleted.
+    Interface,
 }
 
 impl ObjectKind {
     /// Every kind, in the order a configuration lists them.
-    pub const ALL: [ObjectKind; 8] = [
+    pub const ALL: [ObjectKind; 9] = [
         ObjectKind::Tenant,
         ObjectKind::RemoteNode,
         ObjectKind::Pod,
@@ -88,6 +93,7 @@ impl ObjectKind {
         ObjectKind::Policy,
         ObjectKind::Chain,
         ObjectKind::Namespace,
+        ObjectKind::Interface,
     ];
 
     /// The field that holds this kind in a configuration (and in
@@ -102,6 +108,7 @@ impl ObjectKind {
             ObjectKind::Policy => "policies",
             ObjectKind::Chain => "chains",
             ObjectKind::Namespace => "namespaces",
+            ObjectKind::Interface => "interfaces",
         }
     }
 
@@ -121,6 +128,7 @@ impl ObjectKind {
             }
             "chain" | "chains" | "servicechain" | "servicechains" => ObjectKind::Chain,
             "namespace" | "namespaces" | "ns" => ObjectKind::Namespace,
+            "interface" | "interfaces" | "itf" => ObjectKind::Interface,
             _ => return None,
         };
         Some(kind)
@@ -166,6 +174,9 @@ pub struct ObjectSet {
     /// Namespaces.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<NamespaceSpec>,
+    /// Interfaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<InterfaceSpec>,
 }
 
 impl ObjectSet {
@@ -182,6 +193,7 @@ impl ObjectSet {
                 ObjectKind::Policy => set.policies = config.policies.clone(),
                 ObjectKind::Chain => set.chains = config.chains.clone(),
                 ObjectKind::Namespace => set.namespaces = config.namespaces.clone(),
+                ObjectKind::Interface => set.interfaces = config.interfaces.clone(),
             }
         }
         set
@@ -206,6 +218,7 @@ impl ObjectSet {
             ObjectKind::Policy => set.policies = one(&config.policies, key)?,
             ObjectKind::Chain => set.chains = one(&config.chains, key)?,
             ObjectKind::Namespace => set.namespaces = one(&config.namespaces, key)?,
+            ObjectKind::Interface => set.interfaces = one(&config.interfaces, key)?,
         }
         Some(set)
     }
@@ -221,6 +234,7 @@ impl ObjectSet {
             ObjectKind::Policy => self.policies.len(),
             ObjectKind::Chain => self.chains.len(),
             ObjectKind::Namespace => self.namespaces.len(),
+            ObjectKind::Interface => self.interfaces.len(),
         }
     }
 
@@ -249,6 +263,8 @@ pub struct KeySet {
     pub chains: Vec<String>,
     /// Namespace names.
     pub namespaces: Vec<String>,
+    /// Interface names.
+    pub interfaces: Vec<String>,
 }
 
 impl KeySet {
@@ -263,6 +279,7 @@ impl KeySet {
             ObjectKind::Policy => &self.policies,
             ObjectKind::Chain => &self.chains,
             ObjectKind::Namespace => &self.namespaces,
+            ObjectKind::Interface => &self.interfaces,
         }
     }
 
@@ -277,6 +294,7 @@ impl KeySet {
             ObjectKind::Policy => &mut self.policies,
             ObjectKind::Chain => &mut self.chains,
             ObjectKind::Namespace => &mut self.namespaces,
+            ObjectKind::Interface => &mut self.interfaces,
         }
     }
 
@@ -328,6 +346,11 @@ impl Keyed for ChainSpec {
     }
 }
 impl Keyed for NamespaceSpec {
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+}
+impl Keyed for InterfaceSpec {
     fn key(&self) -> String {
         self.name.clone()
     }
@@ -431,6 +454,23 @@ pub struct DesiredState {
     pub config: NodeConfig,
     /// The generation of the tables compiled from it.
     pub generation: u64,
+    /// The port each interface is bound as: `ports[p]` names port `p`'s
+    /// interface, `None` a port freed by a detached interface. A port
+    /// keeps its number while its interface lives.
+    pub ports: Vec<Option<String>>,
+}
+
+/// Attaches the pod interfaces upserted at run time to the workers, and
+/// detaches those deleted (the node's runtime does this; a store without
+/// one only compiles them into the tables).
+pub trait PortLifecycle: Send + Sync {
+    /// Bind `itf` as port `port` on every worker, with kxdp's XDP program
+    /// on it; called before any table routes to the port. An error refuses
+    /// the change (nothing else is attached or published).
+    fn attach(&self, port: PortId, itf: &InterfaceSpec) -> Result<(), String>;
+    /// Unbind port `port` (its interface was `itf`); called after the
+    /// published tables stopped routing to it.
+    fn detach(&self, port: PortId, itf: &InterfaceSpec);
 }
 
 /// The desired state of a node and the publisher of its tables.
@@ -444,6 +484,15 @@ pub struct DesiredStateStore {
     state: ArcSwap<DesiredState>,
     writer: Mutex<()>,
     observers: Mutex<Observers>,
+    /// Interfaces of the node's file: never changed at run time.
+    fixed: HashSet<String>,
+    lifecycle: Mutex<Option<Arc<dyn PortLifecycle>>>,
+}
+
+impl std::fmt::Debug for dyn PortLifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PortLifecycle")
+    }
 }
 
 /// What is told of every applied desired state (the host port's NodePort
@@ -483,13 +532,33 @@ impl DesiredStateStore {
         chains: ChainSetHandle,
     ) -> DesiredStateStore {
         let generation = tables.current().generation();
+        let fixed = config.interfaces.iter().map(|i| i.name.clone()).collect();
+        let ports = config
+            .interfaces
+            .iter()
+            .map(|i| Some(i.name.clone()))
+            .collect();
         DesiredStateStore {
             tables,
             chains,
-            state: ArcSwap::from_pointee(DesiredState { config, generation }),
+            state: ArcSwap::from_pointee(DesiredState {
+                config,
+                generation,
+                ports,
+            }),
             writer: Mutex::new(()),
             observers: Mutex::default(),
+            fixed,
+            lifecycle: Mutex::new(None),
         }
+    }
+
+    /// Attach and detach run-time pod interfaces through `lifecycle`.
+    pub fn set_port_lifecycle(&self, lifecycle: Arc<dyn PortLifecycle>) {
+        *self
+            .lifecycle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(lifecycle);
     }
 
     /// Call `observer` with every desired state applied from now on (on
@@ -526,7 +595,7 @@ impl DesiredStateStore {
         // success), so a panic in another applier leaves nothing torn.
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.state.load_full();
-        let (candidate, origins) = build(&current.config, change)?;
+        let (candidate, origins) = build(&current.config, change, &self.fixed)?;
         if candidate == current.config {
             return Ok(ApplyOutcome {
                 generation: current.generation,
@@ -548,20 +617,53 @@ impl DesiredStateStore {
         } else {
             None
         };
-        let tables = Tables::compile_validated(&candidate, 0).map_err(|e| match e {
+        let (ports, added, removed) = assign_ports(&current.ports, &current.config, &candidate);
+        let slots: Vec<Option<&str>> = ports.iter().map(Option::as_deref).collect();
+        let tables = Tables::compile_with_ports(&candidate, 0, &slots).map_err(|e| match e {
             TableError::Config(e) => config_error(e, &candidate, &origins),
             TableError::TooMany { what, count, max } => FieldError::new(
                 what,
                 format!("{count} is more than the tables hold ({max})"),
             ),
         })?;
+        let lifecycle = self
+            .lifecycle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        // New interfaces are bound before any table routes to them; one
+        // that cannot be refuses the change, and those bound before it are
+        // unbound again.
+        if let Some(lifecycle) = &lifecycle {
+            for (n, &(port, index)) in added.iter().enumerate() {
+                let itf = &candidate.interfaces[index];
+                if let Err(message) = lifecycle.attach(port, itf) {
+                    for &(port, index) in &added[..n] {
+                        lifecycle.detach(port, &candidate.interfaces[index]);
+                    }
+                    let field = request_field(
+                        &format!("{}[{index}]", ObjectKind::Interface.field()),
+                        &candidate,
+                        &origins,
+                    );
+                    return Err(FieldError::new(field, message));
+                }
+            }
+        }
         let generation = self.tables.publish(tables);
         if let Some(chains) = chains {
             self.chains.publish(chains);
         }
+        // Interfaces gone are unbound once the tables no longer name them.
+        if let Some(lifecycle) = &lifecycle {
+            for (port, itf) in &removed {
+                lifecycle.detach(*port, itf);
+            }
+        }
         let state = Arc::new(DesiredState {
             config: candidate,
             generation,
+            ports,
         });
         self.state.store(Arc::clone(&state));
         for observer in &self
@@ -579,15 +681,67 @@ impl DesiredStateStore {
     }
 }
 
+/// The ports of `next`'s interfaces: each interface still there keeps its
+/// port; a new one takes the lowest port free before this change (a port
+/// freed by this change is taken only by a later one: its old socket is
+/// unbound after the tables publish), or a new port at the end. Returns
+/// the ports, the new interfaces (port, index in `next.interfaces`) and
+/// the interfaces gone (port, old spec).
+#[allow(clippy::type_complexity)]
+fn assign_ports(
+    current: &[Option<String>],
+    before: &NodeConfig,
+    next: &NodeConfig,
+) -> (
+    Vec<Option<String>>,
+    Vec<(PortId, usize)>,
+    Vec<(PortId, InterfaceSpec)>,
+) {
+    let mut ports: Vec<Option<String>> = current.to_vec();
+    let mut removed = Vec::new();
+    for (p, slot) in ports.iter_mut().enumerate() {
+        let Some(name) = slot.as_deref() else {
+            continue;
+        };
+        if !next.interfaces.iter().any(|i| i.name == name) {
+            if let Some(old) = before.interfaces.iter().find(|i| i.name == name) {
+                removed.push((p as PortId, old.clone()));
+            }
+            *slot = None;
+        }
+    }
+    let mut added = Vec::new();
+    for (index, itf) in next.interfaces.iter().enumerate() {
+        if current.iter().flatten().any(|n| *n == itf.name) {
+            continue;
+        }
+        let free = (0..ports.len()).find(|&p| ports[p].is_none() && current[p].is_none());
+        let p = match free {
+            Some(p) => p,
+            None => {
+                ports.push(None);
+                ports.len() - 1
+            }
+        };
+        ports[p] = Some(itf.name.clone());
+        added.push((p as PortId, index));
+    }
+    (ports, added, removed)
+}
+
 /// Where each object of the merged desired state came from, per kind:
 /// `Some(i)` for `upserts.<kind>[i]`, `None` for an object already applied.
 #[derive(Debug, Default)]
 struct Origins {
-    by_kind: [Vec<Option<usize>>; 8],
+    by_kind: [Vec<Option<usize>>; 9],
 }
 
 /// The desired state `change` makes of `current`.
-fn build(current: &NodeConfig, change: &ChangeSet) -> Result<(NodeConfig, Origins), FieldError> {
+fn build(
+    current: &NodeConfig,
+    change: &ChangeSet,
+    fixed: &HashSet<String>,
+) -> Result<(NodeConfig, Origins), FieldError> {
     let resync: HashSet<ObjectKind> = match &change.mode {
         ApplyMode::Delta => HashSet::new(),
         ApplyMode::Resync(kinds) if kinds.is_empty() => ObjectKind::ALL.into_iter().collect(),
@@ -624,12 +778,105 @@ fn build(current: &NodeConfig, change: &ChangeSet) -> Result<(NodeConfig, Origin
     merge_kind!(ObjectKind::Tenant, tenants);
     merge_kind!(ObjectKind::RemoteNode, remote_nodes);
     merge_kind!(ObjectKind::Pod, pods);
+    // A pod a CNI plugin registered (with its container id) goes only when
+    // deleted by key (the plugin's DEL): a resync of pods from another
+    // source (the Kubernetes agent) that does not name it keeps it.
+    if r(ObjectKind::Pod) {
+        for pod in current.pods.iter().filter(|p| p.container_id.is_some()) {
+            if !next.pods.iter().any(|p| p.name == pod.name) {
+                next.pods.push(pod.clone());
+                origins.by_kind[ObjectKind::Pod.index()].push(None);
+            }
+        }
+    }
     merge_kind!(ObjectKind::Route, routes);
     merge_kind!(ObjectKind::Service, services);
     merge_kind!(ObjectKind::Policy, policies);
     merge_kind!(ObjectKind::Chain, chains);
     merge_kind!(ObjectKind::Namespace, namespaces);
+    let (interfaces, from) = merge_interfaces(current, change, fixed, r(ObjectKind::Interface))?;
+    next.interfaces = interfaces;
+    origins.by_kind[ObjectKind::Interface.index()] = from;
     Ok((next, origins))
+}
+
+/// The interfaces after a change: those of the node's file (`fixed`, and
+/// every interface that is not a pod's) first, as they are; the others
+/// merge like any kind. Upserting a fixed interface unchanged is allowed
+/// (so a listed state applies back); changing or deleting one is refused.
+fn merge_interfaces(
+    current: &NodeConfig,
+    change: &ChangeSet,
+    fixed: &HashSet<String>,
+    replace: bool,
+) -> Result<(Vec<InterfaceSpec>, Vec<Option<usize>>), FieldError> {
+    let kind = ObjectKind::Interface;
+    let field = kind.field();
+    let is_fixed =
+        |itf: &InterfaceSpec| fixed.contains(&itf.name) || itf.role != InterfaceRole::Pod;
+    let (kept, dynamic): (Vec<&InterfaceSpec>, Vec<&InterfaceSpec>) =
+        current.interfaces.iter().partition(|i| is_fixed(i));
+    let mut upserts = Vec::new();
+    let mut upsert_index = Vec::new();
+    for (i, itf) in change.upserts.interfaces.iter().enumerate() {
+        if let Some(same) = kept.iter().find(|k| k.name == itf.name) {
+            if *same != itf {
+                return Err(FieldError::new(
+                    format!("upserts.{field}[{i}]"),
+                    format!(
+                        "{:?} is part of the node's configuration file: it cannot change at run time",
+                        itf.name
+                    ),
+                ));
+            }
+            continue;
+        }
+        if itf.role != InterfaceRole::Pod {
+            return Err(FieldError::new(
+                format!("upserts.{field}[{i}].role"),
+                "only pod interfaces are attached at run time",
+            ));
+        }
+        if let Some(old) = dynamic.iter().find(|d| d.name == itf.name) {
+            if old.queues != itf.queues {
+                return Err(FieldError::new(
+                    format!("upserts.{field}[{i}].queues"),
+                    format!(
+                        "{:?} is attached with {} queue(s): delete it and add it again to change them",
+                        itf.name, old.queues
+                    ),
+                ));
+            }
+        }
+        upserts.push(itf.clone());
+        upsert_index.push(i);
+    }
+    for (i, key) in change.deletes.of(kind).iter().enumerate() {
+        if kept.iter().any(|k| &k.name == key) {
+            return Err(FieldError::new(
+                format!("deletes.{field}[{i}]"),
+                format!("{key:?} is part of the node's configuration file: it cannot be deleted at run time"),
+            ));
+        }
+    }
+    let dynamic: Vec<InterfaceSpec> = dynamic.into_iter().cloned().collect();
+    let (merged, from) = merge(kind, &dynamic, &upserts, change.deletes.of(kind), replace)
+        .map_err(|mut e| {
+            // Indexes into the filtered upserts back to the request's.
+            for (j, &i) in upsert_index.iter().enumerate() {
+                let filtered = format!("upserts.{field}[{j}]");
+                if e.field == filtered {
+                    e.field = format!("upserts.{field}[{i}]");
+                    break;
+                }
+            }
+            e
+        })?;
+    let mut interfaces: Vec<InterfaceSpec> = kept.into_iter().cloned().collect();
+    let mut origins = vec![None; interfaces.len()];
+    interfaces.extend(merged);
+    origins.extend(from.into_iter().map(|f| f.map(|j| upsert_index[j])));
+    Ok((interfaces, origins))
 }
 
 /// One kind's objects after a change: existing objects keep their place
@@ -818,6 +1065,7 @@ fn key_at(config: &NodeConfig, kind: ObjectKind, index: usize) -> Option<String>
         ObjectKind::Policy => config.policies.get(index).map(Keyed::key),
         ObjectKind::Chain => config.chains.get(index).map(Keyed::key),
         ObjectKind::Namespace => config.namespaces.get(index).map(Keyed::key),
+        ObjectKind::Interface => config.interfaces.get(index).map(Keyed::key),
     }
 }
 
@@ -858,7 +1106,7 @@ mod tests {
                 ..KeySet::default()
             },
         };
-        let (next, origins) = build(&current, &change).unwrap();
+        let (next, origins) = build(&current, &change, &HashSet::new()).unwrap();
         assert_eq!(
             next.tenants,
             vec![tenant("blue", 101), tenant("green", 300)]
@@ -883,11 +1131,11 @@ mod tests {
                 ..ObjectSet::default()
             },
         );
-        let (next, _) = build(&current, &change).unwrap();
+        let (next, _) = build(&current, &change, &HashSet::new()).unwrap();
         assert_eq!(next.tenants, vec![tenant("green", 300)]);
         assert_eq!(next.namespaces, current.namespaces, "other kinds stay");
         let all = ChangeSet::resync(Vec::new(), ObjectSet::default());
-        let (next, _) = build(&current, &all).unwrap();
+        let (next, _) = build(&current, &all, &HashSet::new()).unwrap();
         assert!(next.tenants.is_empty() && next.namespaces.is_empty());
     }
 
@@ -899,7 +1147,7 @@ mod tests {
             ..ObjectSet::default()
         });
         assert_eq!(
-            build(&current, &twice).unwrap_err().field,
+            build(&current, &twice, &HashSet::new()).unwrap_err().field,
             "upserts.tenants[1]"
         );
         let both = ChangeSet {
@@ -914,7 +1162,7 @@ mod tests {
             },
         };
         assert_eq!(
-            build(&current, &both).unwrap_err().field,
+            build(&current, &both, &HashSet::new()).unwrap_err().field,
             "deletes.tenants[1]"
         );
         let outside = ChangeSet::resync(
@@ -925,7 +1173,9 @@ mod tests {
             },
         );
         assert_eq!(
-            build(&current, &outside).unwrap_err().field,
+            build(&current, &outside, &HashSet::new())
+                .unwrap_err()
+                .field,
             "upserts.tenants"
         );
         let bad_route = ChangeSet::delete(KeySet {
@@ -933,7 +1183,9 @@ mod tests {
             ..KeySet::default()
         });
         assert_eq!(
-            build(&current, &bad_route).unwrap_err().field,
+            build(&current, &bad_route, &HashSet::new())
+                .unwrap_err()
+                .field,
             "deletes.routes[1]"
         );
     }
@@ -945,7 +1197,7 @@ mod tests {
             tenants: vec![tenant("green", 300), tenant("blue", 101)],
             ..ObjectSet::default()
         });
-        let (next, origins) = build(&current, &change).unwrap();
+        let (next, origins) = build(&current, &change, &HashSet::new()).unwrap();
         // merged: blue (upserts[1]), red (kept), green (upserts[0])
         assert_eq!(
             request_field("tenants[0].vni", &next, &origins),

@@ -733,6 +733,7 @@ fn find_value(set: &ObjectSet, kind: ObjectKind, key: &str) -> Option<serde_json
         ObjectKind::Policy => find(&set.policies, key),
         ObjectKind::Chain => find(&set.chains, key),
         ObjectKind::Namespace => find(&set.namespaces, key),
+        ObjectKind::Interface => find(&set.interfaces, key),
     }
 }
 
@@ -841,6 +842,7 @@ fn culprit(change: &ChangeSet, field: &str) -> Option<(ObjectKind, String)> {
         ObjectKind::Policy => u.policies.get(index).map(Keyed::key),
         ObjectKind::Chain => u.chains.get(index).map(Keyed::key),
         ObjectKind::Namespace => u.namespaces.get(index).map(Keyed::key),
+        ObjectKind::Interface => u.interfaces.get(index).map(Keyed::key),
     }?;
     Some((kind, key))
 }

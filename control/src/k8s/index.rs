@@ -581,6 +581,7 @@ impl Index {
             interface,
             labels: pod.labels().clone(),
             namespace,
+            container_id: None,
         }))
     }
 

@@ -679,6 +679,7 @@ fn kxdp_config(
                 interface: pod.host_interface.clone(),
                 labels: pod.labels.clone(),
                 namespace: "default".to_string(),
+                container_id: None,
             })
             .collect(),
         remote_nodes,

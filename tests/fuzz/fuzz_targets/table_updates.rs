@@ -279,6 +279,7 @@ fn apply_op(config: &mut NodeConfig, op: &Op, probes: &mut Vec<IpAddr>) {
                 },
                 labels: Default::default(),
                 namespace: "default".to_string(),
+                container_id: None,
             };
             let name = spec.name.clone();
             upsert(&mut config.pods, spec, |p| p.name == name);

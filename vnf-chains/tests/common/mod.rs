@@ -143,6 +143,7 @@ pub fn pod(name: &str, ns: &str, ip: &str, pairs: &[(&str, &str)]) -> PodSpec {
         interface: format!("veth-{name}"),
         labels: labels(pairs),
         namespace: ns.into(),
+        container_id: None,
     }
 }
 

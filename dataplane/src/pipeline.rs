@@ -556,6 +556,9 @@ impl<H: ChainHook> Pipeline<H> {
             _ => return out,
         };
         match self.send_icmp_error(tables, r, chunk, error) {
+            // An error that cannot leave (no room to encapsulate it back):
+            // the packet is dropped for its own reason alone.
+            Some(sent) if matches!(sent.verdict, Verdict::Drop(_)) => out,
             Some(sent) => {
                 // The packet itself is dropped: counted by its reason.
                 self.counters.drop(reason);

@@ -127,11 +127,15 @@ pub fn answer_gateway(
 /// The ICMPv6 checksum of `message` (checksum field zero) between `src` and
 /// `dst` (RFC 4443 §2.3: over the IPv6 pseudo-header and the message).
 pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> u16 {
-    let pseudo = checksum::sum(&dst.octets(), checksum::sum(&src.octets(), 0))
-        + (message.len() as u32 >> 16)
-        + (message.len() as u32 & 0xffff)
-        + u32::from(ip_proto::ICMPV6);
-    checksum::finish(checksum::sum(message, pseudo))
+    // The pseudo-header as bytes, summed like the message: no addition
+    // here can overflow whatever the partial sums are.
+    let mut pseudo = [0u8; 40];
+    pseudo[..16].copy_from_slice(&src.octets());
+    pseudo[16..32].copy_from_slice(&dst.octets());
+    let len = u32::try_from(message.len()).unwrap_or(u32::MAX);
+    pseudo[32..36].copy_from_slice(&len.to_be_bytes());
+    pseudo[39] = ip_proto::ICMPV6;
+    checksum::finish(checksum::sum(message, checksum::sum(&pseudo, 0)))
 }
 
 /// RFC 4861 §7.1.1 checks of a solicitation (type already known to be 135).

@@ -29,7 +29,7 @@ use std::sync::OnceLock;
 use kxdp_dataplane::packet::{self, L3};
 use kxdp_dataplane::pipeline::Pipeline;
 use kxdp_dataplane::tables::{PortKind, Tables};
-use kxdp_dataplane::{vxlan, PortId, Verdict};
+use kxdp_dataplane::{vxlan, DropReason, PortId, Verdict};
 use kxdp_fuzz::{compile_fixture, fix_ipv4_checksums, Targets, NODE1_YAML, TWO_TENANTS_YAML};
 use libfuzzer_sys::fuzz_target;
 
@@ -86,7 +86,16 @@ fuzz_target!(|data: &[u8]| {
         match out.verdict {
             Verdict::Drop(reason) => {
                 assert_eq!(counters.drops[reason.index()], 1, "{reason} not counted");
-                assert_eq!(counters.total_drops(), 1);
+                assert_eq!(
+                    counters.total_drops(),
+                    1,
+                    "port {in_port}: {reason}, and also counted: {:?}",
+                    DropReason::ALL
+                        .iter()
+                        .filter(|r| counters.drops[r.index()] > 0)
+                        .map(|r| r.to_string())
+                        .collect::<Vec<_>>()
+                );
             }
             Verdict::Pass => {
                 assert!(

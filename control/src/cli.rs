@@ -782,6 +782,7 @@ fn run(
     if let Some(sync) = runtime.host_port_sync() {
         store.observe(sync);
     }
+    store.set_port_lifecycle(runtime.port_lifecycle());
     let api = DataplaneApi::new(store, runtime.counters.clone(), runtime.ports.clone())
         .with_chain_stats(runtime.chain_stats.clone());
     let api = api.with_trace(Arc::clone(&runtime.trace));

@@ -39,7 +39,6 @@ use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 
 use crate::api::DesiredStateStore;
-use crate::runtime::PortInfo;
 use crate::stats::PortRow;
 
 /// The content type of `/metrics`.
@@ -132,7 +131,7 @@ pub struct MetricsSource {
     /// Per-worker counters, by worker index.
     pub counters: Vec<Arc<SharedCounters>>,
     /// The bound ports (their sockets' `XDP_STATISTICS`).
-    pub ports: Vec<PortInfo>,
+    pub ports: crate::runtime::SharedPorts,
     /// The tables the workers use.
     pub tables: TableHandle,
     /// The desired state (object counts by kind), when the API runs.
@@ -290,13 +289,14 @@ fn worker_label(worker: usize) -> (&'static str, std::borrow::Cow<'static, str>)
 impl Collector for NodeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let source = &self.source;
+        let ports = source.ports.snapshot();
         let workers: Vec<Counters> = source
             .counters
             .iter()
             .enumerate()
             .map(|(i, c)| {
                 let mut c = c.snapshot();
-                crate::runtime::add_socket_drops(&mut c, i, &source.ports);
+                crate::runtime::add_socket_drops(&mut c, i, &ports);
                 c
             })
             .collect();
@@ -377,7 +377,7 @@ impl Collector for NodeCollector {
             }
         }
 
-        let rows: Vec<PortRow> = source.ports.iter().map(PortRow::from).collect();
+        let rows: Vec<PortRow> = source.ports.snapshot().iter().map(PortRow::from).collect();
         let mut kernel = family(
             &mut encoder,
             "kxdp_socket_kernel_drops",
@@ -734,7 +734,7 @@ mod tests {
         let source = MetricsSource {
             node: config.node.name.clone(),
             counters: counters.clone(),
-            ports: Vec::new(),
+            ports: Default::default(),
             tables,
             store: Some(store),
             readiness: None,

@@ -23,6 +23,7 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::api::store::PortLifecycle;
 use crate::hostport::HostPortGuard;
 use anyhow::{bail, Context};
 use kxdp_config::{InterfaceRole, InterfaceSpec, NodeConfig, XdpMode};
@@ -46,8 +47,19 @@ use serde::Serialize;
 /// the kernel's 256-byte headroom (which also takes the 50-byte VXLAN header
 /// when encapsulating in place).
 const FRAME_SIZE: u32 = 2048;
-/// Frames per worker UMEM: 8 MiB per worker.
-const FRAME_COUNT: u32 = 4096;
+/// Pod interfaces a node may gain at run time, beyond its file's, that
+/// each worker's UMEM is sized for (Kubernetes' default of 110 pods a node).
+pub const RUNTIME_PODS: usize = 110;
+
+/// Frames per worker UMEM: room for every port's base fill share twice over
+/// (one share in its fill ring, one in flight to a tx ring), for the file's
+/// interfaces and [`RUNTIME_PODS`] more, rounded up to a power of two, at
+/// least 4096. Two interfaces: 16,384 frames, 32 MiB per worker; the
+/// shares above the base grow with demand out of the same frames.
+pub fn frame_count(file_interfaces: usize) -> u32 {
+    let want = (file_interfaces + RUNTIME_PODS) * 2 * kxdp_dataplane::worker::FILL_BASE;
+    u32::try_from(want.next_power_of_two().max(4096)).unwrap_or(1 << 20)
+}
 /// Entries in each fill, completion, rx and tx ring.
 const RING_SIZE: u32 = 1024;
 
@@ -68,6 +80,41 @@ pub struct PortInfo {
     /// replaced when the port is bound again.
     #[serde(skip)]
     pub fd: Arc<AtomicI32>,
+}
+
+/// The bound ports, shared by the runtime (which adds and removes pod
+/// interfaces at run time) and its readers (stats, gRPC, /metrics).
+#[derive(Clone, Debug, Default)]
+pub struct SharedPorts(Arc<Mutex<Vec<PortInfo>>>);
+
+impl SharedPorts {
+    /// The ports bound now.
+    pub fn snapshot(&self) -> Vec<PortInfo> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn push(&self, info: PortInfo) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(info);
+    }
+
+    fn remove_interface(&self, name: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|p| p.interface != name);
+    }
+}
+
+impl From<Vec<PortInfo>> for SharedPorts {
+    fn from(ports: Vec<PortInfo>) -> Self {
+        SharedPorts(Arc::new(Mutex::new(ports)))
+    }
 }
 
 /// Add the kernel's drops at `worker`'s sockets (`XDP_STATISTICS`: fill
@@ -107,8 +154,11 @@ pub struct NodeRuntime {
     /// The service chains (published like the tables; the workers' chain
     /// hooks read them).
     pub chains: ChainSetHandle,
-    /// How each port is bound.
-    pub ports: Vec<PortInfo>,
+    /// How each port is bound (pod interfaces come and go at run time).
+    pub ports: SharedPorts,
+    /// Binds and unbinds pod interfaces at run time (the API's store
+    /// calls it: [`NodeRuntime::port_lifecycle`]).
+    lifecycle: Arc<RuntimePorts>,
     /// The configuration it runs.
     pub config: NodeConfig,
     /// The workers' trace point (`kxdp trace`).
@@ -179,7 +229,7 @@ impl NodeRuntime {
                 .collect();
             let options = XskOptions {
                 frame_size: FRAME_SIZE,
-                frame_count: FRAME_COUNT,
+                frame_count: frame_count(config.interfaces.len()),
                 ring_size: RING_SIZE,
                 zero_copy: config.workers.zero_copy,
                 force_copy: false,
@@ -291,12 +341,19 @@ impl NodeRuntime {
         }
 
         let attachments = Arc::new(Mutex::new(attachments));
+        let shared_ports = SharedPorts::from(ports.clone());
+        let lifecycle = Arc::new(RuntimePorts {
+            config: config.clone(),
+            commands: commands.clone(),
+            attachments: Mutex::default(),
+            ports: shared_ports.clone(),
+        });
         let watcher = LinkWatcher {
             config: config.clone(),
             ifindexes,
             attachments: Arc::clone(&attachments),
             commands,
-            ports: ports.clone(),
+            ports,
             stop: Arc::clone(&stop),
         };
         let watcher = std::thread::Builder::new()
@@ -313,12 +370,19 @@ impl NodeRuntime {
             chain_stats,
             tables: handle,
             chains,
-            ports,
+            ports: shared_ports,
+            lifecycle,
             config,
             trace,
             running_workers,
             host_port,
         })
+    }
+
+    /// What binds the pod interfaces upserted through the API at run time
+    /// and unbinds those deleted (see [`RuntimePorts`]).
+    pub fn port_lifecycle(&self) -> Arc<dyn PortLifecycle> {
+        Arc::clone(&self.lifecycle) as Arc<dyn PortLifecycle>
     }
 
     /// A function that brings the host port's NodePort rules in line with
@@ -377,6 +441,11 @@ impl NodeRuntime {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+        self.lifecycle
+            .attachments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         // Then the host port: its pair, routes and rules.
         self.host_port.take();
     }
@@ -429,6 +498,156 @@ fn attach_xdp(config: &NodeConfig, itf: &InterfaceSpec) -> anyhow::Result<XdpAtt
         .with_context(|| format!("attaching kxdp's XDP program to {}", itf.name))?;
     tracing::info!(interface = %itf.name, mode = ?attachment.mode(), program_id = attachment.program_id(), "XDP program attached");
     Ok(attachment)
+}
+
+/// Pod interfaces bound and unbound at run time (a CNI plugin's ADD and
+/// DEL, through the API's store).
+///
+/// Attaching port `p` (a number the store keeps for the interface while
+/// it lives): kxdp's XDP program goes on the interface, then each worker,
+/// on its own thread, opens a socket on queue `w` sharing its UMEM and
+/// takes the port into its loop, and the sockets go in the program's
+/// XSKMAP; only then does the store publish tables that route to the pod.
+/// Every worker binds the interface, as for the file's interfaces (worker
+/// `w` binds queue `w`; a pod's flows stay on the worker its veth queue
+/// hashes them to): the interface needs at least as many queues as there
+/// are workers. Detaching (after the published tables stopped routing to
+/// it): the XDP program goes first (no frame reaches the sockets after
+/// that), then each worker closes its socket and takes back what its
+/// rings held; frames received and not yet read are dropped as
+/// `port_down`, and anything the kernel kept is counted as stranded, so
+/// the frame accounting balances.
+#[derive(Debug)]
+pub struct RuntimePorts {
+    config: NodeConfig,
+    commands: Vec<mpsc::Sender<WorkerCommand<XskBackend, DataplaneChains>>>,
+    attachments: Mutex<std::collections::HashMap<PortId, XdpAttachment>>,
+    ports: SharedPorts,
+}
+
+/// How long a worker may take to add or remove a port.
+const PORT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl RuntimePorts {
+    /// Run `command` on worker `w`'s thread and wait for its answer.
+    fn on_worker<T: Send + 'static>(
+        &self,
+        w: usize,
+        command: impl FnOnce(&mut Worker<XskBackend, DataplaneChains>) -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let (reply_tx, reply_rx) = mpsc::channel::<T>();
+        let boxed: WorkerCommand<XskBackend, DataplaneChains> = Box::new(move |worker| {
+            let _ = reply_tx.send(command(worker));
+        });
+        self.commands
+            .get(w)
+            .ok_or_else(|| format!("no worker {w}"))?
+            .send(boxed)
+            .map_err(|_| format!("worker {w} has stopped"))?;
+        reply_rx
+            .recv_timeout(PORT_COMMAND_TIMEOUT)
+            .map_err(|_| format!("worker {w} did not answer within {PORT_COMMAND_TIMEOUT:?}"))
+    }
+
+    fn remove_from_worker(&self, w: usize, port: PortId) {
+        let removed = self.on_worker(w, move |worker| {
+            if let Some(back) = worker.io_mut().remove_port(port) {
+                worker.port_removed(port, &back.fill, &back.rx, &back.tx, &back.completion);
+            }
+        });
+        if let Err(error) = removed {
+            tracing::warn!(worker = w, port, %error, "could not remove a port from a worker");
+        }
+    }
+}
+
+impl PortLifecycle for RuntimePorts {
+    fn attach(&self, port: PortId, itf: &InterfaceSpec) -> Result<(), String> {
+        let workers = self.commands.len();
+        if usize::from(itf.queues) < workers {
+            return Err(format!(
+                "{} has {} queue(s) but this node runs {workers} worker(s): every worker binds one queue (create the veth with numtxqueues/numrxqueues {workers})",
+                itf.name, itf.queues
+            ));
+        }
+        if interface_index(&itf.name).is_err() {
+            return Err(format!("no interface named {:?} on this node", itf.name));
+        }
+        let attachment = attach_xdp(&self.config, itf).map_err(|e| format!("{e:#}"))?;
+        let mut bound: Vec<(RawFd, BindMode)> = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let spec = XskPortSpec {
+                ifname: itf.name.clone(),
+                queue_id: w as u32,
+            };
+            let added = self
+                .on_worker(w, move |worker| {
+                    worker.io_mut().add_port(port, &spec).map(|()| {
+                        worker.port_added(port);
+                        (worker.io().socket_fd(port), worker.io().bind_mode(port))
+                    })
+                })
+                .and_then(|r| r.map_err(|e| format!("worker {w}: {e}")));
+            match added {
+                Ok(b) => bound.push(b),
+                Err(error) => {
+                    drop(attachment);
+                    for w in 0..bound.len() {
+                        self.remove_from_worker(w, port);
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        for (w, (fd, _)) in bound.iter().enumerate() {
+            if let Err(e) = attachment.register_socket(w as u32, *fd) {
+                drop(attachment);
+                for w in 0..bound.len() {
+                    self.remove_from_worker(w, port);
+                }
+                return Err(format!(
+                    "registering worker {w}'s socket in {}'s XSKMAP: {e}",
+                    itf.name
+                ));
+            }
+        }
+        let xdp_mode = format!("{:?}", attachment.mode()).to_lowercase();
+        for (w, (fd, mode)) in bound.iter().enumerate() {
+            let bind_mode = match mode {
+                BindMode::ZeroCopy => "zero-copy",
+                BindMode::Copy => "copy",
+            };
+            self.ports.push(PortInfo {
+                worker: w,
+                interface: itf.name.clone(),
+                queue: w as u32,
+                bind_mode: bind_mode.to_string(),
+                xdp_mode: xdp_mode.clone(),
+                fd: Arc::new(AtomicI32::new(*fd)),
+            });
+        }
+        tracing::info!(interface = %itf.name, port, workers, "pod interface attached at run time");
+        self.attachments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(port, attachment);
+        Ok(())
+    }
+
+    fn detach(&self, port: PortId, itf: &InterfaceSpec) {
+        // The program first: no frame reaches the sockets after this.
+        let attachment = self
+            .attachments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&port);
+        drop(attachment);
+        self.ports.remove_interface(&itf.name);
+        for w in 0..self.commands.len() {
+            self.remove_from_worker(w, port);
+        }
+        tracing::info!(interface = %itf.name, port, "pod interface detached at run time");
+    }
 }
 
 /// How often the link watcher looks up the interfaces' indexes.

@@ -98,6 +98,7 @@ impl From<&PortInfo> for PortRow {
 /// Read the runtime's counters.
 pub fn collect(runtime: &NodeRuntime) -> NodeStats {
     let tables = runtime.tables.current();
+    let ports = runtime.ports.snapshot();
     NodeStats {
         node: runtime.config.node.name.clone(),
         generation: tables.generation(),
@@ -108,11 +109,11 @@ pub fn collect(runtime: &NodeRuntime) -> NodeStats {
             .enumerate()
             .map(|(i, c)| {
                 let mut c = c.snapshot();
-                crate::runtime::add_socket_drops(&mut c, i, &runtime.ports);
+                crate::runtime::add_socket_drops(&mut c, i, &ports);
                 CounterSnapshot::from_counters(i, &c)
             })
             .collect(),
-        ports: runtime.ports.iter().map(PortRow::from).collect(),
+        ports: ports.iter().map(PortRow::from).collect(),
     }
 }
 

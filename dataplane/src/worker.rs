@@ -101,6 +101,18 @@ pub struct Worker<B: PacketIo, H: ChainHook = NoChains> {
     commands: Option<mpsc::Receiver<WorkerCommand<B, H>>>,
 }
 
+/// The fill share every live port keeps (refilled from the free list
+/// whatever the other ports hold): a burst between two loops of a copy-mode
+/// veth fits in it.
+pub const FILL_BASE: usize = 64;
+
+/// A port's starting fill share: a quarter of the frames over the ports
+/// (the rest stays for transmit and for shares that grow with demand), at
+/// least [`FILL_BASE`].
+fn initial_fill(frame_count: usize, ports: usize) -> usize {
+    (frame_count / (4 * ports.max(1))).max(FILL_BASE)
+}
+
 /// Work for a worker's own thread, sent by the control side and run
 /// between two loop iterations (e.g. rebinding a port whose interface was
 /// re-created: the worker owns its sockets).
@@ -139,9 +151,8 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
             .rev()
             .map(|i| i * frame_size)
             .collect();
-        let per_port = (frame_count / (2 * ports)).max(1);
         let fill_target = (0..ports)
-            .map(|p| per_port.min(io.fill_capacity(p as PortId)))
+            .map(|p| initial_fill(frame_count, ports).min(io.fill_capacity(p as PortId)))
             .collect();
         Worker {
             io,
@@ -212,7 +223,13 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
                 continue;
             }
             received += n;
-            self.in_fill[usize::from(port)] -= n.min(self.in_fill[usize::from(port)]);
+            let p = usize::from(port);
+            self.in_fill[p] -= n.min(self.in_fill[p]);
+            // Demand: a port that took half its share in one loop gets
+            // twice the share (up to its ring), refilled first below.
+            if n * 2 >= self.fill_target[p] {
+                self.fill_target[p] = (self.fill_target[p] * 2).min(self.fill_cap(port));
+            }
             if let Some(t) = trace.as_deref().filter(|t| t.point() == TracePoint::Rx) {
                 t.offer_batch(worker, port, trace_ns, self.io.umem(), &self.rx[..n], None);
             }
@@ -288,11 +305,25 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
     }
 
     fn refill(&mut self, ports: usize) {
+        // Frames beyond a port's base share come out of the free list only
+        // above a reserve, so a busy port never takes what an idle port's
+        // next burst needs; when the free list runs below the reserve the
+        // grown shares fall back (the frames already in a ring stay there
+        // until traffic uses them).
+        let reserve = (ports * FILL_BASE).min(self.io.frame_count() as usize / 4);
+        if self.free.len() < reserve {
+            for target in &mut self.fill_target {
+                *target = (*target).min(FILL_BASE);
+            }
+        }
         for port in 0..ports {
             let want = self.fill_target[port].saturating_sub(self.in_fill[port]);
-            let want = want
-                .min(self.free.len())
-                .min(self.io.fill_capacity(port as PortId));
+            let spare = if self.in_fill[port] < FILL_BASE {
+                self.free.len()
+            } else {
+                self.free.len().saturating_sub(reserve)
+            };
+            let want = want.min(spare).min(self.io.fill_capacity(port as PortId));
             if want == 0 {
                 continue;
             }
@@ -405,6 +436,91 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
         counters.drop_n(DropReason::PortDown, rx.len() as u64);
         counters.port_rebinds += 1;
         self.publish();
+    }
+
+    /// Port `port` was added to the backend at run time: it gets its
+    /// bookkeeping (and a fill ring share, taken on the next loop), and
+    /// every port's share is set again for the new port count.
+    pub fn port_added(&mut self, port: PortId) {
+        let ports = self.io.port_count().max(usize::from(port) + 1);
+        let batch = self.options.batch_size.max(1);
+        if self.staged.len() < ports {
+            self.staged
+                .resize_with(ports, || Vec::with_capacity(batch * ports));
+            self.in_fill.resize(ports, 0);
+            self.in_tx.resize(ports, 0);
+            self.fill_target.resize(ports, 0);
+        }
+        // A stage holds at most a batch from every port.
+        for stage in &mut self.staged {
+            stage.reserve((batch * ports).saturating_sub(stage.len()));
+        }
+        self.set_fill_targets();
+    }
+
+    /// Port `port` was removed from the backend at run time; `back` is
+    /// what its socket's rings still held. Those frames are free again
+    /// (received ones dropped as `port_down`), the rest of what the port
+    /// held is counted as stranded, and frames staged for it are dropped
+    /// as `port_down`.
+    pub fn port_removed(
+        &mut self,
+        port: PortId,
+        fill: &[u64],
+        rx: &[u64],
+        tx: &[u64],
+        completion: &[u64],
+    ) {
+        let p = usize::from(port);
+        let frame_size = self.io.frame_size();
+        if let Some(stage) = self.staged.get_mut(p) {
+            let n = stage.len() as u64;
+            self.free
+                .extend(stage.drain(..).map(|d| chunk_of(d.addr, frame_size)));
+            self.pipeline.counters.drop_n(DropReason::PortDown, n);
+        }
+        let (Some(in_fill), Some(in_tx)) = (self.in_fill.get_mut(p), self.in_tx.get_mut(p)) else {
+            return;
+        };
+        let from_fill = fill.len() + rx.len();
+        let from_tx = tx.len() + completion.len();
+        self.stranded += in_fill.saturating_sub(from_fill) as u64;
+        self.stranded += in_tx.saturating_sub(from_tx) as u64;
+        *in_fill = 0;
+        *in_tx = 0;
+        if let Some(target) = self.fill_target.get_mut(p) {
+            *target = 0;
+        }
+        for addr in fill.iter().chain(rx).chain(tx).chain(completion) {
+            self.free.push(chunk_of(*addr, frame_size));
+        }
+        self.pipeline
+            .counters
+            .drop_n(DropReason::PortDown, rx.len() as u64);
+        self.set_fill_targets();
+        self.publish();
+    }
+
+    /// Each live port's fill ring share after ports came or went: the
+    /// starting share for the new count (a share grows with demand).
+    fn set_fill_targets(&mut self) {
+        let live: Vec<usize> = (0..self.fill_target.len())
+            .filter(|&p| self.io.fill_capacity(p as PortId) > 0 || self.in_fill[p] > 0)
+            .collect();
+        let start = initial_fill(self.io.frame_count() as usize, live.len());
+        for p in 0..self.fill_target.len() {
+            self.fill_target[p] = if live.contains(&p) {
+                start.min(self.fill_cap(p as PortId))
+            } else {
+                0
+            };
+        }
+    }
+
+    /// The most frames `port`'s fill ring holds.
+    fn fill_cap(&self, port: PortId) -> usize {
+        let p = usize::from(port);
+        self.io.fill_capacity(port) + self.in_fill.get(p).copied().unwrap_or(0)
     }
 
     /// Count one loop iteration's wall time (max gauge, slow loops).

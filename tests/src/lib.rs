@@ -29,6 +29,7 @@ use kxdp_control::testbed::TopologySpec;
 use kxdp_control::testbed::{
     KxdpProcess, Netns, Node, NodeKind, Pod, RttResult, Testbed, READY_TIMEOUT,
 };
+use kxdp_dataplane::counters::FrameGauges;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -669,6 +670,42 @@ pub fn eventually(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The frame accounting of every worker of `node`'s kxdp.
+pub fn frames(c: &Cluster, node: &str) -> Vec<FrameGauges> {
+    c.stats(node)
+        .workers
+        .into_iter()
+        .map(|w| w.frames)
+        .collect()
+}
+
+/// Wait for a new idle accounting on every worker of `node` (taken at most
+/// once a second while the worker is idle) and assert it balances with
+/// nothing left on a tx ring.
+pub fn assert_frames_accounted(c: &Cluster, node: &str, what: &str) -> Vec<FrameGauges> {
+    let before: Vec<u64> = frames(c, node).iter().map(|f| f.checks).collect();
+    let mut last = Vec::new();
+    let fresh = eventually(Duration::from_secs(5), || {
+        last = frames(c, node);
+        last.iter().zip(&before).all(|(f, b)| f.checks > *b + 1)
+    });
+    assert!(fresh, "{what}: no new frame accounting on {node}: {last:?}");
+    for f in &last {
+        assert!(f.total > 0, "{what}: {node}: {f:?}");
+        assert!(
+            f.balanced(),
+            "{what}: {node}: frames lost: {f:?}\n{}",
+            c.logs()
+        );
+        assert_eq!(
+            f.in_tx, 0,
+            "{what}: {node}: frames stuck on a tx ring: {f:?}"
+        );
+    }
+    eprintln!("{what}: {node} frames {last:?}");
+    last
 }
 
 #[cfg(test)]

@@ -24,8 +24,9 @@ use kxdp_control::testbed::{
     ping, pod_ip, privileged_test, tcp_echo_server, tcp_rtt, udp_echo_server, udp_rtt, EchoServer,
     NodeKind, NodeSpec, RttResult, TopologySpec, Underlay, POD_IF, POD_MTU, UNDERLAY_IF,
 };
-use kxdp_dataplane::counters::FrameGauges;
-use kxdp_tests::{assert_no_loss, eventually, ip_of, kxdp_binary, xdp_links, Cluster};
+use kxdp_tests::{
+    assert_frames_accounted, assert_no_loss, eventually, ip_of, kxdp_binary, xdp_links, Cluster,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
@@ -150,42 +151,6 @@ impl Drop for Flood {
             let _ = t.join();
         }
     }
-}
-
-/// The frame accounting of every worker of `node`'s kxdp.
-fn frames(c: &Cluster, node: &str) -> Vec<FrameGauges> {
-    c.stats(node)
-        .workers
-        .into_iter()
-        .map(|w| w.frames)
-        .collect()
-}
-
-/// Wait for a new idle accounting on every worker of `node` (taken at most
-/// once a second while the worker is idle) and assert it balances with
-/// nothing left on a tx ring.
-fn assert_frames_accounted(c: &Cluster, node: &str, what: &str) -> Vec<FrameGauges> {
-    let before: Vec<u64> = frames(c, node).iter().map(|f| f.checks).collect();
-    let mut last = Vec::new();
-    let fresh = eventually(Duration::from_secs(5), || {
-        last = frames(c, node);
-        last.iter().zip(&before).all(|(f, b)| f.checks > *b + 1)
-    });
-    assert!(fresh, "{what}: no new frame accounting on {node}: {last:?}");
-    for f in &last {
-        assert!(f.total > 0, "{what}: {node}: {f:?}");
-        assert!(
-            f.balanced(),
-            "{what}: {node}: frames lost: {f:?}\n{}",
-            c.logs()
-        );
-        assert_eq!(
-            f.in_tx, 0,
-            "{what}: {node}: frames stuck on a tx ring: {f:?}"
-        );
-    }
-    eprintln!("{what}: {node} frames {last:?}");
-    last
 }
 
 /// ICMP and UDP from a1 to b1 and a2, without loss.

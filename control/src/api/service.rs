@@ -20,7 +20,6 @@ use super::convert::{self, FromProto, ToProto};
 use super::proto;
 use super::proto::dataplane_service_server::DataplaneService;
 use super::store::{normalize_key, ChangeSet, DesiredStateStore, FieldError, ObjectSet};
-use crate::runtime::PortInfo;
 
 /// The shortest counter interval a client may ask for.
 pub const MIN_COUNTER_INTERVAL: Duration = Duration::from_millis(10);
@@ -35,7 +34,7 @@ pub struct DataplaneApi {
     store: Arc<DesiredStateStore>,
     counters: Arc<Vec<Arc<SharedCounters>>>,
     chain_stats: Arc<Vec<Arc<SharedChainStats>>>,
-    ports: Arc<Vec<PortInfo>>,
+    ports: crate::runtime::SharedPorts,
     streams_stop: Arc<watch::Sender<bool>>,
     trace: Option<Arc<kxdp_dataplane::trace::TraceHub>>,
 }
@@ -46,13 +45,13 @@ impl DataplaneApi {
     pub fn new(
         store: Arc<DesiredStateStore>,
         counters: Vec<Arc<SharedCounters>>,
-        ports: Vec<PortInfo>,
+        ports: impl Into<crate::runtime::SharedPorts>,
     ) -> DataplaneApi {
         DataplaneApi {
             store,
             counters: Arc::new(counters),
             chain_stats: Arc::default(),
-            ports: Arc::new(ports),
+            ports: ports.into(),
             streams_stop: Arc::new(watch::Sender::new(false)),
             trace: None,
         }
@@ -97,7 +96,7 @@ impl DataplaneApi {
                 .enumerate()
                 .map(|(i, c)| {
                     let mut c = c.snapshot();
-                    crate::runtime::add_socket_drops(&mut c, i, &self.ports);
+                    crate::runtime::add_socket_drops(&mut c, i, &self.ports.snapshot());
                     convert::worker_counters(i, &c)
                 })
                 .collect(),
@@ -191,6 +190,7 @@ impl DataplaneService for DataplaneApi {
             workers: self.counters.len() as u32,
             ports: self
                 .ports
+                .snapshot()
                 .iter()
                 .map(|p| proto::BoundPort {
                     worker: p.worker as u32,
@@ -252,7 +252,7 @@ impl DataplaneService for DataplaneApi {
     ) -> Result<Response<Self::TraceStream>, Status> {
         crate::trace::serve(
             self.trace.as_ref(),
-            &self.ports,
+            &self.ports.snapshot(),
             request.get_ref(),
             self.streams_stop.subscribe(),
         )

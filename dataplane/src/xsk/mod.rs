@@ -208,13 +208,31 @@ struct XskPort {
     _ring_maps: [Mmap; 4],
 }
 
+impl XskPort {
+    /// Everything its rings hold that is ours: fill entries the kernel
+    /// never took, received and completed frames, tx entries never sent.
+    fn reclaim(&mut self) -> Reclaimed {
+        let mut back = Reclaimed::default();
+        self.fill.unconsumed(|a| back.fill.push(a));
+        self.tx.unconsumed(|d| back.tx.push(d.addr));
+        let size = self.rx.ready_now() as usize;
+        self.rx.consume(size, |_, d| back.rx.push(d.addr));
+        let size = self.completion.ready_now() as usize;
+        self.completion
+            .consume(size, |_, a| back.completion.push(a));
+        back
+    }
+}
+
 /// AF_XDP sockets sharing one UMEM; see the module documentation.
 ///
 /// Dropping it closes the sockets (which removes them from any XSKMAP), then
 /// unmaps their rings and the UMEM.
 #[derive(Debug)]
 pub struct XskBackend {
-    ports: Vec<XskPort>,
+    /// By port number; `None` for a port removed at run time (its number
+    /// stays free until a new port takes it).
+    ports: Vec<Option<XskPort>>,
     /// One pollfd per port, for [`PacketIo::wait`] (no allocation per call).
     pollfds: Vec<libc::pollfd>,
     frame_size: u32,
@@ -298,7 +316,7 @@ impl XskBackend {
             );
         }
         Ok(XskBackend {
-            ports: bound,
+            ports: bound.into_iter().map(Some).collect(),
             pollfds,
             frame_size: opts.frame_size,
             frame_count: opts.frame_count,
@@ -321,7 +339,7 @@ impl XskBackend {
     /// socket in the new interface's XSKMAP ([`XskBackend::socket_fd`]).
     pub fn rebind(&mut self, port: PortId) -> Result<Reclaimed, XskError> {
         let index = usize::from(port);
-        let Some(old) = self.ports.get(index) else {
+        let Some(old) = self.slot(port) else {
             return Err(XskError::InvalidOptions(format!("no port {port}")));
         };
         let spec = old.spec.clone();
@@ -329,9 +347,9 @@ impl XskBackend {
         let mut last_error = None;
         let mut new_port = None;
         for (q, other) in self.ports.iter().enumerate() {
-            if q == index {
+            let Some(other) = other.as_ref().filter(|_| q != index) else {
                 continue;
-            }
+            };
             match open_port(
                 &self.umem,
                 &spec,
@@ -353,14 +371,10 @@ impl XskBackend {
             (None, None) => open_port(&self.umem, &spec, &self.options, mode, None)?,
         };
         self.pollfds[index].fd = new_port.fd.as_raw_fd();
-        let mut old = std::mem::replace(&mut self.ports[index], new_port);
-        let mut back = Reclaimed::default();
-        old.fill.unconsumed(|a| back.fill.push(a));
-        old.tx.unconsumed(|d| back.tx.push(d.addr));
-        let size = old.rx.ready_now() as usize;
-        old.rx.consume(size, |_, d| back.rx.push(d.addr));
-        let size = old.completion.ready_now() as usize;
-        old.completion.consume(size, |_, a| back.completion.push(a));
+        let Some(mut old) = self.ports[index].replace(new_port) else {
+            return Err(XskError::InvalidOptions(format!("no port {port}")));
+        };
+        let back = old.reclaim();
         tracing::info!(
             port,
             ifname = %spec.ifname,
@@ -372,6 +386,104 @@ impl XskBackend {
             "AF_XDP socket bound again"
         );
         Ok(back)
+    }
+
+    fn slot(&self, port: PortId) -> Option<&XskPort> {
+        self.ports.get(usize::from(port)).and_then(Option::as_ref)
+    }
+
+    fn slot_mut(&mut self, port: PortId) -> Option<&mut XskPort> {
+        self.ports
+            .get_mut(usize::from(port))
+            .and_then(Option::as_mut)
+    }
+
+    /// Open a socket for `spec` as port `port` (a number no port holds),
+    /// sharing the UMEM through the first port that accepts it, bound the
+    /// way the other ports are: a pod interface added at run time. The
+    /// caller puts the socket in the interface's XSKMAP
+    /// ([`XskBackend::socket_fd`]) and gives its fill ring frames.
+    pub fn add_port(&mut self, port: PortId, spec: &XskPortSpec) -> Result<(), XskError> {
+        let index = usize::from(port);
+        if self.slot(port).is_some() {
+            return Err(XskError::InvalidOptions(format!("port {port} is taken")));
+        }
+        let mode = self
+            .ports
+            .iter()
+            .flatten()
+            .next()
+            .map_or(BindMode::Copy, |p| p.mode);
+        let mut last_error = None;
+        let mut new_port = None;
+        for other in self.ports.iter().flatten() {
+            match open_port(
+                &self.umem,
+                spec,
+                &self.options,
+                mode,
+                Some(other.fd.as_raw_fd()),
+            ) {
+                Ok(p) => {
+                    new_port = Some(p);
+                    break;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let new_port = match (new_port, last_error) {
+            (Some(p), _) => p,
+            (None, Some(e)) => return Err(e),
+            (None, None) => open_port(&self.umem, spec, &self.options, mode, None)?,
+        };
+        if self.ports.len() <= index {
+            self.ports.resize_with(index + 1, || None);
+            self.pollfds.resize(
+                index + 1,
+                libc::pollfd {
+                    fd: -1,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            );
+        }
+        self.pollfds[index].fd = new_port.fd.as_raw_fd();
+        tracing::info!(
+            port,
+            ifname = %spec.ifname,
+            queue = spec.queue_id,
+            mode = %new_port.mode,
+            "AF_XDP socket bound (added at run time)"
+        );
+        self.ports[index] = Some(new_port);
+        Ok(())
+    }
+
+    /// Close port `port`'s socket (its interface was removed at run time;
+    /// the caller has detached the XDP program first) and return what its
+    /// rings still held; `None` when no port has that number. Chunks the
+    /// kernel took and never gave back are not in it (the caller counts
+    /// them as stranded). The number stays free for a later port.
+    pub fn remove_port(&mut self, port: PortId) -> Option<Reclaimed> {
+        let index = usize::from(port);
+        let mut old = self.ports.get_mut(index)?.take()?;
+        // Frames still in the tx ring: one kick so the kernel sends (and
+        // completes) what it can before the socket goes.
+        if old.tx.outstanding() > 0 {
+            let _ = sys::wake_tx(old.fd.as_raw_fd());
+        }
+        let back = old.reclaim();
+        self.pollfds[index].fd = -1;
+        tracing::info!(
+            port,
+            ifname = %old.spec.ifname,
+            fill = back.fill.len(),
+            rx = back.rx.len(),
+            tx = back.tx.len(),
+            completion = back.completion.len(),
+            "AF_XDP socket closed (port removed at run time)"
+        );
+        Some(back)
     }
 
     /// The socket of `port`, to put in the XSKMAP of its interface.
@@ -394,13 +506,13 @@ impl XskBackend {
 
     /// The interface and queue of `port`, if it exists.
     pub fn port_spec(&self, port: PortId) -> Option<&XskPortSpec> {
-        self.ports.get(usize::from(port)).map(|p| &p.spec)
+        self.slot(port).map(|p| &p.spec)
     }
 
     /// Ring occupancy and kernel counters of `port` (all zero for a port
     /// that does not exist). One getsockopt: for stats, not per batch.
     pub fn ring_stats(&self, port: PortId) -> RingStats {
-        let Some(p) = self.ports.get(usize::from(port)) else {
+        let Some(p) = self.slot(port) else {
             return RingStats::default();
         };
         RingStats {
@@ -413,7 +525,7 @@ impl XskBackend {
     }
 
     fn port(&self, port: PortId) -> &XskPort {
-        match self.ports.get(usize::from(port)) {
+        match self.slot(port) {
             Some(p) => p,
             None => panic!(
                 "port {port} out of range: this backend has {} ports",
@@ -433,6 +545,7 @@ impl XskBackend {
 }
 
 impl PacketIo for XskBackend {
+    /// Port numbers in use and free ones below the highest.
     fn port_count(&self) -> usize {
         self.ports.len()
     }
@@ -450,9 +563,7 @@ impl PacketIo for XskBackend {
     }
 
     fn fill_capacity(&self, port: PortId) -> usize {
-        self.ports
-            .get(usize::from(port))
-            .map_or(0, |p| p.fill.free_now() as usize)
+        self.slot(port).map_or(0, |p| p.fill.free_now() as usize)
     }
 
     /// Addresses beyond the UMEM are not taken (the kernel would silently
@@ -460,7 +571,7 @@ impl PacketIo for XskBackend {
     /// leaves it, and everything after it, with the caller.
     fn fill(&mut self, port: PortId, addrs: &[u64]) -> usize {
         let umem_len = self.umem.len() as u64;
-        let Some(p) = self.ports.get_mut(usize::from(port)) else {
+        let Some(p) = self.slot_mut(port) else {
             return 0;
         };
         let valid = addrs.iter().take_while(|&&a| a < umem_len).count();
@@ -469,7 +580,7 @@ impl PacketIo for XskBackend {
     }
 
     fn receive(&mut self, port: PortId, out: &mut [Desc]) -> usize {
-        let Some(p) = self.ports.get_mut(usize::from(port)) else {
+        let Some(p) = self.slot_mut(port) else {
             return 0;
         };
         p.rx.consume(out.len(), |i, d| {
@@ -487,7 +598,7 @@ impl PacketIo for XskBackend {
     fn transmit(&mut self, port: PortId, descs: &[Desc]) -> usize {
         let frame_size = self.frame_size;
         let umem_len = self.umem.len() as u64;
-        let Some(p) = self.ports.get_mut(usize::from(port)) else {
+        let Some(p) = self.slot_mut(port) else {
             return 0;
         };
         let valid = descs
@@ -503,7 +614,7 @@ impl PacketIo for XskBackend {
     }
 
     fn complete(&mut self, port: PortId, out: &mut [u64]) -> usize {
-        let Some(p) = self.ports.get_mut(usize::from(port)) else {
+        let Some(p) = self.slot_mut(port) else {
             return 0;
         };
         p.completion.consume(out.len(), |i, addr| out[i] = addr)
@@ -529,7 +640,7 @@ impl PacketIo for XskBackend {
     /// interface down) and return Ok: the caller kicks again on its next
     /// loop.
     fn kick(&mut self, port: PortId) -> io::Result<()> {
-        let Some(p) = self.ports.get(usize::from(port)) else {
+        let Some(p) = self.slot(port) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("no port {port}"),

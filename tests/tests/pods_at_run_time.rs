@@ -1,0 +1,441 @@
+//! Pod interfaces attached and detached at run time through the API, the
+//! way a CNI plugin's ADD and DEL reach kxdp (issue #14, items 2 and 4):
+//! each new pod is wired as `kxdp-cni` wires one (a veth with one queue
+//! per worker, its peer in the pod's namespace as `eth0` with a /32 and the
+//! gateway on-link), then registered with one `Apply` (an `interfaces` and
+//! a `pods` upsert) and removed with one (their deletes).
+//!
+//! - one pod added, reached across nodes, deleted while a flood to it is in
+//!   flight: the flood's frames after the delete are counted, the XDP
+//!   program and sockets are gone, the frame accounting balances;
+//! - churn: 200 pods created and deleted in a loop, 50 alive at a time, on
+//!   one node while two long-lived pods exchange UDP across the nodes: no
+//!   loss for them, nothing left behind (veth, namespace, XDP program,
+//!   socket, frame), kxdp's memory flat; the time from the `Apply` to the
+//!   first frame forwarded for the new pod (its first echo answered from
+//!   the other node) p50/p99.
+//!
+//! Run: `CI=true cargo test -p kxdp-tests --test pods_at_run_time -- --nocapture`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use kxdp_config::{InterfaceRole, InterfaceSpec, MacAddr, PodSpec};
+use kxdp_control::api::{api_socket_path, ApiTarget, BlockingClient, ChangeSet, KeySet, ObjectSet};
+use kxdp_control::testbed::{
+    pod_ip, privileged_test, udp_echo_server, udp_rtt, EchoServer, Netns, NetnsGuard, NodeKind,
+    NodeSpec, RttResult, TopologySpec, Underlay, POD_IF,
+};
+use kxdp_tests::{assert_frames_accounted, eventually, ip_of, kxdp_binary, xdp_links, Cluster};
+
+/// Pods created in the churn.
+const CHURN_PODS: u32 = 200;
+
+/// Pods alive at a time in the churn.
+const ALIVE: u32 = 50;
+/// Addresses the run-time pods take on n1 (10.244.1.100 and up).
+const FIRST_HOST: u32 = 100;
+
+fn topology() -> TopologySpec {
+    TopologySpec::new(Underlay::Direct, &[("blue", 100)])
+        .with_node(NodeSpec::new("n1", NodeKind::Kxdp).with_pod("a1", "blue", pod_ip(1, 10)))
+        .with_node(NodeSpec::new("n2", NodeKind::Kxdp).with_pod("b1", "blue", pod_ip(2, 10)))
+}
+
+/// A pod made at run time on n1.
+struct RuntimePod {
+    name: String,
+    host_if: String,
+    ip: Ipv4Addr,
+    netns: NetnsGuard,
+}
+
+fn api(c: &Cluster) -> BlockingClient {
+    let socket = api_socket_path(c.tb().node_config("n1").unwrap());
+    BlockingClient::connect(&ApiTarget::Unix(socket)).unwrap()
+}
+
+fn mac(kind: u8, i: u32) -> MacAddr {
+    MacAddr([0x02, kind, 0, 0, (i >> 8) as u8, i as u8])
+}
+
+/// Wire pod `i` on n1 as the CNI plugin does, without telling kxdp.
+fn wire(c: &Cluster, i: u32) -> RuntimePod {
+    let node = &c.node("n1").netns;
+    let workers = c.tb().node_config("n1").unwrap().workers.count.max(1);
+    let name = format!("{}rp{i}", c.tb().prefix());
+    let netns = NetnsGuard::create(&name).unwrap();
+    let host_if = format!("kr{i}");
+    let ip = Ipv4Addr::new(10, 244, 1, (FIRST_HOST + i % 60) as u8);
+    let q = workers.to_string();
+    node.ip(&[
+        "link",
+        "add",
+        &host_if,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+        "address",
+        &mac(1, i).to_string(),
+        "mtu",
+        "1450",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        POD_IF,
+        "netns",
+        &name,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+        "address",
+        &mac(2, i).to_string(),
+        "mtu",
+        "1450",
+    ])
+    .unwrap();
+    netns
+        .ip(&["addr", "add", &format!("{ip}/32"), "dev", POD_IF])
+        .unwrap();
+    netns.ip(&["link", "set", POD_IF, "up"]).unwrap();
+    netns
+        .ip(&["route", "add", "10.244.1.1", "dev", POD_IF, "scope", "link"])
+        .unwrap();
+    netns
+        .ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            "10.244.1.1",
+            "dev",
+            POD_IF,
+            "onlink",
+        ])
+        .unwrap();
+    netns.exec("ethtool", &["-K", POD_IF, "tx", "off"]).unwrap();
+    node.exec("ethtool", &["-K", &host_if, "tx", "off"])
+        .unwrap();
+    node.ip(&["link", "set", &host_if, "up"]).unwrap();
+    // The kernel's link watch gives the pod's eth0 its queueing discipline
+    // when the carrier comes up, up to a second later (until then its
+    // packets are dropped): a runtime starts the container after ADD, by
+    // which time it has; here, wait for it, so that the time measured from
+    // ADD is kxdp's.
+    let up = eventually(Duration::from_secs(3), || {
+        netns
+            .ip(&["-o", "link", "show", POD_IF])
+            .is_ok_and(|l| l.contains("state UP") && !l.contains("qdisc noop"))
+    });
+    assert!(up, "{name}: eth0 never came up");
+    RuntimePod {
+        name: format!("default/rp{i}"),
+        host_if,
+        ip,
+        netns,
+    }
+}
+
+/// The `Apply` a CNI ADD makes.
+fn add(api: &mut BlockingClient, c: &Cluster, pod: &RuntimePod, i: u32) {
+    let workers = c.tb().node_config("n1").unwrap().workers.count.max(1);
+    let change = ChangeSet::upsert(ObjectSet {
+        interfaces: vec![InterfaceSpec {
+            name: pod.host_if.clone(),
+            role: InterfaceRole::Pod,
+            mac: mac(1, i),
+            queues: workers,
+            mtu: Some(1450),
+        }],
+        pods: vec![PodSpec {
+            name: pod.name.clone(),
+            tenant: "blue".into(),
+            ip: IpAddr::V4(pod.ip),
+            ipv6: None,
+            mac: mac(2, i),
+            interface: pod.host_if.clone(),
+            labels: Default::default(),
+            namespace: "default".into(),
+            container_id: Some(format!("{i:064x}")),
+        }],
+        ..ObjectSet::default()
+    });
+    api.apply(&change)
+        .unwrap_or_else(|e| panic!("ADD of {}: {e:#}\n{}", pod.name, c.logs()));
+}
+
+/// The `Apply` a CNI DEL makes, then the veth and namespace go.
+fn delete(api: &mut BlockingClient, c: &Cluster, pod: RuntimePod) {
+    api.apply(&ChangeSet::delete(KeySet {
+        pods: vec![pod.name.clone()],
+        interfaces: vec![pod.host_if.clone()],
+        ..KeySet::default()
+    }))
+    .unwrap_or_else(|e| panic!("DEL of {}: {e:#}", pod.name));
+    c.node("n1")
+        .netns
+        .ip(&["link", "del", &pod.host_if])
+        .unwrap();
+    drop(pod.netns);
+}
+
+/// Echo requests from `pod` to `to` every millisecond until one is
+/// answered: the time since `since`.
+fn first_answer(pod: &Netns, to: SocketAddr, since: Instant) -> Option<Duration> {
+    let socket = pod
+        .run_in(|| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))
+        .unwrap()
+        .unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(1)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 64];
+    while Instant::now() < deadline {
+        let _ = socket.send_to(b"first", to);
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+            if from == to && &buf[..n] == b"first" {
+                return Some(since.elapsed());
+            }
+        }
+    }
+    None
+}
+
+/// kxdp's resident memory on n1, in kB.
+fn rss_kb(c: &mut Cluster) -> u64 {
+    let pid = c.process("n1").pid().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// UDP from a1 to b1 in rounds until stopped: every round's result.
+fn stream(c: &Cluster, server: &EchoServer) -> (Arc<AtomicBool>, JoinHandle<Vec<RttResult>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let from = c.pod("a1").netns.clone();
+    let to = ip_of(c.pod("b1"));
+    let port = server.port();
+    let flag = Arc::clone(&stop);
+    let handle = std::thread::spawn(move || {
+        let mut rounds = Vec::new();
+        while !flag.load(Ordering::Relaxed) {
+            rounds.push(
+                udp_rtt(
+                    &from,
+                    to,
+                    port,
+                    100,
+                    Duration::from_millis(2),
+                    Duration::from_secs(1),
+                )
+                .unwrap(),
+            );
+        }
+        rounds
+    });
+    (stop, handle)
+}
+
+fn interfaces_with_prefix(netns: &Netns, prefix: &str) -> Vec<String> {
+    netns
+        .ip(&["-o", "link", "show"])
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+#[test]
+fn pods_come_and_go_through_the_api() {
+    if !privileged_test("pods_come_and_go_through_the_api") {
+        return;
+    }
+    let mut c = Cluster::start("pods_at_run_time", topology(), kxdp_binary!());
+    c.wait_forwarding("n1");
+    c.wait_forwarding("n2");
+    let mut api = api(&c);
+    let b1 = udp_echo_server(&c.pod("b1").netns, 0).unwrap();
+    let b1_addr = SocketAddr::new(ip_of(c.pod("b1")), b1.port());
+    let wanted_links: Vec<String> = c.node("n1").interfaces.clone();
+    let ports_before = api.status().unwrap().ports.len();
+
+    // One pod: added, reached, then deleted under a flood from b1.
+    let pod = wire(&c, 0);
+    let started = Instant::now();
+    add(&mut api, &c, &pod, 0);
+    let took = first_answer(&pod.netns, b1_addr, started);
+    assert!(took.is_some(), "the new pod never reached b1\n{}", c.logs());
+    let status = api.status().unwrap();
+    let workers = status.workers as usize;
+    assert_eq!(
+        status.ports.len(),
+        ports_before + workers,
+        "a socket per worker on {}: {:?}",
+        pod.host_if,
+        status.ports
+    );
+    let links = xdp_links(&c.node("n1").netns);
+    assert!(
+        links.iter().any(|l| l.interface == pod.host_if),
+        "kxdp's XDP program on {}: {links:?}",
+        pod.host_if
+    );
+    let before = c.totals("n1");
+    let target = SocketAddr::new(IpAddr::V4(pod.ip), 9);
+    let flood = {
+        let from = c.pod("b1").netns.clone();
+        std::thread::spawn(move || {
+            let socket = from
+                .run_in(|| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))
+                .unwrap()
+                .unwrap();
+            let end = Instant::now() + Duration::from_millis(400);
+            let mut sent = 0u64;
+            while Instant::now() < end {
+                if socket.send_to(&[0u8; 200], target).is_ok() {
+                    sent += 1;
+                }
+                if sent.is_multiple_of(64) {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            sent
+        })
+    };
+    std::thread::sleep(Duration::from_millis(150));
+    delete(&mut api, &c, pod);
+    let flooded = flood.join().unwrap();
+    let moved = c.totals("n1").since(&before);
+    eprintln!(
+        "flood of {flooded} datagrams to a pod deleted under it: n1 received {}, delivered {}, drops {:?}",
+        moved.rx, moved.tx, moved.drops
+    );
+    assert!(
+        moved.dropped("no_route")
+            + moved.dropped("vxlan_no_local_pod")
+            + moved.dropped("port_down")
+            > 0,
+        "the frames for the deleted pod are counted: {moved:?}"
+    );
+    assert_eq!(
+        api.status().unwrap().ports.len(),
+        ports_before,
+        "the pod's sockets are closed"
+    );
+    assert!(
+        eventually(Duration::from_secs(3), || {
+            let on: Vec<String> = xdp_links(&c.node("n1").netns)
+                .into_iter()
+                .map(|l| l.interface)
+                .collect();
+            on.iter().all(|i| wanted_links.contains(i))
+        }),
+        "no XDP program left on a deleted pod's interface"
+    );
+    assert_frames_accounted(&c, "n1", "after one pod deleted under a flood");
+
+    // Churn: 200 pods, 50 alive at a time, beside a1 <-> b1.
+    let a_server = udp_echo_server(&c.pod("b1").netns, 0).unwrap();
+    // A first round of ALIVE pods warms the allocator before memory is read.
+    let mut alive: std::collections::VecDeque<RuntimePod> = Default::default();
+    let mut add_to_first = Histogram::<u64>::new(3).unwrap();
+    let mut no_answer = Vec::new();
+    let (stop, streamer) = stream(&c, &a_server);
+    let churn_started = Instant::now();
+    let mut rss_warm = 0;
+    for i in 1..=CHURN_PODS + ALIVE {
+        if i == ALIVE + 1 {
+            rss_warm = rss_kb(&mut c);
+        }
+        if alive.len() as u32 == ALIVE {
+            let old = alive.pop_front().unwrap();
+            delete(&mut api, &c, old);
+        }
+        let pod = wire(&c, i);
+        let started = Instant::now();
+        add(&mut api, &c, &pod, i);
+        match first_answer(&pod.netns, b1_addr, started) {
+            Some(t) => add_to_first
+                .record(u64::try_from(t.as_micros()).unwrap_or(u64::MAX))
+                .unwrap(),
+            None => {
+                if no_answer.is_empty() {
+                    eprintln!(
+                        "{} (port of {}) never reached b1: n1 {:?}\nstatus {:?}\n{}",
+                        pod.name,
+                        pod.host_if,
+                        c.totals("n1"),
+                        api.status().unwrap().ports.len(),
+                        c.logs()
+                    );
+                }
+                no_answer.push(pod.name.clone())
+            }
+        }
+        alive.push_back(pod);
+    }
+    while let Some(old) = alive.pop_front() {
+        delete(&mut api, &c, old);
+    }
+    let churn_took = churn_started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let rounds = streamer.join().unwrap();
+    let rss_after = rss_kb(&mut c);
+    let sent: u64 = rounds.iter().map(|r| r.sent).sum();
+    let lost: u64 = rounds.iter().map(|r| r.lost).sum();
+    eprintln!(
+        "churn: {} pods in {churn_took:?} ({ALIVE} alive at a time); ADD to first frame p50 {} us, p99 {} us, max {} us; a1 -> b1 {sent} sent, {lost} lost; kxdp RSS {rss_warm} kB after the first {ALIVE} pods, {rss_after} kB after all",
+        CHURN_PODS + ALIVE,
+        add_to_first.value_at_quantile(0.5),
+        add_to_first.value_at_quantile(0.99),
+        add_to_first.max(),
+    );
+    assert!(no_answer.is_empty(), "pods never reached b1: {no_answer:?}");
+    assert!(sent > 0, "the long-lived pods exchanged nothing");
+    assert_eq!(lost, 0, "a1 -> b1 lost datagrams during the churn");
+    assert!(
+        rss_after < rss_warm + 4096,
+        "kxdp's memory grew by {} kB over {CHURN_PODS} pods",
+        rss_after.saturating_sub(rss_warm)
+    );
+    assert!(
+        interfaces_with_prefix(&c.node("n1").netns, "kr").is_empty(),
+        "veths left behind"
+    );
+    assert_eq!(
+        api.status().unwrap().ports.len(),
+        ports_before,
+        "sockets left"
+    );
+    let on: Vec<String> = xdp_links(&c.node("n1").netns)
+        .into_iter()
+        .map(|l| l.interface)
+        .collect();
+    assert!(
+        on.iter().all(|i| wanted_links.contains(i)),
+        "XDP programs left: {on:?}"
+    );
+    let frames = assert_frames_accounted(&c, "n1", "after the churn");
+    eprintln!(
+        "stranded frames after the churn: {:?}",
+        frames.iter().map(|f| f.stranded).collect::<Vec<_>>()
+    );
+    drop(b1);
+    drop(a_server);
+    c.finish();
+}

@@ -128,13 +128,18 @@ pub fn add_socket_drops(counters: &mut Counters, worker: usize, ports: &[PortInf
         let Ok(s) = kxdp_dataplane::xsk::socket_statistics(port.fd.load(Ordering::Relaxed)) else {
             continue;
         };
-        counters.drop_n(DropReason::FillRingEmpty, s.rx_fill_ring_empty_descs);
-        counters.drop_n(DropReason::RxRingFull, s.rx_ring_full);
-        counters.drop_n(
-            DropReason::SocketRxDropped,
-            s.rx_dropped.saturating_sub(s.rx_fill_ring_empty_descs),
-        );
+        count_socket_drops(counters, &s);
     }
+}
+
+/// A socket's kernel drops as kxdp's drop reasons.
+fn count_socket_drops(counters: &mut Counters, s: &kxdp_dataplane::xsk::XdpStatistics) {
+    counters.drop_n(DropReason::FillRingEmpty, s.rx_fill_ring_empty_descs);
+    counters.drop_n(DropReason::RxRingFull, s.rx_ring_full);
+    counters.drop_n(
+        DropReason::SocketRxDropped,
+        s.rx_dropped.saturating_sub(s.rx_fill_ring_empty_descs),
+    );
 }
 
 /// A running node dataplane. Dropping it stops the workers and detaches the
@@ -549,15 +554,50 @@ impl RuntimePorts {
             .map_err(|_| format!("worker {w} did not answer within {PORT_COMMAND_TIMEOUT:?}"))
     }
 
+    /// Take `port` out of worker `w` (its rings' frames go back to the
+    /// worker) and close its socket here: closing waits for an RCU grace
+    /// period, which the worker's other ports must not wait for.
     fn remove_from_worker(&self, w: usize, port: PortId) {
         let removed = self.on_worker(w, move |worker| {
-            if let Some(back) = worker.io_mut().remove_port(port) {
+            worker.io_mut().take_port(port).map(|(back, closing)| {
                 worker.port_removed(port, &back.fill, &back.rx, &back.tx, &back.completion);
-            }
+                // Its kernel drops were read live while it was listed; now
+                // they stay in the worker's own counters.
+                if let Ok(s) = closing.statistics() {
+                    count_socket_drops(&mut worker.pipeline_mut().counters, &s);
+                }
+                closing
+            })
         });
-        if let Err(error) = removed {
-            tracing::warn!(worker = w, port, %error, "could not remove a port from a worker");
+        match removed {
+            Ok(closing) => drop(closing),
+            Err(error) => {
+                tracing::warn!(worker = w, port, %error, "could not remove a port from a worker");
+            }
         }
+    }
+
+    /// Open and bind worker `w`'s socket for `spec` on this thread (the
+    /// worker only lends a duplicate of a socket to share its UMEM
+    /// through), then have the worker install it and give it frames.
+    fn add_to_worker(
+        &self,
+        w: usize,
+        port: PortId,
+        spec: XskPortSpec,
+    ) -> Result<(RawFd, BindMode), String> {
+        let opener = self
+            .on_worker(w, |worker| worker.io().port_opener())?
+            .map_err(|e| format!("worker {w}: {e}"))?;
+        let prepared = opener.open(&spec).map_err(|e| format!("worker {w}: {e}"))?;
+        drop(opener);
+        self.on_worker(w, move |worker| {
+            worker.io_mut().install_port(port, prepared).map(|()| {
+                worker.port_added(port);
+                (worker.io().socket_fd(port), worker.io().bind_mode(port))
+            })
+        })?
+        .map_err(|e| format!("worker {w}: {e}"))
     }
 }
 
@@ -580,15 +620,7 @@ impl PortLifecycle for RuntimePorts {
                 ifname: itf.name.clone(),
                 queue_id: w as u32,
             };
-            let added = self
-                .on_worker(w, move |worker| {
-                    worker.io_mut().add_port(port, &spec).map(|()| {
-                        worker.port_added(port);
-                        (worker.io().socket_fd(port), worker.io().bind_mode(port))
-                    })
-                })
-                .and_then(|r| r.map_err(|e| format!("worker {w}: {e}")));
-            match added {
+            match self.add_to_worker(w, port, spec) {
                 Ok(b) => bound.push(b),
                 Err(error) => {
                     drop(attachment);

@@ -94,6 +94,10 @@ pub struct Worker<B: PacketIo, H: ChainHook = NoChains> {
     staged: Vec<Vec<Desc>>,
     addrs: Vec<u64>,
     fill_target: Vec<usize>,
+    /// The ports it started with (the node file's interfaces: the underlay,
+    /// the host port, the file's pods); they keep their starting fill
+    /// share when pods come and go at run time.
+    start_ports: usize,
     in_fill: Vec<usize>,
     in_tx: Vec<usize>,
     stranded: u64,
@@ -168,6 +172,7 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
                 .collect(),
             addrs: vec![0; batch.max(64)],
             fill_target,
+            start_ports: ports,
             in_fill: vec![0; ports],
             in_tx: vec![0; ports],
             stranded: 0,
@@ -439,8 +444,10 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
     }
 
     /// Port `port` was added to the backend at run time: it gets its
-    /// bookkeeping (and a fill ring share, taken on the next loop), and
-    /// every port's share is set again for the new port count.
+    /// bookkeeping and its fill ring share at once (an adaptive worker may
+    /// go to sleep right after this command, and a frame reaching a socket
+    /// with an empty fill ring is dropped by the kernel), and every port's
+    /// share is set again for the new port count.
     pub fn port_added(&mut self, port: PortId) {
         let ports = self.io.port_count().max(usize::from(port) + 1);
         let batch = self.options.batch_size.max(1);
@@ -456,6 +463,7 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
             stage.reserve((batch * ports).saturating_sub(stage.len()));
         }
         self.set_fill_targets();
+        self.refill(ports);
     }
 
     /// Port `port` was removed from the backend at run time; `back` is
@@ -501,16 +509,29 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
         self.publish();
     }
 
-    /// Each live port's fill ring share after ports came or went: the
-    /// starting share for the new count (a share grows with demand).
+    /// Each live port's fill ring share after ports came or went. The
+    /// ports the worker started with (the underlay carries every remote
+    /// pod's traffic) keep their starting share; ports added at run time
+    /// start with a quarter of the frames over all live ports, at least
+    /// [`FILL_BASE`], and start again from there (a busy one grows back
+    /// within a few loops); a starting port's share that grew with demand
+    /// keeps its size (the reserve in [`Worker::refill`] bounds what grown
+    /// shares take).
     fn set_fill_targets(&mut self) {
         let live: Vec<usize> = (0..self.fill_target.len())
             .filter(|&p| self.io.fill_capacity(p as PortId) > 0 || self.in_fill[p] > 0)
             .collect();
-        let start = initial_fill(self.io.frame_count() as usize, live.len());
+        let frames = self.io.frame_count() as usize;
+        let at_start = initial_fill(frames, self.start_ports);
+        let added = initial_fill(frames, live.len());
         for p in 0..self.fill_target.len() {
             self.fill_target[p] = if live.contains(&p) {
-                start.min(self.fill_cap(p as PortId))
+                let share = if p < self.start_ports {
+                    at_start.max(self.fill_target[p])
+                } else {
+                    added
+                };
+                share.min(self.fill_cap(p as PortId))
             } else {
                 0
             };
@@ -716,6 +737,47 @@ mod tests {
         assert_eq!(c.port_rebinds, 1);
         assert_eq!(c.frames_stranded, in_fill);
         assert_eq!(c.drops_for(DropReason::PortDown), 1);
+    }
+
+    #[test]
+    fn ports_added_at_run_time_leave_the_starting_ports_their_share() {
+        let mut w = worker(4096, 1024);
+        w.poll_once();
+        // Three ports at start: a quarter of the frames over three.
+        let at_start = 4096 / (4 * 3);
+        assert_eq!(&w.in_fill[..3], &[at_start; 3]);
+        for _ in 0..20 {
+            let port = w.io_mut().add_port();
+            w.port_added(port);
+            // Its fill ring is stocked before the worker loops again (an
+            // adaptive worker may sleep right after the command).
+            assert!(
+                w.io().fill_capacity(port) < 1024,
+                "port {port} has no frames"
+            );
+            assert!(
+                w.io_mut().inject(port, &[0u8; 60]),
+                "port {port}: a frame at once"
+            );
+        }
+        // One loop takes the 20 frames, the next tops the rings up again.
+        w.poll_once();
+        w.poll_once();
+        // The underlay and the file's pods keep theirs; the 20 new ports
+        // share a quarter over all 23, at least the base (a port added
+        // early keeps the larger share it was given until traffic uses it).
+        assert_eq!(&w.in_fill[..3], &[at_start; 3]);
+        assert_eq!(&w.fill_target[..3], &[at_start; 3]);
+        assert_eq!(&w.fill_target[3..], &[FILL_BASE; 20]);
+        assert!(
+            w.in_fill[3..].iter().all(|&n| n >= FILL_BASE),
+            "{:?}",
+            w.in_fill
+        );
+        let acc = w.check_accounting();
+        assert!(acc.balanced(), "{acc:?}");
+        assert_eq!(acc.free as usize, 4096 - w.in_fill.iter().sum::<usize>());
+        assert_eq!(w.pipeline().counters.rx_packets, 20);
     }
 
     #[test]

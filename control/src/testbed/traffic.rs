@@ -73,6 +73,9 @@ pub struct RttResult {
     pub received: u64,
     /// `sent - received`.
     pub lost: u64,
+    /// Of the lost, those whose reply came after its timeout (while a later
+    /// request waited): delayed, not dropped.
+    pub late: u64,
     /// Round-trip times of the received replies, in nanoseconds.
     pub histogram: Histogram<u64>,
     /// Why exchanges were lost, when the measurement can tell (an HTTP
@@ -89,6 +92,7 @@ impl RttResult {
             sent: 0,
             received: 0,
             lost: 0,
+            late: 0,
             histogram,
             failures: Vec::new(),
         })
@@ -336,7 +340,12 @@ fn udp_rtt_on(socket: UdpSocket, to: SocketAddr, options: &RttOptions) -> Result
                     break;
                 }
                 // A late reply to an earlier request, or someone else's datagram.
-                Ok(_) => {}
+                Ok(n) => {
+                    if let Some(earlier) = late_reply(&reply[..n], run, seq) {
+                        result.late += 1;
+                        result.failed(earlier, format_args!("its reply came while #{seq} waited"));
+                    }
+                }
                 Err(e) if is_timeout(&e) => {
                     if options.wait == WaitMode::Spin {
                         std::hint::spin_loop();
@@ -354,6 +363,16 @@ fn udp_rtt_on(socket: UdpSocket, to: SocketAddr, options: &RttOptions) -> Result
         );
     }
     Ok(result.finish())
+}
+
+/// The sequence number of `reply` when it answers an earlier request of
+/// this run (one that timed out).
+fn late_reply(reply: &[u8], run: u32, current: u64) -> Option<u64> {
+    if reply.len() < HEADER_LEN || reply[..4] != MAGIC || reply[4..8] != run.to_be_bytes() {
+        return None;
+    }
+    let seq = u64::from_be_bytes(reply[8..16].try_into().ok()?);
+    (seq < current).then_some(seq)
 }
 
 fn sleep_until(when: Instant) {
@@ -898,6 +917,13 @@ rtt min/avg/max/mdev = 0.105/1.201/2.500/0.987 ms
         let result = udp_rtt_on(client, addr, &options).unwrap();
         echo.join().unwrap();
         assert_eq!((result.sent, result.received, result.lost), (4, 2, 2));
+        // Request 1's reply came late (while request 3 waited); request 2's never.
+        assert_eq!(result.late, 1);
+        assert!(
+            result.failures[0].starts_with("#1: "),
+            "{:?}",
+            result.failures
+        );
         assert_eq!(result.loss_percent(), 50.0);
         assert!(result.p99().unwrap() < Duration::from_millis(100));
     }

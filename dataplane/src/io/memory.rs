@@ -69,6 +69,20 @@ impl MemoryIo {
         }
     }
 
+    /// A new port with empty rings (a pod interface added at run time);
+    /// returns its number.
+    pub fn add_port(&mut self) -> PortId {
+        let ring_size = self.ring_size;
+        self.ports.push(Port {
+            fill: VecDeque::with_capacity(ring_size),
+            rx: VecDeque::with_capacity(ring_size),
+            tx: VecDeque::with_capacity(ring_size),
+            completion: VecDeque::with_capacity(ring_size),
+            stats: MemoryPortStats::default(),
+        });
+        PortId::try_from(self.ports.len() - 1).unwrap_or(PortId::MAX)
+    }
+
     /// The kernel receives `frame` on `port`. Returns false (and counts) when
     /// it is dropped because no chunk is in the fill ring or rx is full.
     pub fn inject(&mut self, port: PortId, frame: &[u8]) -> bool {

@@ -243,6 +243,71 @@ pub struct XskBackend {
     umem: Mmap,
 }
 
+/// How many of a backend's sockets a [`PortOpener`] may share the UMEM
+/// through (the first that accepts a new socket is used).
+const OPENER_SHARES: usize = 4;
+
+/// Opens sockets sharing a backend's UMEM on any thread; see
+/// [`XskBackend::port_opener`]. It holds duplicates of some of the
+/// backend's sockets (the UMEM stays registered while any is open).
+#[derive(Debug)]
+pub struct PortOpener {
+    share: Vec<OwnedFd>,
+    options: XskOptions,
+    mode: BindMode,
+}
+
+impl PortOpener {
+    /// Open and bind a socket for `spec` sharing the UMEM, with its own
+    /// fill and completion rings, ready for [`XskBackend::install_port`].
+    /// No frame can reach it before its interface's XSKMAP names it.
+    pub fn open(&self, spec: &XskPortSpec) -> Result<PreparedPort, XskError> {
+        let mut last_error = None;
+        for fd in &self.share {
+            match open_port(
+                UmemSource::Share(fd.as_raw_fd()),
+                spec,
+                &self.options,
+                self.mode,
+            ) {
+                Ok(p) => return Ok(PreparedPort(p)),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            XskError::InvalidOptions("no socket to share the UMEM through".to_string())
+        }))
+    }
+}
+
+/// A socket opened by [`PortOpener::open`], not yet a port of a backend.
+#[derive(Debug)]
+pub struct PreparedPort(XskPort);
+
+/// A socket taken out of a backend by [`XskBackend::take_port`]: dropping
+/// it closes the socket and unmaps its rings.
+#[derive(Debug)]
+pub struct ClosingPort {
+    _socket: XskPort,
+}
+
+impl ClosingPort {
+    /// The socket's kernel drop counters (`XDP_STATISTICS`), read before it
+    /// closes so that its drops outlive it.
+    pub fn statistics(&self) -> io::Result<XdpStatistics> {
+        statistics(self._socket.fd.as_raw_fd())
+    }
+}
+
+/// Where a new socket gets its UMEM.
+#[derive(Clone, Copy)]
+enum UmemSource<'a> {
+    /// Register this memory (the backend's first socket).
+    Register(&'a Mmap),
+    /// Share the UMEM of the socket with this descriptor.
+    Share(RawFd),
+}
+
 /// What [`XskBackend::rebind`] got back from the old socket: chunk
 /// addresses, by the ring they were found in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -351,11 +416,10 @@ impl XskBackend {
                 continue;
             };
             match open_port(
-                &self.umem,
+                UmemSource::Share(other.fd.as_raw_fd()),
                 &spec,
                 &self.options,
                 mode,
-                Some(other.fd.as_raw_fd()),
             ) {
                 Ok(p) => {
                     new_port = Some(p);
@@ -368,7 +432,9 @@ impl XskBackend {
             (Some(p), _) => p,
             (None, Some(e)) => return Err(e),
             // The only port: register the UMEM again on the same memory.
-            (None, None) => open_port(&self.umem, &spec, &self.options, mode, None)?,
+            (None, None) => {
+                open_port(UmemSource::Register(&self.umem), &spec, &self.options, mode)?
+            }
         };
         self.pollfds[index].fd = new_port.fd.as_raw_fd();
         let Some(mut old) = self.ports[index].replace(new_port) else {
@@ -398,44 +464,52 @@ impl XskBackend {
             .and_then(Option::as_mut)
     }
 
-    /// Open a socket for `spec` as port `port` (a number no port holds),
-    /// sharing the UMEM through the first port that accepts it, bound the
-    /// way the other ports are: a pod interface added at run time. The
-    /// caller puts the socket in the interface's XSKMAP
-    /// ([`XskBackend::socket_fd`]) and gives its fill ring frames.
-    pub fn add_port(&mut self, port: PortId, spec: &XskPortSpec) -> Result<(), XskError> {
-        let index = usize::from(port);
-        if self.slot(port).is_some() {
-            return Err(XskError::InvalidOptions(format!("port {port} is taken")));
-        }
+    /// What another thread needs to open a socket sharing this backend's
+    /// UMEM ([`PortOpener::open`]): a port added at run time is opened and
+    /// bound off the worker's thread (socket, ring setup, mmap and bind are
+    /// syscalls, and a bind may wait for a busy queue), so the worker only
+    /// installs the finished socket ([`XskBackend::install_port`]) and its
+    /// other ports keep flowing meanwhile.
+    pub fn port_opener(&self) -> Result<PortOpener, XskError> {
         let mode = self
             .ports
             .iter()
             .flatten()
             .next()
             .map_or(BindMode::Copy, |p| p.mode);
-        let mut last_error = None;
-        let mut new_port = None;
-        for other in self.ports.iter().flatten() {
-            match open_port(
-                &self.umem,
-                spec,
-                &self.options,
-                mode,
-                Some(other.fd.as_raw_fd()),
-            ) {
-                Ok(p) => {
-                    new_port = Some(p);
-                    break;
-                }
-                Err(e) => last_error = Some(e),
-            }
+        let mut share = Vec::with_capacity(OPENER_SHARES);
+        for p in self.ports.iter().flatten().take(OPENER_SHARES) {
+            let fd = p.fd.try_clone().map_err(|source| XskError::Setup {
+                step: "dup of a socket to share the UMEM through",
+                ifname: p.spec.ifname.clone(),
+                queue_id: p.spec.queue_id,
+                source,
+            })?;
+            share.push(fd);
         }
-        let new_port = match (new_port, last_error) {
-            (Some(p), _) => p,
-            (None, Some(e)) => return Err(e),
-            (None, None) => open_port(&self.umem, spec, &self.options, mode, None)?,
-        };
+        if share.is_empty() {
+            return Err(XskError::InvalidOptions(
+                "no socket left to share the UMEM through".to_string(),
+            ));
+        }
+        Ok(PortOpener {
+            share,
+            options: self.options.clone(),
+            mode,
+        })
+    }
+
+    /// Take the socket opened by [`PortOpener::open`] as port `port` (a
+    /// number no port holds): a pod interface added at run time. The
+    /// caller puts the socket in the interface's XSKMAP
+    /// ([`XskBackend::socket_fd`]) and gives its fill ring frames. On
+    /// error the socket is handed back closed (dropped here).
+    pub fn install_port(&mut self, port: PortId, prepared: PreparedPort) -> Result<(), XskError> {
+        let index = usize::from(port);
+        if self.slot(port).is_some() {
+            return Err(XskError::InvalidOptions(format!("port {port} is taken")));
+        }
+        let new_port = prepared.0;
         if self.ports.len() <= index {
             self.ports.resize_with(index + 1, || None);
             self.pollfds.resize(
@@ -450,8 +524,8 @@ impl XskBackend {
         self.pollfds[index].fd = new_port.fd.as_raw_fd();
         tracing::info!(
             port,
-            ifname = %spec.ifname,
-            queue = spec.queue_id,
+            ifname = %new_port.spec.ifname,
+            queue = new_port.spec.queue_id,
             mode = %new_port.mode,
             "AF_XDP socket bound (added at run time)"
         );
@@ -459,12 +533,23 @@ impl XskBackend {
         Ok(())
     }
 
-    /// Close port `port`'s socket (its interface was removed at run time;
-    /// the caller has detached the XDP program first) and return what its
-    /// rings still held; `None` when no port has that number. Chunks the
-    /// kernel took and never gave back are not in it (the caller counts
-    /// them as stranded). The number stays free for a later port.
-    pub fn remove_port(&mut self, port: PortId) -> Option<Reclaimed> {
+    /// Open, bind and install a socket for `spec` as port `port` on this
+    /// thread ([`XskBackend::port_opener`] and [`XskBackend::install_port`]
+    /// in one step, for callers that own the backend outright).
+    pub fn add_port(&mut self, port: PortId, spec: &XskPortSpec) -> Result<(), XskError> {
+        let prepared = self.port_opener()?.open(spec)?;
+        self.install_port(port, prepared)
+    }
+
+    /// Take port `port`'s socket out (its interface was removed at run
+    /// time; the caller has detached the XDP program first) and return
+    /// what its rings still held, with the socket itself: dropping the
+    /// [`ClosingPort`] closes it, which waits for an RCU grace period in
+    /// the kernel, so a worker hands it to another thread to drop. `None`
+    /// when no port has that number. Chunks the kernel took and never gave
+    /// back are not in the [`Reclaimed`] (the caller counts them as
+    /// stranded). The number stays free for a later port.
+    pub fn take_port(&mut self, port: PortId) -> Option<(Reclaimed, ClosingPort)> {
         let index = usize::from(port);
         let mut old = self.ports.get_mut(index)?.take()?;
         // Frames still in the tx ring: one kick so the kernel sends (and
@@ -481,9 +566,14 @@ impl XskBackend {
             rx = back.rx.len(),
             tx = back.tx.len(),
             completion = back.completion.len(),
-            "AF_XDP socket closed (port removed at run time)"
+            "AF_XDP socket taken out (port removed at run time)"
         );
-        Some(back)
+        Some((back, ClosingPort { _socket: old }))
+    }
+
+    /// [`XskBackend::take_port`], closing the socket on this thread.
+    pub fn remove_port(&mut self, port: PortId) -> Option<Reclaimed> {
+        self.take_port(port).map(|(back, _closed)| back)
     }
 
     /// The socket of `port`, to put in the XSKMAP of its interface.
@@ -738,20 +828,26 @@ fn bind_all(
 ) -> Result<Vec<XskPort>, XskError> {
     let mut bound: Vec<XskPort> = Vec::with_capacity(ports.len());
     for spec in ports {
-        let shared_with = bound.first().map(|p| p.fd.as_raw_fd());
-        let port = open_port(umem, spec, opts, mode, shared_with)?;
+        let source = match bound.first() {
+            Some(p) => UmemSource::Share(p.fd.as_raw_fd()),
+            None => UmemSource::Register(umem),
+        };
+        let port = open_port(source, spec, opts, mode)?;
         bound.push(port);
     }
     Ok(bound)
 }
 
 fn open_port(
-    umem: &Mmap,
+    umem: UmemSource<'_>,
     spec: &XskPortSpec,
     opts: &XskOptions,
     mode: BindMode,
-    shared_with: Option<RawFd>,
 ) -> Result<XskPort, XskError> {
+    let (register, shared_with) = match umem {
+        UmemSource::Register(memory) => (Some(memory), None),
+        UmemSource::Share(fd) => (None, Some(fd)),
+    };
     let setup = |step: &'static str| {
         move |source: io::Error| XskError::Setup {
             step,
@@ -766,7 +862,7 @@ fn open_port(
     })?;
     let fd = sys::xdp_socket().map_err(setup("socket"))?;
 
-    if shared_with.is_none() {
+    if let Some(umem) = register {
         let reg = libc::xdp_umem_reg {
             addr: umem.as_ptr() as u64,
             len: umem.len() as u64,

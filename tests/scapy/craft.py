@@ -22,6 +22,7 @@ import sys
 from scapy.all import (  # noqa: F401 (scapy's layers register on import)
     ARP,
     ICMP,
+    Dot1Q,
     IP,
     TCP,
     UDP,
@@ -138,13 +139,31 @@ def case_echo(p):
 
 
 def case_arp(p):
-    # who-has target_ip, tell src_ip (broadcast).
+    # who-has target_ip, tell src_ip (broadcast); `sender_mac` and
+    # `sender_ip` replace the ARP sender fields (not the Ethernet source).
     return [
         raw(
             Ether(src=p["src_mac"], dst="ff:ff:ff:ff:ff:ff")
-            / ARP(op=1, hwsrc=p["src_mac"], psrc=p["src_ip"], pdst=p["target_ip"])
+            / ARP(
+                op=1,
+                hwsrc=p.get("sender_mac", p["src_mac"]),
+                psrc=p.get("sender_ip", p["src_ip"]),
+                pdst=p["target_ip"],
+            )
         )
     ]
+
+
+def sized_echo(p, ip_len, df, **kw):
+    # An echo request making an IPv4 packet of `ip_len` bytes, DF as asked.
+    return IP(flags="DF" if df else 0, **kw) / echo(p, payload=bytes(ip_len - 20 - 8))
+
+
+def case_big_echo(p):
+    # An echo request of `ip_len` bytes of IPv4 (DF set unless `df` is
+    # false): larger than the destination's MTU, within the sender's.
+    pkt = sized_echo(p, p["ip_len"], p.get("df", True), src=p["src_ip"], dst=p["dst_ip"])
+    return [raw(eth(p) / pkt)]
 
 
 def case_broadcast(p):
@@ -183,11 +202,22 @@ def vxlan_header(vni, flags=0x08, reserved1=0, reserved2=0):
 
 
 def inner_echo(p, seq=1):
-    return (
-        Ether(src=p["inner_src_mac"], dst=p["inner_dst_mac"])
-        / IP(src=p["inner_src_ip"], dst=p["inner_dst_ip"])
-        / echo(p, seq=seq)
-    )
+    # The inner frame: an echo request, with an 802.1Q tag if `inner_vlan`
+    # is given (VID, priority `inner_prio`), of `inner_ip_len` bytes of
+    # IPv4 (DF set unless `inner_df` is false) if given.
+    frame = Ether(src=p["inner_src_mac"], dst=p["inner_dst_mac"])
+    if "inner_vlan" in p:
+        frame = frame / Dot1Q(vlan=p["inner_vlan"], prio=p.get("inner_prio", 0))
+    if "inner_ip_len" in p:
+        pkt = sized_echo(
+            p,
+            p["inner_ip_len"],
+            p.get("inner_df", True),
+            src=p["inner_src_ip"],
+            dst=p["inner_dst_ip"],
+        )
+        return frame / pkt
+    return frame / IP(src=p["inner_src_ip"], dst=p["inner_dst_ip"]) / echo(p, seq=seq)
 
 
 def case_vxlan(p):
@@ -219,6 +249,25 @@ def case_nested_vxlan(p):
         / innermost
     )
     return [raw(vxlan_frame(p, middle, p["vni"]))]
+
+
+def case_vxlan_fragments(p):
+    # `datagrams` VXLAN packets (IPv4 ids `ip_id`, `ip_id` + 1, ...), each
+    # sent in IPv4 fragments of at most `fragsize` bytes of payload, first
+    # fragment first: what an underlay with a smaller MTU on the way makes
+    # of a large VXLAN packet. The first fragment holds the UDP and VXLAN
+    # headers; the later ones carry no port.
+    frames = []
+    for i in range(int(p["datagrams"])):
+        outer = (
+            IP(src=p["src_ip"], dst=p["dst_ip"], id=(p["ip_id"] + i) & 0xFFFF)
+            / UDP(sport=49152, dport=4789, chksum=0)
+            / Raw(vxlan_header(p["vni"]))
+            / inner_echo(p, seq=i + 1)
+        )
+        for f in fragment(outer, fragsize=p["fragsize"]):
+            frames.append(raw(Ether(src=p["src_mac"], dst=p["dst_mac"]) / f))
+    return frames
 
 
 CASES = {name[len("case_"):]: f for name, f in globals().items() if name.startswith("case_")}

@@ -28,7 +28,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use kxdp_control::api::{api_socket_path, ApiTarget, BlockingClient};
+use kxdp_config::NamespaceSpec;
+use kxdp_control::api::{
+    api_socket_path, ApiTarget, BlockingClient, ChangeSet, ObjectKind, ObjectSet,
+};
 use kxdp_control::testbed::{
     find_program, pod_ip, privileged_test, udp_echo_server, udp_rtt, NetnsGuard, NodeKind,
     NodeSpec, TopologySpec, Underlay,
@@ -45,9 +48,13 @@ fn plugin() -> &'static Path {
 const SYSTEM_CNI_DIR: &str = "/usr/lib/cni";
 
 fn topology() -> TopologySpec {
-    TopologySpec::new(Underlay::Direct, &[("blue", 100)])
+    TopologySpec::new(Underlay::Direct, &[("blue", 100), ("red", 200)])
         .with_node(NodeSpec::new("n1", NodeKind::Kxdp).with_pod("a1", "blue", pod_ip(1, 10)))
-        .with_node(NodeSpec::new("n2", NodeKind::Kxdp).with_pod("b1", "blue", pod_ip(2, 10)))
+        .with_node(
+            NodeSpec::new("n2", NodeKind::Kxdp)
+                .with_pod("b1", "blue", pod_ip(2, 10))
+                .with_pod("r1", "red", pod_ip(2, 11)),
+        )
 }
 
 /// A scratch directory for the plugins, the network configurations and
@@ -164,6 +171,18 @@ fn cni(
     netns: Option<&Path>,
     conf: &Value,
 ) -> Answer {
+    cni_in(scratch, command, container, netns, conf, "default")
+}
+
+/// [`cni`] for a pod of Kubernetes namespace `namespace`.
+fn cni_in(
+    scratch: &Scratch,
+    command: &str,
+    container: &str,
+    netns: Option<&Path>,
+    conf: &Value,
+    namespace: &str,
+) -> Answer {
     let mut cmd = Command::new(scratch.bin().join("kxdp-cni"));
     cmd.env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", container)
@@ -171,7 +190,7 @@ fn cni(
         .env("CNI_PATH", scratch.bin())
         .env(
             "CNI_ARGS",
-            format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={container}"),
+            format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={container}"),
         )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -420,6 +439,66 @@ fn the_plugin_answers_a_runtime_as_the_cni_specification_says() {
         "CHECK after DEL: {}",
         gone.json
     );
+
+    // A pod of a namespace the agent labelled into tenant red (here the
+    // namespace is applied as the agent applies it): wired in red, it
+    // reaches red's pod on n2 and not blue's.
+    let mut red_ns = api(&c, "n1");
+    red_ns
+        .apply(&ChangeSet::upsert(ObjectSet {
+            namespaces: vec![NamespaceSpec {
+                name: "shop".into(),
+                labels: [("kxdp.io/tenant".to_string(), "red".to_string())].into(),
+            }],
+            ..ObjectSet::default()
+        }))
+        .unwrap();
+    let red_pod = NetnsGuard::create(&format!("{}-cp2", c.tb().prefix())).unwrap();
+    let red_container = format!("{:0>64}", format!("{}c2", std::process::id()));
+    let add = cni_in(
+        &scratch,
+        "ADD",
+        &red_container,
+        Some(&red_pod.path()),
+        &conf,
+        "shop",
+    );
+    assert!(add.ok, "ADD in shop: {} {}", add.json, add.stderr);
+    let (_, registered) = red_ns
+        .get(ObjectKind::Pod, &format!("shop/{red_container}"))
+        .unwrap();
+    assert_eq!(registered.pods[0].tenant, "red", "{registered:?}");
+    let r1 = udp_echo_server(&c.pod("r1").netns, 0).unwrap();
+    let to_red = udp_rtt(
+        &red_pod,
+        ip_of(c.pod("r1")),
+        r1.port(),
+        20,
+        Duration::from_millis(2),
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    assert_eq!(to_red.lost, 0, "red pod -> r1: {to_red:?}");
+    let to_blue = udp_rtt(
+        &red_pod,
+        ip_of(c.pod("b1")),
+        b1.port(),
+        5,
+        Duration::from_millis(2),
+        Duration::from_millis(300),
+    )
+    .unwrap();
+    assert_eq!(to_blue.received, 0, "a red pod reached blue's b1");
+    let del = cni_in(
+        &scratch,
+        "DEL",
+        &red_container,
+        Some(&red_pod.path()),
+        &conf,
+        "shop",
+    );
+    assert!(del.ok, "DEL in shop: {} {}", del.json, del.stderr);
+    drop(red_pod);
 
     // A bad configuration: the specification's error, naming the field.
     let mut bad = conf.clone();

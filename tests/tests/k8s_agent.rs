@@ -22,10 +22,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kxdp_config::NodeConfig;
-use kxdp_control::api::DesiredStateStore;
+use kxdp_config::{InterfaceRole, InterfaceSpec, MacAddr, NodeConfig, PodSpec};
+use kxdp_control::api::{ChangeSet, DesiredStateStore, KeySet, ObjectSet};
 use kxdp_control::k8s::{Agent, AgentOptions, ClusterAccess};
-use kxdp_dataplane::tables::{TableHandle, Tables};
+use kxdp_dataplane::tables::{NextHop, TableHandle, Tables};
 use kxdp_tests::apiserver::{RestartStore, TestApiServer};
 use kxdp_vnf_chains::service::{EndpointState, VipKey};
 use kxdp_vnf_chains::Backend;
@@ -453,6 +453,124 @@ fn objects_the_store_refuses_are_left_out_and_the_rest_applies() {
             .iter()
             .any(|p| p.name == "default/stray" && p.ip == IpAddr::from(Ipv4Addr::new(10, 1, 1, 20)))
     });
+    agent.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What `kxdp-cni` ADD applies for pod `name` of namespace `shop`: its
+/// interface and the pod, in tenant `red` (the namespace's label, which the
+/// plugin reads from kxdp), without labels.
+fn cni_registration(name: &str, ip: Ipv4Addr, host_if: &str) -> ChangeSet {
+    ChangeSet::upsert(ObjectSet {
+        interfaces: vec![InterfaceSpec {
+            name: host_if.into(),
+            role: InterfaceRole::Pod,
+            mac: MacAddr([0x02, 0xcc, 0, 0, 0, ip.octets()[3]]),
+            queues: 1,
+            mtu: Some(1450),
+        }],
+        pods: vec![PodSpec {
+            name: format!("shop/{name}"),
+            tenant: "red".into(),
+            ip: IpAddr::V4(ip),
+            ipv6: None,
+            mac: MacAddr([0x02, 0xdd, 0, 0, 0, ip.octets()[3]]),
+            interface: host_if.into(),
+            labels: Default::default(),
+            namespace: "shop".into(),
+            container_id: Some(format!("{name}-container")),
+        }],
+        ..ObjectSet::default()
+    })
+}
+
+/// A pod `kxdp-cni` wired: Kubernetes knows its labels, kxdp-cni its
+/// interface; the agent joins them (NetworkPolicy selects pods by labels).
+/// The namespace reaches kxdp through the agent, where the plugin reads
+/// its tenant label.
+#[test]
+fn the_agent_gives_a_pod_wired_by_kxdp_cni_its_labels() {
+    let _serial = serial();
+    let dir = scratch("cni");
+    let server = TestApiServer::start_blocking().unwrap();
+    populate(&server);
+    let config = NodeConfig::from_yaml_str(&format!(
+        "node:\n  name: {NODE}\n  vtep: {{ip: 192.168.77.1, interface: ul0}}\n  pod_cidrs: [{{tenant: blue, cidr: 10.1.1.0/24}}, {{tenant: red, cidr: 10.2.1.0/24}}]\n\
+         interfaces:\n  - {{name: ul0, role: underlay, mac: '02:00:00:00:77:01'}}\n\
+         \x20 - {{name: veth-a, role: pod, mac: '02:00:00:00:77:0a'}}\n\
+         \x20 - {{name: veth-b, role: pod, mac: '02:00:00:00:77:0b'}}\n\
+         tenants: [{{name: blue, vni: 100}}, {{name: red, vni: 200}}]\n"
+    ))
+    .unwrap();
+    let store = store(config);
+    let agent = start_agent(&server, &dir, &store);
+    wait_synced(&agent, &store);
+    // The namespace, labelled into tenant red, reaches kxdp.
+    create(
+        &server,
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "shop", "labels": {"kxdp.io/tenant": "red"}}}),
+    );
+    wait_for("the namespace in kxdp", Duration::from_secs(10), || {
+        store.snapshot().config.namespaces.iter().any(|n| {
+            n.name == "shop" && n.labels.get("kxdp.io/tenant").map(String::as_str) == Some("red")
+        })
+    });
+    // The sandbox: kxdp-cni's ADD, before the kubelet reports the IP.
+    let ip = Ipv4Addr::new(10, 2, 1, 30);
+    store
+        .apply(&cni_registration("cart", ip, "kx00000000c1"))
+        .unwrap();
+    let pod_of = |store: &DesiredStateStore| {
+        store
+            .snapshot()
+            .config
+            .pods
+            .iter()
+            .find(|p| p.name == "shop/cart")
+            .cloned()
+    };
+    assert!(pod_of(&store).unwrap().labels.is_empty());
+    // Then Kubernetes: the pod with its labels and the address the plugin
+    // gave it, and no kxdp annotations.
+    create(
+        &server,
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "cart", "namespace": "shop", "labels": {"app": "cart"}},
+            "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "x"}]},
+            "status": {"phase": "Running", "podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}]}
+        }),
+    );
+    wait_for(
+        "the agent's view of the CNI pod",
+        Duration::from_secs(10),
+        || pod_of(&store).is_some_and(|p| !p.labels.is_empty()),
+    );
+    let pod = pod_of(&store).unwrap();
+    assert_eq!(pod.labels.get("app").map(String::as_str), Some("cart"));
+    assert_eq!(pod.tenant, "red");
+    assert_eq!(pod.interface, "kx00000000c1", "kxdp-cni's interface");
+    assert_eq!(pod.mac, MacAddr([0x02, 0xdd, 0, 0, 0, 30]));
+    assert_eq!(pod.container_id.as_deref(), Some("cart-container"));
+    // The tables route it in tenant red (VNI 200), not blue.
+    let tables = store.tables().current();
+    let local = |vni| {
+        let tenant = tables.tenant_by_vni(vni).unwrap();
+        matches!(tables.lookup_v4(tenant, ip), Some(NextHop::Local { .. }))
+    };
+    assert!(local(200), "a local pod of red");
+    assert!(!local(100), "not of blue any more");
+    // kxdp-cni's DEL (by key, its container id still on it) removes it
+    // although the agent upserted it since.
+    store
+        .apply(&ChangeSet::delete(KeySet {
+            pods: vec!["shop/cart".into()],
+            interfaces: vec!["kx00000000c1".into()],
+            ..KeySet::default()
+        }))
+        .unwrap();
+    assert!(pod_of(&store).is_none());
     agent.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -41,6 +41,9 @@ pub const SOCKET_DIR: &str = "/run/kxdp";
 /// The CNI args key that picks the pod's tenant.
 pub const TENANT_ARG: &str = "KXDP_TENANT";
 
+/// The namespace label that puts a namespace's pods in a tenant.
+pub const NAMESPACE_TENANT_LABEL: &str = "kxdp.io/tenant";
+
 /// Smallest MTU accepted (IPv4's minimum datagram; IPv6 needs 1280).
 const MIN_MTU: u16 = 576;
 
@@ -75,6 +78,11 @@ pub struct NetConf {
     /// a real node: the plugin's own namespace, which is the node's.
     #[serde(default)]
     pub node_netns: Option<PathBuf>,
+    /// IPAM `ranges` by tenant (`kxdp-cni install` writes every tenant's
+    /// pod CIDRs here): a pod whose tenant is not the network's gets its
+    /// tenant's ranges in place of `ipam.ranges`.
+    #[serde(default)]
+    pub tenant_ranges: Option<std::collections::BTreeMap<String, serde_json::Value>>,
     /// The IPAM section, handed to the IPAM plugin it names.
     #[serde(default)]
     pub ipam: Option<serde_json::Value>,
@@ -145,12 +153,58 @@ impl NetConf {
         self.mtu.unwrap_or(DEFAULT_MTU)
     }
 
-    /// The tenant of a pod: `KXDP_TENANT` of the CNI args, else the
-    /// configuration's, else [`DEFAULT_TENANT`].
-    pub fn tenant<'a>(&'a self, args: &'a CniArgs) -> &'a str {
+    /// The tenant of a pod: `KXDP_TENANT` of the CNI args, else
+    /// `namespace`'s (the `kxdp.io/tenant` label of the pod's namespace,
+    /// which the Kubernetes agent put in kxdp), else the configuration's,
+    /// else [`DEFAULT_TENANT`].
+    pub fn tenant<'a>(&'a self, args: &'a CniArgs, namespace: Option<&'a str>) -> &'a str {
         args.get(TENANT_ARG)
+            .or(namespace)
             .or(self.tenant.as_deref())
             .unwrap_or(DEFAULT_TENANT)
+    }
+
+    /// This plugin's stdin with `ipam.ranges` replaced by `tenant`'s from
+    /// [`NetConf::tenant_ranges`], when the tenant is not the network's
+    /// and has ranges there; otherwise `stdin` as it is.
+    pub fn ipam_stdin_for(&self, stdin: &[u8], tenant: &str) -> Result<Vec<u8>, CniError> {
+        let ranges = self
+            .tenant_ranges
+            .as_ref()
+            .and_then(|by_tenant| by_tenant.get(tenant))
+            .filter(|_| Some(tenant) != self.tenant.as_deref());
+        let Some(ranges) = ranges else {
+            return Ok(stdin.to_vec());
+        };
+        let mut value: serde_json::Value = serde_json::from_slice(stdin).map_err(|e| {
+            CniError::new(
+                ErrorCode::Decode,
+                "cannot decode the network configuration on stdin",
+                e.to_string(),
+            )
+        })?;
+        match value
+            .get_mut("ipam")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            Some(ipam) => {
+                ipam.remove("subnet");
+                ipam.insert("ranges".into(), ranges.clone());
+            }
+            None => {
+                return Err(CniError::msg(
+                    ErrorCode::InvalidNetworkConfig,
+                    "tenant_ranges needs an ipam object",
+                ))
+            }
+        }
+        serde_json::to_vec(&value).map_err(|e| {
+            CniError::new(
+                ErrorCode::Io,
+                "cannot write the IPAM configuration",
+                e.to_string(),
+            )
+        })
     }
 
     /// kxdp's API socket: `api_socket`, else `/run/kxdp/<node>.api.sock`
@@ -239,7 +293,7 @@ mod tests {
         assert_eq!(conf.name, "kxdp");
         assert_eq!(conf.plugin_type, "kxdp-cni");
         assert_eq!(conf.mtu(), 1400);
-        assert_eq!(conf.tenant(&CniArgs::default()), "blue");
+        assert_eq!(conf.tenant(&CniArgs::default(), None), "blue");
         assert_eq!(
             conf.api_socket(|| None),
             Some(PathBuf::from("/tmp/n1.api.sock"))
@@ -257,7 +311,7 @@ mod tests {
         let conf =
             NetConf::parse(br#"{"cniVersion":"0.4.0","name":"k","type":"kxdp-cni"}"#).unwrap();
         assert_eq!(conf.mtu(), DEFAULT_MTU);
-        assert_eq!(conf.tenant(&CniArgs::default()), DEFAULT_TENANT);
+        assert_eq!(conf.tenant(&CniArgs::default(), None), DEFAULT_TENANT);
         assert_eq!(
             conf.api_socket(|| Some("worker-3".into())),
             Some(PathBuf::from("/run/kxdp/worker-3.api.sock"))
@@ -277,7 +331,30 @@ mod tests {
     fn the_cni_args_tenant_wins() {
         let conf = NetConf::parse(CONFLIST_ENTRY.as_bytes()).unwrap();
         let args = CniArgs::parse("IgnoreUnknown=1;KXDP_TENANT=red").unwrap();
-        assert_eq!(conf.tenant(&args), "red");
+        assert_eq!(conf.tenant(&args, Some("green")), "red");
+        // Without the arg, the namespace's tenant, then the network's.
+        assert_eq!(conf.tenant(&CniArgs::default(), Some("green")), "green");
+        assert_eq!(conf.tenant(&CniArgs::default(), None), "blue");
+    }
+
+    #[test]
+    fn a_pod_of_another_tenant_gets_its_tenants_ranges() {
+        let mut value: serde_json::Value = serde_json::from_str(CONFLIST_ENTRY).unwrap();
+        value["tenant_ranges"] = serde_json::json!({
+            "blue": [[{"subnet": "10.1.0.0/24"}]],
+            "red": [[{"subnet": "10.2.0.0/24"}]],
+        });
+        let stdin = serde_json::to_vec(&value).unwrap();
+        let conf = NetConf::parse(&stdin).unwrap();
+        let red: serde_json::Value =
+            serde_json::from_slice(&conf.ipam_stdin_for(&stdin, "red").unwrap()).unwrap();
+        assert_eq!(
+            red["ipam"]["ranges"],
+            serde_json::json!([[{"subnet": "10.2.0.0/24"}]])
+        );
+        // The network's own tenant, or one without ranges: as it was.
+        assert_eq!(conf.ipam_stdin_for(&stdin, "blue").unwrap(), stdin);
+        assert_eq!(conf.ipam_stdin_for(&stdin, "green").unwrap(), stdin);
     }
 
     #[test]

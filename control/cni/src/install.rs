@@ -206,34 +206,31 @@ pub fn render_conflist(mut template: Value, node: &NodeFacts) -> Result<Value, I
                 "the kxdp-cni entry of the conflist template has no ipam object".into(),
             ));
         };
-        if ipam.contains_key("ranges") || ipam.contains_key("subnet") {
-            continue;
+        if !ipam.contains_key("ranges") && !ipam.contains_key("subnet") {
+            let sets = ranges_of(node, &tenant);
+            if sets.is_empty() {
+                return Err(InstallError::Config(format!(
+                    "node {} has no pod CIDR for tenant {tenant}",
+                    node.name
+                )));
+            }
+            ipam.insert("ranges".into(), Value::Array(sets));
         }
-        let mut sets = Vec::new();
-        for v6 in [false, true] {
-            let set: Vec<Value> = node
-                .pod_cidrs
-                .iter()
-                .filter(|(t, cidr, _)| *t == tenant && cidr.is_ipv6() == v6)
-                .map(|(_, cidr, gateway)| {
-                    let mut range = json!({"subnet": cidr.to_string()});
-                    if let Some(gw) = gateway {
-                        range["gateway"] = json!(gw);
-                    }
-                    range
-                })
-                .collect();
-            if !set.is_empty() {
-                sets.push(Value::Array(set));
+        // Every tenant's ranges, for pods whose namespace puts them in
+        // another tenant than the network's (`kxdp.io/tenant`).
+        if !entry.contains_key("tenant_ranges") {
+            let mut tenants: Vec<&str> =
+                node.pod_cidrs.iter().map(|(t, _, _)| t.as_str()).collect();
+            tenants.sort_unstable();
+            tenants.dedup();
+            if tenants.len() > 1 {
+                let map: serde_json::Map<String, Value> = tenants
+                    .into_iter()
+                    .map(|t| (t.to_string(), Value::Array(ranges_of(node, t))))
+                    .collect();
+                entry.insert("tenant_ranges".into(), Value::Object(map));
             }
         }
-        if sets.is_empty() {
-            return Err(InstallError::Config(format!(
-                "node {} has no pod CIDR for tenant {tenant}",
-                node.name
-            )));
-        }
-        ipam.insert("ranges".into(), Value::Array(sets));
     }
     if !found {
         return Err(InstallError::Config(
@@ -241,6 +238,29 @@ pub fn render_conflist(mut template: Value, node: &NodeFacts) -> Result<Value, I
         ));
     }
     Ok(template)
+}
+
+/// host-local range sets (one per family) of `tenant`'s pod CIDRs on `node`.
+fn ranges_of(node: &NodeFacts, tenant: &str) -> Vec<Value> {
+    let mut sets = Vec::new();
+    for v6 in [false, true] {
+        let set: Vec<Value> = node
+            .pod_cidrs
+            .iter()
+            .filter(|(t, cidr, _)| t == tenant && cidr.is_ipv6() == v6)
+            .map(|(_, cidr, gateway)| {
+                let mut range = json!({"subnet": cidr.to_string()});
+                if let Some(gw) = gateway {
+                    range["gateway"] = json!(gw);
+                }
+                range
+            })
+            .collect();
+        if !set.is_empty() {
+            sets.push(Value::Array(set));
+        }
+    }
+    sets
 }
 
 /// Run `install`.
@@ -356,6 +376,12 @@ tenants: []
             ])
         );
         assert_eq!(entry["ipam"]["type"], "host-local");
+        // Both tenants' ranges, for pods of a namespace in tenant blue.
+        assert_eq!(
+            entry["tenant_ranges"]["blue"],
+            json!([[{"subnet": "10.245.1.0/24"}]])
+        );
+        assert_eq!(entry["tenant_ranges"]["default"], entry["ipam"]["ranges"]);
     }
 
     #[test]

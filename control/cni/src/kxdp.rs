@@ -161,6 +161,14 @@ impl Kxdp {
             .and_then(|set| set.pods.into_iter().next()))
     }
 
+    /// The namespace `name`, if kxdp has it (the Kubernetes agent puts
+    /// every namespace there with its labels).
+    pub fn namespace(&mut self, name: &str) -> Result<Option<proto::Namespace>, KxdpError> {
+        Ok(self
+            .get(proto::Kind::Namespace, name)?
+            .and_then(|set| set.namespaces.into_iter().next()))
+    }
+
     /// The interface `name`, if kxdp has it.
     pub fn interface(&mut self, name: &str) -> Result<Option<proto::Interface>, KxdpError> {
         Ok(self

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use ipnetwork::IpNetwork;
 use serde_json::Value;
 
-use crate::config::{version_info, NetConf};
+use crate::config::{version_info, NetConf, NAMESPACE_TENANT_LABEL, TENANT_ARG};
 use crate::env::{Command, Invocation};
 use crate::error::{CniError, ErrorCode};
 use crate::ipam::Ipam;
@@ -110,6 +110,21 @@ impl Call<'_> {
         )
     }
 
+    /// The pod's tenant: the CNI args', else its namespace's
+    /// `kxdp.io/tenant` label as kxdp has it from the Kubernetes agent,
+    /// else the network's.
+    fn tenant(&self, kxdp: &mut Kxdp) -> Result<String, CniError> {
+        let args = &self.invocation.args;
+        let labelled = match args.get("K8S_POD_NAMESPACE") {
+            Some(ns) if args.get(TENANT_ARG).is_none() => kxdp
+                .namespace(ns)
+                .map_err(|e| e.to_cni().context("reading the pod's namespace"))?
+                .and_then(|n| n.labels.get(NAMESPACE_TENANT_LABEL).cloned()),
+            _ => None,
+        };
+        Ok(self.conf.tenant(args, labelled.as_deref()).to_string())
+    }
+
     fn add(&self) -> Result<Value, CniError> {
         let inv = self.invocation;
         let container_id = inv.require_container_id()?;
@@ -125,14 +140,16 @@ impl Call<'_> {
         let tools = Tools::find()?;
         let mut kxdp = self.connect()?;
         let workers = kxdp.status().map_err(|e| e.to_cni())?.workers.max(1);
-        let ipam = Ipam::new(self.conf, self.stdin, &inv.path)?;
+        let tenant = self.tenant(&mut kxdp)?;
+        let ipam_stdin = self.conf.ipam_stdin_for(self.stdin, &tenant)?;
+        let ipam = Ipam::new(self.conf, &ipam_stdin, &inv.path)?;
         let allocated = ipam.add()?;
         let host = naming::host_ifname(container_id, ifname);
         let mut created = false;
         let outcome = self.wire_and_register(
             &tools,
             &mut kxdp,
-            &allocated,
+            (&tenant, &allocated),
             (container_id, ifname, netns, &host),
             workers,
             &mut created,
@@ -152,7 +169,7 @@ impl Call<'_> {
         &self,
         tools: &Tools,
         kxdp: &mut Kxdp,
-        allocated: &CniResult,
+        (tenant, allocated): (&str, &CniResult),
         (container_id, ifname, netns, host): (&str, &str, &Path, &str),
         workers: u32,
         created: &mut bool,
@@ -195,7 +212,7 @@ impl Call<'_> {
         let registration = Registration {
             pod,
             namespace,
-            tenant: self.conf.tenant(&self.invocation.args).to_string(),
+            tenant: tenant.to_string(),
             ip: first.to_string(),
             ipv6: addresses.v4.and(addresses.v6).map(|v6| v6.to_string()),
             pod_mac: pod_mac.clone(),

@@ -633,6 +633,8 @@ impl AgentState {
         let Some(since) = self.pending_since.take() else {
             return;
         };
+        // kxdp-cni's registrations, for the pods it wired.
+        self.index.set_cni_pods(&store.snapshot().config.pods);
         let model = self.index.model();
         for s in &model.skipped {
             tracing::debug!(kind = %s.kind, key = %s.key, reason = %s.reason, "left out");

@@ -13,7 +13,7 @@
 //! |---|---|
 //! | Namespace, label `kxdp.io/tenant` | the tenant of everything in it (the agent's default tenant without the label); its labels for policy namespace selectors |
 //! | Node other than this one | a remote node: the first IPv4 InternalIP of `status.addresses` is its VTEP, and every InternalIP (both families, in order, once each; not ExternalIP) its node addresses; annotation `kxdp.io/vtep-mac` (written by kxdp on its own Node; for a Flannel node, the `VtepMAC` of `flannel.alpha.coreos.com/backend-data`) its VTEP MAC; `spec.podCIDRs` its pod CIDRs in the default tenant, or annotation `kxdp.io/pod-cidrs` (`blue=10.1.0.0/24,red=10.2.0.0/24`) per tenant; optional `kxdp.io/underlay-mac` |
-//! | Pod on this node (`spec.nodeName`) | a pod named `namespace/name`: `status.podIPs` (one per family), labels, and from the CNI plugin the annotations `kxdp.io/interface` (the host side of its veth, one of the node's configured pod interfaces) and `kxdp.io/mac` (its eth0 MAC). Host-network, finished (Succeeded/Failed) and not yet addressed pods are left out |
+//! | Pod on this node (`spec.nodeName`) | a pod named `namespace/name`: `status.podIPs` (one per family), labels, its interface, MAC and tenant from its `kxdp-cni` registration (the pod of the same key with a container id; the plugin took the tenant from the namespace's label, and the pod's labels are added here), or else from the annotations `kxdp.io/interface` (the host side of its veth, one of the node's configured pod interfaces) and `kxdp.io/mac` (its eth0 MAC). Host-network, finished (Succeeded/Failed) and not yet addressed pods are left out |
 //! | Service (ClusterIP, NodePort, LoadBalancer) + its EndpointSlices (label `kubernetes.io/service-name`) | a service `namespace/name` at its (first) ClusterIP with its ports (a named target port is resolved through the slices' ports; `nodePort` for type NodePort and LoadBalancer only) and the endpoints of the slices of the ClusterIP's family, pods' or nodes' own addresses alike (hostNetwork endpoints, as `default/kubernetes` has), with the ready/serving/terminating conditions (unset ready means ready, unset serving means ready), `nodeName` as their node and a `Pod` targetRef as their pod; `sessionAffinity: ClientIP` is client IP affinity, `internalTrafficPolicy: Local` node-local endpoints only. Headless (`clusterIP: None`) and ExternalName services are left out (nothing to balance) |
 //! | NetworkPolicy | a policy, field by field; a rule with a named port (kxdp has no port names) is left out, which only ever allows less |
 //! | ServiceChain (kxdp.io/v1alpha1) | a chain named `namespace/name` |
@@ -230,6 +230,10 @@ pub struct Index {
     slices: BTreeMap<String, EndpointSlice>,
     policies: BTreeMap<String, NetworkPolicy>,
     chains: BTreeMap<String, ServiceChain>,
+    /// Pods the CNI plugin registered with kxdp (with their container id),
+    /// by key: a Kubernetes pod without the interface annotations takes
+    /// its interface and MAC from its registration here.
+    cni_pods: BTreeMap<String, PodSpec>,
 }
 
 impl Index {
@@ -244,7 +248,19 @@ impl Index {
             slices: BTreeMap::new(),
             policies: BTreeMap::new(),
             chains: BTreeMap::new(),
+            cni_pods: BTreeMap::new(),
         }
+    }
+
+    /// The pods `kxdp-cni` registered (those of `pods` with a container
+    /// id). The model completes each with what only Kubernetes knows: its
+    /// labels (NetworkPolicy selects pods by them).
+    pub fn set_cni_pods<'a>(&mut self, pods: impl IntoIterator<Item = &'a PodSpec>) {
+        self.cni_pods = pods
+            .into_iter()
+            .filter(|p| p.container_id.is_some())
+            .map(|p| (p.name.clone(), p.clone()))
+            .collect();
     }
 
     /// Its settings.
@@ -547,26 +563,50 @@ impl Index {
             .copied()
             .find(|a| a.is_ipv4() != ip.is_ipv4());
         let annotations = pod.annotations();
-        let interface = annotations
-            .get(INTERFACE_ANNOTATION)
-            .ok_or(format!(
-                "no annotation {INTERFACE_ANNOTATION} (the CNI plugin names the pod's host-side interface there)"
-            ))?
-            .clone();
-        if !self.settings.pod_interfaces.contains(&interface) {
-            return Err(format!(
-                "annotation {INTERFACE_ANNOTATION}: {interface} is not one of this node's pod interfaces"
-            ));
-        }
-        let mac = annotations
-            .get(MAC_ANNOTATION)
-            .ok_or(format!(
-                "no annotation {MAC_ANNOTATION} (the CNI plugin writes the pod's MAC there)"
-            ))?
-            .parse::<MacAddr>()
-            .map_err(|e| format!("annotation {MAC_ANNOTATION}: {e}"))?;
+        let registered = self.cni_pods.get(key);
+        let (interface, mac, container_id) = match (
+            annotations.get(INTERFACE_ANNOTATION),
+            registered,
+        ) {
+            // Wired by kxdp-cni: its registration has the interface.
+            (None, Some(cni)) => {
+                if cni.ip != ip {
+                    return Err(format!(
+                        "status.podIPs[0] {ip} is not the address kxdp-cni registered ({})",
+                        cni.ip
+                    ));
+                }
+                (cni.interface.clone(), cni.mac, cni.container_id.clone())
+            }
+            (annotated, _) => {
+                let interface = annotated
+                    .ok_or(format!(
+                        "no annotation {INTERFACE_ANNOTATION} and no kxdp-cni registration (the CNI plugin names the pod's host-side interface)"
+                    ))?
+                    .clone();
+                if !self.settings.pod_interfaces.contains(&interface) {
+                    return Err(format!(
+                        "annotation {INTERFACE_ANNOTATION}: {interface} is not one of this node's pod interfaces"
+                    ));
+                }
+                let mac = annotations
+                    .get(MAC_ANNOTATION)
+                    .ok_or(format!(
+                        "no annotation {MAC_ANNOTATION} (the CNI plugin writes the pod's MAC there)"
+                    ))?
+                    .parse::<MacAddr>()
+                    .map_err(|e| format!("annotation {MAC_ANNOTATION}: {e}"))?;
+                (interface, mac, None)
+            }
+        };
         let namespace = pod.namespace().unwrap_or_else(|| "default".to_string());
-        let tenant = self.tenant_of(&namespace);
+        // A wired pod stays in the tenant it was wired in (kxdp-cni took it
+        // from this same namespace label, through kxdp's copy of the
+        // namespace; its address came from that tenant's range).
+        let tenant = match registered.filter(|_| container_id.is_some()) {
+            Some(cni) => cni.tenant.clone(),
+            None => self.tenant_of(&namespace),
+        };
         if !self.settings.tenants.contains(&tenant) {
             return Err(format!(
                 "tenant {tenant} (of namespace {namespace}) is not one of this node's tenants"
@@ -581,7 +621,7 @@ impl Index {
             interface,
             labels: pod.labels().clone(),
             namespace,
-            container_id: None,
+            container_id,
         }))
     }
 

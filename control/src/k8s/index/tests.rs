@@ -108,6 +108,57 @@ fn pods_of_this_node_only_with_their_interface_and_tenant() {
     assert!(model.skipped[0].reason.contains(INTERFACE_ANNOTATION));
 }
 
+/// What kxdp-cni registers for a pod: its interface, MAC, container id and
+/// tenant (the namespace's, as the plugin read it from kxdp), no labels.
+fn registration(name: &str, ip: &str, interface: &str) -> PodSpec {
+    PodSpec {
+        name: name.into(),
+        tenant: "red".into(),
+        ip: ip.parse().unwrap(),
+        ipv6: None,
+        mac: "02:0a:00:00:00:07".parse().unwrap(),
+        interface: interface.into(),
+        labels: Default::default(),
+        namespace: "shop".into(),
+        container_id: Some("c0ffee".into()),
+    }
+}
+
+#[test]
+fn a_pod_wired_by_kxdp_cni_gets_its_labels_and_keeps_its_tenant() {
+    let mut index = Index::new(settings());
+    // Relabelled since the pod was wired: the pod stays where its address is.
+    index.upsert(namespace("shop", Some("blue")));
+    index.upsert(pod("shop", "web-1", "n1", &["10.1.1.20"], None));
+    index.upsert(pod("shop", "web-2", "n1", &["10.1.1.21"], None));
+    index.upsert(pod("shop", "web-3", "n1", &["10.1.1.22"], None));
+    index.set_cni_pods(&[
+        // Not one of the file's pod interfaces: kxdp-cni's own veth.
+        registration("shop/web-1", "10.1.1.20", "kx0123456789a"),
+        // Registered under another address than Kubernetes reports.
+        registration("shop/web-2", "10.1.1.99", "kx0123456789b"),
+    ]);
+    let model = index.model();
+    assert_eq!(model.objects.pods.len(), 1, "{model:?}");
+    let web = &model.objects.pods[0];
+    assert_eq!(web.name, "shop/web-1");
+    assert_eq!(web.interface, "kx0123456789a");
+    assert_eq!(web.mac, "02:0a:00:00:00:07".parse().unwrap());
+    assert_eq!(web.container_id.as_deref(), Some("c0ffee"));
+    assert_eq!(
+        web.tenant, "red",
+        "the namespace's tenant, not the CNI args'"
+    );
+    assert_eq!(web.labels.get("app").map(String::as_str), Some("web"));
+    let reasons: BTreeMap<&str, &str> = model
+        .skipped
+        .iter()
+        .map(|s| (s.key.as_str(), s.reason.as_str()))
+        .collect();
+    assert!(reasons["shop/web-2"].contains("10.1.1.99"), "{reasons:?}");
+    assert!(reasons["shop/web-3"].contains("kxdp-cni"), "{reasons:?}");
+}
+
 #[test]
 fn a_pod_ip_change_and_a_finished_pod_show_in_the_model() {
     let mut index = Index::new(settings());

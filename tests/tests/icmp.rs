@@ -10,6 +10,7 @@
 
 use std::net::IpAddr;
 
+use kxdp_config::PodCidrSpec;
 use kxdp_control::testbed::{
     pod_ip, privileged_test, tcp_transfer, NodeKind, NodeSpec, TopologySpec, Underlay,
 };
@@ -163,5 +164,131 @@ fn a_flood_of_expiring_frames_gets_errors_at_the_configured_rate() {
     let slow: u64 = after.workers.iter().map(|w| w.slow_loops).sum::<u64>()
         - before.workers.iter().map(|w| w.slow_loops).sum::<u64>();
     eprintln!("worker loops over 1 ms during the flood: {slow}");
+    c.finish();
+}
+
+/// The IPv6 address of pod `host` of node `node` (`fd00:10:244:<node>::<host>`).
+fn v6(node: u8, host: u16) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::new(0xfd00, 0x10, 0x244, u16::from(node), 0, 0, 0, host)
+}
+
+/// Two kxdp nodes whose pods are dual-stack: `traceroute6` (UDP and
+/// ICMPv6 probes) lists both gateways and the pod, and a pod left at MTU
+/// 1500 on the 1450-byte tunnel learns the path MTU from kxdp's "packet
+/// too big" and moves 20 MB over TCP/IPv6.
+#[test]
+fn traceroute6_and_ipv6_path_mtu_discovery() {
+    if !privileged_test("traceroute6_and_ipv6_path_mtu_discovery") {
+        return;
+    }
+    let spec = TopologySpec::new(Underlay::Direct, &[("blue", VNI)])
+        .with_node(NodeSpec::new("n1", NodeKind::Kxdp).with_pod("a1", "blue", pod_ip(1, 10)))
+        .with_node(NodeSpec::new("n2", NodeKind::Kxdp).with_pod("b1", "blue", pod_ip(2, 10)));
+    let mut c = Cluster::build("kf-icmp6", spec, kxdp_binary!());
+    // Each node serves fd00:10:244:<n>::/64 beside its IPv4 pod CIDR, its
+    // pod has ::10, and each knows the other's.
+    for (node, pod, n, other) in [("n1", "a1", 1u8, 2u8), ("n2", "b1", 2, 1)] {
+        let config = c.tb_mut().node_config_mut(node).unwrap();
+        config.node.pod_cidrs.push(PodCidrSpec {
+            tenant: "blue".into(),
+            cidr: format!("{}/64", v6(n, 0)).parse().unwrap(),
+            gateway: Some(IpAddr::V6(v6(n, 1))),
+        });
+        for remote in &mut config.remote_nodes {
+            remote.pod_cidrs.push(PodCidrSpec {
+                tenant: "blue".into(),
+                cidr: format!("{}/64", v6(other, 0)).parse().unwrap(),
+                gateway: Some(IpAddr::V6(v6(other, 1))),
+            });
+        }
+        for p in config.pods.iter_mut().filter(|p| p.name == pod) {
+            p.ipv6 = Some(IpAddr::V6(v6(n, 0x10)));
+        }
+    }
+    for (pod, n) in [("a1", 1u8), ("b1", 2)] {
+        let netns = &c.pod(pod).netns;
+        for key in [
+            "net.ipv6.conf.all.disable_ipv6",
+            "net.ipv6.conf.eth0.disable_ipv6",
+            "net.ipv6.conf.eth0.accept_dad",
+        ] {
+            netns.set_sysctl(key, "0").unwrap();
+        }
+        let gw = v6(n, 1).to_string();
+        netns
+            .ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{}/128", v6(n, 0x10)),
+                "dev",
+                "eth0",
+                "nodad",
+            ])
+            .unwrap();
+        netns
+            .ip(&["-6", "route", "add", &gw, "dev", "eth0"])
+            .unwrap();
+        netns
+            .ip(&[
+                "-6", "route", "add", "default", "via", &gw, "dev", "eth0", "onlink",
+            ])
+            .unwrap();
+    }
+    c.start_kxdp("n1");
+    c.start_kxdp("n2");
+    let a1 = c.pod("a1");
+    let b1 = v6(2, 0x10).to_string();
+
+    for mode in [&[][..], &["-I"][..]] {
+        let mut args: Vec<&str> = vec!["-n", "-q", "1", "-w", "2", "-m", "6"];
+        args.extend_from_slice(mode);
+        args.push(&b1);
+        let out = a1
+            .netns
+            .exec("traceroute6", &args)
+            .expect("traceroute6 runs");
+        eprintln!("traceroute6 {mode:?} a1 -> b1:\n{out}");
+        assert_eq!(
+            hops(&out),
+            vec![v6(1, 1).to_string(), v6(2, 1).to_string(), b1.clone()],
+            "traceroute6 {mode:?} to b1:\n{out}\n{}",
+            c.logs()
+        );
+    }
+    let exceeded: u64 = c
+        .stats("n1")
+        .workers
+        .iter()
+        .map(|w| w.icmp.time_exceeded)
+        .sum();
+    assert!(exceeded >= 2, "n1 sent ICMPv6 time exceeded");
+
+    // Path MTU over IPv6: both pods at 1500, the tunnel takes 1450.
+    let b1_pod = c.pod("b1");
+    for (pod, node) in [(a1, "n1"), (b1_pod, "n2")] {
+        c.node(node)
+            .netns
+            .ip(&["link", "set", "dev", &pod.host_interface, "mtu", "1500"])
+            .unwrap();
+        pod.netns
+            .ip(&["link", "set", "dev", "eth0", "mtu", "1500"])
+            .unwrap();
+    }
+    let transfer = tcp_transfer(
+        &a1.netns,
+        &b1_pod.netns,
+        IpAddr::V6(v6(2, 0x10)),
+        20_000_000,
+    )
+    .expect("20 MB over IPv6 across a 1450-byte tunnel from a 1500-byte pod");
+    eprintln!("IPv6 path MTU: {transfer:?}");
+    let too_big: u64 = c.stats("n1").workers.iter().map(|w| w.icmp.too_big).sum();
+    assert!(too_big >= 1, "kxdp told a1 the path MTU (packet too big)");
+    let route = a1.netns.ip(&["-6", "route", "get", &b1]).unwrap();
+    assert!(
+        route.contains("mtu 1450"),
+        "a1 learned the path MTU: {route}"
+    );
     c.finish();
 }

@@ -635,8 +635,12 @@ fn pattern_byte(offset: u64) -> u8 {
 /// Send `bytes` bytes over TCP from namespace `from` to a one-shot receiver
 /// in namespace `to`, reached at `to_ip`; the receiver checks every byte.
 pub fn tcp_transfer(from: &Netns, to: &Netns, to_ip: IpAddr, bytes: u64) -> Result<Transfer> {
+    let any = match to_ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    };
     let listener = to
-        .run_in(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)))?
+        .run_in(move || TcpListener::bind((any, 0)))?
         .map_err(io_error(format!("cannot listen on TCP in {}", to.name())))?;
     let port = listener
         .local_addr()

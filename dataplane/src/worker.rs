@@ -512,24 +512,23 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
     /// Each live port's fill ring share after ports came or went. The
     /// ports the worker started with (the underlay carries every remote
     /// pod's traffic) keep their starting share; ports added at run time
-    /// start with a quarter of the frames over all live ports, at least
-    /// [`FILL_BASE`], and start again from there (a busy one grows back
-    /// within a few loops); a starting port's share that grew with demand
-    /// keeps its size (the reserve in [`Worker::refill`] bounds what grown
-    /// shares take).
+    /// start at [`FILL_BASE`] and start again from there (a busy one grows
+    /// back within a few loops by doubling): frames in a fill ring cannot
+    /// be taken back, so a larger starting share for the first pods would
+    /// be held by them, idle, while the last of 110 found the free list
+    /// empty. A starting port's share that grew with demand keeps its size
+    /// (the reserve in [`Worker::refill`] bounds what grown shares take).
     fn set_fill_targets(&mut self) {
         let live: Vec<usize> = (0..self.fill_target.len())
             .filter(|&p| self.io.fill_capacity(p as PortId) > 0 || self.in_fill[p] > 0)
             .collect();
-        let frames = self.io.frame_count() as usize;
-        let at_start = initial_fill(frames, self.start_ports);
-        let added = initial_fill(frames, live.len());
+        let at_start = initial_fill(self.io.frame_count() as usize, self.start_ports);
         for p in 0..self.fill_target.len() {
             self.fill_target[p] = if live.contains(&p) {
                 let share = if p < self.start_ports {
                     at_start.max(self.fill_target[p])
                 } else {
-                    added
+                    FILL_BASE
                 };
                 share.min(self.fill_cap(p as PortId))
             } else {
@@ -764,16 +763,12 @@ mod tests {
         w.poll_once();
         w.poll_once();
         // The underlay and the file's pods keep theirs; the 20 new ports
-        // share a quarter over all 23, at least the base (a port added
-        // early keeps the larger share it was given until traffic uses it).
+        // have the base each, the first as much as the last (frames in a
+        // fill ring cannot be taken back from an idle port).
         assert_eq!(&w.in_fill[..3], &[at_start; 3]);
         assert_eq!(&w.fill_target[..3], &[at_start; 3]);
         assert_eq!(&w.fill_target[3..], &[FILL_BASE; 20]);
-        assert!(
-            w.in_fill[3..].iter().all(|&n| n >= FILL_BASE),
-            "{:?}",
-            w.in_fill
-        );
+        assert_eq!(&w.in_fill[3..], &[FILL_BASE; 20]);
         let acc = w.check_accounting();
         assert!(acc.balanced(), "{acc:?}");
         assert_eq!(acc.free as usize, 4096 - w.in_fill.iter().sum::<usize>());

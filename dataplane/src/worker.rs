@@ -110,6 +110,17 @@ pub struct Worker<B: PacketIo, H: ChainHook = NoChains> {
 /// veth fits in it.
 pub const FILL_BASE: usize = 64;
 
+/// Most frames staged for one egress port in one loop.
+const MAX_STAGE: usize = 2048;
+
+/// A port's staging capacity: a batch from every port, up to [`MAX_STAGE`]
+/// (twice a 1024-entry tx ring; more in one loop could not be sent and
+/// would be dropped as `tx_ring_full` anyway). Without the cap the stages
+/// grew with the square of the ports: 12.8 MB at 112 ports, batch 64.
+fn stage_capacity(batch: usize, ports: usize) -> usize {
+    (batch * ports).min(MAX_STAGE.max(batch))
+}
+
 /// A port's starting fill share: a quarter of the frames over the ports
 /// (the rest stays for transmit and for shares that grow with demand), at
 /// least [`FILL_BASE`].
@@ -168,7 +179,7 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
             rx: vec![Desc::default(); batch],
             verdicts: vec![Verdict::Pass; batch],
             staged: (0..ports)
-                .map(|_| Vec::with_capacity(batch * ports))
+                .map(|_| Vec::with_capacity(stage_capacity(batch, ports)))
                 .collect(),
             addrs: vec![0; batch.max(64)],
             fill_target,
@@ -214,6 +225,7 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
         let ports = self.io.port_count();
         self.reap_completions(ports);
         self.refill(ports);
+        let reserve = self.reserve(ports);
 
         let mut received = 0;
         // A trace costs one relaxed load per loop while none is armed.
@@ -231,10 +243,15 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
             let p = usize::from(port);
             self.in_fill[p] -= n.min(self.in_fill[p]);
             // Demand: a port that took half its share in one loop gets
-            // twice the share (up to its ring), refilled first below.
+            // twice the share (up to its ring).
             if n * 2 >= self.fill_target[p] {
                 self.fill_target[p] = (self.fill_target[p] * 2).min(self.fill_cap(port));
             }
+            // Frames go back where they were consumed, before the batch is
+            // processed: a port that took a whole batch would otherwise
+            // have an empty ring while the pipeline runs, and the kernel
+            // drops what arrives then (`fill_ring_empty`).
+            self.refill_port(p, reserve);
             if let Some(t) = trace.as_deref().filter(|t| t.point() == TracePoint::Rx) {
                 t.offer_batch(worker, port, trace_ns, self.io.umem(), &self.rx[..n], None);
             }
@@ -309,35 +326,47 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
         }
     }
 
+    /// Frames the free list keeps for ports below their base share: a base
+    /// share per port, at most a quarter of the UMEM.
+    fn reserve(&self, ports: usize) -> usize {
+        (ports * FILL_BASE).min(self.io.frame_count() as usize / 4)
+    }
+
     fn refill(&mut self, ports: usize) {
         // Frames beyond a port's base share come out of the free list only
         // above a reserve, so a busy port never takes what an idle port's
         // next burst needs; when the free list runs below the reserve the
         // grown shares fall back (the frames already in a ring stay there
         // until traffic uses them).
-        let reserve = (ports * FILL_BASE).min(self.io.frame_count() as usize / 4);
+        let reserve = self.reserve(ports);
         if self.free.len() < reserve {
             for target in &mut self.fill_target {
                 *target = (*target).min(FILL_BASE);
             }
         }
         for port in 0..ports {
-            let want = self.fill_target[port].saturating_sub(self.in_fill[port]);
-            let spare = if self.in_fill[port] < FILL_BASE {
-                self.free.len()
-            } else {
-                self.free.len().saturating_sub(reserve)
-            };
-            let want = want.min(spare).min(self.io.fill_capacity(port as PortId));
-            if want == 0 {
-                continue;
-            }
-            let from = self.free.len() - want;
-            let given = self.io.fill(port as PortId, &self.free[from..]);
-            // fill() takes from the front of the slice: keep the rest.
-            self.free.drain(from..from + given);
-            self.in_fill[port] += given;
+            self.refill_port(port, reserve);
         }
+    }
+
+    /// Top `port`'s fill ring up to its share, from the free list above
+    /// `reserve` once the port holds its base.
+    fn refill_port(&mut self, port: usize, reserve: usize) {
+        let want = self.fill_target[port].saturating_sub(self.in_fill[port]);
+        let spare = if self.in_fill[port] < FILL_BASE {
+            self.free.len()
+        } else {
+            self.free.len().saturating_sub(reserve)
+        };
+        let want = want.min(spare).min(self.io.fill_capacity(port as PortId));
+        if want == 0 {
+            return;
+        }
+        let from = self.free.len() - want;
+        let given = self.io.fill(port as PortId, &self.free[from..]);
+        // fill() takes from the front of the slice: keep the rest.
+        self.free.drain(from..from + given);
+        self.in_fill[port] += given;
     }
 
     fn flush_tx(&mut self, ports: usize) {
@@ -453,14 +482,14 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
         let batch = self.options.batch_size.max(1);
         if self.staged.len() < ports {
             self.staged
-                .resize_with(ports, || Vec::with_capacity(batch * ports));
+                .resize_with(ports, || Vec::with_capacity(stage_capacity(batch, ports)));
             self.in_fill.resize(ports, 0);
             self.in_tx.resize(ports, 0);
             self.fill_target.resize(ports, 0);
         }
-        // A stage holds at most a batch from every port.
+        // A stage holds a batch from every port, up to MAX_STAGE.
         for stage in &mut self.staged {
-            stage.reserve((batch * ports).saturating_sub(stage.len()));
+            stage.reserve(stage_capacity(batch, ports).saturating_sub(stage.len()));
         }
         self.set_fill_targets();
         self.refill(ports);
@@ -773,6 +802,25 @@ mod tests {
         assert!(acc.balanced(), "{acc:?}");
         assert_eq!(acc.free as usize, 4096 - w.in_fill.iter().sum::<usize>());
         assert_eq!(w.pipeline().counters.rx_packets, 20);
+    }
+
+    #[test]
+    fn frames_go_back_to_the_port_that_consumed_them_within_the_loop() {
+        let mut w = worker(4096, 1024);
+        w.poll_once();
+        let port = w.io_mut().add_port();
+        w.port_added(port);
+        let p = usize::from(port);
+        assert_eq!(w.in_fill[p], FILL_BASE);
+        // A whole batch (16 here) arrives; the loop that takes it gives the
+        // ring as many frames back before the pipeline runs, not a loop later.
+        for _ in 0..16 {
+            assert!(w.io_mut().inject(port, &[0u8; 60]));
+        }
+        assert_eq!(w.poll_once(), 16);
+        assert_eq!(w.in_fill[p], FILL_BASE);
+        assert_eq!(w.io().fill_capacity(port), 1024 - FILL_BASE);
+        assert!(w.check_accounting().balanced());
     }
 
     #[test]

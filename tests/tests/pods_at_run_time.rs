@@ -34,6 +34,14 @@ use kxdp_control::testbed::{
 };
 use kxdp_tests::{assert_frames_accounted, eventually, ip_of, kxdp_binary, xdp_links, Cluster};
 
+/// One test at a time: each loads both cores (the churn's zero-loss
+/// stream and the full node's TCP figures would measure each other).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Pods created in the churn.
 const CHURN_PODS: u32 = 200;
 
@@ -290,6 +298,7 @@ fn pods_come_and_go_through_the_api() {
     if !privileged_test("pods_come_and_go_through_the_api") {
         return;
     }
+    let _serial = serial();
     let mut c = Cluster::start("pods_at_run_time", topology(), kxdp_binary!());
     c.wait_forwarding("n1");
     c.wait_forwarding("n2");
@@ -554,6 +563,7 @@ fn a_node_full_of_pods() {
     if !privileged_test("a_node_full_of_pods") {
         return;
     }
+    let _serial = serial();
     let mut c = Cluster::start("full_node", topology(), kxdp_binary!());
     c.wait_forwarding("n1");
     c.wait_forwarding("n2");

@@ -242,9 +242,11 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
             received += n;
             let p = usize::from(port);
             self.in_fill[p] -= n.min(self.in_fill[p]);
-            // Demand: a port that took half its share in one loop gets
-            // twice the share (up to its ring).
-            if n * 2 >= self.fill_target[p] {
+            // Demand: a port that took half its share in one loop, or a
+            // whole batch (more may be waiting: with a batch of 64 the
+            // half-share rule alone stops growing at 256), gets twice the
+            // share (up to its ring).
+            if n * 2 >= self.fill_target[p] || n == self.rx.len() {
                 self.fill_target[p] = (self.fill_target[p] * 2).min(self.fill_cap(port));
             }
             // Frames go back where they were consumed, before the batch is
@@ -812,14 +814,26 @@ mod tests {
         w.port_added(port);
         let p = usize::from(port);
         assert_eq!(w.in_fill[p], FILL_BASE);
-        // A whole batch (16 here) arrives; the loop that takes it gives the
-        // ring as many frames back before the pipeline runs, not a loop later.
+        // A whole batch (16 here) arrives; the loop that takes it refills the
+        // ring before the pipeline runs, not a loop later.
         for _ in 0..16 {
             assert!(w.io_mut().inject(port, &[0u8; 60]));
         }
         assert_eq!(w.poll_once(), 16);
-        assert_eq!(w.in_fill[p], FILL_BASE);
-        assert_eq!(w.io().fill_capacity(port), 1024 - FILL_BASE);
+        // A whole batch: demand may be more than a loop takes, the share
+        // doubles, and the ring holds it before the pipeline runs.
+        assert_eq!(w.fill_target[p], 2 * FILL_BASE);
+        assert_eq!(w.in_fill[p], 2 * FILL_BASE);
+        assert_eq!(w.io().fill_capacity(port), 1024 - 2 * FILL_BASE);
+        assert!(w.check_accounting().balanced());
+        // Full batches loop after loop: the share grows to the ring.
+        for _ in 0..8 {
+            for _ in 0..16 {
+                assert!(w.io_mut().inject(port, &[0u8; 60]));
+            }
+            w.poll_once();
+        }
+        assert_eq!(w.fill_target[p], 1024);
         assert!(w.check_accounting().balanced());
     }
 

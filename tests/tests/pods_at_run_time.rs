@@ -517,6 +517,11 @@ fn pods_come_and_go_through_the_api() {
 /// Pods on the node in [`a_node_full_of_pods`]: Kubernetes' default limit.
 const FULL_NODE: u32 = 110;
 
+/// A transfer's goodput in Gbit/s.
+fn gbits(transfer: &kxdp_control::testbed::Transfer) -> f64 {
+    transfer.bytes as f64 * 8.0 / transfer.duration.as_secs_f64() / 1e9
+}
+
 /// `Udp:` counters of `/proc/net/snmp` in `netns`: (InDatagrams, RcvbufErrors)
 /// (InDatagrams counts what applications read).
 fn udp_counters(netns: &Netns) -> (u64, u64) {
@@ -555,7 +560,8 @@ fn tcp_segments(netns: &Netns) -> (u64, u64) {
 /// Issue #16: 110 pod interfaces on one node's worker (beside the file's
 /// pod and the underlay). Every pod answers a ping from the file's pod;
 /// TCP between two of them while the rest idle; a burst of 4,096 UDP
-/// datagrams from a third, every one received or counted where dropped; then all are removed, the frame accounting
+/// datagrams from a third, every one received or counted where dropped;
+/// the TCP stream is also measured with two pods, in the same run; then all are removed, the frame accounting
 /// balances and nothing is left. Prints the socket drops, retransmits,
 /// the time to add 110 pods and kxdp's memory.
 #[test]
@@ -572,10 +578,27 @@ fn a_node_full_of_pods() {
     let rss_before = rss_kb(&mut c);
     let mut pods = Vec::new();
     let started = Instant::now();
+    let mut with_two = None;
     for i in 1..=FULL_NODE {
         let pod = wire_at(&c, i, Ipv4Addr::new(10, 244, 1, 20 + i as u8));
         add(&mut api, &c, &pod, i);
         pods.push(pod);
+        if i == 2 {
+            // The same TCP stream with two pods, for comparison below.
+            let (p1, p2) = (&pods[0], &pods[1]);
+            let before = kernel_drops(&c, "n1", &p1.host_if);
+            let (out0, retrans0) = tcp_segments(&p1.netns);
+            let transfer = tcp_transfer(&p1.netns, &p2.netns, IpAddr::V4(p2.ip), 100_000_000)
+                .expect("100 MB from pod 1 to pod 2, two pods");
+            let (out1, retrans1) = tcp_segments(&p1.netns);
+            let after = kernel_drops(&c, "n1", &p1.host_if);
+            with_two = Some((
+                gbits(&transfer),
+                out1 - out0,
+                retrans1 - retrans0,
+                after.1 - before.1,
+            ));
+        }
     }
     let took = started.elapsed();
     let workers = api.status().unwrap().workers as usize;
@@ -605,23 +628,26 @@ fn a_node_full_of_pods() {
     // TCP from pod 1 to pod 2 while the other 108 idle.
     let (p1, p2, p3, p4) = (&pods[0], &pods[1], &pods[2], &pods[3]);
     let before = c.totals("n1");
+    let socket_drops = |name: &str| kernel_drops(&c, "n1", name);
+    let p1_before = socket_drops(&p1.host_if);
     let (out0, retrans0) = tcp_segments(&p1.netns);
     let transfer = tcp_transfer(&p1.netns, &p2.netns, IpAddr::V4(p2.ip), 100_000_000)
         .expect("100 MB from pod 1 to pod 2");
     let (out1, retrans1) = tcp_segments(&p1.netns);
     let moved = c.totals("n1").since(&before);
-    let socket_drops = |name: &str| kernel_drops(&c, "n1", name);
+    let (two_gbits, two_segments, two_retrans, two_empty) = with_two.unwrap();
     eprintln!(
-        "{FULL_NODE} pods: TCP pod 1 -> pod 2 {:.2} Gbit/s, {} segments, {} retransmitted; socket drops (total, fill ring empty) pod 1 {:?}, pod 2 {:?}; n1 drops {:?}",
-        transfer.bytes as f64 * 8.0 / transfer.duration.as_secs_f64() / 1e9,
+        "TCP pod 1 -> pod 2, one worker: 2 pods {two_gbits:.2} Gbit/s, {two_segments} segments, {two_retrans} retransmitted, {two_empty} fill_ring_empty; {FULL_NODE} pods {:.2} Gbit/s ({:.0} % of 2 pods), {} segments, {} retransmitted, {} fill_ring_empty; n1 drops {:?}",
+        gbits(&transfer),
+        gbits(&transfer) * 100.0 / two_gbits,
         out1 - out0,
         retrans1 - retrans0,
-        socket_drops(&p1.host_if),
-        socket_drops(&p2.host_if),
+        socket_drops(&p1.host_if).1 - p1_before.1,
         moved.drops
     );
     // Issue #16's targets (no fill_ring_empty for one TCP stream, within
-    // 10 % of two pods) are measured by `kxdp-bench pods`, side by side.
+    // 10 % of two pods) are printed above, not asserted: a timed figure on
+    // a shared 2-core machine is a benchmark's to judge.
 
     // A burst of 4,096 datagrams from pod 3 to a socket in pod 4 that
     // never reads: every datagram either reached pod 4's kernel (received

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use kxdp_config::PodCidrSpec;
 use kxdp_control::testbed::{
-    pod_ip, privileged_test, tcp_transfer, NodeKind, NodeSpec, TopologySpec, Underlay,
+    pod_ip, privileged_test, tcp_transfer, NodeKind, NodeSpec, Pod, TopologySpec, Underlay,
 };
 use kxdp_tests::{ip_of, kxdp_binary, Cluster};
 
@@ -24,6 +24,19 @@ fn topology() -> TopologySpec {
         .with_node(NodeSpec::new("n1", NodeKind::Kxdp).with_pod("a1", "blue", pod_ip(1, 10)))
         .with_node(NodeSpec::new("n2", NodeKind::Kxdp).with_pod("b1", "blue", pod_ip(2, 10)))
         .with_node(NodeSpec::new("k3", NodeKind::KernelVxlan).with_pod("k1", "blue", pod_ip(3, 10)))
+}
+
+/// Both ends of each pod's veth at MTU 1500 (the tunnel takes 1450).
+fn at_mtu_1500(c: &Cluster, pods: &[(&Pod, &str)]) {
+    for (pod, node) in pods {
+        c.node(node)
+            .netns
+            .ip(&["link", "set", "dev", &pod.host_interface, "mtu", "1500"])
+            .unwrap();
+        pod.netns
+            .ip(&["link", "set", "dev", "eth0", "mtu", "1500"])
+            .unwrap();
+    }
 }
 
 /// The hop addresses `traceroute -n` printed (`*` for a hop that did not
@@ -88,15 +101,7 @@ fn traceroute_lists_the_gateways_and_path_mtu_discovery_works() {
     // takes 1450. kxdp answers "fragmentation needed, MTU 1450"; a1's TCP
     // lowers its segments and 20 MB go through.
     let b1_pod = c.pod("b1");
-    for (pod, node) in [(a1, "n1"), (b1_pod, "n2")] {
-        c.node(node)
-            .netns
-            .ip(&["link", "set", "dev", &pod.host_interface, "mtu", "1500"])
-            .unwrap();
-        pod.netns
-            .ip(&["link", "set", "dev", "eth0", "mtu", "1500"])
-            .unwrap();
-    }
+    at_mtu_1500(&c, &[(a1, "n1"), (b1_pod, "n2")]);
     let transfer = tcp_transfer(&a1.netns, &b1_pod.netns, ip_of(b1_pod), 20_000_000)
         .expect("20 MB across a 1450-byte tunnel from a 1500-byte pod");
     eprintln!("path MTU: {transfer:?}");
@@ -266,15 +271,7 @@ fn traceroute6_and_ipv6_path_mtu_discovery() {
 
     // Path MTU over IPv6: both pods at 1500, the tunnel takes 1450.
     let b1_pod = c.pod("b1");
-    for (pod, node) in [(a1, "n1"), (b1_pod, "n2")] {
-        c.node(node)
-            .netns
-            .ip(&["link", "set", "dev", &pod.host_interface, "mtu", "1500"])
-            .unwrap();
-        pod.netns
-            .ip(&["link", "set", "dev", "eth0", "mtu", "1500"])
-            .unwrap();
-    }
+    at_mtu_1500(&c, &[(a1, "n1"), (b1_pod, "n2")]);
     let transfer = tcp_transfer(
         &a1.netns,
         &b1_pod.netns,

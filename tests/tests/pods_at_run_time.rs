@@ -522,14 +522,14 @@ fn gbits(transfer: &kxdp_control::testbed::Transfer) -> f64 {
     transfer.bytes as f64 * 8.0 / transfer.duration.as_secs_f64() / 1e9
 }
 
-/// `Udp:` counters of `/proc/net/snmp` in `netns`: (InDatagrams, RcvbufErrors)
-/// (InDatagrams counts what applications read).
-fn udp_counters(netns: &Netns) -> (u64, u64) {
+/// Two counters of one protocol's line pair in `/proc/net/snmp` in
+/// `netns` (`proto` is "Udp:" or "Tcp:").
+fn snmp(netns: &Netns, proto: &str, names: [&str; 2]) -> (u64, u64) {
     let snmp = netns.exec("cat", &["/proc/net/snmp"]).unwrap();
-    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
-    let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
+    let mut lines = snmp.lines().filter(|l| l.starts_with(proto));
+    let (header, values) = (lines.next().unwrap(), lines.next().unwrap());
     let field = |name: &str| {
-        let at = names.split_whitespace().position(|n| n == name).unwrap();
+        let at = header.split_whitespace().position(|n| n == name).unwrap();
         values
             .split_whitespace()
             .nth(at)
@@ -537,24 +537,18 @@ fn udp_counters(netns: &Netns) -> (u64, u64) {
             .parse::<u64>()
             .unwrap()
     };
-    (field("InDatagrams"), field("RcvbufErrors"))
+    (field(names[0]), field(names[1]))
 }
 
-/// `Tcp:` counters of `/proc/net/snmp` in `netns`: (OutSegs, RetransSegs).
+/// (InDatagrams, RcvbufErrors) of UDP in `netns` (InDatagrams counts what
+/// applications read).
+fn udp_counters(netns: &Netns) -> (u64, u64) {
+    snmp(netns, "Udp:", ["InDatagrams", "RcvbufErrors"])
+}
+
+/// (OutSegs, RetransSegs) of TCP in `netns`.
 fn tcp_segments(netns: &Netns) -> (u64, u64) {
-    let snmp = netns.exec("cat", &["/proc/net/snmp"]).unwrap();
-    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
-    let (names, values) = (tcp.next().unwrap(), tcp.next().unwrap());
-    let field = |name: &str| {
-        let at = names.split_whitespace().position(|n| n == name).unwrap();
-        values
-            .split_whitespace()
-            .nth(at)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-    };
-    (field("OutSegs"), field("RetransSegs"))
+    snmp(netns, "Tcp:", ["OutSegs", "RetransSegs"])
 }
 
 /// Issue #16: 110 pod interfaces on one node's worker (beside the file's

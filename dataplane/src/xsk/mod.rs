@@ -533,14 +533,6 @@ impl XskBackend {
         Ok(())
     }
 
-    /// Open, bind and install a socket for `spec` as port `port` on this
-    /// thread ([`XskBackend::port_opener`] and [`XskBackend::install_port`]
-    /// in one step, for callers that own the backend outright).
-    pub fn add_port(&mut self, port: PortId, spec: &XskPortSpec) -> Result<(), XskError> {
-        let prepared = self.port_opener()?.open(spec)?;
-        self.install_port(port, prepared)
-    }
-
     /// Take port `port`'s socket out (its interface was removed at run
     /// time; the caller has detached the XDP program first) and return
     /// what its rings still held, with the socket itself: dropping the
@@ -569,11 +561,6 @@ impl XskBackend {
             "AF_XDP socket taken out (port removed at run time)"
         );
         Some((back, ClosingPort { _socket: old }))
-    }
-
-    /// [`XskBackend::take_port`], closing the socket on this thread.
-    pub fn remove_port(&mut self, port: PortId) -> Option<Reclaimed> {
-        self.take_port(port).map(|(back, _closed)| back)
     }
 
     /// The socket of `port`, to put in the XSKMAP of its interface.

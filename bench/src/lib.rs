@@ -8,5 +8,6 @@ pub mod generator;
 pub mod latency;
 pub mod pipeline;
 pub mod plot;
+pub mod pods;
 pub mod rate;
 pub mod suite;

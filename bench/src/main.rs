@@ -117,6 +117,36 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         paths: Vec<kxdp_bench::rate::RatePath>,
     },
+    /// A node full of pods: one kxdp worker with pods added at run time
+    /// (2, 30, 110 by default), busy and adaptive: TCP between two pods,
+    /// socket drops, request/response, the largest burst taken whole,
+    /// cycles per packet, memory (needs root).
+    Pods {
+        /// Pod counts, ascending, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [2u32, 30, 110])]
+        counts: Vec<u32>,
+        /// Worker modes, comma-separated (busy, adaptive).
+        #[arg(long, value_delimiter = ',', default_values_t = [String::from("busy"), String::from("adaptive")])]
+        modes: Vec<String>,
+        /// Bytes per TCP transfer.
+        #[arg(long, default_value_t = 100_000_000)]
+        tcp_bytes: u64,
+        /// Request/response probes per pod count.
+        #[arg(long, default_value_t = 2_000)]
+        probes: u64,
+        /// Write the report as JSON here.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        /// The kxdp binary; next to this one unless set.
+        #[arg(long)]
+        kxdp: Option<std::path::PathBuf>,
+        /// Core of the kxdp worker.
+        #[arg(long, default_value_t = 1)]
+        worker_core: usize,
+        /// Core of everything else.
+        #[arg(long, default_value_t = 0)]
+        client_core: usize,
+    },
     /// Cluster latencies, kxdp against the kernel in the same run: node →
     /// pod HTTP GET (a kubelet probe) and pod → ClusterIP HTTP GET (kxdp's
     /// Service balancing against kube-proxy-style DNAT on Flannel vxlan
@@ -152,6 +182,48 @@ fn main() -> anyhow::Result<()> {
         return run_suite(&cli.suite);
     };
     match command {
+        Command::Pods {
+            counts,
+            modes,
+            tcp_bytes,
+            probes,
+            json,
+            kxdp,
+            worker_core,
+            client_core,
+        } => {
+            use kxdp_bench::pods::{self, PodsOptions};
+            if let Err(why) = kxdp_control::testbed::check_privileges() {
+                anyhow::bail!(
+                    "kxdp-bench pods needs root (network namespaces, XDP, AF_XDP): {why}"
+                );
+            }
+            let mut options = PodsOptions::new(kxdp_binary(kxdp.as_deref())?);
+            options.counts = counts;
+            options.modes = modes
+                .iter()
+                .map(|m| match m.as_str() {
+                    "busy" => Ok(kxdp_config::PollMode::Busy),
+                    "adaptive" => Ok(kxdp_config::PollMode::Adaptive),
+                    other => Err(anyhow::anyhow!(
+                        "--modes: {other:?} is not a worker mode (busy, adaptive)"
+                    )),
+                })
+                .collect::<anyhow::Result<_>>()?;
+            options.tcp_bytes = tcp_bytes;
+            options.probes = probes.max(1);
+            options.worker_core = worker_core;
+            options.client_core = client_core;
+            let started = std::time::Instant::now();
+            let report = pods::run(&options, &mut |line| {
+                eprintln!("[{:>5.1}s] {line}", started.elapsed().as_secs_f64());
+            })?;
+            print!("{}", pods::table(&report));
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+                println!("wrote {}", path.display());
+            }
+        }
         Command::Cluster {
             requests,
             rounds,
@@ -319,6 +391,16 @@ fn run_suite(args: &SuiteArgs) -> anyhow::Result<()> {
                 rate.rounds = args.rounds.unwrap_or(3).max(1);
             }
             rate
+        },
+        pods: {
+            let mut pods = if args.quick {
+                kxdp_bench::pods::PodsOptions::quick(kxdp.clone())
+            } else {
+                kxdp_bench::pods::PodsOptions::new(kxdp.clone())
+            };
+            pods.worker_core = args.worker_core;
+            pods.client_core = args.client_core;
+            pods
         },
         out_dir: args.out.clone(),
         kxdp: kxdp.clone(),

@@ -83,6 +83,8 @@ pub struct SuiteOptions {
     /// The packet-rate measurement (its rounds are its own, interleaved
     /// kxdp / kernel-vxlan).
     pub rate: crate::rate::RateOptions,
+    /// The pods-per-node measurement.
+    pub pods: crate::pods::PodsOptions,
     /// Where the JSON, the HdrHistogram logs and the plots go.
     pub out_dir: PathBuf,
     /// The kxdp binary.
@@ -177,6 +179,8 @@ pub struct SuiteResult {
     /// kernel-vxlan, routed, testpmd and OVS (or why one was skipped), with
     /// CPU cost (the rate module).
     pub rate: crate::rate::RateReport,
+    /// A node full of pods: one worker with 2, 30 and 110 pod interfaces.
+    pub pods: crate::pods::PodsReport,
     /// In-memory pipeline rates.
     pub pipeline: Vec<crate::pipeline::PipelineResult>,
     /// In-memory service-chain rates.
@@ -310,6 +314,7 @@ pub fn run(options: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<Sui
         }
     }
     let rate = crate::rate::run(&options.rate, progress).context("packet rate")?;
+    let pods = crate::pods::run(&options.pods, progress).context("pods per node")?;
     progress("in-memory pipeline");
     let pipeline =
         crate::pipeline::run_all(Duration::from_secs_f64(options.pipeline_seconds), |r| {
@@ -422,6 +427,7 @@ pub fn run(options: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<Sui
         cores,
         paths,
         rate,
+        pods,
         pipeline,
         chain,
         files,
@@ -508,6 +514,8 @@ pub fn table(result: &SuiteResult) -> String {
     }
     let _ = writeln!(s);
     s.push_str(&crate::rate::table(&result.rate));
+    let _ = writeln!(s);
+    s.push_str(&crate::pods::table(&result.pods));
     let _ = writeln!(s, "\nin-memory pipeline, one core");
     s.push_str(&crate::pipeline::table(&result.pipeline));
     let _ = writeln!(s, "\nin-memory service chain, one core");

@@ -179,6 +179,30 @@ fn kxdp_bench_quick_writes_every_figure() {
         );
     }
 
+    // Pods per node (quick: 2 and 6 run-time pods, adaptive worker): every
+    // figure, every pod answered its ping, the TCP transfer moved data.
+    let pods = json["pods"]["rows"].as_array().unwrap();
+    let counts: Vec<u64> = pods.iter().map(|r| r["pods"].as_u64().unwrap()).collect();
+    assert_eq!(counts, [2, 6]);
+    for r in pods {
+        assert_eq!(r["answered_ping"], r["pods"], "{r}");
+        assert!(number(r, "tcp_gbps") > 0.0, "{r}");
+        assert!(number(r, "tcp_segments") > 0.0, "{r}");
+        assert!(number(r, "cycles_per_packet") > 0.0, "{r}");
+        assert!(number(r, "rss_kb") > 0.0, "{r}");
+        for figure in [
+            "tcp_retransmits",
+            "socket_drops",
+            "fill_ring_empty",
+            "rr.p50_us",
+            "rr.p99_us",
+            "largest_whole_burst",
+        ] {
+            number(r, figure);
+        }
+    }
+    assert!(stdout.contains("pods per node"), "{stdout}");
+
     // The in-memory pipeline matrix: 3 scenarios × 2 sizes × 3 table sizes.
     let pipeline = json["pipeline"].as_array().unwrap();
     assert_eq!(pipeline.len(), 18);

@@ -313,6 +313,11 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
     fn reap_completions(&mut self, ports: usize) {
         let frame_size = self.io.frame_size();
         for port in 0..ports {
+            // Only ports with frames on their tx rings can complete any:
+            // an idle port costs one comparison per loop.
+            if self.in_tx[port] == 0 {
+                continue;
+            }
             loop {
                 let n = self.io.complete(port as PortId, &mut self.addrs);
                 if n == 0 {
@@ -355,6 +360,10 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
     /// `reserve` once the port holds its base.
     fn refill_port(&mut self, port: usize, reserve: usize) {
         let want = self.fill_target[port].saturating_sub(self.in_fill[port]);
+        if want == 0 {
+            // A port holding its share (an idle one does) costs no ring read.
+            return;
+        }
         let spare = if self.in_fill[port] < FILL_BASE {
             self.free.len()
         } else {

@@ -26,11 +26,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use kxdp_config::{InterfaceRole, InterfaceSpec, MacAddr, PodSpec};
-use kxdp_control::api::{api_socket_path, ApiTarget, BlockingClient, ChangeSet, KeySet, ObjectSet};
+use kxdp_control::api::{api_socket_path, ApiTarget, BlockingClient};
 use kxdp_control::testbed::{
-    pod_ip, privileged_test, tcp_transfer, udp_echo_server, udp_rtt, EchoServer, Netns, NetnsGuard,
-    NodeKind, NodeSpec, RttResult, TopologySpec, Underlay, POD_IF,
+    pod_ip, privileged_test, tcp_transfer, udp_echo_server, udp_rtt, EchoServer, Netns, NodeKind,
+    NodeSpec, RttResult, RuntimePod, TopologySpec, Underlay,
 };
 use kxdp_tests::{assert_frames_accounted, eventually, ip_of, kxdp_binary, xdp_links, Cluster};
 
@@ -56,21 +55,9 @@ fn topology() -> TopologySpec {
         .with_node(NodeSpec::new("n2", NodeKind::Kxdp).with_pod("b1", "blue", pod_ip(2, 10)))
 }
 
-/// A pod made at run time on n1.
-struct RuntimePod {
-    name: String,
-    host_if: String,
-    ip: Ipv4Addr,
-    netns: NetnsGuard,
-}
-
 fn api(c: &Cluster) -> BlockingClient {
     let socket = api_socket_path(c.tb().node_config("n1").unwrap());
     BlockingClient::connect(&ApiTarget::Unix(socket)).unwrap()
-}
-
-fn mac(kind: u8, i: u32) -> MacAddr {
-    MacAddr([0x02, kind, 0, 0, (i >> 8) as u8, i as u8])
 }
 
 /// Wire pod `i` on n1 as the CNI plugin does, without telling kxdp.
@@ -80,132 +67,18 @@ fn wire(c: &Cluster, i: u32) -> RuntimePod {
 
 /// [`wire`] with address `ip`.
 fn wire_at(c: &Cluster, i: u32, ip: Ipv4Addr) -> RuntimePod {
-    let node = &c.node("n1").netns;
-    let workers = c.tb().node_config("n1").unwrap().workers.count.max(1);
-    let name = format!("{}rp{i}", c.tb().prefix());
-    let netns = NetnsGuard::create(&name).unwrap();
-    // IPv4 only, as the testbed's pods: IPv6 would add router
-    // solicitations, MLD and DAD to every pod's first frames and counters.
-    for key in [
-        "net.ipv6.conf.all.disable_ipv6",
-        "net.ipv6.conf.default.disable_ipv6",
-    ] {
-        netns.set_sysctl(key, "1").unwrap();
-    }
-    let host_if = format!("kr{i}");
-    let q = workers.to_string();
-    node.ip(&[
-        "link",
-        "add",
-        &host_if,
-        "numtxqueues",
-        &q,
-        "numrxqueues",
-        &q,
-        "address",
-        &mac(1, i).to_string(),
-        "mtu",
-        "1450",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        POD_IF,
-        "netns",
-        &name,
-        "numtxqueues",
-        &q,
-        "numrxqueues",
-        &q,
-        "address",
-        &mac(2, i).to_string(),
-        "mtu",
-        "1450",
-    ])
-    .unwrap();
-    netns
-        .ip(&["addr", "add", &format!("{ip}/32"), "dev", POD_IF])
-        .unwrap();
-    netns.ip(&["link", "set", POD_IF, "up"]).unwrap();
-    netns
-        .ip(&["route", "add", "10.244.1.1", "dev", POD_IF, "scope", "link"])
-        .unwrap();
-    netns
-        .ip(&[
-            "route",
-            "add",
-            "default",
-            "via",
-            "10.244.1.1",
-            "dev",
-            POD_IF,
-            "onlink",
-        ])
-        .unwrap();
-    netns.exec("ethtool", &["-K", POD_IF, "tx", "off"]).unwrap();
-    node.exec("ethtool", &["-K", &host_if, "tx", "off"])
-        .unwrap();
-    node.ip(&["link", "set", &host_if, "up"]).unwrap();
-    // The kernel's link watch gives the pod's eth0 its queueing discipline
-    // when the carrier comes up, up to a second later (until then its
-    // packets are dropped): a runtime starts the container after ADD, by
-    // which time it has; here, wait for it, so that the time measured from
-    // ADD is kxdp's.
-    let up = eventually(Duration::from_secs(3), || {
-        netns
-            .ip(&["-o", "link", "show", POD_IF])
-            .is_ok_and(|l| l.contains("state UP") && !l.contains("qdisc noop"))
-    });
-    assert!(up, "{name}: eth0 never came up");
-    RuntimePod {
-        name: format!("default/rp{i}"),
-        host_if,
-        ip,
-        netns,
-    }
+    RuntimePod::wire(c.tb(), "n1", i, ip).unwrap_or_else(|e| panic!("wiring pod {i}: {e}"))
 }
 
 /// The `Apply` a CNI ADD makes.
-fn add(api: &mut BlockingClient, c: &Cluster, pod: &RuntimePod, i: u32) {
-    let workers = c.tb().node_config("n1").unwrap().workers.count.max(1);
-    let change = ChangeSet::upsert(ObjectSet {
-        interfaces: vec![InterfaceSpec {
-            name: pod.host_if.clone(),
-            role: InterfaceRole::Pod,
-            mac: mac(1, i),
-            queues: workers,
-            mtu: Some(1450),
-        }],
-        pods: vec![PodSpec {
-            name: pod.name.clone(),
-            tenant: "blue".into(),
-            ip: IpAddr::V4(pod.ip),
-            ipv6: None,
-            mac: mac(2, i),
-            interface: pod.host_if.clone(),
-            labels: Default::default(),
-            namespace: "default".into(),
-            container_id: Some(format!("{i:064x}")),
-        }],
-        ..ObjectSet::default()
-    });
-    api.apply(&change)
-        .unwrap_or_else(|e| panic!("ADD of {}: {e:#}\n{}", pod.name, c.logs()));
+fn add(api: &mut BlockingClient, c: &Cluster, pod: &RuntimePod) {
+    pod.register(api, "blue")
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
 }
 
 /// The `Apply` a CNI DEL makes, then the veth and namespace go.
-fn delete(api: &mut BlockingClient, c: &Cluster, pod: RuntimePod) {
-    api.apply(&ChangeSet::delete(KeySet {
-        pods: vec![pod.name.clone()],
-        interfaces: vec![pod.host_if.clone()],
-        ..KeySet::default()
-    }))
-    .unwrap_or_else(|e| panic!("DEL of {}: {e:#}", pod.name));
-    c.node("n1")
-        .netns
-        .ip(&["link", "del", &pod.host_if])
-        .unwrap();
-    drop(pod.netns);
+fn delete(api: &mut BlockingClient, pod: RuntimePod) {
+    pod.remove(api).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Echo requests from `pod` to `to` every millisecond until one is
@@ -311,7 +184,7 @@ fn pods_come_and_go_through_the_api() {
     // One pod: added, reached, then deleted under a flood from b1.
     let pod = wire(&c, 0);
     let started = Instant::now();
-    add(&mut api, &c, &pod, 0);
+    add(&mut api, &c, &pod);
     let took = first_answer(&pod.netns, b1_addr, started);
     assert!(took.is_some(), "the new pod never reached b1\n{}", c.logs());
     let status = api.status().unwrap();
@@ -352,7 +225,7 @@ fn pods_come_and_go_through_the_api() {
         })
     };
     std::thread::sleep(Duration::from_millis(150));
-    delete(&mut api, &c, pod);
+    delete(&mut api, pod);
     let flooded = flood.join().unwrap();
     let moved = c.totals("n1").since(&before);
     eprintln!(
@@ -400,11 +273,11 @@ fn pods_come_and_go_through_the_api() {
         }
         if alive.len() as u32 == ALIVE {
             let old = alive.pop_front().unwrap();
-            delete(&mut api, &c, old);
+            delete(&mut api, old);
         }
         let pod = wire(&c, i);
         let started = Instant::now();
-        add(&mut api, &c, &pod, i);
+        add(&mut api, &c, &pod);
         let answered = first_answer(&pod.netns, b1_addr, started);
         match answered {
             Some(t) => add_to_first
@@ -427,7 +300,7 @@ fn pods_come_and_go_through_the_api() {
         alive.push_back(pod);
     }
     while let Some(old) = alive.pop_front() {
-        delete(&mut api, &c, old);
+        delete(&mut api, old);
     }
     let churn_took = churn_started.elapsed();
     stop.store(true, Ordering::Relaxed);
@@ -575,7 +448,7 @@ fn a_node_full_of_pods() {
     let mut with_two = None;
     for i in 1..=FULL_NODE {
         let pod = wire_at(&c, i, Ipv4Addr::new(10, 244, 1, 20 + i as u8));
-        add(&mut api, &c, &pod, i);
+        add(&mut api, &c, &pod);
         pods.push(pod);
         if i == 2 {
             // The same TCP stream with two pods, for comparison below.
@@ -711,7 +584,7 @@ fn a_node_full_of_pods() {
     );
 
     for pod in pods {
-        delete(&mut api, &c, pod);
+        delete(&mut api, pod);
     }
     assert_eq!(api.status().unwrap().ports.len(), ports_before);
     assert!(

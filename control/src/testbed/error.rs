@@ -92,6 +92,12 @@ pub enum TestbedError {
     /// Traffic did not behave: corrupted or short data, a peer that closed.
     #[error("traffic check failed: {0}")]
     Traffic(String),
+    /// kxdp's API refused or failed a request the testbed made.
+    #[error("kxdp API: {0}")]
+    Api(String),
+    /// Something the testbed waited for did not happen in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
     /// A generated kxdp configuration does not parse or validate.
     #[error("generated kxdp configuration refused: {0}")]
     Config(#[from] kxdp_config::ConfigError),

@@ -44,6 +44,7 @@ mod kxdp_process;
 mod netns;
 mod netns_process;
 mod report;
+mod runtime_pod;
 mod service;
 mod topology;
 mod traffic;
@@ -56,6 +57,7 @@ pub use kxdp_process::{KxdpProcess, READY_TIMEOUT};
 pub use netns::{find_program, list_netns, Netns, NetnsGuard, NETNS_RUN_DIR};
 pub use netns_process::NetnsProcess;
 pub use report::{format_table, PairResult, PathKind};
+pub use runtime_pod::RuntimePod;
 pub use service::{identity_server, IdentityServer, ServiceFlows};
 pub use topology::{
     flannel_device, gateway_ip, host_port_mac, pod_cidr, pod_ip, vtep_ip, Node, NodeKind, NodeSpec,

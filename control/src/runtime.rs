@@ -35,7 +35,7 @@ use kxdp_dataplane::trace::TraceHub;
 use kxdp_dataplane::verdict::PortId;
 use kxdp_dataplane::worker::{pin_to_core, Worker, WorkerCommand, WorkerOptions};
 use kxdp_dataplane::xsk::{
-    interface_index, BindMode, XskBackend, XskError, XskOptions, XskPortSpec,
+    interface_index, BindMode, Waker, XskBackend, XskError, XskOptions, XskPortSpec,
 };
 use kxdp_dataplane::DropReason;
 use kxdp_vnf_chains::{
@@ -54,7 +54,7 @@ pub const RUNTIME_PODS: usize = 110;
 /// Frames per worker UMEM: room for every port's base fill share twice over
 /// (one share in its fill ring, one in flight to a tx ring), for the file's
 /// interfaces and [`RUNTIME_PODS`] more, rounded up to a power of two, at
-/// least 4096. Two interfaces: 16,384 frames, 32 MiB per worker; the
+/// least 4096. Two interfaces: 32,768 frames, 64 MiB per worker; the
 /// shares above the base grow with demand out of the same frames.
 pub fn frame_count(file_interfaces: usize) -> u32 {
     let want = (file_interfaces + RUNTIME_PODS) * 2 * kxdp_dataplane::worker::FILL_BASE;
@@ -177,6 +177,24 @@ pub struct NodeRuntime {
 struct Opened {
     fds: Vec<RawFd>,
     modes: Vec<BindMode>,
+    waker: Waker,
+}
+
+/// A worker's command channel, and the waker that ends its sleep so an
+/// adaptive worker runs a command at once.
+#[derive(Clone, Debug)]
+struct WorkerHandle {
+    commands: mpsc::Sender<WorkerCommand<XskBackend, DataplaneChains>>,
+    waker: Waker,
+}
+
+impl WorkerHandle {
+    /// Hand the worker `command` and wake it; `Err` when it has stopped.
+    fn send(&self, command: WorkerCommand<XskBackend, DataplaneChains>) -> Result<(), ()> {
+        self.commands.send(command).map_err(drop)?;
+        self.waker.wake();
+        Ok(())
+    }
 }
 
 impl NodeRuntime {
@@ -259,7 +277,6 @@ impl NodeRuntime {
             let (opened_tx, opened_rx) = mpsc::channel::<anyhow::Result<Opened>>();
             let (command_tx, command_rx) =
                 mpsc::channel::<WorkerCommand<XskBackend, DataplaneChains>>();
-            commands.push(command_tx);
             let thread_stop = Arc::clone(&stop);
             let thread_trace = Arc::clone(&trace);
             let thread_running = Arc::clone(&running_workers);
@@ -286,6 +303,7 @@ impl NodeRuntime {
                         modes: (0..specs.len())
                             .map(|p| backend.bind_mode(p as u16))
                             .collect(),
+                        waker: backend.waker(),
                     };
                     if opened_tx.send(Ok(opened)).is_err() {
                         return;
@@ -322,6 +340,10 @@ impl NodeRuntime {
                     bail!("worker {w} did not open its sockets within 10 s");
                 }
             };
+            commands.push(WorkerHandle {
+                commands: command_tx,
+                waker: opened.waker.clone(),
+            });
             for (p, itf) in config.interfaces.iter().enumerate() {
                 attachments[p]
                     .register_socket(w as u32, opened.fds[p])
@@ -525,7 +547,7 @@ fn attach_xdp(config: &NodeConfig, itf: &InterfaceSpec) -> anyhow::Result<XdpAtt
 #[derive(Debug)]
 pub struct RuntimePorts {
     config: NodeConfig,
-    commands: Vec<mpsc::Sender<WorkerCommand<XskBackend, DataplaneChains>>>,
+    commands: Vec<WorkerHandle>,
     attachments: Mutex<std::collections::HashMap<PortId, XdpAttachment>>,
     ports: SharedPorts,
 }
@@ -548,7 +570,7 @@ impl RuntimePorts {
             .get(w)
             .ok_or_else(|| format!("no worker {w}"))?
             .send(boxed)
-            .map_err(|_| format!("worker {w} has stopped"))?;
+            .map_err(|()| format!("worker {w} has stopped"))?;
         reply_rx
             .recv_timeout(PORT_COMMAND_TIMEOUT)
             .map_err(|_| format!("worker {w} did not answer within {PORT_COMMAND_TIMEOUT:?}"))
@@ -697,7 +719,7 @@ struct LinkWatcher {
     ifindexes: Vec<u32>,
     attachments: Arc<Mutex<Vec<XdpAttachment>>>,
     /// One per worker.
-    commands: Vec<mpsc::Sender<WorkerCommand<XskBackend, DataplaneChains>>>,
+    commands: Vec<WorkerHandle>,
     ports: Vec<PortInfo>,
     stop: Arc<AtomicBool>,
 }
@@ -749,7 +771,7 @@ impl LinkWatcher {
             });
             commands
                 .send(command)
-                .map_err(|_| anyhow::anyhow!("worker {w} has stopped"))?;
+                .map_err(|()| anyhow::anyhow!("worker {w} has stopped"))?;
             let fd = reply_rx
                 .recv_timeout(REBIND_TIMEOUT)
                 .with_context(|| format!("worker {w} did not answer"))?

@@ -108,7 +108,7 @@ pub struct Worker<B: PacketIo, H: ChainHook = NoChains> {
 /// The fill share every live port keeps (refilled from the free list
 /// whatever the other ports hold): a burst between two loops of a copy-mode
 /// veth fits in it.
-pub const FILL_BASE: usize = 64;
+pub const FILL_BASE: usize = 128;
 
 /// Most frames staged for one egress port in one loop.
 const MAX_STAGE: usize = 2048;
@@ -693,6 +693,9 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
                 self.publish();
                 // A failed poll() (EINTR on a signal) just ends the sleep early.
                 let _ = self.io.wait(self.options.max_sleep);
+                // Woken by frames or by a command (see `xsk::Waker`): a
+                // command runs now, not 64 loops later.
+                self.run_commands();
                 last_work = Instant::now();
             }
         }
@@ -780,10 +783,12 @@ mod tests {
 
     #[test]
     fn ports_added_at_run_time_leave_the_starting_ports_their_share() {
-        let mut w = worker(4096, 1024);
+        // A UMEM sized as kxdp sizes it: twice the base over the ports.
+        let frames = 2 * FILL_BASE * 32;
+        let mut w = worker(frames as u32, 1024);
         w.poll_once();
         // Three ports at start: a quarter of the frames over three.
-        let at_start = 4096 / (4 * 3);
+        let at_start = frames / (4 * 3);
         assert_eq!(&w.in_fill[..3], &[at_start; 3]);
         for _ in 0..20 {
             let port = w.io_mut().add_port();
@@ -811,7 +816,7 @@ mod tests {
         assert_eq!(&w.in_fill[3..], &[FILL_BASE; 20]);
         let acc = w.check_accounting();
         assert!(acc.balanced(), "{acc:?}");
-        assert_eq!(acc.free as usize, 4096 - w.in_fill.iter().sum::<usize>());
+        assert_eq!(acc.free as usize, frames - w.in_fill.iter().sum::<usize>());
         assert_eq!(w.pipeline().counters.rx_packets, 20);
     }
 

@@ -494,6 +494,87 @@ fn rx_and_tx_through_the_all_program(mode: XdpAttachMode, expected: AttachedMode
     drop(xsk);
 }
 
+/// An adaptive worker's sleep ([`PacketIo::wait`], an epoll set over the
+/// sockets and the waker's eventfd) ends when a frame arrives or when
+/// another thread wakes it, and not otherwise: the waker's counter is reset
+/// so the next sleep lasts.
+#[test]
+fn a_sleep_ends_on_a_frame_or_a_wake_and_not_before() {
+    if !privileged("a_sleep_ends_on_a_frame_or_a_wake_and_not_before") {
+        return;
+    }
+    let ns = Netns::new(2);
+    let node = End {
+        ns: ns.name(0),
+        ifname: "kx0",
+        mac: NODE_MAC,
+        ip: Ipv4Addr::new(10, 77, 0, 1),
+    };
+    let peer = End {
+        ns: ns.name(1),
+        ifname: "kp0",
+        mac: PEER_MAC,
+        ip: Ipv4Addr::new(10, 77, 0, 2),
+    };
+    veth(node, peer);
+    let (attachment, mut xsk) = in_netns(node.ns, || {
+        let a = XdpAttachment::attach(node.ifname, XdpFilter::All, XdpAttachMode::Auto, 1)
+            .expect("attach");
+        let x = XskBackend::open(&[port(node.ifname)], &small_opts(64, 32)).expect("open xsk");
+        (a, x)
+    });
+    attachment
+        .register_socket(0, xsk.socket_fd(0))
+        .expect("register");
+    let mut frames = Frames::new(xsk.frame_count(), xsk.frame_size());
+    assert_eq!(frames.fill(&mut xsk, 0, 32), 32);
+
+    // Nothing arrives, nobody wakes it: the whole timeout.
+    let slept = |xsk: &mut XskBackend, timeout: Duration| {
+        let t = Instant::now();
+        xsk.wait(timeout).expect("wait");
+        t.elapsed()
+    };
+    assert!(slept(&mut xsk, Duration::from_millis(200)) >= Duration::from_millis(190));
+
+    // A wake from another thread ends a long sleep early; the next sleep
+    // lasts again (the eventfd was reset).
+    let waker = xsk.waker();
+    let waking = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        waker.wake();
+    });
+    let woken = slept(&mut xsk, Duration::from_secs(10));
+    waking.join().expect("waker thread");
+    assert!(
+        woken < Duration::from_secs(5),
+        "a wake ended the sleep: {woken:?}"
+    );
+    assert!(slept(&mut xsk, Duration::from_millis(200)) >= Duration::from_millis(190));
+    // A wake before the sleep ends the next one at once.
+    xsk.waker().wake();
+    assert!(slept(&mut xsk, Duration::from_secs(10)) < Duration::from_secs(5));
+
+    // A frame arriving ends it, and is there to receive.
+    let peer_sock = udp_socket(peer.ns, peer.ip, 0);
+    let sending = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        peer_sock
+            .send_to(b"wake-up", SocketAddrV4::new(node.ip, 7777))
+            .expect("send");
+    });
+    let got = slept(&mut xsk, Duration::from_secs(10));
+    sending.join().expect("sender thread");
+    assert!(
+        got < Duration::from_secs(5),
+        "a frame ended the sleep: {got:?}"
+    );
+    let mut rx = [Desc::default(); 4];
+    assert_eq!(xsk.receive(0, &mut rx), 1);
+    drop(attachment);
+    drop(xsk);
+}
+
 #[test]
 fn all_program_native_rx_and_tx() {
     if !privileged("all_program_native_rx_and_tx") {

@@ -29,7 +29,11 @@ use std::fmt;
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::sync::atomic::{fence, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::io::{Desc, PacketIo};
@@ -191,6 +195,9 @@ pub enum XskError {
         #[source]
         source: io::Error,
     },
+    /// The epoll set the sockets are waited on could not be made or changed.
+    #[error("epoll over the AF_XDP sockets")]
+    Epoll(#[source] nix::errno::Errno),
 }
 
 /// One bound socket and its rings.
@@ -233,8 +240,15 @@ pub struct XskBackend {
     /// By port number; `None` for a port removed at run time (its number
     /// stays free until a new port takes it).
     ports: Vec<Option<XskPort>>,
-    /// One pollfd per port, for [`PacketIo::wait`] (no allocation per call).
-    pollfds: Vec<libc::pollfd>,
+    /// Every port's socket, for [`PacketIo::wait`]: an epoll set, so that
+    /// an adaptive worker's sleep costs the same over 200 sockets as over
+    /// two (poll(2) walks every descriptor on each call and wake-up).
+    waiter: Epoll,
+    /// What [`Epoll::wait`] fills (no allocation per call).
+    ready: Vec<EpollEvent>,
+    /// In the epoll set too: a [`Waker`] ends a sleep (a command for the
+    /// worker is waiting).
+    wake: Arc<EventFd>,
     frame_size: u32,
     frame_count: u32,
     /// The options it was opened with (for [`XskBackend::rebind`]).
@@ -363,14 +377,15 @@ impl XskBackend {
             Some(p) => p,
             None => bind_all(&umem, ports, opts, BindMode::Copy)?,
         };
-        let pollfds = bound
-            .iter()
-            .map(|p| libc::pollfd {
-                fd: p.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
+        let waiter = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(XskError::Epoll)?;
+        for (i, p) in bound.iter().enumerate() {
+            watch(&waiter, p, i).map_err(XskError::Epoll)?;
+        }
+        let wake = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+            .map_err(XskError::Epoll)?;
+        waiter
+            .add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))
+            .map_err(XskError::Epoll)?;
         for (i, p) in bound.iter().enumerate() {
             tracing::info!(
                 port = i,
@@ -382,7 +397,9 @@ impl XskBackend {
         }
         Ok(XskBackend {
             ports: bound.into_iter().map(Some).collect(),
-            pollfds,
+            waiter,
+            ready: vec![EpollEvent::empty(); READY_EVENTS],
+            wake: Arc::new(wake),
             frame_size: opts.frame_size,
             frame_count: opts.frame_count,
             options: opts.clone(),
@@ -436,10 +453,13 @@ impl XskBackend {
                 open_port(UmemSource::Register(&self.umem), &spec, &self.options, mode)?
             }
         };
-        self.pollfds[index].fd = new_port.fd.as_raw_fd();
+        watch(&self.waiter, &new_port, index).map_err(XskError::Epoll)?;
         let Some(mut old) = self.ports[index].replace(new_port) else {
             return Err(XskError::InvalidOptions(format!("no port {port}")));
         };
+        // Closed below; out of the set first, or the set would keep the
+        // old socket's file open.
+        let _ = self.waiter.delete(&old.fd);
         let back = old.reclaim();
         tracing::info!(
             port,
@@ -510,18 +530,10 @@ impl XskBackend {
             return Err(XskError::InvalidOptions(format!("port {port} is taken")));
         }
         let new_port = prepared.0;
+        watch(&self.waiter, &new_port, index).map_err(XskError::Epoll)?;
         if self.ports.len() <= index {
             self.ports.resize_with(index + 1, || None);
-            self.pollfds.resize(
-                index + 1,
-                libc::pollfd {
-                    fd: -1,
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            );
         }
-        self.pollfds[index].fd = new_port.fd.as_raw_fd();
         tracing::info!(
             port,
             ifname = %new_port.spec.ifname,
@@ -550,7 +562,7 @@ impl XskBackend {
             let _ = sys::wake_tx(old.fd.as_raw_fd());
         }
         let back = old.reclaim();
-        self.pollfds[index].fd = -1;
+        let _ = self.waiter.delete(&old.fd);
         tracing::info!(
             port,
             ifname = %old.spec.ifname,
@@ -570,6 +582,11 @@ impl XskBackend {
     /// If `port` is not a port of this backend (a programming error).
     pub fn socket_fd(&self, port: PortId) -> RawFd {
         self.port(port).fd.as_raw_fd()
+    }
+
+    /// A handle that ends this backend's sleeps from another thread.
+    pub fn waker(&self) -> Waker {
+        Waker(Arc::clone(&self.wake))
     }
 
     /// How `port` is bound, as the kernel reports it.
@@ -750,14 +767,57 @@ impl PacketIo for XskBackend {
         }
     }
 
-    /// One poll() on every socket (POLLIN) for at most `timeout`. A
-    /// copy-mode socket's poll also transmits what its tx ring holds.
+    /// Sleep until a socket has frames to receive, at most `timeout`
+    /// (epoll_wait over every socket; rounded up to a millisecond). The
+    /// worker sleeps only with nothing on its tx rings, so the transmit a
+    /// copy-mode socket's poll() would do on the side is not needed.
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
-        for pfd in &mut self.pollfds {
-            pfd.revents = 0;
+        let ms = u16::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+        match self.waiter.wait(&mut self.ready, ms) {
+            Ok(n) => {
+                if self.ready[..n].iter().any(|e| e.data() == WAKE_TOKEN) {
+                    // Reset the counter (level-triggered: it would end
+                    // every later sleep at once). EAGAIN: already reset.
+                    let _ = self.wake.read();
+                }
+                Ok(())
+            }
+            Err(nix::errno::Errno::EINTR) => Ok(()),
+            Err(e) => Err(io::Error::from(e)),
         }
-        sys::poll(&mut self.pollfds, timeout).map(|_| ())
     }
+}
+
+/// The epoll tag of the waker's eventfd (ports are tagged with their
+/// numbers, which are 16-bit).
+const WAKE_TOKEN: u64 = u64::MAX;
+
+/// Ends an [`XskBackend`]'s sleep in [`PacketIo::wait`] from another
+/// thread (one eventfd write): whoever hands its worker a command wakes it,
+/// so an adaptive worker runs the command at once instead of after its
+/// sleep (up to `max_sleep`).
+#[derive(Clone, Debug)]
+pub struct Waker(Arc<EventFd>);
+
+impl Waker {
+    /// End the current sleep, or the next one if the worker is awake.
+    pub fn wake(&self) {
+        // Fails only when the counter would overflow: it is then set.
+        let _ = self.0.write(1);
+    }
+}
+
+/// Events one [`PacketIo::wait`] takes in (more ready sockets are simply
+/// left for the worker's loop, which reads every ring anyway).
+const READY_EVENTS: usize = 16;
+
+/// Add `port`'s socket to `waiter` for frames to receive (level-triggered),
+/// tagged with its number.
+fn watch(waiter: &Epoll, port: &XskPort, number: usize) -> nix::Result<()> {
+    waiter.add(
+        &port.fd,
+        EpollEvent::new(EpollFlags::EPOLLIN, number as u64),
+    )
 }
 
 /// Errors of a wakeup syscall after which the caller just retries later.

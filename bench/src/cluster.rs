@@ -35,7 +35,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use kxdp_config::{PollMode, Protocol, WorkerSpec};
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     http_get, http_rtt, http_server, pod_ip, HttpReply, KxdpProcess, Netns, NodeKind, NodeSpec,
     Testbed, TopologySpec, Underlay,
 };

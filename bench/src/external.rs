@@ -108,7 +108,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use kxdp_config::MacAddr;
-use kxdp_control::testbed::{find_program, Netns, Testbed, UNDERLAY_IF};
+use kxdp_testbed::{find_program, Netns, Testbed, UNDERLAY_IF};
 
 /// DPDK's testpmd binary (Debian package `dpdk-dev`).
 pub const TESTPMD: &str = "dpdk-testpmd";
@@ -276,7 +276,7 @@ pub fn pin_gateway_neighbour(testbed: &Testbed, pod: &str) -> Result<()> {
         "lladdr",
         &pod.host_mac.to_string(),
         "dev",
-        kxdp_control::testbed::POD_IF,
+        kxdp_testbed::POD_IF,
         "nud",
         "permanent",
     ])?;

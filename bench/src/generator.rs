@@ -26,10 +26,10 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use kxdp_config::MacAddr;
-use kxdp_control::testbed::Netns;
 use kxdp_dataplane::bpf::{AttachedMode, XdpAttachMode, XdpCount, XdpCounter};
 use kxdp_dataplane::io::{Desc, PacketIo};
 use kxdp_dataplane::xsk::{XskBackend, XskOptions, XskPortSpec};
+use kxdp_testbed::Netns;
 
 /// Ethernet + IPv4 + UDP headers.
 const HEADERS: usize = 14 + 20 + 8;
@@ -120,7 +120,7 @@ pub struct Generator {
     completed: Arc<AtomicU64>,
     /// `/proc/<pid>/task/<tid>/stat` of the generator thread, once known.
     thread_stat: Arc<std::sync::Mutex<Option<std::path::PathBuf>>>,
-    handle: Option<JoinHandle<kxdp_control::testbed::Result<Result<GeneratorTotals>>>>,
+    handle: Option<JoinHandle<kxdp_testbed::Result<Result<GeneratorTotals>>>>,
 }
 
 impl Generator {

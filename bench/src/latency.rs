@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
-use kxdp_control::testbed::{udp_echo_server_with, udp_rtt_with, Netns, RttOptions, WaitMode};
+use kxdp_testbed::{udp_echo_server_with, udp_rtt_with, Netns, RttOptions, WaitMode};
 use serde::Serialize;
 
 /// How the client and its echo server wait for data.
@@ -368,6 +368,41 @@ impl Drop for Background {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+    }
+}
+
+/// A figure over rounds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Spread {
+    /// Median over rounds.
+    pub median: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+    /// Rounds.
+    pub n: usize,
+}
+
+impl Spread {
+    /// Of `values` (all zero when empty).
+    pub fn of(values: &[f64]) -> Spread {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return Spread::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let median = if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        };
+        Spread {
+            median,
+            min: v[0],
+            max: v[v.len() - 1],
+            n: v.len(),
         }
     }
 }

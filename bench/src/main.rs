@@ -193,7 +193,7 @@ fn main() -> anyhow::Result<()> {
             client_core,
         } => {
             use kxdp_bench::pods::{self, PodsOptions};
-            if let Err(why) = kxdp_control::testbed::check_privileges() {
+            if let Err(why) = kxdp_testbed::check_privileges() {
                 anyhow::bail!(
                     "kxdp-bench pods needs root (network namespaces, XDP, AF_XDP): {why}"
                 );
@@ -233,7 +233,7 @@ fn main() -> anyhow::Result<()> {
             worker_core,
             client_core,
         } => {
-            if let Err(why) = kxdp_control::testbed::check_privileges() {
+            if let Err(why) = kxdp_testbed::check_privileges() {
                 anyhow::bail!(
                     "kxdp-bench cluster needs root (network namespaces, XDP, AF_XDP): {why}"
                 );
@@ -270,7 +270,7 @@ fn main() -> anyhow::Result<()> {
             paths,
         } => {
             use kxdp_bench::rate::{self, RateOptions, SinkPoint};
-            if let Err(why) = kxdp_control::testbed::check_privileges() {
+            if let Err(why) = kxdp_testbed::check_privileges() {
                 anyhow::bail!(
                     "kxdp-bench rate needs root (network namespaces, XDP, AF_XDP): {why}"
                 );
@@ -354,7 +354,7 @@ fn run_suite(args: &SuiteArgs) -> anyhow::Result<()> {
     use kxdp_bench::suite::{self, SuiteOptions};
     use std::io::Write;
 
-    if let Err(why) = kxdp_control::testbed::check_privileges() {
+    if let Err(why) = kxdp_testbed::check_privileges() {
         anyhow::bail!("kxdp bench needs root (network namespaces, XDP, AF_XDP): {why}");
     }
     let kxdp = match &args.kxdp {

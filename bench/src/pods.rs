@@ -27,7 +27,7 @@ use anyhow::{bail, Context, Result};
 use kxdp_config::{PollMode, WorkerSpec};
 use kxdp_control::api::{api_socket_path, ApiTarget, BlockingClient};
 use kxdp_control::stats::NodeStats;
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     pod_ip, tcp_transfer, udp_echo_server, udp_rtt, KxdpProcess, Netns, NodeKind, NodeSpec,
     RuntimePod, Testbed, TopologySpec, Underlay,
 };
@@ -446,7 +446,7 @@ fn measure(
         pods: count,
         answered_ping,
         add_seconds,
-        tcp_gbps: crate::suite::Spread::of(&tcp_gbps_each).median,
+        tcp_gbps: crate::latency::Spread::of(&tcp_gbps_each).median,
         tcp_gbps_each,
         tcp_segments: out1 - out0,
         tcp_retransmits: retrans1 - retrans0,

@@ -72,7 +72,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use kxdp_config::{MacAddr, PollMode, WorkerSpec};
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     flannel_device, pod_ip, KxdpProcess, Netns, NodeKind, NodeSpec, Testbed, TopologySpec,
     Underlay, POD_IF, UNDERLAY_IF,
 };
@@ -573,7 +573,7 @@ pub fn measure(
             "lladdr",
             &dst.mac.to_string(),
             "dev",
-            kxdp_control::testbed::CNI_BRIDGE,
+            kxdp_testbed::CNI_BRIDGE,
             "nud",
             "permanent",
         ])?;
@@ -857,7 +857,7 @@ enum EncapReader {
 }
 
 impl EncapReader {
-    fn new(bed: &Testbed, path: RatePath, node1: &kxdp_control::testbed::Node) -> Result<Self> {
+    fn new(bed: &Testbed, path: RatePath, node1: &kxdp_testbed::Node) -> Result<Self> {
         Ok(match path {
             RatePath::Kxdp => {
                 let config = bed.node_config(&node1.name)?;
@@ -963,7 +963,7 @@ fn threaded_napi(netns: &Netns, ifname: &str, core: usize, enabled: bool) -> Res
         match new.as_slice() {
             [(pid, name)] => {
                 let pid_s = pid.to_string();
-                kxdp_control::testbed::find_program("taskset")
+                kxdp_testbed::find_program("taskset")
                     .ok_or_else(|| anyhow!("taskset (util-linux) is not installed"))?;
                 let out = std::process::Command::new("taskset")
                     .args(["-pc", &core.to_string(), &pid_s])

@@ -27,11 +27,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use kxdp_config::{PollMode, WorkerSpec};
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     self, pod_ip, tcp_transfer, KxdpProcess, NodeKind, NodeSpec, Testbed, TopologySpec, Underlay,
 };
 use serde::Serialize;
 
+pub use crate::latency::Spread;
 use crate::latency::{self, LatencyCase, LatencyOptions, LatencyPods, Percentiles};
 use crate::plot;
 
@@ -93,41 +94,6 @@ pub struct SuiteOptions {
     pub worker_core: usize,
     /// Core of the client.
     pub client_core: usize,
-}
-
-/// A figure over rounds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct Spread {
-    /// Median over rounds.
-    pub median: f64,
-    /// Smallest.
-    pub min: f64,
-    /// Largest.
-    pub max: f64,
-    /// Rounds.
-    pub n: usize,
-}
-
-impl Spread {
-    /// Of `values` (all zero when empty).
-    pub fn of(values: &[f64]) -> Spread {
-        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-        if v.is_empty() {
-            return Spread::default();
-        }
-        v.sort_by(f64::total_cmp);
-        let median = if v.len() % 2 == 1 {
-            v[v.len() / 2]
-        } else {
-            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-        };
-        Spread {
-            median,
-            min: v[0],
-            max: v[v.len() - 1],
-            n: v.len(),
-        }
-    }
 }
 
 /// One latency case of one path, over rounds.
@@ -268,7 +234,7 @@ fn measure_round(
         load_to_ip: sink.ip,
     };
     // Warm up: neighbours resolved, caches filled.
-    let _ = testbed::ping(
+    let _ = kxdp_testbed::ping(
         &client.netns,
         std::net::IpAddr::V4(server.ip),
         3,

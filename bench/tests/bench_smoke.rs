@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use kxdp_control::testbed::privileged_test;
+use kxdp_testbed::privileged_test;
 use serde_json::Value;
 
 /// `target/<profile>/kxdp`, built by `cargo test --workspace` for the

@@ -31,7 +31,7 @@ use kxdp_bench::external::{
     ExternalDataplane, ExternalKind, ForwardSpec,
 };
 use kxdp_bench::generator::{FlowSpec, Generator, GeneratorOptions, Sink};
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     pod_ip, privileged_test, Netns, NodeKind, NodeSpec, Testbed, TopologySpec, Underlay, POD_IF,
     UNDERLAY_IF,
 };

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use kxdp_config::{PollMode, WorkerSpec};
 use kxdp_control::stats;
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     pod_ip, privileged_test, tcp_transfer, NodeKind, NodeSpec, Testbed, TopologySpec, Underlay,
 };
 

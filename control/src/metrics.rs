@@ -14,9 +14,8 @@
 //! set. The endpoint is plain HTTP and read-only.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -26,7 +25,6 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use kxdp_dataplane::bpf::XdpAttachment;
 use kxdp_dataplane::counters::{Counters, SharedCounters};
 use kxdp_dataplane::tables::TableHandle;
 use kxdp_dataplane::DropReason;
@@ -39,6 +37,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 
 use crate::api::DesiredStateStore;
+pub use crate::readiness::{Readiness, RunningWorker};
 use crate::stats::PortRow;
 
 /// The content type of `/metrics`.
@@ -47,81 +46,6 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 
 /// How long a stopping server waits for scrapes in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
-
-/// Counts the worker threads inside their loop: a worker holds a
-/// [`RunningWorker`] while it runs, so a worker that died (a panic, an
-/// early return) no longer counts and `/readyz` fails.
-#[derive(Debug)]
-pub struct RunningWorker {
-    running: Arc<AtomicUsize>,
-}
-
-impl RunningWorker {
-    /// Count one more running worker until the guard is dropped.
-    pub fn enter(running: Arc<AtomicUsize>) -> RunningWorker {
-        running.fetch_add(1, Ordering::Relaxed);
-        RunningWorker { running }
-    }
-}
-
-impl Drop for RunningWorker {
-    fn drop(&mut self) {
-        self.running.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// What `/readyz` checks: every worker in its loop, kxdp's XDP program on
-/// every interface, tables published, not stopping.
-#[derive(Clone, Debug)]
-pub struct Readiness {
-    /// Workers inside their loop ([`RunningWorker`]).
-    pub running_workers: Arc<AtomicUsize>,
-    /// Workers started.
-    pub workers: usize,
-    /// The XDP attachments, one per interface.
-    pub attachments: Arc<Mutex<Vec<XdpAttachment>>>,
-    /// The interfaces (one XDP attachment each); an interface that is gone
-    /// (deleted, not yet re-created) makes the node not ready.
-    pub interfaces: Vec<String>,
-    /// The tables.
-    pub tables: TableHandle,
-    /// Set when the node is stopping.
-    pub stop: Arc<AtomicBool>,
-}
-
-impl Readiness {
-    /// What is not ready (empty: ready).
-    pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if self.stop.load(Ordering::Relaxed) {
-            problems.push("stopping".to_string());
-        }
-        let running = self.running_workers.load(Ordering::Relaxed);
-        if running != self.workers {
-            problems.push(format!("{running} of {} workers running", self.workers));
-        }
-        let attached = self
-            .attachments
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
-        if attached != self.interfaces.len() {
-            problems.push(format!(
-                "XDP attached to {attached} of {} interfaces",
-                self.interfaces.len()
-            ));
-        }
-        for name in &self.interfaces {
-            if kxdp_dataplane::xsk::interface_index(name).is_err() {
-                problems.push(format!("interface {name} is gone"));
-            }
-        }
-        if self.tables.current().generation() == 0 {
-            problems.push("no tables published".to_string());
-        }
-        problems
-    }
-}
 
 /// Where a scrape reads from.
 #[derive(Clone, Debug)]
@@ -543,7 +467,7 @@ impl MetricsServer {
         let thread = std::thread::Builder::new()
             .name("kxdp-metrics".to_string())
             .spawn(move || {
-                crate::api::server::avoid_cores(&avoid, "metrics");
+                crate::threads::avoid_cores(&avoid, "metrics");
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -629,6 +553,8 @@ mod tests {
     use kxdp_config::NodeConfig;
     use kxdp_dataplane::tables::Tables;
     use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::Mutex;
 
     const NODE: &str = include_str!("../../config/examples/two-node/node1.yaml");
 

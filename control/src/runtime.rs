@@ -324,7 +324,7 @@ impl NodeRuntime {
                         Worker::with_hook(backend, reader, shared, worker_options, hook);
                     worker.set_commands(command_rx);
                     worker.set_trace(thread_trace);
-                    let _running = crate::metrics::RunningWorker::enter(thread_running);
+                    let _running = crate::readiness::RunningWorker::enter(thread_running);
                     worker.run(&thread_stop);
                 })
                 .context("spawning a worker thread")?;
@@ -429,8 +429,8 @@ impl NodeRuntime {
     }
 
     /// What `/readyz` checks, shareable with the metrics thread.
-    pub fn readiness(&self) -> crate::metrics::Readiness {
-        crate::metrics::Readiness {
+    pub fn readiness(&self) -> crate::readiness::Readiness {
+        crate::readiness::Readiness {
             running_workers: Arc::clone(&self.running_workers),
             workers: self.counters.len(),
             attachments: Arc::clone(&self.attachments),

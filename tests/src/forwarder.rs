@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use kxdp_control::testbed::Netns;
+use kxdp_testbed::Netns;
 
 /// A forwarder from `127.0.0.1:<port>` inside a namespace to an address
 /// of the root namespace. Stopped (and its connections cut) when dropped.

@@ -15,6 +15,7 @@
 //! name. No lock is needed.
 
 pub mod apiserver;
+pub mod architecture;
 pub mod forwarder;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,11 +26,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use kxdp_control::stats::{self, NodeStats};
-use kxdp_control::testbed::TopologySpec;
-use kxdp_control::testbed::{
-    KxdpProcess, Netns, Node, NodeKind, Pod, RttResult, Testbed, READY_TIMEOUT,
-};
 use kxdp_dataplane::counters::FrameGauges;
+use kxdp_testbed::TopologySpec;
+use kxdp_testbed::{KxdpProcess, Netns, Node, NodeKind, Pod, RttResult, Testbed, READY_TIMEOUT};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

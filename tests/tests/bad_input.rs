@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     pod_ip, privileged_test, udp_echo_server, udp_rtt, EchoServer, Netns, NodeKind, NodeSpec, Pod,
     RttResult, TopologySpec, Underlay, UNDERLAY_IF,
 };

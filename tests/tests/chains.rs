@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use kxdp_config::{ChainSpec, FailurePolicy, NetworkPolicySpec, Protocol};
 use kxdp_control::api::proto::{ChainCounters, ChainStageCounters, GetChainStatsResponse};
 use kxdp_control::api::{api_socket_path, ApiTarget, BlockingClient, ChangeSet, ObjectSet};
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     identity_server, pod_ip, privileged_test, IdentityServer, NodeKind, NodeSpec, PodSpec,
     ServiceFlows, TopologySpec, Underlay, VnfPod, VnfTraffic,
 };

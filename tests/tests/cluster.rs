@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use kxdp_config::Protocol;
 use kxdp_control::api::{api_socket_path, ApiTarget, BlockingClient, ObjectKind};
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     find_program, gateway_ip, http_get, http_rtt, http_server, ping, pod_ip, privileged_test,
     tcp_echo_server, tcp_rtt_with, vtep_ip, EchoServer, HttpReply, HttpServer, Netns, NetnsProcess,
     NodeKind, NodeSpec, RttOptions, RttResult, TopologySpec, Underlay, HOST_IF, HOST_PEER,
@@ -464,7 +464,7 @@ impl ClusterUnderTest {
         under_test
     }
 
-    fn tb(&self) -> &kxdp_control::testbed::Testbed {
+    fn tb(&self) -> &kxdp_testbed::Testbed {
         self.cluster.tb()
     }
 

@@ -32,7 +32,7 @@ use kxdp_config::NamespaceSpec;
 use kxdp_control::api::{
     api_socket_path, ApiTarget, BlockingClient, ChangeSet, ObjectKind, ObjectSet,
 };
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     find_program, pod_ip, privileged_test, udp_echo_server, udp_rtt, NetnsGuard, NodeKind,
     NodeSpec, TopologySpec, Underlay,
 };

@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kxdp_control::api::{api_socket_path, ApiTarget, BlockingClient, ChangeSet, ObjectSet};
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     ping, pod_ip, privileged_test, tcp_echo_server, tcp_rtt, udp_echo_server, udp_rtt, EchoServer,
     NodeKind, NodeSpec, RttResult, TopologySpec, Underlay, POD_IF, POD_MTU, UNDERLAY_IF,
 };
@@ -105,7 +105,7 @@ impl Stream {
 struct Flood {
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
-    thread: Option<JoinHandle<kxdp_control::testbed::Result<()>>>,
+    thread: Option<JoinHandle<kxdp_testbed::Result<()>>>,
 }
 
 impl Flood {
@@ -179,7 +179,7 @@ fn forwarding_works(c: &Cluster, what: &str) {
 }
 
 /// `tx_dropped` of the underlay link in `netns`.
-fn tx_dropped(netns: &kxdp_control::testbed::Netns) -> u64 {
+fn tx_dropped(netns: &kxdp_testbed::Netns) -> u64 {
     let path = format!("/sys/class/net/{UNDERLAY_IF}/statistics/tx_dropped");
     netns.exec("cat", &[path]).unwrap().trim().parse().unwrap()
 }

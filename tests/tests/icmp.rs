@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 
 use kxdp_config::PodCidrSpec;
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     pod_ip, privileged_test, tcp_transfer, NodeKind, NodeSpec, Pod, TopologySpec, Underlay,
 };
 use kxdp_tests::{ip_of, kxdp_binary, Cluster};

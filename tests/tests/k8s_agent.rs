@@ -624,7 +624,7 @@ struct Forwarder {
 }
 
 impl Forwarder {
-    fn start(netns: &kxdp_control::testbed::Netns, to: std::net::SocketAddr) -> Forwarder {
+    fn start(netns: &kxdp_testbed::Netns, to: std::net::SocketAddr) -> Forwarder {
         // The listening socket is created inside the namespace; the thread
         // that serves it (and connects to the server) stays in the root one.
         let listener = netns
@@ -707,9 +707,7 @@ fn testbed_objects(config: &NodeConfig) -> Vec<Value> {
 #[test]
 fn kxdp_nodes_programmed_by_their_agents_forward_through_an_api_server_outage() {
     use kxdp_control::api::{ApiTarget, BlockingClient, ObjectKind};
-    use kxdp_control::testbed::{
-        ping, pod_ip, privileged_test, NodeKind, NodeSpec, TopologySpec, Underlay,
-    };
+    use kxdp_testbed::{ping, pod_ip, privileged_test, NodeKind, NodeSpec, TopologySpec, Underlay};
     use kxdp_tests::{assert_no_loss, ip_of, kxdp_binary, Cluster};
 
     let test = "k8s_agent_traffic";
@@ -754,7 +752,7 @@ fn kxdp_nodes_programmed_by_their_agents_forward_through_an_api_server_outage() 
         processes.push(process);
         cluster.wait_forwarding(name);
     }
-    let logs = |processes: &Vec<kxdp_control::testbed::KxdpProcess>| -> String {
+    let logs = |processes: &Vec<kxdp_testbed::KxdpProcess>| -> String {
         processes
             .iter()
             .map(|p| format!("--- {} ---\n{}\n", p.node(), p.log_tail(30)))

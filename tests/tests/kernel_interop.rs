@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     flannel_device, ping, pod_ip, privileged_test, tcp_echo_server, tcp_rtt, tcp_transfer,
     udp_echo_server, udp_rtt, NodeKind, NodeSpec, PathKind, TopologySpec, Underlay,
 };

@@ -12,7 +12,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     ping, pod_ip, privileged_test, tcp_echo_server, tcp_rtt, udp_echo_server, udp_rtt, NodeKind,
     NodeSpec, TopologySpec, Underlay,
 };

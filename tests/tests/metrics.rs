@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant};
 
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     ping, pod_ip, privileged_test, udp_echo_server, udp_rtt, Netns, NodeKind, NodeSpec,
     TopologySpec, Underlay,
 };

@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     pod_ip, privileged_test, NodeKind, NodeSpec, TopologySpec, Underlay, POD_MTU, UNDERLAY_MTU,
     VXLAN_OVERHEAD,
 };

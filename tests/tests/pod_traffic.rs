@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     ping, pod_ip, privileged_test, tcp_echo_server, tcp_rtt, tcp_transfer, udp_echo_server,
     udp_rtt, NodeKind, NodeSpec, PathKind, TopologySpec, Underlay,
 };
@@ -24,7 +24,7 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 /// were held up somewhere for a long time.
 const MIN_GOODPUT_BPS: f64 = 8e6;
 
-fn assert_goodput(what: &str, transfer: &kxdp_control::testbed::Transfer) {
+fn assert_goodput(what: &str, transfer: &kxdp_testbed::Transfer) {
     assert!(
         transfer.bits_per_second() >= MIN_GOODPUT_BPS,
         "{what}: {} bytes in {:?} ({:.1} Mbit/s), below {} Mbit/s",

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use kxdp_control::api::{api_socket_path, ApiTarget, BlockingClient};
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     pod_ip, privileged_test, tcp_transfer, udp_echo_server, udp_rtt, EchoServer, Netns, NodeKind,
     NodeSpec, RttResult, RuntimePod, TopologySpec, Underlay,
 };
@@ -391,7 +391,7 @@ fn pods_come_and_go_through_the_api() {
 const FULL_NODE: u32 = 110;
 
 /// A transfer's goodput in Gbit/s.
-fn gbits(transfer: &kxdp_control::testbed::Transfer) -> f64 {
+fn gbits(transfer: &kxdp_testbed::Transfer) -> f64 {
     transfer.bytes as f64 * 8.0 / transfer.duration.as_secs_f64() / 1e9
 }
 

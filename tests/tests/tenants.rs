@@ -11,7 +11,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     ping, pod_ip, privileged_test, tcp_echo_server, tcp_rtt, udp_echo_server, udp_rtt,
     udp_rtt_with, EchoServer, NodeKind, NodeSpec, RttOptions, TopologySpec, Underlay,
 };

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     find_program, ping, pod_ip, privileged_test, NodeKind, NodeSpec, TopologySpec, Underlay,
 };
 use kxdp_tests::{ip_of, kxdp_binary, Cluster};

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     ping, pod_ip, privileged_test, tcp_echo_server, tcp_rtt, udp_echo_server, udp_rtt, NodeKind,
     NodeSpec, TopologySpec, Underlay, VXLAN_PORT,
 };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use kxdp_config::{
     ChainSpec, FunctionSpec, InterfaceSpec, NamespaceSpec, NetworkPolicySpec, NodeConfig, PodSpec,
-    ServiceSpec, TenantSpec,
+    PolicerScope, ServiceSpec, TenantSpec,
 };
 use kxdp_dataplane::tables::TenantId;
 use kxdp_dataplane::PortId;
@@ -392,10 +392,10 @@ impl ChainSet {
                 tenant: spec.tenant.clone(),
             })?;
             for (stage, function) in spec.functions.iter().enumerate() {
-                if let Some(kind) = crate::executor::keeps_flow_state(function) {
+                if let Some(kind) = keeps_flow_state(function) {
                     let repeated = spec.functions[..stage]
                         .iter()
-                        .any(|f| crate::executor::keeps_flow_state(f) == Some(kind));
+                        .any(|f| keeps_flow_state(f) == Some(kind));
                     if repeated {
                         return Err(ChainError::RepeatedFunction {
                             chain: spec.name.clone(),
@@ -664,5 +664,17 @@ impl ChainSet {
             identities: &self.identity_map,
             epoch: self.policy_epoch,
         }
+    }
+}
+/// Whether a stage keeps per-flow state in connection entries (a chain may
+/// have one of each kind).
+fn keeps_flow_state(spec: &FunctionSpec) -> Option<&'static str> {
+    match spec {
+        FunctionSpec::LoadBalancer { .. } => Some("load_balancer"),
+        FunctionSpec::Policer {
+            per: PolicerScope::Flow,
+            ..
+        } => Some("per-flow policer"),
+        _ => None,
     }
 }

@@ -11,9 +11,9 @@
 //! entry, checked before every use, so an entry evicted mid-batch is
 //! noticed, never confused with another flow's.
 
+use crate::bucket::TokenBucket;
 use crate::context::{Direction, PacketContext, NO_CHAIN};
 use crate::flow::{FlowKey, FlowTable};
-use crate::policer::TokenBucket;
 
 /// A load-balancer translation remembered for a flow direction. Addresses
 /// are stored as four words (IPv4 in the last).

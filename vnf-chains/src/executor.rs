@@ -18,7 +18,7 @@
 //! balancer translated the packet. A flow that matches no chain is
 //! remembered as such until the next swap.
 
-use kxdp_config::{FunctionSpec, PolicerScope};
+use kxdp_config::FunctionSpec;
 use kxdp_dataplane::PortId;
 
 use crate::chain::{function_kind, occurrence, ChainSet, CompiledChain, StageKind};
@@ -639,19 +639,6 @@ impl ChainWorker {
     /// Connection entries evicted from full buckets so far.
     pub fn evictions(&self) -> u64 {
         self.conntrack.evictions()
-    }
-}
-
-/// Whether a stage keeps per-flow state in connection entries (a chain may
-/// have one of each kind).
-pub(crate) fn keeps_flow_state(spec: &FunctionSpec) -> Option<&'static str> {
-    match spec {
-        FunctionSpec::LoadBalancer { .. } => Some("load_balancer"),
-        FunctionSpec::Policer {
-            per: PolicerScope::Flow,
-            ..
-        } => Some("per-flow policer"),
-        _ => None,
     }
 }
 

@@ -11,7 +11,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use super::convert::{FromProto, ToProto};
 use super::proto;
 use super::proto::dataplane_service_client::DataplaneServiceClient;
-use super::server::MAX_MESSAGE_SIZE;
+use super::proto::MAX_MESSAGE_SIZE;
 use super::store::{ApplyOutcome, ChangeSet, ObjectKind, ObjectSet};
 
 /// The generated client over a channel.

@@ -12,6 +12,7 @@
 pub mod client;
 pub mod convert;
 pub mod file;
+pub mod proto;
 pub mod render;
 pub mod server;
 pub mod service;
@@ -24,22 +25,3 @@ pub use store::{
     ApplyMode, ApplyOutcome, ChangeSet, DesiredStateStore, FieldError, KeySet, ObjectKind,
     ObjectSet,
 };
-
-/// The generated `kxdp.v1` messages, client and server.
-#[allow(
-    missing_docs,
-    missing_debug_implementations,
-    clippy::all,
-    clippy::pedantic,
-    clippy::unwrap_used
-)]
-pub mod proto {
-    tonic::include_proto!("kxdp.v1");
-
-    /// The encoded file descriptor set of `kxdp.v1`, for gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("kxdp_v1_descriptor");
-
-    /// The full name of the service, as reflection lists it.
-    pub const SERVICE_NAME: &str = "kxdp.v1.DataplaneService";
-}

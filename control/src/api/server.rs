@@ -21,13 +21,9 @@ use tokio::sync::oneshot;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-use super::proto;
 use super::proto::dataplane_service_server::DataplaneServiceServer;
+use super::proto::{self, MAX_MESSAGE_SIZE};
 use super::service::DataplaneApi;
-
-/// The largest message the API takes or sends (a resync of 100k endpoints
-/// is a few MiB).
-pub const MAX_MESSAGE_SIZE: usize = 64 << 20;
 
 /// How long a stopping server waits for calls in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -179,36 +175,6 @@ fn router(api: &DataplaneApi, builder: Server) -> anyhow::Result<tonic::transpor
         .add_service(reflection_v1alpha))
 }
 
-/// Keep the calling thread (`thread` names it in logs: "API", "metrics",
-/// "Kubernetes agent") off `avoid`, the workers' cores, when any core is
-/// left for it.
-pub(crate) fn avoid_cores(avoid: &[usize], thread: &str) {
-    if avoid.is_empty() {
-        return;
-    }
-    let Ok(current) = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) else {
-        return;
-    };
-    let mut set = nix::sched::CpuSet::new();
-    let mut any = false;
-    for cpu in 0..nix::sched::CpuSet::count() {
-        if current.is_set(cpu).unwrap_or(false) && !avoid.contains(&cpu) {
-            any |= set.set(cpu).is_ok();
-        }
-    }
-    if !any {
-        tracing::info!(
-            ?avoid,
-            thread,
-            "every core runs a worker: this thread shares them"
-        );
-        return;
-    }
-    if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
-        tracing::warn!(error = %e, thread, "could not keep this thread off the workers' cores");
-    }
-}
-
 /// A running API server. Dropping it (or [`ApiServer::shutdown`]) stops it
 /// and removes its socket file.
 #[derive(Debug)]
@@ -248,7 +214,7 @@ impl ApiServer {
         let thread = std::thread::Builder::new()
             .name("kxdp-api".to_string())
             .spawn(move || {
-                avoid_cores(&avoid, "API");
+                crate::threads::avoid_cores(&avoid, "API");
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .thread_name("kxdp-api")

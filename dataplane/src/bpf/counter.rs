@@ -21,7 +21,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::asm::{Asm, AsmError, Cond, Insn, Reg, Size};
 use super::program::XDP_DROP;
-use super::{sys, AttachedMode, BpfError, XdpAction, XdpAttachMode};
+use super::sys;
+use super::types::{AttachedMode, BpfError, XdpAction, XdpAttachMode};
 
 /// `BPF_FUNC_map_lookup_elem`.
 pub(crate) const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
@@ -74,7 +75,7 @@ impl XdpCounter {
         })?;
         let insns = counter_program(counts.as_raw_fd())
             .map_err(|e| BpfError::Invalid(format!("assembling kxdp_count: {e}")))?;
-        let program = super::load_insns("kxdp_count", &insns)?;
+        let program = super::attach::load_insns("kxdp_count", &insns)?;
         let program_id = sys::program_id(&program).map_err(|source| BpfError::Syscall {
             op: "BPF_OBJ_GET_INFO_BY_FD",
             source,

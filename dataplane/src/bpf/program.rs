@@ -17,7 +17,7 @@
 //! `data_end`; the comments show each one.
 
 use super::asm::{Asm, AsmError, Cond, Insn, Reg, Size};
-use super::XdpFilter;
+use super::types::XdpFilter;
 
 /// `XDP_DROP`.
 pub(crate) const XDP_DROP: i32 = 1;

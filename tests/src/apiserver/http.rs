@@ -18,10 +18,10 @@ use super::discovery;
 use super::error::ApiError;
 use super::faults::Faults;
 use super::patch;
+use super::render::{partial_metadata, table, TableOptions};
 use super::resources::ResourceType;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{ListQuery, Store};
-use super::time::parse_rfc3339;
 use super::watch::{self, WatchParams};
 
 /// How long a watch lasts when the client gives no `timeoutSeconds`.
@@ -622,7 +622,7 @@ fn list(
     let result = state
         .store
         .list(rt, &query, |o| labels.matches(o) && fields.matches(o))?;
-    if let Some(options) = TableOptions::from_request(req) {
+    if let Some(options) = table_options(req) {
         let mut t = table(rt, &result.items, Some(result.resource_version), &options);
         if let Some(c) = &result.continue_token {
             t["metadata"]["continue"] = json!(c);
@@ -748,7 +748,7 @@ fn start_watch(
             .bookmark_interval
             .lock()
             .unwrap_or_else(|p| p.into_inner()),
-        table: TableOptions::from_request(req),
+        table: table_options(req),
         metadata_only: wants_metadata(req),
         api_version: rt.api_version(),
     };
@@ -769,23 +769,16 @@ fn start_watch(
     Ok(r)
 }
 
-/// How a client asked for a `meta.k8s.io/v1` Table (kubectl get).
-#[derive(Debug, Clone)]
-pub struct TableOptions {
-    include_object: bool,
-}
-
-impl TableOptions {
-    fn from_request(req: &Request<'_>) -> Option<TableOptions> {
-        let accept = req.header(header::ACCEPT);
-        let first = accept.split(',').next().unwrap_or_default();
-        if !first.contains("as=Table") {
-            return None;
-        }
-        Some(TableOptions {
-            include_object: req.param("includeObject") == Some("Object"),
-        })
+/// How the client asked for a `meta.k8s.io/v1` Table (kubectl get), if it did.
+fn table_options(req: &Request<'_>) -> Option<TableOptions> {
+    let accept = req.header(header::ACCEPT);
+    let first = accept.split(',').next().unwrap_or_default();
+    if !first.contains("as=Table") {
+        return None;
     }
+    Some(TableOptions {
+        include_object: req.param("includeObject") == Some("Object"),
+    })
 }
 
 /// Whether the client asked for `PartialObjectMetadata` (kube-rs
@@ -796,98 +789,15 @@ fn wants_metadata(req: &Request<'_>) -> bool {
     first.contains("as=PartialObjectMetadata")
 }
 
-/// `object` reduced to its metadata, as a `meta.k8s.io/v1`
-/// `PartialObjectMetadata`.
-pub fn partial_metadata(object: &Value) -> Value {
-    json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": object.get("metadata").cloned().unwrap_or(json!({})),
-    })
-}
-
 fn object_response(req: &Request<'_>, rt: &ResourceType, status: u16, object: &Value) -> Response {
     if wants_metadata(req) {
         return json_response(status, &partial_metadata(object));
     }
-    match TableOptions::from_request(req) {
+    match table_options(req) {
         Some(options) => json_response(
             status,
             &table(rt, &[Arc::new(object.clone())], None, &options),
         ),
         None => json_response(status, object),
-    }
-}
-
-/// `objects` as a Table: NAME, the kind's printer columns, AGE.
-pub fn table(
-    rt: &ResourceType,
-    objects: &[Arc<Value>],
-    rv: Option<u64>,
-    options: &TableOptions,
-) -> Value {
-    let mut columns = vec![
-        json!({"name": "Name", "type": "string", "format": "name", "description": "Name of the object", "priority": 0}),
-    ];
-    for (name, _) in &rt.printer_columns {
-        columns.push(
-            json!({"name": name, "type": "string", "format": "", "description": "", "priority": 0}),
-        );
-    }
-    columns.push(json!({"name": "Age", "type": "string", "format": "", "description": "Time since creation", "priority": 0}));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|o| {
-            let mut cells = vec![o.pointer("/metadata/name").cloned().unwrap_or(json!(""))];
-            for (_, path) in &rt.printer_columns {
-                let pointer = path.trim_start_matches('.').replace('.', "/");
-                let v = o.pointer(&format!("/{pointer}")).cloned().unwrap_or(json!("<none>"));
-                cells.push(match v {
-                    Value::String(_) => v,
-                    other => json!(other.to_string()),
-                });
-            }
-            let created = o
-                .pointer("/metadata/creationTimestamp")
-                .and_then(Value::as_str)
-                .and_then(parse_rfc3339);
-            cells.push(json!(created.map(|c| human_age(now.saturating_sub(c))).unwrap_or_else(|| "<unknown>".into())));
-            let object = if options.include_object {
-                (**o).clone()
-            } else {
-                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or(json!({}))})
-            };
-            json!({"cells": cells, "object": object})
-        })
-        .collect();
-    let mut metadata = json!({});
-    if let Some(rv) = rv {
-        metadata["resourceVersion"] = json!(rv.to_string());
-    }
-    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": columns, "rows": rows})
-}
-
-fn human_age(secs: u64) -> String {
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 3600 * 2 => format!("{}m", s / 60),
-        s if s < 86_400 * 2 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages() {
-        assert_eq!(human_age(59), "59s");
-        assert_eq!(human_age(3600), "60m");
-        assert_eq!(human_age(86_400 * 3), "3d");
     }
 }

@@ -45,6 +45,7 @@ pub mod error;
 pub mod faults;
 pub mod http;
 pub mod patch;
+pub mod render;
 pub mod resources;
 pub mod selectors;
 pub mod store;

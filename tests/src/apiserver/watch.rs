@@ -45,7 +45,7 @@ pub struct WatchParams {
     /// How often to send a bookmark.
     pub bookmark_interval: Duration,
     /// Send objects as `meta.k8s.io/v1` Table rows (`kubectl get -w`).
-    pub table: Option<super::http::TableOptions>,
+    pub table: Option<super::render::TableOptions>,
     /// Send objects as `PartialObjectMetadata` (kube-rs `metadata_watcher`).
     pub metadata_only: bool,
     /// `rt.api_version()`, computed once.
@@ -96,8 +96,8 @@ impl WatchParams {
             object["apiVersion"] = json!(self.rt.api_version());
         }
         let object = match &self.table {
-            Some(options) => super::http::table(&self.rt, &[Arc::new(object)], None, options),
-            None if self.metadata_only => super::http::partial_metadata(&object),
+            Some(options) => super::render::table(&self.rt, &[Arc::new(object)], None, options),
+            None if self.metadata_only => super::render::partial_metadata(&object),
             None => object,
         };
         let mut text = json!({"type": kind, "object": object}).to_string();

@@ -1,8 +1,8 @@
 //! The `kxdp` command, built inside the tests package so that the
 //! end-to-end tests find it through `CARGO_BIN_EXE_kxdp-under-test`
 //! (Cargo only exposes binaries of the package under test). It is the same
-//! code as the `kxdp` binary: `kxdp_control::cli::main`.
+//! code as the `kxdp` binary: `kxdp_cli::cli::main`.
 
 fn main() -> anyhow::Result<()> {
-    kxdp_control::cli::main()
+    kxdp_cli::cli::main()
 }

@@ -3,7 +3,7 @@
 //! `kxdp` binary). No privileges needed, except for the last test, which
 //! runs `kxdp run` on a netns testbed and programs it with the CLI.
 //!
-//! Run: `cargo test -p kxdp-control --test api`.
+//! Run: `cargo test -p kxdp-cli --test api`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -985,7 +985,7 @@ fn the_cli_is_a_client_of_the_api() {
 /// removes the socket.
 #[test]
 fn the_cli_programs_a_running_kxdp() {
-    use kxdp_control::testbed::{
+    use kxdp_testbed::{
         ping, pod_ip, privileged_test, NodeKind, NodeSpec, Testbed, TopologySpec, Underlay,
     };
     if !privileged_test("the_cli_programs_a_running_kxdp") {
@@ -1207,9 +1207,7 @@ async fn apply_latency_to_a_worker_and_a_100k_endpoint_resync() {
 fn only_root_or_the_configured_group_may_use_the_unix_socket() {
     use std::os::unix::fs::MetadataExt;
     use std::os::unix::process::CommandExt;
-    if !kxdp_control::testbed::privileged_test(
-        "only_root_or_the_configured_group_may_use_the_unix_socket",
-    ) {
+    if !kxdp_testbed::privileged_test("only_root_or_the_configured_group_may_use_the_unix_socket") {
         return;
     }
     let scratch = Scratch::new("socket-authz");

@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -14,90 +14,26 @@ use nix::unistd::Pid;
 
 use super::error::{Result, TestbedError};
 use super::netns::Netns;
-use super::topology::NodeKind;
-use super::Testbed;
 
 /// How long [`Testbed::start_kxdp`] waits for XDP on every interface.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long [`KxdpProcess`] waits after SIGTERM before SIGKILL.
-const TERM_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const TERM_GRACE: Duration = Duration::from_secs(2);
 
-const LOG_TAIL_LINES: usize = 40;
+pub(crate) const LOG_TAIL_LINES: usize = 40;
 
 /// A kxdp process running in a node's namespace. Dropping it stops it.
 #[derive(Debug)]
 pub struct KxdpProcess {
-    node: String,
-    child: Option<Child>,
-    log_path: PathBuf,
-    config_path: PathBuf,
-}
-
-impl Testbed {
-    /// Write `node`'s configuration, start `<kxdp_binary> run --config <file>
-    /// <extra_args…>` in the node's namespace, and wait up to
-    /// [`READY_TIMEOUT`] until XDP is attached to `ul0` and every pod
-    /// interface of the node. Output goes to `<scratch dir>/<node>.kxdp.log`.
-    pub fn start_kxdp(
-        &self,
-        node: &str,
-        kxdp_binary: &Path,
-        extra_args: &[&str],
-    ) -> Result<KxdpProcess> {
-        self.start_kxdp_with_timeout(node, kxdp_binary, extra_args, READY_TIMEOUT)
-    }
-
-    /// [`Testbed::start_kxdp`] with another readiness timeout.
-    pub fn start_kxdp_with_timeout(
-        &self,
-        node: &str,
-        kxdp_binary: &Path,
-        extra_args: &[&str],
-        ready_timeout: Duration,
-    ) -> Result<KxdpProcess> {
-        let node_info = self.node(node)?;
-        if node_info.kind != NodeKind::Kxdp {
-            return Err(TestbedError::Spec(format!(
-                "node {node} is a kernel vxlan node, not a kxdp node"
-            )));
-        }
-        let binary = kxdp_binary
-            .canonicalize()
-            .map_err(|e| TestbedError::io(format!("kxdp binary {}", kxdp_binary.display()), e))?;
-        let config_path = self.write_config(node)?;
-        let log_path = self.scratch_dir().join(format!("{node}.kxdp.log"));
-        let log = File::create(&log_path)
-            .map_err(|e| TestbedError::io(format!("cannot create {}", log_path.display()), e))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| TestbedError::io(format!("cannot reopen {}", log_path.display()), e))?;
-        // `ip netns exec` execs the program in place: the child's pid is kxdp's.
-        let child = Command::new("ip")
-            .args(["netns", "exec", node_info.netns.name()])
-            .arg(&binary)
-            .arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .args(extra_args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .map_err(|e| TestbedError::io(format!("cannot start {}", binary.display()), e))?;
-        let mut process = KxdpProcess {
-            node: node.to_string(),
-            child: Some(child),
-            log_path,
-            config_path,
-        };
-        process.wait_ready(&node_info.netns, &node_info.interfaces, ready_timeout)?;
-        Ok(process)
-    }
+    pub(crate) node: String,
+    pub(crate) child: Option<Child>,
+    pub(crate) log_path: PathBuf,
+    pub(crate) config_path: PathBuf,
 }
 
 impl KxdpProcess {
-    fn wait_ready(
+    pub(crate) fn wait_ready(
         &mut self,
         netns: &Netns,
         interfaces: &[String],
@@ -148,7 +84,8 @@ impl KxdpProcess {
         let stats = kxdp_config::NodeConfig::from_file(&self.config_path)
             .map_err(|e| e.to_string())
             .and_then(|c| {
-                crate::stats::fetch(Path::new(&c.control_socket())).map_err(|e| e.to_string())
+                kxdp_control::stats::fetch(Path::new(&c.control_socket()))
+                    .map_err(|e| e.to_string())
             });
         match stats {
             Ok(stats) => interfaces
@@ -253,7 +190,7 @@ pub(crate) fn interfaces_without_xdp(netns: &Netns, interfaces: &[String]) -> Re
     Ok(missing_xdp(&links, interfaces))
 }
 
-fn missing_xdp(links: &serde_json::Value, interfaces: &[String]) -> Vec<String> {
+pub(crate) fn missing_xdp(links: &serde_json::Value, interfaces: &[String]) -> Vec<String> {
     let with_xdp: Vec<&str> = links
         .as_array()
         .map(|links| {

@@ -22,11 +22,10 @@
 //! die there, as with a crashed VNF process behind a live interface;
 //! [`VnfPod::restore`] puts them back.
 
-use kxdp_config::{FailurePolicy, FunctionSpec, InterfaceRole, InterfaceSpec, MacAddr};
+use kxdp_config::{FailurePolicy, FunctionSpec, MacAddr};
 
 use super::error::{Result, TestbedError};
-use super::netns::{Netns, NetnsGuard};
-use super::Testbed;
+use super::netns::Netns;
 
 /// Longest VNF pod name: `v<name>-i` must fit IFNAMSIZ-1 (15).
 pub const MAX_VNF_NAME: usize = 12;
@@ -36,8 +35,8 @@ pub const VNF_IN_IF: &str = "eth0";
 pub const VNF_OUT_IF: &str = "eth1";
 
 /// MAC kinds (the `KK` of `02:00:00:KK:NN:II`, see the topology module).
-const MAC_VNF: u8 = 0x20;
-const MAC_VNF_HOST: u8 = 0x21;
+pub(crate) const MAC_VNF: u8 = 0x20;
+pub(crate) const MAC_VNF_HOST: u8 = 0x21;
 
 /// A VNF pod as built.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,7 +140,7 @@ impl VnfPod {
 }
 
 /// Packets received and transmitted by `dev` in `netns` (`ip -s link`).
-fn link_packets(netns: &Netns, dev: &str) -> Result<(u64, u64)> {
+pub(crate) fn link_packets(netns: &Netns, dev: &str) -> Result<(u64, u64)> {
     let json = netns.ip(&["-j", "-s", "link", "show", "dev", dev])?;
     let value: serde_json::Value = serde_json::from_str(&json)
         .map_err(|e| TestbedError::Traffic(format!("bad `ip -j -s link` output {json:?}: {e}")))?;
@@ -154,7 +153,7 @@ fn link_packets(netns: &Netns, dev: &str) -> Result<(u64, u64)> {
     Ok((packets("rx")?, packets("tx")?))
 }
 
-fn check_vnf_name(name: &str) -> Result<()> {
+pub(crate) fn check_vnf_name(name: &str) -> Result<()> {
     let ok_chars = name
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
@@ -168,113 +167,6 @@ fn check_vnf_name(name: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-impl Testbed {
-    /// Add VNF pod `name` to kxdp node `node` (see the module docs), before
-    /// kxdp starts there: its namespace, both veth pairs, the forwarding
-    /// filters, and both node-side interfaces in the node's kxdp
-    /// configuration and interface list. Removed with the testbed.
-    pub fn add_vnf(&mut self, node: &str, name: &str) -> Result<VnfPod> {
-        check_vnf_name(name)?;
-        let (number, node_netns) = {
-            let n = self.node(node)?;
-            (n.number, n.netns.clone())
-        };
-        let config = self.node_config(node)?;
-        let to_interface = format!("v{name}-i");
-        let from_interface = format!("v{name}-o");
-        for interface in [&to_interface, &from_interface] {
-            if config.interfaces.iter().any(|i| &i.name == interface) {
-                return Err(TestbedError::Spec(format!(
-                    "VNF pod {name}: node {node} already has an interface {interface}"
-                )));
-            }
-        }
-        if self.vnfs.iter().any(|v| v.name == name) {
-            return Err(TestbedError::Spec(format!("VNF pod {name} exists already")));
-        }
-        let index = u8::try_from(self.vnfs.len() * 2)
-            .map_err(|_| TestbedError::Spec("too many VNF pods".into()))?;
-        let mac = |kind: u8, i: u8| MacAddr([0x02, 0x00, 0x00, kind, number, i]);
-        let vnf = VnfPod {
-            name: name.to_string(),
-            node: node.to_string(),
-            netns: Netns::named(&format!("{}f-{name}", self.prefix)),
-            to_mac: mac(MAC_VNF_HOST, index),
-            from_mac: mac(MAC_VNF_HOST, index + 1),
-            to_interface,
-            from_interface,
-        };
-        let guard = NetnsGuard::create(vnf.netns.name())?;
-        self.guards.push(guard);
-        match vnf.netns.set_sysctl("net.ipv6.conf.all.disable_ipv6", "1") {
-            Err(TestbedError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound => {}
-            other => other?,
-        }
-        let mtu = super::POD_MTU.to_string();
-        for (host, host_mac, inner, inner_mac) in [
-            (
-                &vnf.to_interface,
-                vnf.to_mac,
-                VNF_IN_IF,
-                mac(MAC_VNF, index),
-            ),
-            (
-                &vnf.from_interface,
-                vnf.from_mac,
-                VNF_OUT_IF,
-                mac(MAC_VNF, index + 1),
-            ),
-        ] {
-            super::veth_pair(
-                (host, &node_netns, &host_mac.to_string()),
-                (inner, &vnf.netns, &inner_mac.to_string()),
-                &mtu,
-            )?;
-            vnf.netns.ip(&["link", "set", inner, "up"])?;
-            vnf.netns
-                .exec("tc", &["qdisc", "add", "dev", inner, "clsact"])?;
-            node_netns.ip(&["link", "set", host, "up"])?;
-        }
-        vnf.restore()?;
-        let config = self.node_config_mut(node)?;
-        for (name, mac) in [
-            (&vnf.to_interface, vnf.to_mac),
-            (&vnf.from_interface, vnf.from_mac),
-        ] {
-            config.interfaces.push(InterfaceSpec {
-                name: name.clone(),
-                role: InterfaceRole::Pod,
-                mac,
-                queues: 1,
-                mtu: None,
-            });
-        }
-        if let Some(n) = self.nodes.iter_mut().find(|n| n.name == node) {
-            n.interfaces.push(vnf.to_interface.clone());
-            n.interfaces.push(vnf.from_interface.clone());
-        }
-        self.vnfs.push(vnf.clone());
-        Ok(vnf)
-    }
-
-    /// The VNF pod called `name`.
-    pub fn vnf(&self, name: &str) -> Result<&VnfPod> {
-        self.vnfs
-            .iter()
-            .find(|v| v.name == name)
-            .ok_or_else(|| TestbedError::NotFound {
-                what: "VNF pod",
-                name: name.to_string(),
-            })
-    }
-
-    /// Every VNF pod.
-    pub fn vnfs(&self) -> &[VnfPod] {
-        &self.vnfs
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use kxdp_config::{InterfaceRole, InterfaceSpec, MacAddr, PodSpec};
 
 use super::{Netns, NetnsGuard, Result, Testbed, TestbedError, POD_IF};
-use crate::api::{BlockingClient, ChangeSet, KeySet, ObjectSet};
+use kxdp_control::api::{BlockingClient, ChangeSet, KeySet, ObjectSet};
 
 /// The pod interfaces' MTU (the testbed's VXLAN underlay is 1500).
 const MTU: &str = "1450";

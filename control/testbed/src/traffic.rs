@@ -84,7 +84,9 @@ pub struct RttResult {
 }
 
 impl RttResult {
-    pub(crate) fn new() -> Result<RttResult> {
+    /// An empty result (for measurements made outside this module, such
+    /// as the demo's).
+    pub fn new() -> Result<RttResult> {
         // 1 ns to 1 hour, 3 significant digits.
         let histogram = Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
             .map_err(|e| TestbedError::Traffic(format!("cannot create a histogram: {e}")))?;
@@ -98,7 +100,8 @@ impl RttResult {
         })
     }
 
-    pub(crate) fn record(&mut self, rtt: Duration) {
+    /// One reply received after `rtt`.
+    pub fn record(&mut self, rtt: Duration) {
         let ns = u64::try_from(rtt.as_nanos()).unwrap_or(u64::MAX).max(1);
         self.histogram.saturating_record(ns);
         self.received += 1;
@@ -111,7 +114,8 @@ impl RttResult {
         }
     }
 
-    pub(crate) fn finish(mut self) -> RttResult {
+    /// The lost count from what was sent and received.
+    pub fn finish(mut self) -> RttResult {
         self.lost = self.sent.saturating_sub(self.received);
         self
     }

@@ -1,5 +1,5 @@
 //! The `kxdp` binary.
 
 fn main() -> anyhow::Result<()> {
-    kxdp_control::cli::main()
+    kxdp_cli::cli::main()
 }

@@ -298,6 +298,37 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Create a veth pair with each end directly inside its namespace:
+/// `(interface name, namespace, MAC)` for both ends.
+pub(crate) fn veth_pair(a: (&str, &Netns, &str), b: (&str, &Netns, &str), mtu: &str) -> Result<()> {
+    run_command(
+        "ip",
+        &[
+            "link",
+            "add",
+            a.0,
+            "netns",
+            a.1.name(),
+            "address",
+            a.2,
+            "mtu",
+            mtu,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b.0,
+            "netns",
+            b.1.name(),
+            "address",
+            b.2,
+            "mtu",
+            mtu,
+        ],
+    )
+    .map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

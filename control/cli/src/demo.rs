@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use kxdp_config::{Protocol, ServicePortSpec};
 
-use crate::stats;
-use crate::testbed::{
+use kxdp_control::stats;
+use kxdp_testbed::{
     self, format_table, http_get, http_rtt, http_server, ping, tcp_echo_server, tcp_rtt,
     udp_echo_server, udp_rtt, HttpReply, Netns, NodeKind, NodeSpec, PairResult, RttResult, Testbed,
     TopologySpec, Underlay,
@@ -76,17 +76,17 @@ pub fn topology() -> TopologySpec {
         .with_node(
             NodeSpec::new("node1", NodeKind::Kxdp)
                 .with_host_port()
-                .with_pod("pod-a", "blue", testbed::pod_ip(1, 2))
-                .with_pod("pod-b", "blue", testbed::pod_ip(1, 3))
-                .with_pod("web-1", "blue", testbed::pod_ip(1, 20)),
+                .with_pod("pod-a", "blue", kxdp_testbed::pod_ip(1, 2))
+                .with_pod("pod-b", "blue", kxdp_testbed::pod_ip(1, 3))
+                .with_pod("web-1", "blue", kxdp_testbed::pod_ip(1, 20)),
         )
         .with_node(
             NodeSpec::new("node2", NodeKind::Kxdp)
                 .with_host_port()
-                .with_pod("pod-c", "blue", testbed::pod_ip(2, 2))
-                .with_pod("pod-d", "blue", testbed::pod_ip(2, 3))
-                .with_pod("web-2", "blue", testbed::pod_ip(2, 20))
-                .with_pod("kube-dns", "blue", testbed::pod_ip(2, 53)),
+                .with_pod("pod-c", "blue", kxdp_testbed::pod_ip(2, 2))
+                .with_pod("pod-d", "blue", kxdp_testbed::pod_ip(2, 3))
+                .with_pod("web-2", "blue", kxdp_testbed::pod_ip(2, 20))
+                .with_pod("kube-dns", "blue", kxdp_testbed::pod_ip(2, 53)),
         )
 }
 
@@ -118,10 +118,10 @@ fn add_services(bed: &mut Testbed) -> anyhow::Result<()> {
 
 /// Run the demo with the `kxdp` binary at `kxdp`; returns the table rows.
 pub fn run(kxdp: &Path, options: DemoOptions) -> anyhow::Result<Vec<PairResult>> {
-    if let Err(why) = testbed::check_privileges() {
+    if let Err(why) = kxdp_testbed::check_privileges() {
         anyhow::bail!("kxdp demo needs root (network namespaces, XDP, AF_XDP): {why}");
     }
-    if testbed::find_program("dnsmasq").is_none() {
+    if kxdp_testbed::find_program("dnsmasq").is_none() {
         anyhow::bail!(
             "kxdp demo runs cluster DNS with dnsmasq: install it (Debian package dnsmasq-base)"
         );

@@ -6,16 +6,16 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::{
-    self, render, ApiServer, ApiServerOptions, ApiTarget, BlockingClient, ChangeSet, DataplaneApi,
-    DesiredStateStore, KeySet, ObjectKind, ObjectSet,
-};
-use crate::runtime::NodeRuntime;
-use crate::stats;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
 use kxdp_config::{NodeConfig, PortRange};
+use kxdp_control::api::{
+    self, render, ApiServer, ApiServerOptions, ApiTarget, BlockingClient, ChangeSet, DataplaneApi,
+    DesiredStateStore, KeySet, ObjectKind, ObjectSet,
+};
+use kxdp_control::runtime::NodeRuntime;
+use kxdp_control::stats;
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -48,7 +48,7 @@ pub enum Command {
         /// With --kubeconfig or --in-cluster, the Kubernetes agent programs
         /// it too (as `kxdp agent`).
         #[command(flatten)]
-        cluster: crate::k8s::ClusterArgs,
+        cluster: kxdp_control::k8s::ClusterArgs,
     },
     /// Check a configuration file and print it back.
     Check {
@@ -172,7 +172,7 @@ pub enum Command {
         plan: AddressPlanArgs,
         /// Where the API server is.
         #[command(flatten)]
-        cluster: crate::k8s::ClusterArgs,
+        cluster: kxdp_control::k8s::ClusterArgs,
     },
     /// Print the ServiceChain CustomResourceDefinition (config/deploy/crd.yaml).
     Crd,
@@ -305,13 +305,13 @@ fn trace(
         TraceAt::Tx => kxdp_dataplane::trace::TracePoint::Tx,
         TraceAt::Drop => kxdp_dataplane::trace::TracePoint::Drop,
     };
-    let options = crate::trace::TraceOptions {
+    let options = kxdp_control::trace_capture::TraceOptions {
         point,
         filter,
         count,
         file,
     };
-    let summary = crate::trace::run(&api.target()?, &options)?;
+    let summary = kxdp_control::trace_capture::run(&api.target()?, &options)?;
     eprintln!(
         "{} frames written to {}{}{}",
         summary.frames,
@@ -598,7 +598,7 @@ pub fn main() -> anyhow::Result<()> {
             cluster,
         } => {
             if cluster.kubeconfig.is_some() || cluster.in_cluster {
-                crate::k8s::request_agent(cluster)?;
+                kxdp_control::k8s::request_agent(cluster)?;
             }
             run(config, metrics, &plan)
         }
@@ -694,7 +694,7 @@ pub fn main() -> anyhow::Result<()> {
             plan,
             cluster,
         } => {
-            crate::k8s::request_agent(cluster)?;
+            kxdp_control::k8s::request_agent(cluster)?;
             run(config, metrics, &plan)
         }
         Command::Crd => {
@@ -788,10 +788,10 @@ fn run(
     let api = api.with_trace(Arc::clone(&runtime.trace));
     let metrics_store = Arc::clone(api.store());
     let api_server = ApiServer::start(api, &api_options).context("starting the API")?;
-    let agent = crate::k8s::start_requested_agent(&metrics_store)?;
+    let agent = kxdp_control::k8s::start_requested_agent(&metrics_store)?;
     let metrics_server = match metrics.or(runtime.config.control.metrics_address) {
         Some(addr) => {
-            let source = crate::metrics::MetricsSource {
+            let source = kxdp_control::metrics::MetricsSource {
                 node: node.clone(),
                 counters: runtime.counters.clone(),
                 ports: runtime.ports.clone(),
@@ -799,9 +799,12 @@ fn run(
                 store: Some(metrics_store),
                 readiness: Some(runtime.readiness()),
             };
-            let server =
-                crate::metrics::MetricsServer::start(addr, source, &runtime.config.workers.cores)
-                    .context("starting the metrics endpoint")?;
+            let server = kxdp_control::metrics::MetricsServer::start(
+                addr,
+                source,
+                &runtime.config.workers.cores,
+            )
+            .context("starting the metrics endpoint")?;
             tracing::info!(address = %server.local_addr(), "metrics endpoint: /metrics /healthz /readyz");
             Some(server)
         }
@@ -955,5 +958,33 @@ cluster:
         let error = format!("{:#}", config_with_plan(NODE_YAML, &plan).unwrap_err());
         assert!(error.contains("--service-cidr"), "{error}");
         assert!(error.contains("overlaps"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod trace_command_line {
+    use super::*;
+
+    #[test]
+    fn the_command_line_takes_a_trace() {
+        use clap::{CommandFactory, Parser};
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "kxdp",
+            "trace",
+            "--at",
+            "drop",
+            "--match",
+            "icmp and dst port 53",
+            "--count",
+            "5",
+            "-w",
+            "/tmp/x.pcapng",
+            "--config",
+            "node.yaml",
+        ]);
+        assert!(cli.is_ok(), "{cli:?}");
+        let bad = Cli::try_parse_from(["kxdp", "trace", "--at", "pass", "-w", "f"]);
+        assert!(bad.is_err());
     }
 }

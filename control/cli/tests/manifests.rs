@@ -4,7 +4,7 @@
 //! the design says (host network, the capabilities and no privileged mode,
 //! probes on the metrics port, Guaranteed QoS with whole cores).
 //!
-//! `KXDP_BLESS=1 cargo test -p kxdp-control --test manifests` rewrites
+//! `KXDP_BLESS=1 cargo test -p kxdp-cli --test manifests` rewrites
 //! `crd.yaml` from the types.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -25,7 +25,7 @@ use serde_json::Value;
 
 fn deploy(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../config/deploy")
+        .join("../../config/deploy")
         .join(name)
 }
 
@@ -281,6 +281,6 @@ fn the_daemonset_command_line_parses() {
         .command
         .clone()
         .unwrap();
-    kxdp_control::cli::Cli::try_parse_from(&command)
+    kxdp_cli::cli::Cli::try_parse_from(&command)
         .unwrap_or_else(|e| panic!("the DaemonSet's command line: {e}"));
 }

@@ -2,7 +2,7 @@
 //! veths, bridges and kernel vxlan devices. They need root; outside CI they
 //! are skipped with a printed reason when it is missing, in CI they fail.
 //!
-//! Run: `cargo test -p kxdp-control --test testbed -- --nocapture`.
+//! Run: `cargo test -p kxdp-testbed --test testbed -- --nocapture`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kxdp_config::NodeConfig;
-use kxdp_control::testbed::{
+use kxdp_testbed::{
     format_table, ping, pod_ip, privileged_test, tcp_echo_server, tcp_rtt, tcp_transfer,
     udp_echo_server, udp_rtt, udp_rtt_with, Netns, NetnsGuard, NodeKind, NodeSpec, PairResult,
     PathKind, RttOptions, Testbed, TestbedError, TopologySpec, Underlay, WaitMode,
@@ -124,7 +124,7 @@ fn kernel_vxlan_nodes_carry_pod_traffic() {
 
         // Spinning client and server: the wake-up latency out of the picture.
         let spin_server =
-            kxdp_control::testbed::udp_echo_server_with(&pod(to).netns, 0, WaitMode::Spin).unwrap();
+            kxdp_testbed::udp_echo_server_with(&pod(to).netns, 0, WaitMode::Spin).unwrap();
         let options = RttOptions {
             count: 200,
             interval: Duration::from_micros(500),
@@ -306,7 +306,7 @@ define i32 @xdp_pass(i8* %ctx) section "xdp" {
 "#;
 
 fn xdp_pass_object(dir: &Path) -> Option<PathBuf> {
-    if kxdp_control::testbed::find_program("llc").is_none() {
+    if kxdp_testbed::find_program("llc").is_none() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("llc (package llvm) is needed to build the fake dataplane's XDP program");
         }
@@ -543,7 +543,7 @@ fn cleanup_stale_removes_only_dead_runs() {
         !removed.contains(&live_name) && !removed.contains(&unrelated),
         "{removed:?}"
     );
-    let names = kxdp_control::testbed::list_netns().unwrap();
+    let names = kxdp_testbed::list_netns().unwrap();
     assert!(!names.contains(&dead_name));
     assert!(
         names.contains(&live_name),
@@ -555,7 +555,7 @@ fn cleanup_stale_removes_only_dead_runs() {
     );
     drop(live);
     drop(other);
-    let names = kxdp_control::testbed::list_netns().unwrap();
+    let names = kxdp_testbed::list_netns().unwrap();
     assert!(!names.contains(&live_name) && !names.contains(&unrelated));
 }
 
@@ -603,7 +603,7 @@ fn netns_threads_create_sockets_inside_the_namespace() {
         .to_string();
     assert!(err.contains("sh -c") && err.contains("broken"), "{err}");
     drop(ns);
-    assert!(!kxdp_control::testbed::list_netns().unwrap().contains(&name));
+    assert!(!kxdp_testbed::list_netns().unwrap().contains(&name));
 }
 
 #[test]

@@ -1,0 +1,282 @@
+//! Loading kxdp's XDP program and attaching it with a bpf_link (see the
+//! module documentation of [`crate::bpf`]).
+
+use std::ffi::CStr;
+use std::os::fd::{OwnedFd, RawFd};
+
+use super::asm;
+use super::program;
+use super::sys;
+use super::types::{AttachedMode, BpfError, XdpAction, XdpAttachMode, XdpFilter};
+
+/// Size of the buffer for a verifier log (the programs are tiny).
+const VERIFIER_LOG_SIZE: usize = 256 * 1024;
+/// The programs call no GPL-only helper.
+const LICENSE: &CStr = c"Apache-2.0";
+
+/// kxdp's XDP program attached to one interface, with its XSKMAP.
+///
+/// Dropping it closes the link (detaching the program), then the program
+/// and the map; the kernel frees them once nothing else refers to them.
+#[derive(Debug)]
+pub struct XdpAttachment {
+    // Field order is drop order: the link (the attachment itself) goes
+    // first. It is never read: holding the descriptor is what keeps the
+    // program attached.
+    _link: OwnedFd,
+    program: OwnedFd,
+    xskmap: OwnedFd,
+    ifname: String,
+    mode: AttachedMode,
+    program_id: u32,
+    queues: u32,
+}
+
+impl XdpAttachment {
+    /// Load the program for `filter` with an XSKMAP of `queues` slots and
+    /// attach it to `ifname` (looked up in the calling thread's network
+    /// namespace). Needs CAP_BPF and CAP_NET_ADMIN (or root).
+    pub fn attach(
+        ifname: &str,
+        filter: XdpFilter,
+        mode: XdpAttachMode,
+        queues: u32,
+    ) -> Result<Self, BpfError> {
+        if queues == 0 {
+            return Err(BpfError::Invalid("queues must be at least 1".into()));
+        }
+        let ifindex = crate::xsk::if_index(ifname).map_err(|source| BpfError::NoSuchInterface {
+            ifname: ifname.to_owned(),
+            source,
+        })?;
+        let xskmap =
+            sys::create_xskmap("kxdp_xsks", queues).map_err(|source| BpfError::Syscall {
+                op: "BPF_MAP_CREATE",
+                source,
+            })?;
+        let program = load(filter, &xskmap)?;
+        let program_id = sys::program_id(&program).map_err(|source| BpfError::Syscall {
+            op: "BPF_OBJ_GET_INFO_BY_FD",
+            source,
+        })?;
+
+        let attach = |m: AttachedMode| {
+            sys::create_xdp_link(&program, ifindex, m.flags()).map_err(|source| BpfError::Attach {
+                ifname: ifname.to_owned(),
+                mode: m,
+                source,
+            })
+        };
+        let (link, mode) = match mode {
+            XdpAttachMode::Native => (attach(AttachedMode::Native)?, AttachedMode::Native),
+            XdpAttachMode::Generic => (attach(AttachedMode::Generic)?, AttachedMode::Generic),
+            XdpAttachMode::Auto => match attach(AttachedMode::Native) {
+                Ok(link) => (link, AttachedMode::Native),
+                Err(native) => {
+                    let cause = std::error::Error::source(&native).map(ToString::to_string);
+                    tracing::info!(
+                        ifname,
+                        cause = cause.as_deref().unwrap_or(""),
+                        "native XDP attach failed, falling back to generic (skb) mode"
+                    );
+                    (attach(AttachedMode::Generic)?, AttachedMode::Generic)
+                }
+            },
+        };
+        tracing::info!(ifname, %mode, program_id, ?filter, "XDP program attached");
+        Ok(XdpAttachment {
+            _link: link,
+            program,
+            xskmap,
+            ifname: ifname.to_owned(),
+            mode,
+            program_id,
+            queues,
+        })
+    }
+
+    /// Put an AF_XDP socket in the XSKMAP slot of `queue_id`: from now on
+    /// the frames the program redirects on that queue go to it. The socket
+    /// must be bound to this interface and queue (the kernel drops frames
+    /// redirected to a socket bound elsewhere). Closing the socket removes
+    /// it from the map.
+    pub fn register_socket(&self, queue_id: u32, xsk_fd: RawFd) -> Result<(), BpfError> {
+        self.check_queue(queue_id)?;
+        let fd =
+            u32::try_from(xsk_fd).map_err(|_| BpfError::Invalid(format!("socket fd {xsk_fd}")))?;
+        sys::map_update_u32(&self.xskmap, queue_id, fd).map_err(|source| BpfError::Syscall {
+            op: "BPF_MAP_UPDATE_ELEM",
+            source,
+        })
+    }
+
+    /// Empty the XSKMAP slot of `queue_id` (its frames then take the
+    /// filter's fallback action).
+    pub fn unregister_socket(&self, queue_id: u32) -> Result<(), BpfError> {
+        self.check_queue(queue_id)?;
+        sys::map_delete_u32(&self.xskmap, queue_id).map_err(|source| BpfError::Syscall {
+            op: "BPF_MAP_DELETE_ELEM",
+            source,
+        })
+    }
+
+    /// The mode the program is attached in.
+    pub fn mode(&self) -> AttachedMode {
+        self.mode
+    }
+
+    /// The kernel's id of the loaded program (as `bpftool prog show id N`
+    /// shows it).
+    pub fn program_id(&self) -> u32 {
+        self.program_id
+    }
+
+    /// The interface the program is attached to.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// Run the loaded program once on `frame` with BPF_PROG_TEST_RUN (rx
+    /// queue 0, nothing is redirected): what it would do with that frame.
+    /// For diagnostics and tests; `frame` must be at least 14 bytes.
+    pub fn test_run(&self, frame: &[u8]) -> Result<XdpAction, BpfError> {
+        sys::test_run(&self.program, frame)
+            .map(XdpAction::from)
+            .map_err(|source| BpfError::Syscall {
+                op: "BPF_PROG_TEST_RUN",
+                source,
+            })
+    }
+
+    fn check_queue(&self, queue_id: u32) -> Result<(), BpfError> {
+        if queue_id >= self.queues {
+            return Err(BpfError::Invalid(format!(
+                "queue {queue_id} on {} (the XSKMAP has {} slots)",
+                self.ifname, self.queues
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Assemble and load the program for `filter`; on rejection, load again
+/// with a log buffer to return the verifier's explanation.
+fn load(filter: XdpFilter, xskmap: &OwnedFd) -> Result<OwnedFd, BpfError> {
+    use std::os::fd::AsRawFd;
+    let name = match filter {
+        XdpFilter::All => "kxdp_all",
+        XdpFilter::Vxlan { .. } => "kxdp_vxlan",
+    };
+    let insns = program::xdp_program(&filter, xskmap.as_raw_fd())
+        .map_err(|e| BpfError::Invalid(format!("assembling {name}: {e}")))?;
+    load_insns(name, &insns)
+}
+
+/// Load `insns`; if the kernel refuses, load again with a log buffer and
+/// return the verifier's log in the error.
+pub(crate) fn load_insns(name: &'static str, insns: &[asm::Insn]) -> Result<OwnedFd, BpfError> {
+    match sys::load_xdp_program(name, insns, LICENSE, None) {
+        Ok(fd) => Ok(fd),
+        Err(first) => {
+            let mut log = vec![0u8; VERIFIER_LOG_SIZE];
+            match sys::load_xdp_program(name, insns, LICENSE, Some(&mut log)) {
+                Ok(fd) => Ok(fd),
+                Err(source) => {
+                    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+                    let log = String::from_utf8_lossy(&log[..end]).into_owned();
+                    tracing::debug!(%first, "BPF_PROG_LOAD failed");
+                    Err(BpfError::Verifier {
+                        program: name,
+                        log,
+                        source,
+                    })
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn actions_and_modes() {
+        assert_eq!(XdpAction::from(4), XdpAction::Redirect);
+        assert_eq!(XdpAction::from(2), XdpAction::Pass);
+        assert_eq!(XdpAction::from(9), XdpAction::Other(9));
+        assert_eq!(
+            XdpAttachMode::from(kxdp_config::XdpMode::Generic),
+            XdpAttachMode::Generic
+        );
+        assert_eq!(AttachedMode::Native.flags(), 4);
+        assert_eq!(AttachedMode::Generic.flags(), 2);
+    }
+
+    /// Root (effective uid 0)? Outside CI a non-root run skips; under
+    /// CI=true it fails.
+    fn privileged(test: &str) -> bool {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let euid = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2));
+        if euid == Some("0") {
+            return true;
+        }
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "{test} needs root under CI"
+        );
+        eprintln!("skipping {test}: needs root (CAP_BPF)");
+        false
+    }
+
+    #[test]
+    fn a_rejected_program_comes_back_with_the_verifier_log() {
+        if !privileged("a_rejected_program_comes_back_with_the_verifier_log") {
+            return;
+        }
+        // Reads the first byte of the packet without a bounds check.
+        let mut a = asm::Asm::new();
+        a.load(asm::Size::U32, asm::Reg::R2, asm::Reg::R1, 0)
+            .load(asm::Size::U8, asm::Reg::R0, asm::Reg::R2, 0)
+            .exit();
+        let insns = a.finish().expect("assembles");
+        match load_insns("kxdp_bad", &insns) {
+            Err(BpfError::Verifier { log, program, .. }) => {
+                assert_eq!(program, "kxdp_bad");
+                assert!(
+                    log.contains("invalid access to packet"),
+                    "verifier log: {log}"
+                );
+            }
+            other => panic!("expected a verifier error, got {other:?}"),
+        }
+        // The real programs pass the verifier of this kernel.
+        let map = sys::create_xskmap("kxdp_test", 4).expect("map");
+        for filter in [
+            XdpFilter::All,
+            XdpFilter::Vxlan {
+                vtep: Ipv4Addr::new(192, 0, 2, 1),
+                udp_port: 4789,
+            },
+        ] {
+            let prog = load(filter, &map).expect("verifier accepts");
+            assert!(sys::program_id(&prog).expect("id") > 0);
+        }
+    }
+
+    #[test]
+    fn attach_rejects_zero_queues_and_unknown_interfaces() {
+        let err = XdpAttachment::attach("lo", XdpFilter::All, XdpAttachMode::Auto, 0);
+        assert!(matches!(err, Err(BpfError::Invalid(_))), "{err:?}");
+        let err = XdpAttachment::attach("kxdp-nonexist", XdpFilter::All, XdpAttachMode::Auto, 1);
+        assert!(
+            matches!(err, Err(BpfError::NoSuchInterface { .. })),
+            "{err:?}"
+        );
+    }
+}

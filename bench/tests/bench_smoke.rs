@@ -27,10 +27,12 @@ fn number(v: &Value, path: &str) -> f64 {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn kxdp_bench_quick_writes_every_figure() {
-    if !privileged_test("kxdp_bench_quick_writes_every_figure") {
-        return;
-    }
+    privileged_test("kxdp_bench_quick_writes_every_figure");
     let kxdp = kxdp_binary();
     assert!(kxdp.exists(), "no kxdp binary at {}", kxdp.display());
     let out = std::env::temp_dir().join(format!("kxdp-bench-smoke-{}", std::process::id()));

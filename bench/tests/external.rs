@@ -42,13 +42,11 @@ const BACK: u32 = 50;
 
 /// True when `kind`'s tools are installed; otherwise prints why the test is
 /// skipped. Deliberately not an error in CI (see the file's doc comment).
-fn installed(test: &str, kind: ExternalKind) -> bool {
-    match kind.check_installed() {
-        Ok(()) => true,
-        Err(why) => {
-            eprintln!("skipping {test}: {why}");
-            false
-        }
+/// Fails `test` when `kind` is not installed (its test is ignored unless
+/// the build found it: see build.rs).
+fn installed(test: &str, kind: ExternalKind) {
+    if let Err(why) = kind.check_installed() {
+        panic!("{test}: {why}");
     }
 }
 
@@ -282,38 +280,50 @@ fn killed(test: &str, kind: ExternalKind) {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(kxdp_privileged, kxdp_testpmd)),
+    ignore = "needs root and dpdk-testpmd (scripts/setup-bench)"
+)]
 fn testpmd_killed_leaves_nothing_behind() {
     let test = "testpmd_killed_leaves_nothing_behind";
-    if !privileged_test(test) || !installed(test, ExternalKind::Testpmd) {
-        return;
-    }
+    privileged_test(test);
+    installed(test, ExternalKind::Testpmd);
     killed(test, ExternalKind::Testpmd);
 }
 
 #[test]
+#[cfg_attr(
+    not(all(kxdp_privileged, kxdp_ovs)),
+    ignore = "needs root and Open vSwitch (scripts/setup-bench)"
+)]
 fn ovs_killed_leaves_nothing_behind() {
     let test = "ovs_killed_leaves_nothing_behind";
-    if !privileged_test(test) || !installed(test, ExternalKind::Ovs) {
-        return;
-    }
+    privileged_test(test);
+    installed(test, ExternalKind::Ovs);
     killed(test, ExternalKind::Ovs);
 }
 
 #[test]
+#[cfg_attr(
+    not(all(kxdp_privileged, kxdp_testpmd)),
+    ignore = "needs root and dpdk-testpmd (scripts/setup-bench)"
+)]
 fn testpmd_forwards_between_pod_veth_and_underlay_and_cleans_up() {
     let test = "testpmd_forwards_between_pod_veth_and_underlay_and_cleans_up";
-    if !privileged_test(test) || !installed(test, ExternalKind::Testpmd) {
-        return;
-    }
+    privileged_test(test);
+    installed(test, ExternalKind::Testpmd);
     smoke(test, ExternalKind::Testpmd);
 }
 
 #[test]
+#[cfg_attr(
+    not(all(kxdp_privileged, kxdp_ovs)),
+    ignore = "needs root and Open vSwitch (scripts/setup-bench)"
+)]
 fn ovs_forwards_between_pod_veth_and_underlay_and_cleans_up() {
     let test = "ovs_forwards_between_pod_veth_and_underlay_and_cleans_up";
-    if !privileged_test(test) || !installed(test, ExternalKind::Ovs) {
-        return;
-    }
+    privileged_test(test);
+    installed(test, ExternalKind::Ovs);
     smoke(test, ExternalKind::Ovs);
 }
 
@@ -442,8 +452,9 @@ fn median(mut values: Vec<f64>) -> f64 {
 #[ignore = "a measurement, not a CI test: see the file's documentation"]
 fn forwarding_rate() {
     let test = "forwarding_rate";
-    if !privileged_test(test) || !ExternalKind::ALL.into_iter().all(|k| installed(test, k)) {
-        return;
+    privileged_test(test);
+    for kind in ExternalKind::ALL {
+        installed(test, kind);
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert!(

@@ -65,10 +65,12 @@ fn run(mode1: PollMode, mode2: PollMode) {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn tcp_bulk_crosses_kxdp_nodes() {
-    if !privileged_test("tcp_bulk_crosses_kxdp_nodes") {
-        return;
-    }
+    privileged_test("tcp_bulk_crosses_kxdp_nodes");
     run(PollMode::Adaptive, PollMode::Adaptive);
     run(PollMode::Busy, PollMode::Adaptive);
 }

@@ -11,10 +11,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -22,31 +20,11 @@ use std::time::{Duration, Instant};
 use kxdp_dataplane::bpf::{AttachedMode, XdpAction, XdpAttachMode, XdpAttachment, XdpFilter};
 use kxdp_dataplane::io::{chunk_of, Desc, PacketIo, MIN_HEADROOM};
 use kxdp_dataplane::xsk::{BindMode, XskBackend, XskOptions, XskPortSpec};
+use kxdp_harness::{privileged_test, NetnsGuard};
 
 // ---------------------------------------------------------------------------
 // Privileges, namespaces, commands
 // ---------------------------------------------------------------------------
-
-/// Whether privileged tests can run; panics under CI=true when they cannot.
-fn privileged(test: &str) -> bool {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(str::to_owned))
-        });
-    if uid.as_deref() == Some("0") {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "{test}: needs root (effective uid {uid:?}) and CI=true: failing instead of skipping"
-        );
-    }
-    eprintln!("skipping {test}: needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW)");
-    false
-}
 
 /// Run a command, panic with its stderr if it fails; return stdout.
 fn run(program: &str, args: &[&str]) -> String {
@@ -70,7 +48,7 @@ fn ip(args: &[&str]) -> String {
 /// Network namespaces made for one test; deleted on drop (which also
 /// destroys the veths inside them).
 struct Netns {
-    names: Vec<String>,
+    guards: Vec<NetnsGuard>,
 }
 
 static NETNS_SEQ: AtomicU32 = AtomicU32::new(0);
@@ -79,15 +57,15 @@ impl Netns {
     /// `count` new namespaces with IPv6 off (so no router or neighbour
     /// solicitations show up in frame counts) and loopback up.
     fn new(count: usize) -> Netns {
-        let mut ns = Netns { names: Vec::new() };
+        let mut ns = Netns { guards: Vec::new() };
         for _ in 0..count {
             let name = format!(
                 "kxdp-t{}-{}",
                 std::process::id(),
                 NETNS_SEQ.fetch_add(1, Ordering::Relaxed)
             );
-            ip(&["netns", "add", &name]);
-            ns.names.push(name.clone());
+            ns.guards
+                .push(NetnsGuard::create(&name).expect("a network namespace"));
             run(
                 "ip",
                 &[
@@ -100,21 +78,12 @@ impl Netns {
                     "net.ipv6.conf.default.disable_ipv6=1",
                 ],
             );
-            ip(&["-n", &name, "link", "set", "lo", "up"]);
         }
         ns
     }
 
     fn name(&self, i: usize) -> &str {
-        &self.names[i]
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for name in &self.names {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
+        self.guards[i].name()
     }
 }
 
@@ -134,13 +103,8 @@ fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
-#[allow(unsafe_code)]
 fn enter_netns(ns: &str) {
-    let file = File::open(format!("/run/netns/{ns}")).expect("open netns");
-    // SAFETY: setns(2) on a valid namespace descriptor; it only moves the
-    // calling thread, a scoped thread that ends with the closure.
-    let ret = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(ret, 0, "setns {ns}: {}", io::Error::last_os_error());
+    kxdp_harness::enter_netns(ns).expect("enter the test's network namespace");
 }
 
 /// One end of a veth pair.
@@ -499,10 +463,12 @@ fn rx_and_tx_through_the_all_program(mode: XdpAttachMode, expected: AttachedMode
 /// another thread wakes it, and not otherwise: the waker's counter is reset
 /// so the next sleep lasts.
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn a_sleep_ends_on_a_frame_or_a_wake_and_not_before() {
-    if !privileged("a_sleep_ends_on_a_frame_or_a_wake_and_not_before") {
-        return;
-    }
+    privileged_test("a_sleep_ends_on_a_frame_or_a_wake_and_not_before");
     let ns = Netns::new(2);
     let node = End {
         ns: ns.name(0),
@@ -576,26 +542,32 @@ fn a_sleep_ends_on_a_frame_or_a_wake_and_not_before() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn all_program_native_rx_and_tx() {
-    if !privileged("all_program_native_rx_and_tx") {
-        return;
-    }
+    privileged_test("all_program_native_rx_and_tx");
     rx_and_tx_through_the_all_program(XdpAttachMode::Auto, AttachedMode::Native);
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn all_program_generic_rx_and_tx() {
-    if !privileged("all_program_generic_rx_and_tx") {
-        return;
-    }
+    privileged_test("all_program_generic_rx_and_tx");
     rx_and_tx_through_the_all_program(XdpAttachMode::Generic, AttachedMode::Generic);
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn shared_umem_forwards_between_interfaces_without_copy() {
-    if !privileged("shared_umem_forwards_between_interfaces_without_copy") {
-        return;
-    }
+    privileged_test("shared_umem_forwards_between_interfaces_without_copy");
     let ns = Netns::new(3);
     let xa = End {
         ns: ns.name(0),
@@ -735,10 +707,12 @@ fn shared_umem_forwards_between_interfaces_without_copy() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn vxlan_filter_passes_the_underlay_and_redirects_only_vxlan() {
-    if !privileged("vxlan_filter_passes_the_underlay_and_redirects_only_vxlan") {
-        return;
-    }
+    privileged_test("vxlan_filter_passes_the_underlay_and_redirects_only_vxlan");
     let ns = Netns::new(2);
     let node = End {
         ns: ns.name(0),
@@ -877,10 +851,12 @@ fn vxlan_filter_passes_the_underlay_and_redirects_only_vxlan() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn frames_are_accounted_for_under_fill_and_tx_exhaustion() {
-    if !privileged("frames_are_accounted_for_under_fill_and_tx_exhaustion") {
-        return;
-    }
+    privileged_test("frames_are_accounted_for_under_fill_and_tx_exhaustion");
     let ns = Netns::new(2);
     let node = End {
         ns: ns.name(0),
@@ -1053,10 +1029,12 @@ fn frames_are_accounted_for_under_fill_and_tx_exhaustion() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn one_umem_serves_two_queues_of_one_interface() {
-    if !privileged("one_umem_serves_two_queues_of_one_interface") {
-        return;
-    }
+    privileged_test("one_umem_serves_two_queues_of_one_interface");
     let ns = Netns::new(2);
     let node = End {
         ns: ns.name(0),
@@ -1167,10 +1145,12 @@ fn program_exists(id: u32) -> bool {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn dropping_the_attachment_detaches_and_frees_the_program() {
-    if !privileged("dropping_the_attachment_detaches_and_frees_the_program") {
-        return;
-    }
+    privileged_test("dropping_the_attachment_detaches_and_frees_the_program");
     let ns = Netns::new(2);
     let node = End {
         ns: ns.name(0),
@@ -1243,10 +1223,12 @@ fn sigkill_child() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn sigkill_leaves_nothing_attached() {
-    if !privileged("sigkill_leaves_nothing_attached") {
-        return;
-    }
+    privileged_test("sigkill_leaves_nothing_attached");
     let ns = Netns::new(2);
     let node = End {
         ns: ns.name(0),

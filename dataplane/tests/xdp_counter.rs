@@ -10,34 +10,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::fs::File;
-use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use kxdp_dataplane::bpf::{AttachedMode, XdpAction, XdpAttachMode, XdpCount, XdpCounter};
-
-/// Whether privileged tests can run; panics under CI=true when they cannot.
-fn privileged(test: &str) -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2));
-    if euid == Some("0") {
-        return true;
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "{test}: needs root under CI"
-    );
-    eprintln!("skipping {test}: needs root (CAP_NET_ADMIN, CAP_BPF)");
-    false
-}
+use kxdp_harness::{privileged_test, NetnsGuard};
 
 fn ip(args: &[&str]) -> String {
     let out = Command::new("ip").args(args).output().expect("run ip");
@@ -53,6 +32,8 @@ fn ip(args: &[&str]) -> String {
 /// Two namespaces joined by a veth pair `cnta` (10.99.0.1, in the first)
 /// and `cntb` (10.99.0.2, in the second); deleted on drop.
 struct Pair {
+    /// The namespaces, deleted on drop (which destroys the veth too).
+    _guards: [NetnsGuard; 2],
     names: [String; 2],
 }
 
@@ -67,9 +48,14 @@ impl Pair {
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
         let names = [format!("{base}-a"), format!("{base}-b")];
-        let pair = Pair { names };
+        let guards = names
+            .clone()
+            .map(|n| NetnsGuard::create(&n).expect("a network namespace"));
+        let pair = Pair {
+            _guards: guards,
+            names,
+        };
         for ns in &pair.names {
-            ip(&["netns", "add", ns]);
             // No IPv6: its router solicitations and MLD reports would be counted.
             let out = Command::new("ip")
                 .args(["netns", "exec", ns, "sysctl", "-qw"])
@@ -80,7 +66,6 @@ impl Pair {
                 .output()
                 .expect("run sysctl");
             assert!(out.status.success(), "sysctl in {ns}: {out:?}");
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
         let [a, b] = &pair.names;
         ip(&[
@@ -109,14 +94,6 @@ impl Pair {
     }
 }
 
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for ns in &self.names {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
 fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| {
         let handle = s.spawn(|| {
@@ -130,13 +107,8 @@ fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
-#[allow(unsafe_code)]
 fn enter_netns(ns: &str) {
-    let file = File::open(format!("/run/netns/{ns}")).expect("open netns");
-    // SAFETY: setns(2) on a valid namespace descriptor; it moves only the
-    // calling thread, a scoped thread that ends with the closure.
-    let ret = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(ret, 0, "setns {ns}: {}", io::Error::last_os_error());
+    kxdp_harness::enter_netns(ns).expect("enter the test's network namespace");
 }
 
 fn socket(ns: &str, addr: Ipv4Addr, port: u16) -> UdpSocket {
@@ -159,10 +131,12 @@ fn send(sender: &UdpSocket, n: usize, payload: usize) {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn counts_and_drops_every_frame_then_detaches() {
-    if !privileged("counts_and_drops_every_frame_then_detaches") {
-        return;
-    }
+    privileged_test("counts_and_drops_every_frame_then_detaches");
     let pair = Pair::new();
     let [a, b] = &pair.names;
     let sender = socket(a, Ipv4Addr::new(10, 99, 0, 1), 0);
@@ -214,10 +188,12 @@ fn counts_and_drops_every_frame_then_detaches() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn generic_mode_counts_too() {
-    if !privileged("generic_mode_counts_too") {
-        return;
-    }
+    privileged_test("generic_mode_counts_too");
     let pair = Pair::new();
     let [a, b] = &pair.names;
     let sender = socket(a, Ipv4Addr::new(10, 99, 0, 1), 0);
@@ -236,10 +212,12 @@ fn generic_mode_counts_too() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn attach_reports_a_missing_interface() {
-    if !privileged("attach_reports_a_missing_interface") {
-        return;
-    }
+    privileged_test("attach_reports_a_missing_interface");
     let err = XdpCounter::attach("kxdp-nonexist", XdpAttachMode::Auto).unwrap_err();
     assert!(err.to_string().contains("kxdp-nonexist"), "{err}");
 }

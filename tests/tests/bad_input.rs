@@ -179,10 +179,12 @@ fn wait_quiet() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn malformed_spoofed_and_arp_frames_from_a_pod_are_dropped_by_reason() {
-    if !privileged_test("malformed_spoofed_and_arp_frames_from_a_pod_are_dropped_by_reason") {
-        return;
-    }
+    privileged_test("malformed_spoofed_and_arp_frames_from_a_pod_are_dropped_by_reason");
     let c = Cluster::start("kf-bad-pod", topology(), kxdp_binary!());
     let a1 = c.pod("a1");
     let a2 = c.pod("a2");
@@ -384,10 +386,12 @@ fn icmp_too_big(c: &Cluster, node: &str) -> (u64, u64) {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn ip_options_and_fragments_are_forwarded_unchanged() {
-    if !privileged_test("ip_options_and_fragments_are_forwarded_unchanged") {
-        return;
-    }
+    privileged_test("ip_options_and_fragments_are_forwarded_unchanged");
     let c = Cluster::start("kf-bad-frag", topology(), kxdp_binary!());
     let a1 = c.pod("a1");
     let beside = Beside::start(&c, Duration::from_secs(8));
@@ -475,10 +479,12 @@ fn ip_options_and_fragments_are_forwarded_unchanged() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn vxlan_from_the_underlay_is_checked_and_delivered_once() {
-    if !privileged_test("vxlan_from_the_underlay_is_checked_and_delivered_once") {
-        return;
-    }
+    privileged_test("vxlan_from_the_underlay_is_checked_and_delivered_once");
     let c = Cluster::start("kf-bad-vxlan", topology(), kxdp_binary!());
     let n1 = c.node("n1").netns.clone();
     let n2 = c.node("n2").netns.clone();
@@ -676,10 +682,12 @@ fn vxlan_from_the_underlay_is_checked_and_delivered_once() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn frames_larger_than_the_destination_pods_mtu_are_refused() {
-    if !privileged_test("frames_larger_than_the_destination_pods_mtu_are_refused") {
-        return;
-    }
+    privileged_test("frames_larger_than_the_destination_pods_mtu_are_refused");
     // Issue #15, finding 5: 1600 bytes of IPv4 to a2, whose MTU is 1450.
     const BIG: u16 = 1600;
     let mut c = Cluster::build("kf-bad-mtu", topology(), kxdp_binary!());
@@ -814,10 +822,12 @@ fn frames_larger_than_the_destination_pods_mtu_are_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn a_broadcast_storm_is_dropped_and_other_pods_keep_talking() {
-    if !privileged_test("a_broadcast_storm_is_dropped_and_other_pods_keep_talking") {
-        return;
-    }
+    privileged_test("a_broadcast_storm_is_dropped_and_other_pods_keep_talking");
     const STORM: u64 = 50_000;
     let c = Cluster::start("kf-bad-storm", topology(), kxdp_binary!());
     let a1 = c.pod("a1");

@@ -279,12 +279,12 @@ fn assert_all_answered(answers: &[Option<String>], what: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn a_service_chain_carries_traffic_through_policy_policer_vnf_and_load_balancer() {
-    if !privileged_test(
-        "a_service_chain_carries_traffic_through_policy_policer_vnf_and_load_balancer",
-    ) {
-        return;
-    }
+    privileged_test("a_service_chain_carries_traffic_through_policy_policer_vnf_and_load_balancer");
     let _serial = one_at_a_time();
     let bed = Bed::start("kb-chain");
     const FLOWS: usize = 30;
@@ -371,10 +371,12 @@ fn a_service_chain_carries_traffic_through_policy_policer_vnf_and_load_balancer(
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn a_network_policy_denies_one_pair_while_others_pass() {
-    if !privileged_test("a_network_policy_denies_one_pair_while_others_pass") {
-        return;
-    }
+    privileged_test("a_network_policy_denies_one_pair_while_others_pass");
     let _serial = one_at_a_time();
     let bed = Bed::start("kb-policy");
     let before = bed.totals();
@@ -448,10 +450,12 @@ fn probe_rounds(
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn a_removed_backend_moves_only_its_flows() {
-    if !privileged_test("a_removed_backend_moves_only_its_flows") {
-        return;
-    }
+    privileged_test("a_removed_backend_moves_only_its_flows");
     let _serial = one_at_a_time();
     let bed = Bed::start("kb-backend");
     const FLOWS: usize = 40;
@@ -582,10 +586,12 @@ fn answered(answers: &[Option<String>]) -> usize {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn a_dead_vnf_fails_closed_or_open_as_its_chain_says() {
-    if !privileged_test("a_dead_vnf_fails_closed_or_open_as_its_chain_says") {
-        return;
-    }
+    privileged_test("a_dead_vnf_fails_closed_or_open_as_its_chain_says");
     let _serial = one_at_a_time();
     let bed = Bed::start("kb-vnfdown");
     const FLOWS: usize = 8;

@@ -258,10 +258,12 @@ fn result_ip(result: &Value) -> Ipv4Addr {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn the_plugin_answers_a_runtime_as_the_cni_specification_says() {
-    if !privileged_test("the_plugin_answers_a_runtime_as_the_cni_specification_says") {
-        return;
-    }
+    privileged_test("the_plugin_answers_a_runtime_as_the_cni_specification_says");
     let mut c = Cluster::start("cni", topology(), kxdp_binary!());
     c.wait_forwarding("n1");
     c.wait_forwarding("n2");
@@ -685,10 +687,12 @@ impl Drop for Podman {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn podman_runs_containers_on_two_kxdp_nodes_through_the_plugin() {
-    if !privileged_test("podman_runs_containers_on_two_kxdp_nodes_through_the_plugin") {
-        return;
-    }
+    privileged_test("podman_runs_containers_on_two_kxdp_nodes_through_the_plugin");
     let c = Cluster::start("cni_podman", topology(), kxdp_binary!());
     c.wait_forwarding("n1");
     c.wait_forwarding("n2");

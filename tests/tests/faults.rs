@@ -217,10 +217,12 @@ fn pid_of(c: &mut Cluster, node: &str) -> Pid {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn the_underlay_going_down_and_up_stops_then_resumes_forwarding() {
-    if !privileged_test("the_underlay_going_down_and_up_stops_then_resumes_forwarding") {
-        return;
-    }
+    privileged_test("the_underlay_going_down_and_up_stops_then_resumes_forwarding");
     let _serial = one_at_a_time();
     let c = Cluster::start("kf-underlay", two_nodes(), kxdp_binary!());
     let n1 = c.node("n1").netns.clone();
@@ -319,10 +321,12 @@ fn recreate_pod_veth(c: &Cluster, pod: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn a_re_created_pod_interface_is_bound_again_without_a_restart() {
-    if !privileged_test("a_re_created_pod_interface_is_bound_again_without_a_restart") {
-        return;
-    }
+    privileged_test("a_re_created_pod_interface_is_bound_again_without_a_restart");
     let _serial = one_at_a_time();
     let mut c = Cluster::start("kf-rebind", two_nodes(), kxdp_binary!());
     let pid = pid_of(&mut c, "n1");
@@ -406,10 +410,12 @@ fn a_re_created_pod_interface_is_bound_again_without_a_restart() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn starved_fill_rings_and_a_full_tx_ring_are_counted_and_lose_no_frame() {
-    if !privileged_test("starved_fill_rings_and_a_full_tx_ring_are_counted_and_lose_no_frame") {
-        return;
-    }
+    privileged_test("starved_fill_rings_and_a_full_tx_ring_are_counted_and_lose_no_frame");
     let _serial = one_at_a_time();
     let mut c = Cluster::start("kf-rings", two_nodes(), kxdp_binary!());
     let n1 = c.node("n1").netns.clone();
@@ -539,10 +545,12 @@ fn storm_client(socket: &Path, k: u32, rate: u64, duration: Duration, first_roun
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn a_table_update_storm_tears_no_lookup_and_stalls_no_worker() {
-    if !privileged_test("a_table_update_storm_tears_no_lookup_and_stalls_no_worker") {
-        return;
-    }
+    privileged_test("a_table_update_storm_tears_no_lookup_and_stalls_no_worker");
     let _serial = one_at_a_time();
     const STORM: Duration = Duration::from_secs(10);
     const RATE: u64 = 10_000;
@@ -619,10 +627,12 @@ fn a_table_update_storm_tears_no_lookup_and_stalls_no_worker() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn sigterm_in_the_middle_of_a_stream_detaches_exits_and_a_restart_resumes() {
-    if !privileged_test("sigterm_in_the_middle_of_a_stream_detaches_exits_and_a_restart_resumes") {
-        return;
-    }
+    privileged_test("sigterm_in_the_middle_of_a_stream_detaches_exits_and_a_restart_resumes");
     let _serial = one_at_a_time();
     let mut c = Cluster::start("kf-sigterm", two_nodes(), kxdp_binary!());
     let n1 = c.node("n1").netns.clone();
@@ -685,9 +695,7 @@ fn rss_kb(pid: Pid) -> u64 {
 #[test]
 #[ignore = "a soak of KXDP_SOAK_SECS (default 300) seconds; run on demand"]
 fn soak_mixed_traffic_with_updates_keeps_memory_and_frames_flat() {
-    if !privileged_test("soak_mixed_traffic_with_updates_keeps_memory_and_frames_flat") {
-        return;
-    }
+    privileged_test("soak_mixed_traffic_with_updates_keeps_memory_and_frames_flat");
     let _serial = one_at_a_time();
     let secs: u64 = std::env::var("KXDP_SOAK_SECS")
         .ok()

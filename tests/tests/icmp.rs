@@ -50,10 +50,12 @@ fn hops(output: &str) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn traceroute_lists_the_gateways_and_path_mtu_discovery_works() {
-    if !privileged_test("traceroute_lists_the_gateways_and_path_mtu_discovery_works") {
-        return;
-    }
+    privileged_test("traceroute_lists_the_gateways_and_path_mtu_discovery_works");
     let c = Cluster::start("kf-icmp", topology(), kxdp_binary!());
     let a1 = c.pod("a1");
     let b1 = ip_of(c.pod("b1")).to_string();
@@ -116,10 +118,12 @@ fn traceroute_lists_the_gateways_and_path_mtu_discovery_works() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn a_flood_of_expiring_frames_gets_errors_at_the_configured_rate() {
-    if !privileged_test("a_flood_of_expiring_frames_gets_errors_at_the_configured_rate") {
-        return;
-    }
+    privileged_test("a_flood_of_expiring_frames_gets_errors_at_the_configured_rate");
     let c = Cluster::start("kf-icmp-flood", topology(), kxdp_binary!());
     let a1 = c.pod("a1");
     let b1 = ip_of(c.pod("b1")).to_string();
@@ -182,10 +186,12 @@ fn v6(node: u8, host: u16) -> std::net::Ipv6Addr {
 /// 1500 on the 1450-byte tunnel learns the path MTU from kxdp's "packet
 /// too big" and moves 20 MB over TCP/IPv6.
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn traceroute6_and_ipv6_path_mtu_discovery() {
-    if !privileged_test("traceroute6_and_ipv6_path_mtu_discovery") {
-        return;
-    }
+    privileged_test("traceroute6_and_ipv6_path_mtu_discovery");
     let spec = TopologySpec::new(Underlay::Direct, &[("blue", VNI)])
         .with_node(NodeSpec::new("n1", NodeKind::Kxdp).with_pod("a1", "blue", pod_ip(1, 10)))
         .with_node(NodeSpec::new("n2", NodeKind::Kxdp).with_pod("b1", "blue", pod_ip(2, 10)));

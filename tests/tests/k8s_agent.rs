@@ -705,15 +705,17 @@ fn testbed_objects(config: &NodeConfig) -> Vec<Value> {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn kxdp_nodes_programmed_by_their_agents_forward_through_an_api_server_outage() {
     use kxdp_control::api::{ApiTarget, BlockingClient, ObjectKind};
     use kxdp_testbed::{ping, pod_ip, privileged_test, NodeKind, NodeSpec, TopologySpec, Underlay};
     use kxdp_tests::{assert_no_loss, ip_of, kxdp_binary, Cluster};
 
     let test = "k8s_agent_traffic";
-    if !privileged_test(test) {
-        return;
-    }
+    privileged_test(test);
     let _serial = serial();
     let spec = TopologySpec::new(Underlay::Direct, &[("blue", 100)])
         .with_node(NodeSpec::new("n1", NodeKind::Kxdp).with_pod("a1", "blue", pod_ip(1, 10)))

@@ -41,10 +41,12 @@ fn with_kernel_node() -> TopologySpec {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn kxdp_pods_and_kernel_vxlan_pods_talk_both_ways() {
-    if !privileged_test("kxdp_pods_and_kernel_vxlan_pods_talk_both_ways") {
-        return;
-    }
+    privileged_test("kxdp_pods_and_kernel_vxlan_pods_talk_both_ways");
     let c = Cluster::start("kernel_interop", with_kernel_node(), kxdp_binary!());
     let mut servers = Vec::new();
     for pod in ["a1", "a2", "b1", "k1", "k2"] {

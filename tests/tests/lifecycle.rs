@@ -106,10 +106,12 @@ fn assert_nothing_attached(c: &Cluster, node: &str, programs: &BTreeSet<u32>, ti
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn kill_9_leaves_no_xdp_program_and_kxdp_restarts_cleanly() {
-    if !privileged_test("kill_9_leaves_no_xdp_program_and_kxdp_restarts_cleanly") {
-        return;
-    }
+    privileged_test("kill_9_leaves_no_xdp_program_and_kxdp_restarts_cleanly");
     let mut c = Cluster::start("kill9", two_nodes(), kxdp_binary!());
     traffic_flows(&c, "before kill -9");
     let old = attached(&c, "n1");
@@ -154,10 +156,12 @@ fn kill_9_leaves_no_xdp_program_and_kxdp_restarts_cleanly() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn sigterm_and_sigint_stop_kxdp_within_a_second_and_detach() {
-    if !privileged_test("sigterm_and_sigint_stop_kxdp_within_a_second_and_detach") {
-        return;
-    }
+    privileged_test("sigterm_and_sigint_stop_kxdp_within_a_second_and_detach");
     let mut c = Cluster::start("sigterm", two_nodes(), kxdp_binary!());
     for signal in [Signal::SIGTERM, Signal::SIGINT] {
         traffic_flows(&c, &format!("before {signal}"));

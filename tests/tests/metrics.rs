@@ -88,10 +88,12 @@ fn scrape(netns: &Netns) -> BTreeMap<String, f64> {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn scraped_metrics_move_with_traffic_and_drops() {
-    if !privileged_test("scraped_metrics_move_with_traffic_and_drops") {
-        return;
-    }
+    privileged_test("scraped_metrics_move_with_traffic_and_drops");
     let spec = TopologySpec::new(Underlay::Switch, &[("blue", 100)]).with_node(
         NodeSpec::new("kc1", NodeKind::Kxdp)
             .with_pod("kca", "blue", pod_ip(1, 10))

@@ -24,10 +24,12 @@ fn payload_for(ip_len: u16) -> u16 {
 const COUNT: u32 = 10;
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn frames_over_the_path_mtu_are_dropped_and_counted() {
-    if !privileged_test("frames_over_the_path_mtu_are_dropped_and_counted") {
-        return;
-    }
+    privileged_test("frames_over_the_path_mtu_are_dropped_and_counted");
     assert_eq!(POD_MTU, 1450);
     assert_eq!(POD_MTU + VXLAN_OVERHEAD, UNDERLAY_MTU);
     let spec = TopologySpec::new(Underlay::Direct, &[("blue", 100)])

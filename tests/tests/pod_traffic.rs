@@ -89,10 +89,12 @@ fn exchange(c: &Cluster, from: &str, to: &str, udp_port: u16, tcp_port: u16) -> 
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn pods_talk_on_one_node_and_across_nodes_both_ways() {
-    if !privileged_test("pods_talk_on_one_node_and_across_nodes_both_ways") {
-        return;
-    }
+    privileged_test("pods_talk_on_one_node_and_across_nodes_both_ways");
     let c = Cluster::start("pod_traffic", two_by_two(), kxdp_binary!());
     let mut servers = Vec::new();
     for pod in ["a1", "a2", "b1", "b2"] {

@@ -167,10 +167,12 @@ fn interfaces_with_prefix(netns: &Netns, prefix: &str) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn pods_come_and_go_through_the_api() {
-    if !privileged_test("pods_come_and_go_through_the_api") {
-        return;
-    }
+    privileged_test("pods_come_and_go_through_the_api");
     let _serial = serial();
     let mut c = Cluster::start("pods_at_run_time", topology(), kxdp_binary!());
     c.wait_forwarding("n1");
@@ -432,10 +434,12 @@ fn tcp_segments(netns: &Netns) -> (u64, u64) {
 /// balances and nothing is left. Prints the socket drops, retransmits,
 /// the time to add 110 pods and kxdp's memory.
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn a_node_full_of_pods() {
-    if !privileged_test("a_node_full_of_pods") {
-        return;
-    }
+    privileged_test("a_node_full_of_pods");
     let _serial = serial();
     let mut c = Cluster::start("full_node", topology(), kxdp_binary!());
     c.wait_forwarding("n1");

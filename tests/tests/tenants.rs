@@ -123,10 +123,12 @@ fn tenant_talks_alone(c: &Cluster, tenant: &str, other: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn tenants_with_overlapping_addresses_stay_apart() {
-    if !privileged_test("tenants_with_overlapping_addresses_stay_apart") {
-        return;
-    }
+    privileged_test("tenants_with_overlapping_addresses_stay_apart");
     let c = Cluster::start("tenants", overlapping_tenants(), kxdp_binary!());
     assert_eq!(c.pod("blue-a").ip, c.pod("red-a").ip);
     assert_eq!(c.pod("blue-b").ip, c.pod("red-b").ip);

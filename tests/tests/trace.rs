@@ -145,10 +145,12 @@ fn tshark(file: &Path, fields: &[&str]) -> Vec<Vec<String>> {
 }
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn a_drop_trace_read_by_tshark_shows_the_dropped_frames_and_their_reason() {
-    if !privileged_test("a_drop_trace_read_by_tshark_shows_the_dropped_frames_and_their_reason") {
-        return;
-    }
+    privileged_test("a_drop_trace_read_by_tshark_shows_the_dropped_frames_and_their_reason");
     assert!(
         find_program("tshark").is_some(),
         "tshark is not installed (scripts/setup installs it)"

@@ -17,10 +17,12 @@ use kxdp_testbed::{
 use kxdp_tests::{assert_no_loss, ip_of, kxdp_binary, Cluster};
 
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn non_vxlan_underlay_traffic_reaches_the_kernel() {
-    if !privileged_test("non_vxlan_underlay_traffic_reaches_the_kernel") {
-        return;
-    }
+    privileged_test("non_vxlan_underlay_traffic_reaches_the_kernel");
     let spec = TopologySpec::new(Underlay::Direct, &[("blue", 100)])
         .with_node(NodeSpec::new("n1", NodeKind::Kxdp).with_pod("a1", "blue", pod_ip(1, 10)))
         .with_node(NodeSpec::new("n2", NodeKind::Kxdp).with_pod("b1", "blue", pod_ip(2, 10)));

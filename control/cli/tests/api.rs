@@ -984,13 +984,15 @@ fn the_cli_is_a_client_of_the_api() {
 /// applies it back from `get -o yaml` (traffic flows again), and SIGTERM
 /// removes the socket.
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn the_cli_programs_a_running_kxdp() {
     use kxdp_testbed::{
         ping, pod_ip, privileged_test, NodeKind, NodeSpec, Testbed, TopologySpec, Underlay,
     };
-    if !privileged_test("the_cli_programs_a_running_kxdp") {
-        return;
-    }
+    privileged_test("the_cli_programs_a_running_kxdp");
     let spec = TopologySpec::new(Underlay::Switch, &[("blue", 100)]).with_node(
         NodeSpec::new("n1", NodeKind::Kxdp)
             .with_pod("api-a", "blue", pod_ip(1, 2))
@@ -1204,12 +1206,14 @@ async fn apply_latency_to_a_worker_and_a_100k_endpoint_resync() {
 /// that group get in too. The client is the real `kxdp` CLI, run as
 /// `nobody`.
 #[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn only_root_or_the_configured_group_may_use_the_unix_socket() {
     use std::os::unix::fs::MetadataExt;
     use std::os::unix::process::CommandExt;
-    if !kxdp_testbed::privileged_test("only_root_or_the_configured_group_may_use_the_unix_socket") {
-        return;
-    }
+    kxdp_testbed::privileged_test("only_root_or_the_configured_group_may_use_the_unix_socket");
     let scratch = Scratch::new("socket-authz");
     // Directories everyone may traverse, so that the socket's own mode is
     // what decides.

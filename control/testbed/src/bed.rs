@@ -464,8 +464,8 @@ impl Drop for ScratchDir {
 /// Whether this process can build testbeds: root, and `ip`, `bridge` and
 /// `ethtool` installed. `Err` says what is missing.
 pub fn check_privileges() -> std::result::Result<(), String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err("not root (the testbed needs CAP_NET_ADMIN and CAP_SYS_ADMIN)".into());
+    if let Some(why) = kxdp_harness::missing_privileges() {
+        return Err(why);
     }
     for (tool, package) in [
         ("ip", "iproute2"),
@@ -477,26 +477,6 @@ pub fn check_privileges() -> std::result::Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// For privileged tests: true when the test can run. Outside CI, prints why
-/// it is skipped and returns false when [`check_privileges`] fails.
-///
-/// # Panics
-///
-/// In CI (`CI=true`), panics when the privileges or tools are missing: there
-/// privileged tests must run, and fail loudly when they cannot.
-pub fn privileged_test(test: &str) -> bool {
-    match check_privileges() {
-        Ok(()) => true,
-        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{test}: privileged test cannot run in CI: {why}")
-        }
-        Err(why) => {
-            eprintln!("skipping {test}: {why}");
-            false
-        }
-    }
 }
 
 #[cfg(test)]

@@ -46,15 +46,9 @@ pub enum TestbedError {
         #[source]
         source: std::io::Error,
     },
-    /// Entering a network namespace with setns(2) failed.
-    #[error("cannot enter network namespace {netns:?}: {source}")]
-    Setns {
-        /// The namespace name.
-        netns: String,
-        /// The errno.
-        #[source]
-        source: nix::Error,
-    },
+    /// A network namespace could not be created.
+    #[error("network namespace: {0}")]
+    Netns(String),
     /// A thread running inside a namespace panicked.
     #[error("thread in network namespace {netns:?} panicked: {message}")]
     ThreadPanicked {

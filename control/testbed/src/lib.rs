@@ -51,10 +51,11 @@ mod topology;
 mod traffic;
 mod vnf;
 
-pub use bed::{check_privileges, privileged_test, Testbed, NAME_FAMILY};
+pub use bed::{check_privileges, Testbed, NAME_FAMILY};
 pub use error::{Result, TestbedError};
 pub use fabric::{FabricHost, FABRIC_HOST_IF, MAX_FABRIC_HOST_NAME};
 pub use http::{http_get, http_rtt, http_server, HttpReply, HttpResponse, HttpServer};
+pub use kxdp_harness::privileged_test;
 pub use kxdp_process::{KxdpProcess, READY_TIMEOUT};
 pub use netns::{find_program, list_netns, Netns, NetnsGuard, NETNS_RUN_DIR};
 pub use netns_process::NetnsProcess;

@@ -7,12 +7,9 @@
 //! whole life: create it inside [`Netns::run_in`], then use it from any thread.
 
 use std::ffi::OsStr;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::thread::JoinHandle;
-
-use nix::sched::{setns, CloneFlags};
 
 use super::error::{Result, TestbedError};
 
@@ -113,21 +110,13 @@ impl Netns {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let file = File::open(self.path()).map_err(|e| {
-            TestbedError::io(
-                format!("cannot open network namespace {}", self.path().display()),
-                e,
-            )
-        })?;
         let name = self.name.clone();
         std::thread::Builder::new()
             .name(format!("netns:{}", self.name))
             .spawn(move || {
-                setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| TestbedError::Setns {
-                    netns: name,
-                    source,
+                kxdp_harness::enter_netns(&name).map_err(|e| {
+                    TestbedError::io(format!("cannot enter network namespace {name}"), e)
                 })?;
-                drop(file);
                 Ok(f())
             })
             .map_err(|e| TestbedError::io("cannot spawn a thread", e))
@@ -177,19 +166,21 @@ impl Netns {
 #[derive(Debug)]
 pub struct NetnsGuard {
     ns: Netns,
+    /// The harness's guard (the one every privileged test uses): deletes
+    /// the namespace on drop.
+    _guard: kxdp_harness::NetnsGuard,
 }
 
 impl NetnsGuard {
     /// `ip netns add <name>`, then bring `lo` up in it.
     pub fn create(name: &str) -> Result<NetnsGuard> {
-        run_command("ip", &["netns", "add", name])?;
-        let guard = NetnsGuard {
+        let guard = kxdp_harness::NetnsGuard::create(name).map_err(TestbedError::Netns)?;
+        Ok(NetnsGuard {
             ns: Netns {
                 name: name.to_string(),
             },
-        };
-        guard.ns.ip(&["link", "set", "lo", "up"])?;
-        Ok(guard)
+            _guard: guard,
+        })
     }
 
     /// The namespace handle.
@@ -202,17 +193,6 @@ impl std::ops::Deref for NetnsGuard {
     type Target = Netns;
     fn deref(&self) -> &Netns {
         &self.ns
-    }
-}
-
-impl Drop for NetnsGuard {
-    fn drop(&mut self) {
-        if let Err(e) = delete_netns(&self.ns.name) {
-            eprintln!(
-                "testbed: cannot delete network namespace {}: {e}",
-                self.ns.name
-            );
-        }
     }
 }
 

@@ -199,6 +199,7 @@ pub(crate) fn load_insns(name: &'static str, insns: &[asm::Insn]) -> Result<Owne
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kxdp_harness::privileged_test;
     use std::net::Ipv4Addr;
 
     #[test]
@@ -214,31 +215,13 @@ mod tests {
         assert_eq!(AttachedMode::Generic.flags(), 2);
     }
 
-    /// Root (effective uid 0)? Outside CI a non-root run skips; under
-    /// CI=true it fails.
-    fn privileged(test: &str) -> bool {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let euid = status
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2));
-        if euid == Some("0") {
-            return true;
-        }
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "{test} needs root under CI"
-        );
-        eprintln!("skipping {test}: needs root (CAP_BPF)");
-        false
-    }
-
     #[test]
+    #[cfg_attr(
+        not(kxdp_privileged),
+        ignore = "needs root (network namespaces, XDP, AF_XDP)"
+    )]
     fn a_rejected_program_comes_back_with_the_verifier_log() {
-        if !privileged("a_rejected_program_comes_back_with_the_verifier_log") {
-            return;
-        }
+        privileged_test("a_rejected_program_comes_back_with_the_verifier_log");
         // Reads the first byte of the packet without a bounds check.
         let mut a = asm::Asm::new();
         a.load(asm::Size::U32, asm::Reg::R2, asm::Reg::R1, 0)

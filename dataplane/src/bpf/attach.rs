@@ -2,6 +2,7 @@
 //! module documentation of [`crate::bpf`]).
 
 use std::ffi::CStr;
+use std::io;
 use std::os::fd::{OwnedFd, RawFd};
 
 use super::asm;
@@ -60,29 +61,9 @@ impl XdpAttachment {
             source,
         })?;
 
-        let attach = |m: AttachedMode| {
-            sys::create_xdp_link(&program, ifindex, m.flags()).map_err(|source| BpfError::Attach {
-                ifname: ifname.to_owned(),
-                mode: m,
-                source,
-            })
-        };
-        let (link, mode) = match mode {
-            XdpAttachMode::Native => (attach(AttachedMode::Native)?, AttachedMode::Native),
-            XdpAttachMode::Generic => (attach(AttachedMode::Generic)?, AttachedMode::Generic),
-            XdpAttachMode::Auto => match attach(AttachedMode::Native) {
-                Ok(link) => (link, AttachedMode::Native),
-                Err(native) => {
-                    let cause = std::error::Error::source(&native).map(ToString::to_string);
-                    tracing::info!(
-                        ifname,
-                        cause = cause.as_deref().unwrap_or(""),
-                        "native XDP attach failed, falling back to generic (skb) mode"
-                    );
-                    (attach(AttachedMode::Generic)?, AttachedMode::Generic)
-                }
-            },
-        };
+        let (link, mode) = attach_in_mode(ifname, "the XDP program", mode, |m| {
+            sys::create_xdp_link(&program, ifindex, m.flags())
+        })?;
         tracing::info!(ifname, %mode, program_id, ?filter, "XDP program attached");
         Ok(XdpAttachment {
             _link: link,
@@ -159,6 +140,42 @@ impl XdpAttachment {
     }
 }
 
+/// Attach in `mode` with `link` (one BPF_LINK_CREATE per mode tried):
+/// under [`XdpAttachMode::Auto`] native first, and generic (skb) mode with
+/// a log line when native fails. Written once for every program kxdp
+/// attaches; `link` is the syscall, which unit tests replace.
+pub(crate) fn attach_in_mode<L>(
+    ifname: &str,
+    what: &str,
+    mode: XdpAttachMode,
+    mut link: impl FnMut(AttachedMode) -> io::Result<L>,
+) -> Result<(L, AttachedMode), BpfError> {
+    let mut attach = |m: AttachedMode| {
+        link(m).map_err(|source| BpfError::Attach {
+            ifname: ifname.to_owned(),
+            mode: m,
+            source,
+        })
+    };
+    match mode {
+        XdpAttachMode::Native => Ok((attach(AttachedMode::Native)?, AttachedMode::Native)),
+        XdpAttachMode::Generic => Ok((attach(AttachedMode::Generic)?, AttachedMode::Generic)),
+        XdpAttachMode::Auto => match attach(AttachedMode::Native) {
+            Ok(link) => Ok((link, AttachedMode::Native)),
+            Err(native) => {
+                let cause = std::error::Error::source(&native).map(ToString::to_string);
+                tracing::info!(
+                    ifname,
+                    what,
+                    cause = cause.as_deref().unwrap_or(""),
+                    "native XDP attach failed, falling back to generic (skb) mode"
+                );
+                Ok((attach(AttachedMode::Generic)?, AttachedMode::Generic))
+            }
+        },
+    }
+}
+
 /// Assemble and load the program for `filter`; on rejection, load again
 /// with a log buffer to return the verifier's explanation.
 fn load(filter: XdpFilter, xskmap: &OwnedFd) -> Result<OwnedFd, BpfError> {
@@ -201,6 +218,48 @@ mod tests {
     use super::*;
     use kxdp_harness::privileged_test;
     use std::net::Ipv4Addr;
+
+    /// The fallback, with the syscall replaced: no root needed.
+    #[test]
+    fn auto_falls_back_to_generic_only_when_native_fails() {
+        use std::cell::RefCell;
+        let refuse = |refused: &'static [AttachedMode]| {
+            let tried = RefCell::new(Vec::new());
+            let result = attach_in_mode("veth0", "test", XdpAttachMode::Auto, |m| {
+                tried.borrow_mut().push(m);
+                if refused.contains(&m) {
+                    Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+                } else {
+                    Ok(m as u8)
+                }
+            });
+            (result, tried.into_inner())
+        };
+        let (ok, tried) = refuse(&[]);
+        assert_eq!(ok.unwrap().1, AttachedMode::Native);
+        assert_eq!(tried, [AttachedMode::Native]);
+        let (ok, tried) = refuse(&[AttachedMode::Native]);
+        assert_eq!(ok.unwrap().1, AttachedMode::Generic);
+        assert_eq!(tried, [AttachedMode::Native, AttachedMode::Generic]);
+        let (err, tried) = refuse(&[AttachedMode::Native, AttachedMode::Generic]);
+        assert_eq!(tried, [AttachedMode::Native, AttachedMode::Generic]);
+        match err {
+            Err(BpfError::Attach { ifname, mode, .. }) => {
+                assert_eq!((ifname.as_str(), mode), ("veth0", AttachedMode::Generic));
+            }
+            other => panic!("expected an attach error, got {other:?}"),
+        }
+        // An explicit mode is tried alone, never falls back.
+        for mode in [XdpAttachMode::Native, XdpAttachMode::Generic] {
+            let mut tried = Vec::new();
+            let result = attach_in_mode("veth0", "test", mode, |m| {
+                tried.push(m);
+                Err::<(), _>(io::Error::from_raw_os_error(libc::EPERM))
+            });
+            assert!(matches!(result, Err(BpfError::Attach { .. })));
+            assert_eq!(tried.len(), 1, "{mode:?}");
+        }
+    }
 
     #[test]
     fn actions_and_modes() {

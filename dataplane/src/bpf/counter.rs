@@ -80,29 +80,9 @@ impl XdpCounter {
             op: "BPF_OBJ_GET_INFO_BY_FD",
             source,
         })?;
-        let attach = |m: AttachedMode| {
-            sys::create_xdp_link(&program, ifindex, m.flags()).map_err(|source| BpfError::Attach {
-                ifname: ifname.to_owned(),
-                mode: m,
-                source,
-            })
-        };
-        let (link, mode) = match mode {
-            XdpAttachMode::Native => (attach(AttachedMode::Native)?, AttachedMode::Native),
-            XdpAttachMode::Generic => (attach(AttachedMode::Generic)?, AttachedMode::Generic),
-            XdpAttachMode::Auto => match attach(AttachedMode::Native) {
-                Ok(link) => (link, AttachedMode::Native),
-                Err(native) => {
-                    let cause = std::error::Error::source(&native).map(ToString::to_string);
-                    tracing::info!(
-                        ifname,
-                        cause = cause.as_deref().unwrap_or(""),
-                        "native XDP attach of the counter failed, using generic (skb) mode"
-                    );
-                    (attach(AttachedMode::Generic)?, AttachedMode::Generic)
-                }
-            },
-        };
+        let (link, mode) = super::attach::attach_in_mode(ifname, "the counter", mode, |m| {
+            sys::create_xdp_link(&program, ifindex, m.flags())
+        })?;
         tracing::info!(ifname, %mode, program_id, "XDP counting sink attached");
         Ok(XdpCounter {
             _link: link,

@@ -236,10 +236,10 @@ mod tests {
             (result, tried.into_inner())
         };
         let (ok, tried) = refuse(&[]);
-        assert_eq!(ok.unwrap().1, AttachedMode::Native);
+        assert!(matches!(ok, Ok((_, AttachedMode::Native))), "{ok:?}");
         assert_eq!(tried, [AttachedMode::Native]);
         let (ok, tried) = refuse(&[AttachedMode::Native]);
-        assert_eq!(ok.unwrap().1, AttachedMode::Generic);
+        assert!(matches!(ok, Ok((_, AttachedMode::Generic))), "{ok:?}");
         assert_eq!(tried, [AttachedMode::Native, AttachedMode::Generic]);
         let (err, tried) = refuse(&[AttachedMode::Native, AttachedMode::Generic]);
         assert_eq!(tried, [AttachedMode::Native, AttachedMode::Generic]);

@@ -27,7 +27,9 @@ use crate::service::ServiceTable;
 /// use. Tenants and interfaces are indexed in the order given (as the
 /// dataplane's `TenantId` and `PortId` are). `pods` may hold pods of other
 /// nodes too: every pod listed gets an identity (pods not listed are WORLD).
-#[derive(Clone, Copy, Debug)]
+/// Two inputs compare equal exactly when every part chains read is equal:
+/// the control plane recompiles chains only when they differ.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ChainInput<'a> {
     /// Tenants; a `TenantId` is an index here.
     pub tenants: &'a [TenantSpec],

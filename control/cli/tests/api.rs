@@ -705,12 +705,16 @@ fn concurrent_appliers_never_tear_the_tables() {
     let tables = TableHandle::new(Tables::compile(&config, 1).unwrap());
     let store = Arc::new(DesiredStateStore::new(config, tables.clone()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Snapshots the reader has checked: the appliers start only once it
+    // runs, and it stops only after checking one made after all of them
+    // (on a loaded machine it could otherwise not run at all in between).
+    let checks = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let reader = {
         let tables = tables.clone();
         let stop = Arc::clone(&stop);
+        let checks = Arc::clone(&checks);
         std::thread::spawn(move || {
             let mut reader = tables.reader();
-            let mut checked = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let snapshot = reader.load();
                 for i in 0..40u8 {
@@ -722,11 +726,18 @@ fn concurrent_appliers_never_tear_the_tables() {
                         .is_some();
                     assert_eq!(a, b, "torn: pair {i} half applied");
                 }
-                checked += 1;
+                checks.fetch_add(1, Ordering::SeqCst);
             }
-            checked
         })
     };
+    let wait_for_a_check_after = |seen: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while checks.load(Ordering::SeqCst) <= seen {
+            assert!(std::time::Instant::now() < deadline, "the reader never ran");
+            std::thread::yield_now();
+        }
+    };
+    wait_for_a_check_after(0);
     let appliers: Vec<_> = (0..4u8)
         .map(|t| {
             let store = Arc::clone(&store);
@@ -752,9 +763,10 @@ fn concurrent_appliers_never_tear_the_tables() {
     for a in appliers {
         a.join().unwrap();
     }
+    // A snapshot checked after every apply: the last generation, whole.
+    wait_for_a_check_after(checks.load(Ordering::SeqCst) + 1);
     stop.store(true, Ordering::Relaxed);
-    let checked = reader.join().unwrap();
-    assert!(checked > 0);
+    reader.join().unwrap();
     let state = store.snapshot();
     assert_eq!(state.config.routes.len(), 80, "no change lost");
     assert_eq!(state.generation, 41, "one generation per change");

@@ -608,15 +608,16 @@ impl DesiredStateStore {
         // Chains read only some kinds: a change of routes or remote nodes
         // alone keeps the running set (no compile, no swap for the
         // workers to adopt).
-        let chains = if chain_inputs_differ(&current.config, &candidate) {
-            let set = self
-                .chains
-                .compile(&ChainInput::from_config(&candidate))
-                .map_err(|e| chain_error(&e, &candidate, &origins))?;
-            Some(set)
-        } else {
-            None
-        };
+        let chains =
+            if ChainInput::from_config(&current.config) != ChainInput::from_config(&candidate) {
+                let set = self
+                    .chains
+                    .compile(&ChainInput::from_config(&candidate))
+                    .map_err(|e| chain_error(&e, &candidate, &origins))?;
+                Some(set)
+            } else {
+                None
+            };
         let (ports, added, removed) = assign_ports(&current.ports, &current.config, &candidate);
         let slots: Vec<Option<&str>> = ports.iter().map(Option::as_deref).collect();
         let tables = Tables::compile_with_ports(&candidate, 0, &slots).map_err(|e| match e {
@@ -955,21 +956,6 @@ fn config_error(error: ConfigError, merged: &NodeConfig, origins: &Origins) -> F
         },
         other => FieldError::new("request", other.to_string()),
     }
-}
-
-/// Whether the parts of the model a chain set is compiled from
-/// ([`ChainInput::from_config`]) differ.
-fn chain_inputs_differ(a: &NodeConfig, b: &NodeConfig) -> bool {
-    a.tenants != b.tenants
-        || a.interfaces != b.interfaces
-        || a.pods != b.pods
-        || a.namespaces != b.namespaces
-        || a.services != b.services
-        || a.policies != b.policies
-        || a.chains != b.chains
-        || a.node.name != b.node.name
-        || a.cluster != b.cluster
-        || a.host != b.host
 }
 
 /// A chain set that does not compile, with the field at fault named like a

@@ -23,13 +23,13 @@ use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use kxdp_config::{PollMode, WorkerSpec};
 use kxdp_control::api::{api_socket_path, ApiTarget, BlockingClient};
 use kxdp_control::stats::NodeStats;
 use kxdp_testbed::{
-    pod_ip, tcp_transfer, udp_echo_server, udp_rtt, KxdpProcess, Netns, NodeKind, NodeSpec,
-    RuntimePod, Testbed, TopologySpec, Underlay,
+    pod_ip, snmp_counters, tcp_transfer, udp_echo_server, udp_rtt, KxdpProcess, Netns, NodeKind,
+    NodeSpec, RuntimePod, Testbed, TopologySpec, Underlay,
 };
 use serde::Serialize;
 
@@ -280,12 +280,7 @@ impl Bed {
 
     fn rss_kb(&mut self) -> Result<u64> {
         let pid = self.process.pid().context("kxdp has exited")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmRSS in /proc/<pid>/status")
+        Ok(kxdp_testbed::rss_kb(pid)?)
     }
 }
 
@@ -295,66 +290,19 @@ impl Drop for Bed {
     }
 }
 
-/// Counters of one moment.
-struct Snapshot {
-    stats: NodeStats,
+/// kxdp's drops over every reason (socket drops included).
+fn kxdp_drops(stats: &NodeStats) -> u64 {
+    stats.workers.iter().map(|w| w.total_drops()).sum()
 }
 
-impl Snapshot {
-    fn take(bed: &Bed) -> Result<Snapshot> {
-        Ok(Snapshot {
-            stats: bed.stats()?,
-        })
-    }
-
-    /// (all kernel drops, fill_ring_empty) of `interface`'s sockets.
-    fn socket_drops(&self, interface: &str) -> (u64, u64) {
-        self.stats
-            .ports
-            .iter()
-            .filter(|p| p.interface == interface)
-            .filter_map(|p| p.kernel)
-            .fold((0, 0), |(all, empty), k| {
-                (all + k.total(), empty + k.rx_fill_ring_empty)
-            })
-    }
-
-    /// kxdp's drops over every reason (socket drops included).
-    fn kxdp_drops(&self) -> u64 {
-        self.stats.workers.iter().map(|w| w.total_drops()).sum()
-    }
-
-    /// (busy cycles, packets received) of the worker.
-    fn cycles(&self) -> (f64, u64) {
-        self.stats.workers.iter().fold((0.0, 0), |(c, n), w| {
-            (
-                c + w.cycles_per_packet * w.rx_packets as f64,
-                n + w.rx_packets,
-            )
-        })
-    }
-}
-
-/// Two counters of one protocol in `/proc/net/snmp` of `netns` (`proto`
-/// "Udp:" or "Tcp:").
-fn snmp(netns: &Netns, proto: &str, names: [&str; 2]) -> Result<(u64, u64)> {
-    let snmp = netns.exec("cat", &["/proc/net/snmp"])?;
-    let mut lines = snmp.lines().filter(|l| l.starts_with(proto));
-    let (Some(header), Some(values)) = (lines.next(), lines.next()) else {
-        bail!("no {proto} lines in /proc/net/snmp");
-    };
-    let field = |name: &str| -> Result<u64> {
-        let at = header
-            .split_whitespace()
-            .position(|n| n == name)
-            .with_context(|| format!("no {proto} {name} in /proc/net/snmp"))?;
-        values
-            .split_whitespace()
-            .nth(at)
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("{proto} {name} in /proc/net/snmp is not a number"))
-    };
-    Ok((field(names[0])?, field(names[1])?))
+/// (busy cycles, packets received) of the workers.
+fn busy_cycles(stats: &NodeStats) -> (f64, u64) {
+    stats.workers.iter().fold((0.0, 0), |(c, n), w| {
+        (
+            c + w.cycles_per_packet * w.rx_packets as f64,
+            n + w.rx_packets,
+        )
+    })
 }
 
 fn tx_dropped(netns: &Netns) -> Result<u64> {
@@ -389,23 +337,23 @@ fn measure(
         .count() as u32;
 
     progress(&format!("{label}, {count} pods: TCP pod 1 -> pod 2"));
-    let before = Snapshot::take(bed)?;
-    let (out0, retrans0) = snmp(&p1.netns, "Tcp:", ["OutSegs", "RetransSegs"])?;
+    let before = bed.stats()?;
+    let (out0, retrans0) = snmp_counters(&p1.netns, "Tcp:", ["OutSegs", "RetransSegs"])?;
     let mut tcp_gbps_each = Vec::new();
     for _ in 0..TCP_TRANSFERS {
         let t = tcp_transfer(&p1.netns, &p2.netns, IpAddr::V4(p2.ip), options.tcp_bytes)?;
         tcp_gbps_each.push(t.bytes as f64 * 8.0 / t.duration.as_secs_f64() / 1e9);
     }
-    let (out1, retrans1) = snmp(&p1.netns, "Tcp:", ["OutSegs", "RetransSegs"])?;
-    let after = Snapshot::take(bed)?;
-    let drops_at = |s: &Snapshot| {
+    let (out1, retrans1) = snmp_counters(&p1.netns, "Tcp:", ["OutSegs", "RetransSegs"])?;
+    let after = bed.stats()?;
+    let drops_at = |s: &NodeStats| {
         let (a, b) = (s.socket_drops(&p1.host_if), s.socket_drops(&p2.host_if));
         (a.0 + b.0, a.1 + b.1)
     };
     let (sock0, empty0) = drops_at(&before);
     let (sock1, empty1) = drops_at(&after);
-    let (cycles0, rx0) = before.cycles();
-    let (cycles1, rx1) = after.cycles();
+    let (cycles0, rx0) = busy_cycles(&before);
+    let (cycles1, rx1) = busy_cycles(&after);
     let cycles_per_packet = if rx1 > rx0 {
         (cycles1 - cycles0) / (rx1 - rx0) as f64
     } else {
@@ -452,7 +400,7 @@ fn measure(
         tcp_retransmits: retrans1 - retrans0,
         socket_drops: sock1 - sock0,
         fill_ring_empty: empty1 - empty0,
-        kxdp_drops: after.kxdp_drops() - before.kxdp_drops(),
+        kxdp_drops: kxdp_drops(&after) - kxdp_drops(&before),
         cycles_per_packet,
         rr: Percentiles::of(&rtt.histogram),
         rr_lost: rtt.lost,
@@ -473,9 +421,9 @@ fn send_burst(bed: &Bed, from: &RuntimePod, to: &RuntimePod, burst: u64) -> Resu
     let sender = from
         .netns
         .run_in(|| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))??;
-    let (_, overflow0) = snmp(&to.netns, "Udp:", ["InDatagrams", "RcvbufErrors"])?;
+    let (_, overflow0) = snmp_counters(&to.netns, "Udp:", ["InDatagrams", "RcvbufErrors"])?;
     let veth0 = tx_dropped(&from.netns)?;
-    let before = Snapshot::take(bed)?;
+    let before = bed.stats()?;
     let payload = [0x5au8; BURST_DATAGRAM];
     let mut refused = 0u64;
     for _ in 0..burst {
@@ -491,11 +439,11 @@ fn send_burst(bed: &Bed, from: &RuntimePod, to: &RuntimePod, burst: u64) -> Resu
     while sink.recv(&mut buf).is_ok() {
         queued += 1;
     }
-    let after = Snapshot::take(bed)?;
-    let (_, overflow1) = snmp(&to.netns, "Udp:", ["InDatagrams", "RcvbufErrors"])?;
+    let after = bed.stats()?;
+    let (_, overflow1) = snmp_counters(&to.netns, "Udp:", ["InDatagrams", "RcvbufErrors"])?;
     let reached = queued + (overflow1 - overflow0);
     let at_socket = after.socket_drops(&from.host_if).0 - before.socket_drops(&from.host_if).0;
-    let all_kxdp = after.kxdp_drops() - before.kxdp_drops();
+    let all_kxdp = kxdp_drops(&after) - kxdp_drops(&before);
     Ok(BurstLoss {
         burst,
         lost: burst.saturating_sub(reached),

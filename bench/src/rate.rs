@@ -622,13 +622,21 @@ pub fn measure(
         .with_context(|| format!("src pod did not resolve its gateway {gateway}"))?;
     if sink_point == SinkPoint::Pod {
         // The path works before the sink takes the frames away.
-        let out = src.netns.exec_output(
-            "ping",
-            &["-c", "3", "-i", "0.2", "-W", "1", &dst.ip.to_string()],
+        // One reply of three is enough: the first request may go while
+        // node2 still resolves the pod's MAC (iputils also prints the loss
+        // as "33.3333%", so the summary line is not matched as text).
+        let rtt = kxdp_testbed::ping(
+            &src.netns,
+            std::net::IpAddr::V4(dst.ip),
+            3,
+            Duration::from_millis(200),
         )?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        if !text.contains(" 0% packet loss") && !text.contains(" 33% packet loss") {
-            bail!("src cannot reach dst before the measurement:\n{text}");
+        if rtt.received == 0 {
+            bail!(
+                "src cannot reach dst {} before the measurement: 0 of {} pings answered",
+                dst.ip,
+                rtt.sent
+            );
         }
     }
 

@@ -31,6 +31,20 @@ pub struct NodeStats {
     pub ports: Vec<PortRow>,
 }
 
+impl NodeStats {
+    /// The kernel's drops at `interface`'s sockets (XDP_STATISTICS, summed
+    /// over workers): (every drop, of which `fill_ring_empty`).
+    pub fn socket_drops(&self, interface: &str) -> (u64, u64) {
+        self.ports
+            .iter()
+            .filter(|p| p.interface == interface)
+            .filter_map(|p| p.kernel)
+            .fold((0, 0), |(all, empty), k| {
+                (all + k.total(), empty + k.rx_fill_ring_empty)
+            })
+    }
+}
+
 /// One bound port.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PortRow {

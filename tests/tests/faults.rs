@@ -186,11 +186,7 @@ fn tx_dropped(netns: &kxdp_testbed::Netns) -> u64 {
 
 /// Kernel drops (XDP_STATISTICS) summed over `node`'s sockets on `interface`.
 fn kernel_drops(c: &Cluster, node: &str, interface: &str) -> (u64, u64) {
-    let stats = c.stats(node);
-    let ports = stats.ports.iter().filter(|p| p.interface == interface);
-    ports.filter_map(|p| p.kernel).fold((0, 0), |(d, e), k| {
-        (d + k.total(), e + k.rx_fill_ring_empty)
-    })
+    c.stats(node).socket_drops(interface)
 }
 
 /// Involuntary context switches of `pid`'s worker threads (`kxdp-worker-*`).
@@ -678,12 +674,7 @@ fn sigterm_in_the_middle_of_a_stream_detaches_exits_and_a_restart_resumes() {
 
 /// RSS of `pid` in kB (VmRSS of /proc/PID/status).
 fn rss_kb(pid: Pid) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    kxdp_testbed::rss_kb(pid.as_raw() as u32).unwrap()
 }
 
 /// The soak: mixed traffic (TCP, UDP, ICMP; local and across; the TCP

@@ -106,13 +106,7 @@ fn first_answer(pod: &Netns, to: SocketAddr, since: Instant) -> Option<Duration>
 
 /// kxdp's resident memory on n1, in kB.
 fn rss_kb(c: &mut Cluster) -> u64 {
-    let pid = c.process("n1").pid().unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    kxdp_testbed::rss_kb(c.process("n1").pid().unwrap()).unwrap()
 }
 
 /// UDP from a1 to b1 in rounds until stopped: every round's result.
@@ -143,16 +137,9 @@ fn stream(c: &Cluster, server: &EchoServer) -> (Arc<AtomicBool>, JoinHandle<Vec<
 }
 
 /// The kernel's drop counters of `interface`'s sockets on `node` (summed
-/// over workers).
+/// over workers): (all, fill_ring_empty).
 fn kernel_drops(c: &Cluster, node: &str, interface: &str) -> (u64, u64) {
-    c.stats(node)
-        .ports
-        .iter()
-        .filter(|p| p.interface == interface)
-        .filter_map(|p| p.kernel)
-        .fold((0, 0), |(dropped, empty), k| {
-            (dropped + k.total(), empty + k.rx_fill_ring_empty)
-        })
+    c.stats(node).socket_drops(interface)
 }
 
 fn interfaces_with_prefix(netns: &Netns, prefix: &str) -> Vec<String> {
@@ -397,33 +384,15 @@ fn gbits(transfer: &kxdp_testbed::Transfer) -> f64 {
     transfer.bytes as f64 * 8.0 / transfer.duration.as_secs_f64() / 1e9
 }
 
-/// Two counters of one protocol's line pair in `/proc/net/snmp` in
-/// `netns` (`proto` is "Udp:" or "Tcp:").
-fn snmp(netns: &Netns, proto: &str, names: [&str; 2]) -> (u64, u64) {
-    let snmp = netns.exec("cat", &["/proc/net/snmp"]).unwrap();
-    let mut lines = snmp.lines().filter(|l| l.starts_with(proto));
-    let (header, values) = (lines.next().unwrap(), lines.next().unwrap());
-    let field = |name: &str| {
-        let at = header.split_whitespace().position(|n| n == name).unwrap();
-        values
-            .split_whitespace()
-            .nth(at)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-    };
-    (field(names[0]), field(names[1]))
-}
-
 /// (InDatagrams, RcvbufErrors) of UDP in `netns` (InDatagrams counts what
 /// applications read).
 fn udp_counters(netns: &Netns) -> (u64, u64) {
-    snmp(netns, "Udp:", ["InDatagrams", "RcvbufErrors"])
+    kxdp_testbed::snmp_counters(netns, "Udp:", ["InDatagrams", "RcvbufErrors"]).unwrap()
 }
 
 /// (OutSegs, RetransSegs) of TCP in `netns`.
 fn tcp_segments(netns: &Netns) -> (u64, u64) {
-    snmp(netns, "Tcp:", ["OutSegs", "RetransSegs"])
+    kxdp_testbed::snmp_counters(netns, "Tcp:", ["OutSegs", "RetransSegs"]).unwrap()
 }
 
 /// Issue #16: 110 pod interfaces on one node's worker (beside the file's

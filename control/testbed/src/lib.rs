@@ -69,8 +69,8 @@ pub use topology::{
     UNDERLAY_MTU, VXLAN_OVERHEAD, VXLAN_PORT,
 };
 pub use traffic::{
-    ping, tcp_echo_server, tcp_echo_server_with, tcp_rtt, tcp_rtt_with, tcp_transfer,
-    udp_echo_server, udp_echo_server_with, udp_rtt, udp_rtt_with, EchoServer, RttOptions,
-    RttResult, Transfer, WaitMode,
+    ping, rss_kb, snmp_counters, tcp_echo_server, tcp_echo_server_with, tcp_rtt, tcp_rtt_with,
+    tcp_transfer, udp_echo_server, udp_echo_server_with, udp_rtt, udp_rtt_with, EchoServer,
+    RttOptions, RttResult, Transfer, WaitMode,
 };
 pub use vnf::{VnfPod, VnfTraffic, MAX_VNF_NAME, VNF_IN_IF, VNF_OUT_IF};

@@ -832,6 +832,41 @@ fn packets_transmitted(line: &str) -> Option<u64> {
     n.trim().parse().ok()
 }
 
+/// The resident memory of process `pid`, in kB (`VmRSS` of
+/// `/proc/PID/status`).
+pub fn rss_kb(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).map_err(|e| TestbedError::io(path.clone(), e))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| TestbedError::Traffic(format!("no VmRSS in {path}")))
+}
+
+/// Two counters of one protocol in `/proc/net/snmp` of `netns` (`proto`
+/// is "Udp:" or "Tcp:"; e.g. `["InDatagrams", "RcvbufErrors"]`).
+pub fn snmp_counters(netns: &Netns, proto: &str, names: [&str; 2]) -> Result<(u64, u64)> {
+    let snmp = netns.exec("cat", &["/proc/net/snmp"])?;
+    let mut lines = snmp.lines().filter(|l| l.starts_with(proto));
+    let (Some(header), Some(values)) = (lines.next(), lines.next()) else {
+        return Err(TestbedError::Traffic(format!(
+            "no {proto} lines in /proc/net/snmp"
+        )));
+    };
+    let field = |name: &str| -> Result<u64> {
+        header
+            .split_whitespace()
+            .position(|n| n == name)
+            .and_then(|at| values.split_whitespace().nth(at))
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                TestbedError::Traffic(format!("no number {proto} {name} in /proc/net/snmp"))
+            })
+    };
+    Ok((field(names[0])?, field(names[1])?))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

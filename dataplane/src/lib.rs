@@ -4,21 +4,21 @@
 //! the XDP program loader, and the poll-mode workers.
 //!
 //! The pipeline, tables and packet code are sans-IO: they take byte buffers
-//! and never open a socket, read a clock or spawn a thread. Only `xsk` (the
-//! AF_XDP rings), `bpf` (the bpf(2) syscalls), `cycles` (the TSC),
-//! `prefetch` (a cache hint) and `hugepage` (madvise) may use `unsafe`.
-//! Nothing here knows about gRPC or Kubernetes.
+//! and never open a socket, read a clock or spawn a thread. No `unsafe`
+//! here: the AF_XDP rings and syscalls, the bpf(2) syscall, the TSC,
+//! prefetch and madvise primitives live in `kxdp-sys` (`dataplane/sys`),
+//! which `xsk`, `bpf` and `worker` use. Nothing here knows about gRPC or
+//! Kubernetes.
+
+#![forbid(unsafe_code)]
 
 pub mod bpf;
 pub mod chain_hook;
 pub mod counters;
-pub mod cycles;
-pub mod hugepage;
 pub mod io;
 pub mod lpm;
 pub mod packet;
 pub mod pipeline;
-pub mod prefetch;
 pub mod tables;
 pub mod trace;
 pub mod verdict;

@@ -19,12 +19,12 @@ use kxdp_config::PollMode;
 
 use crate::chain_hook::{monotonic_ns, ChainHook, MirrorSink, NoChains};
 use crate::counters::SharedCounters;
-use crate::cycles;
 use crate::io::{chunk_of, Desc, PacketIo};
 use crate::pipeline::Pipeline;
 use crate::tables::TableReader;
 use crate::trace::{wall_clock_ns, TraceHub, TracePoint};
 use crate::verdict::{DropReason, PortId, Verdict};
+use kxdp_sys::cycles;
 
 /// How a worker runs.
 #[derive(Clone, Debug)]

@@ -179,3 +179,56 @@ fn the_checker_finds_a_cycle_and_resolves_reexports() {
     assert_eq!(uses(&["a"]), ["crate::b"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every `.rs` file under `dir` (no `target/`).
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != "target") {
+                rust_files(&path, out);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn unsafe_code_lives_in_kxdp_sys_only() {
+    // The workspace denies `unsafe_code`; only `dataplane/sys` may allow
+    // it, and the two crates of the packet path forbid it outright.
+    let mut files = Vec::new();
+    for member in members() {
+        let dir = workspace().join(&member);
+        // A member nested in another (dataplane/sys in dataplane) is read
+        // as its own member only.
+        let mut mine = Vec::new();
+        rust_files(&dir.join("src"), &mut mine);
+        files.extend(mine.into_iter().map(|f| (member.clone(), f)));
+    }
+    assert!(files.len() > 100, "only {} files read", files.len());
+    let allowed: Vec<String> = files
+        .iter()
+        .filter(|(member, _)| member != "dataplane/sys")
+        .filter(|(_, f)| {
+            let text = std::fs::read_to_string(f).unwrap();
+            text.contains("allow(unsafe_code)")
+        })
+        .map(|(_, f)| f.display().to_string())
+        .collect();
+    assert!(
+        allowed.is_empty(),
+        "`unsafe` allowed outside dataplane/sys: {allowed:?}"
+    );
+    for root in ["dataplane/src/lib.rs", "vnf-chains/src/lib.rs"] {
+        let text = std::fs::read_to_string(workspace().join(root)).unwrap();
+        assert!(
+            text.contains("#![forbid(unsafe_code)]"),
+            "{root} does not forbid unsafe code"
+        );
+    }
+}

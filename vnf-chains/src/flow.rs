@@ -8,10 +8,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use kxdp_dataplane::hugepage;
 use kxdp_dataplane::packet::{ip_proto, FrameMeta, L3};
-use kxdp_dataplane::prefetch::{prefetch, prefetch_at};
 use kxdp_dataplane::tables::TenantId;
+use kxdp_sys::hugepage;
+use kxdp_sys::prefetch::{prefetch, prefetch_at};
 
 /// IP protocol number of SCTP (its ports are read here: the parser does not).
 pub const IPPROTO_SCTP: u8 = 132;

@@ -107,6 +107,8 @@
 //! Drop reasons are this crate's [`ChainDropReason`]; each has the label of
 //! a `kxdp_dataplane::DropReason` it maps to one to one.
 
+#![forbid(unsafe_code)]
+
 pub mod bucket;
 pub mod chain;
 pub mod classifier;

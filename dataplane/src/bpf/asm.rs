@@ -7,42 +7,7 @@
 //! aya-obj). Encodings follow the kernel's `Documentation/bpf/standardization/
 //! instruction-set.rst`.
 
-use std::fmt;
-
-/// One `struct bpf_insn`: opcode, dst/src registers in one byte (dst in the
-/// low nibble on little-endian hosts), offset, immediate.
-#[derive(Clone, Copy, PartialEq, Eq)]
-#[repr(C)]
-pub(crate) struct Insn {
-    pub code: u8,
-    pub regs: u8,
-    pub off: i16,
-    pub imm: i32,
-}
-
-impl Insn {
-    pub(crate) fn dst(&self) -> u8 {
-        self.regs & 0x0f
-    }
-
-    pub(crate) fn src(&self) -> u8 {
-        self.regs >> 4
-    }
-}
-
-impl fmt::Debug for Insn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{{code {:#04x} dst r{} src r{} off {} imm {:#x}}}",
-            self.code,
-            self.dst(),
-            self.src(),
-            self.off,
-            self.imm
-        )
-    }
-}
+pub(crate) use kxdp_sys::bpf::Insn;
 
 // Instruction classes.
 pub(crate) const CLASS_LD: u8 = 0x00;

@@ -7,8 +7,8 @@ use std::os::fd::{OwnedFd, RawFd};
 
 use super::asm;
 use super::program;
-use super::sys;
 use super::types::{AttachedMode, BpfError, XdpAction, XdpAttachMode, XdpFilter};
+use kxdp_sys::bpf as sys;
 
 /// Size of the buffer for a verifier log (the programs are tiny).
 const VERIFIER_LOG_SIZE: usize = 256 * 1024;
@@ -259,6 +259,99 @@ mod tests {
             assert!(matches!(result, Err(BpfError::Attach { .. })));
             assert_eq!(tried.len(), 1, "{mode:?}");
         }
+    }
+
+    /// The loader, the attach fallback and the XSKMAP updates, with the
+    /// bpf(2) syscall replaced (`kxdp_sys::bpf::override_syscall`): what
+    /// kxdp asks of the kernel, in order, without root.
+    #[test]
+    fn attach_loads_links_and_fills_the_xskmap_through_the_one_syscall() {
+        use kxdp_sys::bpf::{override_syscall, Call, Reply};
+        use std::cell::RefCell;
+        thread_local! {
+            static CALLS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+        }
+        fn dev_null() -> io::Result<Reply> {
+            Ok(Reply::Fd(std::fs::File::open("/dev/null")?.into()))
+        }
+        fn kernel(call: &Call<'_>) -> io::Result<Reply> {
+            let line = match call {
+                Call::MapCreate {
+                    map_type,
+                    max_entries,
+                    name,
+                    ..
+                } => format!("map_create {name} type {map_type} entries {max_entries}"),
+                Call::ProgLoad {
+                    name,
+                    insns,
+                    license,
+                } => format!(
+                    "prog_load {name} {} {}",
+                    license.to_string_lossy(),
+                    if insns.is_empty() { "empty" } else { "code" }
+                ),
+                Call::ProgInfo { .. } => "prog_info".into(),
+                Call::LinkCreate { flags, .. } => format!("link_create flags {flags}"),
+                Call::MapUpdate { key, .. } => format!("map_update {key}"),
+                Call::MapDelete { key, .. } => format!("map_delete {key}"),
+                other => format!("{other:?}"),
+            };
+            CALLS.with(|c| c.borrow_mut().push(line));
+            match call {
+                Call::ProgInfo { .. } => Ok(Reply::Value(42)),
+                // No native XDP on this "driver".
+                Call::LinkCreate { flags, .. } if *flags == AttachedMode::Native.flags() => {
+                    Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+                }
+                Call::MapUpdate { .. } | Call::MapDelete { .. } => Ok(Reply::Done),
+                _ => dev_null(),
+            }
+        }
+        let _guard = override_syscall(kernel);
+        let attached = XdpAttachment::attach("lo", XdpFilter::All, XdpAttachMode::Auto, 2)
+            .expect("attaches through the replaced syscall");
+        assert_eq!(attached.mode(), AttachedMode::Generic);
+        assert_eq!(attached.program_id(), 42);
+        attached.register_socket(1, 7).expect("map update");
+        attached.unregister_socket(0).expect("map delete");
+        assert!(matches!(
+            attached.register_socket(2, 7),
+            Err(BpfError::Invalid(_))
+        ));
+        let calls = CALLS.with(|c| c.take());
+        assert_eq!(
+            calls,
+            [
+                "map_create kxdp_xsks type 17 entries 2",
+                "prog_load kxdp_all Apache-2.0 code",
+                "prog_info",
+                "link_create flags 4",
+                "link_create flags 2",
+                "map_update 1",
+                "map_delete 0",
+            ]
+        );
+
+        // A program the "verifier" refuses is loaded again with a log.
+        fn refusing(call: &Call<'_>) -> io::Result<Reply> {
+            match call {
+                Call::ProgLoad { .. } => Err(io::Error::from_raw_os_error(libc::EACCES)),
+                _ => dev_null(),
+            }
+        }
+        let _guard = override_syscall(refusing);
+        let err = XdpAttachment::attach("lo", XdpFilter::All, XdpAttachMode::Auto, 1);
+        assert!(
+            matches!(
+                err,
+                Err(BpfError::Verifier {
+                    program: "kxdp_all",
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -21,8 +21,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::asm::{Asm, AsmError, Cond, Insn, Reg, Size};
 use super::program::XDP_DROP;
-use super::sys;
 use super::types::{AttachedMode, BpfError, XdpAction, XdpAttachMode};
+use kxdp_sys::bpf as sys;
 
 /// `BPF_FUNC_map_lookup_elem`.
 pub(crate) const HELPER_MAP_LOOKUP_ELEM: i32 = 1;

@@ -17,16 +17,14 @@
 //! [`XdpCounter`] is a second, stand-alone program for benchmarks: it
 //! counts every frame into an array map and drops it.
 //!
-//! Only this module and [`crate::xsk`] contain `unsafe`, all of it in
-//! `sys.rs` (the one bpf(2) entry point and its wrappers).
-
-#![allow(unsafe_code)]
+//! Safe code: the one bpf(2) entry point and its typed wrappers are
+//! `kxdp_sys::bpf`, which tests replace with `override_syscall` to run the
+//! loader, the attach fallback and map updates without root.
 
 mod asm;
 mod attach;
 mod counter;
 mod program;
-mod sys;
 mod types;
 
 pub use attach::XdpAttachment;

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::net::Ipv4Addr;
 
-use super::sys;
+use kxdp_sys::bpf as sys;
 
 /// Which frames the XDP program hands to the AF_XDP sockets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,13 +17,7 @@
 //! `XDP_PACKET_HEADROOM` (256) bytes into its chunk (aligned chunk mode, no
 //! extra UMEM headroom); tx descriptors may start anywhere inside a chunk.
 //!
-//! This module and [`crate::bpf`] are the only places in the crate with
-//! `unsafe`: the ring protocol in `ring.rs`, the syscalls in `sys.rs`.
-
-#![allow(unsafe_code)]
-
-mod ring;
-mod sys;
+//! Safe code: the ring protocol and the syscalls are `kxdp_sys::xsk`.
 
 use std::fmt;
 use std::io;
@@ -38,8 +32,7 @@ use std::time::Duration;
 
 use crate::io::{Desc, PacketIo};
 use crate::verdict::PortId;
-use ring::{ConsumerRing, ProducerRing, RingLayout, XdpDesc};
-use sys::Mmap;
+use kxdp_sys::xsk::{self as sys, ConsumerRing, Mmap, ProducerRing, XdpDesc};
 
 pub(crate) use sys::if_index;
 
@@ -209,10 +202,8 @@ struct XskPort {
     completion: ConsumerRing<u64>,
     rx: ConsumerRing<XdpDesc>,
     tx: ProducerRing<XdpDesc>,
+    /// Each ring owns its mapping; the socket is closed after them.
     fd: OwnedFd,
-    /// The ring mappings the rings above point into; declared after them and
-    /// after `fd`, so they are unmapped last.
-    _ring_maps: [Mmap; 4],
 }
 
 impl XskPort {
@@ -942,15 +933,18 @@ fn open_port(
     }
 
     let raw = fd.as_raw_fd();
-    let (fill_map, fill) = map_ring::<u64>(raw, &offsets.fr, size, libc::XDP_UMEM_PGOFF_FILL_RING)
-        .map_err(setup("fill ring mmap"))?;
-    let (comp_map, completion) =
-        map_ring::<u64>(raw, &offsets.cr, size, libc::XDP_UMEM_PGOFF_COMPLETION_RING)
+    let fill =
+        sys::map_producer_ring::<u64>(raw, &offsets.fr, size, libc::XDP_UMEM_PGOFF_FILL_RING)
+            .map_err(setup("fill ring mmap"))?;
+    let completion =
+        sys::map_consumer_ring::<u64>(raw, &offsets.cr, size, libc::XDP_UMEM_PGOFF_COMPLETION_RING)
             .map_err(setup("completion ring mmap"))?;
-    let (rx_map, rx) = map_ring::<XdpDesc>(raw, &offsets.rx, size, libc::XDP_PGOFF_RX_RING as u64)
-        .map_err(setup("rx ring mmap"))?;
-    let (tx_map, tx) = map_ring::<XdpDesc>(raw, &offsets.tx, size, libc::XDP_PGOFF_TX_RING as u64)
-        .map_err(setup("tx ring mmap"))?;
+    let rx =
+        sys::map_consumer_ring::<XdpDesc>(raw, &offsets.rx, size, libc::XDP_PGOFF_RX_RING as u64)
+            .map_err(setup("rx ring mmap"))?;
+    let tx =
+        sys::map_producer_ring::<XdpDesc>(raw, &offsets.tx, size, libc::XDP_PGOFF_TX_RING as u64)
+            .map_err(setup("tx ring mmap"))?;
 
     // A socket sharing the UMEM may not pass mode flags: it inherits the
     // mode (and need_wakeup) of the socket that registered the UMEM.
@@ -985,18 +979,6 @@ fn open_port(
         BindMode::Copy
     };
 
-    // SAFETY: for all four, each layout points into the mapping returned
-    // with it, which is stored in the same `XskPort` and dropped after the rings;
-    // offsets and sizes come from the kernel and were bounds-checked by
-    // `Mmap::at`; this process is the only user-space side of these rings.
-    let (fill, completion, rx, tx) = unsafe {
-        (
-            ProducerRing::new(fill),
-            ConsumerRing::new(completion),
-            ConsumerRing::new(rx),
-            ProducerRing::new(tx),
-        )
-    };
     Ok(XskPort {
         spec: spec.clone(),
         mode: actual,
@@ -1005,7 +987,6 @@ fn open_port(
         rx,
         tx,
         fd,
-        _ring_maps: [fill_map, comp_map, rx_map, tx_map],
     })
 }
 
@@ -1046,34 +1027,6 @@ const ZERO_OFFSETS: libc::xdp_mmap_offsets = libc::xdp_mmap_offsets {
     fr: ZERO_RING_OFFSET,
     cr: ZERO_RING_OFFSET,
 };
-
-/// Map one ring of `fd` and locate its parts.
-fn map_ring<T>(
-    fd: RawFd,
-    offsets: &libc::xdp_ring_offset,
-    size: u32,
-    page_offset: u64,
-) -> io::Result<(Mmap, RingLayout<T>)> {
-    let bad = || {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            "ring offsets outside the mapping",
-        )
-    };
-    let len = usize::try_from(offsets.desc)
-        .ok()
-        .and_then(|d| d.checked_add(size as usize * size_of::<T>()))
-        .ok_or_else(bad)?;
-    let map = Mmap::ring(fd, len, page_offset)?;
-    let layout = RingLayout {
-        producer: map.at(offsets.producer, 1).ok_or_else(bad)?,
-        consumer: map.at(offsets.consumer, 1).ok_or_else(bad)?,
-        flags: map.at(offsets.flags, 1).ok_or_else(bad)?,
-        entries: map.at(offsets.desc, size as usize).ok_or_else(bad)?,
-        size,
-    };
-    Ok((map, layout))
-}
 
 /// `XDP_STATISTICS` of the AF_XDP socket `fd` (for readers outside the
 /// worker that owns it, such as the stats server: a getsockopt, no access

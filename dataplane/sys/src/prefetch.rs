@@ -4,7 +4,6 @@
 //!
 //! A tiny module of its own because the prefetch instruction is an `unsafe`
 //! intrinsic; elsewhere (non-x86_64) it does nothing.
-#![allow(unsafe_code)]
 
 /// Hint the CPU to bring the cache line holding `value`'s first byte into
 /// every cache level. Never faults, changes nothing, may be ignored.

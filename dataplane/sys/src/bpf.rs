@@ -6,16 +6,52 @@
 //! command, without implicit padding; the kernel zero-extends a shorter
 //! block, so only the fields used are declared.
 
+use std::cell::Cell;
+use std::ffi::CStr;
+use std::fmt;
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::asm::Insn;
+/// One `struct bpf_insn`: opcode, dst/src registers in one byte (dst in the
+/// low nibble on little-endian hosts), offset, immediate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct Insn {
+    pub code: u8,
+    pub regs: u8,
+    pub off: i16,
+    pub imm: i32,
+}
+
+impl Insn {
+    pub fn dst(&self) -> u8 {
+        self.regs & 0x0f
+    }
+
+    pub fn src(&self) -> u8 {
+        self.regs >> 4
+    }
+}
+
+impl fmt::Debug for Insn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{{code {:#04x} dst r{} src r{} off {} imm {:#x}}}",
+            self.code,
+            self.dst(),
+            self.src(),
+            self.off,
+            self.imm
+        )
+    }
+}
 
 /// The bpf(2) commands kxdp uses (`enum bpf_cmd`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i32)]
-pub(crate) enum Cmd {
+pub enum Cmd {
     MapCreate = 0,
     MapLookupElem = 1,
     MapUpdateElem = 2,
@@ -27,17 +63,17 @@ pub(crate) enum Cmd {
 }
 
 /// `BPF_MAP_TYPE_ARRAY`.
-pub(crate) const MAP_TYPE_ARRAY: u32 = 2;
+pub const MAP_TYPE_ARRAY: u32 = 2;
 /// `BPF_MAP_TYPE_XSKMAP`.
-pub(crate) const MAP_TYPE_XSKMAP: u32 = 17;
+pub const MAP_TYPE_XSKMAP: u32 = 17;
 /// `BPF_PROG_TYPE_XDP`.
-pub(crate) const PROG_TYPE_XDP: u32 = 6;
+pub const PROG_TYPE_XDP: u32 = 6;
 /// `BPF_XDP` attach type.
-pub(crate) const ATTACH_TYPE_XDP: u32 = 37;
+pub const ATTACH_TYPE_XDP: u32 = 37;
 /// `XDP_FLAGS_SKB_MODE`.
-pub(crate) const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 /// `XDP_FLAGS_DRV_MODE`.
-pub(crate) const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+pub const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 
 #[repr(C)]
 struct MapCreateAttr {
@@ -124,7 +160,7 @@ struct ProgInfo {
 /// The first fields of `struct bpf_map_info`.
 #[repr(C)]
 #[derive(Default, Debug)]
-pub(crate) struct MapInfo {
+pub struct MapInfo {
     pub map_type: u32,
     pub id: u32,
     pub key_size: u32,
@@ -165,6 +201,122 @@ unsafe impl Attr for TestRunAttr {}
 unsafe impl Attr for InfoAttr {}
 // SAFETY: as above.
 unsafe impl Attr for LinkCreateAttr {}
+
+/// One bpf(2) call as a replacement sees it ([`override_syscall`]): the
+/// command and its arguments, decoded (pointers already followed).
+#[derive(Debug)]
+pub enum Call<'a> {
+    /// BPF_MAP_CREATE.
+    MapCreate {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        name: &'a str,
+    },
+    /// BPF_MAP_LOOKUP_ELEM of a 32-bit key; answer with [`Reply::Bytes`].
+    MapLookup { map_fd: u32, key: u32 },
+    /// BPF_MAP_UPDATE_ELEM of a 32-bit key and value.
+    MapUpdate { map_fd: u32, key: u32, value: u32 },
+    /// BPF_MAP_DELETE_ELEM of a 32-bit key.
+    MapDelete { map_fd: u32, key: u32 },
+    /// BPF_PROG_LOAD of an XDP program.
+    ProgLoad {
+        name: &'a str,
+        insns: &'a [Insn],
+        license: &'a CStr,
+    },
+    /// BPF_PROG_TEST_RUN on `data`; answer with [`Reply::Value`] (the action).
+    ProgTestRun { prog_fd: u32, data: &'a [u8] },
+    /// BPF_OBJ_GET_INFO_BY_FD of a program; answer with [`Reply::Value`] (its id).
+    ProgInfo { prog_fd: u32 },
+    /// BPF_OBJ_GET_INFO_BY_FD of a map; answer with [`Reply::MapInfo`].
+    MapInfo { map_fd: u32 },
+    /// BPF_LINK_CREATE of an XDP link.
+    LinkCreate {
+        prog_fd: u32,
+        ifindex: u32,
+        flags: u32,
+    },
+}
+
+/// What a replacement returns for a [`Call`] that succeeds.
+#[derive(Debug)]
+pub enum Reply {
+    /// Success without a result (map update, delete).
+    Done,
+    /// A new descriptor (map create, program load, link create): any open
+    /// descriptor the replacement owns, for instance a dup of `/dev/null`.
+    Fd(OwnedFd),
+    /// A number (a program id, a test run's action).
+    Value(u32),
+    /// A map lookup's value bytes (copied into the caller's buffer).
+    Bytes(Vec<u8>),
+    /// A map's info.
+    MapInfo(MapInfo),
+}
+
+/// A replacement for the bpf(2) syscall on this thread.
+pub type Syscall = fn(&Call<'_>) -> io::Result<Reply>;
+
+thread_local! {
+    static OVERRIDE: Cell<Option<Syscall>> = const { Cell::new(None) };
+}
+
+/// Until the returned guard is dropped, every bpf(2) call made by this
+/// thread goes to `replacement` instead of the kernel (as aya's
+/// `override_syscall`): the loader, the attach fallback and map updates
+/// are tested that way without root.
+pub fn override_syscall(replacement: Syscall) -> OverrideGuard {
+    let previous = OVERRIDE.with(|o| o.replace(Some(replacement)));
+    OverrideGuard { previous }
+}
+
+/// Restores the previous bpf(2) behaviour of the thread on drop.
+#[derive(Debug)]
+pub struct OverrideGuard {
+    previous: Option<Syscall>,
+}
+
+impl Drop for OverrideGuard {
+    fn drop(&mut self) {
+        OVERRIDE.with(|o| o.set(self.previous));
+    }
+}
+
+/// The replacement's answer to `call`, when one is installed on this
+/// thread (`None`: go to the kernel).
+fn intercept<'a>(call: impl FnOnce() -> Call<'a>) -> Option<io::Result<Reply>> {
+    let replacement = OVERRIDE.with(Cell::get)?;
+    Some(replacement(&call()))
+}
+
+fn unexpected(reply: Reply) -> io::Error {
+    io::Error::other(format!("bpf override: unexpected reply {reply:?}"))
+}
+
+impl Reply {
+    fn fd(self) -> io::Result<OwnedFd> {
+        match self {
+            Reply::Fd(fd) => Ok(fd),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn done(self) -> io::Result<()> {
+        match self {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn value(self) -> io::Result<u32> {
+        match self {
+            Reply::Value(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+}
 
 /// bpf(cmd, attr, sizeof attr): the one place kxdp enters the syscall.
 ///
@@ -213,7 +365,16 @@ fn object_name(name: &str) -> [u8; 16] {
 }
 
 /// BPF_MAP_CREATE of an XSKMAP with `max_entries` slots (u32 → socket fd).
-pub(crate) fn create_xskmap(name: &str, max_entries: u32) -> io::Result<OwnedFd> {
+pub fn create_xskmap(name: &str, max_entries: u32) -> io::Result<OwnedFd> {
+    if let Some(r) = intercept(|| Call::MapCreate {
+        map_type: MAP_TYPE_XSKMAP,
+        key_size: 4,
+        value_size: 4,
+        max_entries,
+        name,
+    }) {
+        return r?.fd();
+    }
     let mut attr = MapCreateAttr {
         map_type: MAP_TYPE_XSKMAP,
         key_size: 4,
@@ -230,11 +391,16 @@ pub(crate) fn create_xskmap(name: &str, max_entries: u32) -> io::Result<OwnedFd>
 }
 
 /// BPF_MAP_CREATE of an array (u32 index → `value_size` bytes, zeroed).
-pub(crate) fn create_array_map(
-    name: &str,
-    value_size: u32,
-    max_entries: u32,
-) -> io::Result<OwnedFd> {
+pub fn create_array_map(name: &str, value_size: u32, max_entries: u32) -> io::Result<OwnedFd> {
+    if let Some(r) = intercept(|| Call::MapCreate {
+        map_type: MAP_TYPE_ARRAY,
+        key_size: 4,
+        value_size,
+        max_entries,
+        name,
+    }) {
+        return r?.fd();
+    }
     let mut attr = MapCreateAttr {
         map_type: MAP_TYPE_ARRAY,
         key_size: 4,
@@ -254,7 +420,19 @@ pub(crate) fn create_array_map(
 /// is not per-CPU. The map's value size is asked of the kernel first: a
 /// `value` shorter than it is refused (InvalidInput), so the kernel never
 /// writes past the buffer.
-pub(crate) fn map_lookup_u32(map: &OwnedFd, key: u32, value: &mut [u8]) -> io::Result<()> {
+pub fn map_lookup_u32(map: &OwnedFd, key: u32, value: &mut [u8]) -> io::Result<()> {
+    if let Some(r) = intercept(|| Call::MapLookup {
+        map_fd: fd_u32(map),
+        key,
+    }) {
+        return match r? {
+            Reply::Bytes(bytes) if bytes.len() <= value.len() => {
+                value[..bytes.len()].copy_from_slice(&bytes);
+                Ok(())
+            }
+            other => Err(unexpected(other)),
+        };
+    }
     let info = map_info(map)?;
     if info.map_type == MAP_TYPE_PERCPU_ARRAY || info.map_type == MAP_TYPE_PERCPU_HASH {
         // A per-CPU lookup writes value_size × possible CPUs.
@@ -289,7 +467,14 @@ pub(crate) fn map_lookup_u32(map: &OwnedFd, key: u32, value: &mut [u8]) -> io::R
 }
 
 /// BPF_MAP_UPDATE_ELEM `map[key] = value` for 32-bit keys and values.
-pub(crate) fn map_update_u32(map: &OwnedFd, key: u32, value: u32) -> io::Result<()> {
+pub fn map_update_u32(map: &OwnedFd, key: u32, value: u32) -> io::Result<()> {
+    if let Some(r) = intercept(|| Call::MapUpdate {
+        map_fd: fd_u32(map),
+        key,
+        value,
+    }) {
+        return r?.done();
+    }
     let mut attr = MapElemAttr {
         map_fd: fd_u32(map),
         _pad: 0,
@@ -304,7 +489,13 @@ pub(crate) fn map_update_u32(map: &OwnedFd, key: u32, value: u32) -> io::Result<
 }
 
 /// BPF_MAP_DELETE_ELEM `map[key]` for 32-bit keys.
-pub(crate) fn map_delete_u32(map: &OwnedFd, key: u32) -> io::Result<()> {
+pub fn map_delete_u32(map: &OwnedFd, key: u32) -> io::Result<()> {
+    if let Some(r) = intercept(|| Call::MapDelete {
+        map_fd: fd_u32(map),
+        key,
+    }) {
+        return r?.done();
+    }
     let mut attr = MapElemAttr {
         map_fd: fd_u32(map),
         _pad: 0,
@@ -319,12 +510,19 @@ pub(crate) fn map_delete_u32(map: &OwnedFd, key: u32) -> io::Result<()> {
 
 /// BPF_PROG_LOAD of an XDP program. With `log` the verifier writes its log
 /// there (log level 1); the log is NUL-terminated by the kernel.
-pub(crate) fn load_xdp_program(
+pub fn load_xdp_program(
     name: &str,
     insns: &[Insn],
-    license: &std::ffi::CStr,
+    license: &CStr,
     log: Option<&mut [u8]>,
 ) -> io::Result<OwnedFd> {
+    if let Some(r) = intercept(|| Call::ProgLoad {
+        name,
+        insns,
+        license,
+    }) {
+        return r?.fd();
+    }
     let (log_level, log_size, log_buf) = match log {
         Some(buf) => (
             1,
@@ -354,7 +552,12 @@ pub(crate) fn load_xdp_program(
 }
 
 /// BPF_OBJ_GET_INFO_BY_FD on a program: its id.
-pub(crate) fn program_id(prog: &OwnedFd) -> io::Result<u32> {
+pub fn program_id(prog: &OwnedFd) -> io::Result<u32> {
+    if let Some(r) = intercept(|| Call::ProgInfo {
+        prog_fd: fd_u32(prog),
+    }) {
+        return r?.value();
+    }
     let mut info = ProgInfo::default();
     let mut attr = InfoAttr {
         bpf_fd: fd_u32(prog),
@@ -368,7 +571,15 @@ pub(crate) fn program_id(prog: &OwnedFd) -> io::Result<u32> {
 }
 
 /// BPF_OBJ_GET_INFO_BY_FD on a map: its type and sizes.
-pub(crate) fn map_info(map: &OwnedFd) -> io::Result<MapInfo> {
+pub fn map_info(map: &OwnedFd) -> io::Result<MapInfo> {
+    if let Some(r) = intercept(|| Call::MapInfo {
+        map_fd: fd_u32(map),
+    }) {
+        return match r? {
+            Reply::MapInfo(info) => Ok(info),
+            other => Err(unexpected(other)),
+        };
+    }
     let mut info = MapInfo::default();
     let mut attr = InfoAttr {
         bpf_fd: fd_u32(map),
@@ -383,7 +594,14 @@ pub(crate) fn map_info(map: &OwnedFd) -> io::Result<MapInfo> {
 
 /// BPF_LINK_CREATE: attach an XDP program to an interface with a link that
 /// lives as long as the returned descriptor (and so dies with the process).
-pub(crate) fn create_xdp_link(prog: &OwnedFd, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
+pub fn create_xdp_link(prog: &OwnedFd, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
+    if let Some(r) = intercept(|| Call::LinkCreate {
+        prog_fd: fd_u32(prog),
+        ifindex,
+        flags,
+    }) {
+        return r?.fd();
+    }
     let mut attr = LinkCreateAttr {
         prog_fd: fd_u32(prog),
         target_ifindex: ifindex,
@@ -395,7 +613,13 @@ pub(crate) fn create_xdp_link(prog: &OwnedFd, ifindex: u32, flags: u32) -> io::R
 }
 
 /// BPF_PROG_TEST_RUN: run the program once on `data`; returns its action.
-pub(crate) fn test_run(prog: &OwnedFd, data: &[u8]) -> io::Result<u32> {
+pub fn test_run(prog: &OwnedFd, data: &[u8]) -> io::Result<u32> {
+    if let Some(r) = intercept(|| Call::ProgTestRun {
+        prog_fd: fd_u32(prog),
+        data,
+    }) {
+        return r?.value();
+    }
     let mut attr = TestRunAttr {
         prog_fd: fd_u32(prog),
         retval: 0,

@@ -2,7 +2,6 @@
 //!
 //! A tiny module of its own because reading the TSC is an `unsafe`
 //! intrinsic; elsewhere (non-x86_64) it falls back to nanoseconds.
-#![allow(unsafe_code)]
 
 /// Current TSC value (x86_64), or a monotonic nanosecond count elsewhere.
 #[inline]

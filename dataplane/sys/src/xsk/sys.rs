@@ -16,7 +16,7 @@ use std::time::Duration;
 
 /// An anonymous or file-backed mapping, unmapped on drop.
 #[derive(Debug)]
-pub(crate) struct Mmap {
+pub struct Mmap {
     ptr: NonNull<u8>,
     len: usize,
 }
@@ -28,7 +28,7 @@ unsafe impl Send for Mmap {}
 impl Mmap {
     /// Private anonymous memory of `len` bytes (zeroed by the kernel), for
     /// the UMEM. Plain pages: hugepages are not configured on these nodes.
-    pub(crate) fn anonymous(len: usize) -> io::Result<Mmap> {
+    pub fn anonymous(len: usize) -> io::Result<Mmap> {
         // SAFETY: a fresh private anonymous mapping aliases nothing; the
         // result is checked against MAP_FAILED.
         let ptr = unsafe {
@@ -71,12 +71,17 @@ impl Mmap {
         Ok(Mmap { ptr, len })
     }
 
-    pub(crate) fn as_ptr(&self) -> *mut u8 {
+    pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Never true for a mapping that exists (mmap refuses length 0).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// Pointer to `offset` bytes into the mapping, if `offset + size` fits.
@@ -95,7 +100,7 @@ impl Mmap {
     /// The kernel writes into UMEM chunks that sit in a fill ring while this
     /// slice exists; callers only touch chunks they own (the frame
     /// ownership protocol of `PacketIo`), so the regions never overlap.
-    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: the mapping is `len` readable and writable bytes that live
         // as long as `self`, and `&mut self` makes this the only slice.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
@@ -119,7 +124,7 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// A new AF_XDP socket.
-pub(crate) fn xdp_socket() -> io::Result<OwnedFd> {
+pub fn xdp_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the result is checked.
     let fd = cvt(unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: `fd` is a new descriptor that nothing else owns.
@@ -127,11 +132,7 @@ pub(crate) fn xdp_socket() -> io::Result<OwnedFd> {
 }
 
 /// `setsockopt(fd, SOL_XDP, name, value)`.
-pub(crate) fn set_xdp_option<T: Copy>(
-    fd: &OwnedFd,
-    name: libc::c_int,
-    value: &T,
-) -> io::Result<()> {
+pub fn set_xdp_option<T: Copy>(fd: &OwnedFd, name: libc::c_int, value: &T) -> io::Result<()> {
     // SAFETY: `value` points to `size_of::<T>()` readable bytes for the call.
     cvt(unsafe {
         libc::setsockopt(
@@ -148,7 +149,7 @@ pub(crate) fn set_xdp_option<T: Copy>(
 /// `getsockopt(fd, SOL_XDP, name)` into `value` (passed in zeroed); returns
 /// it and the length the kernel wrote (older kernels write shorter versions
 /// of some structs).
-pub(crate) fn get_xdp_option<T: Copy>(
+pub fn get_xdp_option<T: Copy>(
     fd: RawFd,
     name: libc::c_int,
     mut value: T,
@@ -169,7 +170,7 @@ pub(crate) fn get_xdp_option<T: Copy>(
 }
 
 /// Bind an AF_XDP socket.
-pub(crate) fn bind_xdp(fd: &OwnedFd, addr: &libc::sockaddr_xdp) -> io::Result<()> {
+pub fn bind_xdp(fd: &OwnedFd, addr: &libc::sockaddr_xdp) -> io::Result<()> {
     // SAFETY: `addr` is a valid sockaddr_xdp for the duration of the call
     // and the length passed is its size.
     cvt(unsafe {
@@ -183,7 +184,7 @@ pub(crate) fn bind_xdp(fd: &OwnedFd, addr: &libc::sockaddr_xdp) -> io::Result<()
 }
 
 /// `sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0)`: the tx wakeup.
-pub(crate) fn wake_tx(fd: RawFd) -> io::Result<()> {
+pub fn wake_tx(fd: RawFd) -> io::Result<()> {
     // SAFETY: a zero-length send with null buffer and address is valid for
     // AF_XDP (the kernel reads nothing).
     let ret = unsafe {
@@ -204,7 +205,7 @@ pub(crate) fn wake_tx(fd: RawFd) -> io::Result<()> {
 
 /// `recvfrom(fd, NULL, 0, MSG_DONTWAIT, NULL, NULL)`: the rx (fill ring)
 /// wakeup of a zero-copy socket.
-pub(crate) fn wake_rx(fd: RawFd) -> io::Result<()> {
+pub fn wake_rx(fd: RawFd) -> io::Result<()> {
     // SAFETY: a zero-length receive with null buffer and address is valid
     // for AF_XDP (the kernel writes nothing).
     let ret = unsafe {
@@ -225,7 +226,7 @@ pub(crate) fn wake_rx(fd: RawFd) -> io::Result<()> {
 
 /// poll(2) on `fds` for at most `timeout` (rounded up to a millisecond);
 /// returns how many descriptors are ready. EINTR counts as "none ready".
-pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<usize> {
+pub fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<usize> {
     let ms = timeout.as_micros().div_ceil(1000);
     let ms = libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX);
     // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfds.
@@ -242,7 +243,7 @@ pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<us
 
 /// The index of the network interface `name` in the calling thread's
 /// network namespace.
-pub(crate) fn if_index(name: &str) -> io::Result<u32> {
+pub fn if_index(name: &str) -> io::Result<u32> {
     let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: `c` is a valid NUL-terminated string for the call.
     let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
@@ -254,7 +255,7 @@ pub(crate) fn if_index(name: &str) -> io::Result<u32> {
 
 /// Try to lift RLIMIT_MEMLOCK to infinity (needed on kernels that charge
 /// UMEM pages to it without CAP_IPC_LOCK). Failure is reported, not fatal.
-pub(crate) fn raise_memlock_limit() -> io::Result<()> {
+pub fn raise_memlock_limit() -> io::Result<()> {
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,

@@ -9,7 +9,6 @@
 //! table is on ordinary pages and works the same.
 //!
 //! A tiny module of its own because madvise(2) is an `unsafe` call.
-#![allow(unsafe_code)]
 
 /// Size of a transparent huge page on x86_64 (and most other targets).
 const HUGE_PAGE: usize = 2 << 20;

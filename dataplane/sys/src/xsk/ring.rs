@@ -19,6 +19,8 @@
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::sys::Mmap;
+
 /// `XDP_RING_NEED_WAKEUP`: set by the kernel in the flags word of the fill
 /// or tx ring when it needs a syscall to go on.
 const RING_NEED_WAKEUP: u32 = libc::XDP_RING_NEED_WAKEUP;
@@ -26,7 +28,7 @@ const RING_NEED_WAKEUP: u32 = libc::XDP_RING_NEED_WAKEUP;
 /// An rx/tx ring entry, `struct xdp_desc`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
-pub(crate) struct XdpDesc {
+pub struct XdpDesc {
     /// Offset of the data in the UMEM.
     pub addr: u64,
     /// Length of the data.
@@ -39,7 +41,7 @@ pub(crate) struct XdpDesc {
 /// memory that holds the ring (an mmap owned by the socket, or a test's
 /// heap allocation) lives.
 #[derive(Debug)]
-pub(crate) struct RingLayout<T> {
+pub struct RingLayout<T> {
     pub producer: NonNull<AtomicU32>,
     pub consumer: NonNull<AtomicU32>,
     pub flags: NonNull<AtomicU32>,
@@ -78,13 +80,17 @@ impl<T> RingLayout<T> {
 
 /// The side of a ring that userspace produces into (fill, tx).
 #[derive(Debug)]
-pub(crate) struct ProducerRing<T> {
+pub struct ProducerRing<T> {
     layout: RingLayout<T>,
     /// Our producer index; published on every batch.
     cached_producer: u32,
     /// The kernel's consumer index plus `size`: `cached_end - cached_producer`
     /// is a lower bound of the free slots.
     cached_end: u32,
+    /// The mapping `layout` points into, when the ring owns it (a kernel
+    /// ring); `None` for memory the caller keeps alive (the tests' fakes).
+    /// Declared last: unmapped after everything that points into it.
+    _memory: Option<Mmap>,
 }
 
 // SAFETY: the ring is a handle on memory that is not tied to a thread; it is
@@ -101,7 +107,7 @@ impl<T: Copy> ProducerRing<T> {
     /// returned ring is used, `entries` must point to `size` entries, `size`
     /// must be a non-zero power of two, and nothing else may produce into
     /// this ring.
-    pub(crate) unsafe fn new(layout: RingLayout<T>) -> Self {
+    pub unsafe fn new(layout: RingLayout<T>) -> Self {
         debug_assert!(layout.size.is_power_of_two());
         let cached_producer = layout.producer().load(Ordering::Relaxed);
         let cached_end = layout
@@ -112,7 +118,22 @@ impl<T: Copy> ProducerRing<T> {
             layout,
             cached_producer,
             cached_end,
+            _memory: None,
         }
+    }
+
+    /// Like [`ProducerRing::new`], the ring also owning `memory`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`ProducerRing::new`], with the pointers of `layout` inside
+    /// `memory` (which then lives exactly as long as the ring).
+    pub(super) unsafe fn owning(layout: RingLayout<T>, memory: Mmap) -> Self {
+        // SAFETY: the caller's promise, passed on; `memory` outlives every
+        // use of `layout` because the ring keeps it.
+        let mut ring = unsafe { Self::new(layout) };
+        ring._memory = Some(memory);
+        ring
     }
 
     /// Free slots, refreshing the kernel's consumer index only when the
@@ -132,7 +153,7 @@ impl<T: Copy> ProducerRing<T> {
 
     /// Free slots right now (one fresh load of the consumer index; does not
     /// touch the caches).
-    pub(crate) fn free_now(&self) -> u32 {
+    pub fn free_now(&self) -> u32 {
         let consumer = self.layout.consumer().load(Ordering::Acquire);
         self.layout
             .size
@@ -142,7 +163,7 @@ impl<T: Copy> ProducerRing<T> {
     /// Produce `count` entries made by `make(i)` for `i` in `0..n`, where `n`
     /// is `count` bounded by the free slots; publishes them with one Release
     /// store and returns `n`.
-    pub(crate) fn produce(&mut self, count: usize, mut make: impl FnMut(usize) -> T) -> usize {
+    pub fn produce(&mut self, count: usize, mut make: impl FnMut(usize) -> T) -> usize {
         let wanted = u32::try_from(count).unwrap_or(u32::MAX);
         let n = self.free_slots(wanted).min(wanted);
         if n == 0 {
@@ -164,13 +185,13 @@ impl<T: Copy> ProducerRing<T> {
     }
 
     /// Entries we published that the kernel has not consumed yet.
-    pub(crate) fn outstanding(&self) -> u32 {
+    pub fn outstanding(&self) -> u32 {
         self.cached_producer
             .wrapping_sub(self.layout.consumer().load(Ordering::Acquire))
     }
 
     /// Whether the kernel asks for a wakeup syscall (`XDP_RING_NEED_WAKEUP`).
-    pub(crate) fn needs_wakeup(&self) -> bool {
+    pub fn needs_wakeup(&self) -> bool {
         self.layout.flags().load(Ordering::Acquire) & RING_NEED_WAKEUP != 0
     }
 
@@ -178,7 +199,7 @@ impl<T: Copy> ProducerRing<T> {
     /// `take`, oldest first. For a ring the kernel no longer serves (its
     /// socket's device is gone): those entries are ours again. The ring
     /// itself is left as it is.
-    pub(crate) fn unconsumed(&self, mut take: impl FnMut(T)) {
+    pub fn unconsumed(&self, mut take: impl FnMut(T)) {
         let consumer = self.layout.consumer().load(Ordering::Acquire);
         let n = self
             .cached_producer
@@ -196,12 +217,14 @@ impl<T: Copy> ProducerRing<T> {
 
 /// The side of a ring that userspace consumes from (rx, completion).
 #[derive(Debug)]
-pub(crate) struct ConsumerRing<T> {
+pub struct ConsumerRing<T> {
     layout: RingLayout<T>,
     /// Our consumer index; published on every batch.
     cached_consumer: u32,
     /// The kernel's producer index as last loaded.
     cached_producer: u32,
+    /// As for [`ProducerRing`].
+    _memory: Option<Mmap>,
 }
 
 // SAFETY: as for `ProducerRing`.
@@ -214,7 +237,7 @@ impl<T: Copy> ConsumerRing<T> {
     ///
     /// As for [`ProducerRing::new`], with "nothing else may consume from
     /// this ring".
-    pub(crate) unsafe fn new(layout: RingLayout<T>) -> Self {
+    pub unsafe fn new(layout: RingLayout<T>) -> Self {
         debug_assert!(layout.size.is_power_of_two());
         let cached_consumer = layout.consumer().load(Ordering::Relaxed);
         let cached_producer = layout.producer().load(Ordering::Acquire);
@@ -222,7 +245,20 @@ impl<T: Copy> ConsumerRing<T> {
             layout,
             cached_consumer,
             cached_producer,
+            _memory: None,
         }
+    }
+
+    /// Like [`ConsumerRing::new`], the ring also owning `memory`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`ProducerRing::owning`].
+    pub(super) unsafe fn owning(layout: RingLayout<T>, memory: Mmap) -> Self {
+        // SAFETY: as in `ProducerRing::owning`.
+        let mut ring = unsafe { Self::new(layout) };
+        ring._memory = Some(memory);
+        ring
     }
 
     /// Entries ready, refreshing the kernel's producer index only when the
@@ -240,7 +276,7 @@ impl<T: Copy> ConsumerRing<T> {
 
     /// Consume up to `max` entries, handing each to `take(i, entry)`;
     /// releases their slots with one Release store and returns how many.
-    pub(crate) fn consume(&mut self, max: usize, mut take: impl FnMut(usize, T)) -> usize {
+    pub fn consume(&mut self, max: usize, mut take: impl FnMut(usize, T)) -> usize {
         let max = u32::try_from(max).unwrap_or(u32::MAX);
         let n = self.ready(max).min(max);
         if n == 0 {
@@ -265,7 +301,7 @@ impl<T: Copy> ConsumerRing<T> {
 
     /// Entries the kernel has produced that we have not consumed (one fresh
     /// load; does not touch the caches).
-    pub(crate) fn ready_now(&self) -> u32 {
+    pub fn ready_now(&self) -> u32 {
         self.layout
             .producer()
             .load(Ordering::Acquire)

@@ -160,6 +160,25 @@ drop_reasons! {
     MirrorNoFrame => "mirror_no_frame",
 }
 
+impl DropReason {
+    /// The reasons a service chain decides a drop for (its stages' fate):
+    /// what a chain's counters list, zeros included.
+    pub const CHAIN: &'static [DropReason] = &[
+        DropReason::PolicyDenied,
+        DropReason::PolicerExceeded,
+        DropReason::NoServiceEndpoint,
+        DropReason::ServiceFragment,
+        DropReason::VnfDown,
+        DropReason::ChainMalformedFrame,
+    ];
+
+    /// Position in [`DropReason::CHAIN`] (how a chain's counters index
+    /// their drops); `None` for a reason no chain decides.
+    pub fn chain_index(self) -> Option<usize> {
+        DropReason::CHAIN.iter().position(|r| *r == self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,11 @@
 //! What a network function sees of a packet ([`PacketContext`]), what it
 //! decides ([`StageAction`]), where the frame bytes are ([`Frames`]) and
-//! what a whole chain decides ([`ChainOutcome`], [`ChainDropReason`]).
+//! what a whole chain decides ([`ChainOutcome`]); drops carry the dataplane's
+//! [`DropReason`] (one of [`DropReason::CHAIN`]).
 
 use kxdp_dataplane::packet::FrameMeta;
 use kxdp_dataplane::tables::TenantId;
-use kxdp_dataplane::PortId;
+use kxdp_dataplane::{DropReason, PortId};
 
 use crate::flow::{FlowHandle, FlowKey};
 use crate::identity::IdentityId;
@@ -19,58 +20,6 @@ pub enum Direction {
     Reply,
 }
 
-macro_rules! chain_drop_reasons {
-    ($( $(#[doc = $doc:literal])* $name:ident => $label:literal, )*) => {
-        /// Why a chain dropped a packet. Each variant is a counter; each maps
-        /// 1:1 onto a `kxdp_dataplane::DropReason` of the same label.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        #[repr(u8)]
-        pub enum ChainDropReason {
-            $( $(#[doc = $doc])* $name, )*
-        }
-
-        impl ChainDropReason {
-            /// Every reason, in counter order.
-            pub const ALL: &'static [ChainDropReason] = &[$(ChainDropReason::$name,)*];
-            /// The number of reasons.
-            pub const COUNT: usize = ChainDropReason::ALL.len();
-
-            /// The counter label, snake_case, stable.
-            pub const fn label(self) -> &'static str {
-                match self { $(ChainDropReason::$name => $label,)* }
-            }
-
-            /// The counter index.
-            pub const fn index(self) -> usize {
-                self as usize
-            }
-        }
-
-        impl std::fmt::Display for ChainDropReason {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.label())
-            }
-        }
-    };
-}
-
-chain_drop_reasons! {
-    /// No NetworkPolicy allows the connection.
-    PolicyDenied => "policy_denied",
-    /// The policer's bucket was empty.
-    PolicerExceeded => "policer_exceeded",
-    /// A packet for a Service port with no ready (or, for an existing
-    /// connection, serving) endpoint.
-    NoServiceEndpoint => "no_service_endpoint",
-    /// A non-first fragment to a Service address or from a balanced
-    /// endpoint: without ports it cannot be given its connection's backend.
-    ServiceFragment => "service_fragment",
-    /// The external VNF is down and its failure policy is fail-closed.
-    VnfDown => "vnf_down",
-    /// The frame is shorter than its metadata says (rewriting it failed).
-    ChainMalformedFrame => "chain_malformed_frame",
-}
-
 /// What one stage decides for one packet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum StageAction {
@@ -78,7 +27,7 @@ pub enum StageAction {
     #[default]
     Pass,
     /// Drop, counted under this reason.
-    Drop(ChainDropReason),
+    Drop(DropReason),
     /// Send the frame out of this port (into a VNF); the chain resumes when
     /// it comes back (see [`crate::ChainSet::resume_point`]).
     Redirect(PortId),
@@ -95,7 +44,7 @@ pub enum ChainOutcome {
     /// balancer may have rewritten), in the context's `tenant`.
     Pass,
     /// Drop it, counted under this reason.
-    Drop(ChainDropReason),
+    Drop(DropReason),
     /// Transmit it out of this port (into an external VNF) as it is, with
     /// only its MACs set for that port's pod; do not decrement the TTL.
     Redirect(PortId),

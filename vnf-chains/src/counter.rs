@@ -6,7 +6,8 @@
 //! a chain's `packets + resumed = passed + dropped + redirected`, and its
 //! drops by reason add up to `dropped`.
 
-use crate::context::{ChainDropReason, StageAction};
+use crate::context::StageAction;
+use kxdp_dataplane::DropReason;
 
 /// One stage's counters on one worker.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,8 +70,9 @@ pub struct ChainCounters {
     pub redirected: u64,
     /// Packets of the return direction (included in `packets`/`resumed`).
     pub reply_packets: u64,
-    /// Drops by reason, indexed by [`ChainDropReason::index`].
-    pub drops: [u64; ChainDropReason::COUNT],
+    /// Drops by reason, in the order of [`DropReason::CHAIN`]
+    /// ([`DropReason::chain_index`]).
+    pub drops: [u64; DropReason::CHAIN.len()],
 }
 
 impl ChainCounters {
@@ -89,8 +91,8 @@ impl ChainCounters {
     }
 
     /// Drops for one reason.
-    pub fn drops_for(&self, reason: ChainDropReason) -> u64 {
-        self.drops[reason.index()]
+    pub fn drops_for(&self, reason: DropReason) -> u64 {
+        reason.chain_index().map_or(0, |i| self.drops[i])
     }
 }
 

@@ -539,7 +539,9 @@ impl ChainWorker {
             StageAction::Drop(reason) => {
                 if let Some(c) = counters {
                     c.dropped += 1;
-                    c.drops[reason.index()] += 1;
+                    if let Some(slot) = reason.chain_index().and_then(|i| c.drops.get_mut(i)) {
+                        *slot += 1;
+                    }
                 }
                 ChainOutcome::Drop(reason)
             }

@@ -17,7 +17,7 @@
 //!   does not condemn it (and traffic sparser than one frame per `timeout`
 //!   never declares a VNF down).
 //! - **down**: the failure policy decides each packet — fail-closed drops it
-//!   ([`ChainDropReason::VnfDown`], counted), fail-open skips the hop (the
+//!   ([`DropReason::VnfDown`], counted), fail-open skips the hop (the
 //!   chain continues). Now and then a packet is still redirected as a probe:
 //!   the first a `timeout` after the VNF went down, then at intervals that
 //!   double up to 64 × `timeout` (with fail-open, a probe into a dead VNF is
@@ -36,7 +36,8 @@ use std::sync::Arc;
 use kxdp_config::FailurePolicy;
 use kxdp_dataplane::PortId;
 
-use crate::context::{ChainDropReason, Direction, PacketContext, StageAction};
+use crate::context::{Direction, PacketContext, StageAction};
+use kxdp_dataplane::DropReason;
 
 /// The longest probe interval, in timeouts.
 const MAX_PROBE_BACKOFF: u64 = 64;
@@ -219,7 +220,7 @@ impl ExternalState {
         match config.failure {
             FailurePolicy::FailClosed => {
                 self.dropped += 1;
-                StageAction::Drop(ChainDropReason::VnfDown)
+                StageAction::Drop(DropReason::VnfDown)
             }
             FailurePolicy::FailOpen => {
                 self.bypassed += 1;
@@ -279,7 +280,7 @@ mod tests {
         }
         assert_eq!(
             hop.decide(&c, Direction::Forward, 202 * MS),
-            StageAction::Drop(ChainDropReason::VnfDown)
+            StageAction::Drop(DropReason::VnfDown)
         );
         assert_eq!(hop.status(), VnfStatus::Down);
         // Down: drops, except probes a timeout after going down, then at
@@ -288,7 +289,7 @@ mod tests {
         for t in 203..=2000u64 {
             match hop.decide(&c, Direction::Forward, t * MS) {
                 StageAction::Redirect(3) => probes.push(t),
-                StageAction::Drop(ChainDropReason::VnfDown) => {}
+                StageAction::Drop(DropReason::VnfDown) => {}
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -315,11 +316,11 @@ mod tests {
         }
         assert_eq!(
             hop.decide(&c, Direction::Forward, 2215 * MS),
-            StageAction::Drop(ChainDropReason::VnfDown)
+            StageAction::Drop(DropReason::VnfDown)
         );
         assert_eq!(
             hop.decide(&c, Direction::Forward, 2414 * MS),
-            StageAction::Drop(ChainDropReason::VnfDown)
+            StageAction::Drop(DropReason::VnfDown)
         );
         assert_eq!(
             hop.decide(&c, Direction::Forward, 2415 * MS),
@@ -369,7 +370,7 @@ mod tests {
         // ...until steady traffic gets nothing back for a timeout.
         assert_eq!(
             hop.decide(&c, Direction::Forward, 10_201 * MS),
-            StageAction::Drop(ChainDropReason::VnfDown)
+            StageAction::Drop(DropReason::VnfDown)
         );
     }
 

@@ -9,8 +9,8 @@
 //! second): the stats reader (API thread) never waits for a worker and the
 //! worker never takes a lock.
 //!
-//! Drop reasons: each [`ChainDropReason`] becomes the
-//! [`DropReason`] of the same label ([`dataplane_drop_reason`]).
+//! A chain's drops are the dataplane's [`DropReason`]s: one fate type from
+//! the first check to the tx ring.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,25 +18,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, Cache};
 use kxdp_dataplane::chain_hook::{ChainFrames, ChainHook, ChainPacket, ChainVerdict, CHAIN_BATCH};
-use kxdp_dataplane::{DropReason, PortId};
+use kxdp_dataplane::PortId;
 
 use crate::chain::{ChainInput, ChainSet, CompileOptions};
-use crate::context::{ChainDropReason, ChainOutcome, Frames, PacketContext};
+use crate::context::{ChainOutcome, Frames, PacketContext};
 use crate::counter::ChainStats;
 use crate::error::ChainError;
 use crate::executor::{ChainWorker, WorkerLimits};
-
-/// The dataplane's drop reason for a chain's (the same label).
-pub const fn dataplane_drop_reason(reason: ChainDropReason) -> DropReason {
-    match reason {
-        ChainDropReason::PolicyDenied => DropReason::PolicyDenied,
-        ChainDropReason::PolicerExceeded => DropReason::PolicerExceeded,
-        ChainDropReason::NoServiceEndpoint => DropReason::NoServiceEndpoint,
-        ChainDropReason::ServiceFragment => DropReason::ServiceFragment,
-        ChainDropReason::VnfDown => DropReason::VnfDown,
-        ChainDropReason::ChainMalformedFrame => DropReason::ChainMalformedFrame,
-    }
-}
 
 /// Replaced chain sets the writer keeps before it frees them (so a worker
 /// that moves on never frees a whole set inside its loop).
@@ -259,7 +247,7 @@ impl ChainHook for DataplaneChains {
                 packet.verdict = match ctx.outcome {
                     ChainOutcome::NoChain => ChainVerdict::NoChain,
                     ChainOutcome::Pass => ChainVerdict::Pass,
-                    ChainOutcome::Drop(reason) => ChainVerdict::Drop(dataplane_drop_reason(reason)),
+                    ChainOutcome::Drop(reason) => ChainVerdict::Drop(reason),
                     ChainOutcome::Redirect(port) => ChainVerdict::Redirect(port),
                 };
             }
@@ -278,21 +266,6 @@ impl ChainHook for DataplaneChains {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_chain_drop_reason_is_a_dataplane_drop_reason_of_the_same_label() {
-        let mut seen = std::collections::HashSet::new();
-        for reason in ChainDropReason::ALL {
-            let dataplane = dataplane_drop_reason(*reason);
-            assert_eq!(dataplane.label(), reason.label(), "{reason:?}");
-            assert_eq!(DropReason::from_label(reason.label()), Some(dataplane));
-            assert!(
-                seen.insert(dataplane),
-                "{dataplane:?} twice: not one to one"
-            );
-        }
-        assert_eq!(seen.len(), ChainDropReason::COUNT);
-    }
 
     #[test]
     fn a_published_set_reaches_readers_and_the_writer_frees_old_ones() {

@@ -48,7 +48,7 @@
 //!     ChainOutcome::NoChain | ChainOutcome::Pass =>
 //!         route contexts[i].meta (the load balancer may have rewritten the
 //!         destination) in contexts[i].tenant, as today;
-//!     ChainOutcome::Drop(reason) => count reason (its label is a DropReason's);
+//!     ChainOutcome::Drop(reason) => count reason (a DropReason);
 //!     ChainOutcome::Redirect(port) => set MACs for that port's pod, Tx(port),
 //!         no TTL decrement;
 //! }
@@ -104,8 +104,8 @@
 //!   at its place in the chain; the original is untouched) and counter (see
 //!   [`counter`]).
 //!
-//! Drop reasons are this crate's [`ChainDropReason`]; each has the label of
-//! a `kxdp_dataplane::DropReason` it maps to one to one.
+//! A chain drops with the dataplane's `DropReason` (one of
+//! `DropReason::CHAIN`): one fate type from the first check to the tx ring.
 
 #![forbid(unsafe_code)]
 
@@ -131,9 +131,7 @@ pub mod service;
 
 pub use chain::{ChainInput, ChainSet, CompileOptions, ResumePoint};
 pub use classifier::Classifier;
-pub use context::{
-    ChainDropReason, ChainOutcome, Direction, Frames, PacketContext, SingleFrame, StageAction,
-};
+pub use context::{ChainOutcome, Direction, Frames, PacketContext, SingleFrame, StageAction};
 pub use counter::{ChainCounters, ChainStats, StageCounters};
 pub use error::ChainError;
 pub use executor::{ChainWorker, StageState, WorkerLimits};

@@ -16,15 +16,16 @@
 //!   their source.
 //!
 //! A port with no ready endpoint drops new connections
-//! ([`ChainDropReason::NoServiceEndpoint`]); a non-first fragment to a
-//! ClusterIP is dropped ([`ChainDropReason::ServiceFragment`]): it has no
+//! ([`DropReason::NoServiceEndpoint`]); a non-first fragment to a
+//! ClusterIP is dropped ([`DropReason::ServiceFragment`]): it has no
 //! ports to find its connection by. Packets to anything else pass untouched.
 
 use crate::conntrack::{join, split, Conntrack, Translation};
-use crate::context::{ChainDropReason, Frames, NatNote, PacketContext, StageAction};
+use crate::context::{Frames, NatNote, PacketContext, StageAction};
 use crate::maglev::Backend;
 use crate::nat::{self, Side};
 use crate::service::{EndpointState, ServiceTable, VipKey};
+use kxdp_dataplane::DropReason;
 
 /// What a load-balancer stage balances.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,7 +97,7 @@ impl LbState {
             };
             ctx.action = match frames.frame_mut(i) {
                 Some(frame) => self.decide(env, ctx, frame, conntrack),
-                None => StageAction::Drop(ChainDropReason::ChainMalformedFrame),
+                None => StageAction::Drop(DropReason::ChainMalformedFrame),
             };
         }
     }
@@ -113,7 +114,7 @@ impl LbState {
         if ctx.meta.is_fragment && ctx.meta.l4_offset == 0 {
             let key = &ctx.flow;
             return if services.is_cluster_ip(key.tenant, key.dst, key.ipv6) {
-                StageAction::Drop(ChainDropReason::ServiceFragment)
+                StageAction::Drop(DropReason::ServiceFragment)
             } else {
                 StageAction::Pass
             };
@@ -152,7 +153,7 @@ impl LbState {
                     return StageAction::Pass;
                 };
                 let Some(backend) = services.port(index).and_then(|p| p.pick_for(&ctx.flow)) else {
-                    return StageAction::Drop(ChainDropReason::NoServiceEndpoint);
+                    return StageAction::Drop(DropReason::NoServiceEndpoint);
                 };
                 self.connections += 1;
                 remember(env, ctx, backend, conntrack);
@@ -171,7 +172,7 @@ impl LbState {
         ctx: &mut PacketContext,
         backend: Backend,
         conntrack: &mut Conntrack,
-    ) -> Result<Option<Backend>, ChainDropReason> {
+    ) -> Result<Option<Backend>, DropReason> {
         let services = env.services;
         let vip = VipKey::of_destination(&ctx.flow);
         let Some(port) = services
@@ -200,7 +201,7 @@ impl LbState {
             if let Some(entry) = conntrack.entry(ctx) {
                 entry.translation = Translation::None;
             }
-            return Err(ChainDropReason::NoServiceEndpoint);
+            return Err(DropReason::NoServiceEndpoint);
         };
         self.moved += 1;
         remember(env, ctx, moved_to, conntrack);

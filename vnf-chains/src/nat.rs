@@ -11,8 +11,8 @@
 
 use kxdp_dataplane::packet::{checksum, ip_proto, FrameMeta, L3};
 
-use crate::context::ChainDropReason;
 use crate::flow::IPPROTO_SCTP;
+use kxdp_dataplane::DropReason;
 
 /// Which end of the packet to rewrite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub fn rewrite(
     side: Side,
     addr: u128,
     port: u16,
-) -> Result<(), ChainDropReason> {
+) -> Result<(), DropReason> {
     match (meta.l3, meta.ip_proto) {
         (L3::Ipv4 { .. }, ip_proto::TCP | ip_proto::UDP) if meta.l4_offset != 0 => {
             rewrite_ipv4_ports(frame, meta, side, addr as u32, port)
@@ -53,13 +53,13 @@ fn rewrite_ipv4_ports(
     side: Side,
     addr: u32,
     port: u16,
-) -> Result<(), ChainDropReason> {
+) -> Result<(), DropReason> {
     let (l3, l4) = (meta.l3_offset, meta.l4_offset);
     let end = l3 + meta.l3_len;
     let tcp = meta.ip_proto == ip_proto::TCP;
     let l4_header = if tcp { 20 } else { 8 };
     if frame.len() < end || l4 < l3 + 20 || l4 + l4_header > end {
-        return Err(ChainDropReason::ChainMalformedFrame);
+        return Err(DropReason::ChainMalformedFrame);
     }
     let (front, back) = frame.split_at_mut(l4);
     let (Some(ip), Some(ports)) = (
@@ -68,7 +68,7 @@ fn rewrite_ipv4_ports(
             .and_then(|h| h.first_chunk_mut::<20>()),
         back.first_chunk_mut::<8>(),
     ) else {
-        return Err(ChainDropReason::ChainMalformedFrame);
+        return Err(DropReason::ChainMalformedFrame);
     };
     let (addr_at, port_at) = match side {
         Side::Source => (12, 0),
@@ -119,7 +119,7 @@ fn rewrite_any(
     side: Side,
     addr: u128,
     port: u16,
-) -> Result<(), ChainDropReason> {
+) -> Result<(), DropReason> {
     let l3 = meta.l3_offset;
     let l4 = meta.l4_offset;
     let has_l4 = l4 != 0;
@@ -131,7 +131,7 @@ fn rewrite_any(
     // What `parse` guarantees, checked again: metadata from elsewhere must
     // not make the rewrite index out of the frame.
     if frame.len() < end || l3 + header > end || (has_l4 && (l4 < l3 + header || l4 + 8 > end)) {
-        return Err(ChainDropReason::ChainMalformedFrame);
+        return Err(DropReason::ChainMalformedFrame);
     }
     let proto = meta.ip_proto;
     let (port_offset, l4_checksum) = match proto {
@@ -139,7 +139,7 @@ fn rewrite_any(
         ip_proto::UDP => (Some(0), Some(6)),
         IPPROTO_SCTP if l4 + 12 <= end => (Some(0), None),
         ip_proto::ICMPV6 if matches!(meta.l3, L3::Ipv6 { .. }) => (None, Some(2)),
-        ip_proto::TCP | IPPROTO_SCTP => return Err(ChainDropReason::ChainMalformedFrame),
+        ip_proto::TCP | IPPROTO_SCTP => return Err(DropReason::ChainMalformedFrame),
         _ => (None, None),
     };
     let port_at = port_offset.filter(|_| has_l4).map(|o| {
@@ -157,7 +157,7 @@ fn rewrite_any(
         (L3::Ipv4 { .. }, Side::Destination) => (l3 + 16, 4),
         (L3::Ipv6 { .. }, Side::Source) => (l3 + 8, 16),
         (L3::Ipv6 { .. }, Side::Destination) => (l3 + 24, 16),
-        (L3::Arp, _) => return Err(ChainDropReason::ChainMalformedFrame),
+        (L3::Arp, _) => return Err(DropReason::ChainMalformedFrame),
     };
     // Σ~old + Σnew over the address's 16-bit words: what RFC 1624's
     // equation 3 adds to every checksum covering the address.
@@ -319,7 +319,7 @@ mod tests {
             meta.l4_offset = l4_offset;
             assert_eq!(
                 rewrite(&mut frame, &mut meta, Side::Destination, 1, 2),
-                Err(ChainDropReason::ChainMalformedFrame)
+                Err(DropReason::ChainMalformedFrame)
             );
         }
     }

@@ -15,7 +15,8 @@
 use kxdp_config::PolicerScope;
 
 use crate::conntrack::Conntrack;
-use crate::context::{ChainDropReason, PacketContext, StageAction};
+use crate::context::{PacketContext, StageAction};
+use kxdp_dataplane::DropReason;
 
 pub use crate::bucket::{PolicerConfig, TokenBucket};
 
@@ -87,7 +88,7 @@ impl PolicerState {
                 StageAction::Pass
             } else {
                 self.dropped += 1;
-                StageAction::Drop(ChainDropReason::PolicerExceeded)
+                StageAction::Drop(DropReason::PolicerExceeded)
             };
         }
     }

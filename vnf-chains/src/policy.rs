@@ -40,10 +40,11 @@ use std::collections::BTreeMap;
 use kxdp_config::{NamespaceSpec, NetworkPolicySpec, PolicyPeer, PolicyRule, PolicyType};
 
 use crate::conntrack::Conntrack;
-use crate::context::{ChainDropReason, Direction, PacketContext, StageAction};
+use crate::context::{Direction, PacketContext, StageAction};
 use crate::flow::FlowKey;
 use crate::identity::{Identities, IdentityId, IdentityMap, IdentitySet};
 use crate::prefix::Prefix;
+use kxdp_dataplane::DropReason;
 
 /// Marks a direction no policy isolates.
 const NOT_ISOLATED: u32 = u32::MAX;
@@ -397,7 +398,7 @@ impl PolicyState {
             }
             entry.set_policy(false, env.epoch);
             self.denied += 1;
-            return StageAction::Drop(ChainDropReason::PolicyDenied);
+            return StageAction::Drop(DropReason::PolicyDenied);
         }
         if !ctx.identities_known {
             ctx.src_identity = lookup(env.identities, &ctx.flow, true);
@@ -417,7 +418,7 @@ impl PolicyState {
             StageAction::Pass
         } else {
             self.denied += 1;
-            StageAction::Drop(ChainDropReason::PolicyDenied)
+            StageAction::Drop(DropReason::PolicyDenied)
         }
     }
 }

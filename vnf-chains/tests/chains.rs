@@ -10,10 +10,11 @@ use kxdp_config::{
     EndpointSpec, LabelSelector, NetworkPolicySpec, PolicyPeer, PolicyRule, Protocol,
 };
 use kxdp_dataplane::packet::{self, L3};
+use kxdp_dataplane::DropReason;
 use kxdp_vnf_chains::external::VnfStatus;
 use kxdp_vnf_chains::{
-    ChainDropReason, ChainOutcome, ChainSet, ChainStats, ChainWorker, Direction, PacketContext,
-    StageState, WorkerLimits,
+    ChainOutcome, ChainSet, ChainStats, ChainWorker, Direction, PacketContext, StageState,
+    WorkerLimits,
 };
 use proptest::prelude::*;
 
@@ -156,16 +157,13 @@ fn policy_policer_vnf_and_load_balancer() {
     // A pod the policy does not allow is dropped before the VNF.
     let intruder = frame(Protocol::Tcp, "10.0.0.66", 40000, VIP, 80, b"GET /");
     let (ctx, _) = h.send(4, 0, intruder);
-    assert_eq!(
-        ctx.outcome,
-        ChainOutcome::Drop(ChainDropReason::PolicyDenied)
-    );
+    assert_eq!(ctx.outcome, ChainOutcome::Drop(DropReason::PolicyDenied));
 
     let stats = h.stats();
     let c = stats.counters;
     assert_eq!((c.packets, c.resumed, c.reply_packets), (3, 1, 1));
     assert_eq!((c.passed, c.dropped, c.redirected), (2, 1, 1));
-    assert_eq!(c.drops_for(ChainDropReason::PolicyDenied), 1);
+    assert_eq!(c.drops_for(DropReason::PolicyDenied), 1);
     let kinds: Vec<&str> = stats.stages.iter().map(|s| s.0).collect();
     assert_eq!(kinds, ["policy", "policer", "external", "load_balancer"]);
     let s: Vec<_> = stats.stages.iter().map(|s| s.1).collect();
@@ -221,11 +219,11 @@ fn dead_vnf_fail_closed_drops_and_recovers() {
         .count();
     let dropped = outcomes
         .iter()
-        .filter(|o| **o == ChainOutcome::Drop(ChainDropReason::VnfDown))
+        .filter(|o| **o == ChainOutcome::Drop(DropReason::VnfDown))
         .count();
     // Up for the first 200 ms (+1: the timeout must be exceeded), then down.
     assert_eq!((redirected, dropped), (201, 99));
-    assert_eq!(h.stats().counters.drops_for(ChainDropReason::VnfDown), 99);
+    assert_eq!(h.stats().counters.drops_for(DropReason::VnfDown), 99);
     match h.worker.stage_state("web", 2) {
         Some(StageState::External(e)) => assert_eq!(e.status(), VnfStatus::Down),
         other => panic!("{other:?}"),
@@ -234,7 +232,7 @@ fn dead_vnf_fail_closed_drops_and_recovers() {
     let request = frame(Protocol::Tcp, CLIENT, 50_000, VIP, 80, b"x");
     // Down at 202 ms: the first probe goes a timeout later.
     let (ctx, _) = h.send(401 * MS, 0, request.clone());
-    assert_eq!(ctx.outcome, ChainOutcome::Drop(ChainDropReason::VnfDown));
+    assert_eq!(ctx.outcome, ChainOutcome::Drop(DropReason::VnfDown));
     let (ctx, out) = h.send(402 * MS, 0, request);
     assert_eq!(ctx.outcome, ChainOutcome::Redirect(TO_VNF), "a probe");
     assert_eq!(
@@ -347,7 +345,7 @@ fn mixed_batches() {
         let expected = match i % 4 {
             0 => ChainOutcome::Redirect(TO_VNF),
             1 => ChainOutcome::Pass,
-            2 => ChainOutcome::Drop(ChainDropReason::PolicyDenied),
+            2 => ChainOutcome::Drop(DropReason::PolicyDenied),
             _ => ChainOutcome::NoChain,
         };
         assert_eq!(c.outcome, expected, "packet {i}");
@@ -550,8 +548,8 @@ proptest! {
         prop_assert_eq!(c.packets + c.resumed, c.passed + c.dropped + c.redirected);
         prop_assert_eq!(c.drops.iter().sum::<u64>(), c.dropped);
         prop_assert_eq!(
-            c.drops_for(ChainDropReason::PolicyDenied),
-            count(&|o| *o == ChainOutcome::Drop(ChainDropReason::PolicyDenied))
+            c.drops_for(DropReason::PolicyDenied),
+            count(&|o| *o == ChainOutcome::Drop(DropReason::PolicyDenied))
         );
         for (_, s) in &web.stages {
             prop_assert_eq!(s.packets, s.passed + s.dropped + s.redirected);
@@ -585,7 +583,7 @@ fn policy_after_the_load_balancer_sees_backends() {
     let stranger = frame(Protocol::Tcp, "10.0.0.77", 40000, VIP, 80, b"x");
     assert_eq!(
         h.send(1, 0, stranger).0.outcome,
-        ChainOutcome::Drop(ChainDropReason::PolicyDenied)
+        ChainOutcome::Drop(DropReason::PolicyDenied)
     );
     let (ctx, out) = h.send(2, 0, frame(Protocol::Tcp, CLIENT, 40000, VIP, 80, b"x"));
     assert_eq!(ctx.outcome, ChainOutcome::Pass);

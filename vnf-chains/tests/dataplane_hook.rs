@@ -22,8 +22,7 @@ use kxdp_dataplane::tables::{TableHandle, Tables};
 use kxdp_dataplane::worker::{Worker, WorkerOptions};
 use kxdp_dataplane::{DropReason, Verdict};
 use kxdp_vnf_chains::{
-    ChainDropReason, ChainInput, ChainSetHandle, CompileOptions, DataplaneChains, SharedChainStats,
-    WorkerLimits,
+    ChainInput, ChainSetHandle, CompileOptions, DataplaneChains, SharedChainStats, WorkerLimits,
 };
 
 const MS: u64 = 1_000_000;
@@ -232,8 +231,8 @@ fn policy_policer_and_load_balancer_in_the_worker() {
     let stats = SharedChainStats::merged(&[Arc::clone(&node.stats)]);
     let web = &stats[0];
     assert_eq!(web.chain, "web");
-    assert_eq!(web.counters.drops_for(ChainDropReason::PolicyDenied), 3);
-    assert_eq!(web.counters.drops_for(ChainDropReason::PolicerExceeded), 3);
+    assert_eq!(web.counters.drops_for(DropReason::PolicyDenied), 3);
+    assert_eq!(web.counters.drops_for(DropReason::PolicerExceeded), 3);
     let kinds: Vec<&str> = web.stages.iter().map(|(k, _)| *k).collect();
     assert_eq!(kinds, ["policy", "policer", "load_balancer"]);
     assert_eq!(web.stages[0].1.packets, 3 + 7 + 40);

@@ -13,9 +13,8 @@ use std::net::IpAddr;
 use common::*;
 use kxdp_config::{EndpointSpec, Protocol};
 use kxdp_dataplane::packet::{self, L3};
-use kxdp_vnf_chains::{
-    ChainDropReason, ChainOutcome, ChainSet, ChainWorker, StageState, WorkerLimits,
-};
+use kxdp_dataplane::DropReason;
+use kxdp_vnf_chains::{ChainOutcome, ChainSet, ChainWorker, StageState, WorkerLimits};
 use proptest::prelude::*;
 
 const VIP4: &str = "10.96.0.10";
@@ -326,10 +325,7 @@ fn no_ready_endpoint_drops_new_connections() {
         1,
         frame(Protocol::Tcp, "10.0.0.1", 1, VIP4, 80, b""),
     );
-    assert_eq!(
-        outcome,
-        ChainOutcome::Drop(ChainDropReason::NoServiceEndpoint)
-    );
+    assert_eq!(outcome, ChainOutcome::Drop(DropReason::NoServiceEndpoint));
     // Other ports of the address and other addresses pass untouched.
     let other = frame(Protocol::Tcp, "10.0.0.1", 1, VIP4, 81, b"");
     assert_eq!(
@@ -338,9 +334,7 @@ fn no_ready_endpoint_drops_new_connections() {
     );
     let stats = worker.stats();
     assert_eq!(
-        stats[0]
-            .counters
-            .drops_for(ChainDropReason::NoServiceEndpoint),
+        stats[0].counters.drops_for(DropReason::NoServiceEndpoint),
         1
     );
 }
@@ -357,10 +351,7 @@ fn non_first_fragments_to_a_service_are_dropped() {
     let sum = kxdp_dataplane::packet::checksum::ipv4_header(&fragment[14..34]);
     fragment[14 + 10..14 + 12].copy_from_slice(&sum.to_be_bytes());
     let (outcome, _) = run(&mut worker, &set, 1, fragment);
-    assert_eq!(
-        outcome,
-        ChainOutcome::Drop(ChainDropReason::ServiceFragment)
-    );
+    assert_eq!(outcome, ChainOutcome::Drop(DropReason::ServiceFragment));
 }
 
 #[test]
@@ -604,8 +595,5 @@ fn internal_traffic_policy_local_keeps_to_this_node() {
     let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
     let request = frame(Protocol::Tcp, "10.0.0.7", 31_000, VIP4, 80, b"x");
     let (outcome, _) = run(&mut worker, &set, 1, request);
-    assert_eq!(
-        outcome,
-        ChainOutcome::Drop(ChainDropReason::NoServiceEndpoint)
-    );
+    assert_eq!(outcome, ChainOutcome::Drop(DropReason::NoServiceEndpoint));
 }

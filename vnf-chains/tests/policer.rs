@@ -6,8 +6,9 @@ mod common;
 
 use common::*;
 use kxdp_config::{PolicerScope, Protocol};
+use kxdp_dataplane::DropReason;
 use kxdp_vnf_chains::policer::{PolicerConfig, TokenBucket};
-use kxdp_vnf_chains::{ChainDropReason, ChainOutcome, ChainWorker, StageState, WorkerLimits};
+use kxdp_vnf_chains::{ChainOutcome, ChainWorker, StageState, WorkerLimits};
 use proptest::prelude::*;
 
 const SECOND: u64 = 1_000_000_000;
@@ -136,7 +137,7 @@ fn policer_stage_in_a_chain() {
             for (i, c) in contexts.iter().enumerate() {
                 match c.outcome {
                     ChainOutcome::Pass => passed[i % usize::from(flows)] += 1,
-                    ChainOutcome::Drop(ChainDropReason::PolicerExceeded) => {}
+                    ChainOutcome::Drop(DropReason::PolicerExceeded) => {}
                     other => panic!("{other:?}"),
                 }
             }
@@ -157,7 +158,7 @@ fn policer_stage_in_a_chain() {
         assert_eq!(chain.counters.passed, total_passed);
         assert_eq!(chain.counters.dropped, sent - total_passed);
         assert_eq!(
-            chain.counters.drops_for(ChainDropReason::PolicerExceeded),
+            chain.counters.drops_for(DropReason::PolicerExceeded),
             sent - total_passed
         );
         let (first, policer, last) = (chain.stages[0].1, chain.stages[1].1, chain.stages[2].1);

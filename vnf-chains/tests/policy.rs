@@ -15,9 +15,9 @@ use kxdp_config::{
     IpBlock, LabelSelector, LabelSelectorRequirement, NamespaceSpec, NetworkPolicySpec, PodSpec,
     PolicyPeer, PolicyPort, PolicyRule, PolicyType, Protocol, SelectorOperator,
 };
+use kxdp_dataplane::DropReason;
 use kxdp_vnf_chains::{
-    ChainDropReason, ChainOutcome, ChainWorker, FlowKey, Identities, IdentityMap, PolicySet,
-    WorkerLimits,
+    ChainOutcome, ChainWorker, FlowKey, Identities, IdentityMap, PolicySet, WorkerLimits,
 };
 use proptest::prelude::*;
 
@@ -599,7 +599,7 @@ fn replies_of_allowed_connections_pass() {
     let model = policy_model();
     let set = model.compile(1, None);
     let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
-    let denied = ChainOutcome::Drop(ChainDropReason::PolicyDenied);
+    let denied = ChainOutcome::Drop(DropReason::PolicyDenied);
     // web → db:5432 opens a connection; db's replies pass although web's
     // ingress is closed to everything.
     let request = frame(Protocol::Tcp, "10.0.0.1", 40000, "10.0.0.2", 5432, b"q");
@@ -650,7 +650,7 @@ fn pod_with_new_address_keeps_its_policy_without_recompiling_rules() {
     );
     assert_eq!(
         run_one(&mut worker, &set2, 11, from_old),
-        ChainOutcome::Drop(ChainDropReason::PolicyDenied),
+        ChainOutcome::Drop(DropReason::PolicyDenied),
         "the old address is nobody's now"
     );
 }
@@ -669,7 +669,7 @@ fn connections_are_checked_again_after_a_policy_change() {
     // Now db takes nothing at all: the open connection is cut, both ways.
     model.policies[0].ingress.clear();
     let set2 = model.compile(2, Some(&set));
-    let denied = ChainOutcome::Drop(ChainDropReason::PolicyDenied);
+    let denied = ChainOutcome::Drop(DropReason::PolicyDenied);
     assert_eq!(run_one(&mut worker, &set2, 2, reply), denied);
     assert_eq!(run_one(&mut worker, &set2, 3, request.clone()), denied);
     // Back to allowing it: a new connection passes again.
@@ -711,7 +711,7 @@ fn in_a_cluster_policies_apply_without_a_chain_and_the_node_is_always_allowed() 
         worker.process(&set, 1, &mut ctx, &mut frames);
         ctx[0].outcome
     };
-    let denied = ChainOutcome::Drop(ChainDropReason::PolicyDenied);
+    let denied = ChainOutcome::Drop(DropReason::PolicyDenied);
     assert_eq!(
         run(frame(
             Protocol::Tcp,

@@ -1172,7 +1172,7 @@ pub fn chain_counters(
                 dropped: c.dropped,
                 redirected: c.redirected,
                 reply_packets: c.reply_packets,
-                drops: kxdp_vnf_chains::ChainDropReason::ALL
+                drops: kxdp_dataplane::DropReason::CHAIN
                     .iter()
                     .map(|r| (r.label().to_string(), c.drops_for(*r)))
                     .collect(),

@@ -314,7 +314,8 @@ mod tests {
     use super::*;
     use kxdp_config::NodeConfig;
     use kxdp_dataplane::tables::{TableHandle, Tables};
-    use kxdp_vnf_chains::{ChainCounters, ChainDropReason, ChainStats, StageCounters};
+    use kxdp_dataplane::DropReason;
+    use kxdp_vnf_chains::{ChainCounters, ChainStats, StageCounters};
 
     const CONFIG: &str = "node: {name: n1, vtep: {ip: 192.168.0.1, interface: ul0}, pod_cidrs: [{tenant: blue, cidr: 10.1.1.0/24}]}\n\
         interfaces: [{name: ul0, role: underlay, mac: '02:00:00:00:00:01'}]\n\
@@ -331,7 +332,9 @@ mod tests {
             dropped: denied,
             ..ChainCounters::default()
         };
-        counters.drops[ChainDropReason::PolicyDenied.index()] = denied;
+        counters.drops[DropReason::PolicyDenied
+            .chain_index()
+            .expect("a chain reason")] = denied;
         let policy = StageCounters {
             packets,
             bytes: packets * 100,
@@ -374,7 +377,7 @@ mod tests {
         let web = &stats.chains[0];
         assert_eq!((web.packets, web.dropped, web.passed), (15, 3, 12));
         assert_eq!(web.drops["policy_denied"], 3);
-        assert_eq!(web.drops.len(), ChainDropReason::COUNT);
+        assert_eq!(web.drops.len(), DropReason::CHAIN.len());
         assert_eq!(web.stages[0].kind, "policy");
         assert_eq!((web.stages[0].dropped, web.stages[1].packets), (3, 12));
         let quiet = &stats.chains[1];

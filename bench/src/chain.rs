@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use kxdp_config::NodeConfig;
 use kxdp_dataplane::packet::{self, FrameMeta, L3};
 use kxdp_vnf_chains::{
-    ChainInput, ChainOutcome, ChainSet, ChainWorker, CompileOptions, Frames, PacketContext,
+    ChainInput, ChainSet, ChainVerdict, ChainWorker, CompileOptions, Frames, PacketContext,
     WorkerLimits,
 };
 use serde::Serialize;
@@ -359,7 +359,7 @@ pub fn measure(flows: usize, duration: Duration) -> ChainResult {
         );
         for (j, ctx) in contexts.iter().enumerate() {
             match ctx.outcome {
-                ChainOutcome::Pass => {
+                ChainVerdict::Pass => {
                     verdicts.passed += 1;
                     let at = (first + j) * FRAME_BYTES;
                     let rewritten = packet::parse(&buf[at..at + FRAME_BYTES]);
@@ -376,9 +376,9 @@ pub fn measure(flows: usize, duration: Duration) -> ChainResult {
                         None => verdicts.stray += 1,
                     }
                 }
-                ChainOutcome::Drop(_) => verdicts.dropped += 1,
-                ChainOutcome::NoChain => verdicts.no_chain += 1,
-                ChainOutcome::Redirect(_) => verdicts.redirected += 1,
+                ChainVerdict::Drop(_) => verdicts.dropped += 1,
+                ChainVerdict::NoChain => verdicts.no_chain += 1,
+                ChainVerdict::Redirect(_) => verdicts.redirected += 1,
             }
         }
     }
@@ -527,7 +527,7 @@ mod tests {
             worker.process(&set, 1 + round, &mut contexts, &mut frames);
             dropped += contexts
                 .iter()
-                .filter(|c| matches!(c.outcome, ChainOutcome::Drop(_)))
+                .filter(|c| matches!(c.outcome, ChainVerdict::Drop(_)))
                 .count();
             frames = (0..4).map(|_| frame(7)).collect();
         }

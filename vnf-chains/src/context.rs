@@ -1,8 +1,9 @@
 //! What a network function sees of a packet ([`PacketContext`]), what it
 //! decides ([`StageAction`]), where the frame bytes are ([`Frames`]) and
-//! what a whole chain decides ([`ChainOutcome`]); drops carry the dataplane's
+//! what a whole chain decides ([`ChainVerdict`]); drops carry the dataplane's
 //! [`DropReason`] (one of [`DropReason::CHAIN`]).
 
+use kxdp_dataplane::chain_hook::ChainVerdict;
 use kxdp_dataplane::packet::FrameMeta;
 use kxdp_dataplane::tables::TenantId;
 use kxdp_dataplane::{DropReason, PortId};
@@ -30,23 +31,6 @@ pub enum StageAction {
     Drop(DropReason),
     /// Send the frame out of this port (into a VNF); the chain resumes when
     /// it comes back (see [`crate::ChainSet::resume_point`]).
-    Redirect(PortId),
-}
-
-/// What a chain decides for a packet, once [`crate::ChainWorker::process`]
-/// returns.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ChainOutcome {
-    /// No chain applies (no chain matched, or not an IP packet): forward as usual.
-    #[default]
-    NoChain,
-    /// The chain passed it: forward as usual (by `meta`, which the load
-    /// balancer may have rewritten), in the context's `tenant`.
-    Pass,
-    /// Drop it, counted under this reason.
-    Drop(DropReason),
-    /// Transmit it out of this port (into an external VNF) as it is, with
-    /// only its MACs set for that port's pod; do not decrement the TTL.
     Redirect(PortId),
 }
 
@@ -81,7 +65,7 @@ pub struct PacketContext {
     /// The current stage's decision.
     pub action: StageAction,
     /// The chain's decision, once done.
-    pub outcome: ChainOutcome,
+    pub outcome: ChainVerdict,
     /// Index of the chain in the set, or [`NO_CHAIN`].
     pub(crate) chain: u16,
     /// The next stage to run.
@@ -127,7 +111,7 @@ impl PacketContext {
             identities_known: false,
             direction: Direction::Forward,
             action: StageAction::Pass,
-            outcome: ChainOutcome::NoChain,
+            outcome: ChainVerdict::NoChain,
             chain: NO_CHAIN,
             stage: 0,
             running: false,

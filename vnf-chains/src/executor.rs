@@ -23,13 +23,14 @@ use kxdp_dataplane::PortId;
 
 use crate::chain::{function_kind, occurrence, ChainSet, CompiledChain, StageKind};
 use crate::conntrack::{split, Connection, Conntrack, Translation};
-use crate::context::{ChainOutcome, Direction, Frames, PacketContext, StageAction, NO_CHAIN};
+use crate::context::{Direction, Frames, PacketContext, StageAction, NO_CHAIN};
 use crate::counter::{ChainCounters, ChainStats, StageCounters};
 use crate::external::ExternalState;
 use crate::flow::FlowHandle;
 use crate::load_balancer::{LbEnv, LbState};
 use crate::policer::PolicerState;
 use crate::policy::PolicyState;
+use kxdp_dataplane::chain_hook::ChainVerdict;
 
 /// Sizes of a worker's tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,7 +319,7 @@ impl ChainWorker {
     #[inline]
     fn enter(&mut self, set: &ChainSet, now: u64, ctx: &mut PacketContext, hash: u64) {
         ctx.running = false;
-        ctx.outcome = ChainOutcome::NoChain;
+        ctx.outcome = ChainVerdict::NoChain;
         ctx.nat = None;
         ctx.fresh = false;
         ctx.handle = FlowHandle::NONE;
@@ -534,7 +535,7 @@ impl ChainWorker {
                 if let Some(c) = counters {
                     c.passed += 1;
                 }
-                ChainOutcome::Pass
+                ChainVerdict::Pass
             }
             StageAction::Drop(reason) => {
                 if let Some(c) = counters {
@@ -543,13 +544,13 @@ impl ChainWorker {
                         *slot += 1;
                     }
                 }
-                ChainOutcome::Drop(reason)
+                ChainVerdict::Drop(reason)
             }
             StageAction::Redirect(port) => {
                 if let Some(c) = counters {
                     c.redirected += 1;
                 }
-                ChainOutcome::Redirect(port)
+                ChainVerdict::Redirect(port)
             }
         };
         if matches!(action, StageAction::Pass)

@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, Cache};
-use kxdp_dataplane::chain_hook::{ChainFrames, ChainHook, ChainPacket, ChainVerdict, CHAIN_BATCH};
+use kxdp_dataplane::chain_hook::{ChainFrames, ChainHook, ChainPacket, CHAIN_BATCH};
 use kxdp_dataplane::PortId;
 
 use crate::chain::{ChainInput, ChainSet, CompileOptions};
-use crate::context::{ChainOutcome, Frames, PacketContext};
+use crate::context::{Frames, PacketContext};
 use crate::counter::ChainStats;
 use crate::error::ChainError;
 use crate::executor::{ChainWorker, WorkerLimits};
@@ -244,12 +244,7 @@ impl ChainHook for DataplaneChains {
             for (packet, ctx) in piece.iter_mut().zip(self.contexts.iter()) {
                 packet.meta = ctx.meta;
                 packet.tenant = ctx.tenant;
-                packet.verdict = match ctx.outcome {
-                    ChainOutcome::NoChain => ChainVerdict::NoChain,
-                    ChainOutcome::Pass => ChainVerdict::Pass,
-                    ChainOutcome::Drop(reason) => ChainVerdict::Drop(reason),
-                    ChainOutcome::Redirect(port) => ChainVerdict::Redirect(port),
-                };
+                packet.verdict = ctx.outcome;
             }
         }
     }

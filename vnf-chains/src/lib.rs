@@ -25,7 +25,7 @@
 //!   whatever its chain holds. Never shared.
 //! - [`PacketContext`] — one packet: [`FrameMeta`](kxdp_dataplane::packet::FrameMeta),
 //!   length, ingress port, tenant, [`FlowKey`], identities, [`Direction`],
-//!   and, after processing, its [`ChainOutcome`]. `Copy`, so a worker keeps a
+//!   and, after processing, its [`ChainVerdict`]. `Copy`, so a worker keeps a
 //!   reused array of them.
 //! - [`Frames`] — where the batch's frame bytes live (the worker implements
 //!   it over its UMEM chunks; it also makes mirror copies).
@@ -45,11 +45,11 @@
 //! for each IP frame i:  contexts[i] = PacketContext::new(frame_i, meta_i, in_port, tenant);
 //! chains.process(&set, now_ns, &mut contexts[..n], &mut frames);
 //! for each i: match contexts[i].outcome {
-//!     ChainOutcome::NoChain | ChainOutcome::Pass =>
+//!     ChainVerdict::NoChain | ChainVerdict::Pass =>
 //!         route contexts[i].meta (the load balancer may have rewritten the
 //!         destination) in contexts[i].tenant, as today;
-//!     ChainOutcome::Drop(reason) => count reason (a DropReason);
-//!     ChainOutcome::Redirect(port) => set MACs for that port's pod, Tx(port),
+//!     ChainVerdict::Drop(reason) => count reason (a DropReason);
+//!     ChainVerdict::Redirect(port) => set MACs for that port's pod, Tx(port),
 //!         no TTL decrement;
 //! }
 //! ```
@@ -131,13 +131,15 @@ pub mod service;
 
 pub use chain::{ChainInput, ChainSet, CompileOptions, ResumePoint};
 pub use classifier::Classifier;
-pub use context::{ChainOutcome, Direction, Frames, PacketContext, SingleFrame, StageAction};
+pub use context::{Direction, Frames, PacketContext, SingleFrame, StageAction};
 pub use counter::{ChainCounters, ChainStats, StageCounters};
 pub use error::ChainError;
 pub use executor::{ChainWorker, StageState, WorkerLimits};
 pub use flow::{FlowKey, FlowTable};
 pub use hook::{ChainSetHandle, ChainSetReader, DataplaneChains, SharedChainStats};
 pub use identity::{Identities, IdentityId, IdentityKey, IdentityMap, IdentitySet};
+/// What a chain decides for a packet: the pipeline's own type.
+pub use kxdp_dataplane::chain_hook::ChainVerdict;
 pub use maglev::{Backend, MaglevTable};
 pub use policy::PolicySet;
 pub use service::ServiceTable;

@@ -13,7 +13,7 @@ use kxdp_dataplane::packet::{self, L3};
 use kxdp_dataplane::DropReason;
 use kxdp_vnf_chains::external::VnfStatus;
 use kxdp_vnf_chains::{
-    ChainOutcome, ChainSet, ChainStats, ChainWorker, Direction, PacketContext, StageState,
+    ChainSet, ChainStats, ChainVerdict, ChainWorker, Direction, PacketContext, StageState,
     WorkerLimits,
 };
 use proptest::prelude::*;
@@ -138,11 +138,11 @@ fn policy_policer_vnf_and_load_balancer() {
     let request = frame(Protocol::Tcp, CLIENT, 40000, VIP, 80, b"GET /");
     // Into the VNF, untouched.
     let (ctx, out) = h.send(1, 0, request.clone());
-    assert_eq!(ctx.outcome, ChainOutcome::Redirect(TO_VNF));
+    assert_eq!(ctx.outcome, ChainVerdict::Redirect(TO_VNF));
     assert_eq!(out, request);
     // Back from the VNF: resumes after the hop, balanced.
     let (ctx, out) = h.send(2, FROM_VNF, out);
-    assert_eq!(ctx.outcome, ChainOutcome::Pass);
+    assert_eq!(ctx.outcome, ChainVerdict::Pass);
     assert_eq!(ctx.tenant, 0, "the chain's tenant, not the VNF port's");
     let backend = dst_of(&out);
     assert!(["10.1.0.1", "10.1.0.2", "10.1.0.3"].contains(&backend.as_str()));
@@ -151,13 +151,13 @@ fn policy_policer_vnf_and_load_balancer() {
     // sees it (no VNF, no policy).
     let reply = frame(Protocol::Tcp, &backend, 8080, CLIENT, 40000, b"200 OK");
     let (ctx, out) = h.send(3, BACKENDS, reply);
-    assert_eq!(ctx.outcome, ChainOutcome::Pass);
+    assert_eq!(ctx.outcome, ChainVerdict::Pass);
     assert_eq!(ctx.direction, Direction::Reply);
     assert_eq!(out, frame(Protocol::Tcp, VIP, 80, CLIENT, 40000, b"200 OK"));
     // A pod the policy does not allow is dropped before the VNF.
     let intruder = frame(Protocol::Tcp, "10.0.0.66", 40000, VIP, 80, b"GET /");
     let (ctx, _) = h.send(4, 0, intruder);
-    assert_eq!(ctx.outcome, ChainOutcome::Drop(DropReason::PolicyDenied));
+    assert_eq!(ctx.outcome, ChainVerdict::Drop(DropReason::PolicyDenied));
 
     let stats = h.stats();
     let c = stats.counters;
@@ -180,13 +180,13 @@ fn symmetric_chain_runs_return_traffic_in_reverse() {
     let request = frame(Protocol::Tcp, CLIENT, 40000, VIP, 80, b"GET /");
     let (_, out) = h.send(1, 0, request);
     let (ctx, out) = h.send(2, FROM_VNF, out);
-    assert_eq!(ctx.outcome, ChainOutcome::Pass);
+    assert_eq!(ctx.outcome, ChainVerdict::Pass);
     let backend = dst_of(&out);
     // Reply: load balancer first (translated back), then into the VNF the
     // other way round (out of its from-interface)...
     let reply = frame(Protocol::Tcp, &backend, 8080, CLIENT, 40000, b"200 OK");
     let (ctx, out) = h.send(3, BACKENDS, reply);
-    assert_eq!(ctx.outcome, ChainOutcome::Redirect(FROM_VNF));
+    assert_eq!(ctx.outcome, ChainVerdict::Redirect(FROM_VNF));
     assert_eq!(ctx.direction, Direction::Reply);
     let translated = frame(Protocol::Tcp, VIP, 80, CLIENT, 40000, b"200 OK");
     assert_eq!(out, translated);
@@ -195,7 +195,7 @@ fn symmetric_chain_runs_return_traffic_in_reverse() {
     let mut ctx = [context(&out, TO_VNF, 1)];
     let mut frames = vec![out];
     h.worker.process(&h.set, 4, &mut ctx, &mut frames);
-    assert_eq!(ctx[0].outcome, ChainOutcome::Pass);
+    assert_eq!(ctx[0].outcome, ChainVerdict::Pass);
     assert_eq!(ctx[0].direction, Direction::Reply);
     assert_eq!(frames[0], translated);
     let s: Vec<_> = h.stats().stages.iter().map(|s| s.1).collect();
@@ -215,11 +215,11 @@ fn dead_vnf_fail_closed_drops_and_recovers() {
     }
     let redirected = outcomes
         .iter()
-        .filter(|o| **o == ChainOutcome::Redirect(TO_VNF))
+        .filter(|o| **o == ChainVerdict::Redirect(TO_VNF))
         .count();
     let dropped = outcomes
         .iter()
-        .filter(|o| **o == ChainOutcome::Drop(DropReason::VnfDown))
+        .filter(|o| **o == ChainVerdict::Drop(DropReason::VnfDown))
         .count();
     // Up for the first 200 ms (+1: the timeout must be exceeded), then down.
     assert_eq!((redirected, dropped), (201, 99));
@@ -232,17 +232,17 @@ fn dead_vnf_fail_closed_drops_and_recovers() {
     let request = frame(Protocol::Tcp, CLIENT, 50_000, VIP, 80, b"x");
     // Down at 202 ms: the first probe goes a timeout later.
     let (ctx, _) = h.send(401 * MS, 0, request.clone());
-    assert_eq!(ctx.outcome, ChainOutcome::Drop(DropReason::VnfDown));
+    assert_eq!(ctx.outcome, ChainVerdict::Drop(DropReason::VnfDown));
     let (ctx, out) = h.send(402 * MS, 0, request);
-    assert_eq!(ctx.outcome, ChainOutcome::Redirect(TO_VNF), "a probe");
+    assert_eq!(ctx.outcome, ChainVerdict::Redirect(TO_VNF), "a probe");
     assert_eq!(
         h.send(403 * MS, FROM_VNF, out).0.outcome,
-        ChainOutcome::Pass
+        ChainVerdict::Pass
     );
     let request = frame(Protocol::Tcp, CLIENT, 50_001, VIP, 80, b"x");
     assert_eq!(
         h.send(404 * MS, 0, request).0.outcome,
-        ChainOutcome::Redirect(TO_VNF)
+        ChainVerdict::Redirect(TO_VNF)
     );
 }
 
@@ -253,13 +253,13 @@ fn dead_vnf_fail_open_bypasses_the_hop() {
         let request = frame(Protocol::Tcp, CLIENT, 10_000 + t as u16, VIP, 80, b"x");
         assert_eq!(
             h.send(t * MS, 0, request).0.outcome,
-            ChainOutcome::Redirect(TO_VNF)
+            ChainVerdict::Redirect(TO_VNF)
         );
     }
     // Down: the chain continues past the hop, to the load balancer.
     let request = frame(Protocol::Tcp, CLIENT, 20_000, VIP, 80, b"x");
     let (ctx, out) = h.send(202 * MS, 0, request);
-    assert_eq!(ctx.outcome, ChainOutcome::Pass);
+    assert_eq!(ctx.outcome, ChainVerdict::Pass);
     assert!(dst_of(&out).starts_with("10.1.0."));
     let stats = h.stats();
     assert_eq!(stats.stages[2].1.passed, 1, "bypassed");
@@ -282,7 +282,7 @@ fn mirror_copies_the_frame_as_it_is_at_its_place() {
     };
     let mut ctx = [context(&request, 0, 0)];
     worker.process(&set, 1, &mut ctx, &mut frames);
-    assert_eq!(ctx[0].outcome, ChainOutcome::Pass);
+    assert_eq!(ctx[0].outcome, ChainVerdict::Pass);
     let translated = frame(Protocol::Tcp, CLIENT, 40000, "10.1.0.1", 8080, b"x");
     assert_eq!(frames.frames[0], translated);
     assert_eq!(frames.mirrored, vec![(5, request), (6, translated)]);
@@ -292,7 +292,7 @@ fn mirror_copies_the_frame_as_it_is_at_its_place() {
     let mut plain = vec![frame(Protocol::Tcp, CLIENT, 40001, VIP, 80, b"x")];
     let mut ctx = [context(&plain[0], 0, 0)];
     worker.process(&set, 2, &mut ctx, &mut plain);
-    assert_eq!(ctx[0].outcome, ChainOutcome::Pass);
+    assert_eq!(ctx[0].outcome, ChainVerdict::Pass);
     assert_eq!(worker.stats()[0].stages[0].1.mirror_failed, 1);
 }
 
@@ -305,11 +305,11 @@ fn arp_and_other_tenants_are_no_chains_business() {
     arp[12..14].copy_from_slice(&[0x08, 0x06]);
     arp[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
     let (ctx, _) = h.send(1, 0, arp);
-    assert_eq!(ctx.outcome, ChainOutcome::NoChain);
+    assert_eq!(ctx.outcome, ChainVerdict::NoChain);
     let red = frame(Protocol::Tcp, CLIENT, 1, VIP, 80, b"x");
     let mut ctx = [context(&red, 0, 1)];
     h.worker.process(&h.set, 2, &mut ctx, &mut vec![red]);
-    assert_eq!(ctx[0].outcome, ChainOutcome::NoChain);
+    assert_eq!(ctx[0].outcome, ChainVerdict::NoChain);
     assert_eq!(h.stats().counters.packets, 0);
 }
 
@@ -343,10 +343,10 @@ fn mixed_batches() {
     worker.process(&set, 1, &mut contexts, &mut frames);
     for (i, c) in contexts.iter().enumerate() {
         let expected = match i % 4 {
-            0 => ChainOutcome::Redirect(TO_VNF),
-            1 => ChainOutcome::Pass,
-            2 => ChainOutcome::Drop(DropReason::PolicyDenied),
-            _ => ChainOutcome::NoChain,
+            0 => ChainVerdict::Redirect(TO_VNF),
+            1 => ChainVerdict::Pass,
+            2 => ChainVerdict::Drop(DropReason::PolicyDenied),
+            _ => ChainVerdict::NoChain,
         };
         assert_eq!(c.outcome, expected, "packet {i}");
     }
@@ -371,7 +371,7 @@ fn swaps_keep_the_state_of_unchanged_stages() {
         let mut f = vec![frame(Protocol::Tcp, CLIENT, cport, VIP, 80, b"x")];
         let mut ctx = [context(&f[0], 0, 0)];
         worker.process(&set, 1, &mut ctx, &mut f);
-        assert_eq!(ctx[0].outcome, ChainOutcome::Pass);
+        assert_eq!(ctx[0].outcome, ChainVerdict::Pass);
         backends.push(dst_of(&f[0]));
     }
     // A new snapshot: a counter in front, another chain, new endpoints. The
@@ -399,13 +399,13 @@ fn swaps_keep_the_state_of_unchanged_stages() {
         let mut ctx = [context(&f[0], 0, 0)];
         worker.process(&set2, 1, &mut ctx, &mut f);
         outcomes.push(ctx[0].outcome);
-        if ctx[0].outcome == ChainOutcome::Pass {
+        if ctx[0].outcome == ChainVerdict::Pass {
             assert_eq!(dst_of(&f[0]), backends[i], "flow {i} kept its backend");
         }
     }
     let passed = outcomes
         .iter()
-        .filter(|o| **o == ChainOutcome::Pass)
+        .filter(|o| **o == ChainVerdict::Pass)
         .count();
     assert_eq!(passed, 40);
     let stats = worker.stats();
@@ -426,7 +426,7 @@ fn swaps_keep_the_state_of_unchanged_stages() {
         let mut f = vec![frame(Protocol::Tcp, CLIENT, cport, VIP, 80, b"x")];
         let mut ctx = [context(&f[0], 0, 0)];
         worker.process(&set3, 1, &mut ctx, &mut f);
-        passed += usize::from(ctx[0].outcome == ChainOutcome::Pass);
+        passed += usize::from(ctx[0].outcome == ChainVerdict::Pass);
     }
     assert_eq!(passed, 60);
 }
@@ -464,12 +464,12 @@ fn removed_chains_release_their_flows() {
     let g = frame(Protocol::Udp, CLIENT, 7, "10.0.0.2", 2, b"x");
     let mut ctx = [context(&g, 0, 0)];
     worker.process(&set4, 1, &mut ctx, &mut vec![g.clone()]);
-    assert_eq!(ctx[0].outcome, ChainOutcome::NoChain);
+    assert_eq!(ctx[0].outcome, ChainVerdict::NoChain);
     model.chains[0].classifier.protocol = None;
     let set5 = model.compile(5, Some(&set4));
     let mut ctx = [context(&g, 0, 0)];
     worker.process(&set5, 1, &mut ctx, &mut vec![g.clone()]);
-    assert_eq!(ctx[0].outcome, ChainOutcome::Pass);
+    assert_eq!(ctx[0].outcome, ChainVerdict::Pass);
 }
 
 #[test]
@@ -541,15 +541,15 @@ proptest! {
         let merged = ChainStats::merge(per_worker.iter().map(Vec::as_slice));
         let web = &merged[0];
         let c = web.counters;
-        let count = |f: &dyn Fn(&ChainOutcome) -> bool| outcomes.iter().filter(|o| f(o)).count() as u64;
+        let count = |f: &dyn Fn(&ChainVerdict) -> bool| outcomes.iter().filter(|o| f(o)).count() as u64;
         prop_assert_eq!(c.packets, packets.len() as u64);
-        prop_assert_eq!(c.passed, count(&|o| *o == ChainOutcome::Pass));
-        prop_assert_eq!(c.dropped, count(&|o| matches!(o, ChainOutcome::Drop(_))));
+        prop_assert_eq!(c.passed, count(&|o| *o == ChainVerdict::Pass));
+        prop_assert_eq!(c.dropped, count(&|o| matches!(o, ChainVerdict::Drop(_))));
         prop_assert_eq!(c.packets + c.resumed, c.passed + c.dropped + c.redirected);
         prop_assert_eq!(c.drops.iter().sum::<u64>(), c.dropped);
         prop_assert_eq!(
             c.drops_for(DropReason::PolicyDenied),
-            count(&|o| *o == ChainOutcome::Drop(DropReason::PolicyDenied))
+            count(&|o| *o == ChainVerdict::Drop(DropReason::PolicyDenied))
         );
         for (_, s) in &web.stages {
             prop_assert_eq!(s.packets, s.passed + s.dropped + s.redirected);
@@ -583,14 +583,14 @@ fn policy_after_the_load_balancer_sees_backends() {
     let stranger = frame(Protocol::Tcp, "10.0.0.77", 40000, VIP, 80, b"x");
     assert_eq!(
         h.send(1, 0, stranger).0.outcome,
-        ChainOutcome::Drop(DropReason::PolicyDenied)
+        ChainVerdict::Drop(DropReason::PolicyDenied)
     );
     let (ctx, out) = h.send(2, 0, frame(Protocol::Tcp, CLIENT, 40000, VIP, 80, b"x"));
-    assert_eq!(ctx.outcome, ChainOutcome::Pass);
+    assert_eq!(ctx.outcome, ChainVerdict::Pass);
     let backend = dst_of(&out);
     let reply = frame(Protocol::Tcp, &backend, 8080, CLIENT, 40000, b"y");
     let (ctx, out) = h.send(3, BACKENDS, reply);
-    assert_eq!(ctx.outcome, ChainOutcome::Pass);
+    assert_eq!(ctx.outcome, ChainVerdict::Pass);
     assert_eq!(out, frame(Protocol::Tcp, VIP, 80, CLIENT, 40000, b"y"));
     let stats = h.stats();
     assert_eq!(stats.stages[1].1.packets, 3, "the policy saw the reply too");
@@ -659,7 +659,7 @@ proptest! {
             let mut contexts: Vec<_> = frames.iter().map(|f| context(f, 0, 0)).collect();
             worker.process(&set, n as u64 * MS, &mut contexts, &mut frames);
             for ((c, out), input) in contexts.iter().zip(&frames).zip(&sent) {
-                if c.outcome != ChainOutcome::Pass {
+                if c.outcome != ChainVerdict::Pass {
                     continue;
                 }
                 assert_checksums_valid(out);
@@ -725,7 +725,7 @@ proptest! {
             let mut ctx = [PacketContext::new(&f, meta, 0, 0), PacketContext::new(&f, meta, 0, 0)];
             worker.process(&set, 1, &mut ctx, &mut frames);
             for c in &ctx {
-                prop_assert!(c.outcome != ChainOutcome::NoChain);
+                prop_assert!(c.outcome != ChainVerdict::NoChain);
             }
         }
     }

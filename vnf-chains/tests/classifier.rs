@@ -11,7 +11,7 @@ use common::*;
 use kxdp_config::{
     ChainSpec, ClassifierSpec, FunctionSpec, LabelSelector, PodSpec, PortRange, Protocol,
 };
-use kxdp_vnf_chains::{ChainOutcome, ChainSet, ChainWorker, Direction, WorkerLimits};
+use kxdp_vnf_chains::{ChainSet, ChainVerdict, ChainWorker, Direction, WorkerLimits};
 use proptest::prelude::*;
 
 fn counter_chain(
@@ -41,8 +41,8 @@ fn classify(
     let mut frames = vec![frame];
     worker.process(set, 0, &mut ctx, &mut frames);
     match ctx[0].outcome {
-        ChainOutcome::NoChain => None,
-        ChainOutcome::Pass => {
+        ChainVerdict::NoChain => None,
+        ChainVerdict::Pass => {
             let index = ctx[0].chain_index().unwrap();
             Some((set.chain(index).unwrap().name.clone(), ctx[0].direction))
         }

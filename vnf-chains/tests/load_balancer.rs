@@ -14,7 +14,7 @@ use common::*;
 use kxdp_config::{EndpointSpec, Protocol};
 use kxdp_dataplane::packet::{self, L3};
 use kxdp_dataplane::DropReason;
-use kxdp_vnf_chains::{ChainOutcome, ChainSet, ChainWorker, StageState, WorkerLimits};
+use kxdp_vnf_chains::{ChainSet, ChainVerdict, ChainWorker, StageState, WorkerLimits};
 use proptest::prelude::*;
 
 const VIP4: &str = "10.96.0.10";
@@ -37,13 +37,13 @@ fn run(
     set: &ChainSet,
     now: u64,
     frame: Vec<u8>,
-) -> (ChainOutcome, Vec<u8>) {
+) -> (ChainVerdict, Vec<u8>) {
     let mut ctx = [context(&frame, 0, 0)];
     let mut frames = vec![frame];
     worker.process(set, now, &mut ctx, &mut frames);
     let out = frames.pop().unwrap();
     // The context's metadata follows the rewrite.
-    if ctx[0].outcome == ChainOutcome::Pass {
+    if ctx[0].outcome == ChainVerdict::Pass {
         assert_eq!(ctx[0].meta, packet::parse(&out).unwrap());
     }
     (ctx[0].outcome, out)
@@ -98,7 +98,7 @@ fn dnat_and_reverse_nat_round_trip_with_correct_checksums() {
             let cport = 40_000 + n as u16;
             let request = frame(proto, client, cport, vip, 80, payload);
             let (outcome, translated) = run(&mut worker, &set, 1, request);
-            assert_eq!(outcome, ChainOutcome::Pass);
+            assert_eq!(outcome, ChainVerdict::Pass);
             let (backend, port) = destination(&translated);
             assert_eq!(port, 8080);
             assert!(
@@ -117,7 +117,7 @@ fn dnat_and_reverse_nat_round_trip_with_correct_checksums() {
             // The backend's reply gets the service's address back.
             let reply = frame(proto, &backend.to_string(), 8080, client, cport, payload);
             let (outcome, back) = run(&mut worker, &set, 2, reply);
-            assert_eq!(outcome, ChainOutcome::Pass);
+            assert_eq!(outcome, ChainVerdict::Pass);
             assert_eq!(back, frame(proto, vip, 80, client, cport, payload));
             assert_checksums_valid(&back);
         }
@@ -141,7 +141,7 @@ fn udp_without_checksum_stays_without() {
     let mut request = frame(Protocol::Udp, "10.0.0.1", 5353, VIP4, 80, b"abc");
     request[14 + 20 + 6..14 + 20 + 8].fill(0);
     let (outcome, translated) = run(&mut worker, &set, 1, request);
-    assert_eq!(outcome, ChainOutcome::Pass);
+    assert_eq!(outcome, ChainVerdict::Pass);
     assert_eq!(&translated[40..42], &[0, 0]);
     let mut expected = frame(Protocol::Udp, "10.0.0.1", 5353, "10.1.0.1", 8080, b"abc");
     expected[40..42].fill(0);
@@ -189,7 +189,7 @@ fn backends_of(worker: &mut ChainWorker, set: &ChainSet, now: u64, flows: &[u16]
                 now,
                 frame(Protocol::Tcp, "10.0.0.1", cport, VIP4, 80, b"x"),
             );
-            assert_eq!(outcome, ChainOutcome::Pass);
+            assert_eq!(outcome, ChainVerdict::Pass);
             destination(&out).0.to_string()
         })
         .collect()
@@ -310,7 +310,7 @@ fn replies_follow_a_moved_connection() {
     );
     let reply = frame(Protocol::Tcp, "10.1.0.2", 8080, "10.0.0.1", 1234, b"r");
     let (outcome, back) = run(&mut worker, &set2, 3, reply);
-    assert_eq!(outcome, ChainOutcome::Pass);
+    assert_eq!(outcome, ChainVerdict::Pass);
     assert_eq!(back, frame(Protocol::Tcp, VIP4, 80, "10.0.0.1", 1234, b"r"));
 }
 
@@ -325,12 +325,12 @@ fn no_ready_endpoint_drops_new_connections() {
         1,
         frame(Protocol::Tcp, "10.0.0.1", 1, VIP4, 80, b""),
     );
-    assert_eq!(outcome, ChainOutcome::Drop(DropReason::NoServiceEndpoint));
+    assert_eq!(outcome, ChainVerdict::Drop(DropReason::NoServiceEndpoint));
     // Other ports of the address and other addresses pass untouched.
     let other = frame(Protocol::Tcp, "10.0.0.1", 1, VIP4, 81, b"");
     assert_eq!(
         run(&mut worker, &set, 1, other.clone()),
-        (ChainOutcome::Pass, other)
+        (ChainVerdict::Pass, other)
     );
     let stats = worker.stats();
     assert_eq!(
@@ -351,7 +351,7 @@ fn non_first_fragments_to_a_service_are_dropped() {
     let sum = kxdp_dataplane::packet::checksum::ipv4_header(&fragment[14..34]);
     fragment[14 + 10..14 + 12].copy_from_slice(&sum.to_be_bytes());
     let (outcome, _) = run(&mut worker, &set, 1, fragment);
-    assert_eq!(outcome, ChainOutcome::Drop(DropReason::ServiceFragment));
+    assert_eq!(outcome, ChainVerdict::Drop(DropReason::ServiceFragment));
 }
 
 #[test]
@@ -420,7 +420,7 @@ fn connections_survive_a_changed_load_balancer_config() {
     for (cport, backend) in flows.iter().zip(&before) {
         let reply = frame(Protocol::Tcp, backend, 8080, "10.0.0.1", *cport, b"r");
         let (outcome, back) = run(&mut worker, &set2, 2, reply);
-        assert_eq!(outcome, ChainOutcome::Pass);
+        assert_eq!(outcome, ChainVerdict::Pass);
         assert_eq!(
             back,
             frame(Protocol::Tcp, VIP4, 80, "10.0.0.1", *cport, b"r")
@@ -438,7 +438,7 @@ fn connections_survive_a_changed_load_balancer_config() {
     let request = frame(Protocol::Tcp, "10.0.0.1", flows[0], VIP4, 80, b"x");
     assert_eq!(
         run(&mut worker, &set3, 4, request.clone()),
-        (ChainOutcome::Pass, request)
+        (ChainVerdict::Pass, request)
     );
 }
 
@@ -472,7 +472,7 @@ fn sctp_ports_are_translated_with_a_new_crc() {
     let set = model.compile(1, None);
     let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
     let (outcome, out) = run(&mut worker, &set, 1, sctp_frame("10.0.0.1", 5000, VIP4, 80));
-    assert_eq!(outcome, ChainOutcome::Pass);
+    assert_eq!(outcome, ChainVerdict::Pass);
     assert_eq!(out, sctp_frame("10.0.0.1", 5000, "10.1.0.1", 8080));
     let (outcome, back) = run(
         &mut worker,
@@ -480,7 +480,7 @@ fn sctp_ports_are_translated_with_a_new_crc() {
         2,
         sctp_frame("10.1.0.1", 8080, "10.0.0.1", 5000),
     );
-    assert_eq!(outcome, ChainOutcome::Pass);
+    assert_eq!(outcome, ChainVerdict::Pass);
     assert_eq!(back, sctp_frame(VIP4, 80, "10.0.0.1", 5000));
 }
 
@@ -503,7 +503,7 @@ fn services_are_balanced_without_a_chain_and_explicit_chains_come_first() {
     let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
     let request = frame(Protocol::Tcp, "10.0.0.1", 40_000, VIP4, 80, b"hi");
     let (outcome, translated) = run(&mut worker, &set, 1, request);
-    assert_eq!(outcome, ChainOutcome::Pass);
+    assert_eq!(outcome, ChainVerdict::Pass);
     let (backend, port) = destination(&translated);
     assert_eq!(port, 8080);
     assert!(["10.1.0.1", "10.1.0.2"].contains(&backend.to_string().as_str()));
@@ -516,7 +516,7 @@ fn services_are_balanced_without_a_chain_and_explicit_chains_come_first() {
         b"ok",
     );
     let (outcome, back) = run(&mut worker, &set, 2, reply);
-    assert_eq!(outcome, ChainOutcome::Pass);
+    assert_eq!(outcome, ChainVerdict::Pass);
     assert_eq!(destination(&back), ("10.0.0.1".parse().unwrap(), 40_000));
     let meta = packet::parse(&back).unwrap();
     assert_eq!(
@@ -541,7 +541,7 @@ fn services_are_balanced_without_a_chain_and_explicit_chains_come_first() {
     let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
     let request = frame(Protocol::Tcp, "10.0.0.1", 40_001, VIP4, 80, b"hi");
     let (outcome, untouched) = run(&mut worker, &set, 1, request.clone());
-    assert_eq!(outcome, ChainOutcome::Pass);
+    assert_eq!(outcome, ChainVerdict::Pass);
     assert_eq!(untouched, request, "the explicit chain took it");
 }
 
@@ -559,7 +559,7 @@ fn client_ip_affinity_keeps_a_client_on_one_endpoint() {
         for port in 0..64u16 {
             let request = frame(Protocol::Tcp, "10.0.0.7", 30_000 + port, VIP4, 80, b"x");
             let (outcome, translated) = run(&mut worker, &set, 1, request);
-            assert_eq!(outcome, ChainOutcome::Pass);
+            assert_eq!(outcome, ChainVerdict::Pass);
             used.insert(destination(&translated).0);
         }
         if affinity {
@@ -583,7 +583,7 @@ fn internal_traffic_policy_local_keeps_to_this_node() {
     for port in 0..32u16 {
         let request = frame(Protocol::Tcp, "10.0.0.7", 30_000 + port, VIP4, 80, b"x");
         let (outcome, translated) = run(&mut worker, &set, 1, request);
-        assert_eq!(outcome, ChainOutcome::Pass);
+        assert_eq!(outcome, ChainVerdict::Pass);
         assert_eq!(
             destination(&translated).0,
             "10.1.0.1".parse::<IpAddr>().unwrap()
@@ -595,5 +595,5 @@ fn internal_traffic_policy_local_keeps_to_this_node() {
     let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
     let request = frame(Protocol::Tcp, "10.0.0.7", 31_000, VIP4, 80, b"x");
     let (outcome, _) = run(&mut worker, &set, 1, request);
-    assert_eq!(outcome, ChainOutcome::Drop(DropReason::NoServiceEndpoint));
+    assert_eq!(outcome, ChainVerdict::Drop(DropReason::NoServiceEndpoint));
 }

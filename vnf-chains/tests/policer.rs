@@ -8,7 +8,7 @@ use common::*;
 use kxdp_config::{PolicerScope, Protocol};
 use kxdp_dataplane::DropReason;
 use kxdp_vnf_chains::policer::{PolicerConfig, TokenBucket};
-use kxdp_vnf_chains::{ChainOutcome, ChainWorker, StageState, WorkerLimits};
+use kxdp_vnf_chains::{ChainVerdict, ChainWorker, StageState, WorkerLimits};
 use proptest::prelude::*;
 
 const SECOND: u64 = 1_000_000_000;
@@ -136,8 +136,8 @@ fn policer_stage_in_a_chain() {
             worker.process(&set, now, &mut contexts, &mut batch_frames);
             for (i, c) in contexts.iter().enumerate() {
                 match c.outcome {
-                    ChainOutcome::Pass => passed[i % usize::from(flows)] += 1,
-                    ChainOutcome::Drop(DropReason::PolicerExceeded) => {}
+                    ChainVerdict::Pass => passed[i % usize::from(flows)] += 1,
+                    ChainVerdict::Drop(DropReason::PolicerExceeded) => {}
                     other => panic!("{other:?}"),
                 }
             }

@@ -17,7 +17,7 @@ use kxdp_config::{
 };
 use kxdp_dataplane::DropReason;
 use kxdp_vnf_chains::{
-    ChainOutcome, ChainWorker, FlowKey, Identities, IdentityMap, PolicySet, WorkerLimits,
+    ChainVerdict, ChainWorker, FlowKey, Identities, IdentityMap, PolicySet, WorkerLimits,
 };
 use proptest::prelude::*;
 
@@ -587,7 +587,7 @@ fn run_one(
     set: &kxdp_vnf_chains::ChainSet,
     now: u64,
     frame: Vec<u8>,
-) -> ChainOutcome {
+) -> ChainVerdict {
     let mut ctx = [context(&frame, 0, 0)];
     let mut frames = vec![frame];
     worker.process(set, now, &mut ctx, &mut frames);
@@ -599,7 +599,7 @@ fn replies_of_allowed_connections_pass() {
     let model = policy_model();
     let set = model.compile(1, None);
     let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
-    let denied = ChainOutcome::Drop(DropReason::PolicyDenied);
+    let denied = ChainVerdict::Drop(DropReason::PolicyDenied);
     // web → db:5432 opens a connection; db's replies pass although web's
     // ingress is closed to everything.
     let request = frame(Protocol::Tcp, "10.0.0.1", 40000, "10.0.0.2", 5432, b"q");
@@ -611,13 +611,13 @@ fn replies_of_allowed_connections_pass() {
     );
     assert_eq!(
         run_one(&mut worker, &set, 2, request.clone()),
-        ChainOutcome::Pass
+        ChainVerdict::Pass
     );
     assert_eq!(
         run_one(&mut worker, &set, 3, reply.clone()),
-        ChainOutcome::Pass
+        ChainVerdict::Pass
     );
-    assert_eq!(run_one(&mut worker, &set, 4, request), ChainOutcome::Pass);
+    assert_eq!(run_one(&mut worker, &set, 4, request), ChainVerdict::Pass);
     // db opening a connection to web is still denied.
     let new_from_db = frame(Protocol::Tcp, "10.0.0.2", 5000, "10.0.0.1", 80, b"n");
     assert_eq!(run_one(&mut worker, &set, 5, new_from_db), denied);
@@ -646,11 +646,11 @@ fn pod_with_new_address_keeps_its_policy_without_recompiling_rules() {
     let from_old = frame(Protocol::Tcp, "10.0.0.1", 40001, "10.0.0.2", 5432, b"q");
     assert_eq!(
         run_one(&mut worker, &set2, 10, from_new),
-        ChainOutcome::Pass
+        ChainVerdict::Pass
     );
     assert_eq!(
         run_one(&mut worker, &set2, 11, from_old),
-        ChainOutcome::Drop(DropReason::PolicyDenied),
+        ChainVerdict::Drop(DropReason::PolicyDenied),
         "the old address is nobody's now"
     );
 }
@@ -664,18 +664,18 @@ fn connections_are_checked_again_after_a_policy_change() {
     let reply = frame(Protocol::Tcp, "10.0.0.2", 5432, "10.0.0.1", 40000, b"r");
     assert_eq!(
         run_one(&mut worker, &set, 1, request.clone()),
-        ChainOutcome::Pass
+        ChainVerdict::Pass
     );
     // Now db takes nothing at all: the open connection is cut, both ways.
     model.policies[0].ingress.clear();
     let set2 = model.compile(2, Some(&set));
-    let denied = ChainOutcome::Drop(DropReason::PolicyDenied);
+    let denied = ChainVerdict::Drop(DropReason::PolicyDenied);
     assert_eq!(run_one(&mut worker, &set2, 2, reply), denied);
     assert_eq!(run_one(&mut worker, &set2, 3, request.clone()), denied);
     // Back to allowing it: a new connection passes again.
     model.policies[0] = policy_model().policies[0].clone();
     let set3 = model.compile(3, Some(&set2));
-    assert_eq!(run_one(&mut worker, &set3, 4, request), ChainOutcome::Pass);
+    assert_eq!(run_one(&mut worker, &set3, 4, request), ChainVerdict::Pass);
 }
 
 /// In a cluster (Service CIDR known) NetworkPolicy applies to every pod
@@ -711,7 +711,7 @@ fn in_a_cluster_policies_apply_without_a_chain_and_the_node_is_always_allowed() 
         worker.process(&set, 1, &mut ctx, &mut frames);
         ctx[0].outcome
     };
-    let denied = ChainOutcome::Drop(DropReason::PolicyDenied);
+    let denied = ChainVerdict::Drop(DropReason::PolicyDenied);
     assert_eq!(
         run(frame(
             Protocol::Tcp,
@@ -757,7 +757,7 @@ fn in_a_cluster_policies_apply_without_a_chain_and_the_node_is_always_allowed() 
             8080,
             b"x"
         )),
-        ChainOutcome::Pass,
+        ChainVerdict::Pass,
         "the node's probe"
     );
     assert_eq!(
@@ -769,7 +769,7 @@ fn in_a_cluster_policies_apply_without_a_chain_and_the_node_is_always_allowed() 
             80,
             b"x"
         )),
-        ChainOutcome::Pass,
+        ChainVerdict::Pass,
         "the node through the ClusterIP"
     );
     assert_eq!(
@@ -781,7 +781,7 @@ fn in_a_cluster_policies_apply_without_a_chain_and_the_node_is_always_allowed() 
             9000,
             b"x"
         )),
-        ChainOutcome::Pass,
+        ChainVerdict::Pass,
         "the web pod's own egress is not isolated"
     );
 }

@@ -19,7 +19,7 @@
 //! remembered as such until the next swap.
 
 use kxdp_config::FunctionSpec;
-use kxdp_dataplane::PortId;
+use kxdp_dataplane::DropReason;
 
 use crate::chain::{function_kind, occurrence, ChainSet, CompiledChain, StageKind};
 use crate::conntrack::{split, Connection, Conntrack, Translation};
@@ -114,23 +114,6 @@ pub struct ChainWorker {
     /// Per packet of the batch: its flow key's hash (computed once, for the
     /// prefetch and the lookup).
     hashes: Vec<u64>,
-}
-
-/// [`Frames`] over a window of another [`Frames`] (for batches longer than
-/// the executor's index type).
-struct Window<'f, F: ?Sized> {
-    frames: &'f mut F,
-    offset: usize,
-}
-
-impl<F: Frames + ?Sized> Frames for Window<'_, F> {
-    fn frame_mut(&mut self, index: usize) -> Option<&mut [u8]> {
-        self.frames.frame_mut(self.offset + index)
-    }
-
-    fn mirror(&mut self, index: usize, port: PortId) -> bool {
-        self.frames.mirror(self.offset + index, port)
-    }
 }
 
 impl ChainWorker {
@@ -247,27 +230,6 @@ impl ChainWorker {
         if self.generation != Some(set.generation) {
             self.adopt(set, now);
         }
-        const MAX: usize = u16::MAX as usize;
-        if batch.len() <= MAX {
-            self.process_window(set, now, batch, frames);
-        } else {
-            for (n, window) in batch.chunks_mut(MAX).enumerate() {
-                let mut frames = Window {
-                    frames: &mut *frames,
-                    offset: n * MAX,
-                };
-                self.process_window(set, now, window, &mut frames);
-            }
-        }
-    }
-
-    fn process_window<F: Frames + ?Sized>(
-        &mut self,
-        set: &ChainSet,
-        now: u64,
-        batch: &mut [PacketContext],
-        frames: &mut F,
-    ) {
         // With thousands of flows a packet's connection entry is a cache
         // miss; looked up one after another, each miss stalls the core in
         // turn. So first the hashes and a prefetch of every packet's bucket
@@ -432,9 +394,7 @@ impl ChainWorker {
 
     /// Run a packet's next stage (`ctx.stage` of chain `ctx.chain`, which
     /// is `compiled`): count it, then move the packet on to the stage after,
-    /// or out of the chain. `index` is the packet's frame in `frames`. The
-    /// functions work on batches; a packet is given to them as a batch of
-    /// one (its frame as a window of `frames`), so they run unchanged.
+    /// or out of the chain. `index` is the packet's frame in `frames`.
     #[inline(always)]
     fn run_stage<F: Frames + ?Sized>(
         &mut self,
@@ -456,15 +416,16 @@ impl ChainWorker {
             self.finish(chain, ctx, StageAction::Pass, now);
             return;
         };
-        const ONE: &[u16] = &[0];
         let conntrack = &mut self.conntrack;
         let owner = runtime.owner;
-        let one = std::slice::from_mut(ctx);
         // By the stage's state (each kind has its own, see adopt()); the
-        // kind only for the settings a state does not hold.
+        // kind only for the settings a state does not hold. Each function
+        // decides for this one packet.
         match &mut runtime.state {
-            StageState::Policy(state) => state.process(&set.policy_env(), now, one, ONE, conntrack),
-            StageState::Policer(state) => state.process(owner, now, one, ONE, conntrack),
+            StageState::Policy(state) => {
+                ctx.action = state.decide(&set.policy_env(), now, ctx, conntrack)
+            }
+            StageState::Policer(state) => ctx.action = state.decide(owner, now, ctx, conntrack),
             StageState::LoadBalancer(state) => match kind {
                 StageKind::LoadBalancer(config) => {
                     let env = LbEnv {
@@ -472,17 +433,18 @@ impl ChainWorker {
                         services: &set.services,
                         owner,
                     };
-                    let mut frame = Window {
-                        frames: &mut *frames,
-                        offset: index,
+                    ctx.action = match frames.frame_mut(index) {
+                        Some(frame) => state.decide(&env, ctx, frame, conntrack),
+                        None => StageAction::Drop(DropReason::ChainMalformedFrame),
                     };
-                    state.process(&env, one, ONE, &mut frame, conntrack)
                 }
                 // State and kind disagree only if adopt() went wrong: pass.
                 _ => ctx.action = StageAction::Pass,
             },
             StageState::External(state) => match kind {
-                StageKind::External(config) => state.process(config, now, one, ONE),
+                StageKind::External(config) => {
+                    ctx.action = state.decide(config, ctx.direction, now)
+                }
                 _ => ctx.action = StageAction::Pass,
             },
             StageState::Mirror => {

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use kxdp_config::FailurePolicy;
 use kxdp_dataplane::PortId;
 
-use crate::context::{Direction, PacketContext, StageAction};
+use crate::context::{Direction, StageAction};
 use kxdp_dataplane::DropReason;
 
 /// The longest probe interval, in timeouts.
@@ -142,21 +142,6 @@ impl ExternalState {
             VnfStatus::Down
         } else {
             VnfStatus::Up
-        }
-    }
-
-    /// Decide `batch[i].action` for every `i` in `selected`.
-    pub fn process(
-        &mut self,
-        config: &ExternalConfig,
-        now: u64,
-        batch: &mut [PacketContext],
-        selected: &[u16],
-    ) {
-        for &i in selected {
-            if let Some(ctx) = batch.get_mut(usize::from(i)) {
-                ctx.action = self.decide(config, ctx.direction, now);
-            }
         }
     }
 

@@ -21,7 +21,7 @@
 //! ports to find its connection by. Packets to anything else pass untouched.
 
 use crate::conntrack::{join, split, Conntrack, Translation};
-use crate::context::{Frames, NatNote, PacketContext, StageAction};
+use crate::context::{NatNote, PacketContext, StageAction};
 use crate::maglev::Backend;
 use crate::nat::{self, Side};
 use crate::service::{EndpointState, ServiceTable, VipKey};
@@ -80,30 +80,10 @@ impl LbState {
         Self::default()
     }
 
-    /// Decide `batch[i].action` for every `i` in `selected`, rewriting
-    /// frames (from `frames`, indexed like `batch`) and their contexts.
-    pub fn process<F: Frames + ?Sized>(
-        &mut self,
-        env: &LbEnv<'_>,
-        batch: &mut [PacketContext],
-        selected: &[u16],
-        frames: &mut F,
-        conntrack: &mut Conntrack,
-    ) {
-        for &i in selected {
-            let i = usize::from(i);
-            let Some(ctx) = batch.get_mut(i) else {
-                continue;
-            };
-            ctx.action = match frames.frame_mut(i) {
-                Some(frame) => self.decide(env, ctx, frame, conntrack),
-                None => StageAction::Drop(DropReason::ChainMalformedFrame),
-            };
-        }
-    }
-
+    /// What the load balancer decides for one packet, rewriting `frame`
+    /// (and `ctx`) when it translates.
     #[inline(always)]
-    fn decide(
+    pub fn decide(
         &mut self,
         env: &LbEnv<'_>,
         ctx: &mut PacketContext,

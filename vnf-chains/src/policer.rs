@@ -52,44 +52,39 @@ impl PolicerState {
         &self.config
     }
 
-    /// Decide `batch[i].action` for every `i` in `selected`. `owner`
-    /// identifies this stage's buckets in the connection entries (a bucket
-    /// another stage left there is replaced by a full one).
-    pub fn process(
+    /// What the policer decides for one packet. `owner` identifies this
+    /// stage's buckets in the connection entries (a bucket another stage
+    /// left there is replaced by a full one).
+    #[inline]
+    pub fn decide(
         &mut self,
         owner: u32,
         now: u64,
-        batch: &mut [PacketContext],
-        selected: &[u16],
+        ctx: &PacketContext,
         conntrack: &mut Conntrack,
-    ) {
-        for &i in selected {
-            let Some(ctx) = batch.get_mut(usize::from(i)) else {
-                continue;
-            };
-            let ok = match self.config.scope {
-                PolicerScope::Class => self.class.take(&self.config, now),
-                PolicerScope::Flow => match conntrack.entry(ctx) {
-                    Some(entry) => {
-                        if entry.bucket_owner != owner {
-                            entry.bucket = TokenBucket::full(&self.config, now);
-                            entry.bucket_owner = owner;
-                        }
-                        entry.bucket.take(&self.config, now)
+    ) -> StageAction {
+        let ok = match self.config.scope {
+            PolicerScope::Class => self.class.take(&self.config, now),
+            PolicerScope::Flow => match conntrack.entry(ctx) {
+                Some(entry) => {
+                    if entry.bucket_owner != owner {
+                        entry.bucket = TokenBucket::full(&self.config, now);
+                        entry.bucket_owner = owner;
                     }
-                    None => {
-                        self.unmetered += 1;
-                        true
-                    }
-                },
-            };
-            ctx.action = if ok {
-                self.passed += 1;
-                StageAction::Pass
-            } else {
-                self.dropped += 1;
-                StageAction::Drop(DropReason::PolicerExceeded)
-            };
+                    entry.bucket.take(&self.config, now)
+                }
+                None => {
+                    self.unmetered += 1;
+                    true
+                }
+            },
+        };
+        if ok {
+            self.passed += 1;
+            StageAction::Pass
+        } else {
+            self.dropped += 1;
+            StageAction::Drop(DropReason::PolicerExceeded)
         }
     }
 }

@@ -356,24 +356,10 @@ impl PolicyState {
         Self::default()
     }
 
-    /// Decide `batch[i].action` for every `i` in `selected`.
-    pub fn process(
-        &mut self,
-        env: &PolicyEnv<'_>,
-        now: u64,
-        batch: &mut [PacketContext],
-        selected: &[u16],
-        conntrack: &mut Conntrack,
-    ) {
-        for &i in selected {
-            if let Some(ctx) = batch.get_mut(usize::from(i)) {
-                ctx.action = self.decide(env, now, ctx, conntrack);
-            }
-        }
-    }
-
+    /// What the policy decides for one packet (looking its identities up
+    /// and recording the verdict in its connection entry).
     #[inline]
-    fn decide(
+    pub fn decide(
         &mut self,
         env: &PolicyEnv<'_>,
         now: u64,

@@ -168,13 +168,3 @@ impl Frames for [&mut [u8]] {
         self.get_mut(index).map(|f| &mut **f)
     }
 }
-
-/// One frame as a batch of one (for a pipeline that runs the chain per frame).
-#[derive(Debug)]
-pub struct SingleFrame<'a>(pub &'a mut [u8]);
-
-impl Frames for SingleFrame<'_> {
-    fn frame_mut(&mut self, index: usize) -> Option<&mut [u8]> {
-        (index == 0).then_some(&mut *self.0)
-    }
-}

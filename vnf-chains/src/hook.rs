@@ -151,21 +151,16 @@ impl SharedChainStats {
     }
 }
 
-/// The [`Frames`] of a chain batch in the worker's UMEM, from frame `base` on.
-struct UmemFrames<'f, 'a> {
-    frames: &'f mut ChainFrames<'a>,
-    base: usize,
-}
-
-impl Frames for UmemFrames<'_, '_> {
+/// The worker's UMEM frames of a chain batch, indexed like the batch.
+impl Frames for ChainFrames<'_> {
     #[inline]
     fn frame_mut(&mut self, index: usize) -> Option<&mut [u8]> {
-        self.frames.frame_mut(self.base + index)
+        ChainFrames::frame_mut(self, index)
     }
 
     #[inline]
     fn mirror(&mut self, index: usize, port: PortId) -> bool {
-        self.frames.mirror(self.base + index, port)
+        ChainFrames::mirror(self, index, port)
     }
 }
 
@@ -222,30 +217,23 @@ impl ChainHook for DataplaneChains {
         if set.is_empty() {
             return;
         }
-        let size = self.contexts.capacity().max(1);
-        for (n, piece) in packets.chunks_mut(size).enumerate() {
-            let base = n * size;
-            self.contexts.clear();
-            for (i, packet) in piece.iter().enumerate() {
-                let frame = frames.frame(base + i).unwrap_or(&[]);
-                self.contexts.push(PacketContext::new(
-                    frame,
-                    packet.meta,
-                    packet.in_port,
-                    packet.tenant,
-                ));
-            }
-            let mut umem = UmemFrames {
-                frames: &mut *frames,
-                base,
-            };
-            self.worker
-                .process(set, now_ns, &mut self.contexts, &mut umem);
-            for (packet, ctx) in piece.iter_mut().zip(self.contexts.iter()) {
-                packet.meta = ctx.meta;
-                packet.tenant = ctx.tenant;
-                packet.verdict = ctx.outcome;
-            }
+        // The pipeline hands at most CHAIN_BATCH packets, which the
+        // contexts have room for: one batch, never split, no allocation.
+        self.contexts.clear();
+        for (i, packet) in packets.iter().enumerate() {
+            let frame = frames.frame(i).unwrap_or(&[]);
+            self.contexts.push(PacketContext::new(
+                frame,
+                packet.meta,
+                packet.in_port,
+                packet.tenant,
+            ));
+        }
+        self.worker.process(set, now_ns, &mut self.contexts, frames);
+        for (packet, ctx) in packets.iter_mut().zip(self.contexts.iter()) {
+            packet.meta = ctx.meta;
+            packet.tenant = ctx.tenant;
+            packet.verdict = ctx.outcome;
         }
     }
 

@@ -63,8 +63,6 @@
 //!   Their `tenant` is set to the chain's.
 //! - `now_ns` comes from one monotonic clock shared by all workers (VNF
 //!   liveness compares timestamps across workers).
-//! - The pipeline may also run the chain one frame at a time:
-//!   `process(&set, now, std::slice::from_mut(&mut ctx), &mut SingleFrame(frame))`.
 //! - [`ChainWorker::stats`] gives per-chain and per-stage counters
 //!   ([`ChainStats`], summed across workers with [`ChainStats::merge`]).
 //! - [`hook`] does all of this for the dataplane's worker:
@@ -131,7 +129,7 @@ pub mod service;
 
 pub use chain::{ChainInput, ChainSet, CompileOptions, ResumePoint};
 pub use classifier::Classifier;
-pub use context::{Direction, Frames, PacketContext, SingleFrame, StageAction};
+pub use context::{Direction, Frames, PacketContext, StageAction};
 pub use counter::{ChainCounters, ChainStats, StageCounters};
 pub use error::ChainError;
 pub use executor::{ChainWorker, StageState, WorkerLimits};

@@ -15,12 +15,12 @@ use kxdp_dataplane::PortId;
 use crate::classifier::{Classifier, ClassifierEntry, CompiledMatch};
 use crate::context::Direction;
 use crate::error::ChainError;
-use crate::external::{ExternalConfig, VnfLiveness};
+use crate::external::{ExternalConfig, ExternalState, VnfLiveness};
 use crate::identity::{Identities, IdentityMap};
-use crate::load_balancer::LbConfig;
+use crate::load_balancer::{LbConfig, LbState};
 use crate::maglev::{is_prime, DEFAULT_TABLE_SIZE};
-use crate::policer::PolicerConfig;
-use crate::policy::{PolicyEnv, PolicySet};
+use crate::policer::{PolicerConfig, PolicerState};
+use crate::policy::{PolicyEnv, PolicySet, PolicyState};
 use crate::service::ServiceTable;
 
 /// What a chain set is compiled from: the parts of the node model chains
@@ -188,23 +188,86 @@ pub struct ResumePoint {
     pub direction: Direction,
 }
 
-/// A function compiled for the hot path.
+/// One stage of a chain: the function's settings and its per-worker state
+/// in one value, so they cannot disagree. The compiled set holds each
+/// stage with a fresh state (a template); each worker keeps its own copy
+/// ([`StageState::fresh`]) and, when a new set keeps the stage, takes the
+/// new settings and keeps its state ([`StageState::reconfigure`]).
+/// Per-flow state lives in the connection table.
 #[derive(Clone, Debug)]
-pub(crate) enum StageKind {
-    Policy,
-    Policer(PolicerConfig),
-    LoadBalancer(LbConfig),
+pub enum StageState {
+    /// Policy: its decisions (the policies are the set's).
+    Policy(PolicyState),
+    /// Policer: its settings and class bucket.
+    Policer(PolicerState),
+    /// Load balancer: the service ports it balances, and its counters.
+    LoadBalancer {
+        /// Which service ports it balances.
+        config: LbConfig,
+        /// Its counters.
+        state: LbState,
+    },
+    /// Counter: nothing beyond the stage counters.
     Counter,
-    Mirror(PortId),
-    External(ExternalConfig),
+    /// Mirror: copies go out of this port.
+    Mirror {
+        /// Where copies go.
+        port: PortId,
+    },
+    /// External hop: where the VNF is, and this worker's liveness view.
+    External {
+        /// Ports, failure policy, timeout and the shared liveness clock.
+        config: ExternalConfig,
+        /// This worker's view.
+        state: ExternalState,
+    },
+}
+
+impl StageState {
+    /// The same settings with a fresh state created at `now`.
+    pub(crate) fn fresh(&self, now: u64) -> StageState {
+        match self {
+            StageState::Policy(_) => StageState::Policy(PolicyState::new()),
+            StageState::Policer(p) => StageState::Policer(PolicerState::new(*p.config(), now)),
+            StageState::LoadBalancer { config, .. } => StageState::LoadBalancer {
+                config: config.clone(),
+                state: LbState::new(),
+            },
+            StageState::Counter => StageState::Counter,
+            StageState::Mirror { port } => StageState::Mirror { port: *port },
+            StageState::External { config, .. } => StageState::External {
+                config: config.clone(),
+                state: ExternalState::new(),
+            },
+        }
+    }
+
+    /// Take the settings of `template` (the same function in a newer set:
+    /// service port indices and ports may have moved), keeping the state.
+    pub(crate) fn reconfigure(&mut self, template: &StageState) {
+        match (self, template) {
+            (
+                StageState::LoadBalancer { config, .. },
+                StageState::LoadBalancer { config: new, .. },
+            ) => config.clone_from(new),
+            (StageState::Mirror { port }, StageState::Mirror { port: new }) => *port = *new,
+            (StageState::External { config, .. }, StageState::External { config: new, .. }) => {
+                config.clone_from(new)
+            }
+            // A policer's settings are its spec's (equal, or it would not
+            // be kept); policy and counter have none. Different kinds are
+            // never kept across sets.
+            _ => {}
+        }
+    }
 }
 
 /// One stage: its spec (what identifies its state across swaps) and its
-/// compiled form.
+/// compiled form (settings and a fresh state).
 #[derive(Clone, Debug)]
 pub(crate) struct CompiledStage {
     pub(crate) spec: FunctionSpec,
-    pub(crate) kind: StageKind,
+    pub(crate) stage: StageState,
 }
 
 /// One compiled chain.
@@ -417,16 +480,19 @@ impl ChainSet {
                     interface: interface.to_string(),
                 };
                 let kind = match function {
-                    FunctionSpec::Policy => StageKind::Policy,
+                    FunctionSpec::Policy => StageState::Policy(PolicyState::new()),
                     FunctionSpec::Policer {
                         rate_pps,
                         burst,
                         per,
-                    } => StageKind::Policer(PolicerConfig {
-                        rate_pps: *rate_pps,
-                        burst: *burst,
-                        scope: *per,
-                    }),
+                    } => StageState::Policer(PolicerState::new(
+                        PolicerConfig {
+                            rate_pps: *rate_pps,
+                            burst: *burst,
+                            scope: *per,
+                        },
+                        0,
+                    )),
                     FunctionSpec::LoadBalancer { services: names } => {
                         for name in names {
                             let known = input.services.iter().any(|s| {
@@ -441,21 +507,24 @@ impl ChainSet {
                                 });
                             }
                         }
-                        StageKind::LoadBalancer(LbConfig::new(
-                            services
-                                .ports()
-                                .iter()
-                                .map(|p| {
-                                    p.vip.tenant == tenant
-                                        && (names.is_empty() || names.contains(&p.service))
-                                })
-                                .collect(),
-                        ))
+                        StageState::LoadBalancer {
+                            config: LbConfig::new(
+                                services
+                                    .ports()
+                                    .iter()
+                                    .map(|p| {
+                                        p.vip.tenant == tenant
+                                            && (names.is_empty() || names.contains(&p.service))
+                                    })
+                                    .collect(),
+                            ),
+                            state: LbState::new(),
+                        }
                     }
-                    FunctionSpec::Counter => StageKind::Counter,
-                    FunctionSpec::Mirror { interface } => StageKind::Mirror(
-                        port_id(interface).ok_or_else(|| unknown_interface(interface))?,
-                    ),
+                    FunctionSpec::Counter => StageState::Counter,
+                    FunctionSpec::Mirror { interface } => StageState::Mirror {
+                        port: port_id(interface).ok_or_else(|| unknown_interface(interface))?,
+                    },
                     FunctionSpec::External {
                         to_interface,
                         from_interface,
@@ -501,34 +570,37 @@ impl ChainSet {
                                 c.stages
                                     .iter()
                                     .enumerate()
-                                    .find_map(|(i, s)| match &s.kind {
-                                        StageKind::External(e)
+                                    .find_map(|(i, s)| match &s.stage {
+                                        StageState::External { config, .. }
                                             if s.spec == *function
                                                 && occurrence(&specs, i) == nth =>
                                         {
-                                            Some(Arc::clone(&e.liveness))
+                                            Some(Arc::clone(&config.liveness))
                                         }
                                         _ => None,
                                     })
                             })
                             .unwrap_or_else(|| Arc::new(VnfLiveness::new(timeout_ns)));
-                        StageKind::External(ExternalConfig {
-                            to_port,
-                            from_port,
-                            failure: *failure,
-                            timeout_ns,
-                            liveness,
-                        })
+                        StageState::External {
+                            config: ExternalConfig {
+                                to_port,
+                                from_port,
+                                failure: *failure,
+                                timeout_ns,
+                                liveness,
+                            },
+                            state: ExternalState::new(),
+                        }
                     }
                 };
                 stages.push(CompiledStage {
                     spec: function.clone(),
-                    kind,
+                    stage: kind,
                 });
             }
             let reply_stages = stages
                 .iter()
-                .map(|s| spec.symmetric || matches!(s.kind, StageKind::LoadBalancer(_)))
+                .map(|s| spec.symmetric || matches!(s.stage, StageState::LoadBalancer { .. }))
                 .collect();
             entries.push(ClassifierEntry {
                 chain: index as u16,

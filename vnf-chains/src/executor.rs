@@ -21,15 +21,12 @@
 use kxdp_config::FunctionSpec;
 use kxdp_dataplane::DropReason;
 
-use crate::chain::{function_kind, occurrence, ChainSet, CompiledChain, StageKind};
+use crate::chain::{function_kind, occurrence, ChainSet, CompiledChain, StageState};
 use crate::conntrack::{split, Connection, Conntrack, Translation};
 use crate::context::{Direction, Frames, PacketContext, StageAction, NO_CHAIN};
 use crate::counter::{ChainCounters, ChainStats, StageCounters};
-use crate::external::ExternalState;
 use crate::flow::FlowHandle;
-use crate::load_balancer::{LbEnv, LbState};
-use crate::policer::PolicerState;
-use crate::policy::PolicyState;
+use crate::load_balancer::LbEnv;
 use kxdp_dataplane::chain_hook::ChainVerdict;
 
 /// Sizes of a worker's tables.
@@ -50,37 +47,6 @@ impl Default for WorkerLimits {
             flow_capacity: 1 << 16,
             idle_timeout_ns: 120_000_000_000,
             batch_size: 256,
-        }
-    }
-}
-
-/// The per-worker state of one stage (per-flow state lives in the
-/// connection table).
-#[derive(Debug)]
-pub enum StageState {
-    /// Policy: its decisions.
-    Policy(PolicyState),
-    /// Policer: its class bucket.
-    Policer(PolicerState),
-    /// Load balancer: its counters.
-    LoadBalancer(LbState),
-    /// Counter: nothing beyond the stage counters.
-    Counter,
-    /// Mirror: nothing beyond the stage counters.
-    Mirror,
-    /// External hop: its liveness view.
-    External(ExternalState),
-}
-
-impl StageState {
-    fn new(kind: &StageKind, now: u64) -> Self {
-        match kind {
-            StageKind::Policy => StageState::Policy(PolicyState::new()),
-            StageKind::Policer(config) => StageState::Policer(PolicerState::new(*config, now)),
-            StageKind::LoadBalancer(_) => StageState::LoadBalancer(LbState::new()),
-            StageKind::Counter => StageState::Counter,
-            StageKind::Mirror(_) => StageState::Mirror,
-            StageKind::External(_) => StageState::External(ExternalState::new()),
         }
     }
 }
@@ -182,7 +148,10 @@ impl ChainWorker {
                     }
                 });
                 let runtime = match kept {
-                    Some(runtime) => runtime,
+                    Some(mut runtime) => {
+                        runtime.state.reconfigure(&stage.stage);
+                        runtime
+                    }
                     None => {
                         let owner = self.next_owner;
                         self.next_owner = self.next_owner.wrapping_add(1).max(1);
@@ -190,7 +159,7 @@ impl ChainWorker {
                             spec: stage.spec.clone(),
                             owner,
                             counters: StageCounters::default(),
-                            state: StageState::new(&stage.kind, now),
+                            state: stage.stage.fresh(now),
                         }
                     }
                 };
@@ -294,12 +263,12 @@ impl ChainWorker {
             let Some(compiled) = set.chains.get(usize::from(point.chain)) else {
                 return;
             };
-            if let Some(StageKind::External(external)) = compiled
+            if let Some(StageState::External { config, .. }) = compiled
                 .stages
                 .get(usize::from(point.stage))
-                .map(|s| &s.kind)
+                .map(|s| &s.stage)
             {
-                external.liveness.note_return(now);
+                config.liveness.note_return(now);
             }
             ctx.tenant = compiled.tenant;
             let mut flow = ctx.flow;
@@ -406,61 +375,44 @@ impl ChainWorker {
         frames: &mut F,
     ) {
         let (chain, stage) = (ctx.chain, ctx.stage);
-        let (Some(kind), Some(runtime)) = (
-            compiled.stages.get(usize::from(stage)).map(|s| &s.kind),
-            self.chains
-                .get_mut(usize::from(chain))
-                .and_then(|c| c.stages.get_mut(usize::from(stage))),
-        ) else {
+        let Some(runtime) = self
+            .chains
+            .get_mut(usize::from(chain))
+            .and_then(|c| c.stages.get_mut(usize::from(stage)))
+        else {
             // Only if adopt() went wrong: the packet leaves the chain.
             self.finish(chain, ctx, StageAction::Pass, now);
             return;
         };
         let conntrack = &mut self.conntrack;
         let owner = runtime.owner;
-        // By the stage's state (each kind has its own, see adopt()); the
-        // kind only for the settings a state does not hold. Each function
-        // decides for this one packet.
-        match &mut runtime.state {
-            StageState::Policy(state) => {
-                ctx.action = state.decide(&set.policy_env(), now, ctx, conntrack)
-            }
-            StageState::Policer(state) => ctx.action = state.decide(owner, now, ctx, conntrack),
-            StageState::LoadBalancer(state) => match kind {
-                StageKind::LoadBalancer(config) => {
-                    let env = LbEnv {
-                        config,
-                        services: &set.services,
-                        owner,
-                    };
-                    ctx.action = match frames.frame_mut(index) {
-                        Some(frame) => state.decide(&env, ctx, frame, conntrack),
-                        None => StageAction::Drop(DropReason::ChainMalformedFrame),
-                    };
-                }
-                // State and kind disagree only if adopt() went wrong: pass.
-                _ => ctx.action = StageAction::Pass,
-            },
-            StageState::External(state) => match kind {
-                StageKind::External(config) => {
-                    ctx.action = state.decide(config, ctx.direction, now)
-                }
-                _ => ctx.action = StageAction::Pass,
-            },
-            StageState::Mirror => {
-                let mirrored = match kind {
-                    StageKind::Mirror(port) => frames.mirror(index, *port),
-                    _ => false,
+        // Each function decides for this one packet, with its settings and
+        // state from the one stage value.
+        ctx.action = match &mut runtime.state {
+            StageState::Policy(state) => state.decide(&set.policy_env(), now, ctx, conntrack),
+            StageState::Policer(state) => state.decide(owner, now, ctx, conntrack),
+            StageState::LoadBalancer { config, state } => {
+                let env = LbEnv {
+                    config,
+                    services: &set.services,
+                    owner,
                 };
-                if mirrored {
+                match frames.frame_mut(index) {
+                    Some(frame) => state.decide(&env, ctx, frame, conntrack),
+                    None => StageAction::Drop(DropReason::ChainMalformedFrame),
+                }
+            }
+            StageState::External { config, state } => state.decide(config, ctx.direction, now),
+            StageState::Mirror { port } => {
+                if frames.mirror(index, *port) {
                     runtime.counters.mirrored += 1;
                 } else {
                     runtime.counters.mirror_failed += 1;
                 }
-                ctx.action = StageAction::Pass;
+                StageAction::Pass
             }
-            StageState::Counter => ctx.action = StageAction::Pass,
-        }
+            StageState::Counter => StageAction::Pass,
+        };
         let action = ctx.action;
         let counters = &mut runtime.counters;
         counters.packets += 1;

@@ -108,7 +108,7 @@ pub enum VnfStatus {
 }
 
 /// One worker's state of an external hop.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ExternalState {
     down: bool,
     waiting_since: Option<u64>,

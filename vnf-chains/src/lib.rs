@@ -127,12 +127,12 @@ pub mod policy;
 pub mod prefix;
 pub mod service;
 
-pub use chain::{ChainInput, ChainSet, CompileOptions, ResumePoint};
+pub use chain::{ChainInput, ChainSet, CompileOptions, ResumePoint, StageState};
 pub use classifier::Classifier;
 pub use context::{Direction, Frames, PacketContext, StageAction};
 pub use counter::{ChainCounters, ChainStats, StageCounters};
 pub use error::ChainError;
-pub use executor::{ChainWorker, StageState, WorkerLimits};
+pub use executor::{ChainWorker, WorkerLimits};
 pub use flow::{FlowKey, FlowTable};
 pub use hook::{ChainSetHandle, ChainSetReader, DataplaneChains, SharedChainStats};
 pub use identity::{Identities, IdentityId, IdentityKey, IdentityMap, IdentitySet};

@@ -51,7 +51,7 @@ impl LbConfig {
 
 /// One worker's state of a load-balancer stage: its counters (the
 /// translations live in the connection entries).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct LbState {
     /// New connections given a backend.
     pub connections: u64,

@@ -22,7 +22,7 @@ pub use crate::bucket::{PolicerConfig, TokenBucket};
 
 /// One worker's state of a policer stage: the class bucket (flow buckets
 /// live in the flows' connection entries).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PolicerState {
     config: PolicerConfig,
     class: TokenBucket,

@@ -340,7 +340,7 @@ impl PolicyEnv<'_> {
 
 /// One worker's state of a policy stage: what it decided (the connections
 /// it allowed are remembered in their connection entries).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct PolicyState {
     /// New connections allowed.
     pub connections_allowed: u64,

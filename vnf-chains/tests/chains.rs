@@ -225,7 +225,7 @@ fn dead_vnf_fail_closed_drops_and_recovers() {
     assert_eq!((redirected, dropped), (201, 99));
     assert_eq!(h.stats().counters.drops_for(DropReason::VnfDown), 99);
     match h.worker.stage_state("web", 2) {
-        Some(StageState::External(e)) => assert_eq!(e.status(), VnfStatus::Down),
+        Some(StageState::External { state: e, .. }) => assert_eq!(e.status(), VnfStatus::Down),
         other => panic!("{other:?}"),
     }
     // The VNF answers again (a probe comes back): traffic flows through it.

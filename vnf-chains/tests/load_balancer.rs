@@ -122,7 +122,7 @@ fn dnat_and_reverse_nat_round_trip_with_correct_checksums() {
             assert_checksums_valid(&back);
         }
         match worker.stage_state("lb", 0) {
-            Some(StageState::LoadBalancer(lb)) => {
+            Some(StageState::LoadBalancer { state: lb, .. }) => {
                 assert_eq!(
                     (lb.connections, lb.translated, lb.reverse_translated),
                     (4, 4, 4)
@@ -280,7 +280,7 @@ fn terminating_endpoints_keep_their_connections_only() {
         .iter()
         .all(|b| b == "10.1.0.2"));
     match worker.stage_state("lb", 0) {
-        Some(StageState::LoadBalancer(lb)) => {
+        Some(StageState::LoadBalancer { state: lb, .. }) => {
             let moved = before.iter().filter(|b| *b == "10.1.0.1").count() as u64;
             assert_eq!(lb.moved, moved);
         }
@@ -596,4 +596,42 @@ fn internal_traffic_policy_local_keeps_to_this_node() {
     let request = frame(Protocol::Tcp, "10.0.0.7", 31_000, VIP4, 80, b"x");
     let (outcome, _) = run(&mut worker, &set, 1, request);
     assert_eq!(outcome, ChainVerdict::Drop(DropReason::NoServiceEndpoint));
+}
+
+#[test]
+fn a_kept_load_balancer_stage_takes_the_new_sets_service_ports() {
+    let mut model = lb_model(VIP4, &["10.1.0.1"], Protocol::Tcp);
+    let set = model.compile(1, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let web = run(
+        &mut worker,
+        &set,
+        1,
+        frame(Protocol::Tcp, "10.0.0.1", 1, VIP4, 80, b""),
+    );
+    assert_eq!(destination(&web.1).0.to_string(), "10.1.0.1");
+    // A service added ahead of it moves every service port's index; the
+    // stage (same spec) keeps its state but must read the new set's ports.
+    model
+        .services
+        .insert(0, service("other", "10.96.0.11", 80, 8080, &["10.1.0.9"]));
+    let set2 = model.compile(2, Some(&set));
+    let other = run(
+        &mut worker,
+        &set2,
+        2,
+        frame(Protocol::Tcp, "10.0.0.1", 2, "10.96.0.11", 80, b""),
+    );
+    assert_eq!(destination(&other.1).0.to_string(), "10.1.0.9");
+    let web = run(
+        &mut worker,
+        &set2,
+        3,
+        frame(Protocol::Tcp, "10.0.0.1", 3, VIP4, 80, b""),
+    );
+    assert_eq!(destination(&web.1).0.to_string(), "10.1.0.1");
+    match worker.stage_state("lb", 0) {
+        Some(StageState::LoadBalancer { state, .. }) => assert_eq!(state.connections, 3),
+        other => panic!("expected the kept load balancer, got {other:?}"),
+    }
 }

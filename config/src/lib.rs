@@ -12,7 +12,7 @@ mod model;
 mod network;
 mod validate;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, FieldPath, PathItem};
 pub use mac::MacParseError;
 pub use model::*;
 pub use network::*;

@@ -453,7 +453,8 @@ impl ChainSet {
                 return Err(ChainError::TooMany("stages in a chain"));
             }
             let tenant = tenant_id(&spec.tenant).ok_or_else(|| ChainError::UnknownTenant {
-                object: format!("chains[{}]", spec.name),
+                section: "chains",
+                key: spec.name.clone(),
                 tenant: spec.tenant.clone(),
             })?;
             for (stage, function) in spec.functions.iter().enumerate() {

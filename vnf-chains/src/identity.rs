@@ -204,7 +204,8 @@ impl IdentityMap {
         let mut map = IdentityMap::default();
         for pod in pods {
             let tenant = tenant_id(&pod.tenant).ok_or_else(|| ChainError::UnknownTenant {
-                object: format!("pods[{}]", pod.name),
+                section: "pods",
+                key: pod.name.clone(),
                 tenant: pod.tenant.clone(),
             })?;
             let id = identities

@@ -151,7 +151,8 @@ impl ServiceTable {
                 .position(|t| *t == service.tenant)
                 .and_then(|t| TenantId::try_from(t).ok())
                 .ok_or_else(|| ChainError::UnknownTenant {
-                    object: format!("services[{name}]"),
+                    section: "services",
+                    key: name.clone(),
                     tenant: service.tenant.clone(),
                 })?;
             let (ip, ipv6) = ip_bits(service.cluster_ip);

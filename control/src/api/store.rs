@@ -27,8 +27,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 use ipnetwork::IpNetwork;
 use kxdp_config::{
-    ChainSpec, ConfigError, InterfaceRole, InterfaceSpec, NamespaceSpec, NetworkPolicySpec,
-    NodeConfig, PodSpec, RemoteNodeSpec, RouteSpec, ServiceSpec, TenantSpec,
+    ChainSpec, ConfigError, FieldPath, InterfaceRole, InterfaceSpec, NamespaceSpec,
+    NetworkPolicySpec, NodeConfig, PathItem, PodSpec, RemoteNodeSpec, RouteSpec, ServiceSpec,
+    TenantSpec,
 };
 use kxdp_dataplane::tables::{TableError, TableHandle, Tables};
 use kxdp_dataplane::verdict::PortId;
@@ -643,7 +644,7 @@ impl DesiredStateStore {
                         lifecycle.detach(port, &candidate.interfaces[index]);
                     }
                     let field = request_field(
-                        &format!("{}[{index}]", ObjectKind::Interface.field()),
+                        &FieldPath::item(ObjectKind::Interface.field(), PathItem::Index(index), ""),
                         &candidate,
                         &origins,
                     );
@@ -949,12 +950,12 @@ fn merge<T: Keyed + Clone>(
 /// turned back into the request's (`pods[3].ip` → `upserts.pods[1].ip`) or,
 /// for an object already applied, named by key (`pods["pod-a"].ip`).
 fn config_error(error: ConfigError, merged: &NodeConfig, origins: &Origins) -> FieldError {
-    match error {
-        ConfigError::Invalid { field, message } => FieldError {
-            field: request_field(&field, merged, origins),
+    match (error.path(), error) {
+        (Some(path), ConfigError::Invalid { message, .. }) => FieldError {
+            field: request_field(&path, merged, origins),
             message,
         },
-        other => FieldError::new("request", other.to_string()),
+        (_, other) => FieldError::new("request", other.to_string()),
     }
 }
 
@@ -962,82 +963,48 @@ fn config_error(error: ConfigError, merged: &NodeConfig, origins: &Origins) -> F
 /// validation error's (`upserts.chains[0].functions[1]`, or by key for an
 /// object already applied).
 fn chain_error(error: &ChainError, merged: &NodeConfig, origins: &Origins) -> FieldError {
-    let stage = |stage: &usize| format!(".functions[{stage}]");
-    let (kind, key, tail): (ObjectKind, &str, String) = match error {
-        ChainError::UnknownInterface {
-            chain, stage: s, ..
+    let mut path = error.path();
+    let kind = ObjectKind::ALL
+        .into_iter()
+        .find(|k| k.field() == path.section);
+    if let (Some(kind), Some(PathItem::Key(key))) = (kind, &path.item) {
+        // The last object with the key (a duplicate is the second one).
+        let index = (0..merged_count(merged, kind))
+            .rev()
+            .find(|&i| key_at(merged, kind, i).as_deref() == Some(key.as_str()));
+        if let Some(i) = index {
+            path.item = Some(PathItem::Index(i));
         }
-        | ChainError::InterfaceReused {
-            chain, stage: s, ..
-        }
-        | ChainError::UnknownService {
-            chain, stage: s, ..
-        }
-        | ChainError::RepeatedFunction {
-            chain, stage: s, ..
-        } => (ObjectKind::Chain, chain.as_str(), stage(s)),
-        ChainError::DuplicateChain(chain) => (ObjectKind::Chain, chain.as_str(), ".name".into()),
-        ChainError::DuplicatePodIp { pod, .. } => (ObjectKind::Pod, pod.as_str(), ".ip".into()),
-        ChainError::DuplicateServicePort { service, .. } => {
-            (ObjectKind::Service, service.as_str(), ".ports".into())
-        }
-        ChainError::EndpointFamily { service, .. } | ChainError::TooManyEndpoints(service) => {
-            (ObjectKind::Service, service.as_str(), ".endpoints".into())
-        }
-        ChainError::UnknownTenant { object, .. } => {
-            // `chains[web]`, `pods[a]`, `services[ns/name]`.
-            let parsed = object.split_once('[').and_then(|(field, rest)| {
-                let kind = ObjectKind::ALL.into_iter().find(|k| k.field() == field)?;
-                Some((kind, rest.strip_suffix(']')?))
-            });
-            match parsed {
-                Some((kind, key)) => (kind, key, ".tenant".into()),
-                None => return FieldError::new("chains", error.to_string()),
-            }
-        }
-        ChainError::MaglevTableSize(_) | ChainError::TooMany(_) => {
-            return FieldError::new("chains", error.to_string())
-        }
-    };
-    let message = match error.to_string().split_once(": ") {
-        Some((_, message)) => message.to_string(),
-        None => error.to_string(),
-    };
-    // The last object with the key (a duplicate is the second one).
-    let index = (0..merged_count(merged, kind))
-        .rev()
-        .find(|&i| key_at(merged, kind, i).as_deref() == Some(key));
-    let field = match index {
-        Some(i) => request_field(&format!("{}[{i}]{tail}", kind.field()), merged, origins),
-        None => format!("{}[{key:?}]{tail}", kind.field()),
-    };
-    FieldError::new(field, message)
+    }
+    FieldError::new(request_field(&path, merged, origins), error.reason())
 }
 
 fn merged_count(config: &NodeConfig, kind: ObjectKind) -> usize {
     ObjectSet::from_config(config, &[kind]).count(kind)
 }
 
-fn request_field(field: &str, merged: &NodeConfig, origins: &Origins) -> String {
-    let Some((head, rest)) = field.split_once('[') else {
-        return field.to_string();
+/// `path` (an index into the merged state's lists) as the request sees
+/// it: `upserts.<section>[n]…` for an object of the request, by key for
+/// one already applied.
+fn request_field(path: &FieldPath, merged: &NodeConfig, origins: &Origins) -> String {
+    let kind = ObjectKind::ALL
+        .into_iter()
+        .find(|k| k.field() == path.section);
+    let (Some(kind), Some(PathItem::Index(index))) = (kind, &path.item) else {
+        return path.to_string();
     };
-    let Some((index, tail)) = rest.split_once(']') else {
-        return field.to_string();
-    };
-    let (Some(kind), Ok(index)) = (
-        ObjectKind::ALL.into_iter().find(|k| k.field() == head),
-        index.parse::<usize>(),
-    ) else {
-        return field.to_string();
-    };
-    match origins.by_kind[kind.index()].get(index) {
-        Some(Some(i)) => format!("upserts.{head}[{i}]{tail}"),
-        Some(None) => match key_at(merged, kind, index) {
-            Some(key) => format!("{head}[{key:?}]{tail}"),
-            None => field.to_string(),
+    match origins.by_kind[kind.index()].get(*index) {
+        Some(Some(i)) => format!(
+            "upserts.{}",
+            FieldPath::item(kind.field(), PathItem::Index(*i), path.rest.as_str())
+        ),
+        Some(None) => match key_at(merged, kind, *index) {
+            Some(key) => {
+                FieldPath::item(kind.field(), PathItem::Key(key), path.rest.as_str()).to_string()
+            }
+            None => path.to_string(),
         },
-        None => field.to_string(),
+        None => path.to_string(),
     }
 }
 
@@ -1186,22 +1153,29 @@ mod tests {
         let (next, origins) = build(&current, &change, &HashSet::new()).unwrap();
         // merged: blue (upserts[1]), red (kept), green (upserts[0])
         assert_eq!(
-            request_field("tenants[0].vni", &next, &origins),
+            request_field(&FieldPath::parse("tenants[0].vni"), &next, &origins),
             "upserts.tenants[1].vni"
         );
         assert_eq!(
-            request_field("tenants[1].name", &next, &origins),
+            request_field(&FieldPath::parse("tenants[1].name"), &next, &origins),
             "tenants[\"red\"].name"
         );
         assert_eq!(
-            request_field("tenants[2]", &next, &origins),
+            request_field(&FieldPath::parse("tenants[2]"), &next, &origins),
             "upserts.tenants[0]"
         );
         assert_eq!(
-            request_field("node.pod_cidrs[0].tenant", &next, &origins),
+            request_field(
+                &FieldPath::parse("node.pod_cidrs[0].tenant"),
+                &next,
+                &origins
+            ),
             "node.pod_cidrs[0].tenant"
         );
-        assert_eq!(request_field("tenants[9]", &next, &origins), "tenants[9]");
+        assert_eq!(
+            request_field(&FieldPath::parse("tenants[9]"), &next, &origins),
+            "tenants[9]"
+        );
     }
 
     #[test]

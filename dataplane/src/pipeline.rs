@@ -28,11 +28,6 @@ use crate::tables::{HostPort, NextHop, PodPort, PortKind, Tables, TenantId};
 use crate::verdict::{DropReason, PortId, Verdict};
 use crate::vxlan;
 
-/// ICMPv6 neighbour solicitation.
-const ICMPV6_NEIGHBOR_SOLICIT: u8 = 135;
-/// IP protocol number of ICMPv6.
-const IPPROTO_ICMPV6: u8 = 58;
-
 /// Where a processed frame now sits in its chunk, and what to do with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome {
@@ -710,11 +705,7 @@ impl<H: ChainHook> Pipeline<H> {
                     Err(reason) => done(Outcome::drop(reason, offset, len)),
                 }
             }
-            L3::Ipv6 { src, .. }
-                if meta.ip_proto == IPPROTO_ICMPV6
-                    && (meta.dst_port >> 8) as u8 == ICMPV6_NEIGHBOR_SOLICIT =>
-            {
-                let _ = src;
+            L3::Ipv6 { .. } if meta.is_neighbour_solicitation() => {
                 let Some(gateway) = pod.gateway6 else {
                     return done(Outcome::drop(DropReason::NdNotForGateway, offset, len));
                 };
@@ -947,10 +938,7 @@ fn host_frame(
         // The node reaches kxdp through a static neighbour: it has no
         // reason to ask for addresses.
         L3::Arp => return done(DropReason::ArpNotForGateway),
-        L3::Ipv6 { .. }
-            if meta.ip_proto == IPPROTO_ICMPV6
-                && (meta.dst_port >> 8) as u8 == ICMPV6_NEIGHBOR_SOLICIT =>
-        {
+        L3::Ipv6 { .. } if meta.is_neighbour_solicitation() => {
             return done(DropReason::NdNotForGateway)
         }
         L3::Ipv4 { src, dst } => (std::net::IpAddr::V4(src), std::net::IpAddr::V4(dst)),
@@ -1002,9 +990,8 @@ fn vnf_return_frame(
         Ok(meta) => meta,
         Err(reason) => return Some(Step::Done(Outcome::drop(reason, offset, len))),
     };
-    let neighbour_discovery = matches!(meta.l3, L3::Ipv6 { .. })
-        && meta.ip_proto == IPPROTO_ICMPV6
-        && (meta.dst_port >> 8) as u8 == ICMPV6_NEIGHBOR_SOLICIT;
+    let neighbour_discovery =
+        matches!(meta.l3, L3::Ipv6 { .. }) && meta.is_neighbour_solicitation();
     if meta.l3 == L3::Arp || neighbour_discovery {
         return None;
     }

@@ -106,8 +106,8 @@ fn rewrite_ipv4_ports(
         _ => {}
     }
     match side {
-        Side::Source => meta.src_port = port,
-        Side::Destination => meta.dst_port = port,
+        Side::Source => meta.l4.set_src_port(port),
+        Side::Destination => meta.l4.set_dst_port(port),
     }
     Ok(())
 }
@@ -216,8 +216,8 @@ fn rewrite_any(
     }
     if port_at.is_some() && proto != IPPROTO_SCTP {
         match side {
-            Side::Source => meta.src_port = port,
-            Side::Destination => meta.dst_port = port,
+            Side::Source => meta.l4.set_src_port(port),
+            Side::Destination => meta.l4.set_dst_port(port),
         }
     }
     Ok(())
@@ -283,6 +283,7 @@ pub fn crc32c(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kxdp_dataplane::packet::L4;
 
     #[test]
     fn crc32c_known_vectors() {
@@ -309,8 +310,10 @@ mod tests {
             l3_len: 8,
             ip_proto: ip_proto::TCP,
             l4_offset: 0,
-            src_port: 0,
-            dst_port: 0,
+            l4: L4::Tcp {
+                src_port: 0,
+                dst_port: 0,
+            },
             is_fragment: false,
         };
         let mut frame = [0u8; 30];
@@ -354,20 +357,25 @@ mod tests {
                 1 => frame.len(),
                 _ => 20 + l4_len + payload,
             };
+            let l3 = L3::Ipv4 {
+                src: Ipv4Addr::from_bits(next() as u32),
+                dst: Ipv4Addr::from_bits(next() as u32),
+            };
+            let (src_port, dst_port) = (next() as u16, next() as u16);
             let meta = FrameMeta {
                 dst_mac: [0; 6],
                 src_mac: [0; 6],
                 vlan: None,
                 l3_offset: 14,
-                l3: L3::Ipv4 {
-                    src: Ipv4Addr::from_bits(next() as u32),
-                    dst: Ipv4Addr::from_bits(next() as u32),
-                },
+                l3,
                 l3_len,
                 ip_proto: if tcp { ip_proto::TCP } else { ip_proto::UDP },
                 l4_offset: 34,
-                src_port: next() as u16,
-                dst_port: next() as u16,
+                l4: if tcp {
+                    L4::Tcp { src_port, dst_port }
+                } else {
+                    L4::Udp { src_port, dst_port }
+                },
                 is_fragment: false,
             };
             let side = if next() % 2 == 0 {

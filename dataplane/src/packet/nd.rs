@@ -254,7 +254,10 @@ mod tests {
         assert_eq!(frame[78..86], hex!("0201 02aabbccddee"));
         // The reply parses as a frame of its own.
         let reply = parse(&frame[..len]).unwrap();
-        assert_eq!(reply.dst_port, u16::from(TYPE_NEIGHBOUR_ADVERTISEMENT) << 8);
+        assert_eq!(
+            reply.l4.ports().1,
+            u16::from(TYPE_NEIGHBOUR_ADVERTISEMENT) << 8
+        );
     }
 
     #[test]

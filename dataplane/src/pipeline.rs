@@ -27,6 +27,7 @@ use crate::packet::{self, arp, forward, icmp, nd, FrameMeta, L3};
 use crate::tables::{HostPort, NextHop, PodPort, PortKind, Tables, TenantId};
 use crate::verdict::{DropReason, PortId, Verdict};
 use crate::vxlan;
+use crate::wire;
 
 /// Where a processed frame now sits in its chunk, and what to do with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -529,8 +530,11 @@ impl<H: ChainHook> Pipeline<H> {
                 // IPv4 without DF may be fragmented by its sender's path,
                 // not by a VXLAN tunnel: dropped, counted, no error.
                 if let L3::Ipv4 { .. } = r.meta.l3 {
-                    let flags = chunk.get(r.offset + r.meta.l3_offset + 6).copied();
-                    if flags.is_none_or(|f| f & 0x40 == 0) {
+                    let dont_fragment = chunk
+                        .get(r.offset + r.meta.l3_offset..)
+                        .and_then(|ip| wire::ipv4::Packet::new_checked(ip).ok())
+                        .is_some_and(|ip| ip.dont_frag());
+                    if !dont_fragment {
                         return out;
                     }
                 }
@@ -683,14 +687,14 @@ impl<H: ChainHook> Pipeline<H> {
                 // The sender fields must be the pod's own (or the
                 // unspecified address of an address probe): a request
                 // naming another pod is spoofing, and is not answered.
-                let arp_at = meta.l3_offset;
-                let sender_mac = frame.get(arp_at + 8..arp_at + 14);
-                let sender_ip = frame
-                    .get(arp_at + 14..arp_at + 18)
-                    .map(|b| std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]));
-                let own_ip =
-                    sender_ip.is_some_and(|ip| ip.is_unspecified() || pod.ipv4 == Some(ip));
-                if sender_mac != Some(&pod.mac[..]) || !own_ip {
+                let sender = frame
+                    .get(meta.l3_offset..)
+                    .and_then(|arp| wire::arp::Packet::new_checked(arp).ok())
+                    .map(|arp| (arp.source_hardware_addr(), arp.source_protocol_addr()));
+                let own = sender.is_some_and(|(mac, ip)| {
+                    mac == pod.mac && (ip.is_unspecified() || pod.ipv4 == Some(ip))
+                });
+                if !own {
                     return done(Outcome::drop(DropReason::SourceSpoofed, offset, len));
                 }
                 match arp::answer_gateway(frame, &meta, gateway, port_mac) {
@@ -855,7 +859,9 @@ impl<H: ChainHook> Pipeline<H> {
         // The outer frame must be addressed to the underlay's own MAC, as
         // a kernel node's stack would insist.
         let underlay_mac = tables.port(vtep.port).map_or([0; 6], |p| p.mac);
-        if let Some(reason) = check_mac(&chunk[offset..offset + 6], underlay_mac) {
+        let outer_dst =
+            wire::ethernet::Frame::new_unchecked(&chunk[offset..offset + len]).dst_addr();
+        if let Some(reason) = check_mac(outer_dst, underlay_mac) {
             return drop(reason);
         }
         let inner_offset = offset + decap.inner_offset;
@@ -875,7 +881,7 @@ impl<H: ChainHook> Pipeline<H> {
         // kernel vxlan device would insist, or a port's), not broadcast,
         // not someone else's.
         if !tables.is_local_mac(&meta.dst_mac) {
-            return drop(if meta.dst_mac[0] & 1 == 1 {
+            return drop(if wire::ethernet::is_multicast(&meta.dst_mac) {
                 DropReason::L2Multicast
             } else {
                 DropReason::NotOurMac
@@ -1045,12 +1051,12 @@ fn redirect(
     }
 }
 
-/// The destination MAC at `dst` must be `ours`.
+/// The destination MAC `dst` must be `ours`.
 #[inline]
-fn check_mac(dst: &[u8], ours: [u8; 6]) -> Option<DropReason> {
+fn check_mac(dst: [u8; 6], ours: [u8; 6]) -> Option<DropReason> {
     if dst == ours {
         None
-    } else if dst.first().is_some_and(|b| b & 1 == 1) {
+    } else if wire::ethernet::is_multicast(&dst) {
         Some(DropReason::L2Multicast)
     } else {
         Some(DropReason::NotOurMac)
@@ -1062,7 +1068,7 @@ fn check_mac(dst: &[u8], ours: [u8; 6]) -> Option<DropReason> {
 fn check_l2_dst(meta: &FrameMeta, port_mac: [u8; 6]) -> Option<DropReason> {
     if meta.dst_mac == port_mac {
         None
-    } else if meta.dst_mac[0] & 1 == 1 {
+    } else if wire::ethernet::is_multicast(&meta.dst_mac) {
         Some(DropReason::L2Multicast)
     } else {
         Some(DropReason::NotOurMac)

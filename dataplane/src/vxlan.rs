@@ -225,7 +225,8 @@ pub fn decap(frame: &[u8], vtep: Ipv4Addr, udp_port: u16) -> Result<Decap, DropR
         return Err(DropReason::VxlanMalformed);
     }
     // udp_len >= 16 is within the payload, so the VXLAN header is too.
-    let vxlan = header::Packet::new_checked(udp.payload()).map_err(|_| DropReason::VxlanMalformed)?;
+    let vxlan =
+        header::Packet::new_checked(udp.payload()).map_err(|_| DropReason::VxlanMalformed)?;
     if vxlan.flags() & VXLAN_FLAG_VNI == 0 {
         return Err(DropReason::VxlanBadFlags);
     }

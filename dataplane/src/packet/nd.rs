@@ -57,9 +57,7 @@ pub fn answer_gateway(
     let L3::Ipv6 { src, dst } = meta.l3 else {
         return Err(DropReason::NdNotForGateway);
     };
-    if meta.ip_proto != ip_protocol::ICMPV6
-        || meta.l4_offset != meta.l3_offset + IPV6_HEADER_LEN
-    {
+    if meta.ip_proto != ip_protocol::ICMPV6 || meta.l4_offset != meta.l3_offset + IPV6_HEADER_LEN {
         return Err(DropReason::NdNotForGateway);
     }
     let l3_end = meta.l3_offset + meta.l3_len;

@@ -52,6 +52,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// Whether the buffer reaches the protocol type: what a lenient
+    /// reader needs before [`Packet::protocol_type`] means anything.
+    #[inline]
+    pub fn has_protocol_type(&self) -> bool {
+        self.buffer.as_ref().len() >= field::PTYPE.end
+    }
+
     /// Whether the buffer reaches the address lengths (hardware and
     /// protocol type, their lengths): what a lenient reader needs to tell
     /// the kind of ARP packet before the addresses.
@@ -243,6 +250,7 @@ mod tests {
             arp.set_target_protocol_addr(Ipv4Addr::BROADCAST);
             let _ = (arp.is_ethernet_ipv4(), arp.target_protocol_addr());
             assert_eq!(arp.has_address_lengths(), len >= 6);
+            assert_eq!(arp.has_protocol_type(), len >= 4);
         }
     }
 }

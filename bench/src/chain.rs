@@ -366,9 +366,11 @@ pub fn measure(flows: usize, duration: Duration) -> ChainResult {
                     let backend = match rewritten {
                         Ok(FrameMeta {
                             l3: L3::Ipv4 { dst, .. },
-                            dst_port: TARGET_PORT,
+                            l4,
                             ..
-                        }) if dst == ctx_dst(ctx) => (0..BACKENDS).find(|&b| backend_ip(b) == dst),
+                        }) if l4.ports().1 == TARGET_PORT && dst == ctx_dst(ctx) => {
+                            (0..BACKENDS).find(|&b| backend_ip(b) == dst)
+                        }
                         _ => None,
                     };
                     match backend {

@@ -23,6 +23,7 @@ pub mod tables;
 pub mod trace;
 pub mod verdict;
 pub mod vxlan;
+pub mod wire;
 pub mod worker;
 pub mod xsk;
 

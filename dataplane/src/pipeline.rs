@@ -27,11 +27,7 @@ use crate::packet::{self, arp, forward, icmp, nd, FrameMeta, L3};
 use crate::tables::{HostPort, NextHop, PodPort, PortKind, Tables, TenantId};
 use crate::verdict::{DropReason, PortId, Verdict};
 use crate::vxlan;
-
-/// ICMPv6 neighbour solicitation.
-const ICMPV6_NEIGHBOR_SOLICIT: u8 = 135;
-/// IP protocol number of ICMPv6.
-const IPPROTO_ICMPV6: u8 = 58;
+use crate::wire;
 
 /// Where a processed frame now sits in its chunk, and what to do with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -534,8 +530,11 @@ impl<H: ChainHook> Pipeline<H> {
                 // IPv4 without DF may be fragmented by its sender's path,
                 // not by a VXLAN tunnel: dropped, counted, no error.
                 if let L3::Ipv4 { .. } = r.meta.l3 {
-                    let flags = chunk.get(r.offset + r.meta.l3_offset + 6).copied();
-                    if flags.is_none_or(|f| f & 0x40 == 0) {
+                    let dont_fragment = chunk
+                        .get(r.offset + r.meta.l3_offset..)
+                        .and_then(|ip| wire::ipv4::Packet::new_checked(ip).ok())
+                        .is_some_and(|ip| ip.dont_frag());
+                    if !dont_fragment {
                         return out;
                     }
                 }
@@ -688,14 +687,14 @@ impl<H: ChainHook> Pipeline<H> {
                 // The sender fields must be the pod's own (or the
                 // unspecified address of an address probe): a request
                 // naming another pod is spoofing, and is not answered.
-                let arp_at = meta.l3_offset;
-                let sender_mac = frame.get(arp_at + 8..arp_at + 14);
-                let sender_ip = frame
-                    .get(arp_at + 14..arp_at + 18)
-                    .map(|b| std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]));
-                let own_ip =
-                    sender_ip.is_some_and(|ip| ip.is_unspecified() || pod.ipv4 == Some(ip));
-                if sender_mac != Some(&pod.mac[..]) || !own_ip {
+                let sender = frame
+                    .get(meta.l3_offset..)
+                    .and_then(|arp| wire::arp::Packet::new_checked(arp).ok())
+                    .map(|arp| (arp.source_hardware_addr(), arp.source_protocol_addr()));
+                let own = sender.is_some_and(|(mac, ip)| {
+                    mac == pod.mac && (ip.is_unspecified() || pod.ipv4 == Some(ip))
+                });
+                if !own {
                     return done(Outcome::drop(DropReason::SourceSpoofed, offset, len));
                 }
                 match arp::answer_gateway(frame, &meta, gateway, port_mac) {
@@ -710,11 +709,7 @@ impl<H: ChainHook> Pipeline<H> {
                     Err(reason) => done(Outcome::drop(reason, offset, len)),
                 }
             }
-            L3::Ipv6 { src, .. }
-                if meta.ip_proto == IPPROTO_ICMPV6
-                    && (meta.dst_port >> 8) as u8 == ICMPV6_NEIGHBOR_SOLICIT =>
-            {
-                let _ = src;
+            L3::Ipv6 { .. } if meta.is_neighbour_solicitation() => {
                 let Some(gateway) = pod.gateway6 else {
                     return done(Outcome::drop(DropReason::NdNotForGateway, offset, len));
                 };
@@ -864,7 +859,9 @@ impl<H: ChainHook> Pipeline<H> {
         // The outer frame must be addressed to the underlay's own MAC, as
         // a kernel node's stack would insist.
         let underlay_mac = tables.port(vtep.port).map_or([0; 6], |p| p.mac);
-        if let Some(reason) = check_mac(&chunk[offset..offset + 6], underlay_mac) {
+        let outer_dst =
+            wire::ethernet::Frame::new_unchecked(&chunk[offset..offset + len]).dst_addr();
+        if let Some(reason) = check_mac(outer_dst, underlay_mac) {
             return drop(reason);
         }
         let inner_offset = offset + decap.inner_offset;
@@ -884,7 +881,7 @@ impl<H: ChainHook> Pipeline<H> {
         // kernel vxlan device would insist, or a port's), not broadcast,
         // not someone else's.
         if !tables.is_local_mac(&meta.dst_mac) {
-            return drop(if meta.dst_mac[0] & 1 == 1 {
+            return drop(if wire::ethernet::is_multicast(&meta.dst_mac) {
                 DropReason::L2Multicast
             } else {
                 DropReason::NotOurMac
@@ -947,10 +944,7 @@ fn host_frame(
         // The node reaches kxdp through a static neighbour: it has no
         // reason to ask for addresses.
         L3::Arp => return done(DropReason::ArpNotForGateway),
-        L3::Ipv6 { .. }
-            if meta.ip_proto == IPPROTO_ICMPV6
-                && (meta.dst_port >> 8) as u8 == ICMPV6_NEIGHBOR_SOLICIT =>
-        {
+        L3::Ipv6 { .. } if meta.is_neighbour_solicitation() => {
             return done(DropReason::NdNotForGateway)
         }
         L3::Ipv4 { src, dst } => (std::net::IpAddr::V4(src), std::net::IpAddr::V4(dst)),
@@ -1002,9 +996,8 @@ fn vnf_return_frame(
         Ok(meta) => meta,
         Err(reason) => return Some(Step::Done(Outcome::drop(reason, offset, len))),
     };
-    let neighbour_discovery = matches!(meta.l3, L3::Ipv6 { .. })
-        && meta.ip_proto == IPPROTO_ICMPV6
-        && (meta.dst_port >> 8) as u8 == ICMPV6_NEIGHBOR_SOLICIT;
+    let neighbour_discovery =
+        matches!(meta.l3, L3::Ipv6 { .. }) && meta.is_neighbour_solicitation();
     if meta.l3 == L3::Arp || neighbour_discovery {
         return None;
     }
@@ -1058,12 +1051,12 @@ fn redirect(
     }
 }
 
-/// The destination MAC at `dst` must be `ours`.
+/// The destination MAC `dst` must be `ours`.
 #[inline]
-fn check_mac(dst: &[u8], ours: [u8; 6]) -> Option<DropReason> {
+fn check_mac(dst: [u8; 6], ours: [u8; 6]) -> Option<DropReason> {
     if dst == ours {
         None
-    } else if dst.first().is_some_and(|b| b & 1 == 1) {
+    } else if wire::ethernet::is_multicast(&dst) {
         Some(DropReason::L2Multicast)
     } else {
         Some(DropReason::NotOurMac)
@@ -1075,7 +1068,7 @@ fn check_mac(dst: &[u8], ours: [u8; 6]) -> Option<DropReason> {
 fn check_l2_dst(meta: &FrameMeta, port_mac: [u8; 6]) -> Option<DropReason> {
     if meta.dst_mac == port_mac {
         None
-    } else if meta.dst_mac[0] & 1 == 1 {
+    } else if wire::ethernet::is_multicast(&meta.dst_mac) {
         Some(DropReason::L2Multicast)
     } else {
         Some(DropReason::NotOurMac)

@@ -17,7 +17,7 @@
 //! (see [`TraceFilter::parse`]). It reads the outermost headers: a VXLAN
 //! frame on the underlay matches on its outer addresses and ports.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -27,6 +27,9 @@ use ipnetwork::IpNetwork;
 
 use crate::io::Desc;
 use crate::verdict::{DropReason, PortId, Verdict};
+use crate::vxlan::VXLAN_PORT;
+use crate::wire::ethernet::{self, EtherType};
+use crate::wire::{self, arp, ip_protocol, ipv4, ipv6, vlan};
 
 /// Bytes of each traced frame kept (a UMEM chunk's worth: every frame
 /// kxdp handles fits).
@@ -269,16 +272,18 @@ impl TraceFilter {
                 TraceProtocol::Ipv6 => headers.ethertype == ETHERTYPE_IPV6,
                 TraceProtocol::Arp => headers.ethertype == ETHERTYPE_ARP,
                 TraceProtocol::Icmp => {
-                    headers.ethertype == ETHERTYPE_IPV4 && headers.ip_protocol == Some(1)
+                    headers.ethertype == ETHERTYPE_IPV4
+                        && headers.ip_protocol == Some(ip_protocol::ICMP)
                 }
                 TraceProtocol::Icmp6 => {
-                    headers.ethertype == ETHERTYPE_IPV6 && headers.ip_protocol == Some(58)
+                    headers.ethertype == ETHERTYPE_IPV6
+                        && headers.ip_protocol == Some(ip_protocol::ICMPV6)
                 }
-                TraceProtocol::Tcp => headers.ip_protocol == Some(6),
-                TraceProtocol::Udp => headers.ip_protocol == Some(17),
+                TraceProtocol::Tcp => headers.ip_protocol == Some(ip_protocol::TCP),
+                TraceProtocol::Udp => headers.ip_protocol == Some(ip_protocol::UDP),
                 TraceProtocol::Vxlan => {
-                    headers.ip_protocol == Some(17)
-                        && headers.ports.is_some_and(|(_, dst)| dst == 4789)
+                    headers.ip_protocol == Some(ip_protocol::UDP)
+                        && headers.ports.is_some_and(|(_, dst)| dst == VXLAN_PORT)
                 }
             };
             if !ok {
@@ -323,10 +328,9 @@ fn parse_network(text: &str, host_only: bool) -> Option<IpNetwork> {
     text.parse().ok()
 }
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETHERTYPE_ARP: u16 = 0x0806;
-const ETHERTYPE_VLAN: u16 = 0x8100;
+const ETHERTYPE_IPV4: u16 = EtherType::IPV4.0;
+const ETHERTYPE_IPV6: u16 = EtherType::IPV6.0;
+const ETHERTYPE_ARP: u16 = EtherType::ARP.0;
 
 /// The outermost headers of a frame, as far as a filter needs them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -339,62 +343,70 @@ struct Headers {
     ports: Option<(u16, u16)>,
 }
 
-fn be16(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]))
-}
-
-fn ipv4_at(bytes: &[u8], at: usize) -> Option<IpAddr> {
-    let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
-    Some(IpAddr::V4(Ipv4Addr::from(b)))
-}
-
-fn ipv6_at(bytes: &[u8], at: usize) -> Option<IpAddr> {
-    let b: [u8; 16] = bytes.get(at..at + 16)?.try_into().ok()?;
-    Some(IpAddr::V6(Ipv6Addr::from(b)))
-}
-
 impl Headers {
+    /// Lenient: a frame the pipeline dropped as malformed is still traced
+    /// by what can be read of it (no checksum, length or version checks).
+    /// `None` when a header the filter reads is cut short.
     fn parse(frame: &[u8]) -> Option<Headers> {
-        let mut ethertype = be16(frame, 12)?;
-        let mut at = 14;
-        if ethertype == ETHERTYPE_VLAN {
-            ethertype = be16(frame, 16)?;
-            at = 18;
+        let eth = ethernet::Frame::new_checked(frame).ok()?;
+        let mut ethertype = eth.ethertype();
+        let mut rest = eth.payload();
+        if ethertype == EtherType::VLAN {
+            let tag = vlan::Tag::new_checked(rest).ok()?;
+            ethertype = tag.ethertype();
+            rest = rest.get(vlan::HEADER_LEN..).unwrap_or_default();
         }
         let mut headers = Headers {
-            ethertype,
+            ethertype: ethertype.0,
             ip_protocol: None,
             addresses: None,
             ports: None,
         };
         let l4 = match ethertype {
-            ETHERTYPE_IPV4 => {
-                let ihl = usize::from(*frame.get(at)? & 0x0f) * 4;
-                let protocol = *frame.get(at + 9)?;
+            EtherType::IPV4 => {
+                // The fixed header, whatever its length field says.
+                if rest.len() < ipv4::HEADER_LEN {
+                    return None;
+                }
+                let ip = ipv4::Packet::new_unchecked(rest);
+                let protocol = ip.protocol();
                 headers.ip_protocol = Some(protocol);
-                headers.addresses = Some((ipv4_at(frame, at + 12)?, ipv4_at(frame, at + 16)?));
-                let fragment_offset = be16(frame, at + 6)? & 0x1fff;
-                (ihl >= 20 && fragment_offset == 0).then_some((protocol, at + ihl))
+                headers.addresses = Some((ip.src_addr().into(), ip.dst_addr().into()));
+                let header_len = ip.header_len();
+                (header_len >= ipv4::HEADER_LEN && ip.frag_offset() == 0)
+                    .then(|| (protocol, rest.get(header_len..).unwrap_or_default()))
             }
-            ETHERTYPE_IPV6 => {
-                let protocol = *frame.get(at + 6)?;
+            EtherType::IPV6 => {
+                let ip = ipv6::Packet::new_checked(rest).ok()?;
+                let protocol = ip.next_header();
                 headers.ip_protocol = Some(protocol);
-                headers.addresses = Some((ipv6_at(frame, at + 8)?, ipv6_at(frame, at + 24)?));
-                Some((protocol, at + 40))
+                headers.addresses = Some((ip.src_addr().into(), ip.dst_addr().into()));
+                Some((protocol, rest.get(ipv6::HEADER_LEN..).unwrap_or_default()))
             }
-            ETHERTYPE_ARP => {
-                // Ethernet/IPv4 ARP: sender protocol address at 14, target at 24.
-                if be16(frame, at + 2)? == ETHERTYPE_IPV4 && *frame.get(at + 5)? == 4 {
-                    headers.addresses = Some((ipv4_at(frame, at + 14)?, ipv4_at(frame, at + 24)?));
+            EtherType::ARP => {
+                // Ethernet/IPv4 ARP: sender and target protocol addresses.
+                let arp = arp::Packet::new_unchecked(rest);
+                if !arp.has_protocol_type() {
+                    return None;
+                }
+                if arp.protocol_type() == EtherType::IPV4 {
+                    if !arp.has_address_lengths() {
+                        return None;
+                    }
+                    if arp.protocol_len() == 4 {
+                        let arp = arp::Packet::new_checked(rest).ok()?;
+                        headers.addresses = Some((
+                            arp.source_protocol_addr().into(),
+                            arp.target_protocol_addr().into(),
+                        ));
+                    }
                 }
                 None
             }
             _ => None,
         };
-        if let Some((6 | 17, l4)) = l4 {
-            if let (Some(src), Some(dst)) = (be16(frame, l4), be16(frame, l4 + 2)) {
-                headers.ports = Some((src, dst));
-            }
+        if let Some((ip_protocol::TCP | ip_protocol::UDP, l4)) = l4 {
+            headers.ports = wire::transport_ports(l4);
         }
         Some(headers)
     }
@@ -712,8 +724,8 @@ mod tests {
         f[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
         f[14] = 0x60;
         f[14 + 6] = 6;
-        let src: Ipv6Addr = "fd00::1".parse().unwrap();
-        let dst: Ipv6Addr = "fd00::2".parse().unwrap();
+        let src: std::net::Ipv6Addr = "fd00::1".parse().unwrap();
+        let dst: std::net::Ipv6Addr = "fd00::2".parse().unwrap();
         f[22..38].copy_from_slice(&src.octets());
         f[38..54].copy_from_slice(&dst.octets());
         f[54..56].copy_from_slice(&sport.to_be_bytes());

@@ -9,34 +9,31 @@
 
 use std::net::Ipv4Addr;
 
-use etherparse::{EtherType, Ethernet2HeaderSlice, IpNumber, Ipv4HeaderSlice, UdpHeaderSlice};
-
-use crate::packet::{checksum, ETH_HEADER_LEN};
+use crate::packet::checksum;
 use crate::verdict::DropReason;
+use crate::wire::ethernet::{self, EtherType};
+use crate::wire::{ip_protocol, ipv4, udp, vxlan as header};
 
 /// Outer Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8).
-pub const ENCAP_OVERHEAD: usize = 50;
+pub const ENCAP_OVERHEAD: usize =
+    ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN + header::HEADER_LEN;
 /// IANA's VXLAN port.
 pub const VXLAN_PORT: u16 = 4789;
 /// Length of the VXLAN header.
-pub const VXLAN_HEADER_LEN: usize = 8;
+pub const VXLAN_HEADER_LEN: usize = header::HEADER_LEN;
 /// The VXLAN "I" flag: the VNI is valid.
-pub const VXLAN_FLAG_VNI: u8 = 0x08;
+pub const VXLAN_FLAG_VNI: u8 = header::FLAG_VNI;
 /// First UDP source port [`source_port`] uses (the IANA dynamic range).
 pub const SOURCE_PORT_MIN: u16 = 49152;
 
-// Offsets inside the template (from the outer frame's first byte).
-const IP: usize = ETH_HEADER_LEN;
-const IP_TOTAL_LEN: usize = IP + 2;
-const IP_CHECKSUM: usize = IP + 10;
-const UDP: usize = IP + 20;
-const UDP_SRC_PORT: usize = UDP;
-const UDP_LEN: usize = UDP + 4;
-const VXLAN: usize = UDP + 8;
+// Where the outer headers start in the template (IPv4 without options).
+const IP: usize = ethernet::HEADER_LEN;
+const UDP: usize = IP + ipv4::HEADER_LEN;
+const VXLAN: usize = UDP + udp::HEADER_LEN;
 /// Outer IPv4 + UDP + VXLAN: what the outer total length adds to the inner frame.
-const IP_OVERHEAD: usize = ENCAP_OVERHEAD - ETH_HEADER_LEN;
+const IP_OVERHEAD: usize = ENCAP_OVERHEAD - ethernet::HEADER_LEN;
 /// UDP + VXLAN: what the UDP length adds to the inner frame.
-const UDP_OVERHEAD: usize = 8 + VXLAN_HEADER_LEN;
+const UDP_OVERHEAD: usize = udp::HEADER_LEN + VXLAN_HEADER_LEN;
 
 /// The outer headers for one (remote VTEP, VNI), built once when tables are
 /// compiled; encapsulation copies it and patches the lengths, the source
@@ -55,8 +52,7 @@ impl EncapTemplate {
     /// The remote VTEP the template sends to (the outer IPv4 destination).
     #[inline]
     pub fn remote_vtep(&self) -> Ipv4Addr {
-        let b = &self.bytes;
-        Ipv4Addr::new(b[IP + 16], b[IP + 17], b[IP + 18], b[IP + 19])
+        ipv4::Packet::new_unchecked(&self.bytes[IP..UDP]).dst_addr()
     }
 
     /// Outer Ethernet src/dst, outer IPv4 src/dst (TTL 64, DF set, TOS 0,
@@ -72,44 +68,32 @@ impl EncapTemplate {
         udp_dst_port: u16,
     ) -> Self {
         let mut bytes = [0u8; ENCAP_OVERHEAD];
-        bytes[0..6].copy_from_slice(&outer_dst_mac);
-        bytes[6..12].copy_from_slice(&outer_src_mac);
-        bytes[12..14].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+        let mut eth = ethernet::Frame::new_unchecked(&mut bytes[..IP]);
+        eth.set_dst_addr(outer_dst_mac);
+        eth.set_src_addr(outer_src_mac);
+        eth.set_ethertype(EtherType::IPV4);
         // Version 4, IHL 5, TOS 0, total length 0 (patched), ID 0, DF,
         // fragment offset 0, TTL 64, UDP, checksum 0 (patched).
-        bytes[IP..IP + 12].copy_from_slice(&[
-            0x45,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0x40,
-            0,
-            64,
-            IpNumber::UDP.0,
-            0,
-            0,
-        ]);
-        bytes[IP + 12..IP + 16].copy_from_slice(&src_ip.octets());
-        bytes[IP + 16..IP + 20].copy_from_slice(&dst_ip.octets());
+        let mut ip = ipv4::Packet::new_unchecked(&mut bytes[IP..UDP]);
+        ip.set_version_and_header_len(4, ipv4::HEADER_LEN);
+        ip.set_fragmentation(true, false, 0);
+        ip.set_ttl(64);
+        ip.set_protocol(ip_protocol::UDP);
+        ip.set_src_addr(src_ip);
+        ip.set_dst_addr(dst_ip);
         // Source port (patched), destination port, length (patched), checksum 0.
-        bytes[UDP + 2..UDP + 4].copy_from_slice(&udp_dst_port.to_be_bytes());
+        udp::Packet::new_unchecked(&mut bytes[UDP..VXLAN]).set_dst_port(udp_dst_port);
         // Flags (I), 24 reserved bits, VNI, 8 reserved bits.
-        bytes[VXLAN] = VXLAN_FLAG_VNI;
-        bytes[VXLAN + 4..VXLAN + 7].copy_from_slice(&(vni & 0x00ff_ffff).to_be_bytes()[1..]);
+        let mut vxlan = header::Packet::new_unchecked(&mut bytes[VXLAN..]);
+        vxlan.set_flags(VXLAN_FLAG_VNI);
+        vxlan.set_vni(vni);
         let ip_sum = checksum::sum(&bytes[IP..UDP], 0);
         EncapTemplate { bytes, ip_sum }
     }
 
     /// The VNI this template carries.
     pub fn vni(&self) -> u32 {
-        u32::from_be_bytes([
-            0,
-            self.bytes[VXLAN + 4],
-            self.bytes[VXLAN + 5],
-            self.bytes[VXLAN + 6],
-        ])
+        header::Packet::new_unchecked(&self.bytes[VXLAN..]).vni()
     }
 }
 
@@ -156,10 +140,13 @@ pub fn encap(
     let total_len = (inner_len + IP_OVERHEAD) as u16;
     let udp_len = (inner_len + UDP_OVERHEAD) as u16;
     let ip_checksum = checksum::finish(template.ip_sum + u32::from(total_len));
-    outer[IP_TOTAL_LEN..IP_TOTAL_LEN + 2].copy_from_slice(&total_len.to_be_bytes());
-    outer[IP_CHECKSUM..IP_CHECKSUM + 2].copy_from_slice(&ip_checksum.to_be_bytes());
-    outer[UDP_SRC_PORT..UDP_SRC_PORT + 2].copy_from_slice(&src_port.to_be_bytes());
-    outer[UDP_LEN..UDP_LEN + 2].copy_from_slice(&udp_len.to_be_bytes());
+    let (ip, rest) = outer[IP..].split_at_mut(ipv4::HEADER_LEN);
+    let mut ip = ipv4::Packet::new_unchecked(ip);
+    ip.set_total_len(total_len);
+    ip.set_checksum(ip_checksum);
+    let mut udp = udp::Packet::new_unchecked(rest);
+    udp.set_src_port(src_port);
+    udp.set_len(udp_len);
     start
 }
 
@@ -205,47 +192,48 @@ pub struct Decap {
 /// partial sum there (the receiving kernel trusts the offload flag that an
 /// AF_XDP socket never sees).
 pub fn decap(frame: &[u8], vtep: Ipv4Addr, udp_port: u16) -> Result<Decap, DropReason> {
-    let eth = Ethernet2HeaderSlice::from_slice(frame).map_err(|_| DropReason::Runt)?;
-    if eth.ether_type() != EtherType::IPV4 {
+    let eth = ethernet::Frame::new_checked(frame).map_err(|_| DropReason::Runt)?;
+    if eth.ethertype() != EtherType::IPV4 {
         return Err(DropReason::UnderlayNotVxlan);
     }
-    let packet = frame.get(ETH_HEADER_LEN..).unwrap_or_default();
-    let ip = Ipv4HeaderSlice::from_slice(packet).map_err(|_| DropReason::VxlanMalformed)?;
-    if ip.protocol() != IpNumber::UDP || ip.fragments_offset().value() != 0 {
+    let packet = eth.payload();
+    let ip = ipv4::Packet::new_checked(packet).map_err(|_| DropReason::VxlanMalformed)?;
+    if ip.version() != 4 {
+        return Err(DropReason::VxlanMalformed);
+    }
+    if ip.protocol() != ip_protocol::UDP || ip.frag_offset() != 0 {
         return Err(DropReason::UnderlayNotVxlan);
     }
-    let header = ip.slice();
+    let header_len = ip.header_len();
     let total_len = usize::from(ip.total_len());
-    if total_len < header.len() || total_len > packet.len() {
+    if total_len < header_len || total_len > packet.len() {
         return Err(DropReason::VxlanMalformed);
     }
-    if checksum::finish(checksum::sum(header, 0)) != 0 {
+    if checksum::finish(checksum::sum(ip.header(), 0)) != 0 {
         return Err(DropReason::VxlanMalformed);
     }
-    let payload = packet.get(header.len()..total_len).unwrap_or_default();
-    let udp = UdpHeaderSlice::from_slice(payload).map_err(|_| DropReason::VxlanMalformed)?;
-    if udp.destination_port() != udp_port || ip.destination_addr() != vtep {
+    let payload = ip.payload();
+    let udp = udp::Packet::new_checked(payload).map_err(|_| DropReason::VxlanMalformed)?;
+    if udp.dst_port() != udp_port || ip.dst_addr() != vtep {
         return Err(DropReason::VxlanNotForUs);
     }
-    let udp_len = usize::from(udp.length());
-    if ip.more_fragments() {
+    let udp_len = usize::from(udp.len());
+    if ip.more_frags() {
         return Err(DropReason::VxlanFragmented);
     }
     if udp_len < UDP_OVERHEAD || udp_len > payload.len() {
         return Err(DropReason::VxlanMalformed);
     }
     // udp_len >= 16 is within the payload, so the VXLAN header is too.
-    let vxlan = payload.get(8..16).unwrap_or_default();
-    let [flags, _, _, _, vni_hi, vni_mid, vni_lo, _] = *vxlan else {
-        return Err(DropReason::VxlanMalformed);
-    };
-    if flags & VXLAN_FLAG_VNI == 0 {
+    let vxlan =
+        header::Packet::new_checked(udp.payload()).map_err(|_| DropReason::VxlanMalformed)?;
+    if vxlan.flags() & VXLAN_FLAG_VNI == 0 {
         return Err(DropReason::VxlanBadFlags);
     }
     Ok(Decap {
-        vni: u32::from_be_bytes([0, vni_hi, vni_mid, vni_lo]),
-        src: ip.source_addr(),
-        inner_offset: ETH_HEADER_LEN + header.len() + UDP_OVERHEAD,
+        vni: vxlan.vni(),
+        src: ip.src_addr(),
+        inner_offset: ethernet::HEADER_LEN + header_len + UDP_OVERHEAD,
         inner_len: udp_len - UDP_OVERHEAD,
     })
 }

@@ -257,7 +257,7 @@ fn ipv4_icmp_matches_kernel() {
                 }
             );
             assert_eq!(meta.ip_proto, ip_proto::ICMP);
-            assert_eq!(meta.dst_port, 0x0800, "echo request");
+            assert_eq!(meta.l4.ports().1, 0x0800, "echo request");
         },
         kernel_port_stable: true,
     });
@@ -275,7 +275,10 @@ fn ipv4_udp_matches_kernel() {
                     dst: OVERLAY_B_IP4
                 }
             );
-            assert_eq!((meta.ip_proto, meta.dst_port), (ip_proto::UDP, UDP_DPORT));
+            assert_eq!(
+                (meta.ip_proto, meta.l4.ports().1),
+                (ip_proto::UDP, UDP_DPORT)
+            );
         },
         kernel_port_stable: true,
     });
@@ -293,7 +296,10 @@ fn ipv4_tcp_syn_matches_kernel() {
                     dst: OVERLAY_B_IP4
                 }
             );
-            assert_eq!((meta.ip_proto, meta.dst_port), (ip_proto::TCP, TCP_DPORT));
+            assert_eq!(
+                (meta.ip_proto, meta.l4.ports().1),
+                (ip_proto::TCP, TCP_DPORT)
+            );
         },
         kernel_port_stable: false,
     });
@@ -311,7 +317,10 @@ fn ipv6_udp_matches_kernel() {
                     dst: "fd42::2".parse().unwrap()
                 }
             );
-            assert_eq!((meta.ip_proto, meta.dst_port), (ip_proto::UDP, UDP_DPORT));
+            assert_eq!(
+                (meta.ip_proto, meta.l4.ports().1),
+                (ip_proto::UDP, UDP_DPORT)
+            );
         },
         kernel_port_stable: true,
     });

@@ -8,13 +8,14 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use kxdp_dataplane::packet::{ip_proto, FrameMeta, L3};
+use kxdp_dataplane::packet::{ip_proto, FrameMeta, L3, L4};
 use kxdp_dataplane::tables::TenantId;
+use kxdp_dataplane::wire::{self, icmpv4, icmpv6};
 use kxdp_sys::hugepage;
 use kxdp_sys::prefetch::{prefetch, prefetch_at};
 
 /// IP protocol number of SCTP (its ports are read here: the parser does not).
-pub const IPPROTO_SCTP: u8 = 132;
+pub const IPPROTO_SCTP: u8 = ip_proto::SCTP;
 
 /// The 5-tuple of a packet within its tenant. IPv4 addresses are stored as
 /// the low 32 bits of the `u128`s.
@@ -50,18 +51,24 @@ impl FlowKey {
             L3::Ipv6 { src, dst } => (src.to_bits(), dst.to_bits(), true),
             L3::Arp => return None,
         };
-        let (src_port, dst_port) = match meta.ip_proto {
-            ip_proto::TCP | ip_proto::UDP => (meta.src_port, meta.dst_port),
-            ip_proto::ICMP if !ipv6 => echo_ports(meta, 0, 8),
-            ip_proto::ICMPV6 if ipv6 => echo_ports(meta, 128, 129),
-            IPPROTO_SCTP if meta.l4_offset != 0 => frame
-                .get(meta.l4_offset..meta.l4_offset + 4)
-                .map_or((0, 0), |p| {
-                    (
-                        u16::from_be_bytes([p[0], p[1]]),
-                        u16::from_be_bytes([p[2], p[3]]),
-                    )
-                }),
+        // Echo request/reply: the identifier as both ports; other ICMP
+        // types: none.
+        let (src_port, dst_port) = match meta.l4 {
+            L4::Udp { src_port, dst_port } | L4::Tcp { src_port, dst_port } => (src_port, dst_port),
+            L4::Icmp {
+                msg_type: icmpv4::msg_type::ECHO_REPLY | icmpv4::msg_type::ECHO_REQUEST,
+                ident,
+                ..
+            }
+            | L4::Icmpv6 {
+                msg_type: icmpv6::msg_type::ECHO_REQUEST | icmpv6::msg_type::ECHO_REPLY,
+                ident,
+                ..
+            } => (ident, ident),
+            L4::Other if meta.ip_proto == IPPROTO_SCTP => frame
+                .get(meta.l4_offset..)
+                .and_then(wire::transport_ports)
+                .unwrap_or((0, 0)),
             _ => (0, 0),
         };
         Some(FlowKey {
@@ -128,17 +135,6 @@ impl FlowKey {
     #[inline]
     pub fn has_ports(&self) -> bool {
         matches!(self.proto, ip_proto::TCP | ip_proto::UDP | IPPROTO_SCTP)
-    }
-}
-
-/// Echo request/reply: the identifier as both ports; other types: none.
-#[inline]
-fn echo_ports(meta: &FrameMeta, reply: u8, request: u8) -> (u16, u16) {
-    let icmp_type = (meta.dst_port >> 8) as u8;
-    if icmp_type == reply || icmp_type == request {
-        (meta.src_port, meta.src_port)
-    } else {
-        (0, 0)
     }
 }
 
@@ -631,8 +627,11 @@ mod tests {
             l3_len: 28,
             ip_proto: ip_proto::ICMP,
             l4_offset: 34,
-            src_port: 0x1234,
-            dst_port: u16::from(icmp_type) << 8,
+            l4: L4::Icmp {
+                msg_type: icmp_type,
+                code: 0,
+                ident: 0x1234,
+            },
             is_fragment: false,
         };
         let request = FlowKey::from_meta(0, &meta([10, 0, 0, 1], [10, 0, 0, 2], 8), &[]).unwrap();

@@ -10,6 +10,7 @@
 //! fragment has only its addresses rewritten (its checksum is in the first).
 
 use kxdp_dataplane::packet::{checksum, ip_proto, FrameMeta, L3};
+use kxdp_dataplane::wire::{self, icmpv6, ipv4, ipv6, sctp, tcp, udp};
 
 use crate::flow::IPPROTO_SCTP;
 use kxdp_dataplane::DropReason;
@@ -57,47 +58,57 @@ fn rewrite_ipv4_ports(
     let (l3, l4) = (meta.l3_offset, meta.l4_offset);
     let end = l3 + meta.l3_len;
     let tcp = meta.ip_proto == ip_proto::TCP;
-    let l4_header = if tcp { 20 } else { 8 };
-    if frame.len() < end || l4 < l3 + 20 || l4 + l4_header > end {
+    let l4_header = if tcp {
+        tcp::HEADER_LEN
+    } else {
+        udp::HEADER_LEN
+    };
+    if frame.len() < end || l4 < l3 + ipv4::HEADER_LEN || l4 + l4_header > end {
         return Err(DropReason::ChainMalformedFrame);
     }
     let (front, back) = frame.split_at_mut(l4);
-    let (Some(ip), Some(ports)) = (
-        front
-            .get_mut(l3..l3 + 20)
-            .and_then(|h| h.first_chunk_mut::<20>()),
-        back.first_chunk_mut::<8>(),
-    ) else {
+    let Some(ip) = front.get_mut(l3..l3 + ipv4::HEADER_LEN) else {
         return Err(DropReason::ChainMalformedFrame);
     };
-    let (addr_at, port_at) = match side {
-        Side::Source => (12, 0),
-        Side::Destination => (16, 2),
+    let mut ip = ipv4::Packet::new_unchecked(ip);
+    let old = match side {
+        Side::Source => ip.src_addr(),
+        Side::Destination => ip.dst_addr(),
     };
-    let old = u32::from_be_bytes([
-        ip[addr_at],
-        ip[addr_at + 1],
-        ip[addr_at + 2],
-        ip[addr_at + 3],
-    ]);
-    let mut delta = word_delta(old, addr);
-    ip[addr_at..addr_at + 4].copy_from_slice(&addr.to_be_bytes());
-    let header_sum = u16::from_be_bytes([ip[10], ip[11]]);
-    ip[10..12].copy_from_slice(&checksum::finish(u32::from(!header_sum) + delta).to_be_bytes());
-    let old_port = u16::from_be_bytes([ports[port_at], ports[port_at + 1]]);
+    let mut delta = word_delta(old.to_bits(), addr);
+    match side {
+        Side::Source => ip.set_src_addr(addr.into()),
+        Side::Destination => ip.set_dst_addr(addr.into()),
+    }
+    let header_sum = ip.checksum();
+    ip.set_checksum(checksum::finish(u32::from(!header_sum) + delta));
+    // TCP and UDP both start with the two ports.
+    let mut ports = udp::Packet::new_unchecked(&mut back[..l4_header]);
+    let old_port = match side {
+        Side::Source => ports.src_port(),
+        Side::Destination => ports.dst_port(),
+    };
     delta += u32::from(!old_port) + u32::from(port);
-    ports[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
-    let sum_at = if tcp { 16 } else { 6 };
-    if let Some(field) = back.get_mut(sum_at..sum_at + 2) {
-        let sum = u16::from_be_bytes([field[0], field[1]]);
-        // A UDP checksum of 0 means none, and stays so; an updated one
-        // that comes out 0 is sent as 0xffff.
-        if tcp || sum != 0 {
-            let mut new_sum = checksum::finish(u32::from(!sum) + delta);
-            if !tcp && new_sum == 0 {
-                new_sum = 0xffff;
-            }
-            field.copy_from_slice(&new_sum.to_be_bytes());
+    match side {
+        Side::Source => ports.set_src_port(port),
+        Side::Destination => ports.set_dst_port(port),
+    }
+    let sum = if tcp {
+        tcp::Packet::new_unchecked(&back[..l4_header]).checksum()
+    } else {
+        ports.checksum()
+    };
+    // A UDP checksum of 0 means none, and stays so; an updated one that
+    // comes out 0 is sent as 0xffff.
+    if tcp || sum != 0 {
+        let mut new_sum = checksum::finish(u32::from(!sum) + delta);
+        if !tcp && new_sum == 0 {
+            new_sum = 0xffff;
+        }
+        if tcp {
+            tcp::Packet::new_unchecked(&mut back[..l4_header]).set_checksum(new_sum);
+        } else {
+            udp::Packet::new_unchecked(&mut back[..l4_header]).set_checksum(new_sum);
         }
     }
     match (&mut meta.l3, side) {
@@ -106,10 +117,18 @@ fn rewrite_ipv4_ports(
         _ => {}
     }
     match side {
-        Side::Source => meta.src_port = port,
-        Side::Destination => meta.dst_port = port,
+        Side::Source => meta.l4.set_src_port(port),
+        Side::Destination => meta.l4.set_dst_port(port),
     }
     Ok(())
+}
+
+/// The checksum of a transport header that covers the addresses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TransportSum {
+    Tcp,
+    Udp,
+    Icmpv6,
 }
 
 /// [`rewrite`] of any IP packet.
@@ -125,84 +144,129 @@ fn rewrite_any(
     let has_l4 = l4 != 0;
     let end = l3 + meta.l3_len;
     let header = match meta.l3 {
-        L3::Ipv4 { .. } => 20,
-        _ => 40,
+        L3::Ipv4 { .. } => ipv4::HEADER_LEN,
+        _ => ipv6::HEADER_LEN,
     };
     // What `parse` guarantees, checked again: metadata from elsewhere must
     // not make the rewrite index out of the frame.
-    if frame.len() < end || l3 + header > end || (has_l4 && (l4 < l3 + header || l4 + 8 > end)) {
+    if frame.len() < end
+        || l3 + header > end
+        || (has_l4 && (l4 < l3 + header || l4 + udp::HEADER_LEN > end))
+    {
         return Err(DropReason::ChainMalformedFrame);
     }
     let proto = meta.ip_proto;
-    let (port_offset, l4_checksum) = match proto {
-        ip_proto::TCP if l4 + 20 <= end => (Some(0), Some(16)),
-        ip_proto::UDP => (Some(0), Some(6)),
-        IPPROTO_SCTP if l4 + 12 <= end => (Some(0), None),
-        ip_proto::ICMPV6 if matches!(meta.l3, L3::Ipv6 { .. }) => (None, Some(2)),
+    let (has_ports, transport_sum) = match proto {
+        ip_proto::TCP if l4 + tcp::HEADER_LEN <= end => (true, Some(TransportSum::Tcp)),
+        ip_proto::UDP => (true, Some(TransportSum::Udp)),
+        IPPROTO_SCTP if l4 + sctp::HEADER_LEN <= end => (true, None),
+        ip_proto::ICMPV6 if matches!(meta.l3, L3::Ipv6 { .. }) => {
+            (false, Some(TransportSum::Icmpv6))
+        }
         ip_proto::TCP | IPPROTO_SCTP => return Err(DropReason::ChainMalformedFrame),
-        _ => (None, None),
+        _ => (false, None),
     };
-    let port_at = port_offset.filter(|_| has_l4).map(|o| {
-        l4 + o
-            + match side {
-                Side::Source => 0,
-                Side::Destination => 2,
-            }
-    });
-    let l4_checksum_at = l4_checksum.filter(|_| has_l4).map(|o| l4 + o);
+    let has_ports = has_ports && has_l4;
+    let transport_sum = transport_sum.filter(|_| has_l4);
 
-    // The address: old and new bytes, and where.
-    let (addr_at, width) = match (meta.l3, side) {
-        (L3::Ipv4 { .. }, Side::Source) => (l3 + 12, 4),
-        (L3::Ipv4 { .. }, Side::Destination) => (l3 + 16, 4),
-        (L3::Ipv6 { .. }, Side::Source) => (l3 + 8, 16),
-        (L3::Ipv6 { .. }, Side::Destination) => (l3 + 24, 16),
-        (L3::Arp, _) => return Err(DropReason::ChainMalformedFrame),
-    };
     // Σ~old + Σnew over the address's 16-bit words: what RFC 1624's
     // equation 3 adds to every checksum covering the address.
     let mut delta = 0u32;
-    if width == 4 {
-        let old = read32(frame, addr_at);
-        let new = addr as u32;
-        delta += word_delta(old, new);
-        write32(frame, addr_at, new);
-        // The IPv4 header checksum.
-        let at = l3 + 10;
-        let sum = read16(frame, at);
-        write16(frame, at, checksum::finish(u32::from(!sum) + delta));
-    } else {
-        for w in 0..4 {
-            let at = addr_at + 4 * w;
-            let old = read32(frame, at);
-            let new = (addr >> (96 - 32 * w)) as u32;
-            delta += word_delta(old, new);
-            write32(frame, at, new);
+    let ip = &mut frame[l3..end];
+    match meta.l3 {
+        L3::Ipv4 { .. } => {
+            let mut ip = ipv4::Packet::new_unchecked(ip);
+            let new = addr as u32;
+            let old = match side {
+                Side::Source => ip.src_addr(),
+                Side::Destination => ip.dst_addr(),
+            };
+            delta += word_delta(old.to_bits(), new);
+            match side {
+                Side::Source => ip.set_src_addr(new.into()),
+                Side::Destination => ip.set_dst_addr(new.into()),
+            }
+            // The IPv4 header checksum.
+            let sum = ip.checksum();
+            ip.set_checksum(checksum::finish(u32::from(!sum) + delta));
         }
+        L3::Ipv6 { .. } => {
+            let mut ip = ipv6::Packet::new_unchecked(ip);
+            let old = match side {
+                Side::Source => ip.src_addr(),
+                Side::Destination => ip.dst_addr(),
+            }
+            .to_bits();
+            for w in 0..4 {
+                let shift = 96 - 32 * w;
+                delta += word_delta((old >> shift) as u32, (addr >> shift) as u32);
+            }
+            match side {
+                Side::Source => ip.set_src_addr(addr.into()),
+                Side::Destination => ip.set_dst_addr(addr.into()),
+            }
+        }
+        L3::Arp => return Err(DropReason::ChainMalformedFrame),
     }
-    let old_port = port_at.map(|at| read16(frame, at));
+    let transport = &mut frame[l4..end];
+    let old_port = has_ports.then(|| {
+        let (src, dst) = wire::transport_ports(transport).unwrap_or_default();
+        match side {
+            Side::Source => src,
+            Side::Destination => dst,
+        }
+    });
     if let Some(old) = old_port {
         delta += u32::from(!old) + u32::from(port);
     }
-    if let Some(at) = l4_checksum_at {
-        let sum = read16(frame, at);
-        let udp_without_checksum = proto == ip_proto::UDP && sum == 0;
-        if !udp_without_checksum {
+    if let Some(kind) = transport_sum {
+        let sum = match kind {
+            TransportSum::Tcp => tcp::Packet::new_unchecked(&*transport).checksum(),
+            TransportSum::Udp => udp::Packet::new_unchecked(&*transport).checksum(),
+            TransportSum::Icmpv6 => icmpv6::Packet::new_unchecked(&*transport).checksum(),
+        };
+        let udp = kind == TransportSum::Udp;
+        // A UDP checksum of 0 means none, and stays so; an updated one
+        // that comes out 0 is sent as 0xffff.
+        if !(udp && sum == 0) {
             let mut new_sum = checksum::finish(u32::from(!sum) + delta);
-            if proto == ip_proto::UDP && new_sum == 0 {
+            if udp && new_sum == 0 {
                 new_sum = 0xffff;
             }
-            write16(frame, at, new_sum);
+            match kind {
+                TransportSum::Tcp => {
+                    tcp::Packet::new_unchecked(&mut *transport).set_checksum(new_sum)
+                }
+                TransportSum::Udp => {
+                    udp::Packet::new_unchecked(&mut *transport).set_checksum(new_sum)
+                }
+                TransportSum::Icmpv6 => {
+                    icmpv6::Packet::new_unchecked(&mut *transport).set_checksum(new_sum)
+                }
+            }
         }
     }
-    if let Some(at) = port_at {
-        write16(frame, at, port);
-        if proto == IPPROTO_SCTP && old_port != Some(port) {
-            // CRC32c over the SCTP packet with the checksum field zeroed,
-            // stored little-endian (RFC 9260 appendix A).
-            frame[l4 + 8..l4 + 12].fill(0);
-            let crc = crc32c(&frame[l4..end]);
-            frame[l4 + 8..l4 + 12].copy_from_slice(&crc.to_le_bytes());
+    if has_ports {
+        if proto == IPPROTO_SCTP {
+            let mut sctp = sctp::Packet::new_unchecked(&mut *transport);
+            match side {
+                Side::Source => sctp.set_src_port(port),
+                Side::Destination => sctp.set_dst_port(port),
+            }
+            if old_port != Some(port) {
+                // CRC32c over the SCTP packet with the checksum field
+                // zeroed, stored little-endian (RFC 9260 appendix A).
+                sctp.set_checksum(0);
+                let crc = crc32c(sctp.as_ref());
+                sctp.set_checksum(crc);
+            }
+        } else {
+            // TCP and UDP both start with the two ports.
+            let mut ports = udp::Packet::new_unchecked(&mut *transport);
+            match side {
+                Side::Source => ports.set_src_port(port),
+                Side::Destination => ports.set_dst_port(port),
+            }
         }
     }
 
@@ -214,23 +278,13 @@ fn rewrite_any(
         (L3::Ipv6 { dst, .. }, Side::Destination) => *dst = addr.into(),
         (L3::Arp, _) => {}
     }
-    if port_at.is_some() && proto != IPPROTO_SCTP {
+    if has_ports && proto != IPPROTO_SCTP {
         match side {
-            Side::Source => meta.src_port = port,
-            Side::Destination => meta.dst_port = port,
+            Side::Source => meta.l4.set_src_port(port),
+            Side::Destination => meta.l4.set_dst_port(port),
         }
     }
     Ok(())
-}
-
-#[inline]
-fn read16(frame: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([frame[at], frame[at + 1]])
-}
-
-#[inline]
-fn write16(frame: &mut [u8], at: usize, value: u16) {
-    frame[at..at + 2].copy_from_slice(&value.to_be_bytes());
 }
 
 /// `~old_hi + ~old_lo + new_hi + new_lo`: the change of a 32-bit field, in
@@ -238,16 +292,6 @@ fn write16(frame: &mut [u8], at: usize, value: u16) {
 #[inline(always)]
 fn word_delta(old: u32, new: u32) -> u32 {
     u32::from(!(old >> 16) as u16) + u32::from(!(old as u16)) + (new >> 16) + (new & 0xffff)
-}
-
-#[inline]
-fn read32(frame: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]])
-}
-
-#[inline]
-fn write32(frame: &mut [u8], at: usize, value: u32) {
-    frame[at..at + 4].copy_from_slice(&value.to_be_bytes());
 }
 
 /// CRC32c (Castagnoli) lookup table, reflected polynomial 0x82F63B78.
@@ -283,6 +327,7 @@ pub fn crc32c(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kxdp_dataplane::packet::L4;
 
     #[test]
     fn crc32c_known_vectors() {
@@ -309,8 +354,10 @@ mod tests {
             l3_len: 8,
             ip_proto: ip_proto::TCP,
             l4_offset: 0,
-            src_port: 0,
-            dst_port: 0,
+            l4: L4::Tcp {
+                src_port: 0,
+                dst_port: 0,
+            },
             is_fragment: false,
         };
         let mut frame = [0u8; 30];
@@ -354,20 +401,25 @@ mod tests {
                 1 => frame.len(),
                 _ => 20 + l4_len + payload,
             };
+            let l3 = L3::Ipv4 {
+                src: Ipv4Addr::from_bits(next() as u32),
+                dst: Ipv4Addr::from_bits(next() as u32),
+            };
+            let (src_port, dst_port) = (next() as u16, next() as u16);
             let meta = FrameMeta {
                 dst_mac: [0; 6],
                 src_mac: [0; 6],
                 vlan: None,
                 l3_offset: 14,
-                l3: L3::Ipv4 {
-                    src: Ipv4Addr::from_bits(next() as u32),
-                    dst: Ipv4Addr::from_bits(next() as u32),
-                },
+                l3,
                 l3_len,
                 ip_proto: if tcp { ip_proto::TCP } else { ip_proto::UDP },
                 l4_offset: 34,
-                src_port: next() as u16,
-                dst_port: next() as u16,
+                l4: if tcp {
+                    L4::Tcp { src_port, dst_port }
+                } else {
+                    L4::Udp { src_port, dst_port }
+                },
                 is_fragment: false,
             };
             let side = if next() % 2 == 0 {
@@ -390,6 +442,14 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn read32(frame: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]])
+    }
+
+    fn write32(frame: &mut [u8], at: usize, value: u32) {
+        frame[at..at + 4].copy_from_slice(&value.to_be_bytes());
     }
 
     #[test]

@@ -664,7 +664,7 @@ proptest! {
                 }
                 assert_checksums_valid(out);
                 let meta = packet::parse(input).unwrap();
-                let flow = if meta.dst_port == 80 { meta.src_port - 20_000 } else { meta.dst_port - 20_000 };
+                let flow = if meta.l4.ports().1 == 80 { meta.l4.ports().0 - 20_000 } else { meta.l4.ports().1 - 20_000 };
                 if dst_of(input) == VIP {
                     let backend = dst_of(out);
                     prop_assert!(backend.starts_with("10.1.0."), "request left as {}", backend);

@@ -153,7 +153,7 @@ fn ipv4(frame: &[u8]) -> (Ipv4Addr, Ipv4Addr, u8, u16) {
     let L3::Ipv4 { src, dst } = meta.l3 else {
         panic!("not IPv4");
     };
-    (src, dst, frame[meta.l3_offset + 8], meta.dst_port)
+    (src, dst, frame[meta.l3_offset + 8], meta.l4.ports().1)
 }
 
 impl Node {
@@ -472,7 +472,7 @@ fn services_without_a_chain_balance_and_refuse_when_empty() {
         }
     );
     assert_eq!(meta.ip_proto, 1);
-    assert_eq!(meta.dst_port, 3 << 8 | 3, "port unreachable");
+    assert_eq!(meta.l4.ports().1, 3 << 8 | 3, "port unreachable");
     assert_eq!(&back[0][..6], &CLIENT_MAC);
     // The quote is the refused packet's IP header and beyond.
     assert_eq!(&back[0][42..62], &refused[14..34]);

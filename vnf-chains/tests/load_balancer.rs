@@ -56,7 +56,7 @@ fn destination(frame: &[u8]) -> (IpAddr, u16) {
         L3::Ipv6 { dst, .. } => IpAddr::V6(dst),
         L3::Arp => panic!("arp"),
     };
-    (ip, meta.dst_port)
+    (ip, meta.l4.ports().1)
 }
 
 #[test]

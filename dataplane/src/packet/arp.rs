@@ -8,20 +8,8 @@ use std::net::Ipv4Addr;
 
 use super::{FrameMeta, ARP_LEN, L3};
 use crate::verdict::DropReason;
-
-// Field offsets inside an Ethernet/IPv4 ARP packet (RFC 826).
-const HTYPE: usize = 0;
-const PTYPE: usize = 2;
-const HLEN: usize = 4;
-const PLEN: usize = 5;
-const OPER: usize = 6;
-const SHA: usize = 8;
-const SPA: usize = 14;
-const THA: usize = 18;
-const TPA: usize = 24;
-
-const OP_REQUEST: u16 = 1;
-const OP_REPLY: u16 = 2;
+use crate::wire::arp::{operation, Packet};
+use crate::wire::ethernet;
 
 /// Turn an ARP request for `gateway` (an Ethernet/IPv4 ARP request, target
 /// protocol address == gateway) into the reply, in place: Ethernet dst = the
@@ -48,31 +36,27 @@ pub fn answer_gateway(
     let Some(frame) = frame.get_mut(..reply_len) else {
         return Err(DropReason::MalformedArp);
     };
-    let (ethernet, arp) = frame.split_at_mut(meta.l3_offset);
-    if ethernet.len() < 12
-        || arp[HTYPE..HTYPE + 2] != [0, 1]
-        || arp[PTYPE..PTYPE + 2] != [0x08, 0x00]
-        || arp[HLEN] != 6
-        || arp[PLEN] != 4
-    {
+    let (link, arp) = frame.split_at_mut(meta.l3_offset);
+    let Ok(mut eth) = ethernet::Frame::new_checked(link) else {
+        return Err(DropReason::MalformedArp);
+    };
+    let mut arp = Packet::new_unchecked(arp);
+    if !arp.is_ethernet_ipv4() {
         return Err(DropReason::MalformedArp);
     }
-    let operation = u16::from_be_bytes([arp[OPER], arp[OPER + 1]]);
-    let sender_ip = [arp[SPA], arp[SPA + 1], arp[SPA + 2], arp[SPA + 3]];
-    let target_ip = [arp[TPA], arp[TPA + 1], arp[TPA + 2], arp[TPA + 3]];
-    if operation != OP_REQUEST || target_ip != gateway.octets() || sender_ip == target_ip {
+    let sender_ip = arp.source_protocol_addr();
+    let target_ip = arp.target_protocol_addr();
+    if arp.operation() != operation::REQUEST || target_ip != gateway || sender_ip == target_ip {
         return Err(DropReason::ArpNotForGateway);
     }
-    let mut requester = [0u8; 6];
-    requester.copy_from_slice(&arp[SHA..SHA + 6]);
-
-    ethernet[..6].copy_from_slice(&requester);
-    ethernet[6..12].copy_from_slice(&our_mac);
-    arp[OPER..OPER + 2].copy_from_slice(&OP_REPLY.to_be_bytes());
-    arp[SHA..SHA + 6].copy_from_slice(&our_mac);
-    arp[SPA..SPA + 4].copy_from_slice(&gateway.octets());
-    arp[THA..THA + 6].copy_from_slice(&requester);
-    arp[TPA..TPA + 4].copy_from_slice(&sender_ip);
+    let requester = arp.source_hardware_addr();
+    eth.set_dst_addr(requester);
+    eth.set_src_addr(our_mac);
+    arp.set_operation(operation::REPLY);
+    arp.set_source_hardware_addr(our_mac);
+    arp.set_source_protocol_addr(gateway);
+    arp.set_target_hardware_addr(requester);
+    arp.set_target_protocol_addr(sender_ip);
     Ok(reply_len)
 }
 
@@ -84,6 +68,14 @@ mod tests {
     use crate::packet::{parse, testframes};
     use etherparse::{ArpOperation, ArpPacketSlice, Ethernet2HeaderSlice};
     use hex_literal::hex;
+
+    // Field offsets inside an Ethernet/IPv4 ARP packet (RFC 826), to
+    // damage fixtures with.
+    const HTYPE: usize = 0;
+    const PTYPE: usize = 2;
+    const HLEN: usize = 4;
+    const PLEN: usize = 5;
+    const TPA: usize = 24;
 
     const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
     const OUR_MAC: [u8; 6] = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee];

@@ -1,24 +1,19 @@
 //! In-place rewrites for forwarding without NAT: MACs and TTL / hop limit.
 
-use super::{checksum, FrameMeta, L3};
+use super::{FrameMeta, L3};
 use crate::verdict::DropReason;
-
-/// Offset of the TTL inside an IPv4 header (the protocol byte follows it).
-const IPV4_TTL: usize = 8;
-/// Offset of the header checksum inside an IPv4 header.
-const IPV4_CHECKSUM: usize = 10;
-/// Offset of the hop limit inside an IPv6 header.
-const IPV6_HOP_LIMIT: usize = 7;
+use crate::wire::{ethernet, ipv4, ipv6};
 
 /// Write destination and source MACs.
 ///
-/// A frame shorter than the two addresses (which [`super::parse`] never
+/// A frame shorter than an Ethernet header (which [`super::parse`] never
 /// accepts) is left as it is.
 #[inline]
 pub fn set_macs(frame: &mut [u8], dst: [u8; 6], src: [u8; 6]) {
-    if let Some(macs) = frame.get_mut(..12) {
-        macs[..6].copy_from_slice(&dst);
-        macs[6..].copy_from_slice(&src);
+    let mut eth = ethernet::Frame::new_unchecked(frame);
+    if eth.check_len().is_ok() {
+        eth.set_dst_addr(dst);
+        eth.set_src_addr(src);
     }
 }
 
@@ -34,31 +29,28 @@ pub fn decrement_ttl(frame: &mut [u8], meta: &FrameMeta) -> Result<(), DropReaso
     match meta.l3 {
         L3::Arp => Ok(()),
         L3::Ipv4 { .. } => {
-            let Some(header) = frame.get_mut(meta.l3_offset..meta.l3_offset + 20) else {
+            let Some(header) = frame.get_mut(meta.l3_offset..meta.l3_offset + ipv4::HEADER_LEN)
+            else {
                 return Err(DropReason::MalformedIpv4);
             };
-            let ttl = header[IPV4_TTL];
-            if ttl <= 1 {
+            let mut ip = ipv4::Packet::new_unchecked(header);
+            if ip.ttl() <= 1 {
                 return Err(DropReason::TtlExpired);
             }
-            // The TTL shares its 16-bit checksum word with the protocol.
-            let protocol = header[IPV4_TTL + 1];
-            let old_word = u16::from_be_bytes([ttl, protocol]);
-            let new_word = u16::from_be_bytes([ttl - 1, protocol]);
-            let old_sum = u16::from_be_bytes([header[IPV4_CHECKSUM], header[IPV4_CHECKSUM + 1]]);
-            let new_sum = checksum::update16(old_sum, old_word, new_word);
-            header[IPV4_TTL] = ttl - 1;
-            header[IPV4_CHECKSUM..IPV4_CHECKSUM + 2].copy_from_slice(&new_sum.to_be_bytes());
+            ip.decrement_ttl();
             Ok(())
         }
         L3::Ipv6 { .. } => {
-            let Some(hop_limit) = frame.get_mut(meta.l3_offset + IPV6_HOP_LIMIT) else {
+            let Some(header) = frame.get_mut(meta.l3_offset..meta.l3_offset + ipv6::HEADER_LEN)
+            else {
                 return Err(DropReason::MalformedIpv6);
             };
-            if *hop_limit <= 1 {
+            let mut ip = ipv6::Packet::new_unchecked(header);
+            let hop_limit = ip.hop_limit();
+            if hop_limit <= 1 {
                 return Err(DropReason::TtlExpired);
             }
-            *hop_limit -= 1;
+            ip.set_hop_limit(hop_limit - 1);
             Ok(())
         }
     }
@@ -69,7 +61,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::packet::{parse, testframes};
+    use crate::packet::{checksum, parse, testframes};
     use hex_literal::hex;
     use proptest::prelude::*;
 

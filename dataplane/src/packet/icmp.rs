@@ -9,7 +9,9 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::{checksum, ip_proto, nd::icmpv6_checksum, FrameMeta, ETH_HEADER_LEN, L3};
+use super::{FrameMeta, ETH_HEADER_LEN, L3, L4};
+use crate::wire::ethernet::{self, EtherType};
+use crate::wire::{icmpv4, icmpv6, ip_protocol, ipv4, ipv6};
 
 /// An error to answer with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,29 +79,40 @@ const MAX_V4_ERROR: usize = 576;
 /// Largest IPv6 error packet (RFC 4443 §2.4 (c): the minimum MTU, 1280).
 const MAX_V6_ERROR: usize = 1280;
 /// IPv4 header (no options) + ICMP header.
-const V4_HEADERS: usize = 20 + 8;
+const V4_HEADERS: usize = ipv4::HEADER_LEN + icmpv4::HEADER_LEN;
 /// IPv6 header + ICMPv6 header.
-const V6_HEADERS: usize = 40 + 8;
+const V6_HEADERS: usize = ipv6::HEADER_LEN + icmpv6::HEADER_LEN;
+/// The DSCP/ECN byte of an error: class selector 6 (internetwork
+/// control), as Linux sends its ICMP errors.
+const ERROR_DSCP_ECN: u8 = 0xc0;
 /// The error's hop limit / TTL.
 const TTL: u8 = 64;
 
 /// Whether `meta`'s packet may be answered with an ICMP error.
 pub fn may_answer(frame: &[u8], meta: &FrameMeta) -> bool {
-    if meta.src_mac[0] & 1 == 1 || meta.dst_mac[0] & 1 == 1 {
+    if ethernet::is_multicast(&meta.src_mac) || ethernet::is_multicast(&meta.dst_mac) {
         return false;
     }
-    let l4 = meta.l4_offset;
     match meta.l3 {
         L3::Arp => false,
         L3::Ipv4 { src, dst } => {
             let offset = frame
-                .get(meta.l3_offset + 6..meta.l3_offset + 8)
-                .map_or(1, |b| u16::from_be_bytes([b[0], b[1]]) & 0x1fff);
-            let error = meta.ip_proto == ip_proto::ICMP
-                && (l4 == 0
-                    || frame
-                        .get(l4)
-                        .is_none_or(|&t| !matches!(t, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18)));
+                .get(meta.l3_offset..)
+                .and_then(|ip| ipv4::Packet::new_checked(ip).ok())
+                .map_or(1, |ip| ip.frag_offset());
+            // ICMP that the parser could not read (a non-first fragment)
+            // or that is not a query is taken for an error.
+            let error = meta.ip_proto == ip_protocol::ICMP
+                && !matches!(
+                    meta.l4,
+                    L4::Icmp {
+                        msg_type: icmpv4::msg_type::ECHO_REPLY
+                            | icmpv4::msg_type::ECHO_REQUEST
+                            | icmpv4::msg_type::TIMESTAMP
+                            ..=icmpv4::msg_type::ADDRESS_MASK_REPLY,
+                        ..
+                    }
+                );
             offset == 0
                 && !error
                 && !src.is_multicast()
@@ -111,9 +124,15 @@ pub fn may_answer(frame: &[u8], meta: &FrameMeta) -> bool {
         L3::Ipv6 { src, dst } => {
             // Types below 128 are errors; a packet whose transport the
             // parser could not place (a non-first fragment) is not answered.
-            let error = meta.ip_proto == ip_proto::ICMPV6
-                && (l4 == 0 || frame.get(l4).is_none_or(|&t| t < 128));
-            let unanswerable = (meta.is_fragment && l4 == 0)
+            let error = meta.ip_proto == ip_protocol::ICMPV6
+                && !matches!(
+                    meta.l4,
+                    L4::Icmpv6 {
+                        msg_type: icmpv6::msg_type::FIRST_INFORMATIONAL..,
+                        ..
+                    }
+                );
+            let unanswerable = (meta.is_fragment && meta.l4_offset == 0)
                 || error
                 || src.is_multicast()
                 || src.is_unspecified()
@@ -157,14 +176,16 @@ pub fn answer_in_place(
             let start = ip_start.checked_sub(ETH_HEADER_LEN + V4_HEADERS)?;
             let total = V4_HEADERS + quote;
             let out = chunk.get_mut(start..ip_start + quote)?;
-            write_ethernet(out, peer_mac, our_mac, 0x0800);
-            write_ipv4(&mut out[ETH_HEADER_LEN..], total, from, src);
-            let icmp = &mut out[ETH_HEADER_LEN + 20..];
+            let (link, rest) = out.split_at_mut(ETH_HEADER_LEN);
+            write_ethernet(link, peer_mac, our_mac, EtherType::IPV4);
+            let (ip, icmp) = rest.split_at_mut(ipv4::HEADER_LEN);
+            write_ipv4(ip, total, from, src);
+            let mut icmp = icmpv4::Packet::new_unchecked(icmp);
             let (kind, code) = error.v4();
-            let [r0, r1, r2, r3] = error.rest(false);
-            icmp[..8].copy_from_slice(&[kind, code, 0, 0, r0, r1, r2, r3]);
-            let sum = checksum::finish(checksum::sum(icmp, 0));
-            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+            icmp.set_msg_type(kind);
+            icmp.set_msg_code(code);
+            icmp.set_rest_of_header(error.rest(false));
+            icmp.fill_checksum();
             Some((start, ETH_HEADER_LEN + total))
         }
         L3::Ipv6 { src, dst } => {
@@ -177,69 +198,57 @@ pub fn answer_in_place(
             let start = ip_start.checked_sub(ETH_HEADER_LEN + V6_HEADERS)?;
             let payload = 8 + quote;
             let out = chunk.get_mut(start..ip_start + quote)?;
-            write_ethernet(out, peer_mac, our_mac, 0x86dd);
-            write_ipv6(&mut out[ETH_HEADER_LEN..], payload, from, src);
-            let icmp = &mut out[ETH_HEADER_LEN + 40..];
+            let (link, rest) = out.split_at_mut(ETH_HEADER_LEN);
+            write_ethernet(link, peer_mac, our_mac, EtherType::IPV6);
+            let (ip, icmp) = rest.split_at_mut(ipv6::HEADER_LEN);
+            write_ipv6(ip, payload, from, src);
+            let mut icmp = icmpv6::Packet::new_unchecked(icmp);
             let (kind, code) = error.v6();
-            let [r0, r1, r2, r3] = error.rest(true);
-            icmp[..8].copy_from_slice(&[kind, code, 0, 0, r0, r1, r2, r3]);
-            let sum = icmpv6_checksum(from, src, icmp);
-            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-            Some((start, ETH_HEADER_LEN + 40 + payload))
+            icmp.set_msg_type(kind);
+            icmp.set_msg_code(code);
+            icmp.set_rest_of_header(error.rest(true));
+            icmp.fill_checksum(from, src);
+            Some((start, ETH_HEADER_LEN + ipv6::HEADER_LEN + payload))
         }
     }
 }
 
-fn write_ethernet(out: &mut [u8], dst: [u8; 6], src: [u8; 6], ethertype: u16) {
-    out[..6].copy_from_slice(&dst);
-    out[6..12].copy_from_slice(&src);
-    out[12..14].copy_from_slice(&ethertype.to_be_bytes());
+fn write_ethernet(out: &mut [u8], dst: [u8; 6], src: [u8; 6], ethertype: EtherType) {
+    let mut eth = ethernet::Frame::new_unchecked(out);
+    eth.set_dst_addr(dst);
+    eth.set_src_addr(src);
+    eth.set_ethertype(ethertype);
 }
 
 fn write_ipv4(out: &mut [u8], total: usize, src: Ipv4Addr, dst: Ipv4Addr) {
-    let header = &mut out[..20];
-    header.copy_from_slice(&[
-        0x45,
-        0xc0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        TTL,
-        ip_proto::ICMP,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ]);
-    header[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    header[12..16].copy_from_slice(&src.octets());
-    header[16..20].copy_from_slice(&dst.octets());
-    let sum = checksum::ipv4_header(header);
-    header[10..12].copy_from_slice(&sum.to_be_bytes());
+    let mut ip = ipv4::Packet::new_unchecked(out);
+    ip.set_version_and_header_len(4, ipv4::HEADER_LEN);
+    ip.set_dscp_ecn(ERROR_DSCP_ECN);
+    ip.set_total_len(total as u16);
+    ip.set_ident(0);
+    ip.set_fragmentation(false, false, 0);
+    ip.set_ttl(TTL);
+    ip.set_protocol(ip_protocol::ICMP);
+    ip.set_src_addr(src);
+    ip.set_dst_addr(dst);
+    ip.fill_checksum();
 }
 
 fn write_ipv6(out: &mut [u8], payload: usize, src: Ipv6Addr, dst: Ipv6Addr) {
-    let header = &mut out[..40];
-    header[..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 0, ip_proto::ICMPV6, TTL]);
-    header[4..6].copy_from_slice(&(payload as u16).to_be_bytes());
-    header[8..24].copy_from_slice(&src.octets());
-    header[24..40].copy_from_slice(&dst.octets());
+    let mut ip = ipv6::Packet::new_unchecked(out);
+    ip.set_version_class_flow(6, 0, 0);
+    ip.set_payload_len(payload as u16);
+    ip.set_next_header(ip_protocol::ICMPV6);
+    ip.set_hop_limit(TTL);
+    ip.set_src_addr(src);
+    ip.set_dst_addr(dst);
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::packet::{parse, testframes};
+    use crate::packet::{checksum, nd::icmpv6_checksum, parse, testframes};
     use etherparse::{Icmpv4Type, Icmpv6Type, SlicedPacket, TransportSlice};
 
     const HEADROOM: usize = 256;

@@ -1,10 +1,11 @@
-//! Frame views and parsing (Ethernet, 802.1Q, ARP, IPv4, IPv6, UDP, TCP, ICMP,
-//! ICMPv6) over byte buffers, built on etherparse's checked slices.
+//! Frame parsing (Ethernet, 802.1Q, ARP, IPv4, IPv6, UDP, TCP, ICMP,
+//! ICMPv6) through the checked views of [`crate::wire`].
 //!
 //! A frame is parsed once into a small [`FrameMeta`] (offsets, addresses,
-//! ports); the rest of the pipeline works from it. Untrusted bytes only ever
-//! go through checked constructors: after [`parse`] succeeds, the offsets in
-//! the metadata are within the frame, and nothing panics on any input.
+//! the transport's ports or ICMP type); the rest of the pipeline works from
+//! it. Untrusted bytes only ever go through checked constructors: after
+//! [`parse`] succeeds, the offsets in the metadata are within the frame,
+//! and nothing panics on any input.
 
 pub mod arp;
 pub mod checksum;
@@ -16,37 +17,27 @@ pub(crate) mod testframes;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use etherparse::{
-    ArpHardwareId, ArpPacketSlice, EtherType, Ethernet2HeaderSlice, Icmpv4Slice, Icmpv6Slice,
-    IpAuthHeaderSlice, IpNumber, Ipv4HeaderSlice, Ipv6FragmentHeaderSlice, Ipv6HeaderSlice,
-    Ipv6RawExtHeaderSlice, SingleVlanHeaderSlice, TcpHeaderSlice, UdpHeaderSlice,
+use crate::verdict::DropReason;
+use crate::wire::ethernet::{self, EtherType};
+use crate::wire::{
+    arp as wire_arp, icmpv4, icmpv6, ip_protocol, ipv4, ipv6, ipv6ext, tcp, udp, vlan,
 };
 
-use crate::verdict::DropReason;
-
 /// Length of an Ethernet II header.
-pub const ETH_HEADER_LEN: usize = 14;
+pub const ETH_HEADER_LEN: usize = ethernet::HEADER_LEN;
 /// Length of one 802.1Q tag.
-pub const VLAN_TAG_LEN: usize = 4;
+pub const VLAN_TAG_LEN: usize = vlan::HEADER_LEN;
 /// Length of an Ethernet/IPv4 ARP packet.
-pub const ARP_LEN: usize = 28;
+pub const ARP_LEN: usize = wire_arp::LEN;
 /// Length of the fixed IPv6 header.
-pub const IPV6_HEADER_LEN: usize = 40;
+pub const IPV6_HEADER_LEN: usize = ipv6::HEADER_LEN;
 /// Most IPv6 extension headers [`parse`] walks before it stops looking for
 /// the transport (and reports the last next-header value as `ip_proto`).
 pub const MAX_IPV6_EXTENSIONS: usize = 8;
 
-/// IP protocol numbers the parser reads a header of.
-pub mod ip_proto {
-    /// ICMP (IPv4).
-    pub const ICMP: u8 = 1;
-    /// TCP.
-    pub const TCP: u8 = 6;
-    /// UDP.
-    pub const UDP: u8 = 17;
-    /// ICMPv6.
-    pub const ICMPV6: u8 = 58;
-}
+/// IP protocol numbers (those the parser reads a header of, and the rest
+/// kxdp knows).
+pub use crate::wire::ip_protocol as ip_proto;
 
 /// The network layer of a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +60,100 @@ pub enum L3 {
     },
 }
 
+/// The transport layer of a frame, as far as [`parse`] reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L4 {
+    /// No transport header to read: ARP, a non-first fragment, an IPv6
+    /// packet with extension headers (`FrameMeta::l4_offset` is 0).
+    None,
+    /// A protocol the parser does not read (GRE, SCTP, ESP…, or ICMP in
+    /// the other IP version); `FrameMeta::l4_offset` is the start of the
+    /// IP payload.
+    Other,
+    /// UDP.
+    Udp {
+        /// Source port.
+        src_port: u16,
+        /// Destination port.
+        dst_port: u16,
+    },
+    /// TCP.
+    Tcp {
+        /// Source port.
+        src_port: u16,
+        /// Destination port.
+        dst_port: u16,
+    },
+    /// ICMP in IPv4.
+    Icmp {
+        /// Message type.
+        msg_type: u8,
+        /// Code.
+        code: u8,
+        /// The identifier of an echo request or reply; 0 for other types.
+        ident: u16,
+    },
+    /// ICMPv6 in IPv6.
+    Icmpv6 {
+        /// Message type.
+        msg_type: u8,
+        /// Code.
+        code: u8,
+        /// The identifier of an echo request or reply; 0 for other types.
+        ident: u16,
+    },
+}
+
+impl L4 {
+    /// The pair a 5-tuple hashes as ports: UDP/TCP source and destination
+    /// port; ICMP/ICMPv6 the echo identifier and type << 8 | code; (0, 0)
+    /// otherwise.
+    #[inline(always)]
+    pub fn ports(self) -> (u16, u16) {
+        match self {
+            L4::Udp { src_port, dst_port } | L4::Tcp { src_port, dst_port } => (src_port, dst_port),
+            L4::Icmp {
+                msg_type,
+                code,
+                ident,
+            }
+            | L4::Icmpv6 {
+                msg_type,
+                code,
+                ident,
+            } => (ident, u16::from_be_bytes([msg_type, code])),
+            L4::None | L4::Other => (0, 0),
+        }
+    }
+
+    /// The ICMP or ICMPv6 (type, code).
+    #[inline]
+    pub fn icmp(self) -> Option<(u8, u8)> {
+        match self {
+            L4::Icmp { msg_type, code, .. } | L4::Icmpv6 { msg_type, code, .. } => {
+                Some((msg_type, code))
+            }
+            _ => None,
+        }
+    }
+
+    /// Set the source port of UDP or TCP (nothing else has one here).
+    #[inline]
+    pub fn set_src_port(&mut self, port: u16) {
+        if let L4::Udp { src_port, .. } | L4::Tcp { src_port, .. } = self {
+            *src_port = port;
+        }
+    }
+
+    /// Set the destination port of UDP or TCP.
+    #[inline]
+    pub fn set_dst_port(&mut self, port: u16) {
+        if let L4::Udp { dst_port, .. } | L4::Tcp { dst_port, .. } = self {
+            *dst_port = port;
+        }
+    }
+}
+
 /// What [`parse`] learns about a frame. Offsets are from the frame's first byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameMeta {
@@ -89,15 +174,13 @@ pub struct FrameMeta {
     /// IP protocol / IPv6 next header of the transport (0 for ARP).
     pub ip_proto: u8,
     /// Offset of the transport header; 0 when there is none to read
-    /// (ARP, a non-first fragment, an IPv6 extension header chain). For a
-    /// protocol the parser does not know (GRE, SCTP, ESP…) it is the start
-    /// of the IP payload, with both ports 0.
+    /// ([`L4::None`]). For a protocol the parser does not know
+    /// ([`L4::Other`]) it is the start of the IP payload. When `l4` is UDP,
+    /// TCP, ICMP or ICMPv6, that header (TCP: with its options) is within
+    /// the IP packet.
     pub l4_offset: usize,
-    /// UDP/TCP source port; ICMP/ICMPv6: the echo identifier or 0. Zero
-    /// whenever `l4_offset` is 0.
-    pub src_port: u16,
-    /// UDP/TCP destination port; ICMP/ICMPv6: the type << 8 | code.
-    pub dst_port: u16,
+    /// The transport layer.
+    pub l4: L4,
     /// IPv4 fragment (MF set or non-zero offset), or IPv6 with a fragment header.
     pub is_fragment: bool,
 }
@@ -118,7 +201,8 @@ impl FrameMeta {
         let ports = if self.is_fragment {
             0
         } else {
-            (u64::from(self.src_port) << 32) | u64::from(self.dst_port)
+            let (src_port, dst_port) = self.l4.ports();
+            (u64::from(src_port) << 32) | u64::from(dst_port)
         };
         let tail = (u64::from(self.ip_proto) << 16) | ports;
         let h = match self.l3 {
@@ -136,6 +220,18 @@ impl FrameMeta {
         };
         let h = fold_mul(h ^ HASH_K2, HASH_K3);
         (h ^ (h >> 32)) as u32
+    }
+
+    /// An ICMPv6 neighbour solicitation (whose transport the parser read).
+    #[inline]
+    pub fn is_neighbour_solicitation(&self) -> bool {
+        matches!(
+            self.l4,
+            L4::Icmpv6 {
+                msg_type: icmpv6::msg_type::NEIGHBOR_SOLICIT,
+                ..
+            }
+        )
     }
 }
 
@@ -167,48 +263,45 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 /// [`DropReason::Ipv4BadChecksum`], [`DropReason::MalformedIpv6`] (also a
 /// truncated extension header), [`DropReason::MalformedL4`] (a truncated
 /// transport header, UDP length < 8 or past the IP payload, TCP data offset
-/// < 5 or past the IP payload). A first fragment must hold its whole
-/// transport header (RFC 1858's tiny-fragment rule); its UDP length is not
-/// compared with the fragment's size.
+/// < 5 or past the IP payload, an ICMP timestamp (reply) that is not 20
+/// bytes). A first fragment must hold its whole transport header (RFC
+/// 1858's tiny-fragment rule); its UDP length is not compared with the
+/// fragment's size.
 #[inline]
 pub fn parse(frame: &[u8]) -> Result<FrameMeta, DropReason> {
-    let eth = Ethernet2HeaderSlice::from_slice(frame).map_err(|_| DropReason::Runt)?;
-    let ether_type = eth.ether_type();
+    let eth = ethernet::Frame::new_checked(frame).map_err(|_| DropReason::Runt)?;
+    let ether_type = eth.ethertype();
     if ether_type == EtherType::IPV4 {
         // The hot path, untagged IPv4, apart from the rest: sharing one body
         // with the VLAN, ARP and IPv6 paths cost it registers (and ~30%).
-        let packet = frame.get(ETH_HEADER_LEN..).unwrap_or_default();
-        let network = parse_ipv4(packet, ETH_HEADER_LEN)?;
+        let network = parse_ipv4(eth.payload(), ETH_HEADER_LEN)?;
         return Ok(FrameMeta::new(&eth, None, ETH_HEADER_LEN, network));
     }
-    parse_not_ipv4(frame, eth, ether_type)
+    parse_not_ipv4(eth, ether_type)
 }
 
 /// [`parse`] for everything but untagged IPv4.
 #[inline(never)]
 fn parse_not_ipv4(
-    frame: &[u8],
-    eth: Ethernet2HeaderSlice<'_>,
+    eth: ethernet::Frame<&[u8]>,
     mut ether_type: EtherType,
 ) -> Result<FrameMeta, DropReason> {
     let mut l3_offset = ETH_HEADER_LEN;
     let mut vlan = None;
-    if ether_type == EtherType::VLAN_TAGGED_FRAME {
-        let rest = frame.get(l3_offset..).unwrap_or_default();
-        let tag = SingleVlanHeaderSlice::from_slice(rest).map_err(|_| DropReason::MalformedVlan)?;
-        ether_type = tag.ether_type();
+    let mut packet = eth.payload();
+    if ether_type == EtherType::VLAN {
+        let tag = vlan::Tag::new_checked(packet).map_err(|_| DropReason::MalformedVlan)?;
+        ether_type = tag.ethertype();
         if matches!(
             ether_type,
-            EtherType::VLAN_TAGGED_FRAME
-                | EtherType::PROVIDER_BRIDGING
-                | EtherType::VLAN_DOUBLE_TAGGED_FRAME
+            EtherType::VLAN | EtherType::PROVIDER_BRIDGING | EtherType::VLAN_DOUBLE_TAGGED
         ) {
             return Err(DropReason::MalformedVlan);
         }
-        vlan = Some(tag.vlan_identifier().value());
+        vlan = Some(tag.vlan_id());
         l3_offset += VLAN_TAG_LEN;
+        packet = packet.get(VLAN_TAG_LEN..).unwrap_or_default();
     }
-    let packet = frame.get(l3_offset..).unwrap_or_default();
     let network = match ether_type {
         EtherType::IPV4 => parse_ipv4(packet, l3_offset)?,
         EtherType::IPV6 => parse_ipv6(packet, l3_offset)?,
@@ -223,22 +316,21 @@ impl FrameMeta {
     /// a pointer and copying it out cost a store-forwarding stall per packet.
     #[inline(always)]
     fn new(
-        eth: &Ethernet2HeaderSlice<'_>,
+        eth: &ethernet::Frame<&[u8]>,
         vlan: Option<u16>,
         l3_offset: usize,
         network: Network,
     ) -> Self {
         FrameMeta {
-            dst_mac: eth.destination(),
-            src_mac: eth.source(),
+            dst_mac: eth.dst_addr(),
+            src_mac: eth.src_addr(),
             vlan,
             l3_offset,
             l3: network.l3,
             l3_len: network.l3_len,
             ip_proto: network.ip_proto,
             l4_offset: network.transport.offset,
-            src_port: network.transport.src_port,
-            dst_port: network.transport.dst_port,
+            l4: network.transport.l4,
             is_fragment: network.is_fragment,
         }
     }
@@ -253,24 +345,26 @@ struct Network {
     transport: Transport,
 }
 
-/// What the transport parser learns; all zero when there is no transport
-/// header to read.
-#[derive(Default)]
+/// What the transport parser learns.
 struct Transport {
+    /// 0 when there is no transport header to read.
     offset: usize,
-    src_port: u16,
-    dst_port: u16,
+    l4: L4,
+}
+
+impl Transport {
+    /// No transport header to read.
+    const NONE: Transport = Transport {
+        offset: 0,
+        l4: L4::None,
+    };
 }
 
 /// An Ethernet/IPv4 ARP packet (hardware type 1, protocol 0x0800, address
 /// lengths 6 and 4); the operation is left to the responder.
 fn parse_arp(packet: &[u8]) -> Result<Network, DropReason> {
-    let arp = ArpPacketSlice::from_slice(packet).map_err(|_| DropReason::MalformedArp)?;
-    if arp.hw_addr_type() != ArpHardwareId::ETHERNET
-        || arp.proto_addr_type() != EtherType::IPV4
-        || arp.hw_addr_size() != 6
-        || arp.proto_addr_size() != 4
-    {
+    let arp = wire_arp::Packet::new_checked(packet).map_err(|_| DropReason::MalformedArp)?;
+    if !arp.is_ethernet_ipv4() {
         return Err(DropReason::MalformedArp);
     }
     Ok(Network {
@@ -278,44 +372,44 @@ fn parse_arp(packet: &[u8]) -> Result<Network, DropReason> {
         l3_len: ARP_LEN,
         ip_proto: 0,
         is_fragment: false,
-        transport: Transport::default(),
+        transport: Transport::NONE,
     })
 }
 
 #[inline(always)]
 fn parse_ipv4(packet: &[u8], l3_offset: usize) -> Result<Network, DropReason> {
-    // Checks length >= 20, version 4, IHL >= 5 and the options within `packet`.
-    let ip = Ipv4HeaderSlice::from_slice(packet).map_err(|_| DropReason::MalformedIpv4)?;
-    let header = ip.slice();
+    // Length >= 20, IHL >= 5 and the options within `packet`.
+    let ip = ipv4::Packet::new_checked(packet).map_err(|_| DropReason::MalformedIpv4)?;
+    if ip.version() != 4 {
+        return Err(DropReason::MalformedIpv4);
+    }
+    let header_len = ip.header_len();
     let total_len = usize::from(ip.total_len());
-    if total_len < header.len() || total_len > packet.len() {
+    if total_len < header_len || total_len > packet.len() {
         return Err(DropReason::Ipv4BadLength);
     }
     // Summed with its own checksum field, a correct header folds to 0xffff.
-    if checksum::finish(checksum::ipv4_header_sum(header)) != 0 {
+    if !ip.verify_checksum() {
         return Err(DropReason::Ipv4BadChecksum);
     }
-    let fragment_offset = ip.fragments_offset().value();
-    let is_fragment = fragment_offset != 0 || ip.more_fragments();
-    let ip_proto = ip.protocol().0;
+    let fragment_offset = ip.frag_offset();
+    let is_fragment = fragment_offset != 0 || ip.more_frags();
+    let ip_proto = ip.protocol();
     let transport = if fragment_offset == 0 {
-        let payload = packet.get(header.len()..total_len).unwrap_or_default();
         parse_transport(
-            payload,
-            l3_offset + header.len(),
+            ip.payload(),
+            l3_offset + header_len,
             ip_proto,
             false,
             is_fragment,
         )?
     } else {
-        Transport::default()
+        Transport::NONE
     };
     Ok(Network {
-        // As whole words: byte by byte, the four bytes of each address
-        // were kept apart in registers and spilled.
         l3: L3::Ipv4 {
-            src: Ipv4Addr::from_bits(u32::from_be_bytes(ip.source())),
-            dst: Ipv4Addr::from_bits(u32::from_be_bytes(ip.destination())),
+            src: ip.src_addr(),
+            dst: ip.dst_addr(),
         },
         l3_len: total_len,
         ip_proto,
@@ -325,14 +419,17 @@ fn parse_ipv4(packet: &[u8], l3_offset: usize) -> Result<Network, DropReason> {
 }
 
 fn parse_ipv6(packet: &[u8], l3_offset: usize) -> Result<Network, DropReason> {
-    // Checks length >= 40 and version 6.
-    let ip = Ipv6HeaderSlice::from_slice(packet).map_err(|_| DropReason::MalformedIpv6)?;
-    let total_len = IPV6_HEADER_LEN + usize::from(ip.payload_length());
-    let Some(body) = packet.get(..total_len) else {
+    let ip = ipv6::Packet::new_checked(packet).map_err(|_| DropReason::MalformedIpv6)?;
+    if ip.version() != 6 {
         return Err(DropReason::MalformedIpv6);
-    };
+    }
+    let total_len = ip.total_len();
+    if total_len > packet.len() {
+        return Err(DropReason::MalformedIpv6);
+    }
+    let body = ip.payload();
     let mut next = ip.next_header();
-    let mut offset = IPV6_HEADER_LEN;
+    let mut offset = 0;
     let mut extensions = 0;
     let mut is_fragment = false;
     // Walk the extension headers to learn the transport protocol and whether
@@ -340,8 +437,8 @@ fn parse_ipv6(packet: &[u8], l3_offset: usize) -> Result<Network, DropReason> {
     while extensions < MAX_IPV6_EXTENSIONS {
         let rest = body.get(offset..).unwrap_or_default();
         match next {
-            IpNumber::IPV6_FRAGMENTATION_HEADER => {
-                let fragment = Ipv6FragmentHeaderSlice::from_slice(rest)
+            ip_protocol::IPV6_FRAGMENT => {
+                let fragment = ipv6ext::FragmentHeader::new_checked(rest)
                     .map_err(|_| DropReason::MalformedIpv6)?;
                 is_fragment = true;
                 // What follows may be cut: the fragment's protocol is all we keep.
@@ -349,40 +446,39 @@ fn parse_ipv6(packet: &[u8], l3_offset: usize) -> Result<Network, DropReason> {
                 extensions += 1;
                 break;
             }
-            IpNumber::AUTHENTICATION_HEADER => {
-                let auth =
-                    IpAuthHeaderSlice::from_slice(rest).map_err(|_| DropReason::MalformedIpv6)?;
-                next = auth.next_header();
-                offset += auth.slice().len();
-            }
-            IpNumber::IPV6_HEADER_HOP_BY_HOP
-            | IpNumber::IPV6_ROUTE_HEADER
-            | IpNumber::IPV6_DESTINATION_OPTIONS
-            | IpNumber::MOBILITY_HEADER
-            | IpNumber::HIP
-            | IpNumber::SHIM6 => {
-                let ext = Ipv6RawExtHeaderSlice::from_slice(rest)
+            ip_protocol::AUTHENTICATION => {
+                let auth = ipv6ext::AuthHeader::new_checked(rest)
                     .map_err(|_| DropReason::MalformedIpv6)?;
+                next = auth.next_header();
+                offset += auth.header_len();
+            }
+            ip_protocol::HOP_BY_HOP
+            | ip_protocol::IPV6_ROUTE
+            | ip_protocol::IPV6_DESTINATION_OPTIONS
+            | ip_protocol::MOBILITY
+            | ip_protocol::HIP
+            | ip_protocol::SHIM6 => {
+                let ext =
+                    ipv6ext::ExtHeader::new_checked(rest).map_err(|_| DropReason::MalformedIpv6)?;
                 next = ext.next_header();
-                offset += ext.slice().len();
+                offset += ext.header_len();
             }
             _ => break,
         }
         extensions += 1;
     }
     let transport = if extensions == 0 {
-        let payload = body.get(IPV6_HEADER_LEN..).unwrap_or_default();
-        parse_transport(payload, l3_offset + IPV6_HEADER_LEN, next.0, true, false)?
+        parse_transport(body, l3_offset + IPV6_HEADER_LEN, next, true, false)?
     } else {
-        Transport::default()
+        Transport::NONE
     };
     Ok(Network {
         l3: L3::Ipv6 {
-            src: ip.source_addr(),
-            dst: ip.destination_addr(),
+            src: ip.src_addr(),
+            dst: ip.dst_addr(),
         },
         l3_len: total_len,
-        ip_proto: next.0,
+        ip_proto: next,
         is_fragment,
         transport,
     })
@@ -398,49 +494,64 @@ fn parse_transport(
     ipv6: bool,
     is_fragment: bool,
 ) -> Result<Transport, DropReason> {
-    let (src_port, dst_port) = match proto {
-        ip_proto::UDP => {
-            let udp = UdpHeaderSlice::from_slice(payload).map_err(|_| DropReason::MalformedL4)?;
-            let length = usize::from(udp.length());
+    let l4 = match proto {
+        ip_protocol::UDP => {
+            let udp = udp::Packet::new_checked(payload).map_err(|_| DropReason::MalformedL4)?;
+            let length = usize::from(udp.len());
             // A first fragment carries only part of the datagram its UDP
             // length describes.
-            if length < 8 || (!is_fragment && length > payload.len()) {
+            if length < udp::HEADER_LEN || (!is_fragment && length > payload.len()) {
                 return Err(DropReason::MalformedL4);
             }
-            (udp.source_port(), udp.destination_port())
+            L4::Udp {
+                src_port: udp.src_port(),
+                dst_port: udp.dst_port(),
+            }
         }
-        ip_proto::TCP => {
-            // Checks length >= 20, data offset >= 5 and the options within.
-            let tcp = TcpHeaderSlice::from_slice(payload).map_err(|_| DropReason::MalformedL4)?;
-            (tcp.source_port(), tcp.destination_port())
+        ip_protocol::TCP => {
+            // Length >= 20, data offset >= 5 and the options within.
+            let tcp = tcp::Packet::new_checked(payload).map_err(|_| DropReason::MalformedL4)?;
+            L4::Tcp {
+                src_port: tcp.src_port(),
+                dst_port: tcp.dst_port(),
+            }
         }
-        ip_proto::ICMP if !ipv6 => {
-            let icmp = Icmpv4Slice::from_slice(payload).map_err(|_| DropReason::MalformedL4)?;
-            let (icmp_type, code) = (icmp.type_u8(), icmp.code_u8());
-            let id = match icmp_type {
-                // Echo reply, echo request: bytes 4..6 are the identifier.
-                0 | 8 => u16::from_be_bytes([icmp.bytes5to8()[0], icmp.bytes5to8()[1]]),
+        ip_protocol::ICMP if !ipv6 => {
+            let icmp = icmpv4::Packet::new_checked(payload).map_err(|_| DropReason::MalformedL4)?;
+            let (msg_type, code) = (icmp.msg_type(), icmp.msg_code());
+            let ident = match msg_type {
+                icmpv4::msg_type::ECHO_REPLY | icmpv4::msg_type::ECHO_REQUEST => icmp.echo_ident(),
+                // A timestamp message (code 0) is exactly 20 bytes, as
+                // etherparse's checked slice held it before the views.
+                icmpv4::msg_type::TIMESTAMP | icmpv4::msg_type::TIMESTAMP_REPLY
+                    if code == 0 && payload.len() != icmpv4::TIMESTAMP_LEN =>
+                {
+                    return Err(DropReason::MalformedL4)
+                }
                 _ => 0,
             };
-            (id, u16::from_be_bytes([icmp_type, code]))
+            L4::Icmp {
+                msg_type,
+                code,
+                ident,
+            }
         }
-        ip_proto::ICMPV6 if ipv6 => {
-            let icmp = Icmpv6Slice::from_slice(payload).map_err(|_| DropReason::MalformedL4)?;
-            let (icmp_type, code) = (icmp.type_u8(), icmp.code_u8());
-            let id = match icmp_type {
-                // Echo request, echo reply.
-                128 | 129 => u16::from_be_bytes([icmp.bytes5to8()[0], icmp.bytes5to8()[1]]),
+        ip_protocol::ICMPV6 if ipv6 => {
+            let icmp = icmpv6::Packet::new_checked(payload).map_err(|_| DropReason::MalformedL4)?;
+            let msg_type = icmp.msg_type();
+            let ident = match msg_type {
+                icmpv6::msg_type::ECHO_REQUEST | icmpv6::msg_type::ECHO_REPLY => icmp.echo_ident(),
                 _ => 0,
             };
-            (id, u16::from_be_bytes([icmp_type, code]))
+            L4::Icmpv6 {
+                msg_type,
+                code: icmp.msg_code(),
+                ident,
+            }
         }
-        _ => (0, 0),
+        _ => L4::Other,
     };
-    Ok(Transport {
-        offset,
-        src_port,
-        dst_port,
-    })
+    Ok(Transport { offset, l4 })
 }
 
 #[cfg(test)]
@@ -532,8 +643,10 @@ mod tests {
                 l3_len: 33,
                 ip_proto: ip_proto::UDP,
                 l4_offset: 34,
-                src_port: 1000,
-                dst_port: 2000,
+                l4: L4::Udp {
+                    src_port: 1000,
+                    dst_port: 2000
+                },
                 is_fragment: false,
             }
         );
@@ -544,7 +657,7 @@ mod tests {
         let meta = parse(&IPV4_TCP).unwrap();
         assert_eq!(meta.ip_proto, ip_proto::TCP);
         assert_eq!(
-            (meta.l4_offset, meta.src_port, meta.dst_port),
+            (meta.l4_offset, meta.l4.ports().0, meta.l4.ports().1),
             (34, 40000, 80)
         );
         assert_eq!(meta.l3_len, 44);
@@ -554,12 +667,21 @@ mod tests {
     fn ipv4_icmp_echo() {
         let meta = parse(&IPV4_ICMP).unwrap();
         assert_eq!(meta.ip_proto, ip_proto::ICMP);
-        assert_eq!((meta.src_port, meta.dst_port), (0x1234, 0x0800));
+        assert_eq!(meta.l4.ports(), (0x1234, 0x0800));
+        assert_eq!(
+            meta.l4,
+            L4::Icmp {
+                msg_type: 8,
+                code: 0,
+                ident: 0x1234
+            }
+        );
         // A non-echo message has no identifier: type 3 code 1.
         let mut unreachable = IPV4_ICMP;
         unreachable[34..36].copy_from_slice(&[3, 1]);
         let meta = parse(&unreachable).unwrap();
-        assert_eq!((meta.src_port, meta.dst_port), (0, 0x0301));
+        assert_eq!(meta.l4.ports(), (0, 0x0301));
+        assert_eq!(meta.l4.icmp(), Some((3, 1)));
     }
 
     #[test]
@@ -576,7 +698,7 @@ mod tests {
             (meta.l3_len, meta.ip_proto, meta.l4_offset),
             (50, ip_proto::UDP, 54)
         );
-        assert_eq!((meta.src_port, meta.dst_port), (1000, 2000));
+        assert_eq!(meta.l4.ports(), (1000, 2000));
         assert!(!meta.is_fragment);
     }
 
@@ -584,7 +706,7 @@ mod tests {
     fn ipv6_icmp_echo_reply() {
         let meta = parse(&IPV6_ICMP).unwrap();
         assert_eq!(meta.ip_proto, ip_proto::ICMPV6);
-        assert_eq!((meta.src_port, meta.dst_port), (0x0707, 0x8100));
+        assert_eq!(meta.l4.ports(), (0x0707, 0x8100));
     }
 
     #[test]
@@ -625,7 +747,7 @@ mod tests {
                 ),
                 other => panic!("{other:?}"),
             };
-            assert_eq!((meta.src_port, meta.dst_port), (sp, dp));
+            assert_eq!(meta.l4.ports(), (sp, dp));
             assert_eq!(meta.l3_offset + meta.l3_len, frame.len());
         }
     }
@@ -860,7 +982,7 @@ mod tests {
         first[38..40].copy_from_slice(&1400u16.to_be_bytes());
         let first_meta = parse(&first).unwrap();
         assert!(first_meta.is_fragment);
-        assert_eq!((first_meta.l4_offset, first_meta.src_port), (34, 1000));
+        assert_eq!((first_meta.l4_offset, first_meta.l4.ports().0), (34, 1000));
 
         let mut later = fixture(IPV4_UDP);
         later[20..22].copy_from_slice(&0x00b9u16.to_be_bytes()); // offset 185 × 8, last
@@ -871,8 +993,8 @@ mod tests {
         assert_eq!(
             (
                 later_meta.l4_offset,
-                later_meta.src_port,
-                later_meta.dst_port
+                later_meta.l4.ports().0,
+                later_meta.l4.ports().1
             ),
             (0, 0, 0)
         );
@@ -952,8 +1074,8 @@ mod tests {
         fix_checksum(&mut frame, 14);
         let meta = parse(&frame).unwrap();
         assert_eq!(
-            (meta.ip_proto, meta.l4_offset, meta.src_port, meta.dst_port),
-            (47, 34, 0, 0)
+            (meta.ip_proto, meta.l4_offset, meta.l4.ports()),
+            (47, 34, (0, 0))
         );
     }
 
@@ -964,11 +1086,17 @@ mod tests {
         assert_eq!(h, parse(&IPV4_UDP).unwrap().flow_hash(), "stable");
         let variants = [
             FrameMeta {
-                src_port: 1001,
+                l4: L4::Udp {
+                    src_port: 1001,
+                    dst_port: 2000,
+                },
                 ..base
             },
             FrameMeta {
-                dst_port: 2001,
+                l4: L4::Udp {
+                    src_port: 1000,
+                    dst_port: 2001,
+                },
                 ..base
             },
             FrameMeta {
@@ -1009,7 +1137,17 @@ mod tests {
         };
         assert_eq!(same.flow_hash(), h);
         let v6 = parse(&IPV6_UDP).unwrap();
-        assert_ne!(v6.flow_hash(), FrameMeta { src_port: 1, ..v6 }.flow_hash());
+        assert_ne!(
+            v6.flow_hash(),
+            FrameMeta {
+                l4: L4::Udp {
+                    src_port: 1,
+                    dst_port: 2000
+                },
+                ..v6
+            }
+            .flow_hash()
+        );
         assert_ne!(
             v6.flow_hash(),
             FrameMeta {
@@ -1049,7 +1187,10 @@ mod tests {
         let by_port: Vec<u32> = (0..65535u16)
             .map(|p| {
                 FrameMeta {
-                    src_port: p,
+                    l4: L4::Udp {
+                        src_port: p,
+                        dst_port: 2000,
+                    },
                     ..base
                 }
                 .flow_hash()

@@ -6,20 +6,23 @@
 
 use std::net::Ipv6Addr;
 
-use super::{checksum, ip_proto, FrameMeta, IPV6_HEADER_LEN, L3};
+use super::{FrameMeta, IPV6_HEADER_LEN, L3};
 use crate::verdict::DropReason;
+use crate::wire::icmpv6::{
+    self, msg_type, nd_flag, nd_option, NdOption, LINK_LAYER_OPTION_LEN, NEIGHBOR_MESSAGE_LEN,
+};
+use crate::wire::{ethernet, ip_protocol, ipv6};
 
-const TYPE_NEIGHBOUR_SOLICITATION: u8 = 135;
-const TYPE_NEIGHBOUR_ADVERTISEMENT: u8 = 136;
+const TYPE_NEIGHBOUR_SOLICITATION: u8 = msg_type::NEIGHBOR_SOLICIT;
+const TYPE_NEIGHBOUR_ADVERTISEMENT: u8 = msg_type::NEIGHBOR_ADVERT;
 /// Type, code, checksum, reserved/flags, target address.
-const ND_MESSAGE_LEN: usize = 24;
-/// A link-layer address option for Ethernet: type, length (in 8 bytes), MAC.
-const LINK_LAYER_OPTION_LEN: usize = 8;
-const OPTION_SOURCE_LINK_LAYER: u8 = 1;
-const OPTION_TARGET_LINK_LAYER: u8 = 2;
-const FLAG_ROUTER: u8 = 0x80;
-const FLAG_SOLICITED: u8 = 0x40;
-const FLAG_OVERRIDE: u8 = 0x20;
+const ND_MESSAGE_LEN: usize = NEIGHBOR_MESSAGE_LEN;
+const FLAG_ROUTER: u8 = nd_flag::ROUTER;
+const FLAG_SOLICITED: u8 = nd_flag::SOLICITED;
+const FLAG_OVERRIDE: u8 = nd_flag::OVERRIDE;
+/// The hop limit neighbour discovery messages carry (RFC 4861 §7.1.1).
+const ND_HOP_LIMIT: u8 = 255;
+
 /// The all-nodes multicast group and its Ethernet address (RFC 2464 §7).
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
@@ -54,28 +57,30 @@ pub fn answer_gateway(
     let L3::Ipv6 { src, dst } = meta.l3 else {
         return Err(DropReason::NdNotForGateway);
     };
-    if meta.ip_proto != ip_proto::ICMPV6 || meta.l4_offset != meta.l3_offset + IPV6_HEADER_LEN {
+    if meta.ip_proto != ip_protocol::ICMPV6 || meta.l4_offset != meta.l3_offset + IPV6_HEADER_LEN {
         return Err(DropReason::NdNotForGateway);
     }
     let l3_end = meta.l3_offset + meta.l3_len;
     let Some(message) = frame.get(meta.l4_offset..l3_end) else {
         return Err(DropReason::MalformedL4);
     };
-    if message.len() < 8 {
+    let Ok(message) = icmpv6::Packet::new_checked(message) else {
         return Err(DropReason::MalformedL4);
-    }
-    if message[0] != TYPE_NEIGHBOUR_SOLICITATION {
+    };
+    if message.msg_type() != TYPE_NEIGHBOUR_SOLICITATION {
         return Err(DropReason::NdNotForGateway);
     }
-    let hop_limit = frame.get(meta.l3_offset + 7).copied().unwrap_or(0);
-    if hop_limit != 255 {
+    let hop_limit = frame
+        .get(meta.l3_offset..)
+        .and_then(|ip| ipv6::Packet::new_checked(ip).ok())
+        .map_or(0, |ip| ip.hop_limit());
+    if hop_limit != ND_HOP_LIMIT {
         return Err(DropReason::NdNotForGateway);
     }
     let target = validate_solicitation(message, src, dst)?;
     if target != gateway {
         return Err(DropReason::NdNotForGateway);
     }
-
     let dad = src.is_unspecified();
     let (ip_dst, eth_dst, flags) = if dad {
         (ALL_NODES, ALL_NODES_MAC, FLAG_ROUTER | FLAG_OVERRIDE)
@@ -98,79 +103,63 @@ pub fn answer_gateway(
     };
     let (link, rest) = reply.split_at_mut(meta.l3_offset);
     let (ip, icmp) = rest.split_at_mut(IPV6_HEADER_LEN);
-    if link.len() < 12 {
+    let Ok(mut eth) = ethernet::Frame::new_checked(link) else {
         return Err(DropReason::MalformedL4);
-    }
-    link[..6].copy_from_slice(&eth_dst);
-    link[6..12].copy_from_slice(&our_mac);
-
+    };
+    eth.set_dst_addr(eth_dst);
+    eth.set_src_addr(our_mac);
+    let mut ip = ipv6::Packet::new_unchecked(ip);
     // Version 6, traffic class 0, flow label 0.
-    ip[..4].copy_from_slice(&[0x60, 0, 0, 0]);
-    ip[4..6].copy_from_slice(&(message_len as u16).to_be_bytes());
-    ip[6] = ip_proto::ICMPV6;
-    ip[7] = 255;
-    ip[8..24].copy_from_slice(&gateway.octets());
-    ip[24..40].copy_from_slice(&ip_dst.octets());
-
-    icmp[..8].copy_from_slice(&[TYPE_NEIGHBOUR_ADVERTISEMENT, 0, 0, 0, flags, 0, 0, 0]);
-    icmp[8..24].copy_from_slice(&gateway.octets());
-    if let Some(option) = icmp.get_mut(ND_MESSAGE_LEN..ND_MESSAGE_LEN + LINK_LAYER_OPTION_LEN) {
-        option[0] = OPTION_TARGET_LINK_LAYER;
-        option[1] = 1;
-        option[2..].copy_from_slice(&our_mac);
-    }
-    let sum = icmpv6_checksum(gateway, ip_dst, icmp);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    ip.set_version_class_flow(6, 0, 0);
+    ip.set_payload_len(message_len as u16);
+    ip.set_next_header(ip_protocol::ICMPV6);
+    ip.set_hop_limit(ND_HOP_LIMIT);
+    ip.set_src_addr(gateway);
+    ip.set_dst_addr(ip_dst);
+    let mut icmp = icmpv6::Packet::new_unchecked(icmp);
+    icmp.set_msg_type(TYPE_NEIGHBOUR_ADVERTISEMENT);
+    icmp.set_msg_code(0);
+    icmp.set_nd_flags(flags);
+    icmp.set_target_addr(gateway);
+    // Present only when the buffer had room for it (`message_len`).
+    NdOption::new_unchecked(icmp.nd_options_mut())
+        .set_link_layer_addr(nd_option::TARGET_LINK_LAYER_ADDR, our_mac);
+    icmp.fill_checksum(gateway, ip_dst);
     Ok(reply_len)
 }
 
 /// The ICMPv6 checksum of `message` (checksum field zero) between `src` and
 /// `dst` (RFC 4443 §2.3: over the IPv6 pseudo-header and the message).
 pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> u16 {
-    // The pseudo-header as bytes, summed like the message: no addition
-    // here can overflow whatever the partial sums are.
-    let mut pseudo = [0u8; 40];
-    pseudo[..16].copy_from_slice(&src.octets());
-    pseudo[16..32].copy_from_slice(&dst.octets());
-    let len = u32::try_from(message.len()).unwrap_or(u32::MAX);
-    pseudo[32..36].copy_from_slice(&len.to_be_bytes());
-    pseudo[39] = ip_proto::ICMPV6;
-    checksum::finish(checksum::sum(message, checksum::sum(&pseudo, 0)))
+    icmpv6::Packet::new_unchecked(message).compute_checksum(src, dst)
 }
 
 /// RFC 4861 §7.1.1 checks of a solicitation (type already known to be 135).
 /// Returns its target.
 fn validate_solicitation(
-    message: &[u8],
+    message: icmpv6::Packet<&[u8]>,
     src: Ipv6Addr,
     dst: Ipv6Addr,
 ) -> Result<Ipv6Addr, DropReason> {
-    if message[1] != 0 || message.len() < ND_MESSAGE_LEN {
+    if message.msg_code() != 0 || message.as_ref().len() < ND_MESSAGE_LEN {
         return Err(DropReason::MalformedL4);
     }
     // Summed with its own checksum field, a correct message gives 0.
-    if icmpv6_checksum(src, dst, message) != 0 {
+    if message.compute_checksum(src, dst) != 0 {
         return Err(DropReason::MalformedL4);
     }
-    let mut target = [0u8; 16];
-    target.copy_from_slice(&message[8..24]);
-    let target = Ipv6Addr::from(target);
+    let target = message.target_addr();
     if target.is_multicast() {
         return Err(DropReason::MalformedL4);
     }
-    let mut options = &message[ND_MESSAGE_LEN..];
+    let mut options = message.nd_options();
     let mut source_link_layer = false;
     while !options.is_empty() {
-        let (kind, units) = match options {
-            [kind, units, ..] => (*kind, usize::from(*units)),
-            _ => return Err(DropReason::MalformedL4),
-        };
-        let len = units * 8;
-        if len == 0 || len > options.len() {
+        let Ok(option) = NdOption::new_checked(options) else {
             return Err(DropReason::MalformedL4);
-        }
-        source_link_layer |= kind == OPTION_SOURCE_LINK_LAYER;
-        options = &options[len..];
+        };
+        source_link_layer |= option.option_type() == nd_option::SOURCE_LINK_LAYER_ADDR;
+        options = options.get(option.option_len()..).unwrap_or_default();
     }
     if src.is_unspecified() && (source_link_layer || !is_solicited_node(dst)) {
         return Err(DropReason::MalformedL4);
@@ -254,7 +243,10 @@ mod tests {
         assert_eq!(frame[78..86], hex!("0201 02aabbccddee"));
         // The reply parses as a frame of its own.
         let reply = parse(&frame[..len]).unwrap();
-        assert_eq!(reply.dst_port, u16::from(TYPE_NEIGHBOUR_ADVERTISEMENT) << 8);
+        assert_eq!(
+            reply.l4.ports().1,
+            u16::from(TYPE_NEIGHBOUR_ADVERTISEMENT) << 8
+        );
     }
 
     #[test]

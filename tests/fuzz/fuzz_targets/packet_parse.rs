@@ -67,7 +67,7 @@ fn check_meta(frame: &[u8], meta: &FrameMeta) {
     );
     if meta.l4_offset == 0 {
         assert_eq!(
-            (meta.src_port, meta.dst_port),
+            (meta.l4.ports().0, meta.l4.ports().1),
             (0, 0),
             "ports without a transport"
         );

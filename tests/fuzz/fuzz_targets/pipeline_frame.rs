@@ -183,7 +183,7 @@ fn check_tx(tables: &Tables, in_port: PortId, received: &[u8], to: PortId, sent:
             let L3::Ipv4 { dst, .. } = meta.l3 else {
                 panic!("port {in_port}: sent to the underlay without an IPv4 header");
             };
-            let decap = match vxlan::decap(sent, dst, meta.dst_port) {
+            let decap = match vxlan::decap(sent, dst, meta.l4.ports().1) {
                 Ok(decap) => decap,
                 Err(reason) => {
                     panic!("port {in_port}: the encapsulated frame fails decap: {reason}")

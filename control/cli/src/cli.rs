@@ -69,7 +69,8 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Print per-worker counters and drops by reason of a running instance.
+    /// Print per-worker counters and drops by reason of a running instance
+    /// (read over its gRPC API).
     Stats {
         /// Node name (its API socket /run/kxdp/NODE.api.sock).
         #[arg(long, conflicts_with_all = ["socket", "config"])]

@@ -1,8 +1,9 @@
 //! A running node's counters as plain data: per worker (kxdp's drop
 //! reasons with the kernel's socket drops folded in) and per bound port
-//! (how it is bound, the kernel's `XDP_STATISTICS`). `kxdp stats` shows
-//! them (read over the gRPC API), the API and `/metrics` read the same
-//! counters.
+//! (how it is bound, the kernel's `XDP_STATISTICS`). Every reader takes
+//! the workers' counters through [`worker_counters`]: the gRPC API
+//! (`GetCounters`, which `kxdp stats` reads into a [`NodeStats`], and
+//! `WatchCounters`) and `/metrics` show the same numbers.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use kxdp_dataplane::counters::{CounterSnapshot, Counters, SharedCounters};
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{add_socket_drops, NodeRuntime, PortInfo};
+use crate::runtime::{add_socket_drops, PortInfo};
 
 /// What `kxdp stats` shows.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -118,21 +119,4 @@ pub fn worker_counters(counters: &[Arc<SharedCounters>], ports: &[PortInfo]) -> 
             c
         })
         .collect()
-}
-
-/// Read the runtime's counters.
-pub fn collect(runtime: &NodeRuntime) -> NodeStats {
-    let tables = runtime.tables.current();
-    let ports = runtime.ports.snapshot();
-    NodeStats {
-        node: runtime.config.node.name.clone(),
-        generation: tables.generation(),
-        routes: tables.route_count(),
-        workers: worker_counters(&runtime.counters, &ports)
-            .iter()
-            .enumerate()
-            .map(|(i, c)| CounterSnapshot::from_counters(i, c))
-            .collect(),
-        ports: ports.iter().map(PortRow::from).collect(),
-    }
 }

@@ -20,13 +20,13 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use kxdp_config::{PollMode, WorkerSpec};
 use kxdp_control::api::{api_socket_path, ApiTarget, BlockingClient};
-use kxdp_control::stats::NodeStats;
+use kxdp_node::stats::NodeStats;
 use kxdp_testbed::{
     pod_ip, snmp_counters, tcp_transfer, udp_echo_server, udp_rtt, KxdpProcess, Netns, NodeKind,
     NodeSpec, RuntimePod, Testbed, TopologySpec, Underlay,
@@ -264,8 +264,8 @@ impl Bed {
     }
 
     fn stats(&self) -> Result<NodeStats> {
-        let config = self.testbed.node_config(NODE)?;
-        kxdp_control::stats::fetch(Path::new(&config.control_socket()))
+        let socket = api_socket_path(self.testbed.node_config(NODE)?);
+        kxdp_control::stats::fetch(&socket)
     }
 
     fn umem(&self) -> Result<String> {

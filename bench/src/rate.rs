@@ -855,7 +855,7 @@ fn snapshot(
 /// How node1's encapsulations are read.
 #[derive(Debug)]
 enum EncapReader {
-    /// kxdp's stats socket: the workers' `encapsulated` counters.
+    /// kxdp's API socket: the workers' `encapsulated` counters.
     Kxdp(PathBuf),
     /// Tx packets of the node's `flannel.<vni>` device.
     Kernel(Netns, String),
@@ -869,12 +869,7 @@ impl EncapReader {
         Ok(match path {
             RatePath::Kxdp => {
                 let config = bed.node_config(&node1.name)?;
-                let socket = config
-                    .control
-                    .socket
-                    .clone()
-                    .ok_or_else(|| anyhow!("node1's configuration has no stats socket"))?;
-                EncapReader::Kxdp(PathBuf::from(socket))
+                EncapReader::Kxdp(kxdp_control::api::api_socket_path(config))
             }
             RatePath::KernelVxlan => EncapReader::Kernel(node1.netns.clone(), flannel_device(VNI)),
             RatePath::Routed | RatePath::Testpmd | RatePath::Ovs => {
@@ -907,7 +902,7 @@ impl EncapReader {
     }
 }
 
-fn kxdp_stats(socket: &Path) -> Result<kxdp_control::stats::NodeStats> {
+fn kxdp_stats(socket: &Path) -> Result<kxdp_node::stats::NodeStats> {
     kxdp_control::stats::fetch(socket)
 }
 

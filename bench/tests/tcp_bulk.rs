@@ -45,10 +45,10 @@ fn run(mode1: PollMode, mode2: PollMode) {
     let (tx, rx) = (tb.pod("tx").unwrap(), tb.pod("rx").unwrap());
     let result = tcp_transfer(&tx.netns, &rx.netns, IpAddr::V4(rx.ip), 64 << 20);
     for p in [&p1, &p2] {
-        let socket = kxdp_config::NodeConfig::from_file(p.config_path())
-            .unwrap()
-            .control_socket();
-        let s = stats::fetch(std::path::Path::new(&socket)).expect("stats of a running kxdp");
+        let socket = kxdp_control::api::api_socket_path(
+            &kxdp_config::NodeConfig::from_file(p.config_path()).unwrap(),
+        );
+        let s = stats::fetch(&socket).expect("stats of a running kxdp");
         eprintln!("{}:\n{}", p.node(), stats::print(&s));
         // The kernel's side of every socket is read too (XDP_STATISTICS):
         // drops kxdp's own counters cannot see.

@@ -83,7 +83,8 @@ impl NodeConfig {
         serde_yaml::to_string(self).unwrap_or_default()
     }
 
-    /// The control socket path.
+    /// The `control.socket` path: the API socket is beside it (see
+    /// `control.api_socket`).
     pub fn control_socket(&self) -> String {
         self.control
             .socket

@@ -35,7 +35,7 @@ pub struct NodeConfig {
     /// Extra routes, beyond pods and remote pod CIDRs.
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
-    /// Where the control socket lives.
+    /// The control surface: the gRPC API's sockets, the metrics endpoint.
     #[serde(default)]
     pub control: ControlSpec,
     /// Namespaces and their labels (for policy namespace selectors).
@@ -502,11 +502,14 @@ pub struct RouteSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ControlSpec {
-    /// The stats Unix socket; `/run/kxdp/<node>.sock` unless set.
+    /// Where the node's sockets are: the gRPC API's is beside this path,
+    /// with `.api.sock` for `.sock`; `/run/kxdp/<node>.sock` unless set.
+    /// (Nothing listens on this path itself since the JSON stats socket
+    /// was retired: the API and `/metrics` show the same counters.)
     #[serde(default)]
     pub socket: Option<String>,
-    /// The gRPC API's Unix socket (mode 0600); next to the stats socket,
-    /// with `.api.sock` for `.sock` (`/run/kxdp/<node>.api.sock`), unless set.
+    /// The gRPC API's Unix socket (mode 0600); beside `socket`, with
+    /// `.api.sock` for `.sock` (`/run/kxdp/<node>.api.sock`), unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_socket: Option<String>,
     /// A group allowed to use the gRPC API's Unix socket: the socket becomes

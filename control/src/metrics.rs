@@ -37,8 +37,9 @@ use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 
 use crate::api::DesiredStateStore;
-pub use crate::readiness::{Readiness, RunningWorker};
-use crate::stats::PortRow;
+use kxdp_node::readiness::Readiness;
+use kxdp_node::runtime::SharedPorts;
+use kxdp_node::stats::{worker_counters, KernelDrops, PortRow};
 
 /// The content type of `/metrics`.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -55,7 +56,7 @@ pub struct MetricsSource {
     /// Per-worker counters, by worker index.
     pub counters: Vec<Arc<SharedCounters>>,
     /// The bound ports (their sockets' `XDP_STATISTICS`).
-    pub ports: crate::runtime::SharedPorts,
+    pub ports: SharedPorts,
     /// The tables the workers use.
     pub tables: TableHandle,
     /// The desired state (object counts by kind), when the API runs.
@@ -196,7 +197,7 @@ const WORKER_COUNTERS: &[WorkerCounter] = &[
 
 /// Kernel drop counters of a socket (`XDP_STATISTICS`), by `kind` label.
 /// A kernel drop counter: its `kind` label and how to read it.
-type KernelDropKind = (&'static str, fn(&crate::stats::KernelDrops) -> u64);
+type KernelDropKind = (&'static str, fn(&KernelDrops) -> u64);
 
 const KERNEL_DROP_KINDS: &[KernelDropKind] = &[
     ("rx_dropped", |k| k.rx_dropped),
@@ -214,16 +215,7 @@ impl Collector for NodeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let source = &self.source;
         let ports = source.ports.snapshot();
-        let workers: Vec<Counters> = source
-            .counters
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let mut c = c.snapshot();
-                crate::runtime::add_socket_drops(&mut c, i, &ports);
-                c
-            })
-            .collect();
+        let workers: Vec<Counters> = worker_counters(&source.counters, &ports);
 
         let mut info = family(
             &mut encoder,
@@ -467,7 +459,7 @@ impl MetricsServer {
         let thread = std::thread::Builder::new()
             .name("kxdp-metrics".to_string())
             .spawn(move || {
-                crate::threads::avoid_cores(&avoid, "metrics");
+                kxdp_node::threads::avoid_cores(&avoid, "metrics");
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -552,6 +544,7 @@ mod tests {
     use super::*;
     use kxdp_config::NodeConfig;
     use kxdp_dataplane::tables::Tables;
+    use kxdp_node::readiness::RunningWorker;
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicBool, AtomicUsize};
     use std::sync::Mutex;

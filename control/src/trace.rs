@@ -21,7 +21,7 @@ use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::api::proto;
-use crate::runtime::PortInfo;
+use kxdp_node::runtime::PortInfo;
 
 /// The most frames one trace may ask for.
 pub const MAX_TRACE_COUNT: u64 = 1_000_000;

@@ -25,8 +25,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use kxdp_control::stats::{self, NodeStats};
+use kxdp_control::stats;
 use kxdp_dataplane::counters::FrameGauges;
+use kxdp_node::stats::NodeStats;
 use kxdp_testbed::TopologySpec;
 use kxdp_testbed::{KxdpProcess, Netns, Node, NodeKind, Pod, RttResult, Testbed, READY_TIMEOUT};
 use nix::sys::signal::{kill, Signal};
@@ -150,12 +151,12 @@ impl Cluster {
     /// [`Testbed::start_kxdp`] returns once XDP programs are attached, but
     /// kxdp attaches them before it opens its sockets and puts them in the
     /// XSKMAPs: until then the programs drop what pods send and pass VXLAN
-    /// to the kernel. The stats socket is bound before that and answers
-    /// only once the runtime has started, so a first answer with every port
-    /// bound means kxdp forwards.
+    /// to the kernel. The API answers only once the runtime has started
+    /// (kxdp serves it last), so a first answer with every port bound means
+    /// kxdp forwards.
     pub fn wait_forwarding(&self, node: &str) {
         let interfaces = self.node(node).interfaces.len();
-        let socket = self.control_socket(node);
+        let socket = self.api_socket(node);
         let mut last = String::new();
         let ready = eventually(READY_TIMEOUT, || match stats::fetch(&socket) {
             Ok(s) => {
@@ -197,7 +198,7 @@ impl Cluster {
 
     /// The stats of the kxdp running on `node`, as `kxdp stats` reads them.
     pub fn stats(&self, node: &str) -> NodeStats {
-        let socket = self.control_socket(node);
+        let socket = self.api_socket(node);
         stats::fetch(&socket).unwrap_or_else(|e| {
             panic!(
                 "{}: reading the stats of {node} from {}: {e:#}",
@@ -207,13 +208,13 @@ impl Cluster {
         })
     }
 
-    /// The control (stats) socket of `node`'s kxdp.
-    pub fn control_socket(&self, node: &str) -> PathBuf {
+    /// The API socket of `node`'s kxdp (what `kxdp stats` reads).
+    pub fn api_socket(&self, node: &str) -> PathBuf {
         let config = self
             .tb()
             .node_config(node)
             .unwrap_or_else(|e| panic!("{}: {e}", self.test));
-        PathBuf::from(config.control_socket())
+        kxdp_control::api::api_socket_path(config)
     }
 
     /// The last lines of every kxdp log, for failure messages.

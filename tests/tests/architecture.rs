@@ -100,6 +100,7 @@ fn no_product_library_depends_on_the_testbed() {
         "config",
         "dataplane",
         "vnf-chains",
+        "control/runtime",
         "control",
         "control/cni",
     ];
@@ -118,6 +119,33 @@ fn no_product_library_depends_on_the_testbed() {
                 .iter()
                 .any(|d| d == "kxdp-testbed" || d == "kxdp-tests"),
             "{member} depends on the testbed: {deps:?}"
+        );
+    }
+}
+
+#[test]
+fn the_node_runtime_serves_nothing_and_knows_no_control_plane() {
+    // kxdp-node (control/runtime) runs the dataplane; serving it (gRPC,
+    // HTTP, Kubernetes) is kxdp-control's, which depends on it, not back.
+    let deps = normal_dependencies("control/runtime");
+    assert!(
+        deps.iter().any(|d| d == "kxdp-dataplane"),
+        "control/runtime: no dependencies read: {deps:?}"
+    );
+    for forbidden in [
+        "kxdp-control",
+        "kxdp-cli",
+        "tonic",
+        "prost",
+        "axum",
+        "kube",
+        "hyper-util",
+        "prometheus-client",
+        "anyhow",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == forbidden),
+            "control/runtime depends on {forbidden}: {deps:?}"
         );
     }
 }

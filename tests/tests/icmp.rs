@@ -146,7 +146,7 @@ fn a_flood_of_expiring_frames_gets_errors_at_the_configured_rate() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let after = c.stats("n1");
-    let sum = |s: &kxdp_control::stats::NodeStats,
+    let sum = |s: &kxdp_node::stats::NodeStats,
                f: fn(&kxdp_dataplane::counters::IcmpCounts) -> u64| {
         s.workers.iter().map(|w| f(&w.icmp)).sum::<u64>()
     };
@@ -157,7 +157,7 @@ fn a_flood_of_expiring_frames_gets_errors_at_the_configured_rate() {
     eprintln!("flood of 5000 in {took:.3} s: {sent} time exceeded sent, {limited} held back (at most {allowed})");
     assert!(sent >= 20, "the burst is sent");
     assert!(sent <= allowed, "{sent} errors > {allowed}");
-    let expired = |s: &kxdp_control::stats::NodeStats| {
+    let expired = |s: &kxdp_node::stats::NodeStats| {
         s.workers
             .iter()
             .map(|w| w.drops.get("ttl_expired").copied().unwrap_or(0))

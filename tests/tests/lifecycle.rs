@@ -115,7 +115,7 @@ fn kill_9_leaves_no_xdp_program_and_kxdp_restarts_cleanly() {
     let mut c = Cluster::start("kill9", two_nodes(), kxdp_binary!());
     traffic_flows(&c, "before kill -9");
     let old = attached(&c, "n1");
-    let socket = c.control_socket("n1");
+    let socket = c.api_socket("n1");
 
     let process = c.process("n1");
     let pid = process.pid().unwrap();
@@ -123,7 +123,7 @@ fn kill_9_leaves_no_xdp_program_and_kxdp_restarts_cleanly() {
     assert_eq!(status.signal(), Some(9), "{status}");
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
     assert_nothing_attached(&c, "n1", &old, DETACH_TIMEOUT);
-    // kxdp had no chance to clean up its stats socket: the file stays, but
+    // kxdp had no chance to clean up its API socket: the file stays, but
     // nobody answers it.
     assert!(kxdp_control::stats::fetch(&socket).is_err());
 
@@ -166,7 +166,7 @@ fn sigterm_and_sigint_stop_kxdp_within_a_second_and_detach() {
     for signal in [Signal::SIGTERM, Signal::SIGINT] {
         traffic_flows(&c, &format!("before {signal}"));
         let programs = attached(&c, "n1");
-        let socket = c.control_socket("n1");
+        let socket = c.api_socket("n1");
         assert!(socket.exists());
 
         let process = c.process("n1");
@@ -189,7 +189,7 @@ fn sigterm_and_sigint_stop_kxdp_within_a_second_and_detach() {
         assert!(log.contains("stopped"), "{signal}: log:\n{log}");
         // The links are gone when the process is: no grace period.
         assert_nothing_attached(&c, "n1", &programs, Duration::ZERO);
-        assert!(!socket.exists(), "{signal}: stats socket left behind");
+        assert!(!socket.exists(), "{signal}: API socket left behind");
 
         c.start_kxdp("n1");
     }

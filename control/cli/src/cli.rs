@@ -2,7 +2,7 @@
 //! client commands get, apply, delete and dump.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +14,8 @@ use kxdp_control::api::{
     self, render, ApiServer, ApiServerOptions, ApiTarget, BlockingClient, ChangeSet, DataplaneApi,
     DesiredStateStore, KeySet, ObjectKind, ObjectSet,
 };
-use kxdp_control::runtime::NodeRuntime;
 use kxdp_control::stats;
+use kxdp_node::runtime::NodeRuntime;
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -69,18 +69,20 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Print per-worker counters and drops by reason of a running instance.
+    /// Print per-worker counters and drops by reason of a running instance
+    /// (read over its gRPC API).
     Stats {
-        /// Node name (socket /run/kxdp/NODE.sock).
+        /// Node name (its API socket /run/kxdp/NODE.api.sock).
         #[arg(long, conflicts_with_all = ["socket", "config"])]
         node: Option<String>,
-        /// Stats socket path.
+        /// The node's `control.socket` path: its API socket is the one
+        /// beside it (`.api.sock` for `.sock`).
         #[arg(long, conflicts_with = "config")]
         socket: Option<PathBuf>,
-        /// The node's configuration (its sockets).
+        /// The node's configuration (its API socket).
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// The API socket, for --watch (beside the stats socket unless set).
+        /// The node's API socket (the counters are read over the gRPC API).
         #[arg(long)]
         api_socket: Option<PathBuf>,
         /// Keep printing, from the API's counter stream, with rates.
@@ -402,7 +404,7 @@ impl ApiArgs {
                 "/run/kxdp/{node}.api.sock"
             ))));
         }
-        Ok(ApiTarget::Unix(only_socket(SocketKind::Api)?))
+        Ok(ApiTarget::Unix(only_api_socket()?))
     }
 
     fn connect(&self) -> anyhow::Result<BlockingClient> {
@@ -647,23 +649,14 @@ pub fn main() -> anyhow::Result<()> {
             output,
         } => {
             let config = config.map(NodeConfig::from_file).transpose()?;
-            let stats_socket = || -> anyhow::Result<PathBuf> {
-                Ok(match (&socket, &node, &config) {
-                    (Some(p), _, _) => p.clone(),
-                    (None, Some(n), _) => PathBuf::from(format!("/run/kxdp/{n}.sock")),
-                    (None, None, Some(c)) => PathBuf::from(c.control_socket()),
-                    (None, None, None) => only_socket(SocketKind::Stats)?,
-                })
+            let api_socket = match (api_socket, &socket, &node, &config) {
+                (Some(p), _, _, _) => p,
+                (None, Some(p), _, _) => api::server::api_socket_beside(p),
+                (None, None, Some(n), _) => PathBuf::from(format!("/run/kxdp/{n}.api.sock")),
+                (None, None, None, Some(c)) => api::api_socket_path(c),
+                (None, None, None, None) => only_api_socket()?,
             };
             if watch {
-                let api_socket = match (api_socket, &config) {
-                    (Some(p), _) => p,
-                    (None, Some(c)) => api::api_socket_path(c),
-                    (None, None) if socket.is_some() || node.is_some() => {
-                        api::server::api_socket_beside(&stats_socket()?)
-                    }
-                    (None, None) => only_socket(SocketKind::Api)?,
-                };
                 return watch_stats(
                     &ApiTarget::Unix(api_socket),
                     Duration::from_millis(interval_ms),
@@ -671,7 +664,7 @@ pub fn main() -> anyhow::Result<()> {
                     output,
                 );
             }
-            let s = stats::fetch(&stats_socket()?)?;
+            let s = stats::fetch(&api_socket)?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&s)?),
                 Output::Yaml => print!("{}", serde_yaml::to_string(&s)?),
@@ -711,27 +704,15 @@ pub fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The sockets a running kxdp has in /run/kxdp.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SocketKind {
-    /// `<node>.sock`: stats.
-    Stats,
-    /// `<node>.api.sock`: the gRPC API.
-    Api,
-}
-
-/// The one socket of `kind` in /run/kxdp, when there is exactly one.
-fn only_socket(kind: SocketKind) -> anyhow::Result<PathBuf> {
+/// The one API socket (`<node>.api.sock`) in /run/kxdp, when there is
+/// exactly one.
+fn only_api_socket() -> anyhow::Result<PathBuf> {
     let sockets: Vec<PathBuf> = std::fs::read_dir("/run/kxdp")
         .context("no /run/kxdp: is `kxdp run` running? (or pass --node/--socket)")?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
-            let name = name.as_deref().unwrap_or("");
-            match kind {
-                SocketKind::Api => name.ends_with(".api.sock"),
-                SocketKind::Stats => name.ends_with(".sock") && !name.ends_with(".api.sock"),
-            }
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(".api.sock"))
         })
         .collect();
     match sockets.as_slice() {
@@ -756,6 +737,9 @@ fn config_with_plan(yaml: &str, plan: &AddressPlanArgs) -> anyhow::Result<NodeCo
     Ok(config)
 }
 
+/// How often `kxdp run` looks whether it was asked to stop.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
 fn run(
     config_path: PathBuf,
     metrics: Option<std::net::SocketAddr>,
@@ -767,10 +751,11 @@ fn run(
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
-    let socket = PathBuf::from(config.control_socket());
-    let server = stats::StatsServer::bind(&socket)?;
     let node = config.node.name.clone();
     let api_options = ApiServerOptions::from_config(&config);
+    // Refuse before touching the interfaces when another kxdp serves this
+    // node's API (ApiServer::start checks again when it binds).
+    api::server::refuse_if_served(&api_options.unix_socket)?;
     let runtime = NodeRuntime::start(config, Arc::clone(&stop))?;
     // The API applies through a desired-state store over the runtime's
     // tables, from its own thread: workers only see new snapshots.
@@ -786,9 +771,8 @@ fn run(
     let api = DataplaneApi::new(store, runtime.counters.clone(), runtime.ports.clone())
         .with_chain_stats(runtime.chain_stats.clone());
     let api = api.with_trace(Arc::clone(&runtime.trace));
-    let metrics_store = Arc::clone(api.store());
-    let api_server = ApiServer::start(api, &api_options).context("starting the API")?;
-    let agent = kxdp_control::k8s::start_requested_agent(&metrics_store)?;
+    let store = Arc::clone(api.store());
+    let agent = kxdp_control::k8s::start_requested_agent(&store)?;
     let metrics_server = match metrics.or(runtime.config.control.metrics_address) {
         Some(addr) => {
             let source = kxdp_control::metrics::MetricsSource {
@@ -796,7 +780,7 @@ fn run(
                 counters: runtime.counters.clone(),
                 ports: runtime.ports.clone(),
                 tables: runtime.tables.clone(),
-                store: Some(metrics_store),
+                store: Some(store),
                 readiness: Some(runtime.readiness()),
             };
             let server = kxdp_control::metrics::MetricsServer::start(
@@ -810,20 +794,23 @@ fn run(
         }
         None => None,
     };
+    // The API last: a node that answers on it runs everything (the
+    // testbed and the tests wait for that answer).
+    let api_server = ApiServer::start(api, &api_options).context("starting the API")?;
     tracing::info!(
         node = %node,
-        socket = %socket.display(),
         api = %api_options.unix_socket.display(),
         api_tcp = ?api_server.tcp_addr(),
         "kxdp ready"
     );
-    server.serve(&runtime, &stop);
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(STOP_POLL);
+    }
     tracing::info!(node = %node, "stopping: closing the API, detaching XDP programs");
     drop(metrics_server);
     drop(agent);
     api_server.shutdown();
     runtime.shutdown();
-    drop(server);
     tracing::info!(node = %node, "stopped");
     Ok(())
 }

@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -338,9 +338,9 @@ pub fn run(kxdp: &Path, options: DemoOptions) -> anyhow::Result<Vec<PairResult>>
     println!();
     for p in &procs {
         let socket = kxdp_config::NodeConfig::from_file(p.config_path())
-            .map(|c| c.control_socket())
-            .unwrap_or_else(|_| format!("/run/kxdp/{}.sock", p.node()));
-        match stats::fetch(Path::new(&socket)) {
+            .map(|c| kxdp_control::api::api_socket_path(&c))
+            .unwrap_or_else(|_| PathBuf::from(format!("/run/kxdp/{}.api.sock", p.node())));
+        match stats::fetch(&socket) {
             Ok(s) => {
                 println!("kxdp stats, {}:", p.node());
                 print!("{}", stats::print(&s));

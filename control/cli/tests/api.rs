@@ -21,7 +21,7 @@ use kxdp_control::api::{
     client, proto, ApiClient, ApiServer, ApiServerOptions, ApiTarget, ChangeSet, DataplaneApi,
     DesiredStateStore, KeySet, ObjectKind, ObjectSet,
 };
-use kxdp_dataplane::counters::{Counters, SharedCounters};
+use kxdp_dataplane::counters::{CounterSnapshot, Counters, SharedCounters};
 use kxdp_dataplane::tables::{NextHop, TableHandle, Tables};
 use kxdp_dataplane::DropReason;
 use tonic::Code;
@@ -583,6 +583,76 @@ async fn the_counter_stream_is_cumulative_and_timestamped() {
     assert!(too_fast.message().starts_with("interval_ms"));
 }
 
+/// `GetCounters` carries everything `kxdp stats` shows: read back, the
+/// worker's counters are the node's own snapshot, and the CLI prints them
+/// as before, in every output format.
+#[test]
+fn kxdp_stats_reads_the_nodes_counters_over_get_counters() {
+    let h = Harness::start("stats");
+    let socket = h.socket.display().to_string();
+    let mut counters = Counters {
+        rx_packets: 7,
+        rx_bytes: 700,
+        tx_packets: 6,
+        encapsulated: 2,
+        icmp_time_exceeded: 1,
+        busy_cycles: 7_000,
+        sleeps: 3,
+        max_loop_ns: 1_500_000,
+        slow_loops: 2,
+        port_rebinds: 1,
+        frames_total: 8,
+        frames_free: 5,
+        frames_in_fill: 3,
+        accounting_checks: 4,
+        ..Counters::default()
+    };
+    counters.drop_n(DropReason::NotOurMac, 3);
+    counters.drop_n(DropReason::FillRingEmpty, 2);
+    h.counters.publish(&counters);
+
+    let stats = kxdp_control::stats::fetch(&h.socket).unwrap();
+    let tables = h.tables.current();
+    assert_eq!(stats.node, "apinode");
+    assert_eq!(stats.generation, tables.generation());
+    assert_eq!(stats.routes, tables.route_count());
+    assert_eq!(
+        stats.workers,
+        [CounterSnapshot::from_counters(0, &h.counters.snapshot())]
+    );
+    assert_eq!(stats.workers[0].cycles_per_packet, 1000.0);
+    assert_eq!(stats.workers[0].frames.in_fill, 3);
+    assert_eq!(stats.workers[0].drops.len(), 2, "non-zero reasons only");
+    assert!(stats.ports.is_empty());
+
+    let (ok, out, err) = kxdp(&["stats", "--api-socket", &socket]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("node apinode  tables generation 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("not_our_mac") && out.contains("fill_ring_empty"),
+        "{out}"
+    );
+    let (ok, out, err) = kxdp(&["stats", "--api-socket", &socket, "-o", "json"]);
+    assert!(ok, "{err}");
+    let json: kxdp_node::stats::NodeStats = serde_json::from_str(&out).unwrap();
+    assert_eq!(json.workers, stats.workers);
+    // `--socket` names `control.socket`: the API socket is beside it.
+    let control = socket.replace(".api.sock", ".sock");
+    let (ok, out, err) = kxdp(&["stats", "--socket", &control, "-o", "yaml"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("node: apinode"), "{out}");
+
+    drop(h);
+    let err = kxdp_control::stats::fetch(Path::new(&socket)).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("is `kxdp run` running?"),
+        "{err:#}"
+    );
+}
+
 /// A server stopping ends open streams instead of waiting for them.
 #[tokio::test]
 async fn shutdown_ends_open_streams_and_removes_the_socket() {
@@ -991,8 +1061,8 @@ fn the_cli_is_a_client_of_the_api() {
     assert!(out.contains("WORKER"));
 }
 
-/// On a real node: `kxdp run` on a netns testbed serves the API next to its
-/// stats socket; the CLI reads its pods, deletes one (traffic to it stops),
+/// On a real node: `kxdp run` on a netns testbed serves the API beside its
+/// `control.socket` path; the CLI reads its pods, deletes one (traffic to it stops),
 /// applies it back from `get -o yaml` (traffic flows again), and SIGTERM
 /// removes the socket.
 #[test]
@@ -1065,7 +1135,7 @@ fn the_cli_programs_a_running_kxdp() {
     let back = ping(&a.netns, b_ip, 5, Duration::from_millis(20)).unwrap();
     assert!(back.received >= 4, "traffic flows again: {back:?}");
 
-    // The stats endpoint sees the API's generation.
+    // `kxdp stats` (GetCounters) sees the API's generation.
     let (ok, out, err) = kxdp(&["stats", "--config", &config_path]);
     assert!(ok, "{err}");
     assert!(out.contains("tables generation 3"), "{out}");

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hyper_util::rt::TokioIo;
+use kxdp_node::stats::NodeStats;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
 
 use super::convert::{FromProto, ToProto};
@@ -19,6 +20,9 @@ pub type ApiClient = DataplaneServiceClient<Channel>;
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a node may take to answer a reading call (`node_stats`).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a node's API is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,6 +199,20 @@ impl BlockingClient {
             .block_on(self.client.get_status(proto::GetStatusRequest {}))
             .map_err(status_error)?
             .into_inner())
+    }
+
+    /// Everything `kxdp stats` shows (`GetCounters`), as the node's
+    /// [`NodeStats`].
+    pub fn node_stats(&mut self) -> anyhow::Result<NodeStats> {
+        let call = self.client.get_counters(proto::GetCountersRequest {});
+        let response = self
+            .runtime
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await })
+            .map_err(|_| anyhow::anyhow!("no answer to GetCounters within {CALL_TIMEOUT:?}"))?
+            .map_err(status_error)?
+            .into_inner();
+        NodeStats::from_proto(&response, "")
+            .map_err(|e| anyhow::anyhow!("the server sent unreadable counters: {e}"))
     }
 
     /// Every chain's counters, per stage.

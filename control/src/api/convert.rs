@@ -18,9 +18,10 @@ use kxdp_config::{
     PolicyType, PortRange, Protocol, RemoteNodeSpec, RouteSpec, RouteTarget, SelectorOperator,
     ServicePortSpec, ServiceSpec, TenantSpec,
 };
-use kxdp_dataplane::counters::Counters;
+use kxdp_dataplane::counters::{CounterSnapshot, Counters};
 use kxdp_dataplane::tables::{NextHop, PortKind, Tables};
 use kxdp_dataplane::DropReason;
+use kxdp_node::stats::{KernelDrops, NodeStats, PortRow};
 
 use super::proto;
 use super::store::{ApplyMode, ChangeSet, FieldError, KeySet, ObjectKind, ObjectSet};
@@ -50,6 +51,16 @@ fn list<P, T: FromProto<P>>(items: &[P], path: &str) -> Result<Vec<T>, FieldErro
         .enumerate()
         .map(|(i, item)| T::from_proto(item, &format!("{path}[{i}]")))
         .collect()
+}
+
+/// The path of field `name` of the message at `path` (the request itself
+/// when `path` is empty).
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
 }
 
 fn to_list<M: ToProto<P>, P>(items: &[M]) -> Vec<P> {
@@ -1142,6 +1153,122 @@ pub fn worker_counters(worker: usize, c: &Counters) -> proto::WorkerCounters {
             .iter()
             .map(|r| (r.label().to_string(), c.drops_for(*r)))
             .collect(),
+        max_loop_ns: c.max_loop_ns,
+        slow_loops: c.slow_loops,
+        port_rebinds: c.port_rebinds,
+        frames: Some(proto::FrameAccounting {
+            total: c.frames_total,
+            free: c.frames_free,
+            in_fill: c.frames_in_fill,
+            in_tx: c.frames_in_tx,
+            stranded: c.frames_stranded,
+            checks: c.accounting_checks,
+            failures: c.accounting_failures,
+        }),
+    }
+}
+
+/// A worker's counters read back from their message: what the worker
+/// published, so that [`CounterSnapshot::from_counters`] reads them as it
+/// reads them on the node. Drop labels this build does not know are kept
+/// in the snapshot's `drops` (a newer node's reasons), as they arrived.
+fn counter_snapshot(w: &proto::WorkerCounters) -> CounterSnapshot {
+    let frames = w.frames.unwrap_or_default();
+    let mut c = Counters {
+        rx_packets: w.rx_packets,
+        rx_bytes: w.rx_bytes,
+        tx_packets: w.tx_packets,
+        tx_bytes: w.tx_bytes,
+        passed: w.passed,
+        neighbour_replies: w.neighbour_replies,
+        encapsulated: w.encapsulated,
+        decapsulated: w.decapsulated,
+        icmp_time_exceeded: w.icmp_time_exceeded,
+        icmp_unreachable: w.icmp_unreachable,
+        icmp_too_big: w.icmp_too_big,
+        icmp_rate_limited: w.icmp_rate_limited,
+        busy_loops: w.busy_loops,
+        sleeps: w.sleeps,
+        busy_cycles: w.busy_cycles,
+        max_loop_ns: w.max_loop_ns,
+        slow_loops: w.slow_loops,
+        frames_total: frames.total,
+        frames_free: frames.free,
+        frames_in_fill: frames.in_fill,
+        frames_in_tx: frames.in_tx,
+        frames_stranded: frames.stranded,
+        port_rebinds: w.port_rebinds,
+        accounting_checks: frames.checks,
+        accounting_failures: frames.failures,
+        ..Counters::default()
+    };
+    for (label, count) in &w.drops {
+        if let Some(reason) = DropReason::from_label(label) {
+            c.drops[reason.index()] = *count;
+        }
+    }
+    let mut snapshot = CounterSnapshot::from_counters(w.worker as usize, &c);
+    snapshot.drops = w
+        .drops
+        .iter()
+        .filter(|(_, count)| **count > 0)
+        .map(|(label, count)| (label.clone(), *count))
+        .collect();
+    snapshot
+}
+
+/// How a port is bound, with its socket's kernel drops.
+pub fn bound_port(row: &PortRow) -> proto::BoundPort {
+    proto::BoundPort {
+        worker: u32::try_from(row.worker).unwrap_or(u32::MAX),
+        interface: row.interface.clone(),
+        queue: row.queue,
+        bind_mode: row.bind_mode.clone(),
+        xdp_mode: row.xdp_mode.clone(),
+        kernel: row.kernel.map(|k| proto::KernelDrops {
+            rx_dropped: k.rx_dropped,
+            rx_ring_full: k.rx_ring_full,
+            rx_fill_ring_empty: k.rx_fill_ring_empty,
+            rx_invalid_descs: k.rx_invalid_descs,
+            tx_invalid_descs: k.tx_invalid_descs,
+        }),
+    }
+}
+
+impl FromProto<proto::BoundPort> for PortRow {
+    fn from_proto(p: &proto::BoundPort, path: &str) -> Result<Self, FieldError> {
+        Ok(PortRow {
+            worker: usize::try_from(p.worker)
+                .map_err(|_| FieldError::new(join(path, "worker"), "does not fit this machine"))?,
+            interface: p.interface.clone(),
+            queue: p.queue,
+            bind_mode: p.bind_mode.clone(),
+            xdp_mode: p.xdp_mode.clone(),
+            kernel: p.kernel.map(|k| KernelDrops {
+                rx_dropped: k.rx_dropped,
+                rx_ring_full: k.rx_ring_full,
+                rx_fill_ring_empty: k.rx_fill_ring_empty,
+                rx_invalid_descs: k.rx_invalid_descs,
+                tx_invalid_descs: k.tx_invalid_descs,
+            }),
+        })
+    }
+}
+
+impl FromProto<proto::GetCountersResponse> for NodeStats {
+    fn from_proto(r: &proto::GetCountersResponse, path: &str) -> Result<Self, FieldError> {
+        Ok(NodeStats {
+            node: r.node.clone(),
+            generation: r.generation,
+            routes: usize::try_from(r.routes).map_err(|_| {
+                FieldError::new(
+                    join(path, "routes"),
+                    format!("{} does not fit this machine", r.routes),
+                )
+            })?,
+            workers: r.workers.iter().map(counter_snapshot).collect(),
+            ports: list(&r.ports, &join(path, "ports"))?,
+        })
     }
 }
 
@@ -1201,6 +1328,86 @@ pub fn chain_counters(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// What `GetCounters` answers reads back as the node's own stats:
+    /// every worker counter, the kernel's drops per port (or none), and
+    /// drop labels this build does not know.
+    #[test]
+    fn get_counters_reads_back_as_the_nodes_stats() {
+        let mut c = Counters {
+            rx_packets: 10,
+            busy_cycles: 2_500,
+            max_loop_ns: 7,
+            slow_loops: 1,
+            port_rebinds: 2,
+            frames_total: 4,
+            frames_free: 1,
+            frames_in_fill: 1,
+            frames_in_tx: 1,
+            frames_stranded: 1,
+            accounting_checks: 3,
+            accounting_failures: 1,
+            ..Counters::default()
+        };
+        c.drop_n(DropReason::RxRingFull, 5);
+        let mut worker = worker_counters(1, &c);
+        worker.drops.insert("a_reason_from_a_newer_node".into(), 1);
+        let kernel = KernelDrops {
+            rx_dropped: 1,
+            rx_ring_full: 2,
+            rx_fill_ring_empty: 3,
+            rx_invalid_descs: 4,
+            tx_invalid_descs: 5,
+        };
+        let rows = [
+            PortRow {
+                worker: 1,
+                interface: "ul0".into(),
+                queue: 1,
+                bind_mode: "copy".into(),
+                xdp_mode: "native".into(),
+                kernel: Some(kernel),
+            },
+            PortRow {
+                worker: 0,
+                interface: "vp0".into(),
+                queue: 0,
+                bind_mode: "zero-copy".into(),
+                xdp_mode: "generic".into(),
+                kernel: None,
+            },
+        ];
+        let response = proto::GetCountersResponse {
+            node: "n1".into(),
+            generation: 3,
+            routes: 12,
+            workers: vec![worker],
+            ports: rows.iter().map(bound_port).collect(),
+        };
+        let stats = NodeStats::from_proto(&response, "").unwrap();
+        assert_eq!(
+            (stats.node.as_str(), stats.generation, stats.routes),
+            ("n1", 3, 12)
+        );
+        let mut expected = CounterSnapshot::from_counters(1, &c);
+        expected
+            .drops
+            .insert("a_reason_from_a_newer_node".into(), 1);
+        assert_eq!(stats.workers, [expected]);
+        assert_eq!(stats.workers[0].cycles_per_packet, 250.0);
+        assert_eq!(stats.ports.len(), 2);
+        for (back, row) in stats.ports.iter().zip(&rows) {
+            assert_eq!(
+                (back.worker, &back.interface, back.queue, back.kernel),
+                (row.worker, &row.interface, row.queue, row.kernel)
+            );
+            assert_eq!(
+                (&back.bind_mode, &back.xdp_mode),
+                (&row.bind_mode, &row.xdp_mode)
+            );
+        }
+        assert_eq!(stats.socket_drops("ul0"), (kernel.total(), 3));
+    }
 
     /// Every kind, with every optional field both set and unset somewhere.
     const OBJECTS: &str = r#"

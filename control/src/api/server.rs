@@ -57,7 +57,7 @@ impl ApiServerOptions {
     }
 }
 
-/// The API socket of a node: `control.api_socket`, or the stats socket's
+/// The API socket of a node: `control.api_socket`, or `control.socket`'s
 /// path with `.api.sock` for `.sock` (`/run/kxdp/<node>.api.sock`).
 pub fn api_socket_path(config: &NodeConfig) -> PathBuf {
     if let Some(path) = &config.control.api_socket {
@@ -66,13 +66,22 @@ pub fn api_socket_path(config: &NodeConfig) -> PathBuf {
     api_socket_beside(Path::new(&config.control_socket()))
 }
 
-/// The API socket that goes with a stats socket.
-pub fn api_socket_beside(stats_socket: &Path) -> PathBuf {
-    let stats = stats_socket.display().to_string();
-    match stats.strip_suffix(".sock") {
+/// The API socket that goes with a node's `control.socket` path.
+pub fn api_socket_beside(control_socket: &Path) -> PathBuf {
+    let control = control_socket.display().to_string();
+    match control.strip_suffix(".sock") {
         Some(base) => PathBuf::from(format!("{base}.api.sock")),
-        None => PathBuf::from(format!("{stats}.api.sock")),
+        None => PathBuf::from(format!("{control}.api.sock")),
     }
+}
+
+/// An error when a live kxdp answers on the Unix socket at `path` (a
+/// stale socket file is no error: binding replaces it).
+pub fn refuse_if_served(path: &Path) -> anyhow::Result<()> {
+    if path.exists() && UnixStream::connect(path).is_ok() {
+        bail!("{} is in use by another running kxdp", path.display());
+    }
+    Ok(())
 }
 
 /// A bound Unix socket file, removed on drop.
@@ -112,9 +121,7 @@ fn bind_unix(
     }
     if path.exists() {
         // A live server answers; a stale socket file refuses the connection.
-        if UnixStream::connect(path).is_ok() {
-            bail!("{} is in use by another running kxdp", path.display());
-        }
+        refuse_if_served(path)?;
         std::fs::remove_file(path)
             .with_context(|| format!("removing the stale socket {}", path.display()))?;
     }
@@ -214,7 +221,7 @@ impl ApiServer {
         let thread = std::thread::Builder::new()
             .name("kxdp-api".to_string())
             .spawn(move || {
-                crate::threads::avoid_cores(&avoid, "API");
+                kxdp_node::threads::avoid_cores(&avoid, "API");
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .thread_name("kxdp-api")

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use kxdp_dataplane::counters::SharedCounters;
+use kxdp_node::runtime::SharedPorts;
+use kxdp_node::stats::{worker_counters, PortRow};
 use kxdp_vnf_chains::SharedChainStats;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -34,7 +36,7 @@ pub struct DataplaneApi {
     store: Arc<DesiredStateStore>,
     counters: Arc<Vec<Arc<SharedCounters>>>,
     chain_stats: Arc<Vec<Arc<SharedChainStats>>>,
-    ports: crate::runtime::SharedPorts,
+    ports: SharedPorts,
     streams_stop: Arc<watch::Sender<bool>>,
     trace: Option<Arc<kxdp_dataplane::trace::TraceHub>>,
 }
@@ -45,7 +47,7 @@ impl DataplaneApi {
     pub fn new(
         store: Arc<DesiredStateStore>,
         counters: Vec<Arc<SharedCounters>>,
-        ports: impl Into<crate::runtime::SharedPorts>,
+        ports: impl Into<SharedPorts>,
     ) -> DataplaneApi {
         DataplaneApi {
             store,
@@ -90,15 +92,10 @@ impl DataplaneApi {
                 nanos: i32::try_from(now.subsec_nanos()).unwrap_or(0),
             }),
             generation: self.store.tables().current().generation(),
-            workers: self
-                .counters
+            workers: worker_counters(&self.counters, &self.ports.snapshot())
                 .iter()
                 .enumerate()
-                .map(|(i, c)| {
-                    let mut c = c.snapshot();
-                    crate::runtime::add_socket_drops(&mut c, i, &self.ports.snapshot());
-                    convert::worker_counters(i, &c)
-                })
+                .map(|(i, c)| convert::worker_counters(i, c))
                 .collect(),
         }
     }
@@ -192,15 +189,31 @@ impl DataplaneService for DataplaneApi {
                 .ports
                 .snapshot()
                 .iter()
-                .map(|p| proto::BoundPort {
-                    worker: p.worker as u32,
-                    interface: p.interface.clone(),
-                    queue: p.queue,
-                    bind_mode: p.bind_mode.clone(),
-                    xdp_mode: p.xdp_mode.clone(),
-                })
+                .map(|p| convert::bound_port(&PortRow::from(p)))
                 .collect(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
+    }
+
+    async fn get_counters(
+        &self,
+        _request: Request<proto::GetCountersRequest>,
+    ) -> Result<Response<proto::GetCountersResponse>, Status> {
+        let tables = self.store.tables().current();
+        let ports = self.ports.snapshot();
+        Ok(Response::new(proto::GetCountersResponse {
+            node: self.store.snapshot().config.node.name.clone(),
+            generation: tables.generation(),
+            routes: tables.route_count() as u64,
+            workers: worker_counters(&self.counters, &ports)
+                .iter()
+                .enumerate()
+                .map(|(i, c)| convert::worker_counters(i, c))
+                .collect(),
+            ports: ports
+                .iter()
+                .map(|p| convert::bound_port(&PortRow::from(p)))
+                .collect(),
         }))
     }
 

@@ -33,6 +33,7 @@ use kxdp_config::{
 };
 use kxdp_dataplane::tables::{TableError, TableHandle, Tables};
 use kxdp_dataplane::verdict::PortId;
+use kxdp_node::lifecycle::PortLifecycle;
 use kxdp_vnf_chains::{ChainError, ChainInput, ChainSet, ChainSetHandle, CompileOptions};
 use serde::{Deserialize, Serialize};
 
@@ -461,19 +462,6 @@ pub struct DesiredState {
     pub ports: Vec<Option<String>>,
 }
 
-/// Attaches the pod interfaces upserted at run time to the workers, and
-/// detaches those deleted (the node's runtime does this; a store without
-/// one only compiles them into the tables).
-pub trait PortLifecycle: Send + Sync {
-    /// Bind `itf` as port `port` on every worker, with kxdp's XDP program
-    /// on it; called before any table routes to the port. An error refuses
-    /// the change (nothing else is attached or published).
-    fn attach(&self, port: PortId, itf: &InterfaceSpec) -> Result<(), String>;
-    /// Unbind port `port` (its interface was `itf`); called after the
-    /// published tables stopped routing to it.
-    fn detach(&self, port: PortId, itf: &InterfaceSpec);
-}
-
 /// The desired state of a node and the publisher of its tables.
 ///
 /// Changes are serialised (one applier at a time, so none is lost or torn);
@@ -488,12 +476,6 @@ pub struct DesiredStateStore {
     /// Interfaces of the node's file: never changed at run time.
     fixed: HashSet<String>,
     lifecycle: Mutex<Option<Arc<dyn PortLifecycle>>>,
-}
-
-impl std::fmt::Debug for dyn PortLifecycle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PortLifecycle")
-    }
 }
 
 /// What is told of every applied desired state (the host port's NodePort

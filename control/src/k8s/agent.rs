@@ -214,7 +214,7 @@ impl Agent {
         let thread = std::thread::Builder::new()
             .name("kxdp-agent".into())
             .spawn(move || {
-                crate::threads::avoid_cores(&avoid, "Kubernetes agent");
+                kxdp_node::threads::avoid_cores(&avoid, "Kubernetes agent");
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

@@ -58,7 +58,7 @@ impl KxdpProcess {
             if missing.is_empty() {
                 // XDP is attached before the sockets are in its XSKMAP, and
                 // until then frames for them are dropped: ready means every
-                // interface has a bound socket, as the stats socket reports.
+                // interface has a bound socket, as its API reports.
                 missing = self.interfaces_without_socket(interfaces);
                 if missing.is_empty() {
                     return Ok(());
@@ -79,13 +79,15 @@ impl KxdpProcess {
     }
 
     /// Interfaces for which the running kxdp reports no bound AF_XDP
-    /// socket (all of them while its stats socket does not answer).
+    /// socket (all of them while its API does not answer: kxdp serves it
+    /// once its workers run, its ports are bound and its other endpoints
+    /// are up).
     fn interfaces_without_socket(&self, interfaces: &[String]) -> Vec<String> {
         let stats = kxdp_config::NodeConfig::from_file(&self.config_path)
             .map_err(|e| e.to_string())
             .and_then(|c| {
-                kxdp_control::stats::fetch(Path::new(&c.control_socket()))
-                    .map_err(|e| e.to_string())
+                kxdp_control::stats::fetch(&kxdp_control::api::api_socket_path(&c))
+                    .map_err(|e| format!("{e:#}"))
             });
         match stats {
             Ok(stats) => interfaces
@@ -93,7 +95,7 @@ impl KxdpProcess {
                 .filter(|i| !stats.ports.iter().any(|p| &p.interface == *i))
                 .map(|i| format!("no AF_XDP socket on {i}"))
                 .collect(),
-            Err(e) => vec![format!("stats socket: {e}")],
+            Err(e) => vec![format!("no answer on the API socket: {e}")],
         }
     }
 

@@ -367,12 +367,12 @@ while :; do sleep 0.05; done
         ),
     );
     // Ready also means a bound AF_XDP socket on every interface, as the
-    // stats socket reports: without it the fake is never ready.
+    // API reports: without it the fake is never ready.
     let err = tb
         .start_kxdp_with_timeout("n1", &fake, &[], Duration::from_millis(700))
-        .expect_err("no stats socket, not ready");
+        .expect_err("no API, not ready");
     assert!(
-        err.to_string().contains("stats socket"),
+        err.to_string().contains("API socket"),
         "the error names what is missing: {err}"
     );
     for dev in ["ul0", "va", "vb"] {
@@ -382,10 +382,7 @@ while :; do sleep 0.05; done
             .netns
             .ip(&["link", "set", "dev", dev, "xdpgeneric", "off"]);
     }
-    let stats = FakeStats::serve(
-        Path::new(&tb.node_config("n1").unwrap().control_socket()),
-        &["ul0", "va", "vb"],
-    );
+    let stats = FakeApi::serve(tb.node_config("n1").unwrap(), &["ul0", "va", "vb"]);
     let mut process = tb
         .start_kxdp("n1", &fake, &["--extra-flag"])
         .expect("fake kxdp gets ready");
@@ -453,63 +450,41 @@ while :; do sleep 0.05; done
     assert_nothing_left(&prefix);
 }
 
-/// A stand-in for kxdp's stats socket: reports a bound socket on `ports`.
-struct FakeStats {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+/// A stand-in for kxdp's API (the real service over the node's tables):
+/// reports a bound socket on `ports`. Stopped on drop.
+struct FakeApi {
+    server: Option<kxdp_control::api::ApiServer>,
 }
 
-impl FakeStats {
-    fn serve(path: &Path, ports: &[&str]) -> FakeStats {
-        use std::io::{BufRead, Write};
-        let _ = std::fs::remove_file(path);
-        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let stats = kxdp_control::stats::NodeStats {
-            node: "n1".into(),
-            generation: 1,
-            routes: 0,
-            workers: Vec::new(),
-            ports: ports
-                .iter()
-                .map(|p| kxdp_control::stats::PortRow {
-                    worker: 0,
-                    interface: p.to_string(),
-                    queue: 0,
-                    bind_mode: "copy".into(),
-                    xdp_mode: "generic".into(),
-                    kernel: None,
-                })
-                .collect(),
-        };
-        let body = serde_json::to_string(&stats).unwrap();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        stream.set_nonblocking(false).unwrap();
-                        let mut line = String::new();
-                        let _ = std::io::BufReader::new(&stream).read_line(&mut line);
-                        let _ = (&stream).write_all(body.as_bytes());
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        FakeStats {
-            stop,
-            thread: Some(thread),
+impl FakeApi {
+    fn serve(config: &kxdp_config::NodeConfig, ports: &[&str]) -> FakeApi {
+        use kxdp_control::api::{ApiServer, ApiServerOptions, DataplaneApi, DesiredStateStore};
+        use kxdp_dataplane::tables::{TableHandle, Tables};
+        let tables = TableHandle::new(Tables::compile(config, 1).unwrap());
+        let store = std::sync::Arc::new(DesiredStateStore::new(config.clone(), tables));
+        let ports: Vec<kxdp_node::runtime::PortInfo> = ports
+            .iter()
+            .map(|p| kxdp_node::runtime::PortInfo {
+                worker: 0,
+                interface: p.to_string(),
+                queue: 0,
+                bind_mode: "copy".into(),
+                xdp_mode: "generic".into(),
+                fd: std::sync::Arc::new(std::sync::atomic::AtomicI32::new(-1)),
+            })
+            .collect();
+        let api = DataplaneApi::new(store, Vec::new(), ports);
+        let server = ApiServer::start(api, &ApiServerOptions::from_config(config)).unwrap();
+        FakeApi {
+            server: Some(server),
         }
     }
 }
 
-impl Drop for FakeStats {
+impl Drop for FakeApi {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(server) = self.server.take() {
+            server.shutdown();
         }
     }
 }

@@ -44,10 +44,11 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context};
 use ipnetwork::IpNetwork;
 use kxdp_config::{HostSpec, NodeConfig, Protocol};
 use kxdp_dataplane::tables::cluster_cidrs;
+
+use crate::report::Report;
 
 /// The link-local IPv4 next hop the node routes pods and Services through.
 pub const NEXT_HOP_V4: &str = "169.254.1.1";
@@ -55,6 +56,45 @@ pub const NEXT_HOP_V4: &str = "169.254.1.1";
 pub const NEXT_HOP_V6: &str = "fe80::1";
 /// The nftables table kxdp owns (family inet).
 pub const NFT_TABLE: &str = "kxdp";
+
+/// Setting up the host port failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HostPortError {
+    /// `host.interface` names no interface of the configuration.
+    #[error("host.interface: {0:?} is not one of interfaces")]
+    NotAnInterface(String),
+    /// A tool (ip, ethtool, nft) could not be run.
+    #[error("running {tool}")]
+    Spawn {
+        /// The tool and what it is.
+        tool: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A tool ran and failed.
+    #[error("{command}: {stderr}")]
+    Failed {
+        /// The command line (for nft, the script follows `stderr`).
+        command: String,
+        /// What it wrote to stderr.
+        stderr: String,
+    },
+    /// A sysctl could not be set.
+    #[error("setting {name} = {value} (set it on the node, e.g. sysctl -w {name}={value}, if kxdp's container cannot)")]
+    Sysctl {
+        /// Its name, dotted.
+        name: String,
+        /// The value it needs.
+        value: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The nftables rules were refused.
+    #[error("installing the host port's egress and NodePort rules")]
+    Rules(#[source] Box<HostPortError>),
+}
 
 /// The host port's node side, set up; removed on drop.
 #[derive(Debug)]
@@ -67,15 +107,12 @@ impl HostPortGuard {
     /// Remove what a previous kxdp left (after `kill -9`), then create the
     /// pair and set the node's side up. `None` when the config has no host
     /// port.
-    pub fn setup(config: &NodeConfig) -> anyhow::Result<Option<HostPortGuard>> {
+    pub fn setup(config: &NodeConfig) -> Result<Option<HostPortGuard>, HostPortError> {
         let Some(host) = &config.host else {
             return Ok(None);
         };
         let Some(itf) = config.interfaces.iter().find(|i| i.name == host.interface) else {
-            bail!(
-                "host.interface: {:?} is not one of interfaces",
-                host.interface
-            );
+            return Err(HostPortError::NotAnInterface(host.interface.clone()));
         };
         remove_stale(&host.interface);
         let mtu = host.mtu_or(&config.node).to_string();
@@ -115,7 +152,7 @@ impl HostPortGuard {
         host: &HostSpec,
         kxdp_mac: &str,
         mtu: &str,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), HostPortError> {
         let peer = host.peer.as_str();
         // IPv6 on the node's side: no duplicate address detection, no
         // router advertisements (kxdp sends none).
@@ -131,14 +168,14 @@ impl HostPortGuard {
             (format!("net/ipv4/conf/{peer}/accept_local"), "1"),
         ] {
             if let Err(e) = ensure_sysctl(&key, value) {
-                tracing::warn!(error = %format!("{e:#}"), "host port");
+                tracing::warn!(error = %Report(&e), "host port");
             }
         }
         // The effective rp_filter is the larger of `all` and the device's:
         // strict (1) would drop replies the node routes asymmetrically.
         if read_sysctl("net/ipv4/conf/all/rp_filter").as_deref() == Some("1") {
             if let Err(e) = ensure_sysctl("net/ipv4/conf/all/rp_filter", "2") {
-                tracing::warn!(error = %format!("{e:#}"), "host port");
+                tracing::warn!(error = %Report(&e), "host port");
             }
         }
         ethtool_tx_off(peer)?;
@@ -234,7 +271,7 @@ impl HostPortGuard {
     /// Bring the translation rules in line with `config` (its Services'
     /// node ports change at run time); nothing is done when they are
     /// already right. One nftables transaction: the table is replaced whole.
-    pub fn sync(&mut self, config: &NodeConfig) -> anyhow::Result<()> {
+    pub fn sync(&mut self, config: &NodeConfig) -> Result<(), HostPortError> {
         let Some(host) = &config.host else {
             return Ok(());
         };
@@ -247,7 +284,7 @@ impl HostPortGuard {
             let _ = writeln!(script, "delete table inet {NFT_TABLE}");
         }
         script.push_str(&ruleset);
-        nft(&script).context("installing the host port's egress and NodePort rules")?;
+        nft(&script).map_err(|e| HostPortError::Rules(Box::new(e)))?;
         self.nat = ruleset;
         Ok(())
     }
@@ -391,54 +428,64 @@ pub fn nat_ruleset(config: &NodeConfig, host: &HostSpec) -> String {
     out
 }
 
-fn ip(args: &[&str]) -> anyhow::Result<()> {
+fn ip(args: &[&str]) -> Result<(), HostPortError> {
     let output = Command::new("ip")
         .args(args)
         .output()
-        .context("running ip (iproute2)")?;
+        .map_err(|source| HostPortError::Spawn {
+            tool: "ip (iproute2)",
+            source,
+        })?;
     if !output.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        return Err(HostPortError::Failed {
+            command: format!("ip {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
     }
     Ok(())
 }
 
-fn ethtool_tx_off(interface: &str) -> anyhow::Result<()> {
+fn ethtool_tx_off(interface: &str) -> Result<(), HostPortError> {
     let output = Command::new("ethtool")
         .args(["-K", interface, "tx", "off"])
         .output()
-        .context("running ethtool")?;
+        .map_err(|source| HostPortError::Spawn {
+            tool: "ethtool",
+            source,
+        })?;
     if !output.status.success() {
-        bail!(
-            "ethtool -K {interface} tx off: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        return Err(HostPortError::Failed {
+            command: format!("ethtool -K {interface} tx off"),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
     }
     Ok(())
 }
 
-fn nft(script: &str) -> anyhow::Result<()> {
+fn nft(script: &str) -> Result<(), HostPortError> {
+    let spawn = |source| HostPortError::Spawn {
+        tool: "nft (nftables)",
+        source,
+    };
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .context("running nft (nftables)")?;
+        .map_err(spawn)?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .context("writing the nft script")?;
+        stdin.write_all(script.as_bytes()).map_err(spawn)?;
     }
-    let output = child.wait_with_output().context("waiting for nft")?;
+    let output = child.wait_with_output().map_err(spawn)?;
     if !output.status.success() {
-        bail!(
-            "nft: {}\n{script}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        return Err(HostPortError::Failed {
+            command: "nft".to_string(),
+            stderr: format!(
+                "{}\n{script}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        });
     }
     Ok(())
 }
@@ -455,15 +502,14 @@ fn nft_table_exists() -> bool {
 /// Set a sysctl unless it already has `value`. In a container whose
 /// /proc/sys is read-only, a value that is already right is enough; a
 /// wrong one is an error that says what the node must set.
-fn ensure_sysctl(key: &str, value: &str) -> anyhow::Result<()> {
+fn ensure_sysctl(key: &str, value: &str) -> Result<(), HostPortError> {
     if read_sysctl(key).as_deref() == Some(value) {
         return Ok(());
     }
-    std::fs::write(format!("/proc/sys/{key}"), value).with_context(|| {
-        format!(
-            "setting {name} = {value} (set it on the node, e.g. sysctl -w {name}={value}, if kxdp's container cannot)",
-            name = key.replace('/', ".")
-        )
+    std::fs::write(format!("/proc/sys/{key}"), value).map_err(|source| HostPortError::Sysctl {
+        name: key.replace('/', "."),
+        value: value.to_string(),
+        source,
     })
 }
 

@@ -23,14 +23,11 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::api::store::PortLifecycle;
-use crate::hostport::HostPortGuard;
-use anyhow::{bail, Context};
 use kxdp_config::{InterfaceRole, InterfaceSpec, NodeConfig, XdpMode};
-use kxdp_dataplane::bpf::{XdpAttachMode, XdpAttachment, XdpFilter};
+use kxdp_dataplane::bpf::{BpfError, XdpAttachMode, XdpAttachment, XdpFilter};
 use kxdp_dataplane::chain_hook::monotonic_ns;
 use kxdp_dataplane::counters::{Counters, SharedCounters};
-use kxdp_dataplane::tables::{TableHandle, Tables};
+use kxdp_dataplane::tables::{TableError, TableHandle, Tables};
 use kxdp_dataplane::trace::TraceHub;
 use kxdp_dataplane::verdict::PortId;
 use kxdp_dataplane::worker::{pin_to_core, Worker, WorkerCommand, WorkerOptions};
@@ -39,9 +36,105 @@ use kxdp_dataplane::xsk::{
 };
 use kxdp_dataplane::DropReason;
 use kxdp_vnf_chains::{
-    ChainInput, ChainSetHandle, CompileOptions, DataplaneChains, SharedChainStats, WorkerLimits,
+    ChainError, ChainInput, ChainSetHandle, CompileOptions, DataplaneChains, SharedChainStats,
+    WorkerLimits,
 };
 use serde::Serialize;
+
+use crate::hostport::{HostPortError, HostPortGuard};
+use crate::lifecycle::PortLifecycle;
+use crate::readiness::{Readiness, RunningWorker};
+use crate::report::Report;
+
+/// Starting the node, or binding a re-created interface again, failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The configuration's tables do not compile.
+    #[error("compiling the tables")]
+    Tables(#[source] TableError),
+    /// The configuration's service chains do not compile.
+    #[error("compiling the service chains")]
+    Chains(#[source] ChainError),
+    /// An interface has fewer queues than there are workers.
+    #[error("interfaces[{index}].queues: {interface} has {queues} queue(s) but workers.count is {workers}: every worker binds one queue of every interface")]
+    TooFewQueues {
+        /// Its position in `interfaces`.
+        index: usize,
+        /// Its name.
+        interface: String,
+        /// Its queues.
+        queues: u16,
+        /// The workers.
+        workers: usize,
+    },
+    /// The host port could not be set up.
+    #[error("setting up the host port")]
+    HostPort(#[source] HostPortError),
+    /// kxdp's XDP program could not be attached.
+    #[error("attaching kxdp's XDP program to {interface}")]
+    Attach {
+        /// The interface.
+        interface: String,
+        /// Why.
+        #[source]
+        source: BpfError,
+    },
+    /// A worker could not open its sockets.
+    #[error("opening AF_XDP sockets of worker {worker}")]
+    OpenSockets {
+        /// The worker.
+        worker: usize,
+        /// Why.
+        #[source]
+        source: XskError,
+    },
+    /// A worker did not say whether it opened its sockets.
+    #[error("worker {worker} did not open its sockets within {waited:?}")]
+    OpenTimeout {
+        /// The worker.
+        worker: usize,
+        /// How long it was waited for.
+        waited: Duration,
+    },
+    /// A thread could not be started.
+    #[error("spawning {thread}")]
+    Spawn {
+        /// Which.
+        thread: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A worker's socket could not go in an interface's XSKMAP.
+    #[error("registering worker {worker}'s socket in {interface}'s XSKMAP")]
+    Register {
+        /// The worker.
+        worker: usize,
+        /// The interface.
+        interface: String,
+        /// Why.
+        #[source]
+        source: BpfError,
+    },
+    /// More interfaces than port numbers.
+    #[error("interface {0} has no port number (too many interfaces)")]
+    PortNumber(usize),
+    /// A worker has stopped (while binding a port again).
+    #[error("worker {0} has stopped")]
+    WorkerStopped(usize),
+    /// A worker did not answer within the time given.
+    #[error("worker {0} did not answer")]
+    WorkerSilent(usize),
+    /// A worker could not bind a port again.
+    #[error("worker {worker}")]
+    Rebind {
+        /// The worker.
+        worker: usize,
+        /// Why.
+        #[source]
+        source: XskError,
+    },
+}
 
 /// UMEM geometry per worker. 2048-byte chunks hold a 1514-byte frame after
 /// the kernel's 256-byte headroom (which also takes the 50-byte VXLAN header
@@ -62,6 +155,8 @@ pub fn frame_count(file_interfaces: usize) -> u32 {
 }
 /// Entries in each fill, completion, rx and tx ring.
 const RING_SIZE: u32 = 1024;
+/// How long a starting worker may take to open its sockets.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a port is bound as, for logs and stats.
 #[derive(Clone, Debug, Serialize)]
@@ -200,29 +295,33 @@ impl WorkerHandle {
 impl NodeRuntime {
     /// Start the dataplane for `config` (already validated by the caller or
     /// validated here).
-    pub fn start(mut config: NodeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<NodeRuntime> {
+    pub fn start(
+        mut config: NodeConfig,
+        stop: Arc<AtomicBool>,
+    ) -> Result<NodeRuntime, RuntimeError> {
         fill_mtus(&mut config);
-        let tables = Tables::compile(&config, 1).context("compiling the tables")?;
+        let tables = Tables::compile(&config, 1).map_err(RuntimeError::Tables)?;
         let handle = TableHandle::new(tables);
         let chains = ChainSetHandle::compile_initial(
             &ChainInput::from_config(&config),
             CompileOptions::default(),
         )
-        .context("compiling the service chains")?;
+        .map_err(RuntimeError::Chains)?;
         let worker_count = usize::from(config.workers.count.max(1));
         for (i, itf) in config.interfaces.iter().enumerate() {
             if usize::from(itf.queues) < worker_count {
-                bail!(
-                    "interfaces[{i}].queues: {} has {} queue(s) but workers.count is {worker_count}: every worker binds one queue of every interface",
-                    itf.name,
-                    itf.queues
-                );
+                return Err(RuntimeError::TooFewQueues {
+                    index: i,
+                    interface: itf.name.clone(),
+                    queues: itf.queues,
+                    workers: worker_count,
+                });
             }
         }
 
         // The host port's pair must exist before kxdp attaches to its side.
         let host_port = HostPortGuard::setup(&config)
-            .context("setting up the host port")?
+            .map_err(RuntimeError::HostPort)?
             .map(|g| Arc::new(Mutex::new(g)));
 
         // Attach XDP programs first: frames for queues without a socket yet
@@ -274,7 +373,7 @@ impl NodeRuntime {
             } else {
                 Some(config.workers.cores[w % config.workers.cores.len()])
             };
-            let (opened_tx, opened_rx) = mpsc::channel::<anyhow::Result<Opened>>();
+            let (opened_tx, opened_rx) = mpsc::channel::<Result<Opened, RuntimeError>>();
             let (command_tx, command_rx) =
                 mpsc::channel::<WorkerCommand<XskBackend, DataplaneChains>>();
             let thread_stop = Arc::clone(&stop);
@@ -291,8 +390,10 @@ impl NodeRuntime {
                     let backend = match XskBackend::open(&specs, &options) {
                         Ok(b) => b,
                         Err(e) => {
-                            let _ = opened_tx.send(Err(anyhow::Error::new(e)
-                                .context(format!("opening AF_XDP sockets of worker {w}"))));
+                            let _ = opened_tx.send(Err(RuntimeError::OpenSockets {
+                                worker: w,
+                                source: e,
+                            }));
                             return;
                         }
                     };
@@ -324,12 +425,15 @@ impl NodeRuntime {
                         Worker::with_hook(backend, reader, shared, worker_options, hook);
                     worker.set_commands(command_rx);
                     worker.set_trace(thread_trace);
-                    let _running = crate::readiness::RunningWorker::enter(thread_running);
+                    let _running = RunningWorker::enter(thread_running);
                     worker.run(&thread_stop);
                 })
-                .context("spawning a worker thread")?;
+                .map_err(|source| RuntimeError::Spawn {
+                    thread: "a worker thread",
+                    source,
+                })?;
             workers.push(handle);
-            let opened = match opened_rx.recv_timeout(Duration::from_secs(10)) {
+            let opened = match opened_rx.recv_timeout(OPEN_TIMEOUT) {
                 Ok(Ok(opened)) => opened,
                 Ok(Err(e)) => {
                     stop.store(true, Ordering::Relaxed);
@@ -337,7 +441,10 @@ impl NodeRuntime {
                 }
                 Err(_) => {
                     stop.store(true, Ordering::Relaxed);
-                    bail!("worker {w} did not open its sockets within 10 s");
+                    return Err(RuntimeError::OpenTimeout {
+                        worker: w,
+                        waited: OPEN_TIMEOUT,
+                    });
                 }
             };
             commands.push(WorkerHandle {
@@ -347,8 +454,10 @@ impl NodeRuntime {
             for (p, itf) in config.interfaces.iter().enumerate() {
                 attachments[p]
                     .register_socket(w as u32, opened.fds[p])
-                    .with_context(|| {
-                        format!("registering worker {w}'s socket in {}'s XSKMAP", itf.name)
+                    .map_err(|source| RuntimeError::Register {
+                        worker: w,
+                        interface: itf.name.clone(),
+                        source,
                     })?;
                 let bind_mode = match opened.modes[p] {
                     BindMode::ZeroCopy => "zero-copy",
@@ -386,7 +495,10 @@ impl NodeRuntime {
         let watcher = std::thread::Builder::new()
             .name("kxdp-link-watch".into())
             .spawn(move || watcher.run())
-            .context("spawning the link watcher")?;
+            .map_err(|source| RuntimeError::Spawn {
+                thread: "the link watcher",
+                source,
+            })?;
 
         Ok(NodeRuntime {
             stop,
@@ -422,15 +534,15 @@ impl NodeRuntime {
             if let Some(port) = weak.upgrade() {
                 let mut port = port.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Err(e) = port.sync(config) {
-                    tracing::error!(error = %format!("{e:#}"), "updating the host port's NodePort rules");
+                    tracing::error!(error = %Report(&e), "updating the host port's NodePort rules");
                 }
             }
         })
     }
 
     /// What `/readyz` checks, shareable with the metrics thread.
-    pub fn readiness(&self) -> crate::readiness::Readiness {
-        crate::readiness::Readiness {
+    pub fn readiness(&self) -> Readiness {
+        Readiness {
             running_workers: Arc::clone(&self.running_workers),
             workers: self.counters.len(),
             attachments: Arc::clone(&self.attachments),
@@ -508,7 +620,7 @@ fn fill_mtus(config: &mut NodeConfig) {
 
 /// Attach kxdp's XDP program to `itf`: everything to the sockets on a pod
 /// interface, only VXLAN for the local VTEP on the underlay.
-fn attach_xdp(config: &NodeConfig, itf: &InterfaceSpec) -> anyhow::Result<XdpAttachment> {
+fn attach_xdp(config: &NodeConfig, itf: &InterfaceSpec) -> Result<XdpAttachment, RuntimeError> {
     let filter = match itf.role {
         InterfaceRole::Pod | InterfaceRole::Host => XdpFilter::All,
         InterfaceRole::Underlay => XdpFilter::Vxlan {
@@ -522,7 +634,10 @@ fn attach_xdp(config: &NodeConfig, itf: &InterfaceSpec) -> anyhow::Result<XdpAtt
         XdpMode::Generic => XdpAttachMode::Generic,
     };
     let attachment = XdpAttachment::attach(&itf.name, filter, mode, u32::from(itf.queues))
-        .with_context(|| format!("attaching kxdp's XDP program to {}", itf.name))?;
+        .map_err(|source| RuntimeError::Attach {
+            interface: itf.name.clone(),
+            source,
+        })?;
     tracing::info!(interface = %itf.name, mode = ?attachment.mode(), program_id = attachment.program_id(), "XDP program attached");
     Ok(attachment)
 }
@@ -635,7 +750,7 @@ impl PortLifecycle for RuntimePorts {
         if interface_index(&itf.name).is_err() {
             return Err(format!("no interface named {:?} on this node", itf.name));
         }
-        let attachment = attach_xdp(&self.config, itf).map_err(|e| format!("{e:#}"))?;
+        let attachment = attach_xdp(&self.config, itf).map_err(|e| Report(&e).to_string())?;
         let mut bound: Vec<(RawFd, BindMode)> = Vec::with_capacity(workers);
         for w in 0..workers {
             let spec = XskPortSpec {
@@ -744,7 +859,7 @@ impl LinkWatcher {
                     self.ifindexes[i] = index;
                 }
                 Err(error) => {
-                    tracing::warn!(interface = %name, error = format!("{error:#}"), "binding a re-created interface failed; will retry");
+                    tracing::warn!(interface = %name, error = %Report(&error), "binding a re-created interface failed; will retry");
                 }
             },
             Err(_) if self.ifindexes[i] != 0 => {
@@ -757,8 +872,8 @@ impl LinkWatcher {
 
     /// New sockets for port `i` on every worker (each on its own thread),
     /// then kxdp's XDP program on the new interface with them in its XSKMAP.
-    fn rebind(&mut self, i: usize) -> anyhow::Result<()> {
-        let port = PortId::try_from(i).context("port number")?;
+    fn rebind(&mut self, i: usize) -> Result<(), RuntimeError> {
+        let port = PortId::try_from(i).map_err(|_| RuntimeError::PortNumber(i))?;
         let mut fds = Vec::with_capacity(self.commands.len());
         for (w, commands) in self.commands.iter().enumerate() {
             let (reply_tx, reply_rx) = mpsc::channel::<Result<RawFd, XskError>>();
@@ -771,18 +886,22 @@ impl LinkWatcher {
             });
             commands
                 .send(command)
-                .map_err(|()| anyhow::anyhow!("worker {w} has stopped"))?;
+                .map_err(|()| RuntimeError::WorkerStopped(w))?;
             let fd = reply_rx
                 .recv_timeout(REBIND_TIMEOUT)
-                .with_context(|| format!("worker {w} did not answer"))?
-                .with_context(|| format!("worker {w}"))?;
+                .map_err(|_| RuntimeError::WorkerSilent(w))?
+                .map_err(|source| RuntimeError::Rebind { worker: w, source })?;
             fds.push(fd);
         }
         let attachment = attach_xdp(&self.config, &self.config.interfaces[i])?;
         for (w, fd) in fds.iter().enumerate() {
             attachment
                 .register_socket(w as u32, *fd)
-                .with_context(|| format!("registering worker {w}'s new socket"))?;
+                .map_err(|source| RuntimeError::Register {
+                    worker: w,
+                    interface: self.config.interfaces[i].name.clone(),
+                    source,
+                })?;
         }
         let name = &self.config.interfaces[i].name;
         for info in self.ports.iter().filter(|p| &p.interface == name) {

@@ -285,7 +285,12 @@ pub fn measure(flows: usize, duration: Duration) -> ChainResult {
         let cpu_start = thread_cpu_ns();
         let mut packets = 0u64;
         let mut first = 0usize;
-        while start.elapsed() < duration {
+        // KXDP_BENCH_ROUNDS: a fixed number of rounds instead of a time
+        // (instruction counts under callgrind compare like for like).
+        let rounds = fixed_rounds();
+        let mut round = 0u64;
+        while rounds.map_or(start.elapsed() < duration, |n| round < n) {
+            round += 1;
             for _ in 0..64 {
                 let span = first * FRAME_BYTES..(first + BATCH) * FRAME_BYTES;
                 buf[span.clone()].copy_from_slice(&originals[span]);
@@ -535,4 +540,9 @@ mod tests {
         }
         assert_eq!(dropped, 1600 - 1000, "1000 burst, then (almost) nothing");
     }
+}
+
+/// `KXDP_BENCH_ROUNDS`, when set: rounds of 64 batches per measurement.
+fn fixed_rounds() -> Option<u64> {
+    std::env::var("KXDP_BENCH_ROUNDS").ok()?.parse().ok()
 }

@@ -257,7 +257,12 @@ pub fn measure(
         let start = Instant::now();
         let mut packets = 0u64;
         let mut first = 0usize;
-        while start.elapsed() < duration {
+        // KXDP_BENCH_ROUNDS: a fixed number of rounds instead of a time
+        // (instruction counts under callgrind compare like for like).
+        let rounds = fixed_rounds();
+        let mut round = 0u64;
+        while rounds.map_or(start.elapsed() < duration, |n| round < n) {
+            round += 1;
             for _ in 0..64 {
                 restore(umem, descs, first);
                 if with_pipeline {
@@ -340,4 +345,9 @@ pub fn table(results: &[PipelineResult]) -> String {
         ));
     }
     s
+}
+
+/// `KXDP_BENCH_ROUNDS`, when set: rounds of 64 batches per measurement.
+fn fixed_rounds() -> Option<u64> {
+    std::env::var("KXDP_BENCH_ROUNDS").ok()?.parse().ok()
 }

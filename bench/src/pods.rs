@@ -260,12 +260,12 @@ impl Bed {
 
     fn api(&self) -> Result<BlockingClient> {
         let socket = api_socket_path(self.testbed.node_config(NODE)?);
-        BlockingClient::connect(&ApiTarget::Unix(socket))
+        Ok(BlockingClient::connect(&ApiTarget::Unix(socket))?)
     }
 
     fn stats(&self) -> Result<NodeStats> {
         let socket = api_socket_path(self.testbed.node_config(NODE)?);
-        kxdp_control::stats::fetch(&socket)
+        Ok(kxdp_control::stats::fetch(&socket)?)
     }
 
     fn umem(&self) -> Result<String> {

@@ -903,7 +903,7 @@ impl EncapReader {
 }
 
 fn kxdp_stats(socket: &Path) -> Result<kxdp_node::stats::NodeStats> {
-    kxdp_control::stats::fetch(socket)
+    Ok(kxdp_control::stats::fetch(socket)?)
 }
 
 /// The tx counters of an interface.

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -424,6 +423,42 @@ async fn readyz(State(state): State<Arc<ServerState>>) -> (StatusCode, String) {
     }
 }
 
+/// Why the metrics endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// control.metrics_address: binding {addr}
+    #[error("control.metrics_address: binding {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why it could not be bound.
+        #[source]
+        source: std::io::Error,
+    },
+    /// control.metrics_address: setting up the listener on {addr}
+    /// (non-blocking mode, the port the kernel chose)
+    #[error("control.metrics_address: setting up the listener on {addr}")]
+    Listener {
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// building the metrics' tokio runtime
+    #[error("building the metrics' tokio runtime")]
+    Runtime(#[source] std::io::Error),
+    /// registering the listener (with the metrics' runtime)
+    #[error("registering the listener")]
+    Register(#[source] std::io::Error),
+    /// spawning the metrics thread
+    #[error("spawning the metrics thread")]
+    Spawn(#[source] std::io::Error),
+    /// the metrics endpoint did not start within 10 s
+    #[error("the metrics endpoint did not start within 10 s")]
+    StartTimeout,
+}
+
 /// The running HTTP endpoint; stops on drop.
 #[derive(Debug)]
 pub struct MetricsServer {
@@ -439,11 +474,12 @@ impl MetricsServer {
         addr: SocketAddr,
         source: MetricsSource,
         avoid_cores: &[usize],
-    ) -> anyhow::Result<MetricsServer> {
+    ) -> Result<MetricsServer, MetricsError> {
         let listener = std::net::TcpListener::bind(addr)
-            .with_context(|| format!("control.metrics_address: binding {addr}"))?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
+            .map_err(|source| MetricsError::Bind { addr, source })?;
+        let listener_error = |source: std::io::Error| MetricsError::Listener { addr, source };
+        listener.set_nonblocking(true).map_err(listener_error)?;
+        let addr = listener.local_addr().map_err(listener_error)?;
         let state = Arc::new(ServerState {
             readiness: source.readiness.clone(),
             registry: registry(source),
@@ -454,7 +490,7 @@ impl MetricsServer {
             .route("/readyz", get(readyz))
             .with_state(state);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std_mpsc::channel::<anyhow::Result<()>>();
+        let (ready_tx, ready_rx) = std_mpsc::channel::<Result<(), MetricsError>>();
         let avoid = avoid_cores.to_vec();
         let thread = std::thread::Builder::new()
             .name("kxdp-metrics".to_string())
@@ -466,9 +502,7 @@ impl MetricsServer {
                 {
                     Ok(r) => r,
                     Err(e) => {
-                        let _ = ready_tx
-                            .send(Err(anyhow::Error::new(e)
-                                .context("building the metrics' tokio runtime")));
+                        let _ = ready_tx.send(Err(MetricsError::Runtime(e)));
                         return;
                     }
                 };
@@ -476,9 +510,7 @@ impl MetricsServer {
                     let listener = match tokio::net::TcpListener::from_std(listener) {
                         Ok(l) => l,
                         Err(e) => {
-                            let _ = ready_tx.send(Err(
-                                anyhow::Error::new(e).context("registering the listener")
-                            ));
+                            let _ = ready_tx.send(Err(MetricsError::Register(e)));
                             return;
                         }
                     };
@@ -492,7 +524,7 @@ impl MetricsServer {
                 });
                 runtime.shutdown_timeout(SHUTDOWN_GRACE);
             })
-            .context("spawning the metrics thread")?;
+            .map_err(MetricsError::Spawn)?;
         let mut server = MetricsServer {
             addr,
             stop: Some(stop_tx),
@@ -506,7 +538,7 @@ impl MetricsServer {
             }
             Err(_) => {
                 server.stop();
-                bail!("the metrics endpoint did not start within 10 s")
+                Err(MetricsError::StartTimeout)
             }
         }
     }

@@ -9,11 +9,11 @@ use std::path::Path;
 use kxdp_dataplane::DropReason;
 use kxdp_node::stats::NodeStats;
 
-use crate::api::client::{ApiTarget, BlockingClient};
+use crate::api::client::{ApiTarget, BlockingClient, ClientError};
 
 /// Read the counters of the kxdp whose API listens on `api_socket` (see
 /// `api::api_socket_path`); an error when none answers there.
-pub fn fetch(api_socket: &Path) -> anyhow::Result<NodeStats> {
+pub fn fetch(api_socket: &Path) -> Result<NodeStats, ClientError> {
     BlockingClient::connect(&ApiTarget::Unix(api_socket.to_path_buf()))?.node_stats()
 }
 

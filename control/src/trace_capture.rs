@@ -10,10 +10,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use kxdp_dataplane::trace::{TraceFilter, TracePoint};
+use kxdp_dataplane::trace::{TraceFilter, TraceFilterError, TracePoint};
 
-use crate::api::{proto, ApiTarget};
+use crate::api::{proto, ApiTarget, ClientError};
 use crate::trace::{point_to_proto, MAX_TRACE_COUNT};
 
 /// The comment a traced frame gets in the pcapng file.
@@ -206,25 +205,84 @@ pub struct TraceSummary {
     pub interrupted: bool,
 }
 
+/// Why `kxdp trace` stopped short. The options' errors name the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// --match: the filter does not parse
+    #[error("--match")]
+    Filter(#[source] TraceFilterError),
+    /// --count: {count} is outside 1..=MAX_TRACE_COUNT
+    #[error("--count: {count} is outside 1..={MAX_TRACE_COUNT}")]
+    Count {
+        /// The count asked for.
+        count: u64,
+    },
+    /// building a tokio runtime
+    #[error("building a tokio runtime")]
+    Runtime(#[source] std::io::Error),
+    /// The node's API could not be reached (the client's error as it is).
+    #[error(transparent)]
+    Connect(#[from] ClientError),
+    /// {code:?}: {message} (the node refused the trace)
+    #[error("{code:?}: {message}")]
+    Refused {
+        /// The gRPC status code.
+        code: tonic::Code,
+        /// The server's message.
+        message: String,
+    },
+    /// the trace stream failed: {code:?}: {message}
+    #[error("the trace stream failed: {code:?}: {message}")]
+    StreamFailed {
+        /// The gRPC status code.
+        code: tonic::Code,
+        /// The server's message.
+        message: String,
+    },
+    /// catching Ctrl-C
+    #[error("catching Ctrl-C")]
+    Signal(#[source] std::io::Error),
+    /// -w: creating {path}
+    #[error("-w: creating {}", path.display())]
+    Create {
+        /// The pcapng file.
+        path: PathBuf,
+        /// Why it could not be created.
+        #[source]
+        source: std::io::Error,
+    },
+    /// writing {path}
+    #[error("writing {}", path.display())]
+    Write {
+        /// The pcapng file.
+        path: PathBuf,
+        /// Why it could not be written.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// `kxdp trace`: capture at `options.point` of the node at `target` into
 /// `options.file` until `options.count` frames or Ctrl-C.
-pub fn run(target: &ApiTarget, options: &TraceOptions) -> anyhow::Result<TraceSummary> {
+pub fn run(target: &ApiTarget, options: &TraceOptions) -> Result<TraceSummary, CaptureError> {
     // Refuse a bad filter before connecting (the server checks it too).
-    TraceFilter::parse(&options.filter).map_err(|e| anyhow::anyhow!("--match: {e}"))?;
+    TraceFilter::parse(&options.filter).map_err(CaptureError::Filter)?;
     if !(1..=MAX_TRACE_COUNT).contains(&options.count) {
-        anyhow::bail!(
-            "--count: {} is outside 1..={MAX_TRACE_COUNT}",
-            options.count
-        );
+        return Err(CaptureError::Count {
+            count: options.count,
+        });
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("building a tokio runtime")?;
+        .map_err(CaptureError::Runtime)?;
     runtime.block_on(trace_to_file(target, options))
 }
 
-async fn trace_to_file(target: &ApiTarget, options: &TraceOptions) -> anyhow::Result<TraceSummary> {
+async fn trace_to_file(
+    target: &ApiTarget,
+    options: &TraceOptions,
+) -> Result<TraceSummary, CaptureError> {
     let channel = crate::api::client::connect(target).await?;
     let mut client = crate::api::client::client(channel);
     let request = proto::TraceRequest {
@@ -235,14 +293,20 @@ async fn trace_to_file(target: &ApiTarget, options: &TraceOptions) -> anyhow::Re
     let mut stream = client
         .trace(request)
         .await
-        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+        .map_err(|s| CaptureError::Refused {
+            code: s.code(),
+            message: s.message().to_string(),
+        })?
         .into_inner();
     // Ctrl-C ends the trace: registered now, before the file exists.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .context("catching Ctrl-C")?;
+        .map_err(CaptureError::Signal)?;
     let file = create(&options.file)?;
-    let mut writer = PcapngWriter::new(std::io::BufWriter::new(file))
-        .with_context(|| format!("writing {}", options.file.display()))?;
+    let write_error = |source: std::io::Error| CaptureError::Write {
+        path: options.file.clone(),
+        source,
+    };
+    let mut writer = PcapngWriter::new(std::io::BufWriter::new(file)).map_err(write_error)?;
     eprintln!(
         "tracing {} frames at {}{} into {} (Ctrl-C to stop)",
         options.count,
@@ -267,8 +331,11 @@ async fn trace_to_file(target: &ApiTarget, options: &TraceOptions) -> anyhow::Re
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(s) => {
-                writer.flush()?;
-                anyhow::bail!("the trace stream failed: {:?}: {}", s.code(), s.message());
+                writer.flush().map_err(write_error)?;
+                return Err(CaptureError::StreamFailed {
+                    code: s.code(),
+                    message: s.message().to_string(),
+                });
             }
         };
         let ns = frame.time.as_ref().map_or(0, |t| {
@@ -283,19 +350,20 @@ async fn trace_to_file(target: &ApiTarget, options: &TraceOptions) -> anyhow::Re
                 &frame.data,
                 &frame_comment(&frame),
             )
-            .with_context(|| format!("writing {}", options.file.display()))?;
-        writer.flush()?;
+            .map_err(write_error)?;
+        writer.flush().map_err(write_error)?;
         summary.frames += 1;
         summary.missed = frame.missed;
     }
-    writer
-        .finish()
-        .with_context(|| format!("writing {}", options.file.display()))?;
+    writer.finish().map_err(write_error)?;
     Ok(summary)
 }
 
-fn create(path: &Path) -> anyhow::Result<std::fs::File> {
-    std::fs::File::create(path).with_context(|| format!("-w: creating {}", path.display()))
+fn create(path: &Path) -> Result<std::fs::File, CaptureError> {
+    std::fs::File::create(path).map_err(|source| CaptureError::Create {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]

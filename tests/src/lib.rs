@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use kxdp_control::stats;
 use kxdp_dataplane::counters::FrameGauges;
+use kxdp_node::report::Report;
 use kxdp_node::stats::NodeStats;
 use kxdp_testbed::TopologySpec;
 use kxdp_testbed::{KxdpProcess, Netns, Node, NodeKind, Pod, RttResult, Testbed, READY_TIMEOUT};
@@ -165,7 +166,7 @@ impl Cluster {
                 bound.len() == interfaces
             }
             Err(e) => {
-                last = format!("{e:#}");
+                last = Report(&e).to_string();
                 false
             }
         });
@@ -201,9 +202,10 @@ impl Cluster {
         let socket = self.api_socket(node);
         stats::fetch(&socket).unwrap_or_else(|e| {
             panic!(
-                "{}: reading the stats of {node} from {}: {e:#}",
+                "{}: reading the stats of {node} from {}: {}",
                 self.test,
-                socket.display()
+                socket.display(),
+                Report(&e)
             )
         })
     }

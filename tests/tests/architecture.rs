@@ -124,6 +124,37 @@ fn no_product_library_depends_on_the_testbed() {
 }
 
 #[test]
+fn libraries_do_not_use_anyhow() {
+    // STYLE.md habit 5: a library returns its own `thiserror` enums, whose
+    // variants a caller can match and whose sources stay attached; `anyhow`
+    // is for the binary (kxdp-cli) and for the testbed, benchmarks and tests.
+    let libraries = [
+        "config",
+        "dataplane",
+        "dataplane/sys",
+        "vnf-chains",
+        "control/runtime",
+        "control",
+        "control/cni",
+    ];
+    for member in libraries {
+        assert!(
+            members().iter().any(|m| m == member),
+            "{member} is not a workspace member any more: update this list"
+        );
+        let deps = normal_dependencies(member);
+        assert!(
+            !deps.is_empty(),
+            "{member}: no dependencies read from its Cargo.toml"
+        );
+        assert!(
+            !deps.iter().any(|d| d == "anyhow"),
+            "{member} depends on anyhow: give it a thiserror enum per module instead"
+        );
+    }
+}
+
+#[test]
 fn the_node_runtime_serves_nothing_and_knows_no_control_plane() {
     // kxdp-node (control/runtime) runs the dataplane; serving it (gRPC,
     // HTTP, Kubernetes) is kxdp-control's, which depends on it, not back.

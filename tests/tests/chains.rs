@@ -502,7 +502,8 @@ fn a_removed_backend_moves_only_its_flows() {
     });
     // The change takes effect between the request and its answer.
     let (asked_at, applied_at, outcome) = applier.join().unwrap();
-    let outcome = outcome.unwrap_or_else(|e| panic!("the apply was refused: {e:#}"));
+    let outcome = outcome
+        .unwrap_or_else(|e| panic!("the apply was refused: {}", kxdp_node::report::Report(&e)));
     eprintln!(
         "apply asked at {asked_at:?}, answered at {applied_at:?}: {outcome}; {} probe rounds",
         rounds.len()

@@ -496,7 +496,7 @@ impl ClusterUnderTest {
             ObjectKind::Service,
         ]) {
             Ok(listed) => listed,
-            Err(e) => return vec![format!("API: {e:#}")],
+            Err(e) => return vec![format!("API: {}", kxdp_node::report::Report(&e))],
         };
         for other in NODES.iter().filter(|n| **n != node) {
             let ip = IpAddr::V4(vtep_ip(node_number(other)));

@@ -408,7 +408,7 @@ impl ApiArgs {
     }
 
     fn connect(&self) -> anyhow::Result<BlockingClient> {
-        BlockingClient::connect(&self.target()?)
+        Ok(BlockingClient::connect(&self.target()?)?)
     }
 }
 
@@ -579,7 +579,8 @@ fn watch_stats(
         }
         previous = Some(sample.clone());
         true
-    })
+    })?;
+    Ok(())
 }
 
 /// Parse the command line and run the command.

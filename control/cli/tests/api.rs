@@ -647,10 +647,8 @@ fn kxdp_stats_reads_the_nodes_counters_over_get_counters() {
 
     drop(h);
     let err = kxdp_control::stats::fetch(Path::new(&socket)).unwrap_err();
-    assert!(
-        format!("{err:#}").contains("is `kxdp run` running?"),
-        "{err:#}"
-    );
+    let err = kxdp_node::report::Report(&err).to_string();
+    assert!(err.contains("is `kxdp run` running?"), "{err}");
 }
 
 /// A server stopping ends open streams instead of waiting for them.
@@ -1380,7 +1378,7 @@ fn only_root_or_the_configured_group_may_use_the_unix_socket() {
         },
     )
     .unwrap_err();
-    let err = format!("{err:#}");
+    let err = kxdp_node::report::Report(&err).to_string();
     assert!(err.contains("control.api_socket_group"), "{err}");
     assert!(err.contains("kxdp-no-such-group"), "{err}");
 }

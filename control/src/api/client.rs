@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use hyper_util::rt::TokioIo;
 use kxdp_node::stats::NodeStats;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
@@ -13,7 +12,85 @@ use super::convert::{FromProto, ToProto};
 use super::proto;
 use super::proto::dataplane_service_client::DataplaneServiceClient;
 use super::proto::MAX_MESSAGE_SIZE;
-use super::store::{ApplyOutcome, ChangeSet, ObjectKind, ObjectSet};
+use super::store::{ApplyOutcome, ChangeSet, FieldError, ObjectKind, ObjectSet};
+
+/// Why the client could not reach a node's API, or what the node answered
+/// instead.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// connecting to {path} (is `kxdp run` running?)
+    #[error("connecting to {} (is `kxdp run` running?)", path.display())]
+    ConnectUnix {
+        /// The API socket.
+        path: PathBuf,
+        /// Why the connection failed.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// reading {path} (a PEM file of the TLS target)
+    #[error("reading {}", path.display())]
+    ReadPem {
+        /// The PEM file.
+        path: PathBuf,
+        /// Why it could not be read.
+        #[source]
+        source: std::io::Error,
+    },
+    /// {url:?} is not a URL
+    #[error("{url:?} is not a URL")]
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+        /// Why it does not parse.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// the TLS configuration is refused
+    #[error("the TLS configuration is refused")]
+    TlsRefused(#[source] tonic::transport::Error),
+    /// connecting to {url}
+    #[error("connecting to {url}")]
+    ConnectTls {
+        /// The URL dialled.
+        url: String,
+        /// Why the connection failed.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// building a tokio runtime
+    #[error("building a tokio runtime")]
+    Runtime(#[source] std::io::Error),
+    /// {code:?}: {message} (a refused call, with the server's message,
+    /// which names the field)
+    #[error("{code:?}: {message}")]
+    Refused {
+        /// The gRPC status code.
+        code: tonic::Code,
+        /// The server's message.
+        message: String,
+    },
+    /// the server sent an unreadable object
+    #[error("the server sent an unreadable object")]
+    UnreadableObject(#[source] FieldError),
+    /// no answer to GetCounters within {after:?}
+    #[error("no answer to GetCounters within {after:?}")]
+    CountersTimeout {
+        /// How long the client waited.
+        after: Duration,
+    },
+    /// the server sent unreadable counters
+    #[error("the server sent unreadable counters")]
+    UnreadableCounters(#[source] FieldError),
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> ClientError {
+        ClientError::Refused {
+            code: status.code(),
+            message: status.message().to_string(),
+        }
+    }
+}
 
 /// The generated client over a channel.
 pub type ApiClient = DataplaneServiceClient<Channel>;
@@ -71,11 +148,16 @@ pub async fn connect_unix(path: &Path) -> Result<Channel, tonic::transport::Erro
 }
 
 /// A channel to `target`.
-pub async fn connect(target: &ApiTarget) -> anyhow::Result<Channel> {
+pub async fn connect(target: &ApiTarget) -> Result<Channel, ClientError> {
     match target {
-        ApiTarget::Unix(path) => connect_unix(path)
-            .await
-            .with_context(|| format!("connecting to {} (is `kxdp run` running?)", path.display())),
+        ApiTarget::Unix(path) => {
+            connect_unix(path)
+                .await
+                .map_err(|source| ClientError::ConnectUnix {
+                    path: path.clone(),
+                    source,
+                })
+        }
         ApiTarget::Tls {
             url,
             ca,
@@ -83,8 +165,12 @@ pub async fn connect(target: &ApiTarget) -> anyhow::Result<Channel> {
             key,
             domain,
         } => {
-            let read =
-                |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            let read = |p: &Path| {
+                std::fs::read(p).map_err(|source| ClientError::ReadPem {
+                    path: p.to_path_buf(),
+                    source,
+                })
+            };
             let mut tls = ClientTlsConfig::new()
                 .ca_certificate(Certificate::from_pem(read(ca)?))
                 .identity(Identity::from_pem(read(cert)?, read(key)?));
@@ -92,13 +178,19 @@ pub async fn connect(target: &ApiTarget) -> anyhow::Result<Channel> {
                 tls = tls.domain_name(domain.clone());
             }
             Endpoint::from_shared(url.clone())
-                .with_context(|| format!("{url:?} is not a URL"))?
+                .map_err(|source| ClientError::InvalidUrl {
+                    url: url.clone(),
+                    source,
+                })?
                 .connect_timeout(CONNECT_TIMEOUT)
                 .tls_config(tls)
-                .context("the TLS configuration is refused")?
+                .map_err(ClientError::TlsRefused)?
                 .connect()
                 .await
-                .with_context(|| format!("connecting to {url}"))
+                .map_err(|source| ClientError::ConnectTls {
+                    url: url.clone(),
+                    source,
+                })
         }
     }
 }
@@ -110,11 +202,6 @@ pub fn client(channel: Channel) -> ApiClient {
         .max_encoding_message_size(MAX_MESSAGE_SIZE)
 }
 
-/// A refused call, with the server's message (which names the field).
-fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{:?}: {}", status.code(), status.message())
-}
-
 /// A blocking client (for the CLI): a small runtime of its own.
 #[derive(Debug)]
 pub struct BlockingClient {
@@ -124,11 +211,11 @@ pub struct BlockingClient {
 
 impl BlockingClient {
     /// Connect to `target`.
-    pub fn connect(target: &ApiTarget) -> anyhow::Result<BlockingClient> {
+    pub fn connect(target: &ApiTarget) -> Result<BlockingClient, ClientError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .context("building a tokio runtime")?;
+            .map_err(ClientError::Runtime)?;
         let channel = runtime.block_on(connect(target))?;
         Ok(BlockingClient {
             runtime,
@@ -137,11 +224,11 @@ impl BlockingClient {
     }
 
     /// Apply a change.
-    pub fn apply(&mut self, change: &ChangeSet) -> anyhow::Result<ApplyOutcome> {
+    pub fn apply(&mut self, change: &ChangeSet) -> Result<ApplyOutcome, ClientError> {
         let response = self
             .runtime
             .block_on(self.client.apply(change.to_proto()))
-            .map_err(status_error)?
+            .map_err(ClientError::from)?
             .into_inner();
         Ok(ApplyOutcome {
             generation: response.generation,
@@ -150,7 +237,7 @@ impl BlockingClient {
     }
 
     /// The desired state of `kinds`, with its generation.
-    pub fn list(&mut self, kinds: &[ObjectKind]) -> anyhow::Result<(u64, ObjectSet)> {
+    pub fn list(&mut self, kinds: &[ObjectKind]) -> Result<(u64, ObjectSet), ClientError> {
         let request = proto::ListRequest {
             kinds: kinds
                 .iter()
@@ -160,15 +247,15 @@ impl BlockingClient {
         let response = self
             .runtime
             .block_on(self.client.list(request))
-            .map_err(status_error)?
+            .map_err(ClientError::from)?
             .into_inner();
         let objects = ObjectSet::from_proto(&response.objects.unwrap_or_default(), "objects")
-            .map_err(|e| anyhow::anyhow!("the server sent an unreadable object: {e}"))?;
+            .map_err(ClientError::UnreadableObject)?;
         Ok((response.generation, objects))
     }
 
     /// One object, with the generation of the desired state.
-    pub fn get(&mut self, kind: ObjectKind, key: &str) -> anyhow::Result<(u64, ObjectSet)> {
+    pub fn get(&mut self, kind: ObjectKind, key: &str) -> Result<(u64, ObjectSet), ClientError> {
         let request = proto::GetRequest {
             kind: super::convert::kind_to_proto(kind) as i32,
             key: key.to_string(),
@@ -176,51 +263,52 @@ impl BlockingClient {
         let response = self
             .runtime
             .block_on(self.client.get(request))
-            .map_err(status_error)?
+            .map_err(ClientError::from)?
             .into_inner();
         let object = ObjectSet::from_proto(&response.object.unwrap_or_default(), "object")
-            .map_err(|e| anyhow::anyhow!("the server sent an unreadable object: {e}"))?;
+            .map_err(ClientError::UnreadableObject)?;
         Ok((response.generation, object))
     }
 
     /// The published tables.
-    pub fn dump_tables(&mut self) -> anyhow::Result<proto::DumpTablesResponse> {
+    pub fn dump_tables(&mut self) -> Result<proto::DumpTablesResponse, ClientError> {
         Ok(self
             .runtime
             .block_on(self.client.dump_tables(proto::DumpTablesRequest {}))
-            .map_err(status_error)?
+            .map_err(ClientError::from)?
             .into_inner())
     }
 
     /// The node's status.
-    pub fn status(&mut self) -> anyhow::Result<proto::GetStatusResponse> {
+    pub fn status(&mut self) -> Result<proto::GetStatusResponse, ClientError> {
         Ok(self
             .runtime
             .block_on(self.client.get_status(proto::GetStatusRequest {}))
-            .map_err(status_error)?
+            .map_err(ClientError::from)?
             .into_inner())
     }
 
     /// Everything `kxdp stats` shows (`GetCounters`), as the node's
     /// [`NodeStats`].
-    pub fn node_stats(&mut self) -> anyhow::Result<NodeStats> {
+    pub fn node_stats(&mut self) -> Result<NodeStats, ClientError> {
         let call = self.client.get_counters(proto::GetCountersRequest {});
         let response = self
             .runtime
             .block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await })
-            .map_err(|_| anyhow::anyhow!("no answer to GetCounters within {CALL_TIMEOUT:?}"))?
-            .map_err(status_error)?
+            .map_err(|_| ClientError::CountersTimeout {
+                after: CALL_TIMEOUT,
+            })?
+            .map_err(ClientError::from)?
             .into_inner();
-        NodeStats::from_proto(&response, "")
-            .map_err(|e| anyhow::anyhow!("the server sent unreadable counters: {e}"))
+        NodeStats::from_proto(&response, "").map_err(ClientError::UnreadableCounters)
     }
 
     /// Every chain's counters, per stage.
-    pub fn chain_stats(&mut self) -> anyhow::Result<proto::GetChainStatsResponse> {
+    pub fn chain_stats(&mut self) -> Result<proto::GetChainStatsResponse, ClientError> {
         Ok(self
             .runtime
             .block_on(self.client.get_chain_stats(proto::GetChainStatsRequest {}))
-            .map_err(status_error)?
+            .map_err(ClientError::from)?
             .into_inner())
     }
 
@@ -231,7 +319,7 @@ impl BlockingClient {
         interval: Duration,
         max_samples: u64,
         mut each: impl FnMut(&proto::CounterSample) -> bool,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), ClientError> {
         let request = proto::WatchCountersRequest {
             interval_ms: u32::try_from(interval.as_millis()).unwrap_or(u32::MAX),
             max_samples,
@@ -241,14 +329,14 @@ impl BlockingClient {
             let mut stream = client
                 .watch_counters(request)
                 .await
-                .map_err(status_error)?
+                .map_err(ClientError::from)?
                 .into_inner();
-            while let Some(sample) = stream.message().await.map_err(status_error)? {
+            while let Some(sample) = stream.message().await.map_err(ClientError::from)? {
                 if !each(&sample) {
                     break;
                 }
             }
-            anyhow::Ok(())
+            Ok::<(), ClientError>(())
         })
     }
 }

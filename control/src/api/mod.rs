@@ -18,8 +18,8 @@ pub mod server;
 pub mod service;
 pub mod store;
 
-pub use client::{ApiClient, ApiTarget, BlockingClient};
-pub use server::{api_socket_path, ApiServer, ApiServerOptions};
+pub use client::{ApiClient, ApiTarget, BlockingClient, ClientError};
+pub use server::{api_socket_path, ApiServer, ApiServerError, ApiServerOptions};
 pub use service::DataplaneApi;
 pub use store::{
     ApplyMode, ApplyOutcome, ChangeSet, DesiredStateStore, FieldError, KeySet, ObjectKind,

@@ -15,7 +15,6 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
 use kxdp_config::{ApiTcpSpec, NodeConfig};
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
@@ -24,6 +23,132 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use super::proto::dataplane_service_server::DataplaneServiceServer;
 use super::proto::{self, MAX_MESSAGE_SIZE};
 use super::service::DataplaneApi;
+
+/// Why the API server could not start. The variants about the
+/// configuration name its field (`control.api_tcp.cert`, ...).
+#[derive(Debug, thiserror::Error)]
+pub enum ApiServerError {
+    /// {path} is in use by another running kxdp
+    #[error("{} is in use by another running kxdp", path.display())]
+    InUse {
+        /// The Unix socket a live kxdp answers on.
+        path: PathBuf,
+    },
+    /// control.api_socket_group: looking up group {group}
+    #[error("control.api_socket_group: looking up group {group}")]
+    GroupLookup {
+        /// The group's name.
+        group: String,
+        /// Why the lookup failed.
+        #[source]
+        source: nix::Error,
+    },
+    /// control.api_socket_group: no group named {group}
+    #[error("control.api_socket_group: no group named {group}")]
+    NoSuchGroup {
+        /// The group's name.
+        group: String,
+    },
+    /// creating {dir} (the socket's directory)
+    #[error("creating {}", dir.display())]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why it could not be created.
+        #[source]
+        source: std::io::Error,
+    },
+    /// removing the stale socket {path}
+    #[error("removing the stale socket {}", path.display())]
+    RemoveStale {
+        /// The stale socket file.
+        path: PathBuf,
+        /// Why it could not be removed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// binding {path}
+    #[error("binding {}", path.display())]
+    BindUnix {
+        /// The Unix socket.
+        path: PathBuf,
+        /// Why it could not be bound.
+        #[source]
+        source: std::io::Error,
+    },
+    /// giving {path} to group {gid}
+    #[error("giving {} to group {gid}", path.display())]
+    Chown {
+        /// The Unix socket.
+        path: PathBuf,
+        /// The group's id.
+        gid: nix::unistd::Gid,
+        /// Why the ownership could not change.
+        #[source]
+        source: nix::Error,
+    },
+    /// restricting {path} to mode {mode:o}
+    #[error("restricting {} to mode {mode:o}", path.display())]
+    Permissions {
+        /// The Unix socket.
+        path: PathBuf,
+        /// The mode.
+        mode: u32,
+        /// Why the mode could not be set.
+        #[source]
+        source: std::io::Error,
+    },
+    /// control.api_tcp.{field}: cannot read {path}
+    #[error("control.api_tcp.{field}: cannot read {path}")]
+    ReadPem {
+        /// The field that names the file (`cert`, `key`, `client_ca`).
+        field: &'static str,
+        /// The PEM file.
+        path: String,
+        /// Why it could not be read.
+        #[source]
+        source: std::io::Error,
+    },
+    /// control.api_tcp.listen: cannot bind {addr}
+    #[error("control.api_tcp.listen: cannot bind {addr}")]
+    BindTcp {
+        /// The address.
+        addr: SocketAddr,
+        /// Why it could not be bound.
+        #[source]
+        source: std::io::Error,
+    },
+    /// setting up the {listener} listener (non-blocking mode, its address)
+    #[error("setting up the {listener} listener")]
+    Listener {
+        /// `Unix` or `TCP`.
+        listener: &'static str,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// building the reflection service
+    #[error("building the reflection service")]
+    Reflection(#[source] tonic_reflection::server::Error),
+    /// building the API's tokio runtime
+    #[error("building the API's tokio runtime")]
+    Runtime(#[source] std::io::Error),
+    /// spawning the API thread
+    #[error("spawning the API thread")]
+    Spawn(#[source] std::io::Error),
+    /// registering the socket (with the API's runtime)
+    #[error("registering the socket")]
+    RegisterUnix(#[source] std::io::Error),
+    /// registering the TCP listener (with the API's runtime)
+    #[error("registering the TCP listener")]
+    RegisterTcp(#[source] std::io::Error),
+    /// control.api_tcp: the TLS configuration is refused
+    #[error("control.api_tcp: the TLS configuration is refused")]
+    TlsRefused(#[source] tonic::transport::Error),
+    /// the API server did not start within 10 s
+    #[error("the API server did not start within 10 s")]
+    StartTimeout,
+}
 
 /// How long a stopping server waits for calls in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -77,9 +202,11 @@ pub fn api_socket_beside(control_socket: &Path) -> PathBuf {
 
 /// An error when a live kxdp answers on the Unix socket at `path` (a
 /// stale socket file is no error: binding replaces it).
-pub fn refuse_if_served(path: &Path) -> anyhow::Result<()> {
+pub fn refuse_if_served(path: &Path) -> Result<(), ApiServerError> {
     if path.exists() && UnixStream::connect(path).is_ok() {
-        bail!("{} is in use by another running kxdp", path.display());
+        return Err(ApiServerError::InUse {
+            path: path.to_path_buf(),
+        });
     }
     Ok(())
 }
@@ -104,53 +231,84 @@ impl Drop for SocketFile {
 fn bind_unix(
     path: &Path,
     group: Option<&str>,
-) -> anyhow::Result<(std::os::unix::net::UnixListener, SocketFile)> {
+) -> Result<(std::os::unix::net::UnixListener, SocketFile), ApiServerError> {
     // Resolve the group first: an unknown group refuses to start rather
     // than silently falling back to another mode.
     let gid = match group {
         Some(name) => Some(
             nix::unistd::Group::from_name(name)
-                .with_context(|| format!("control.api_socket_group: looking up group {name}"))?
-                .with_context(|| format!("control.api_socket_group: no group named {name}"))?
+                .map_err(|source| ApiServerError::GroupLookup {
+                    group: name.to_string(),
+                    source,
+                })?
+                .ok_or_else(|| ApiServerError::NoSuchGroup {
+                    group: name.to_string(),
+                })?
                 .gid,
         ),
         None => None,
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| ApiServerError::CreateDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
     }
     if path.exists() {
         // A live server answers; a stale socket file refuses the connection.
         refuse_if_served(path)?;
-        std::fs::remove_file(path)
-            .with_context(|| format!("removing the stale socket {}", path.display()))?;
+        std::fs::remove_file(path).map_err(|source| ApiServerError::RemoveStale {
+            path: path.to_path_buf(),
+            source,
+        })?;
     }
-    let listener = std::os::unix::net::UnixListener::bind(path)
-        .with_context(|| format!("binding {}", path.display()))?;
+    let listener = std::os::unix::net::UnixListener::bind(path).map_err(|source| {
+        ApiServerError::BindUnix {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
     let file = SocketFile {
         path: path.to_path_buf(),
     };
     let mode = match gid {
         Some(gid) => {
-            nix::unistd::chown(path, None, Some(gid))
-                .with_context(|| format!("giving {} to group {gid}", path.display()))?;
+            nix::unistd::chown(path, None, Some(gid)).map_err(|source| ApiServerError::Chown {
+                path: path.to_path_buf(),
+                gid,
+                source,
+            })?;
             0o660
         }
         None => 0o600,
     };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("restricting {} to mode {mode:o}", path.display()))?;
-    listener.set_nonblocking(true)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        ApiServerError::Permissions {
+            path: path.to_path_buf(),
+            mode,
+            source,
+        }
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| ApiServerError::Listener {
+            listener: "Unix",
+            source,
+        })?;
     Ok((listener, file))
 }
 
-fn read_pem(path: &str, field: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("control.api_tcp.{field}: cannot read {path}"))
+fn read_pem(path: &str, field: &'static str) -> Result<Vec<u8>, ApiServerError> {
+    std::fs::read(path).map_err(|source| ApiServerError::ReadPem {
+        field,
+        path: path.to_string(),
+        source,
+    })
 }
 
 /// The TLS configuration of the TCP listener: the server's identity, and
 /// client certificates required and checked against `client_ca`.
-fn tls_config(spec: &ApiTcpSpec) -> anyhow::Result<ServerTlsConfig> {
+fn tls_config(spec: &ApiTcpSpec) -> Result<ServerTlsConfig, ApiServerError> {
     let cert = read_pem(&spec.cert, "cert")?;
     let key = read_pem(&spec.key, "key")?;
     let ca = read_pem(&spec.client_ca, "client_ca")?;
@@ -162,15 +320,18 @@ fn tls_config(spec: &ApiTcpSpec) -> anyhow::Result<ServerTlsConfig> {
 }
 
 /// The services every listener serves: the API and gRPC reflection.
-fn router(api: &DataplaneApi, builder: Server) -> anyhow::Result<tonic::transport::server::Router> {
+fn router(
+    api: &DataplaneApi,
+    builder: Server,
+) -> Result<tonic::transport::server::Router, ApiServerError> {
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .context("building the reflection service")?;
+        .map_err(ApiServerError::Reflection)?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
-        .context("building the reflection service")?;
+        .map_err(ApiServerError::Reflection)?;
     let mut builder = builder;
     Ok(builder
         .add_service(
@@ -197,25 +358,39 @@ impl ApiServer {
     /// Bind the listeners of `options` and serve `api` on them from a new
     /// thread. Returns once the listeners are bound: a client may connect
     /// right away.
-    pub fn start(api: DataplaneApi, options: &ApiServerOptions) -> anyhow::Result<ApiServer> {
+    pub fn start(
+        api: DataplaneApi,
+        options: &ApiServerOptions,
+    ) -> Result<ApiServer, ApiServerError> {
         let (unix, socket) = bind_unix(&options.unix_socket, options.unix_group.as_deref())?;
         let tcp = match &options.tcp {
             Some(spec) => {
                 let tls = tls_config(spec)?;
-                let listener = std::net::TcpListener::bind(spec.listen).with_context(|| {
-                    format!("control.api_tcp.listen: cannot bind {}", spec.listen)
+                let listener = std::net::TcpListener::bind(spec.listen).map_err(|source| {
+                    ApiServerError::BindTcp {
+                        addr: spec.listen,
+                        source,
+                    }
                 })?;
-                listener.set_nonblocking(true)?;
+                listener
+                    .set_nonblocking(true)
+                    .map_err(|source| ApiServerError::Listener {
+                        listener: "TCP",
+                        source,
+                    })?;
                 Some((listener, tls))
             }
             None => None,
         };
         let tcp_addr = match &tcp {
-            Some((l, _)) => Some(l.local_addr()?),
+            Some((l, _)) => Some(l.local_addr().map_err(|source| ApiServerError::Listener {
+                listener: "TCP",
+                source,
+            })?),
             None => None,
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std_mpsc::channel::<anyhow::Result<()>>();
+        let (ready_tx, ready_rx) = std_mpsc::channel::<Result<(), ApiServerError>>();
         let avoid = options.avoid_cores.clone();
         let thread_api = api.clone();
         let thread = std::thread::Builder::new()
@@ -229,17 +404,14 @@ impl ApiServer {
                 {
                     Ok(r) => r,
                     Err(e) => {
-                        let _ =
-                            ready_tx
-                                .send(Err(anyhow::Error::new(e)
-                                    .context("building the API's tokio runtime")));
+                        let _ = ready_tx.send(Err(ApiServerError::Runtime(e)));
                         return;
                     }
                 };
                 runtime.block_on(serve(thread_api, unix, tcp, stop_rx, ready_tx));
                 runtime.shutdown_timeout(SHUTDOWN_GRACE);
             })
-            .context("spawning the API thread")?;
+            .map_err(ApiServerError::Spawn)?;
         let mut server = ApiServer {
             api,
             thread: Some(thread),
@@ -255,7 +427,7 @@ impl ApiServer {
             }
             Err(_) => {
                 server.stop();
-                bail!("the API server did not start within 10 s")
+                Err(ApiServerError::StartTimeout)
             }
         }
     }
@@ -298,11 +470,12 @@ async fn serve(
     unix: std::os::unix::net::UnixListener,
     tcp: Option<(std::net::TcpListener, ServerTlsConfig)>,
     stop: oneshot::Receiver<()>,
-    ready: std_mpsc::Sender<anyhow::Result<()>>,
+    ready: std_mpsc::Sender<Result<(), ApiServerError>>,
 ) {
     let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let setup = async {
-        let unix = tokio::net::UnixListener::from_std(unix).context("registering the socket")?;
+        let unix =
+            tokio::net::UnixListener::from_std(unix).map_err(ApiServerError::RegisterUnix)?;
         let unix_server = router(&api, Server::builder())?;
         let mut unix_stop = shutdown_tx.subscribe();
         let unix_task = tokio::spawn(unix_server.serve_with_incoming_shutdown(
@@ -314,10 +487,10 @@ async fn serve(
         let tcp_task = match tcp {
             Some((listener, tls)) => {
                 let listener = tokio::net::TcpListener::from_std(listener)
-                    .context("registering the TCP listener")?;
+                    .map_err(ApiServerError::RegisterTcp)?;
                 let builder = Server::builder()
                     .tls_config(tls)
-                    .context("control.api_tcp: the TLS configuration is refused")?;
+                    .map_err(ApiServerError::TlsRefused)?;
                 let tcp_server = router(&api, builder)?;
                 let mut tcp_stop = shutdown_tx.subscribe();
                 Some(tokio::spawn(tcp_server.serve_with_incoming_shutdown(
@@ -329,7 +502,7 @@ async fn serve(
             }
             None => None,
         };
-        anyhow::Ok((unix_task, tcp_task))
+        Ok::<_, ApiServerError>((unix_task, tcp_task))
     };
     let (unix_task, tcp_task) = match setup.await {
         Ok(tasks) => {

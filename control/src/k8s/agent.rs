@@ -35,7 +35,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
@@ -47,6 +46,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use kxdp_config::crd::ServiceChain;
 use kxdp_config::{MacAddr, NodeConfig};
+use kxdp_node::report::Report;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
@@ -195,6 +195,38 @@ impl AgentStats {
     }
 }
 
+/// Why the agent could not start, or (logged while it retries) connect.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// spawning the agent thread
+    #[error("spawning the agent thread")]
+    Spawn(#[source] std::io::Error),
+    /// reading the in-cluster configuration
+    #[error("reading the in-cluster configuration")]
+    InCluster(#[source] kube::config::InClusterError),
+    /// reading {path} (the kubeconfig)
+    #[error("reading {}", path.display())]
+    ReadKubeconfig {
+        /// The kubeconfig file.
+        path: PathBuf,
+        /// Why it could not be read.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// loading {path} (the kubeconfig)
+    #[error("loading {}", path.display())]
+    LoadKubeconfig {
+        /// The kubeconfig file.
+        path: PathBuf,
+        /// Why it could not be loaded.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// building the Kubernetes client
+    #[error("building the Kubernetes client")]
+    Client(#[source] Box<kube::Error>),
+}
+
 /// A running agent on its own thread (`kxdp-agent`). Dropping it stops it.
 #[derive(Debug)]
 pub struct Agent {
@@ -206,7 +238,10 @@ pub struct Agent {
 impl Agent {
     /// Start the agent: it connects (retrying with backoff while the API
     /// server is unreachable), watches, and applies through `store`.
-    pub fn start(store: Arc<DesiredStateStore>, options: AgentOptions) -> anyhow::Result<Agent> {
+    pub fn start(
+        store: Arc<DesiredStateStore>,
+        options: AgentOptions,
+    ) -> Result<Agent, AgentError> {
         let stats = Arc::new(AgentStats::default());
         let (stop_tx, stop_rx) = oneshot::channel();
         let thread_stats = Arc::clone(&stats);
@@ -232,7 +267,7 @@ impl Agent {
                     }
                 });
             })
-            .context("spawning the agent thread")?;
+            .map_err(AgentError::Spawn)?;
         Ok(Agent {
             stats,
             stop: Some(stop_tx),
@@ -274,23 +309,31 @@ async fn connect(access: &ClusterAccess) -> Client {
         let result = async {
             let config = match access {
                 ClusterAccess::InCluster => {
-                    kube::Config::incluster().context("reading the in-cluster configuration")?
+                    kube::Config::incluster().map_err(AgentError::InCluster)?
                 }
                 ClusterAccess::Kubeconfig(path) => {
-                    let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                        .with_context(|| format!("reading {}", path.display()))?;
+                    let kubeconfig =
+                        kube::config::Kubeconfig::read_from(path).map_err(|source| {
+                            AgentError::ReadKubeconfig {
+                                path: path.clone(),
+                                source,
+                            }
+                        })?;
                     kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
                         .await
-                        .with_context(|| format!("loading {}", path.display()))?
+                        .map_err(|source| AgentError::LoadKubeconfig {
+                            path: path.clone(),
+                            source,
+                        })?
                 }
             };
-            Client::try_from(config).context("building the Kubernetes client")
+            Client::try_from(config).map_err(|e| AgentError::Client(Box::new(e)))
         }
         .await;
         match result {
             Ok(client) => return client,
             Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), retry_in = ?delay, "Kubernetes agent cannot connect");
+                tracing::warn!(error = %Report(&e), retry_in = ?delay, "Kubernetes agent cannot connect");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(30));
             }

@@ -8,8 +8,19 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::agent::{Agent, AgentOptions, ClusterAccess};
+use super::agent::{Agent, AgentError, AgentOptions, ClusterAccess};
 use crate::api::DesiredStateStore;
+
+/// Why `kxdp agent` cannot start its agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentCommandError {
+    /// kxdp agent: pass --kubeconfig FILE or --in-cluster
+    #[error("kxdp agent: pass --kubeconfig FILE or --in-cluster")]
+    NoClusterAccess,
+    /// The agent did not start (its error as it is).
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+}
 
 /// How `kxdp agent` reaches the Kubernetes API server.
 #[derive(Args, Clone, Debug, PartialEq, Eq)]
@@ -33,7 +44,7 @@ pub struct ClusterArgs {
 impl ClusterArgs {
     /// Where the API server is: `--kubeconfig`, `--in-cluster`, else
     /// $KUBECONFIG.
-    pub fn access(&self) -> anyhow::Result<ClusterAccess> {
+    pub fn access(&self) -> Result<ClusterAccess, AgentCommandError> {
         if let Some(path) = &self.kubeconfig {
             return Ok(ClusterAccess::Kubeconfig(path.clone()));
         }
@@ -42,7 +53,7 @@ impl ClusterArgs {
         }
         match std::env::var_os("KUBECONFIG") {
             Some(path) if !path.is_empty() => Ok(ClusterAccess::Kubeconfig(PathBuf::from(path))),
-            _ => anyhow::bail!("kxdp agent: pass --kubeconfig FILE or --in-cluster"),
+            _ => Err(AgentCommandError::NoClusterAccess),
         }
     }
 
@@ -59,7 +70,7 @@ static REQUESTED: OnceLock<(ClusterAccess, ClusterArgs)> = OnceLock::new();
 
 /// Ask the node that this process runs next to start the agent (`kxdp
 /// agent`). Fails when the API server's whereabouts are not given.
-pub fn request_agent(args: ClusterArgs) -> anyhow::Result<()> {
+pub fn request_agent(args: ClusterArgs) -> Result<(), AgentCommandError> {
     let access = args.access()?;
     let _ = REQUESTED.set((access, args));
     Ok(())
@@ -67,7 +78,9 @@ pub fn request_agent(args: ClusterArgs) -> anyhow::Result<()> {
 
 /// Start the agent over `store` when `kxdp agent` asked for it; `None` for
 /// `kxdp run`.
-pub fn start_requested_agent(store: &Arc<DesiredStateStore>) -> anyhow::Result<Option<Agent>> {
+pub fn start_requested_agent(
+    store: &Arc<DesiredStateStore>,
+) -> Result<Option<Agent>, AgentCommandError> {
     let Some((access, args)) = REQUESTED.get() else {
         return Ok(None);
     };
@@ -75,5 +88,5 @@ pub fn start_requested_agent(store: &Arc<DesiredStateStore>) -> anyhow::Result<O
     let mut options = AgentOptions::for_node(&config, access.clone(), args.node_name());
     options.coalesce = Duration::from_millis(args.coalesce_ms);
     tracing::info!(node = %options.node_name, access = ?access, "starting the Kubernetes agent");
-    Agent::start(Arc::clone(store), options).map(Some)
+    Ok(Some(Agent::start(Arc::clone(store), options)?))
 }

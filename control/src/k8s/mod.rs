@@ -11,6 +11,6 @@ pub mod agent;
 pub mod command;
 pub mod index;
 
-pub use agent::{Agent, AgentOptions, AgentStats, ClusterAccess, LatencySummary};
-pub use command::{request_agent, start_requested_agent, ClusterArgs};
+pub use agent::{Agent, AgentError, AgentOptions, AgentStats, ClusterAccess, LatencySummary};
+pub use command::{request_agent, start_requested_agent, AgentCommandError, ClusterArgs};
 pub use index::{Index, IndexSettings, Model, Resource, Skipped, WatchedKind};

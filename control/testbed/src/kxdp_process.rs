@@ -87,7 +87,7 @@ impl KxdpProcess {
             .map_err(|e| e.to_string())
             .and_then(|c| {
                 kxdp_control::stats::fetch(&kxdp_control::api::api_socket_path(&c))
-                    .map_err(|e| format!("{e:#}"))
+                    .map_err(|e| kxdp_node::report::Report(&e).to_string())
             });
         match stats {
             Ok(stats) => interfaces

@@ -12,6 +12,7 @@ use kxdp_config::{InterfaceRole, InterfaceSpec, MacAddr, PodSpec};
 
 use super::{Netns, NetnsGuard, Result, Testbed, TestbedError, POD_IF};
 use kxdp_control::api::{BlockingClient, ChangeSet, KeySet, ObjectSet};
+use kxdp_node::report::Report;
 
 /// The pod interfaces' MTU (the testbed's VXLAN underlay is 1500).
 const MTU: &str = "1450";
@@ -164,7 +165,7 @@ impl RuntimePod {
         });
         api.apply(&change)
             .map(drop)
-            .map_err(|e| TestbedError::Api(format!("ADD of {}: {e:#}", self.name)))
+            .map_err(|e| TestbedError::Api(format!("ADD of {}: {}", self.name, Report(&e))))
     }
 
     /// The `Apply` a CNI DEL makes, then the veth and the namespace go.
@@ -174,7 +175,7 @@ impl RuntimePod {
             interfaces: vec![self.host_if.clone()],
             ..KeySet::default()
         }))
-        .map_err(|e| TestbedError::Api(format!("DEL of {}: {e:#}", self.name)))?;
+        .map_err(|e| TestbedError::Api(format!("DEL of {}: {}", self.name, Report(&e))))?;
         self.node.ip(&["link", "del", &self.host_if])?;
         self.removed = true;
         Ok(())

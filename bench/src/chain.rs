@@ -474,6 +474,11 @@ pub fn table(results: &[ChainResult]) -> String {
     s
 }
 
+/// `KXDP_BENCH_ROUNDS`, when set: rounds of 64 batches per measurement.
+fn fixed_rounds() -> Option<u64> {
+    std::env::var("KXDP_BENCH_ROUNDS").ok()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,9 +545,4 @@ mod tests {
         }
         assert_eq!(dropped, 1600 - 1000, "1000 burst, then (almost) nothing");
     }
-}
-
-/// `KXDP_BENCH_ROUNDS`, when set: rounds of 64 batches per measurement.
-fn fixed_rounds() -> Option<u64> {
-    std::env::var("KXDP_BENCH_ROUNDS").ok()?.parse().ok()
 }

@@ -209,8 +209,8 @@ pub struct TraceSummary {
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     /// --match: the filter does not parse
-    #[error("--match")]
-    Filter(#[source] TraceFilterError),
+    #[error("--match: {0}")]
+    Filter(TraceFilterError),
     /// --count: {count} is outside 1..=MAX_TRACE_COUNT
     #[error("--count: {count} is outside 1..={MAX_TRACE_COUNT}")]
     Count {

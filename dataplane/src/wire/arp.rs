@@ -44,7 +44,7 @@ view! {
 impl<T: AsRef<[u8]>> Packet<T> {
     /// [`Error::Truncated`] when the buffer is shorter than an
     /// Ethernet/IPv4 ARP packet (28 bytes).
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), Error> {
         if self.buffer.as_ref().len() < LEN {
             return Err(Error::Truncated);
@@ -54,7 +54,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Whether the buffer reaches the protocol type: what a lenient
     /// reader needs before [`Packet::protocol_type`] means anything.
-    #[inline]
+    #[inline(always)]
     pub fn has_protocol_type(&self) -> bool {
         self.buffer.as_ref().len() >= field::PTYPE.end
     }
@@ -62,14 +62,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Whether the buffer reaches the address lengths (hardware and
     /// protocol type, their lengths): what a lenient reader needs to tell
     /// the kind of ARP packet before the addresses.
-    #[inline]
+    #[inline(always)]
     pub fn has_address_lengths(&self) -> bool {
         self.buffer.as_ref().len() > field::PLEN
     }
 
     /// Hardware type, protocol type, hardware and protocol address lengths
     /// are Ethernet's and IPv4's (1, 0x0800, 6, 4).
-    #[inline]
+    #[inline(always)]
     pub fn is_ethernet_ipv4(&self) -> bool {
         self.hardware_type() == HARDWARE_ETHERNET
             && self.protocol_type() == EtherType::IPV4
@@ -78,55 +78,55 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The hardware type.
-    #[inline]
+    #[inline(always)]
     pub fn hardware_type(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::HTYPE)
     }
 
     /// The protocol type (an EtherType).
-    #[inline]
+    #[inline(always)]
     pub fn protocol_type(&self) -> EtherType {
         EtherType(read_u16(self.buffer.as_ref(), field::PTYPE))
     }
 
     /// The hardware address length.
-    #[inline]
+    #[inline(always)]
     pub fn hardware_len(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::HLEN)
     }
 
     /// The protocol address length.
-    #[inline]
+    #[inline(always)]
     pub fn protocol_len(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::PLEN)
     }
 
     /// The operation (see [`operation`]).
-    #[inline]
+    #[inline(always)]
     pub fn operation(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::OPER)
     }
 
     /// The sender hardware address.
-    #[inline]
+    #[inline(always)]
     pub fn source_hardware_addr(&self) -> Address {
         read_array(self.buffer.as_ref(), field::SHA)
     }
 
     /// The sender protocol address.
-    #[inline]
+    #[inline(always)]
     pub fn source_protocol_addr(&self) -> Ipv4Addr {
         Ipv4Addr::from(read_array::<4>(self.buffer.as_ref(), field::SPA))
     }
 
     /// The target hardware address.
-    #[inline]
+    #[inline(always)]
     pub fn target_hardware_addr(&self) -> Address {
         read_array(self.buffer.as_ref(), field::THA)
     }
 
     /// The target protocol address.
-    #[inline]
+    #[inline(always)]
     pub fn target_protocol_addr(&self) -> Ipv4Addr {
         Ipv4Addr::from(read_array::<4>(self.buffer.as_ref(), field::TPA))
     }
@@ -135,7 +135,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set hardware type, protocol type and the address lengths to
     /// Ethernet's and IPv4's.
-    #[inline]
+    #[inline(always)]
     pub fn set_ethernet_ipv4(&mut self) {
         let data = self.buffer.as_mut();
         write_u16(data, field::HTYPE, HARDWARE_ETHERNET);
@@ -145,31 +145,31 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Set the operation.
-    #[inline]
+    #[inline(always)]
     pub fn set_operation(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::OPER, value);
     }
 
     /// Set the sender hardware address.
-    #[inline]
+    #[inline(always)]
     pub fn set_source_hardware_addr(&mut self, value: Address) {
         write_array(self.buffer.as_mut(), field::SHA, value);
     }
 
     /// Set the sender protocol address.
-    #[inline]
+    #[inline(always)]
     pub fn set_source_protocol_addr(&mut self, value: Ipv4Addr) {
         write_array(self.buffer.as_mut(), field::SPA, value.octets());
     }
 
     /// Set the target hardware address.
-    #[inline]
+    #[inline(always)]
     pub fn set_target_hardware_addr(&mut self, value: Address) {
         write_array(self.buffer.as_mut(), field::THA, value);
     }
 
     /// Set the target protocol address.
-    #[inline]
+    #[inline(always)]
     pub fn set_target_protocol_addr(&mut self, value: Ipv4Addr) {
         write_array(self.buffer.as_mut(), field::TPA, value.octets());
     }

@@ -50,7 +50,7 @@ view! {
 
 impl<T: AsRef<[u8]>> Frame<T> {
     /// [`Error::Truncated`] when the buffer is shorter than the header.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), Error> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
@@ -59,25 +59,25 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// The destination address.
-    #[inline]
+    #[inline(always)]
     pub fn dst_addr(&self) -> Address {
         read_array(self.buffer.as_ref(), field::DST)
     }
 
     /// The source address.
-    #[inline]
+    #[inline(always)]
     pub fn src_addr(&self) -> Address {
         read_array(self.buffer.as_ref(), field::SRC)
     }
 
     /// The EtherType.
-    #[inline]
+    #[inline(always)]
     pub fn ethertype(&self) -> EtherType {
         EtherType(read_u16(self.buffer.as_ref(), field::ETHERTYPE))
     }
 
     /// What follows the header (a VLAN tag or the network packet).
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         slice(self.buffer.as_ref(), field::PAYLOAD, usize::MAX)
     }
@@ -85,25 +85,25 @@ impl<T: AsRef<[u8]>> Frame<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     /// Set the destination address.
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_addr(&mut self, value: Address) {
         write_array(self.buffer.as_mut(), field::DST, value);
     }
 
     /// Set the source address.
-    #[inline]
+    #[inline(always)]
     pub fn set_src_addr(&mut self, value: Address) {
         write_array(self.buffer.as_mut(), field::SRC, value);
     }
 
     /// Set the EtherType.
-    #[inline]
+    #[inline(always)]
     pub fn set_ethertype(&mut self, value: EtherType) {
         write_u16(self.buffer.as_mut(), field::ETHERTYPE, value.0);
     }
 
     /// What follows the header, mutable.
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         slice_mut(self.buffer.as_mut(), field::PAYLOAD, usize::MAX)
     }

@@ -56,7 +56,7 @@ view! {
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// [`Error::Truncated`] when the 8-byte header is not in the buffer.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), Error> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
@@ -65,49 +65,49 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The message type (see [`msg_type`]).
-    #[inline]
+    #[inline(always)]
     pub fn msg_type(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::TYPE)
     }
 
     /// The code.
-    #[inline]
+    #[inline(always)]
     pub fn msg_code(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::CODE)
     }
 
     /// The checksum.
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// The four bytes after the checksum.
-    #[inline]
+    #[inline(always)]
     pub fn rest_of_header(&self) -> [u8; 4] {
         read_array(self.buffer.as_ref(), field::REST_OF_HEADER)
     }
 
     /// An echo's identifier (bytes 4..6, whatever the type).
-    #[inline]
+    #[inline(always)]
     pub fn echo_ident(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::ECHO_IDENT)
     }
 
     /// An echo's sequence number.
-    #[inline]
+    #[inline(always)]
     pub fn echo_seq_no(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::ECHO_SEQNO)
     }
 
     /// The body after the header.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         slice(self.buffer.as_ref(), field::BODY, usize::MAX)
     }
 
     /// Whether the checksum over the whole buffer is right.
-    #[inline]
+    #[inline(always)]
     pub fn verify_checksum(&self) -> bool {
         checksum::finish(checksum::sum(self.buffer.as_ref(), 0)) == 0
     }
@@ -115,43 +115,43 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the message type.
-    #[inline]
+    #[inline(always)]
     pub fn set_msg_type(&mut self, value: u8) {
         write_u8(self.buffer.as_mut(), field::TYPE, value);
     }
 
     /// Set the code.
-    #[inline]
+    #[inline(always)]
     pub fn set_msg_code(&mut self, value: u8) {
         write_u8(self.buffer.as_mut(), field::CODE, value);
     }
 
     /// Set the checksum.
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::CHECKSUM, value);
     }
 
     /// Set the four bytes after the checksum.
-    #[inline]
+    #[inline(always)]
     pub fn set_rest_of_header(&mut self, value: [u8; 4]) {
         write_array(self.buffer.as_mut(), field::REST_OF_HEADER, value);
     }
 
     /// Set an echo's identifier.
-    #[inline]
+    #[inline(always)]
     pub fn set_echo_ident(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::ECHO_IDENT, value);
     }
 
     /// Set an echo's sequence number.
-    #[inline]
+    #[inline(always)]
     pub fn set_echo_seq_no(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::ECHO_SEQNO, value);
     }
 
     /// Compute the checksum over the whole buffer (the message) and write it.
-    #[inline]
+    #[inline(always)]
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let sum = checksum::finish(checksum::sum(self.buffer.as_ref(), 0));
@@ -159,7 +159,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// The body after the header, mutable.
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         slice_mut(self.buffer.as_mut(), field::BODY, usize::MAX)
     }

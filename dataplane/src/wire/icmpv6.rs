@@ -80,7 +80,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// [`Error::Truncated`] when the 8-byte header is not in the buffer
     /// (a neighbour discovery message is longer: check
     /// [`NEIGHBOR_MESSAGE_LEN`] before reading its target).
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), Error> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
@@ -89,61 +89,61 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The message type (see [`msg_type`]).
-    #[inline]
+    #[inline(always)]
     pub fn msg_type(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::TYPE)
     }
 
     /// The code.
-    #[inline]
+    #[inline(always)]
     pub fn msg_code(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::CODE)
     }
 
     /// The checksum.
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// The four bytes after the checksum.
-    #[inline]
+    #[inline(always)]
     pub fn rest_of_header(&self) -> [u8; 4] {
         read_array(self.buffer.as_ref(), field::REST_OF_HEADER)
     }
 
     /// An echo's identifier (bytes 4..6, whatever the type).
-    #[inline]
+    #[inline(always)]
     pub fn echo_ident(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::ECHO_IDENT)
     }
 
     /// An echo's sequence number.
-    #[inline]
+    #[inline(always)]
     pub fn echo_seq_no(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::ECHO_SEQNO)
     }
 
     /// The body after the header.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         slice(self.buffer.as_ref(), field::BODY, usize::MAX)
     }
 
     /// A neighbour advertisement's flags (see [`nd_flag`]).
-    #[inline]
+    #[inline(always)]
     pub fn nd_flags(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::ND_FLAGS)
     }
 
     /// A neighbour solicitation's or advertisement's target address.
-    #[inline]
+    #[inline(always)]
     pub fn target_addr(&self) -> Ipv6Addr {
         Ipv6Addr::from(read_array::<16>(self.buffer.as_ref(), field::ND_TARGET))
     }
 
     /// A neighbour solicitation's or advertisement's options.
-    #[inline]
+    #[inline(always)]
     pub fn nd_options(&self) -> &[u8] {
         slice(self.buffer.as_ref(), field::ND_OPTIONS, usize::MAX)
     }
@@ -151,7 +151,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The checksum (RFC 4443 §2.3) of the whole buffer between `src` and
     /// `dst`, the checksum field as it is: 0 for a message whose checksum
     /// is right, the checksum to write when the field is zero.
-    #[inline]
+    #[inline(always)]
     pub fn compute_checksum(&self, src: Ipv6Addr, dst: Ipv6Addr) -> u16 {
         let message = self.buffer.as_ref();
         let length = u32::try_from(message.len()).unwrap_or(u32::MAX);
@@ -162,55 +162,55 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the message type.
-    #[inline]
+    #[inline(always)]
     pub fn set_msg_type(&mut self, value: u8) {
         write_u8(self.buffer.as_mut(), field::TYPE, value);
     }
 
     /// Set the code.
-    #[inline]
+    #[inline(always)]
     pub fn set_msg_code(&mut self, value: u8) {
         write_u8(self.buffer.as_mut(), field::CODE, value);
     }
 
     /// Set the checksum.
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::CHECKSUM, value);
     }
 
     /// Set the four bytes after the checksum.
-    #[inline]
+    #[inline(always)]
     pub fn set_rest_of_header(&mut self, value: [u8; 4]) {
         write_array(self.buffer.as_mut(), field::REST_OF_HEADER, value);
     }
 
     /// Set an echo's identifier.
-    #[inline]
+    #[inline(always)]
     pub fn set_echo_ident(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::ECHO_IDENT, value);
     }
 
     /// Set an echo's sequence number.
-    #[inline]
+    #[inline(always)]
     pub fn set_echo_seq_no(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::ECHO_SEQNO, value);
     }
 
     /// Set a neighbour advertisement's flags, the reserved bits after them zero.
-    #[inline]
+    #[inline(always)]
     pub fn set_nd_flags(&mut self, flags: u8) {
         self.set_rest_of_header([flags, 0, 0, 0]);
     }
 
     /// Set the target address.
-    #[inline]
+    #[inline(always)]
     pub fn set_target_addr(&mut self, value: Ipv6Addr) {
         write_array(self.buffer.as_mut(), field::ND_TARGET, value.octets());
     }
 
     /// Compute the checksum between `src` and `dst` and write it.
-    #[inline]
+    #[inline(always)]
     pub fn fill_checksum(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         self.set_checksum(0);
         let sum = self.compute_checksum(src, dst);
@@ -218,13 +218,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// The body after the header, mutable.
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         slice_mut(self.buffer.as_mut(), field::BODY, usize::MAX)
     }
 
     /// A neighbour solicitation's or advertisement's options, mutable.
-    #[inline]
+    #[inline(always)]
     pub fn nd_options_mut(&mut self) -> &mut [u8] {
         slice_mut(self.buffer.as_mut(), field::ND_OPTIONS, usize::MAX)
     }
@@ -248,7 +248,7 @@ impl<T: AsRef<[u8]>> NdOption<T> {
     /// [`Error::Truncated`] when type and length, or the length the option
     /// gives, are not in the buffer; [`Error::BadHeaderLength`] for a
     /// length of 0.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), Error> {
         let len = self.buffer.as_ref().len();
         if len <= option_field::LENGTH {
@@ -264,19 +264,19 @@ impl<T: AsRef<[u8]>> NdOption<T> {
     }
 
     /// The option type (see [`nd_option`]).
-    #[inline]
+    #[inline(always)]
     pub fn option_type(&self) -> u8 {
         read_u8(self.buffer.as_ref(), option_field::TYPE)
     }
 
     /// The option's length in bytes.
-    #[inline]
+    #[inline(always)]
     pub fn option_len(&self) -> usize {
         usize::from(read_u8(self.buffer.as_ref(), option_field::LENGTH)) * 8
     }
 
     /// A link-layer address option's address (Ethernet).
-    #[inline]
+    #[inline(always)]
     pub fn link_layer_addr(&self) -> [u8; 6] {
         read_array(self.buffer.as_ref(), option_field::LINK_LAYER_ADDR)
     }
@@ -285,7 +285,7 @@ impl<T: AsRef<[u8]>> NdOption<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> NdOption<T> {
     /// Write a link-layer address option of `option_type` for an Ethernet
     /// address: type, length 1 (8 bytes), address.
-    #[inline]
+    #[inline(always)]
     pub fn set_link_layer_addr(&mut self, option_type: u8, addr: [u8; 6]) {
         let data = self.buffer.as_mut();
         write_u8(data, option_field::TYPE, option_type);

@@ -44,7 +44,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// least 20 bytes ([`Error::BadHeaderLength`]) and the options it
     /// announces are in the buffer too ([`Error::Truncated`]). The version
     /// and the total length are the caller's to judge.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), Error> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
@@ -60,73 +60,73 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The version (4 for IPv4).
-    #[inline]
+    #[inline(always)]
     pub fn version(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::VER_IHL) >> 4
     }
 
     /// The header length in bytes (IHL × 4), options included.
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         usize::from(read_u8(self.buffer.as_ref(), field::VER_IHL) & 0x0f) * 4
     }
 
     /// DSCP and ECN (the former type of service byte).
-    #[inline]
+    #[inline(always)]
     pub fn dscp_ecn(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::DSCP_ECN)
     }
 
     /// The total length: header and payload.
-    #[inline]
+    #[inline(always)]
     pub fn total_len(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::LENGTH)
     }
 
     /// The identification.
-    #[inline]
+    #[inline(always)]
     pub fn ident(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::IDENT)
     }
 
     /// The don't-fragment flag.
-    #[inline]
+    #[inline(always)]
     pub fn dont_frag(&self) -> bool {
         read_u16(self.buffer.as_ref(), field::FLG_OFF) & FLAG_DONT_FRAGMENT != 0
     }
 
     /// The more-fragments flag.
-    #[inline]
+    #[inline(always)]
     pub fn more_frags(&self) -> bool {
         read_u16(self.buffer.as_ref(), field::FLG_OFF) & FLAG_MORE_FRAGMENTS != 0
     }
 
     /// The fragment offset, in 8-byte units.
-    #[inline]
+    #[inline(always)]
     pub fn frag_offset(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::FLG_OFF) & FRAGMENT_OFFSET
     }
 
     /// The time to live.
-    #[inline]
+    #[inline(always)]
     pub fn ttl(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::TTL)
     }
 
     /// The protocol of the payload (see [`super::ip_protocol`]).
-    #[inline]
+    #[inline(always)]
     pub fn protocol(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::PROTOCOL)
     }
 
     /// The header checksum.
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// The source address.
-    #[inline]
+    #[inline(always)]
     pub fn src_addr(&self) -> Ipv4Addr {
         // As one word: byte by byte, the four bytes were kept apart in
         // registers and spilled.
@@ -137,7 +137,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The destination address.
-    #[inline]
+    #[inline(always)]
     pub fn dst_addr(&self) -> Ipv4Addr {
         Ipv4Addr::from_bits(u32::from_be_bytes(read_array(
             self.buffer.as_ref(),
@@ -146,14 +146,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The header, options included (cut to the buffer).
-    #[inline]
+    #[inline(always)]
     pub fn header(&self) -> &[u8] {
         slice(self.buffer.as_ref(), 0, self.header_len())
     }
 
     /// The payload: from the end of the header to the total length (cut to
     /// the buffer; Ethernet padding after the total length is left out).
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         slice(
             self.buffer.as_ref(),
@@ -164,7 +164,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Whether the header checksum is right (the header summed with its
     /// checksum folds to 0xffff).
-    #[inline]
+    #[inline(always)]
     pub fn verify_checksum(&self) -> bool {
         checksum::finish(checksum::ipv4_header_sum(self.header())) == 0
     }
@@ -172,33 +172,33 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the version and the header length (in bytes, a multiple of 4).
-    #[inline]
+    #[inline(always)]
     pub fn set_version_and_header_len(&mut self, version: u8, header_len: usize) {
         let ihl = ((header_len / 4) & 0x0f) as u8;
         write_u8(self.buffer.as_mut(), field::VER_IHL, (version << 4) | ihl);
     }
 
     /// Set DSCP and ECN.
-    #[inline]
+    #[inline(always)]
     pub fn set_dscp_ecn(&mut self, value: u8) {
         write_u8(self.buffer.as_mut(), field::DSCP_ECN, value);
     }
 
     /// Set the total length.
-    #[inline]
+    #[inline(always)]
     pub fn set_total_len(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::LENGTH, value);
     }
 
     /// Set the identification.
-    #[inline]
+    #[inline(always)]
     pub fn set_ident(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::IDENT, value);
     }
 
     /// Set the flags and fragment offset: don't fragment, more fragments,
     /// offset in 8-byte units.
-    #[inline]
+    #[inline(always)]
     pub fn set_fragmentation(&mut self, dont_frag: bool, more_frags: bool, offset: u16) {
         let mut word = offset & FRAGMENT_OFFSET;
         if dont_frag {
@@ -211,37 +211,37 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Set the time to live.
-    #[inline]
+    #[inline(always)]
     pub fn set_ttl(&mut self, value: u8) {
         write_u8(self.buffer.as_mut(), field::TTL, value);
     }
 
     /// Set the protocol.
-    #[inline]
+    #[inline(always)]
     pub fn set_protocol(&mut self, value: u8) {
         write_u8(self.buffer.as_mut(), field::PROTOCOL, value);
     }
 
     /// Set the header checksum.
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::CHECKSUM, value);
     }
 
     /// Set the source address.
-    #[inline]
+    #[inline(always)]
     pub fn set_src_addr(&mut self, value: Ipv4Addr) {
         write_array(self.buffer.as_mut(), field::SRC_ADDR, value.octets());
     }
 
     /// Set the destination address.
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_addr(&mut self, value: Ipv4Addr) {
         write_array(self.buffer.as_mut(), field::DST_ADDR, value.octets());
     }
 
     /// Compute and write the header checksum.
-    #[inline]
+    #[inline(always)]
     pub fn fill_checksum(&mut self) {
         let sum = checksum::ipv4_header(self.header());
         self.set_checksum(sum);
@@ -250,7 +250,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Decrement the TTL by one and update the header checksum
     /// incrementally (RFC 1624), the TTL sharing its 16-bit word with the
     /// protocol. The caller checks that the TTL is above 1.
-    #[inline]
+    #[inline(always)]
     pub fn decrement_ttl(&mut self) {
         let data = self.buffer.as_mut();
         let old_word = read_u16(data, field::TTL_PROTOCOL);
@@ -261,7 +261,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// The payload (as [`Packet::payload`]), mutable.
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let (from, to) = (self.header_len(), usize::from(self.total_len()));
         slice_mut(self.buffer.as_mut(), from, to)

@@ -33,7 +33,7 @@ view! {
 impl<T: AsRef<[u8]>> Packet<T> {
     /// [`Error::Truncated`] when the fixed header is not in the buffer.
     /// The version and the payload length are the caller's to judge.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), Error> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
@@ -42,62 +42,62 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The version (6 for IPv6).
-    #[inline]
+    #[inline(always)]
     pub fn version(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::VER_TC_FLOW.start) >> 4
     }
 
     /// The traffic class.
-    #[inline]
+    #[inline(always)]
     pub fn traffic_class(&self) -> u8 {
         (read_u32(self.buffer.as_ref(), field::VER_TC_FLOW) >> 20) as u8
     }
 
     /// The flow label (20 bits).
-    #[inline]
+    #[inline(always)]
     pub fn flow_label(&self) -> u32 {
         read_u32(self.buffer.as_ref(), field::VER_TC_FLOW) & 0x000f_ffff
     }
 
     /// The payload length (extension headers included).
-    #[inline]
+    #[inline(always)]
     pub fn payload_len(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::LENGTH)
     }
 
     /// The fixed header plus the payload length: the packet's length.
-    #[inline]
+    #[inline(always)]
     pub fn total_len(&self) -> usize {
         HEADER_LEN + usize::from(self.payload_len())
     }
 
     /// The next header (see [`super::ip_protocol`]).
-    #[inline]
+    #[inline(always)]
     pub fn next_header(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::NXT_HDR)
     }
 
     /// The hop limit.
-    #[inline]
+    #[inline(always)]
     pub fn hop_limit(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::HOP_LIMIT)
     }
 
     /// The source address.
-    #[inline]
+    #[inline(always)]
     pub fn src_addr(&self) -> Ipv6Addr {
         Ipv6Addr::from(read_array::<16>(self.buffer.as_ref(), field::SRC_ADDR))
     }
 
     /// The destination address.
-    #[inline]
+    #[inline(always)]
     pub fn dst_addr(&self) -> Ipv6Addr {
         Ipv6Addr::from(read_array::<16>(self.buffer.as_ref(), field::DST_ADDR))
     }
 
     /// The payload: the payload length's worth of bytes after the fixed
     /// header (cut to the buffer).
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         slice(self.buffer.as_ref(), field::PAYLOAD, self.total_len())
     }
@@ -105,7 +105,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set version, traffic class and flow label.
-    #[inline]
+    #[inline(always)]
     pub fn set_version_class_flow(&mut self, version: u8, traffic_class: u8, flow_label: u32) {
         let word = (u32::from(version) << 28)
             | (u32::from(traffic_class) << 20)
@@ -114,37 +114,37 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Set the payload length.
-    #[inline]
+    #[inline(always)]
     pub fn set_payload_len(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::LENGTH, value);
     }
 
     /// Set the next header.
-    #[inline]
+    #[inline(always)]
     pub fn set_next_header(&mut self, value: u8) {
         write_u8(self.buffer.as_mut(), field::NXT_HDR, value);
     }
 
     /// Set the hop limit.
-    #[inline]
+    #[inline(always)]
     pub fn set_hop_limit(&mut self, value: u8) {
         write_u8(self.buffer.as_mut(), field::HOP_LIMIT, value);
     }
 
     /// Set the source address.
-    #[inline]
+    #[inline(always)]
     pub fn set_src_addr(&mut self, value: Ipv6Addr) {
         write_array(self.buffer.as_mut(), field::SRC_ADDR, value.octets());
     }
 
     /// Set the destination address.
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_addr(&mut self, value: Ipv6Addr) {
         write_array(self.buffer.as_mut(), field::DST_ADDR, value.octets());
     }
 
     /// The payload (as [`Packet::payload`]), mutable.
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let to = self.total_len();
         slice_mut(self.buffer.as_mut(), field::PAYLOAD, to)
@@ -153,7 +153,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
 /// The unfolded one's-complement sum of the IPv6 pseudo-header (RFC 8200
 /// §8.1): source, destination, upper-layer length, next header.
-#[inline]
+#[inline(always)]
 pub fn pseudo_header_sum(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, length: u32) -> u32 {
     // Summed as bytes like the message: no addition here can overflow
     // whatever the partial sums are.

@@ -30,7 +30,7 @@ view! {
 impl<T: AsRef<[u8]>> ExtHeader<T> {
     /// [`Error::Truncated`] when the first 8 bytes, or the length the
     /// header gives, are not in the buffer.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), Error> {
         let len = self.buffer.as_ref().len();
         if len < MIN_LEN || len < self.header_len() {
@@ -40,13 +40,13 @@ impl<T: AsRef<[u8]>> ExtHeader<T> {
     }
 
     /// The next header.
-    #[inline]
+    #[inline(always)]
     pub fn next_header(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::NXT_HDR)
     }
 
     /// The header's length in bytes.
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         (usize::from(read_u8(self.buffer.as_ref(), field::LENGTH)) + 1) * 8
     }
@@ -54,13 +54,13 @@ impl<T: AsRef<[u8]>> ExtHeader<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> ExtHeader<T> {
     /// Set the next header.
-    #[inline]
+    #[inline(always)]
     pub fn set_next_header(&mut self, value: u8) {
         write_u8(self.buffer.as_mut(), field::NXT_HDR, value);
     }
 
     /// Set the length, in bytes (a multiple of 8, at least 8).
-    #[inline]
+    #[inline(always)]
     pub fn set_header_len(&mut self, bytes: usize) {
         let units = (bytes / 8).saturating_sub(1).min(255) as u8;
         write_u8(self.buffer.as_mut(), field::LENGTH, units);
@@ -76,7 +76,7 @@ impl<T: AsRef<[u8]>> AuthHeader<T> {
     /// [`Error::Truncated`] when 12 bytes, or the length the header gives,
     /// are not in the buffer; [`Error::BadHeaderLength`] for a payload
     /// length of 0.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), Error> {
         let len = self.buffer.as_ref().len();
         if len < AUTH_MIN_LEN {
@@ -92,13 +92,13 @@ impl<T: AsRef<[u8]>> AuthHeader<T> {
     }
 
     /// The next header.
-    #[inline]
+    #[inline(always)]
     pub fn next_header(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::NXT_HDR)
     }
 
     /// The header's length in bytes.
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         (usize::from(read_u8(self.buffer.as_ref(), field::LENGTH)) + 2) * 4
     }
@@ -111,7 +111,7 @@ view! {
 
 impl<T: AsRef<[u8]>> FragmentHeader<T> {
     /// [`Error::Truncated`] when the 8 bytes are not in the buffer.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), Error> {
         if self.buffer.as_ref().len() < MIN_LEN {
             return Err(Error::Truncated);
@@ -120,25 +120,25 @@ impl<T: AsRef<[u8]>> FragmentHeader<T> {
     }
 
     /// The next header (the fragmented packet's).
-    #[inline]
+    #[inline(always)]
     pub fn next_header(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::NXT_HDR)
     }
 
     /// The fragment offset, in 8-byte units.
-    #[inline]
+    #[inline(always)]
     pub fn frag_offset(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::FRAG_OFF_M) >> 3
     }
 
     /// The more-fragments flag.
-    #[inline]
+    #[inline(always)]
     pub fn more_frags(&self) -> bool {
         read_u16(self.buffer.as_ref(), field::FRAG_OFF_M) & 1 == 1
     }
 
     /// The identification.
-    #[inline]
+    #[inline(always)]
     pub fn ident(&self) -> u32 {
         read_u32(self.buffer.as_ref(), field::FRAG_IDENT)
     }
@@ -146,13 +146,13 @@ impl<T: AsRef<[u8]>> FragmentHeader<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> FragmentHeader<T> {
     /// Set the next header.
-    #[inline]
+    #[inline(always)]
     pub fn set_next_header(&mut self, value: u8) {
         write_u8(self.buffer.as_mut(), field::NXT_HDR, value);
     }
 
     /// Set the fragment offset (8-byte units) and the more-fragments flag.
-    #[inline]
+    #[inline(always)]
     pub fn set_fragmentation(&mut self, offset: u16, more_frags: bool) {
         write_u16(
             self.buffer.as_mut(),
@@ -162,7 +162,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> FragmentHeader<T> {
     }
 
     /// Set the identification.
-    #[inline]
+    #[inline(always)]
     pub fn set_ident(&mut self, value: u32) {
         write_u32(self.buffer.as_mut(), field::FRAG_IDENT, value);
     }

@@ -127,7 +127,7 @@ pub mod ip_protocol {
 
 /// The source and destination ports at the start of a TCP, UDP or SCTP
 /// header (the three share that layout), when `header` holds them.
-#[inline]
+#[inline(always)]
 pub fn transport_ports(header: &[u8]) -> Option<(u16, u16)> {
     const SRC_PORT: Field = 0..2;
     const DST_PORT: Field = 2..4;

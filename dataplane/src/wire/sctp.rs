@@ -22,7 +22,7 @@ view! {
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// [`Error::Truncated`] when the common header is not in the buffer.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), Error> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
@@ -31,31 +31,31 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The source port.
-    #[inline]
+    #[inline(always)]
     pub fn src_port(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::SRC_PORT)
     }
 
     /// The destination port.
-    #[inline]
+    #[inline(always)]
     pub fn dst_port(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::DST_PORT)
     }
 
     /// The verification tag.
-    #[inline]
+    #[inline(always)]
     pub fn verification_tag(&self) -> u32 {
         read_u32(self.buffer.as_ref(), field::VERIFICATION_TAG)
     }
 
     /// The CRC32c checksum (read little-endian, as it is stored).
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u32 {
         u32::from_le_bytes(read_array(self.buffer.as_ref(), field::CHECKSUM))
     }
 
     /// The chunks after the common header.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         slice(self.buffer.as_ref(), HEADER_LEN, usize::MAX)
     }
@@ -63,19 +63,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the source port.
-    #[inline]
+    #[inline(always)]
     pub fn set_src_port(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::SRC_PORT, value);
     }
 
     /// Set the destination port.
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_port(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::DST_PORT, value);
     }
 
     /// Set the CRC32c checksum (stored little-endian).
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, value: u32) {
         write_array(self.buffer.as_mut(), field::CHECKSUM, value.to_le_bytes());
     }

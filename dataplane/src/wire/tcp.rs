@@ -34,7 +34,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The fixed header is in the buffer, the data offset says at least 20
     /// bytes ([`Error::BadHeaderLength`]) and the options it announces are
     /// in the buffer too ([`Error::Truncated`]).
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), Error> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
@@ -50,61 +50,61 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The source port.
-    #[inline]
+    #[inline(always)]
     pub fn src_port(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::SRC_PORT)
     }
 
     /// The destination port.
-    #[inline]
+    #[inline(always)]
     pub fn dst_port(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::DST_PORT)
     }
 
     /// The sequence number.
-    #[inline]
+    #[inline(always)]
     pub fn seq_number(&self) -> u32 {
         read_u32(self.buffer.as_ref(), field::SEQ_NUM)
     }
 
     /// The acknowledgment number.
-    #[inline]
+    #[inline(always)]
     pub fn ack_number(&self) -> u32 {
         read_u32(self.buffer.as_ref(), field::ACK_NUM)
     }
 
     /// The header length in bytes (data offset × 4), options included.
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         usize::from(read_u8(self.buffer.as_ref(), field::DATA_OFFSET) >> 4) * 4
     }
 
     /// The flags byte (CWR … FIN).
-    #[inline]
+    #[inline(always)]
     pub fn flags(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::FLAGS)
     }
 
     /// The window size.
-    #[inline]
+    #[inline(always)]
     pub fn window_len(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::WINDOW)
     }
 
     /// The checksum.
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// The urgent pointer.
-    #[inline]
+    #[inline(always)]
     pub fn urgent_at(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::URGENT)
     }
 
     /// The payload: after the header and its options.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         slice(self.buffer.as_ref(), self.header_len(), usize::MAX)
     }
@@ -112,31 +112,31 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the source port.
-    #[inline]
+    #[inline(always)]
     pub fn set_src_port(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::SRC_PORT, value);
     }
 
     /// Set the destination port.
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_port(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::DST_PORT, value);
     }
 
     /// Set the sequence number.
-    #[inline]
+    #[inline(always)]
     pub fn set_seq_number(&mut self, value: u32) {
         write_u32(self.buffer.as_mut(), field::SEQ_NUM, value);
     }
 
     /// Set the acknowledgment number.
-    #[inline]
+    #[inline(always)]
     pub fn set_ack_number(&mut self, value: u32) {
         write_u32(self.buffer.as_mut(), field::ACK_NUM, value);
     }
 
     /// Set the header length in bytes (a multiple of 4; reserved bits cleared).
-    #[inline]
+    #[inline(always)]
     pub fn set_header_len(&mut self, bytes: usize) {
         write_u8(
             self.buffer.as_mut(),
@@ -146,19 +146,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Set the flags byte.
-    #[inline]
+    #[inline(always)]
     pub fn set_flags(&mut self, value: u8) {
         write_u8(self.buffer.as_mut(), field::FLAGS, value);
     }
 
     /// Set the window size.
-    #[inline]
+    #[inline(always)]
     pub fn set_window_len(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::WINDOW, value);
     }
 
     /// Set the checksum.
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::CHECKSUM, value);
     }

@@ -23,7 +23,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// [`Error::Truncated`] when the header is not in the buffer. The
     /// length field is the caller's to judge (a first fragment carries
     /// only part of the datagram it describes).
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), Error> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
@@ -32,37 +32,37 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The source port.
-    #[inline]
+    #[inline(always)]
     pub fn src_port(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::SRC_PORT)
     }
 
     /// The destination port.
-    #[inline]
+    #[inline(always)]
     pub fn dst_port(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::DST_PORT)
     }
 
     /// The length: header and payload.
-    #[inline]
+    #[inline(always)]
     pub fn len(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::LENGTH)
     }
 
     /// Whether the length field says 0.
-    #[inline]
+    #[inline(always)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The checksum (0: none, over IPv4).
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// The payload: after the header, up to the length (cut to the buffer).
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         slice(self.buffer.as_ref(), HEADER_LEN, usize::from(self.len()))
     }
@@ -70,31 +70,31 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the source port.
-    #[inline]
+    #[inline(always)]
     pub fn set_src_port(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::SRC_PORT, value);
     }
 
     /// Set the destination port.
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_port(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::DST_PORT, value);
     }
 
     /// Set the length.
-    #[inline]
+    #[inline(always)]
     pub fn set_len(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::LENGTH, value);
     }
 
     /// Set the checksum.
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::CHECKSUM, value);
     }
 
     /// The payload (as [`Packet::payload`]), mutable.
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let to = usize::from(self.len());
         slice_mut(self.buffer.as_mut(), HEADER_LEN, to)

@@ -25,7 +25,7 @@ view! {
 
 impl<T: AsRef<[u8]>> Tag<T> {
     /// [`Error::Truncated`] when the buffer is shorter than a tag.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), Error> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
@@ -34,25 +34,25 @@ impl<T: AsRef<[u8]>> Tag<T> {
     }
 
     /// The VLAN ID (12 bits).
-    #[inline]
+    #[inline(always)]
     pub fn vlan_id(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::TCI) & VID_MASK
     }
 
     /// The priority code point (3 bits).
-    #[inline]
+    #[inline(always)]
     pub fn priority(&self) -> u8 {
         (read_u16(self.buffer.as_ref(), field::TCI) >> 13) as u8
     }
 
     /// The EtherType of what follows the tag.
-    #[inline]
+    #[inline(always)]
     pub fn ethertype(&self) -> EtherType {
         EtherType(read_u16(self.buffer.as_ref(), field::ETHERTYPE))
     }
 
     /// What follows the tag.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         slice(self.buffer.as_ref(), field::PAYLOAD, usize::MAX)
     }
@@ -60,7 +60,7 @@ impl<T: AsRef<[u8]>> Tag<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Tag<T> {
     /// Set the VLAN ID (12 bits; the priority and DEI bits are kept).
-    #[inline]
+    #[inline(always)]
     pub fn set_vlan_id(&mut self, value: u16) {
         let tci = read_u16(self.buffer.as_ref(), field::TCI);
         write_u16(
@@ -71,7 +71,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Tag<T> {
     }
 
     /// Set the EtherType of what follows.
-    #[inline]
+    #[inline(always)]
     pub fn set_ethertype(&mut self, value: EtherType) {
         write_u16(self.buffer.as_mut(), field::ETHERTYPE, value.0);
     }

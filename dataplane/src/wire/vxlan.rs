@@ -23,7 +23,7 @@ view! {
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// [`Error::Truncated`] when the header is not in the buffer.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), Error> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
@@ -32,20 +32,20 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The flags byte.
-    #[inline]
+    #[inline(always)]
     pub fn flags(&self) -> u8 {
         read_u8(self.buffer.as_ref(), field::FLAGS)
     }
 
     /// The VNI (24 bits).
-    #[inline]
+    #[inline(always)]
     pub fn vni(&self) -> u32 {
         let [hi, mid, lo] = read_array(self.buffer.as_ref(), field::VNI);
         u32::from_be_bytes([0, hi, mid, lo])
     }
 
     /// The inner frame.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         slice(self.buffer.as_ref(), field::PAYLOAD, usize::MAX)
     }
@@ -53,13 +53,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the flags byte.
-    #[inline]
+    #[inline(always)]
     pub fn set_flags(&mut self, value: u8) {
         write_u8(self.buffer.as_mut(), field::FLAGS, value);
     }
 
     /// Set the VNI (its low 24 bits; higher bits are ignored).
-    #[inline]
+    #[inline(always)]
     pub fn set_vni(&mut self, value: u32) {
         let [_, hi, mid, lo] = value.to_be_bytes();
         write_array(self.buffer.as_mut(), field::VNI, [hi, mid, lo]);

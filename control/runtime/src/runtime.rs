@@ -301,7 +301,8 @@ impl NodeRuntime {
         stop: Arc<AtomicBool>,
     ) -> Result<NodeRuntime, RuntimeError> {
         fill_mtus(&mut config);
-        // `Tables::compile` validates the configuration: the chains below
+        // `Tables::compile` validates the configuration as compiled (with
+        // the MTUs filled in), the one validation here: the chains below
         // compile from it validated, so only a capacity limit refuses them.
         let tables = Tables::compile(&config, 1).map_err(RuntimeError::Tables)?;
         let handle = TableHandle::new(tables);

@@ -592,7 +592,8 @@ impl DesiredStateStore {
             .map_err(|e| config_error(e, &candidate, &origins))?;
         // Chains read only some kinds: a change of routes or remote nodes
         // alone keeps the running set (no compile, no swap for the
-        // workers to adopt).
+        // workers to adopt). The candidate validated: the chain compiler
+        // refuses only capacity limits.
         let chains =
             if ChainInput::from_config(&current.config) != ChainInput::from_config(&candidate) {
                 let set = self
@@ -605,6 +606,9 @@ impl DesiredStateStore {
             };
         let (ports, added, removed) = assign_ports(&current.ports, &current.config, &candidate);
         let slots: Vec<Option<&str>> = ports.iter().map(Option::as_deref).collect();
+        // Validated above: the table compiler does not validate again, and
+        // refuses only capacity (`Config` comes from the validating entry
+        // points alone; mapped like validation's all the same).
         let tables = Tables::compile_with_ports(&candidate, 0, &slots).map_err(|e| match e {
             TableError::Config(e) => config_error(e, &candidate, &origins),
             TableError::TooMany { what, count, max } => FieldError::new(

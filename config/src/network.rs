@@ -408,6 +408,28 @@ fn default_vnf_timeout_ms() -> u64 {
     200
 }
 
+impl FunctionSpec {
+    /// The kind of per-flow state the function keeps in a flow's
+    /// connection entry (`load_balancer`, `per-flow policer`), if any: that
+    /// state has one place in the entry, so a chain may hold one function
+    /// of each kind (validation refuses a second).
+    pub fn flow_state_kind(&self) -> Option<&'static str> {
+        match self {
+            FunctionSpec::LoadBalancer { .. } => Some("load_balancer"),
+            FunctionSpec::Policer {
+                per: PolicerScope::Flow,
+                ..
+            } => Some("per-flow policer"),
+            _ => None,
+        }
+    }
+}
+
+/// The name prefix of the chains kxdp makes itself (the implicit Service
+/// chains, `kxdp:services:<tenant>:…`): validation refuses a chain of the
+/// configuration named so.
+pub const IMPLICIT_SERVICES_CHAIN: &str = "kxdp:services:";
+
 /// A service chain: a classifier and an ordered list of functions.
 #[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

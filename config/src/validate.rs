@@ -1,10 +1,12 @@
 //! Validation of a parsed [`NodeConfig`](crate::NodeConfig).
 //!
-//! Everything the dataplane compiles into tables is checked here, so that a
-//! configuration from any source (file, gRPC, Kubernetes) is refused whole,
-//! with the path of the first offending field (`pods[3].ip`,
-//! `remote_nodes[0].pod_cidrs[1].cidr`, `workers.cores[2]`), before it can
-//! reach a worker. The only thing read from the machine is its set of online
+//! Everything the dataplane compiles into tables and chains is checked
+//! here, so that a configuration from any source (file, gRPC, Kubernetes)
+//! is refused whole, with the path of the first offending field
+//! (`pods[3].ip`, `remote_nodes[0].pod_cidrs[1].cidr`,
+//! `chains[2].functions[1]`), before it can reach a worker. The table and
+//! chain compilers rely on it: on a configuration that passed, they fail
+//! only on capacity limits. The only thing read from the machine is its set of online
 //! CPUs ([`Machine`]), and tests pass their own.
 
 use std::collections::{BTreeSet, HashMap};
@@ -14,7 +16,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnetwork::IpNetwork;
 
 use crate::{
-    ConfigError, FunctionSpec, InterfaceRole, MacAddr, NodeConfig, PodCidrSpec, RouteTarget,
+    ConfigError, FunctionSpec, InterfaceRole, MacAddr, NodeConfig, PodCidrSpec, Protocol,
+    RouteTarget, IMPLICIT_SERVICES_CHAIN,
 };
 
 /// The largest `workers.batch_size`: the AF_XDP rings kxdp opens hold 1024
@@ -133,7 +136,8 @@ pub fn validate_with(config: &NodeConfig, machine: &Machine) -> Result<(), Confi
     check_pods(config, &tenants)?;
     check_remote_nodes(config)?;
     check_routes(config, &tenants)?;
-    check_services_and_chains(config, &tenants)?;
+    check_services(config, &tenants)?;
+    check_chains(config, &tenants)?;
     check_cluster(config)?;
     check_host(config, &tenants)?;
     Ok(())
@@ -1100,14 +1104,86 @@ fn check_host(config: &NodeConfig, tenants: &Tenants<'_>) -> Checked {
     Ok(())
 }
 
-fn check_services_and_chains(config: &NodeConfig, tenants: &Tenants<'_>) -> Checked {
+/// Services: known tenant, endpoints of the ClusterIP's family, and no
+/// (tenant, ClusterIP, protocol, port) twice. The paths name the list a
+/// refusal is about (`services[2].endpoints`, `services[2].ports`), as the
+/// chain compiler named them when it refused these.
+fn check_services(config: &NodeConfig, tenants: &Tenants<'_>) -> Checked {
+    let mut ports: HashMap<(&str, IpAddr, Protocol, u16), (usize, usize)> = HashMap::new();
     for (i, service) in config.services.iter().enumerate() {
         tenants.check(format!("services[{i}].tenant"), &service.tenant)?;
+        let family = service.cluster_ip.is_ipv6();
+        if let Some(endpoint) = service.endpoints.iter().find(|e| e.ip.is_ipv6() != family) {
+            return refuse(
+                format!("services[{i}].endpoints"),
+                format!(
+                    "{} is not of the ClusterIP's address family (ClusterIP {})",
+                    endpoint.ip, service.cluster_ip
+                ),
+            );
+        }
+        for (p, port) in service.ports.iter().enumerate() {
+            let key = (
+                service.tenant.as_str(),
+                service.cluster_ip,
+                port.protocol,
+                port.port,
+            );
+            if let Some((first, first_port)) = ports.insert(key, (i, p)) {
+                let whose = if first == i {
+                    "this service".to_string()
+                } else {
+                    let other = config.services.get(first);
+                    format!(
+                        "another service, {}",
+                        other.map_or(String::new(), |o| format!("{}/{}", o.namespace, o.name))
+                    )
+                };
+                return refuse(
+                    format!("services[{i}].ports"),
+                    format!(
+                        "{} port {} is already a port of {whose} (services[{first}].ports[{first_port}])",
+                        service.cluster_ip, port.port
+                    ),
+                );
+            }
+        }
     }
+    Ok(())
+}
+
+/// Chains: known tenant, a name of their own (not kxdp's implicit chains'),
+/// known interfaces and services, one function per kind of per-flow state,
+/// and each interface the return interface of at most one external hop. A
+/// chain set compiled from a configuration that passed these has nothing
+/// to refuse but capacity.
+fn check_chains(config: &NodeConfig, tenants: &Tenants<'_>) -> Checked {
     let interface_known = |name: &str| config.interfaces.iter().any(|itf| itf.name == name);
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    // Interfaces external hops take frames back on: the chain and stage.
+    let mut returns: HashMap<&str, (usize, usize)> = HashMap::new();
     for (c, chain) in config.chains.iter().enumerate() {
         tenants.check(format!("chains[{c}].tenant"), &chain.tenant)?;
+        if let Some(first) = names.insert(chain.name.as_str(), c) {
+            return refuse(
+                format!("chains[{c}].name"),
+                format!(
+                    "duplicate chain name {:?} (also chains[{first}].name)",
+                    chain.name
+                ),
+            );
+        }
+        if chain.name.starts_with(IMPLICIT_SERVICES_CHAIN) {
+            return refuse(
+                format!("chains[{c}].name"),
+                format!(
+                    "{:?}: names starting with {IMPLICIT_SERVICES_CHAIN:?} are kxdp's own (its implicit Service chains)",
+                    chain.name
+                ),
+            );
+        }
         for (f, function) in chain.functions.iter().enumerate() {
+            let field = format!("chains[{c}].functions[{f}]");
             let names: Vec<(&str, &str)> = match function {
                 FunctionSpec::Mirror { interface } => vec![("interface", interface)],
                 FunctionSpec::External {
@@ -1123,10 +1199,73 @@ fn check_services_and_chains(config: &NodeConfig, tenants: &Tenants<'_>) -> Chec
             for (key, name) in names {
                 if !interface_known(name) {
                     return refuse(
-                        format!("chains[{c}].functions[{f}].{key}"),
+                        format!("{field}.{key}"),
                         format!("{name:?} is not one of interfaces"),
                     );
                 }
+            }
+            if let Some(kind) = function.flow_state_kind() {
+                if let Some(first) = chain.functions[..f]
+                    .iter()
+                    .position(|other| other.flow_state_kind() == Some(kind))
+                {
+                    return refuse(
+                        field,
+                        format!(
+                            "a chain may have only one {kind} (functions[{first}] is one): its per-flow state has one place in a connection"
+                        ),
+                    );
+                }
+            }
+            match function {
+                FunctionSpec::LoadBalancer { services } => {
+                    for name in services {
+                        let known = config.services.iter().any(|s| {
+                            s.tenant == chain.tenant
+                                && format!("{}/{}", s.namespace, s.name) == *name
+                        });
+                        if !known {
+                            return refuse(
+                                field,
+                                format!(
+                                    "unknown service {name:?} (no service of tenant {} is named so)",
+                                    chain.tenant
+                                ),
+                            );
+                        }
+                    }
+                }
+                FunctionSpec::External {
+                    to_interface,
+                    from_interface,
+                    ..
+                } => {
+                    if to_interface == from_interface {
+                        return refuse(
+                            field,
+                            format!(
+                                "interface {from_interface:?} is already used by this external hop (to_interface and from_interface): a frame coming back on it cannot be placed"
+                            ),
+                        );
+                    }
+                    // Frames come back on from_interface; on a symmetric
+                    // chain, replies on to_interface too.
+                    let mut taken = vec![from_interface.as_str()];
+                    if chain.symmetric {
+                        taken.push(to_interface.as_str());
+                    }
+                    for name in taken {
+                        if let Some((first_chain, first_stage)) = returns.insert(name, (c, f)) {
+                            return refuse(
+                                field,
+                                format!(
+                                    "interface {name:?} is already used by another external hop (chains[{first_chain}].functions[{first_stage}]): a frame coming back on it cannot be placed"
+                                ),
+                            );
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 use kxdp_config::{
-    ConfigError, FunctionSpec, InterfaceRole, InterfaceSpec, MacAddr, Machine, NodeConfig,
-    PodCidrSpec, RouteSpec, RouteTarget, MAX_BATCH_SIZE,
+    ChainSpec, ConfigError, FunctionSpec, InterfaceRole, InterfaceSpec, MacAddr, Machine,
+    NodeConfig, PodCidrSpec, PolicerScope, Protocol, RouteSpec, RouteTarget, MAX_BATCH_SIZE,
 };
 use proptest::prelude::*;
 
@@ -89,6 +89,10 @@ fn ip(s: &str) -> IpAddr {
 
 fn net(s: &str) -> IpNetwork {
     s.parse().unwrap()
+}
+
+fn chain(yaml: &str) -> ChainSpec {
+    serde_yaml::from_str(yaml).unwrap()
 }
 
 /// Apply `mutate` to the base configuration and check that validation
@@ -917,6 +921,206 @@ fn refuses_a_chain_through_an_unknown_interface() {
         "chains[0].functions[1].interface",
         &["tap9"],
     );
+}
+
+/// Moved from the chain compiler's tests (`vnf-chains/tests/chains.rs`,
+/// `bad_chains_are_refused`): the compiler no longer refuses these, the
+/// validator does, naming the field.
+#[test]
+fn bad_chains_are_refused() {
+    // Duplicate name.
+    refused(
+        |c| c.chains.push(c.chains[0].clone()),
+        "chains[1].name",
+        &["duplicate chain name", "through-vnf", "chains[0]"],
+    );
+    // vnf-out returns twice.
+    refused(
+        |c| {
+            c.chains.push(chain(
+                "name: x\ntenant: blue\nfunctions: [{type: external, to_interface: vblue-a, from_interface: vnf-out}]\n",
+            ))
+        },
+        "chains[1].functions[0]",
+        &[
+            "\"vnf-out\"",
+            "already used by another external hop",
+            "chains[0].functions[0]",
+        ],
+    );
+    // Unknown tenant.
+    refused(
+        |c| c.chains[0].tenant = "green".into(),
+        "chains[0].tenant",
+        &["unknown tenant", "green"],
+    );
+    // Unknown interface.
+    refused(
+        |c| {
+            c.chains[0].functions[1] = FunctionSpec::Mirror {
+                interface: "nope".into(),
+            }
+        },
+        "chains[0].functions[1].interface",
+        &["nope"],
+    );
+}
+
+#[test]
+fn refuses_an_external_hop_whose_interfaces_are_one() {
+    refused(
+        |c| {
+            c.chains[0].functions[0] = FunctionSpec::External {
+                to_interface: "vnf-out".into(),
+                from_interface: "vnf-out".into(),
+                failure: Default::default(),
+                timeout_ms: 200,
+            }
+        },
+        "chains[0].functions[0]",
+        &["\"vnf-out\"", "already used by this external hop"],
+    );
+}
+
+#[test]
+fn a_symmetric_chain_takes_replies_back_on_its_to_interface() {
+    // Not symmetric: vnf-in only sends into the VNF, so another hop may
+    // take frames back on it.
+    let second = "name: x\ntenant: blue\nfunctions: [{type: external, to_interface: vblue-a, from_interface: vnf-in}]\n";
+    let mut config = base();
+    config.chains.push(chain(second));
+    config.validate_with(&machine()).unwrap();
+    // Symmetric: replies come back on vnf-in too.
+    refused(
+        |c| {
+            c.chains[0].symmetric = true;
+            c.chains.push(chain(second));
+        },
+        "chains[1].functions[0]",
+        &["\"vnf-in\"", "already used by another external hop"],
+    );
+}
+
+#[test]
+fn refuses_a_chain_named_like_kxdps_implicit_chains() {
+    refused(
+        |c| c.chains[0].name = "kxdp:services:blue:0".into(),
+        "chains[0].name",
+        &["kxdp:services:blue:0", "kxdp's own"],
+    );
+}
+
+/// Moved from the chain compiler's tests (`vnf-chains/tests/chains.rs`):
+/// a second function keeping per-flow state in one chain is refused.
+#[test]
+fn one_load_balancer_and_one_per_flow_policer_per_chain() {
+    let lb = FunctionSpec::LoadBalancer { services: vec![] };
+    refused(
+        |c| {
+            c.chains[0].functions = vec![lb.clone(), FunctionSpec::Counter, lb.clone()];
+        },
+        "chains[0].functions[2]",
+        &["only one load_balancer", "functions[0]"],
+    );
+    let policer = |rate_pps, per| FunctionSpec::Policer {
+        rate_pps,
+        burst: 1,
+        per,
+    };
+    refused(
+        |c| {
+            c.chains[0].functions = vec![
+                policer(1, PolicerScope::Flow),
+                policer(2, PolicerScope::Flow),
+            ];
+        },
+        "chains[0].functions[1]",
+        &["only one per-flow policer"],
+    );
+    // Class policers are not per flow: as many as wanted.
+    let mut config = base();
+    config.chains[0].functions = vec![
+        policer(1, PolicerScope::Class),
+        policer(2, PolicerScope::Flow),
+    ];
+    config.validate_with(&machine()).unwrap();
+}
+
+/// Moved from the chain compiler's tests (`vnf-chains/tests/load_balancer.rs`,
+/// `a_load_balancer_balances_only_the_services_it_names`): unknown names
+/// are refused.
+#[test]
+fn a_load_balancer_names_services_of_its_tenant() {
+    let lb = |name: &str| FunctionSpec::LoadBalancer {
+        services: vec![name.into()],
+    };
+    let mut config = base();
+    config.chains[0].functions.push(lb("default/web"));
+    config.validate_with(&machine()).unwrap();
+    refused(
+        |c| c.chains[0].functions.push(lb("default/nope")),
+        "chains[0].functions[2]",
+        &["unknown service", "default/nope"],
+    );
+    // default/web is blue's: a chain of red cannot balance it.
+    refused(
+        |c| {
+            c.chains.push(chain(
+                "name: red-lb\ntenant: red\nfunctions: [{type: load_balancer, services: [default/web]}]\n",
+            ))
+        },
+        "chains[1].functions[0]",
+        &["unknown service", "default/web", "red"],
+    );
+}
+
+// ----------------------------------------------------------------- services
+
+/// Moved from the chain compiler (`ChainError::EndpointFamily`).
+#[test]
+fn refuses_an_endpoint_of_another_family_than_the_cluster_ip() {
+    refused(
+        |c| {
+            let mut endpoint = c.services[0].endpoints[0].clone();
+            endpoint.ip = ip("fd00:10:244:1::10");
+            c.services[0].endpoints.push(endpoint);
+        },
+        "services[0].endpoints",
+        &["fd00:10:244:1::10", "address family", "10.96.0.10"],
+    );
+}
+
+/// Moved from the chain compiler (`ChainError::DuplicateServicePort`).
+#[test]
+fn refuses_a_service_port_twice_in_a_tenant() {
+    let second = |c: &mut NodeConfig| {
+        let mut other = c.services[0].clone();
+        other.name = "web2".into();
+        c.services.push(other);
+    };
+    refused(
+        second,
+        "services[1].ports",
+        &["10.96.0.10 port 80", "default/web", "services[0].ports[0]"],
+    );
+    refused(
+        |c| {
+            let port = c.services[0].ports[0].clone();
+            c.services[0].ports.push(port);
+        },
+        "services[0].ports",
+        &["10.96.0.10 port 80", "this service"],
+    );
+    // Another protocol, or another tenant, is another service port.
+    let mut config = base();
+    second(&mut config);
+    config.services[1].ports[0].protocol = Protocol::Udp;
+    config.validate_with(&machine()).unwrap();
+    let mut config = base();
+    second(&mut config);
+    config.services[1].tenant = "red".into();
+    config.services[1].endpoints.clear();
+    config.validate_with(&machine()).unwrap();
 }
 
 // ------------------------------------------------------- malformed at parse

@@ -23,10 +23,17 @@ pub use crate::lpm::TenantId;
 use crate::verdict::PortId;
 use crate::vxlan::EncapTemplate;
 
-/// Why a configuration could not be compiled into tables.
+/// Why a configuration could not be compiled into tables. Validation runs
+/// once: the two entry points that take a configuration from anywhere
+/// ([`Tables::compile`], [`TableHandle::apply`]) validate it and refuse it
+/// with [`TableError::Config`]; the compilers behind them
+/// ([`Tables::compile_validated`], [`Tables::compile_with_ports`], which a
+/// caller that validated itself calls, as the API's store does) do not
+/// validate again and refuse only [`TableError::TooMany`].
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
-    /// The configuration did not validate.
+    /// The configuration did not validate (only from [`Tables::compile`]
+    /// and [`TableHandle::apply`]).
     #[error(transparent)]
     Config(#[from] kxdp_config::ConfigError),
     /// More ports, tenants or next hops than the table indices hold.
@@ -181,14 +188,17 @@ pub struct Tables {
 }
 
 impl Tables {
-    /// Validate and compile a configuration into tables with the given generation.
+    /// Validate and compile a configuration into tables with the given
+    /// generation: for a configuration nobody validated yet (a caller that
+    /// did calls [`Tables::compile_validated`]).
     pub fn compile(config: &NodeConfig, generation: u64) -> Result<Tables, TableError> {
         config.validate()?;
         Self::compile_validated(config, generation)
     }
 
     /// Compile a configuration that has already been validated; its
-    /// interfaces are ports 0, 1, … in their order.
+    /// interfaces are ports 0, 1, … in their order. Does not validate
+    /// again: refuses only [`TableError::TooMany`].
     pub fn compile_validated(config: &NodeConfig, generation: u64) -> Result<Tables, TableError> {
         let slots: Vec<Option<&str>> = config
             .interfaces
@@ -730,8 +740,8 @@ impl TableHandle {
         drop(oldest);
     }
 
-    /// Compile `config` into a new generation and publish it with one swap.
-    /// On error nothing changes.
+    /// Validate `config`, compile it into a new generation and publish it
+    /// with one swap. On error nothing changes.
     pub fn apply(&self, config: &NodeConfig) -> Result<u64, TableError> {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let tables = Tables::compile(config, generation)?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use kxdp_config::{
     ChainSpec, FunctionSpec, InterfaceSpec, NamespaceSpec, NetworkPolicySpec, NodeConfig, PodSpec,
-    PolicerScope, ServiceSpec, TenantSpec,
+    ServiceSpec, TenantSpec,
 };
 use kxdp_dataplane::tables::TenantId;
 use kxdp_dataplane::PortId;
@@ -18,7 +18,7 @@ use crate::error::ChainError;
 use crate::external::{ExternalConfig, ExternalState, VnfLiveness};
 use crate::identity::{Identities, IdentityMap};
 use crate::load_balancer::{LbConfig, LbState};
-use crate::maglev::{is_prime, DEFAULT_TABLE_SIZE};
+use crate::maglev::{TableSize, DEFAULT_TABLE_SIZE};
 use crate::policer::{PolicerConfig, PolicerState};
 use crate::policy::{PolicyEnv, PolicySet, PolicyState};
 use crate::service::ServiceTable;
@@ -92,8 +92,9 @@ impl<'a> ChainInput<'a> {
     }
 }
 
-/// The name prefix of the implicit Service chains.
-pub const IMPLICIT_SERVICES_CHAIN: &str = "kxdp:services:";
+/// The name prefix of the implicit Service chains (validation refuses a
+/// chain of the configuration named so).
+pub use kxdp_config::IMPLICIT_SERVICES_CHAIN;
 
 /// The implicit chains that balance every Service for every pod: one per
 /// (tenant with Services, Service CIDR).
@@ -164,8 +165,9 @@ fn local_view(services: &[ServiceSpec], node: &str) -> Vec<ServiceSpec> {
 /// Compile-time settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CompileOptions {
-    /// Size of each service port's Maglev table (a prime).
-    pub maglev_table_size: u32,
+    /// Size of each service port's Maglev table (a prime, checked when the
+    /// [`TableSize`] is made).
+    pub maglev_table_size: TableSize,
 }
 
 impl Default for CompileOptions {
@@ -352,15 +354,25 @@ impl ChainSet {
     /// `previous`, identity ids stay stable, and compiled policies, Maglev
     /// tables and VNF liveness clocks are reused (or updated stably) where
     /// their inputs did not change; see the crate docs for what survives.
+    ///
+    /// The input is the model as validation (`kxdp_config`'s
+    /// `NodeConfig::validate`) accepted it: the only refusals left are
+    /// capacity limits ([`ChainError`]). Given an input validation would
+    /// refuse, the compiler does not fail or panic: it leaves out what is
+    /// inconsistent — a chain with an unknown tenant or interface, a second
+    /// function keeping per-flow state, or an external hop returning on an
+    /// interface an earlier hop returns on; a chain whose name an earlier
+    /// chain has (explicit chains come before the implicit ones); a pod or
+    /// service of an unknown tenant, an endpoint of the other family, a
+    /// second pod with one address or a service port twice (the first one
+    /// wins) — and a load balancer ignores a service name that is not its
+    /// tenant's.
     pub fn compile(
         input: &ChainInput<'_>,
         generation: u64,
         options: CompileOptions,
         previous: Option<&ChainSet>,
     ) -> Result<ChainSet, ChainError> {
-        if !is_prime(options.maglev_table_size) || options.maglev_table_size >= 1 << 24 {
-            return Err(ChainError::MaglevTableSize(options.maglev_table_size));
-        }
         if input.tenants.len() > usize::from(TenantId::MAX) {
             return Err(ChainError::TooMany("tenants"));
         }
@@ -372,17 +384,20 @@ impl ChainSet {
                 .position(|t| t.name == name)
                 .map(|i| i as TenantId)
         };
-        let port_id = |name: &str| {
+        // An interface's port: `None` for an interface the input does not
+        // have; an interface beyond the port numbers is a capacity limit.
+        let port_id = |name: &str| -> Result<Option<PortId>, ChainError> {
             input
                 .interfaces
                 .iter()
                 .position(|i| i.name == name)
-                .and_then(|i| PortId::try_from(i).ok())
+                .map(|i| PortId::try_from(i).map_err(|_| ChainError::TooMany("interfaces")))
+                .transpose()
         };
 
         // Identities, addresses, policies.
         let identities = Identities::assign(input.pods, previous.map(|p| &p.identities))?;
-        let identity_map = IdentityMap::build(input.pods, &identities, tenant_id)?;
+        let identity_map = IdentityMap::build(input.pods, &identities, tenant_id);
         let identity_map = match previous {
             Some(p) if *p.identity_map == identity_map => Arc::clone(&p.identity_map),
             _ => Arc::new(identity_map),
@@ -442,44 +457,41 @@ impl ChainSet {
         if specs.len() >= usize::from(crate::context::NO_CHAIN) {
             return Err(ChainError::TooMany("chains"));
         }
-        let mut chains = Vec::with_capacity(specs.len());
+        let mut chains: Vec<CompiledChain> = Vec::with_capacity(specs.len());
         let mut entries = Vec::with_capacity(specs.len());
         let mut resume: Vec<Option<ResumePoint>> = vec![None; input.interfaces.len()];
-        for (index, spec) in specs.iter().enumerate() {
-            if specs[..index].iter().any(|c| c.name == spec.name) {
-                return Err(ChainError::DuplicateChain(spec.name.clone()));
+        // Each `continue 'chain` leaves out a chain that validation
+        // (`check_chains` in kxdp_config) refuses; the comment says which
+        // refusal.
+        'chain: for (position, spec) in specs.iter().enumerate() {
+            if chains.iter().any(|c| c.spec.name == spec.name) {
+                continue; // a chain name twice (or an implicit chain's name): the first wins
             }
             if spec.functions.len() >= usize::from(u16::MAX) {
                 return Err(ChainError::TooMany("stages in a chain"));
             }
-            let tenant = tenant_id(&spec.tenant).ok_or_else(|| ChainError::UnknownTenant {
-                section: "chains",
-                key: spec.name.clone(),
-                tenant: spec.tenant.clone(),
-            })?;
+            let Some(tenant) = tenant_id(&spec.tenant) else {
+                continue; // an unknown tenant
+            };
             for (stage, function) in spec.functions.iter().enumerate() {
-                if let Some(kind) = keeps_flow_state(function) {
-                    let repeated = spec.functions[..stage]
+                if let Some(kind) = function.flow_state_kind() {
+                    if spec.functions[..stage]
                         .iter()
-                        .any(|f| keeps_flow_state(f) == Some(kind));
-                    if repeated {
-                        return Err(ChainError::RepeatedFunction {
-                            chain: spec.name.clone(),
-                            stage,
-                            function: kind,
-                        });
+                        .any(|f| f.flow_state_kind() == Some(kind))
+                    {
+                        continue 'chain; // a second function keeping per-flow state
                     }
                 }
             }
+            // Below NO_CHAIN, checked above.
+            let index = chains.len() as u16;
             let previous_chain =
                 previous.and_then(|p| p.chains.iter().find(|c| c.spec.name == spec.name));
             let mut stages = Vec::with_capacity(spec.functions.len());
+            // The return interfaces this chain's external hops take, claimed
+            // once the whole chain compiled.
+            let mut claims: Vec<(PortId, ResumePoint)> = Vec::new();
             for (stage, function) in spec.functions.iter().enumerate() {
-                let unknown_interface = |interface: &str| ChainError::UnknownInterface {
-                    chain: spec.name.clone(),
-                    stage,
-                    interface: interface.to_string(),
-                };
                 let kind = match function {
                     FunctionSpec::Policy => StageState::Policy(PolicyState::new()),
                     FunctionSpec::Policer {
@@ -494,72 +506,61 @@ impl ChainSet {
                         },
                         0,
                     )),
-                    FunctionSpec::LoadBalancer { services: names } => {
-                        for name in names {
-                            let known = input.services.iter().any(|s| {
-                                s.tenant == spec.tenant
-                                    && format!("{}/{}", s.namespace, s.name) == *name
-                            });
-                            if !known {
-                                return Err(ChainError::UnknownService {
-                                    chain: spec.name.clone(),
-                                    stage,
-                                    service: name.clone(),
-                                });
-                            }
-                        }
-                        StageState::LoadBalancer {
-                            config: LbConfig::new(
-                                services
-                                    .ports()
-                                    .iter()
-                                    .map(|p| {
-                                        p.vip.tenant == tenant
-                                            && (names.is_empty() || names.contains(&p.service))
-                                    })
-                                    .collect(),
-                            ),
-                            state: LbState::new(),
-                        }
-                    }
-                    FunctionSpec::Counter => StageState::Counter,
-                    FunctionSpec::Mirror { interface } => StageState::Mirror {
-                        port: port_id(interface).ok_or_else(|| unknown_interface(interface))?,
+                    // A name no service of the tenant has selects no port
+                    // (validation refuses it as an unknown service).
+                    FunctionSpec::LoadBalancer { services: names } => StageState::LoadBalancer {
+                        config: LbConfig::new(
+                            services
+                                .ports()
+                                .iter()
+                                .map(|p| {
+                                    p.vip.tenant == tenant
+                                        && (names.is_empty() || names.contains(&p.service))
+                                })
+                                .collect(),
+                        ),
+                        state: LbState::new(),
                     },
+                    FunctionSpec::Counter => StageState::Counter,
+                    FunctionSpec::Mirror { interface } => {
+                        let Some(port) = port_id(interface)? else {
+                            continue 'chain; // an unknown interface
+                        };
+                        StageState::Mirror { port }
+                    }
                     FunctionSpec::External {
                         to_interface,
                         from_interface,
                         failure,
                         timeout_ms,
                     } => {
-                        let to_port =
-                            port_id(to_interface).ok_or_else(|| unknown_interface(to_interface))?;
-                        let from_port = port_id(from_interface)
-                            .ok_or_else(|| unknown_interface(from_interface))?;
-                        let reused = |interface: &str| ChainError::InterfaceReused {
-                            chain: spec.name.clone(),
-                            stage,
-                            interface: interface.to_string(),
+                        let (Some(to_port), Some(from_port)) =
+                            (port_id(to_interface)?, port_id(from_interface)?)
+                        else {
+                            continue 'chain; // an unknown interface
+                        };
+                        let point = |direction| ResumePoint {
+                            chain: index,
+                            stage: stage as u16,
+                            direction,
                         };
                         if to_port == from_port {
-                            return Err(reused(from_interface));
+                            continue 'chain; // one interface both ways
                         }
-                        let mut claim = |port: PortId, direction: Direction, name: &str| {
-                            let slot = &mut resume[usize::from(port)];
-                            if slot.is_some() {
-                                return Err(reused(name));
-                            }
-                            *slot = Some(ResumePoint {
-                                chain: index as u16,
-                                stage: stage as u16,
-                                direction,
-                            });
-                            Ok(())
-                        };
-                        claim(from_port, Direction::Forward, from_interface)?;
+                        // Frames come back on from_port; on a symmetric
+                        // chain, replies on to_port too.
+                        let mut hop = vec![(from_port, point(Direction::Forward))];
                         if spec.symmetric {
-                            claim(to_port, Direction::Reply, to_interface)?;
+                            hop.push((to_port, point(Direction::Reply)));
                         }
+                        for &(port, _) in &hop {
+                            let taken = claims.iter().any(|&(p, _)| p == port)
+                                || resume.get(usize::from(port)).is_none_or(Option::is_some);
+                            if taken {
+                                continue 'chain; // an interface two external hops return on: the first wins
+                            }
+                        }
+                        claims.extend(hop);
                         let timeout_ns = timeout_ms.saturating_mul(1_000_000);
                         // The liveness clock of the same stage in the
                         // previous set, if there is one.
@@ -599,14 +600,19 @@ impl ChainSet {
                     stage: kind,
                 });
             }
+            for (port, point) in claims {
+                if let Some(slot) = resume.get_mut(usize::from(port)) {
+                    *slot = Some(point);
+                }
+            }
             let reply_stages = stages
                 .iter()
                 .map(|s| spec.symmetric || matches!(s.stage, StageState::LoadBalancer { .. }))
                 .collect();
             entries.push(ClassifierEntry {
-                chain: index as u16,
+                chain: index,
                 tenant,
-                implicit: index >= explicit,
+                implicit: position >= explicit,
                 priority: spec.priority,
                 name: spec.name.clone(),
                 symmetric: spec.symmetric,
@@ -739,17 +745,5 @@ impl ChainSet {
             identities: &self.identity_map,
             epoch: self.policy_epoch,
         }
-    }
-}
-/// Whether a stage keeps per-flow state in connection entries (a chain may
-/// have one of each kind).
-fn keeps_flow_state(spec: &FunctionSpec) -> Option<&'static str> {
-    match spec {
-        FunctionSpec::LoadBalancer { .. } => Some("load_balancer"),
-        FunctionSpec::Policer {
-            per: PolicerScope::Flow,
-            ..
-        } => Some("per-flow policer"),
-        _ => None,
     }
 }

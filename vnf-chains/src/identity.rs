@@ -195,37 +195,31 @@ pub struct IdentityMap {
 
 impl IdentityMap {
     /// The map of `pods` (both addresses of dual-stack pods), with tenants
-    /// resolved by `tenant_id`.
+    /// resolved by `tenant_id`. What validation refuses (`check_pods` in
+    /// `kxdp_config`) is left out: a pod of an unknown tenant has no
+    /// entry, and of two pods of a tenant with one address the first one
+    /// keeps it.
     pub fn build(
         pods: &[PodSpec],
         identities: &Identities,
         tenant_id: impl Fn(&str) -> Option<TenantId>,
-    ) -> Result<IdentityMap, ChainError> {
+    ) -> IdentityMap {
         let mut map = IdentityMap::default();
         for pod in pods {
-            let tenant = tenant_id(&pod.tenant).ok_or_else(|| ChainError::UnknownTenant {
-                section: "pods",
-                key: pod.name.clone(),
-                tenant: pod.tenant.clone(),
-            })?;
+            let Some(tenant) = tenant_id(&pod.tenant) else {
+                continue;
+            };
             let id = identities
                 .id_of(&IdentityKey::of(pod))
                 .unwrap_or(IdentityId::WORLD);
             for ip in std::iter::once(pod.ip).chain(pod.ipv6) {
-                let previous = match ip {
-                    IpAddr::V4(v4) => map.v4.insert((tenant, v4.to_bits()), id),
-                    IpAddr::V6(v6) => map.v6.insert((tenant, v6.to_bits()), id),
+                match ip {
+                    IpAddr::V4(v4) => map.v4.entry((tenant, v4.to_bits())).or_insert(id),
+                    IpAddr::V6(v6) => map.v6.entry((tenant, v6.to_bits())).or_insert(id),
                 };
-                if previous.is_some() {
-                    return Err(ChainError::DuplicatePodIp {
-                        pod: pod.name.clone(),
-                        ip,
-                        tenant: pod.tenant.clone(),
-                    });
-                }
             }
         }
-        Ok(map)
+        map
     }
 
     /// The identity of an address (as a [`crate::FlowKey`] stores it) in a
@@ -289,7 +283,7 @@ pub(crate) mod tests {
         ];
         let ids = Identities::assign(&pods, None).unwrap();
         assert_eq!(ids.len(), 3);
-        let map = IdentityMap::build(&pods, &ids, |_| Some(0)).unwrap();
+        let map = IdentityMap::build(&pods, &ids, |_| Some(0));
         let id = |ip: &str| map.lookup_ip(0, ip.parse().unwrap());
         assert_eq!(id("10.0.0.1"), id("10.0.0.2"));
         assert_ne!(id("10.0.0.1"), id("10.0.0.3"));
@@ -322,17 +316,30 @@ pub(crate) mod tests {
         assert_eq!(ids2.len(), 2);
     }
 
+    /// Validation refuses two pods of a tenant with one address
+    /// (`refuses_duplicate_pod_ips_within_a_tenant` in kxdp-config's
+    /// tests); given them anyway, the map keeps the first pod's identity.
     #[test]
-    fn duplicate_address_is_refused() {
+    fn duplicate_address_first_pod_wins() {
         let pods = [
-            pod("a", "prod", "10.0.0.1", &[]),
-            pod("b", "prod", "10.0.0.1", &[]),
+            pod("a", "prod", "10.0.0.1", &[("app", "a")]),
+            pod("b", "prod", "10.0.0.1", &[("app", "b")]),
         ];
         let ids = Identities::assign(&pods, None).unwrap();
-        assert!(matches!(
-            IdentityMap::build(&pods, &ids, |_| Some(0)),
-            Err(ChainError::DuplicatePodIp { .. })
-        ));
+        let map = IdentityMap::build(&pods, &ids, |_| Some(0));
+        assert_eq!(map.len(), 1);
+        assert_eq!(
+            map.lookup_ip(0, "10.0.0.1".parse().unwrap()),
+            ids.id_of(&IdentityKey::of(&pods[0])).unwrap()
+        );
+    }
+
+    /// A pod of a tenant `tenant_id` does not know has no entry.
+    #[test]
+    fn a_pod_of_an_unknown_tenant_has_no_address() {
+        let pods = [pod("a", "prod", "10.0.0.1", &[])];
+        let ids = Identities::assign(&pods, None).unwrap();
+        assert!(IdentityMap::build(&pods, &ids, |_| None).is_empty());
     }
 
     #[test]

@@ -138,6 +138,6 @@ pub use hook::{ChainSetHandle, ChainSetReader, DataplaneChains, SharedChainStats
 pub use identity::{Identities, IdentityId, IdentityKey, IdentityMap, IdentitySet};
 /// What a chain decides for a packet: the pipeline's own type.
 pub use kxdp_dataplane::chain_hook::ChainVerdict;
-pub use maglev::{Backend, MaglevTable};
+pub use maglev::{Backend, MaglevTable, TableSize};
 pub use policy::PolicySet;
 pub use service::ServiceTable;

@@ -21,7 +21,31 @@ use crate::error::ChainError;
 use crate::flow::fold_mul;
 
 /// The default table size: a prime (Maglev's paper uses 65 537).
-pub const DEFAULT_TABLE_SIZE: u32 = 65_537;
+pub const DEFAULT_TABLE_SIZE: TableSize = TableSize(65_537);
+
+/// A Maglev table size: a prime above 1 and below 2^24. Checked once, when
+/// it is made ([`TableSize::new`]), so that building a table cannot fail on
+/// its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TableSize(u32);
+
+impl TableSize {
+    /// `size` when it is a prime between 2 and 2^24; `None` otherwise.
+    pub fn new(size: u32) -> Option<TableSize> {
+        (is_prime(size) && size < 1 << 24).then_some(TableSize(size))
+    }
+
+    /// The number of slots.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for TableSize {
+    fn default() -> Self {
+        DEFAULT_TABLE_SIZE
+    }
+}
 
 /// Marks a slot with no backend during a build.
 const FREE: u16 = u16::MAX;
@@ -78,17 +102,16 @@ pub struct MaglevTable {
 }
 
 impl MaglevTable {
-    /// Build a table of prime `size` over `backends` (order and duplicates
+    /// Build a table of `size` slots over `backends` (order and duplicates
     /// do not matter), keeping what it can of `previous` (see the module
-    /// docs). Allocates: a control-plane operation.
+    /// docs). Allocates: a control-plane operation. Refuses only more
+    /// backends than a table indexes.
     pub fn build(
-        size: u32,
+        size: TableSize,
         backends: &[Backend],
         previous: Option<&MaglevTable>,
     ) -> Result<MaglevTable, ChainError> {
-        if !is_prime(size) || size >= 1 << 24 {
-            return Err(ChainError::MaglevTableSize(size));
-        }
+        let size = size.get();
         let mut sorted = backends.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
@@ -246,23 +269,32 @@ mod tests {
     fn sizes_must_be_prime() {
         assert!(is_prime(65_537) && is_prime(251) && is_prime(2));
         assert!(!is_prime(65_536) && !is_prime(1) && !is_prime(0) && !is_prime(255));
+        assert_eq!(TableSize::new(65_536), None);
+        // The primes around 2^24: the one above is too big.
+        assert_eq!(TableSize::new(16_777_259), None);
         assert_eq!(
-            MaglevTable::build(65_536, &[backend(1)], None),
-            Err(ChainError::MaglevTableSize(65_536))
+            TableSize::new(16_777_213).map(TableSize::get),
+            Some(16_777_213)
         );
+        assert_eq!(TableSize::new(251).map(TableSize::get), Some(251));
     }
 
     #[test]
     fn no_backend_no_lookup() {
-        let table = MaglevTable::build(251, &[], None).unwrap();
+        let table = MaglevTable::build(TableSize::new(251).unwrap(), &[], None).unwrap();
         assert_eq!(table.lookup(12345), None);
     }
 
     #[test]
     fn fresh_build_is_a_function_of_the_set() {
-        let a = MaglevTable::build(65_537, &[backend(3), backend(1), backend(2)], None).unwrap();
+        let a = MaglevTable::build(
+            DEFAULT_TABLE_SIZE,
+            &[backend(3), backend(1), backend(2)],
+            None,
+        )
+        .unwrap();
         let b = MaglevTable::build(
-            65_537,
+            DEFAULT_TABLE_SIZE,
             &[backend(1), backend(2), backend(3), backend(1)],
             None,
         )
@@ -275,8 +307,12 @@ mod tests {
     #[test]
     fn lookups_follow_the_slot_spread() {
         // Hashes spread evenly over the slots land on backends in proportion.
-        let table =
-            MaglevTable::build(65_537, &(0..7).map(backend).collect::<Vec<_>>(), None).unwrap();
+        let table = MaglevTable::build(
+            DEFAULT_TABLE_SIZE,
+            &(0..7).map(backend).collect::<Vec<_>>(),
+            None,
+        )
+        .unwrap();
         let mut hits = std::collections::HashMap::new();
         let samples = 700_000u64;
         for k in 0..samples {
@@ -354,7 +390,7 @@ mod tests {
                     moved += 1;
                 }
             }
-            let share = DEFAULT_TABLE_SIZE as usize / more.len();
+            let share = DEFAULT_TABLE_SIZE.get() as usize / more.len();
             prop_assert!(moved >= share && moved <= share + 1, "moved {moved}, share {share}");
             prop_assert!(imbalance(&after) <= 0.01);
         }

@@ -11,13 +11,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kxdp_config::{Protocol, ServiceSpec};
+use kxdp_config::{EndpointSpec, Protocol, ServiceSpec};
 use kxdp_dataplane::tables::TenantId;
 use rustc_hash::FxHashMap;
 
 use crate::error::ChainError;
 use crate::flow::{ip_bits, FlowKey};
-use crate::maglev::{Backend, MaglevTable};
+use crate::maglev::{Backend, MaglevTable, TableSize};
 
 /// What a service port is addressed by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -122,11 +122,15 @@ impl ServiceTable {
     /// Compile `services`, with tenants resolved by index in `tenants`.
     /// Maglev tables of `previous` are reused when their ready endpoints did
     /// not change, and updated stably (see [`crate::maglev`]) when they did.
-    /// `epoch` is the new table's epoch.
+    /// `epoch` is the new table's epoch. Refuses only what a table cannot
+    /// index; what validation refuses (`check_services` in `kxdp_config`)
+    /// is left out here: a service of an unknown tenant, an endpoint of the
+    /// other family than its ClusterIP, a service port a service before it
+    /// already has (the first one wins).
     pub fn compile(
         services: &[ServiceSpec],
         tenants: &[String],
-        table_size: u32,
+        table_size: TableSize,
         previous: Option<&ServiceTable>,
         epoch: u64,
     ) -> Result<ServiceTable, ChainError> {
@@ -146,24 +150,20 @@ impl ServiceTable {
         };
         for service in services {
             let name = format!("{}/{}", service.namespace, service.name);
-            let tenant = tenants
-                .iter()
-                .position(|t| *t == service.tenant)
-                .and_then(|t| TenantId::try_from(t).ok())
-                .ok_or_else(|| ChainError::UnknownTenant {
-                    section: "services",
-                    key: name.clone(),
-                    tenant: service.tenant.clone(),
-                })?;
+            let Some(position) = tenants.iter().position(|t| *t == service.tenant) else {
+                continue; // validation refuses an unknown tenant
+            };
+            let tenant =
+                TenantId::try_from(position).map_err(|_| ChainError::TooMany("tenants"))?;
             let (ip, ipv6) = ip_bits(service.cluster_ip);
-            for endpoint in &service.endpoints {
-                if ip_bits(endpoint.ip).1 != ipv6 {
-                    return Err(ChainError::EndpointFamily {
-                        service: name.clone(),
-                        ip: endpoint.ip,
-                    });
-                }
-            }
+            // Validation refuses an endpoint of the other family.
+            let endpoints: Vec<(u128, &EndpointSpec)> = service
+                .endpoints
+                .iter()
+                .map(|e| (ip_bits(e.ip), e))
+                .filter(|((_, v6), _)| *v6 == ipv6)
+                .map(|((bits, _), e)| (bits, e))
+                .collect();
             if service.endpoints.len() >= usize::from(u16::MAX) {
                 return Err(ChainError::TooManyEndpoints(name));
             }
@@ -181,26 +181,31 @@ impl ServiceTable {
                     proto,
                     port: port.port,
                 };
+                if table.by_vip.contains_key(&vip) {
+                    continue; // validation refuses a service port twice
+                }
                 let target = port.target_port.unwrap_or(port.port);
-                let mut endpoints = FxHashMap::default();
+                let mut backends = FxHashMap::default();
                 let mut ready = Vec::new();
-                for endpoint in &service.endpoints {
+                for &(address, endpoint) in &endpoints {
                     let backend = Backend {
-                        ip: ip_bits(endpoint.ip).0,
+                        ip: address,
                         port: target,
                     };
                     if endpoint.ready {
-                        endpoints.insert(backend, EndpointState::Ready);
+                        backends.insert(backend, EndpointState::Ready);
                         ready.push(backend);
                     } else if endpoint.serving {
-                        endpoints.entry(backend).or_insert(EndpointState::Serving);
+                        backends.entry(backend).or_insert(EndpointState::Serving);
                     }
                 }
                 ready.sort_unstable();
                 ready.dedup();
                 let before = previous_ports.get(&(name.as_str(), proto, port.port));
                 let maglev = match before {
-                    Some(p) if p.maglev.size() == table_size && p.maglev.backends() == ready => {
+                    Some(p)
+                        if p.maglev.size() == table_size.get() && p.maglev.backends() == ready =>
+                    {
                         Arc::clone(&p.maglev)
                     }
                     _ => Arc::new(MaglevTable::build(
@@ -211,17 +216,11 @@ impl ServiceTable {
                 };
                 let index = u32::try_from(table.ports.len())
                     .map_err(|_| ChainError::TooMany("service ports"))?;
-                if table.by_vip.insert(vip, index).is_some() {
-                    return Err(ChainError::DuplicateServicePort {
-                        service: name.clone(),
-                        ip: service.cluster_ip,
-                        port: port.port,
-                    });
-                }
+                table.by_vip.insert(vip, index);
                 table.ports.push(ServicePort {
                     service: name.clone(),
                     vip,
-                    endpoints,
+                    endpoints: backends,
                     maglev,
                     client_ip_affinity: service.client_ip_affinity,
                 });
@@ -235,14 +234,14 @@ impl ServiceTable {
         &self,
         services: &[ServiceSpec],
         tenants: &[String],
-        table_size: u32,
+        table_size: TableSize,
     ) -> bool {
         self.specs == services
             && self.tenants == tenants
             && self
                 .ports
                 .first()
-                .is_none_or(|p| p.maglev.size() == table_size)
+                .is_none_or(|p| p.maglev.size() == table_size.get())
     }
 
     /// The epoch: connections remembered under another epoch are checked

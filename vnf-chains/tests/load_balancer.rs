@@ -375,11 +375,45 @@ fn a_load_balancer_balances_only_the_services_it_names() {
     assert_eq!(destination(&web).0.to_string(), "10.1.0.1");
     let other = frame(Protocol::Tcp, "10.0.0.1", 1, "10.96.0.11", 80, b"");
     assert_eq!(run(&mut worker, &set, 1, other.clone()).1, other);
-    // Unknown names are refused.
+    // Unknown names are refused by validation
+    // (`a_load_balancer_names_services_of_its_tenant` in kxdp-config's
+    // tests); given one anyway, the compiler balances nothing for it.
     model.chains = vec![chain(
         "name: lb\ntenant: blue\nfunctions: [{type: load_balancer, services: [default/nope]}]\n",
     )];
-    assert!(ChainSet::compile(&model.input(), 2, small_tables(), None).is_err());
+    let set = ChainSet::compile(&model.input(), 2, small_tables(), None).unwrap();
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let to_web = frame(Protocol::Tcp, "10.0.0.1", 1, VIP4, 80, b"");
+    assert_eq!(run(&mut worker, &set, 1, to_web.clone()).1, to_web);
+}
+
+/// Validation refuses a service port twice in a tenant and an endpoint of
+/// the other family (`refuses_a_service_port_twice_in_a_tenant`,
+/// `refuses_an_endpoint_of_another_family_than_the_cluster_ip` in
+/// kxdp-config's tests); given them anyway, the compiler keeps the first
+/// service's port and leaves the endpoint out.
+#[test]
+fn inconsistent_services_are_left_out() {
+    let mut model = lb_model(VIP4, &["10.1.0.1"], Protocol::Tcp);
+    model
+        .services
+        .push(service("twin", VIP4, 80, 8080, &["10.1.0.9"]));
+    model.services[0]
+        .endpoints
+        .push(endpoint("fd00::1", true, true));
+    let set = model.compile(1, None);
+    assert_eq!(set.services().ports().len(), 1);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    for port in 1..=20 {
+        let out = run(
+            &mut worker,
+            &set,
+            1,
+            frame(Protocol::Tcp, "10.0.0.1", port, VIP4, 80, b""),
+        )
+        .1;
+        assert_eq!(destination(&out).0.to_string(), "10.1.0.1");
+    }
 }
 
 #[test]

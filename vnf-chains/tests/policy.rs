@@ -156,7 +156,7 @@ fn compiled(
     policies: &[NetworkPolicySpec],
 ) -> (PolicySet, IdentityMap) {
     let identities = Identities::assign(pods, None).unwrap();
-    let map = IdentityMap::build(pods, &identities, |_| Some(0)).unwrap();
+    let map = IdentityMap::build(pods, &identities, |_| Some(0));
     (PolicySet::compile(&identities, namespaces, policies), map)
 }
 

@@ -52,7 +52,8 @@ pub enum RuntimeError {
     /// The configuration's tables do not compile.
     #[error("compiling the tables")]
     Tables(#[source] TableError),
-    /// The configuration's service chains do not compile.
+    /// The configuration's service chains exceed a capacity limit (the
+    /// only refusal of a validated configuration's chains).
     #[error("compiling the service chains")]
     Chains(#[source] ChainError),
     /// An interface has fewer queues than there are workers.
@@ -293,13 +294,16 @@ impl WorkerHandle {
 }
 
 impl NodeRuntime {
-    /// Start the dataplane for `config` (already validated by the caller or
-    /// validated here).
+    /// Start the dataplane for `config`, validated here (a refusal is
+    /// [`RuntimeError::Tables`] with [`TableError::Config`]).
     pub fn start(
         mut config: NodeConfig,
         stop: Arc<AtomicBool>,
     ) -> Result<NodeRuntime, RuntimeError> {
         fill_mtus(&mut config);
+        // `Tables::compile` validates the configuration as compiled (with
+        // the MTUs filled in), the one validation here: the chains below
+        // compile from it validated, so only a capacity limit refuses them.
         let tables = Tables::compile(&config, 1).map_err(RuntimeError::Tables)?;
         let handle = TableHandle::new(tables);
         let chains = ChainSetHandle::compile_initial(

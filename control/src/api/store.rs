@@ -12,8 +12,10 @@
 //! the field of the request at fault.
 //!
 //! The service chains are compiled in the same step ([`ChainSet`], from the
-//! same candidate state): a chain that does not compile refuses the change
-//! whole, before anything is published. The chain set is published right
+//! same candidate state, once it validated: validation refuses every
+//! inconsistent chain, service or pod, so the compiler's only refusals are
+//! capacity limits, which refuse the change whole too), before anything is
+//! published. The chain set is published right
 //! after the tables (a second swap: a worker may run one batch with the new
 //! tables and the previous chains, never a torn set of either).
 //!
@@ -590,7 +592,8 @@ impl DesiredStateStore {
             .map_err(|e| config_error(e, &candidate, &origins))?;
         // Chains read only some kinds: a change of routes or remote nodes
         // alone keeps the running set (no compile, no swap for the
-        // workers to adopt).
+        // workers to adopt). The candidate validated: the chain compiler
+        // refuses only capacity limits.
         let chains =
             if ChainInput::from_config(&current.config) != ChainInput::from_config(&candidate) {
                 let set = self
@@ -603,6 +606,9 @@ impl DesiredStateStore {
             };
         let (ports, added, removed) = assign_ports(&current.ports, &current.config, &candidate);
         let slots: Vec<Option<&str>> = ports.iter().map(Option::as_deref).collect();
+        // Validated above: the table compiler does not validate again, and
+        // refuses only capacity (`Config` comes from the validating entry
+        // points alone; mapped like validation's all the same).
         let tables = Tables::compile_with_ports(&candidate, 0, &slots).map_err(|e| match e {
             TableError::Config(e) => config_error(e, &candidate, &origins),
             TableError::TooMany { what, count, max } => FieldError::new(
@@ -941,9 +947,9 @@ fn config_error(error: ConfigError, merged: &NodeConfig, origins: &Origins) -> F
     }
 }
 
-/// A chain set that does not compile, with the field at fault named like a
-/// validation error's (`upserts.chains[0].functions[1]`, or by key for an
-/// object already applied).
+/// A chain set over a capacity limit, with the field at fault named like
+/// a validation error's (`upserts.services[0].endpoints`, or by key for an
+/// object already applied; `chains` for a limit of the whole set).
 fn chain_error(error: &ChainError, merged: &NodeConfig, origins: &Origins) -> FieldError {
     let mut path = error.path();
     let kind = ObjectKind::ALL
@@ -1161,7 +1167,7 @@ mod tests {
     }
 
     #[test]
-    fn a_chain_that_does_not_compile_refuses_the_apply_and_changes_nothing() {
+    fn a_bad_chain_refuses_the_apply_and_changes_nothing() {
         let config = base();
         let tables = TableHandle::new(Tables::compile(&config, 1).unwrap());
         let store = DesiredStateStore::new(config.clone(), tables.clone());
@@ -1214,7 +1220,8 @@ mod tests {
         assert!(outcome.changed);
         assert!(Arc::ptr_eq(&store.chains().current(), &chains));
 
-        // A broken chain already applied is named by its key.
+        // A broken chain already applied is named by its key (the refusal
+        // is validation's, as the store makes it).
         let mut merged = store.snapshot().config.clone();
         merged.chains[0]
             .functions
@@ -1223,16 +1230,43 @@ mod tests {
             });
         let mut origins = Origins::default();
         origins.by_kind[ObjectKind::Chain.index()] = vec![None];
-        let error = chain_error(
-            &ChainError::UnknownService {
-                chain: "counted".into(),
-                stage: 1,
-                service: "default/gone".into(),
+        let error = config_error(merged.validate().unwrap_err(), &merged, &origins);
+        assert_eq!(error.field, "chains[\"counted\"].functions[1]");
+        assert!(error.message.contains("default/gone"), "{error}");
+    }
+
+    #[test]
+    fn a_chain_capacity_limit_names_the_request_field() {
+        let mut merged = base();
+        let service: ServiceSpec = serde_yaml::from_str(
+            "{name: web, tenant: blue, cluster_ip: 10.96.0.10, ports: [{port: 80}]}",
+        )
+        .unwrap();
+        merged.services = vec![
+            service.clone(),
+            ServiceSpec {
+                name: "db".into(),
+                cluster_ip: "10.96.0.11".parse().unwrap(),
+                ..service
             },
+        ];
+        let mut origins = Origins::default();
+        origins.by_kind[ObjectKind::Service.index()] = vec![None, Some(3)];
+        let error = chain_error(
+            &ChainError::TooManyEndpoints("default/db".into()),
             &merged,
             &origins,
         );
-        assert_eq!(error.field, "chains[\"counted\"].functions[1]");
+        assert_eq!(error.field, "upserts.services[3].endpoints");
+        assert_eq!(error.message, "too many endpoints");
+        let error = chain_error(
+            &ChainError::TooManyEndpoints("default/web".into()),
+            &merged,
+            &origins,
+        );
+        assert_eq!(error.field, "services[\"default/web\"].endpoints");
+        let error = chain_error(&ChainError::TooMany("chains"), &merged, &origins);
+        assert_eq!(error.field, "chains");
     }
 
     #[test]

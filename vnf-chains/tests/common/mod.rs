@@ -12,7 +12,7 @@ use kxdp_config::{
 };
 use kxdp_dataplane::packet;
 use kxdp_dataplane::PortId;
-use kxdp_vnf_chains::{ChainInput, ChainSet, CompileOptions, Frames, PacketContext};
+use kxdp_vnf_chains::{ChainInput, ChainSet, CompileOptions, Frames, PacketContext, TableSize};
 
 pub const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 pub const GATEWAY_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
@@ -245,7 +245,7 @@ impl Model {
 /// Maglev tables small enough for fast tests (a prime).
 pub fn small_tables() -> CompileOptions {
     CompileOptions {
-        maglev_table_size: 4093,
+        maglev_table_size: TableSize::new(4093).unwrap(),
     }
 }
 

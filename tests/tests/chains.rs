@@ -413,8 +413,9 @@ fn a_network_policy_denies_one_pair_while_others_pass() {
     // client -> web1 twice and intruder -> client passed (their replies
     // cross no stage of a chain without a load balancer), intruder -> web1
     // dropped.
+    // Both workers publish on their own clock: wait for the replies too.
     let pods = wait_chain(&bed, "pods", "policy drops", |c| {
-        c.stages.len() == 1 && stage(c, 0).packets >= 20
+        c.stages.len() == 1 && stage(c, 0).packets >= 20 && c.reply_packets >= 15
     });
     assert_eq!(stage(&pods, 0).packets, 20, "{pods:#?}");
     assert_eq!(stage(&pods, 0).dropped, 5, "intruder -> web1: {pods:#?}");

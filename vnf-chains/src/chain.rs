@@ -33,8 +33,15 @@ use crate::service::ServiceTable;
 pub struct ChainInput<'a> {
     /// Tenants; a `TenantId` is an index here.
     pub tenants: &'a [TenantSpec],
-    /// Interfaces; a `PortId` is an index here.
+    /// Interfaces; a `PortId` is an index here unless `ports` says
+    /// otherwise.
     pub interfaces: &'a [InterfaceSpec],
+    /// The port each interface is bound as, when that is not its position
+    /// in `interfaces`: `ports[p]` names port `p`'s interface, `None` a
+    /// free port (the control plane keeps an interface's port while
+    /// interfaces before it come and go, as the tables do). `None`: port
+    /// `p` is `interfaces[p]`.
+    pub ports: Option<&'a [Option<String>]>,
     /// Pods whose addresses have identities.
     pub pods: &'a [PodSpec],
     /// Namespaces and their labels.
@@ -68,6 +75,7 @@ impl<'a> ChainInput<'a> {
         ChainInput {
             tenants: &config.tenants,
             interfaces: &config.interfaces,
+            ports: None,
             pods: &config.pods,
             namespaces: &config.namespaces,
             services: &config.services,
@@ -387,13 +395,17 @@ impl ChainSet {
         // An interface's port: `None` for an interface the input does not
         // have; an interface beyond the port numbers is a capacity limit.
         let port_id = |name: &str| -> Result<Option<PortId>, ChainError> {
-            input
-                .interfaces
-                .iter()
-                .position(|i| i.name == name)
+            let position = match input.ports {
+                Some(ports) => ports.iter().position(|p| p.as_deref() == Some(name)),
+                None => input.interfaces.iter().position(|i| i.name == name),
+            };
+            position
                 .map(|i| PortId::try_from(i).map_err(|_| ChainError::TooMany("interfaces")))
                 .transpose()
         };
+        let port_count = input.ports.map_or(input.interfaces.len(), |p| {
+            p.len().max(input.interfaces.len())
+        });
 
         // Identities, addresses, policies.
         let identities = Identities::assign(input.pods, previous.map(|p| &p.identities))?;
@@ -459,7 +471,7 @@ impl ChainSet {
         }
         let mut chains: Vec<CompiledChain> = Vec::with_capacity(specs.len());
         let mut entries = Vec::with_capacity(specs.len());
-        let mut resume: Vec<Option<ResumePoint>> = vec![None; input.interfaces.len()];
+        let mut resume: Vec<Option<ResumePoint>> = vec![None; port_count];
         // Each `continue 'chain` leaves out a chain that validation
         // (`check_chains` in kxdp_config) refuses; the comment says which
         // refusal.

@@ -259,6 +259,7 @@ mod tests {
         let input = ChainInput {
             tenants: &[],
             interfaces: &[],
+            ports: None,
             pods: &[],
             namespaces: &[],
             services: &[],

@@ -590,21 +590,30 @@ impl DesiredStateStore {
         candidate
             .validate()
             .map_err(|e| config_error(e, &candidate, &origins))?;
+        let (ports, added, removed) = assign_ports(&current.ports, &current.config, &candidate);
         // Chains read only some kinds: a change of routes or remote nodes
         // alone keeps the running set (no compile, no swap for the
-        // workers to adopt). The candidate validated: the chain compiler
-        // refuses only capacity limits.
-        let chains =
-            if ChainInput::from_config(&current.config) != ChainInput::from_config(&candidate) {
-                let set = self
-                    .chains
-                    .compile(&ChainInput::from_config(&candidate))
-                    .map_err(|e| chain_error(&e, &candidate, &origins))?;
-                Some(set)
-            } else {
-                None
-            };
-        let (ports, added, removed) = assign_ports(&current.ports, &current.config, &candidate);
+        // workers to adopt). Chains name interfaces by their ports, which
+        // an interface keeps while others come and go: the input holds
+        // them. The candidate validated: the chain compiler refuses only
+        // capacity limits.
+        let before = ChainInput {
+            ports: Some(&current.ports),
+            ..ChainInput::from_config(&current.config)
+        };
+        let after = ChainInput {
+            ports: Some(&ports),
+            ..ChainInput::from_config(&candidate)
+        };
+        let chains = if before != after {
+            let set = self
+                .chains
+                .compile(&after)
+                .map_err(|e| chain_error(&e, &candidate, &origins))?;
+            Some(set)
+        } else {
+            None
+        };
         let slots: Vec<Option<&str>> = ports.iter().map(Option::as_deref).collect();
         // Validated above: the table compiler does not validate again, and
         // refuses only capacity (`Config` comes from the validating entry
@@ -1233,6 +1242,71 @@ mod tests {
         let error = config_error(merged.validate().unwrap_err(), &merged, &origins);
         assert_eq!(error.field, "chains[\"counted\"].functions[1]");
         assert!(error.message.contains("default/gone"), "{error}");
+    }
+
+    #[test]
+    fn chains_name_an_interface_by_the_port_it_keeps() {
+        let config = base();
+        let tables = TableHandle::new(Tables::compile(&config, 1).unwrap());
+        let store = DesiredStateStore::new(config, tables);
+        let interface = |name: &str, n: u8| -> InterfaceSpec {
+            serde_yaml::from_str(&format!(
+                "{{name: {name}, role: pod, mac: '02:00:00:00:01:{n:02x}'}}"
+            ))
+            .unwrap()
+        };
+        let chain: ChainSpec = serde_yaml::from_str(
+            "name: through-vnf\ntenant: blue\n\
+             functions: [{type: external, to_interface: vnf-in, from_interface: vnf-out}]\n",
+        )
+        .unwrap();
+        store
+            .apply(&ChangeSet::upsert(ObjectSet {
+                interfaces: vec![
+                    interface("pod-a", 1),
+                    interface("vnf-in", 2),
+                    interface("vnf-out", 3),
+                ],
+                chains: vec![chain],
+                ..ObjectSet::default()
+            }))
+            .unwrap();
+        let port_of = |name: &str| {
+            let state = store.snapshot();
+            state
+                .ports
+                .iter()
+                .position(|p| p.as_deref() == Some(name))
+                .map(|p| p as PortId)
+        };
+        assert_eq!(port_of("vnf-out"), Some(3));
+        assert!(store.chains().current().is_vnf_return_port(3));
+
+        // pod-a goes: vnf-out keeps port 3 though it is now the third
+        // interface; the chain follows the port, not the position.
+        store
+            .apply(&ChangeSet::delete(KeySet {
+                interfaces: vec!["pod-a".into()],
+                ..KeySet::default()
+            }))
+            .unwrap();
+        assert_eq!(store.snapshot().config.interfaces[2].name, "vnf-out");
+        assert_eq!(port_of("vnf-out"), Some(3));
+        let chains = store.chains().current();
+        assert!(chains.is_vnf_return_port(3), "vnf-out is still port 3");
+        assert!(!chains.is_vnf_return_port(2), "port 2 is vnf-in");
+
+        // A new interface takes the freed port 1; the chain keeps its ports.
+        store
+            .apply(&ChangeSet::upsert(ObjectSet {
+                interfaces: vec![interface("pod-b", 4)],
+                ..ObjectSet::default()
+            }))
+            .unwrap();
+        assert_eq!(port_of("pod-b"), Some(1));
+        let chains = store.chains().current();
+        assert!(chains.is_vnf_return_port(3));
+        assert!(!chains.is_vnf_return_port(1));
     }
 
     #[test]

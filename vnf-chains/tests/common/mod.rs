@@ -225,6 +225,7 @@ impl Model {
         ChainInput {
             tenants: &self.tenants,
             interfaces: &self.interfaces,
+            ports: None,
             pods: &self.pods,
             namespaces: &self.namespaces,
             services: &self.services,

@@ -4,9 +4,10 @@
 //! A worker owns its backend (its UMEM and sockets), its free-frame list,
 //! its pipeline (with per-worker state and counters) and a table reader.
 //! Every UMEM frame is always in exactly one place: the free list, a fill
-//! ring (or the kernel's rx path), the worker's hands during a batch, a tx
-//! ring (or the kernel's tx path), or a completion ring.
-//! [`Worker::accounting`] checks that.
+//! ring (or the kernel's rx path), the worker's hands during a batch (the
+//! batch's frames, and free frames lent to it for mirror copies, see
+//! [`crate::chain_hook`]), a tx ring (or the kernel's tx path), or a
+//! completion ring. [`Worker::accounting`] checks that.
 //!
 //! Poll modes: `Busy` spins; `Adaptive` spins for a short while after the
 //! last frame, then sleeps in `poll()` until the kernel wakes it.
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use kxdp_config::PollMode;
 
-use crate::chain_hook::{monotonic_ns, ChainHook, MirrorSink, NoChains};
+use crate::chain_hook::{monotonic_ns, ChainHook, MirrorCopy, MirrorFrames, NoChains};
 use crate::counters::SharedCounters;
 use crate::io::{chunk_of, Desc, PacketIo};
 use crate::pipeline::Pipeline;
@@ -92,6 +93,10 @@ pub struct Worker<B: PacketIo, H: ChainHook = NoChains> {
     rx: Vec<Desc>,
     verdicts: Vec<Verdict>,
     staged: Vec<Vec<Desc>>,
+    /// Free frames lent to the current batch for mirror copies (empty
+    /// between batches); grows only when a chain set asks for more copies
+    /// per packet than any before.
+    mirror_frames: Vec<MirrorCopy>,
     addrs: Vec<u64>,
     fill_target: Vec<usize>,
     /// The ports it started with (the node file's interfaces: the underlay,
@@ -181,6 +186,9 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
             staged: (0..ports)
                 .map(|_| Vec::with_capacity(stage_capacity(batch, ports)))
                 .collect(),
+            // Room for a copy per packet of a batch (one mirror stage per
+            // chain) without allocating in the loop.
+            mirror_frames: Vec::with_capacity(if H::ENABLED { batch } else { 0 }),
             addrs: vec![0; batch.max(64)],
             fill_target,
             start_ports: ports,
@@ -257,7 +265,15 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
             if let Some(t) = trace.as_deref().filter(|t| t.point() == TracePoint::Rx) {
                 t.offer_batch(worker, port, trace_ns, self.io.umem(), &self.rx[..n], None);
             }
+            // Free frames for the mirror copies the chains may ask for; with
+            // no mirror stage, none (and no further work below).
+            let lent = if H::ENABLED {
+                self.lend_mirror_frames(n)
+            } else {
+                0
+            };
             let umem = self.io.umem();
+            let mut mirrors = MirrorFrames::new(&mut self.mirror_frames[..lent], &self.staged);
             self.pipeline.process_batch_at(
                 now_ns,
                 &tables,
@@ -266,11 +282,12 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
                 frame_size,
                 &mut self.rx[..n],
                 &mut self.verdicts[..n],
-                Some(MirrorSink {
-                    free: &mut self.free,
-                    staged: &mut self.staged,
-                }),
+                Some(&mut mirrors),
             );
+            let copies = mirrors.used();
+            if lent > 0 {
+                self.send_mirror_copies(copies, frame_size);
+            }
             if let Some(t) = trace.as_deref().filter(|t| t.point() != TracePoint::Rx) {
                 let verdicts = Some(&self.verdicts[..n]);
                 t.offer_batch(
@@ -308,6 +325,56 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
         }
         self.flush_tx(ports);
         received
+    }
+
+    /// Lend the batch of `n` frames about to be processed as many free
+    /// frames as its mirror copies may take (up to what the free list
+    /// holds), into `mirror_frames`, the free list's last first (as it pops
+    /// them). Returns how many.
+    fn lend_mirror_frames(&mut self, n: usize) -> usize {
+        let per_packet = self.pipeline.hook_mut().mirror_copies();
+        if per_packet == 0 {
+            return 0;
+        }
+        let lent = n.saturating_mul(per_packet).min(self.free.len());
+        let from = self.free.len() - lent;
+        self.mirror_frames.clear();
+        self.mirror_frames
+            .extend(self.free.drain(from..).rev().map(MirrorCopy::lent));
+        lent
+    }
+
+    /// After the batch: the first `copies` lent frames hold mirror copies,
+    /// which go on their ports' transmit batches ahead of the batch's own
+    /// frames; the other lent frames go back to the free list, in the
+    /// order they were taken from it.
+    fn send_mirror_copies(&mut self, copies: usize, frame_size: u32) {
+        let (made, unused) = self
+            .mirror_frames
+            .split_at(copies.min(self.mirror_frames.len()));
+        for copy in made {
+            match self.staged.get_mut(usize::from(copy.port)) {
+                Some(batch) if batch.len() < batch.capacity() => batch.push(copy.desc),
+                // Refused when the copy was asked for (the batches do not
+                // change during the pipeline): cannot happen, but a frame
+                // is never lost and a drop never uncounted.
+                Some(_) => {
+                    self.pipeline.counters.drop(DropReason::TxRingFull);
+                    self.free.push(chunk_of(copy.desc.addr, frame_size));
+                }
+                None => {
+                    self.pipeline.counters.drop(DropReason::PortDown);
+                    self.free.push(chunk_of(copy.desc.addr, frame_size));
+                }
+            }
+        }
+        self.free.extend(
+            unused
+                .iter()
+                .rev()
+                .map(|copy| chunk_of(copy.desc.addr, frame_size)),
+        );
+        self.mirror_frames.clear();
     }
 
     fn reap_completions(&mut self, ports: usize) {

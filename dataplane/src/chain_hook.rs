@@ -473,6 +473,43 @@ mod tests {
     }
 
     #[test]
+    fn copies_asked_for_in_the_batch_take_their_port_s_room() {
+        let mut umem = vec![0u8; 4 * 2048];
+        let spans = [FrameSpan {
+            chunk: 0,
+            offset: 256,
+            len: 60,
+        }];
+        let mut lent = [
+            MirrorCopy::lent(3 * 2048),
+            MirrorCopy::lent(2 * 2048),
+            MirrorCopy::lent(2048),
+        ];
+        // Port 0 has room for one more frame, port 1 for plenty.
+        let mut full_but_one = Vec::with_capacity(2);
+        full_but_one.push(Desc::default());
+        let staged = vec![full_but_one, Vec::with_capacity(8)];
+        let mut mirrors = MirrorFrames::new(&mut lent, &staged);
+        {
+            let mut frames = ChainFrames::new(&mut umem, 2048, &spans, Some(&mut mirrors));
+            assert!(frames.mirror(0, 0));
+            assert!(!frames.mirror(0, 0), "the first copy took the last room");
+            assert!(frames.mirror(0, 1));
+            assert_eq!(
+                frames.mirror_failures(),
+                MirrorFailures {
+                    no_frame: 0,
+                    tx_full: 1,
+                    port_down: 0
+                }
+            );
+        }
+        let ports: Vec<PortId> = mirrors.requests().iter().map(|c| c.port).collect();
+        assert_eq!(ports, [0, 1]);
+        assert_eq!(mirrors.requests()[1].desc.addr, 2 * 2048 + 256);
+    }
+
+    #[test]
     fn the_clock_moves_forward_and_is_never_zero() {
         let a = monotonic_ns();
         let b = monotonic_ns();

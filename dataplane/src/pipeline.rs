@@ -19,7 +19,8 @@
 //! checked and routed at once, as it always was.
 
 use crate::chain_hook::{
-    ChainFrames, ChainHook, ChainPacket, ChainVerdict, FrameSpan, MirrorSink, NoChains, CHAIN_BATCH,
+    ChainFrames, ChainHook, ChainPacket, ChainVerdict, FrameSpan, MirrorFrames, NoChains,
+    CHAIN_BATCH,
 };
 use crate::counters::Counters;
 use crate::io::{chunk_of, Desc};
@@ -219,7 +220,7 @@ impl<H: ChainHook> Pipeline<H> {
     /// its chunk of `frame_size` bytes in `umem`; on return it describes the
     /// frame as rewritten (moved for encap/decap), and `verdicts[i]` says
     /// what to do with it. Counts rx and every drop. A chain hook runs at
-    /// time 0 and cannot make mirror copies here: the worker uses
+    /// time 0 and gets no frames for mirror copies here: the worker uses
     /// [`Pipeline::process_batch_at`].
     pub fn process_batch(
         &mut self,
@@ -234,8 +235,9 @@ impl<H: ChainHook> Pipeline<H> {
     }
 
     /// [`Pipeline::process_batch`] at `now_ns` (for the chain hook, from
-    /// [`crate::chain_hook::monotonic_ns`]), with mirror copies taken from
-    /// and queued to `mirrors`.
+    /// [`crate::chain_hook::monotonic_ns`]), with mirror copies made in the
+    /// frames the caller lent in `mirrors` (the caller sends them after; see
+    /// [`crate::chain_hook`]). Copies that cannot be made are counted here.
     #[allow(clippy::too_many_arguments)]
     pub fn process_batch_at(
         &mut self,
@@ -246,7 +248,7 @@ impl<H: ChainHook> Pipeline<H> {
         frame_size: u32,
         descs: &mut [Desc],
         verdicts: &mut [Verdict],
-        mut mirrors: Option<MirrorSink<'_>>,
+        mut mirrors: Option<&mut MirrorFrames<'_>>,
     ) {
         self.now_ns = now_ns;
         if !H::ENABLED {
@@ -269,12 +271,8 @@ impl<H: ChainHook> Pipeline<H> {
                 start,
             );
             if !self.pending.is_empty() {
-                let mut frames = ChainFrames::new(
-                    umem,
-                    frame_size,
-                    &self.spans,
-                    mirrors.as_mut().map(MirrorSink::reborrow),
-                );
+                let mut frames =
+                    ChainFrames::new(umem, frame_size, &self.spans, mirrors.as_deref_mut());
                 self.hook.process(now_ns, &mut self.packets, &mut frames);
                 let failed = frames.mirror_failures();
                 self.counters

@@ -4,9 +4,10 @@
 //! A worker owns its backend (its UMEM and sockets), its free-frame list,
 //! its pipeline (with per-worker state and counters) and a table reader.
 //! Every UMEM frame is always in exactly one place: the free list, a fill
-//! ring (or the kernel's rx path), the worker's hands during a batch, a tx
-//! ring (or the kernel's tx path), or a completion ring.
-//! [`Worker::accounting`] checks that.
+//! ring (or the kernel's rx path), the worker's hands during a batch (the
+//! batch's frames, and free frames lent to it for mirror copies, see
+//! [`crate::chain_hook`]), a tx ring (or the kernel's tx path), or a
+//! completion ring. [`Worker::accounting`] checks that.
 //!
 //! Poll modes: `Busy` spins; `Adaptive` spins for a short while after the
 //! last frame, then sleeps in `poll()` until the kernel wakes it.
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use kxdp_config::PollMode;
 
-use crate::chain_hook::{monotonic_ns, ChainHook, MirrorSink, NoChains};
+use crate::chain_hook::{monotonic_ns, ChainHook, MirrorCopy, MirrorFrames, NoChains};
 use crate::counters::SharedCounters;
 use crate::io::{chunk_of, Desc, PacketIo};
 use crate::pipeline::Pipeline;
@@ -92,6 +93,10 @@ pub struct Worker<B: PacketIo, H: ChainHook = NoChains> {
     rx: Vec<Desc>,
     verdicts: Vec<Verdict>,
     staged: Vec<Vec<Desc>>,
+    /// Free frames lent to the current batch for mirror copies (empty
+    /// between batches); grows only when a chain set asks for more copies
+    /// per packet than any before.
+    mirror_frames: Vec<MirrorCopy>,
     addrs: Vec<u64>,
     fill_target: Vec<usize>,
     /// The ports it started with (the node file's interfaces: the underlay,
@@ -181,6 +186,9 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
             staged: (0..ports)
                 .map(|_| Vec::with_capacity(stage_capacity(batch, ports)))
                 .collect(),
+            // Room for a copy per packet of a batch (one mirror stage per
+            // chain) without allocating in the loop.
+            mirror_frames: Vec::with_capacity(if H::ENABLED { batch } else { 0 }),
             addrs: vec![0; batch.max(64)],
             fill_target,
             start_ports: ports,
@@ -257,7 +265,15 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
             if let Some(t) = trace.as_deref().filter(|t| t.point() == TracePoint::Rx) {
                 t.offer_batch(worker, port, trace_ns, self.io.umem(), &self.rx[..n], None);
             }
+            // Free frames for the mirror copies the chains may ask for; with
+            // no mirror stage, none (and no further work below).
+            let lent = if H::ENABLED {
+                self.lend_mirror_frames(n)
+            } else {
+                0
+            };
             let umem = self.io.umem();
+            let mut mirrors = MirrorFrames::new(&mut self.mirror_frames[..lent], &self.staged);
             self.pipeline.process_batch_at(
                 now_ns,
                 &tables,
@@ -266,11 +282,12 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
                 frame_size,
                 &mut self.rx[..n],
                 &mut self.verdicts[..n],
-                Some(MirrorSink {
-                    free: &mut self.free,
-                    staged: &mut self.staged,
-                }),
+                Some(&mut mirrors),
             );
+            let copies = mirrors.used();
+            if lent > 0 {
+                self.send_mirror_copies(copies, frame_size);
+            }
             if let Some(t) = trace.as_deref().filter(|t| t.point() != TracePoint::Rx) {
                 let verdicts = Some(&self.verdicts[..n]);
                 t.offer_batch(
@@ -308,6 +325,56 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
         }
         self.flush_tx(ports);
         received
+    }
+
+    /// Lend the batch of `n` frames about to be processed as many free
+    /// frames as its mirror copies may take (up to what the free list
+    /// holds), into `mirror_frames`, the free list's last first (as it pops
+    /// them). Returns how many.
+    fn lend_mirror_frames(&mut self, n: usize) -> usize {
+        let per_packet = self.pipeline.hook_mut().mirror_copies();
+        if per_packet == 0 {
+            return 0;
+        }
+        let lent = n.saturating_mul(per_packet).min(self.free.len());
+        let from = self.free.len() - lent;
+        self.mirror_frames.clear();
+        self.mirror_frames
+            .extend(self.free.drain(from..).rev().map(MirrorCopy::lent));
+        lent
+    }
+
+    /// After the batch: the first `copies` lent frames hold mirror copies,
+    /// which go on their ports' transmit batches ahead of the batch's own
+    /// frames; the other lent frames go back to the free list, in the
+    /// order they were taken from it.
+    fn send_mirror_copies(&mut self, copies: usize, frame_size: u32) {
+        let (made, unused) = self
+            .mirror_frames
+            .split_at(copies.min(self.mirror_frames.len()));
+        for copy in made {
+            match self.staged.get_mut(usize::from(copy.port)) {
+                Some(batch) if batch.len() < batch.capacity() => batch.push(copy.desc),
+                // Refused when the copy was asked for (the batches do not
+                // change during the pipeline): cannot happen, but a frame
+                // is never lost and a drop never uncounted.
+                Some(_) => {
+                    self.pipeline.counters.drop(DropReason::TxRingFull);
+                    self.free.push(chunk_of(copy.desc.addr, frame_size));
+                }
+                None => {
+                    self.pipeline.counters.drop(DropReason::PortDown);
+                    self.free.push(chunk_of(copy.desc.addr, frame_size));
+                }
+            }
+        }
+        self.free.extend(
+            unused
+                .iter()
+                .rev()
+                .map(|copy| chunk_of(copy.desc.addr, frame_size)),
+        );
+        self.mirror_frames.clear();
     }
 
     fn reap_completions(&mut self, ports: usize) {
@@ -751,6 +818,85 @@ mod tests {
 
     pub(crate) const TEST_CONFIG: &str = include_str!("../tests/fixtures/node1.yaml");
 
+    /// A chain hook that asks for a copy of every packet out of `port`
+    /// and passes it.
+    #[derive(Debug)]
+    struct MirrorEverything {
+        port: PortId,
+    }
+
+    impl ChainHook for MirrorEverything {
+        fn begin_batch(&mut self, _in_port: PortId) -> bool {
+            false
+        }
+
+        fn mirror_copies(&mut self) -> usize {
+            1
+        }
+
+        fn process(
+            &mut self,
+            _now_ns: u64,
+            packets: &mut [crate::chain_hook::ChainPacket],
+            frames: &mut crate::chain_hook::ChainFrames<'_, '_>,
+        ) {
+            for (i, packet) in packets.iter_mut().enumerate() {
+                frames.mirror(i, self.port);
+                packet.verdict = crate::chain_hook::ChainVerdict::Pass;
+            }
+        }
+    }
+
+    /// The node of [`TEST_CONFIG`] (port 0 the underlay, 1 and 2 pods),
+    /// every packet mirrored out of `tap`.
+    fn mirror_worker(frames: u32, ring: usize, tap: PortId) -> Worker<MemoryIo, MirrorEverything> {
+        let config = kxdp_config::NodeConfig::from_yaml_str(TEST_CONFIG).expect("test config");
+        let tables = Tables::compile(&config, 1).expect("compiles");
+        let handle = TableHandle::new(tables);
+        let io = MemoryIo::new(3, 2048, frames, ring);
+        Worker::with_hook(
+            io,
+            handle.reader(),
+            Arc::new(SharedCounters::default()),
+            WorkerOptions {
+                batch_size: 16,
+                ..WorkerOptions::default()
+            },
+            MirrorEverything { port: tap },
+        )
+    }
+
+    /// UDP from pod-a (port 1) to pod-b (port 2), as pod-a sends it.
+    fn pod_a_to_pod_b() -> Vec<u8> {
+        udp_a_to_b([2, 0, 0, 1, 1, 0x0a], [2, 0, 0, 0, 1, 0x0a], 64)
+    }
+
+    /// The same frame as routed to pod-b: MACs rewritten, TTL one less.
+    fn routed_to_pod_b() -> Vec<u8> {
+        udp_a_to_b([2, 0, 0, 0, 1, 0x0b], [2, 0, 0, 1, 1, 0x0b], 63)
+    }
+
+    fn udp_a_to_b(src_mac: [u8; 6], dst_mac: [u8; 6], ttl: u8) -> Vec<u8> {
+        let builder = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv4([10, 244, 1, 2], [10, 244, 1, 3], ttl)
+            .udp(40_000, 7_000);
+        let mut out = Vec::new();
+        builder.write(&mut out, b"mirror me").expect("builds");
+        out
+    }
+
+    /// Every UMEM frame is in the worker's free list or held by the
+    /// backend's rings, exactly once (nothing lent is kept, nothing lost).
+    fn assert_every_frame_once<H: ChainHook>(w: &Worker<MemoryIo, H>) {
+        let mut all: Vec<u64> = w.free_frames().to_vec();
+        all.extend(w.io().frames_held());
+        all.sort_unstable();
+        let frames = u64::from(w.io().frame_count());
+        let expected: Vec<u64> = (0..frames).map(|i| i * 2048).collect();
+        assert_eq!(all, expected);
+        assert!(w.accounting().balanced(), "{:?}", w.accounting());
+    }
+
     #[test]
     fn all_frames_start_free() {
         let w = worker(256, 64);
@@ -849,6 +995,95 @@ mod tests {
         }
         assert_eq!(w.fill_target[p], 1024);
         assert!(w.check_accounting().balanced());
+    }
+
+    #[test]
+    fn mirror_copies_without_a_free_frame_are_counted_and_leak_nothing() {
+        let mut w = mirror_worker(256, 64, 0);
+        w.poll_once();
+        // Every free frame is elsewhere (standing for frames in flight):
+        // none to lend for copies.
+        let held: Vec<u64> = w.free.drain(..).collect();
+        let frame = pod_a_to_pod_b();
+        for _ in 0..5 {
+            assert!(w.io_mut().inject(1, &frame));
+        }
+        assert_eq!(w.poll_once(), 5);
+        let c = &w.pipeline().counters;
+        assert_eq!(c.drops_for(DropReason::MirrorNoFrame), 5);
+        assert_eq!(w.io_mut().drain_tx(0).len(), 0, "no copy");
+        assert_eq!(w.io_mut().drain_tx(2).len(), 5, "the originals go on");
+        w.free.extend(held);
+        w.poll_once();
+        assert_every_frame_once(&w);
+
+        // With free frames again the copies are made, and the frames they
+        // took come back once sent.
+        for _ in 0..3 {
+            assert!(w.io_mut().inject(1, &frame));
+        }
+        w.poll_once();
+        assert_eq!(w.io_mut().drain_tx(0), vec![frame.clone(); 3]);
+        assert_eq!(w.io_mut().drain_tx(2).len(), 3);
+        w.poll_once();
+        assert_eq!(
+            w.pipeline().counters.drops_for(DropReason::MirrorNoFrame),
+            5
+        );
+        assert_every_frame_once(&w);
+    }
+
+    #[test]
+    fn a_mirror_copy_to_a_full_transmit_batch_is_counted_and_its_frame_comes_back() {
+        let mut w = mirror_worker(256, 64, 0);
+        w.poll_once();
+        // The tap's transmit batch is full (frames staged earlier in the
+        // loop, taken from the free list).
+        let room = w.staged[0].capacity();
+        assert!(w.free.len() > room, "{} free", w.free.len());
+        for _ in 0..room {
+            let chunk = w.free.pop().expect("a free frame");
+            w.staged[0].push(Desc {
+                addr: chunk + 256,
+                len: 60,
+            });
+        }
+        let frame = pod_a_to_pod_b();
+        assert!(w.io_mut().inject(1, &frame));
+        let free_before = w.free.len();
+        w.poll_once();
+        let c = &w.pipeline().counters;
+        assert_eq!(c.drops_for(DropReason::TxRingFull), 1);
+        assert_eq!(c.drops_for(DropReason::MirrorNoFrame), 0);
+        assert_eq!(
+            w.io_mut().drain_tx(0).len(),
+            room,
+            "the staged frames, no copy"
+        );
+        assert_eq!(w.io_mut().drain_tx(2), vec![routed_to_pod_b()]);
+        // The frame lent for the copy is back (the port's ring took one
+        // to replace the received frame).
+        assert_eq!(w.free.len(), free_before - 1);
+        w.poll_once();
+        assert_every_frame_once(&w);
+    }
+
+    #[test]
+    fn mirror_copies_go_out_ahead_of_the_batch_as_the_chain_saw_them() {
+        // The copies go out of the port the originals are routed to: first
+        // the copy (as it was at the chain: before routing rewrote MACs and
+        // TTL), then the original.
+        let mut w = mirror_worker(256, 64, 2);
+        w.poll_once();
+        let frame = pod_a_to_pod_b();
+        assert!(w.io_mut().inject(1, &frame));
+        w.poll_once();
+        assert_eq!(
+            w.io_mut().drain_tx(2),
+            vec![frame.clone(), routed_to_pod_b()]
+        );
+        w.poll_once();
+        assert_every_frame_once(&w);
     }
 
     #[test]

@@ -354,6 +354,8 @@ pub struct ChainSet {
     options: CompileOptions,
     /// This node's own addresses (see [`ChainInput::node_addresses`]).
     node_addresses: Vec<(u128, bool)>,
+    /// The most mirror stages in one chain.
+    mirror_copies: usize,
 }
 
 impl ChainSet {
@@ -638,9 +640,21 @@ impl ChainSet {
             });
         }
 
+        let mirror_copies = chains
+            .iter()
+            .map(|chain| {
+                chain
+                    .stages
+                    .iter()
+                    .filter(|s| matches!(s.stage, StageState::Mirror { .. }))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
         Ok(ChainSet {
             generation,
             chains,
+            mirror_copies,
             classifier: Classifier::new(entries),
             identities,
             identity_map,
@@ -673,6 +687,7 @@ impl ChainSet {
             resume: Vec::new(),
             options: CompileOptions::default(),
             node_addresses: Vec::new(),
+            mirror_copies: 0,
         }
     }
 
@@ -684,6 +699,14 @@ impl ChainSet {
     /// The options it was compiled with.
     pub fn options(&self) -> CompileOptions {
         self.options
+    }
+
+    /// The most mirror copies one packet can ask for in a batch: the most
+    /// mirror stages in one chain (a packet runs each stage of its chain at
+    /// most once per batch). 0: the set makes no copies.
+    #[inline]
+    pub fn mirror_copies(&self) -> usize {
+        self.mirror_copies
     }
 
     /// Number of chains.

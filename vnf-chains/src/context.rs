@@ -141,10 +141,13 @@ pub trait Frames {
     /// The bytes of frame `index` (from its Ethernet header), writable.
     fn frame_mut(&mut self, index: usize) -> Option<&mut [u8]>;
 
-    /// Send a copy of frame `index`, as it is now, out of `port`; false when
-    /// no copy could be made (no free buffer, no such port). Called by the
-    /// mirror stage at its place in the chain, so later rewrites do not show
-    /// in the copy. The default makes no copies.
+    /// Ask for a copy of frame `index`, as it is now, to be sent out of
+    /// `port`; false when no copy could be made (no buffer left for it, the
+    /// port's transmit batch full, no such port). Called by the mirror stage
+    /// at its place in the chain, so later rewrites do not show in the copy.
+    /// The worker's implementation copies into a frame it lent the batch and
+    /// sends the copy after the batch (see `kxdp_dataplane::chain_hook`).
+    /// The default makes no copies.
     fn mirror(&mut self, index: usize, port: PortId) -> bool {
         let _ = (index, port);
         false

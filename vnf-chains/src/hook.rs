@@ -152,7 +152,7 @@ impl SharedChainStats {
 }
 
 /// The worker's UMEM frames of a chain batch, indexed like the batch.
-impl Frames for ChainFrames<'_> {
+impl Frames for ChainFrames<'_, '_> {
     #[inline]
     fn frame_mut(&mut self, index: usize) -> Option<&mut [u8]> {
         ChainFrames::frame_mut(self, index)
@@ -212,7 +212,22 @@ impl ChainHook for DataplaneChains {
         self.reader.load().resume_point(in_port).is_some()
     }
 
-    fn process(&mut self, now_ns: u64, packets: &mut [ChainPacket], frames: &mut ChainFrames<'_>) {
+    /// Loads the current set (as `begin_batch` then does again, from the
+    /// reader's cache). A set published between this load and the batch's
+    /// `process` that has more mirror stages per chain than the one before
+    /// finds too few lent frames for that one batch: the copies beyond them
+    /// are counted as `mirror_no_frame`.
+    #[inline]
+    fn mirror_copies(&mut self) -> usize {
+        self.reader.load().mirror_copies()
+    }
+
+    fn process(
+        &mut self,
+        now_ns: u64,
+        packets: &mut [ChainPacket],
+        frames: &mut ChainFrames<'_, '_>,
+    ) {
         let set = self.reader.load();
         if set.is_empty() {
             return;

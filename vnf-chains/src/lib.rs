@@ -28,7 +28,8 @@
 //!   and, after processing, its [`ChainVerdict`]. `Copy`, so a worker keeps a
 //!   reused array of them.
 //! - [`Frames`] — where the batch's frame bytes live (the worker implements
-//!   it over its UMEM chunks; it also makes mirror copies).
+//!   it over its UMEM chunks; mirror copies go into free frames it lends
+//!   the batch, and it sends them after the batch).
 //!
 //! # How the dataplane worker uses it
 //!

@@ -9,6 +9,10 @@ use common::*;
 use kxdp_config::{
     EndpointSpec, LabelSelector, NetworkPolicySpec, PolicyPeer, PolicyRule, Protocol,
 };
+use kxdp_dataplane::chain_hook::{
+    ChainFrames, FrameSpan, MirrorCopy, MirrorFailures, MirrorFrames,
+};
+use kxdp_dataplane::io::{Desc, MIN_HEADROOM};
 use kxdp_dataplane::packet::{self, L3};
 use kxdp_dataplane::DropReason;
 use kxdp_vnf_chains::external::VnfStatus;
@@ -294,6 +298,61 @@ fn mirror_copies_the_frame_as_it_is_at_its_place() {
     worker.process(&set, 2, &mut ctx, &mut plain);
     assert_eq!(ctx[0].outcome, ChainVerdict::Pass);
     assert_eq!(worker.stats()[0].stages[0].1.mirror_failed, 1);
+}
+
+/// In the dataplane's frames: a mirror stage before the load balancer
+/// copies the frame into the frame the worker lent, as it is there (to the
+/// service address), while the frame that goes on is translated to the
+/// backend; the worker sends the copy.
+#[test]
+fn a_mirror_before_the_load_balancer_sends_the_frame_untranslated() {
+    let mut model = Model::new();
+    model.services = vec![service("web", VIP, 80, 8080, &["10.1.0.1"])];
+    model.chains = vec![chain(
+        "name: tap\ntenant: blue\nfunctions: [{type: mirror, interface: p5}, {type: load_balancer}]\n",
+    )];
+    let set = model.compile(1, None);
+    assert_eq!(set.mirror_copies(), 1);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let request = frame(Protocol::Tcp, CLIENT, 40000, VIP, 80, b"x");
+    // The received frame in chunk 0 after its headroom; chunk 1 is free,
+    // lent for the copy.
+    let mut umem = vec![0u8; 2 * 2048];
+    umem[MIN_HEADROOM..MIN_HEADROOM + request.len()].copy_from_slice(&request);
+    let spans = [FrameSpan {
+        chunk: 0,
+        offset: MIN_HEADROOM,
+        len: request.len(),
+    }];
+    let mut lent = [MirrorCopy::lent(2048)];
+    let tx_batches: Vec<Vec<Desc>> = (0..8).map(|_| Vec::with_capacity(4)).collect();
+    let mut mirrors = MirrorFrames::new(&mut lent, &tx_batches);
+    let mut ctx = [context(&request, 0, 0)];
+    {
+        let mut frames = ChainFrames::new(&mut umem, 2048, &spans, Some(&mut mirrors));
+        worker.process(&set, 1, &mut ctx, &mut frames);
+        assert_eq!(frames.mirror_failures(), MirrorFailures::default());
+    }
+    assert_eq!(ctx[0].outcome, ChainVerdict::Pass);
+    let translated = frame(Protocol::Tcp, CLIENT, 40000, "10.1.0.1", 8080, b"x");
+    assert_eq!(
+        &umem[MIN_HEADROOM..MIN_HEADROOM + translated.len()],
+        &translated[..],
+        "the frame that goes on is translated"
+    );
+    let copies = mirrors.requests();
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].port, 5);
+    let desc = copies[0].desc;
+    assert_eq!(desc.addr, 2048 + MIN_HEADROOM as u64, "in the lent frame");
+    let at = desc.addr as usize;
+    assert_eq!(
+        &umem[at..at + desc.len as usize],
+        &request[..],
+        "the copy is the frame as the mirror saw it"
+    );
+    assert!(tx_batches.iter().all(Vec::is_empty), "sent by the worker");
+    assert_eq!(worker.stats()[0].stages[0].1.mirrored, 1);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use etherparse::PacketBuilder;
 use kxdp_config::NodeConfig;
-use kxdp_dataplane::chain_hook::{ChainHook, MirrorSink};
+use kxdp_dataplane::chain_hook::{ChainHook, MirrorFrames};
 use kxdp_dataplane::counters::SharedCounters;
 use kxdp_dataplane::io::memory::MemoryIo;
 use kxdp_dataplane::io::{Desc, MIN_HEADROOM};
@@ -323,8 +323,8 @@ fn mirror_copies_take_free_frames_and_without_one_the_original_goes_on() {
     let acc = node.worker.check_accounting();
     assert!(acc.balanced(), "{acc:?}");
 
-    // A pipeline with an empty free list: the copy is counted, the original
-    // is forwarded untouched by the mirror.
+    // A pipeline lent no frame (the worker's free list was empty): the copy
+    // is counted, the original is forwarded untouched by the mirror.
     let config = config(WITH_MIRROR);
     let tables = Tables::compile(&config, 1).unwrap();
     let chains = ChainSetHandle::compile_initial(
@@ -347,8 +347,8 @@ fn mirror_copies_take_free_frames_and_without_one_the_original_goes_on() {
         len: frame.len() as u32,
     }];
     let mut verdicts = [Verdict::Pass];
-    let mut free = Vec::new();
-    let mut staged: Vec<Vec<Desc>> = (0..8).map(|_| Vec::with_capacity(8)).collect();
+    let staged: Vec<Vec<Desc>> = (0..8).map(|_| Vec::with_capacity(8)).collect();
+    let mut mirrors = MirrorFrames::new(&mut [], &staged);
     pipeline.process_batch_at(
         3 * MS,
         &tables,
@@ -357,12 +357,10 @@ fn mirror_copies_take_free_frames_and_without_one_the_original_goes_on() {
         2048,
         &mut descs,
         &mut verdicts,
-        Some(MirrorSink {
-            free: &mut free,
-            staged: &mut staged,
-        }),
+        Some(&mut mirrors),
     );
     assert_eq!(pipeline.counters.drops_for(DropReason::MirrorNoFrame), 1);
+    assert!(mirrors.requests().is_empty(), "no copy asked for");
     assert!(staged.iter().all(Vec::is_empty), "no copy queued");
     assert!(
         matches!(verdicts[0], Verdict::Tx(p) if p == WEB1_PORT || p == WEB2_PORT),

@@ -269,26 +269,31 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 /// fragment's size.
 #[inline]
 pub fn parse(frame: &[u8]) -> Result<FrameMeta, DropReason> {
-    let eth = ethernet::Frame::new_checked(frame).map_err(|_| DropReason::Runt)?;
+    // One length check, then views of fixed-size headers (`&[u8; N]`):
+    // their field reads need no check of their own.
+    let (header, payload) = frame
+        .split_first_chunk::<ETH_HEADER_LEN>()
+        .ok_or(DropReason::Runt)?;
+    let eth = ethernet::Frame::new_unchecked(header);
     let ether_type = eth.ethertype();
     if ether_type == EtherType::IPV4 {
         // The hot path, untagged IPv4, apart from the rest: sharing one body
         // with the VLAN, ARP and IPv6 paths cost it registers (and ~30%).
-        let network = parse_ipv4(eth.payload(), ETH_HEADER_LEN)?;
+        let network = parse_ipv4(payload, ETH_HEADER_LEN)?;
         return Ok(FrameMeta::new(&eth, None, ETH_HEADER_LEN, network));
     }
-    parse_not_ipv4(eth, ether_type)
+    parse_not_ipv4(eth, payload, ether_type)
 }
 
 /// [`parse`] for everything but untagged IPv4.
 #[inline(never)]
 fn parse_not_ipv4(
-    eth: ethernet::Frame<&[u8]>,
+    eth: ethernet::Frame<&[u8; ETH_HEADER_LEN]>,
+    mut packet: &[u8],
     mut ether_type: EtherType,
 ) -> Result<FrameMeta, DropReason> {
     let mut l3_offset = ETH_HEADER_LEN;
     let mut vlan = None;
-    let mut packet = eth.payload();
     if ether_type == EtherType::VLAN {
         let tag = vlan::Tag::new_checked(packet).map_err(|_| DropReason::MalformedVlan)?;
         ether_type = tag.ethertype();
@@ -316,7 +321,7 @@ impl FrameMeta {
     /// a pointer and copying it out cost a store-forwarding stall per packet.
     #[inline(always)]
     fn new(
-        eth: &ethernet::Frame<&[u8]>,
+        eth: &ethernet::Frame<&[u8; ETH_HEADER_LEN]>,
         vlan: Option<u16>,
         l3_offset: usize,
         network: Network,
@@ -378,18 +383,31 @@ fn parse_arp(packet: &[u8]) -> Result<Network, DropReason> {
 
 #[inline(always)]
 fn parse_ipv4(packet: &[u8], l3_offset: usize) -> Result<Network, DropReason> {
-    // Length >= 20, IHL >= 5 and the options within `packet`.
-    let ip = ipv4::Packet::new_checked(packet).map_err(|_| DropReason::MalformedIpv4)?;
+    // The fixed header (20 bytes) as an array: its fields are read with no
+    // further check. Then IHL >= 5 and the options within `packet`.
+    let (header, _) = packet
+        .split_first_chunk::<{ ipv4::HEADER_LEN }>()
+        .ok_or(DropReason::MalformedIpv4)?;
+    let ip = ipv4::Packet::new_unchecked(header);
     if ip.version() != 4 {
         return Err(DropReason::MalformedIpv4);
     }
     let header_len = ip.header_len();
+    if header_len < ipv4::HEADER_LEN || header_len > packet.len() {
+        return Err(DropReason::MalformedIpv4);
+    }
     let total_len = usize::from(ip.total_len());
     if total_len < header_len || total_len > packet.len() {
         return Err(DropReason::Ipv4BadLength);
     }
-    // Summed with its own checksum field, a correct header folds to 0xffff.
-    if !ip.verify_checksum() {
+    // Summed with its own checksum field, a correct header folds to 0xffff
+    // (the options too, when there are any).
+    let checksum_ok = if header_len == ipv4::HEADER_LEN {
+        ip.verify_checksum()
+    } else {
+        ipv4::Packet::new_unchecked(packet).verify_checksum()
+    };
+    if !checksum_ok {
         return Err(DropReason::Ipv4BadChecksum);
     }
     let fragment_offset = ip.frag_offset();
@@ -397,7 +415,8 @@ fn parse_ipv4(packet: &[u8], l3_offset: usize) -> Result<Network, DropReason> {
     let ip_proto = ip.protocol();
     let transport = if fragment_offset == 0 {
         parse_transport(
-            ip.payload(),
+            // header_len <= total_len <= packet.len(), checked above.
+            packet.get(header_len..total_len).unwrap_or_default(),
             l3_offset + header_len,
             ip_proto,
             false,
@@ -496,7 +515,10 @@ fn parse_transport(
 ) -> Result<Transport, DropReason> {
     let l4 = match proto {
         ip_protocol::UDP => {
-            let udp = udp::Packet::new_checked(payload).map_err(|_| DropReason::MalformedL4)?;
+            let (header, _) = payload
+                .split_first_chunk::<{ udp::HEADER_LEN }>()
+                .ok_or(DropReason::MalformedL4)?;
+            let udp = udp::Packet::new_unchecked(header);
             let length = usize::from(udp.len());
             // A first fragment carries only part of the datagram its UDP
             // length describes.

@@ -13,18 +13,17 @@
 #![forbid(unsafe_code)]
 
 pub mod bpf;
-pub mod chain_hook;
-pub mod counters;
+pub mod forward;
 pub mod io;
-pub mod lpm;
 pub mod packet;
 pub mod pipeline;
 pub mod tables;
 pub mod trace;
 pub mod verdict;
-pub mod vxlan;
 pub mod wire;
 pub mod worker;
 pub mod xsk;
 
+pub use forward::vxlan;
+pub use pipeline::{chain_hook, counters};
 pub use verdict::{DropReason, PortId, Verdict};

@@ -9,7 +9,6 @@
 
 pub mod arp;
 pub mod checksum;
-pub mod forward;
 pub mod icmp;
 pub mod nd;
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! incremental checksum update is right).
 #![no_main]
 
-use kxdp_dataplane::packet::{self, forward, ETH_HEADER_LEN, VLAN_TAG_LEN};
+use kxdp_dataplane::forward;
+use kxdp_dataplane::packet::{self, ETH_HEADER_LEN, VLAN_TAG_LEN};
 use kxdp_dataplane::packet::{FrameMeta, L3};
 use kxdp_dataplane::DropReason;
 use libfuzzer_sys::fuzz_target;

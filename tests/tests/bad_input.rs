@@ -600,7 +600,7 @@ fn vxlan_from_the_underlay_is_checked_and_delivered_once() {
     // underlay path), REPEAT datagrams of 2 fragments each, distinct IP
     // ids. kxdp does not reassemble. The first fragment (offset 0, it
     // holds the UDP port) is redirected to kxdp by the underlay's XDP
-    // program and counted as vxlan_fragmented (dataplane/src/vxlan.rs,
+    // program and counted as vxlan_fragmented (forward::vxlan in dataplane/src/forward.rs,
     // `decap`). A later fragment carries no port: the XDP program passes
     // it to n1's kernel (dataplane/src/bpf/program.rs, `XdpFilter::Vxlan`),
     // which queues it for reassembly (ReasmReqds), never gets the first

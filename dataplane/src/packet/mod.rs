@@ -266,7 +266,9 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 /// bytes). A first fragment must hold its whole transport header (RFC
 /// 1858's tiny-fragment rule); its UDP length is not compared with the
 /// fragment's size.
-#[inline]
+// Inlined into its callers: the `FrameMeta` is then built where it is
+// used, not returned through memory and copied out.
+#[inline(always)]
 pub fn parse(frame: &[u8]) -> Result<FrameMeta, DropReason> {
     // One length check, then views of fixed-size headers (`&[u8; N]`):
     // their field reads need no check of their own.

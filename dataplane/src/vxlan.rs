@@ -9,8 +9,8 @@
 
 use std::net::Ipv4Addr;
 
-use crate::packet::checksum;
 use crate::verdict::DropReason;
+use crate::wire::checksum;
 use crate::wire::ethernet::{self, EtherType};
 use crate::wire::{ip_protocol, ipv4, udp, vxlan as header};
 

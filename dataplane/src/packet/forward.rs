@@ -61,7 +61,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::packet::{checksum, parse, testframes};
+    use crate::packet::{parse, testframes};
+    use crate::wire::checksum;
     use hex_literal::hex;
     use proptest::prelude::*;
 

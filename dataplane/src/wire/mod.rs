@@ -4,12 +4,13 @@
 //!
 //! The headers are grouped by layer, so that a frame crosses few files on
 //! its way up: `ethernet.rs` (Ethernet II, with [`vlan`] and [`arp`]),
-//! `ip.rs` ([`ipv4`], [`ipv6`], [`ipv6ext`], the [`ip_protocol`] numbers)
-//! and `transport.rs` ([`udp`], [`tcp`], [`sctp`], [`icmpv4`], [`icmpv6`],
-//! [`vxlan`]); each header keeps its own module, re-exported here
-//! (`wire::udp`). What every view is made of (the `view!` macro, [`Error`],
-//! the field reads and writes) is in `view.rs`, which this file only uses:
-//! the layers use it too, and a module they use may not use them back.
+//! `ip.rs` ([`ipv4`], [`ipv6`], [`ipv6ext`], the [`ip_protocol`] numbers and
+//! the internet [`checksum`]) and `transport.rs` ([`udp`], [`tcp`],
+//! [`sctp`], [`icmpv4`], [`icmpv6`], [`vxlan`]); each header keeps its own
+//! module, re-exported here (`wire::udp`). What every view is made of (the
+//! `view!` macro, [`Error`], the field reads and writes) is in `view.rs`,
+//! which this file only uses: the layers use it too, and a module they use
+//! may not use them back.
 //!
 //! Each header is a wrapper around a buffer, `Packet<T: AsRef<[u8]>>` (or
 //! `Frame`, `Tag`), in the manner of smoltcp's `wire` module: header fields
@@ -37,7 +38,7 @@ mod transport;
 mod view;
 
 pub use ethernet::{arp, vlan};
-pub use ip::{ip_protocol, ipv4, ipv6, ipv6ext};
+pub use ip::{checksum, ip_protocol, ipv4, ipv6, ipv6ext};
 pub use transport::{icmpv4, icmpv6, sctp, tcp, udp, vxlan};
 pub use view::Error;
 

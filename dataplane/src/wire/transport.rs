@@ -559,7 +559,7 @@ pub mod icmpv4 {
     //! bytes after them (an echo's identifier and sequence number, a "too
     //! big"'s next-hop MTU), then the body.
 
-    use crate::packet::checksum;
+    use crate::wire::checksum;
     use crate::wire::view::{
         read_array, read_u16, read_u8, slice, slice_mut, view, write_array, write_u16, write_u8,
         Error,
@@ -794,7 +794,7 @@ pub mod icmpv6 {
 
     use std::net::Ipv6Addr;
 
-    use crate::packet::checksum;
+    use crate::wire::checksum;
     use crate::wire::ip_protocol;
     use crate::wire::ipv6;
     use crate::wire::view::{

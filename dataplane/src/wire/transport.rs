@@ -554,6 +554,104 @@ pub mod sctp {
     }
 }
 
+/// The accessors of the 8-byte header that ICMPv4 and ICMPv6 share (type,
+/// code, checksum, the four bytes after it, read as an echo's identifier and
+/// sequence number) and of the body after it, written once for the `Packet`
+/// view of [`icmpv4`] and of [`icmpv6`]. Expanded in those modules, the
+/// methods read through their `field` module (which names the same byte
+/// ranges in both) and the view helpers they import, as their other methods do.
+macro_rules! icmp_header {
+    ($name:ident) => {
+        impl<T: AsRef<[u8]>> $name<T> {
+            /// The message type (see [`msg_type`]).
+            #[inline(always)]
+            pub fn msg_type(&self) -> u8 {
+                read_u8(self.buffer.as_ref(), field::TYPE)
+            }
+
+            /// The code.
+            #[inline(always)]
+            pub fn msg_code(&self) -> u8 {
+                read_u8(self.buffer.as_ref(), field::CODE)
+            }
+
+            /// The checksum.
+            #[inline(always)]
+            pub fn checksum(&self) -> u16 {
+                read_u16(self.buffer.as_ref(), field::CHECKSUM)
+            }
+
+            /// The four bytes after the checksum.
+            #[inline(always)]
+            pub fn rest_of_header(&self) -> [u8; 4] {
+                read_array(self.buffer.as_ref(), field::REST_OF_HEADER)
+            }
+
+            /// An echo's identifier (bytes 4..6, whatever the type).
+            #[inline(always)]
+            pub fn echo_ident(&self) -> u16 {
+                read_u16(self.buffer.as_ref(), field::ECHO_IDENT)
+            }
+
+            /// An echo's sequence number.
+            #[inline(always)]
+            pub fn echo_seq_no(&self) -> u16 {
+                read_u16(self.buffer.as_ref(), field::ECHO_SEQNO)
+            }
+
+            /// The body after the header.
+            #[inline(always)]
+            pub fn payload(&self) -> &[u8] {
+                slice(self.buffer.as_ref(), field::BODY, usize::MAX)
+            }
+        }
+
+        impl<T: AsRef<[u8]> + AsMut<[u8]>> $name<T> {
+            /// Set the message type.
+            #[inline(always)]
+            pub fn set_msg_type(&mut self, value: u8) {
+                write_u8(self.buffer.as_mut(), field::TYPE, value);
+            }
+
+            /// Set the code.
+            #[inline(always)]
+            pub fn set_msg_code(&mut self, value: u8) {
+                write_u8(self.buffer.as_mut(), field::CODE, value);
+            }
+
+            /// Set the checksum.
+            #[inline(always)]
+            pub fn set_checksum(&mut self, value: u16) {
+                write_u16(self.buffer.as_mut(), field::CHECKSUM, value);
+            }
+
+            /// Set the four bytes after the checksum.
+            #[inline(always)]
+            pub fn set_rest_of_header(&mut self, value: [u8; 4]) {
+                write_array(self.buffer.as_mut(), field::REST_OF_HEADER, value);
+            }
+
+            /// Set an echo's identifier.
+            #[inline(always)]
+            pub fn set_echo_ident(&mut self, value: u16) {
+                write_u16(self.buffer.as_mut(), field::ECHO_IDENT, value);
+            }
+
+            /// Set an echo's sequence number.
+            #[inline(always)]
+            pub fn set_echo_seq_no(&mut self, value: u16) {
+                write_u16(self.buffer.as_mut(), field::ECHO_SEQNO, value);
+            }
+
+            /// The body after the header, mutable.
+            #[inline(always)]
+            pub fn payload_mut(&mut self) -> &mut [u8] {
+                slice_mut(self.buffer.as_mut(), field::BODY, usize::MAX)
+            }
+        }
+    };
+}
+
 pub mod icmpv4 {
     //! ICMP messages for IPv4 (RFC 792): type, code, checksum and the four
     //! bytes after them (an echo's identifier and sequence number, a "too
@@ -612,6 +710,8 @@ pub mod icmpv4 {
         Packet
     }
 
+    icmp_header!(Packet);
+
     impl<T: AsRef<[u8]>> Packet<T> {
         /// [`Error::Truncated`] when the 8-byte header is not in the buffer.
         #[inline(always)]
@@ -622,48 +722,6 @@ pub mod icmpv4 {
             Ok(())
         }
 
-        /// The message type (see [`msg_type`]).
-        #[inline(always)]
-        pub fn msg_type(&self) -> u8 {
-            read_u8(self.buffer.as_ref(), field::TYPE)
-        }
-
-        /// The code.
-        #[inline(always)]
-        pub fn msg_code(&self) -> u8 {
-            read_u8(self.buffer.as_ref(), field::CODE)
-        }
-
-        /// The checksum.
-        #[inline(always)]
-        pub fn checksum(&self) -> u16 {
-            read_u16(self.buffer.as_ref(), field::CHECKSUM)
-        }
-
-        /// The four bytes after the checksum.
-        #[inline(always)]
-        pub fn rest_of_header(&self) -> [u8; 4] {
-            read_array(self.buffer.as_ref(), field::REST_OF_HEADER)
-        }
-
-        /// An echo's identifier (bytes 4..6, whatever the type).
-        #[inline(always)]
-        pub fn echo_ident(&self) -> u16 {
-            read_u16(self.buffer.as_ref(), field::ECHO_IDENT)
-        }
-
-        /// An echo's sequence number.
-        #[inline(always)]
-        pub fn echo_seq_no(&self) -> u16 {
-            read_u16(self.buffer.as_ref(), field::ECHO_SEQNO)
-        }
-
-        /// The body after the header.
-        #[inline(always)]
-        pub fn payload(&self) -> &[u8] {
-            slice(self.buffer.as_ref(), field::BODY, usize::MAX)
-        }
-
         /// Whether the checksum over the whole buffer is right.
         #[inline(always)]
         pub fn verify_checksum(&self) -> bool {
@@ -672,54 +730,12 @@ pub mod icmpv4 {
     }
 
     impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-        /// Set the message type.
-        #[inline(always)]
-        pub fn set_msg_type(&mut self, value: u8) {
-            write_u8(self.buffer.as_mut(), field::TYPE, value);
-        }
-
-        /// Set the code.
-        #[inline(always)]
-        pub fn set_msg_code(&mut self, value: u8) {
-            write_u8(self.buffer.as_mut(), field::CODE, value);
-        }
-
-        /// Set the checksum.
-        #[inline(always)]
-        pub fn set_checksum(&mut self, value: u16) {
-            write_u16(self.buffer.as_mut(), field::CHECKSUM, value);
-        }
-
-        /// Set the four bytes after the checksum.
-        #[inline(always)]
-        pub fn set_rest_of_header(&mut self, value: [u8; 4]) {
-            write_array(self.buffer.as_mut(), field::REST_OF_HEADER, value);
-        }
-
-        /// Set an echo's identifier.
-        #[inline(always)]
-        pub fn set_echo_ident(&mut self, value: u16) {
-            write_u16(self.buffer.as_mut(), field::ECHO_IDENT, value);
-        }
-
-        /// Set an echo's sequence number.
-        #[inline(always)]
-        pub fn set_echo_seq_no(&mut self, value: u16) {
-            write_u16(self.buffer.as_mut(), field::ECHO_SEQNO, value);
-        }
-
         /// Compute the checksum over the whole buffer (the message) and write it.
         #[inline(always)]
         pub fn fill_checksum(&mut self) {
             self.set_checksum(0);
             let sum = checksum::finish(checksum::sum(self.buffer.as_ref(), 0));
             self.set_checksum(sum);
-        }
-
-        /// The body after the header, mutable.
-        #[inline(always)]
-        pub fn payload_mut(&mut self) -> &mut [u8] {
-            slice_mut(self.buffer.as_mut(), field::BODY, usize::MAX)
         }
     }
 
@@ -868,6 +884,8 @@ pub mod icmpv6 {
         Packet
     }
 
+    icmp_header!(Packet);
+
     impl<T: AsRef<[u8]>> Packet<T> {
         /// [`Error::Truncated`] when the 8-byte header is not in the buffer
         /// (a neighbour discovery message is longer: check
@@ -878,48 +896,6 @@ pub mod icmpv6 {
                 return Err(Error::Truncated);
             }
             Ok(())
-        }
-
-        /// The message type (see [`msg_type`]).
-        #[inline(always)]
-        pub fn msg_type(&self) -> u8 {
-            read_u8(self.buffer.as_ref(), field::TYPE)
-        }
-
-        /// The code.
-        #[inline(always)]
-        pub fn msg_code(&self) -> u8 {
-            read_u8(self.buffer.as_ref(), field::CODE)
-        }
-
-        /// The checksum.
-        #[inline(always)]
-        pub fn checksum(&self) -> u16 {
-            read_u16(self.buffer.as_ref(), field::CHECKSUM)
-        }
-
-        /// The four bytes after the checksum.
-        #[inline(always)]
-        pub fn rest_of_header(&self) -> [u8; 4] {
-            read_array(self.buffer.as_ref(), field::REST_OF_HEADER)
-        }
-
-        /// An echo's identifier (bytes 4..6, whatever the type).
-        #[inline(always)]
-        pub fn echo_ident(&self) -> u16 {
-            read_u16(self.buffer.as_ref(), field::ECHO_IDENT)
-        }
-
-        /// An echo's sequence number.
-        #[inline(always)]
-        pub fn echo_seq_no(&self) -> u16 {
-            read_u16(self.buffer.as_ref(), field::ECHO_SEQNO)
-        }
-
-        /// The body after the header.
-        #[inline(always)]
-        pub fn payload(&self) -> &[u8] {
-            slice(self.buffer.as_ref(), field::BODY, usize::MAX)
         }
 
         /// A neighbour advertisement's flags (see [`nd_flag`]).
@@ -953,42 +929,6 @@ pub mod icmpv6 {
     }
 
     impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-        /// Set the message type.
-        #[inline(always)]
-        pub fn set_msg_type(&mut self, value: u8) {
-            write_u8(self.buffer.as_mut(), field::TYPE, value);
-        }
-
-        /// Set the code.
-        #[inline(always)]
-        pub fn set_msg_code(&mut self, value: u8) {
-            write_u8(self.buffer.as_mut(), field::CODE, value);
-        }
-
-        /// Set the checksum.
-        #[inline(always)]
-        pub fn set_checksum(&mut self, value: u16) {
-            write_u16(self.buffer.as_mut(), field::CHECKSUM, value);
-        }
-
-        /// Set the four bytes after the checksum.
-        #[inline(always)]
-        pub fn set_rest_of_header(&mut self, value: [u8; 4]) {
-            write_array(self.buffer.as_mut(), field::REST_OF_HEADER, value);
-        }
-
-        /// Set an echo's identifier.
-        #[inline(always)]
-        pub fn set_echo_ident(&mut self, value: u16) {
-            write_u16(self.buffer.as_mut(), field::ECHO_IDENT, value);
-        }
-
-        /// Set an echo's sequence number.
-        #[inline(always)]
-        pub fn set_echo_seq_no(&mut self, value: u16) {
-            write_u16(self.buffer.as_mut(), field::ECHO_SEQNO, value);
-        }
-
         /// Set a neighbour advertisement's flags, the reserved bits after them zero.
         #[inline(always)]
         pub fn set_nd_flags(&mut self, flags: u8) {
@@ -1007,12 +947,6 @@ pub mod icmpv6 {
             self.set_checksum(0);
             let sum = self.compute_checksum(src, dst);
             self.set_checksum(sum);
-        }
-
-        /// The body after the header, mutable.
-        #[inline(always)]
-        pub fn payload_mut(&mut self) -> &mut [u8] {
-            slice_mut(self.buffer.as_mut(), field::BODY, usize::MAX)
         }
 
         /// A neighbour solicitation's or advertisement's options, mutable.

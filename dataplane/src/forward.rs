@@ -66,13 +66,13 @@ pub mod vxlan {
     //! Encapsulation is a 50-byte copy and four 16-bit stores: the outer IPv4
     //! header checksum comes from the template's precomputed sum plus the one
     //! field that varies (the total length). Decapsulation validates the outer
-    //! headers with etherparse's checked slices and returns where the inner
+    //! headers through the wire views and returns where the inner
     //! frame is; it never copies. No allocation, no panics on any input.
 
     use std::net::Ipv4Addr;
 
-    use crate::packet::checksum;
     use crate::verdict::DropReason;
+    use crate::wire::checksum;
     use crate::wire::ethernet::{self, EtherType};
     use crate::wire::{ip_protocol, ipv4, udp, vxlan as header};
 
@@ -673,7 +673,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::packet::{checksum, parse, testframes};
+    use crate::packet::{parse, testframes};
+    use crate::wire::checksum;
     use hex_literal::hex;
     use proptest::prelude::*;
 

@@ -36,8 +36,9 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::ops::Range;
 
-use kxdp_dataplane::packet::{self, checksum, ip_proto, L3};
+use kxdp_dataplane::packet::{self, ip_proto, L3};
 use kxdp_dataplane::vxlan::{self, EncapTemplate, ENCAP_OVERHEAD, VXLAN_PORT};
+use kxdp_dataplane::wire::checksum;
 use kxdp_dataplane::DropReason;
 use pcap_file::pcap::PcapReader;
 use pcap_file::DataLink;

@@ -9,8 +9,8 @@
 //! the addresses; it is recomputed when a port changes. A non-first
 //! fragment has only its addresses rewritten (its checksum is in the first).
 
-use kxdp_dataplane::packet::{checksum, ip_proto, FrameMeta, L3};
-use kxdp_dataplane::wire::{self, icmpv6, ipv4, ipv6, sctp, tcp, udp};
+use kxdp_dataplane::packet::{ip_proto, FrameMeta, L3};
+use kxdp_dataplane::wire::{self, checksum, icmpv6, ipv4, ipv6, sctp, tcp, udp};
 
 use crate::flow::IPPROTO_SCTP;
 use kxdp_dataplane::DropReason;

@@ -348,7 +348,7 @@ fn non_first_fragments_to_a_service_are_dropped() {
     // Fragment offset 1 (8 bytes), then a fresh header checksum.
     fragment[14 + 6..14 + 8].copy_from_slice(&1u16.to_be_bytes());
     fragment[14 + 10..14 + 12].fill(0);
-    let sum = kxdp_dataplane::packet::checksum::ipv4_header(&fragment[14..34]);
+    let sum = kxdp_dataplane::wire::checksum::ipv4_header(&fragment[14..34]);
     fragment[14 + 10..14 + 12].copy_from_slice(&sum.to_be_bytes());
     let (outcome, _) = run(&mut worker, &set, 1, fragment);
     assert_eq!(outcome, ChainVerdict::Drop(DropReason::ServiceFragment));

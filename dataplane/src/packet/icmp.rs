@@ -248,7 +248,8 @@ fn write_ipv6(out: &mut [u8], payload: usize, src: Ipv6Addr, dst: Ipv6Addr) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::packet::{checksum, nd::icmpv6_checksum, parse, testframes};
+    use crate::packet::{nd::icmpv6_checksum, parse, testframes};
+    use crate::wire::checksum;
     use etherparse::{Icmpv4Type, Icmpv6Type, SlicedPacket, TransportSlice};
 
     const HEADROOM: usize = 256;

@@ -8,7 +8,6 @@
 //! and nothing panics on any input.
 
 pub mod arp;
-pub mod checksum;
 pub mod icmp;
 pub mod nd;
 #[cfg(test)]
@@ -582,6 +581,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::wire::checksum;
     use hex_literal::hex;
     use proptest::prelude::*;
     use testframes::{PEER_V4, PEER_V6, POD_V4, POD_V6};

@@ -13,7 +13,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use kxdp_dataplane::packet::icmp::{self, IcmpError};
-use kxdp_dataplane::packet::{self, checksum, nd::icmpv6_checksum, L3};
+use kxdp_dataplane::packet::{self, nd::icmpv6_checksum, L3};
+use kxdp_dataplane::wire::checksum;
 use kxdp_fuzz::fix_ipv4_checksums;
 use libfuzzer_sys::fuzz_target;
 

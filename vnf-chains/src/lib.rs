@@ -66,7 +66,7 @@
 //!   liveness compares timestamps across workers).
 //! - [`ChainWorker::stats`] gives per-chain and per-stage counters
 //!   ([`ChainStats`], summed across workers with [`ChainStats::merge`]).
-//! - [`hook`] does all of this for the dataplane's worker:
+//! - [`executor`] also does all of this for the dataplane's worker:
 //!   [`DataplaneChains`] is its `ChainHook` (the pipeline calls it per
 //!   batch; see `kxdp_dataplane::chain_hook`), [`ChainSetHandle`]
 //!   publishes sets, [`SharedChainStats`] carries each worker's counters
@@ -118,7 +118,6 @@ pub mod error;
 pub mod executor;
 pub mod external;
 pub mod flow;
-pub mod hook;
 pub mod identity;
 pub mod load_balancer;
 pub mod maglev;
@@ -133,9 +132,10 @@ pub use classifier::Classifier;
 pub use context::{Direction, Frames, PacketContext, StageAction};
 pub use counter::{ChainCounters, ChainStats, StageCounters};
 pub use error::ChainError;
-pub use executor::{ChainWorker, WorkerLimits};
+pub use executor::{
+    ChainSetHandle, ChainSetReader, ChainWorker, DataplaneChains, SharedChainStats, WorkerLimits,
+};
 pub use flow::{FlowKey, FlowTable};
-pub use hook::{ChainSetHandle, ChainSetReader, DataplaneChains, SharedChainStats};
 pub use identity::{Identities, IdentityId, IdentityKey, IdentityMap, IdentitySet};
 /// What a chain decides for a packet: the pipeline's own type.
 pub use kxdp_dataplane::chain_hook::ChainVerdict;

@@ -45,11 +45,11 @@ use kxdp_dataplane::chain_hook::{ChainFrames, ChainHook, ChainPacket, ChainVerdi
 use kxdp_dataplane::{DropReason, PortId};
 
 use crate::chain::{
-    function_kind, occurrence, ChainInput, ChainSet, CompileOptions, CompiledChain, StageState,
+    function_kind, occurrence, ChainCounters, ChainInput, ChainSet, ChainStats, CompileOptions,
+    CompiledChain, StageCounters, StageState,
 };
 use crate::conntrack::{split, Connection, Conntrack, Translation};
 use crate::context::{Direction, Frames, PacketContext, StageAction, NO_CHAIN};
-use crate::counter::{ChainCounters, ChainStats, StageCounters};
 use crate::error::ChainError;
 use crate::flow::FlowHandle;
 use crate::load_balancer::LbEnv;

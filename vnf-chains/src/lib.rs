@@ -101,7 +101,7 @@
 //! - Functions: [`policy`], [`policer`], [`load_balancer`] (with [`maglev`]
 //!   and [`nat`]), [`external`], mirror (a copy through [`Frames::mirror`]
 //!   at its place in the chain; the original is untouched) and counter (see
-//!   [`counter`]).
+//!   the counters of [`chain`]).
 //!
 //! A chain drops with the dataplane's `DropReason` (one of
 //! `DropReason::CHAIN`): one fate type from the first check to the tx ring.
@@ -113,7 +113,6 @@ pub mod chain;
 pub mod classifier;
 pub mod conntrack;
 pub mod context;
-pub mod counter;
 pub mod error;
 pub mod executor;
 pub mod external;
@@ -127,10 +126,12 @@ pub mod policy;
 pub mod prefix;
 pub mod service;
 
-pub use chain::{ChainInput, ChainSet, CompileOptions, ResumePoint, StageState};
+pub use chain::{
+    ChainCounters, ChainInput, ChainSet, ChainStats, CompileOptions, ResumePoint, StageCounters,
+    StageState,
+};
 pub use classifier::Classifier;
 pub use context::{Direction, Frames, PacketContext, StageAction};
-pub use counter::{ChainCounters, ChainStats, StageCounters};
 pub use error::ChainError;
 pub use executor::{
     ChainSetHandle, ChainSetReader, ChainWorker, DataplaneChains, SharedChainStats, WorkerLimits,

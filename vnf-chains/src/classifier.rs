@@ -20,7 +20,7 @@ use kxdp_dataplane::tables::TenantId;
 use crate::context::Direction;
 use crate::flow::FlowKey;
 use crate::identity::{Identities, IdentityId, IdentitySet};
-use crate::prefix::Prefix;
+use crate::policy::Prefix;
 
 /// One chain's compiled classifier.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -123,7 +123,6 @@ pub mod maglev;
 pub mod nat;
 pub mod policer;
 pub mod policy;
-pub mod prefix;
 pub mod service;
 
 pub use chain::{

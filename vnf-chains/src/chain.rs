@@ -24,10 +24,9 @@ use kxdp_dataplane::tables::TenantId;
 use kxdp_dataplane::{DropReason, PortId};
 
 use crate::classifier::{Classifier, ClassifierEntry, CompiledMatch};
-use crate::context::{Direction, StageAction};
+use crate::conntrack::{ip_bits, Direction, Identities, IdentityMap, StageAction, NO_CHAIN};
 use crate::error::ChainError;
 use crate::external::{ExternalConfig, ExternalState, VnfLiveness};
-use crate::identity::{Identities, IdentityMap};
 use crate::load_balancer::{LbConfig, LbState};
 use crate::maglev::{TableSize, DEFAULT_TABLE_SIZE};
 use crate::policer::{PolicerConfig, PolicerState};
@@ -479,7 +478,7 @@ impl ChainSet {
             .cloned()
             .chain(implicit_service_chains(input))
             .collect();
-        if specs.len() >= usize::from(crate::context::NO_CHAIN) {
+        if specs.len() >= usize::from(NO_CHAIN) {
             return Err(ChainError::TooMany("chains"));
         }
         let mut chains: Vec<CompiledChain> = Vec::with_capacity(specs.len());
@@ -679,7 +678,7 @@ impl ChainSet {
                 .iter()
                 .copied()
                 .chain(input.vtep_address.map(IpAddr::V4))
-                .map(crate::flow::ip_bits)
+                .map(ip_bits)
                 .collect(),
         })
     }

@@ -17,9 +17,7 @@
 use kxdp_config::ClassifierSpec;
 use kxdp_dataplane::tables::TenantId;
 
-use crate::context::Direction;
-use crate::flow::FlowKey;
-use crate::identity::{Identities, IdentityId, IdentitySet};
+use crate::conntrack::{Direction, FlowKey, Identities, IdentityId, IdentitySet};
 use crate::policy::Prefix;
 
 /// One chain's compiled classifier.

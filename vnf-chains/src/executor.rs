@@ -48,10 +48,11 @@ use crate::chain::{
     function_kind, occurrence, ChainCounters, ChainInput, ChainSet, ChainStats, CompileOptions,
     CompiledChain, StageCounters, StageState,
 };
-use crate::conntrack::{split, Connection, Conntrack, Translation};
-use crate::context::{Direction, Frames, PacketContext, StageAction, NO_CHAIN};
+use crate::conntrack::{
+    split, Connection, Conntrack, Direction, FlowHandle, Frames, PacketContext, StageAction,
+    Translation, NO_CHAIN,
+};
 use crate::error::ChainError;
-use crate::flow::FlowHandle;
 use crate::load_balancer::LbEnv;
 
 /// Sizes of a worker's tables.

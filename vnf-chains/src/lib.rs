@@ -112,12 +112,9 @@ pub mod bucket;
 pub mod chain;
 pub mod classifier;
 pub mod conntrack;
-pub mod context;
 pub mod error;
 pub mod executor;
 pub mod external;
-pub mod flow;
-pub mod identity;
 pub mod load_balancer;
 pub mod maglev;
 pub mod nat;
@@ -130,13 +127,14 @@ pub use chain::{
     StageState,
 };
 pub use classifier::Classifier;
-pub use context::{Direction, Frames, PacketContext, StageAction};
+pub use conntrack::{
+    Direction, FlowKey, FlowTable, Frames, Identities, IdentityId, IdentityKey, IdentityMap,
+    IdentitySet, PacketContext, StageAction,
+};
 pub use error::ChainError;
 pub use executor::{
     ChainSetHandle, ChainSetReader, ChainWorker, DataplaneChains, SharedChainStats, WorkerLimits,
 };
-pub use flow::{FlowKey, FlowTable};
-pub use identity::{Identities, IdentityId, IdentityKey, IdentityMap, IdentitySet};
 /// What a chain decides for a packet: the pipeline's own type.
 pub use kxdp_dataplane::chain_hook::ChainVerdict;
 pub use maglev::{Backend, MaglevTable, TableSize};

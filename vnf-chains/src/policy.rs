@@ -44,10 +44,10 @@ use std::collections::BTreeMap;
 use ipnetwork::IpNetwork;
 use kxdp_config::{NamespaceSpec, NetworkPolicySpec, PolicyPeer, PolicyRule, PolicyType};
 
-use crate::conntrack::Conntrack;
-use crate::context::{Direction, PacketContext, StageAction};
-use crate::flow::FlowKey;
-use crate::identity::{Identities, IdentityId, IdentityMap, IdentitySet};
+use crate::conntrack::{
+    Conntrack, Direction, FlowKey, Identities, IdentityId, IdentityMap, IdentitySet, PacketContext,
+    StageAction,
+};
 use kxdp_dataplane::DropReason;
 
 /// A compiled CIDR (IPv4 in the low 32 bits).
@@ -467,7 +467,7 @@ fn lookup(map: &IdentityMap, key: &FlowKey, source: bool) -> IdentityId {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::flow::ip_bits;
+    use crate::conntrack::ip_bits;
 
     fn contains(cidr: &str, ip: &str) -> bool {
         let (bits, v6) = ip_bits(ip.parse().unwrap());

@@ -80,7 +80,7 @@
 //!   chain (in the connection table) for as long as the chain exists and
 //!   the entries do not expire: a new snapshot that changes a chain's
 //!   classifier affects new flows only; flows that matched no chain are
-//!   classified again after every swap. See [`classifier`], [`executor`].
+//!   classified again after every swap. See [`chain`], [`executor`].
 //! - Stages run in order for forward traffic. Return traffic of a symmetric
 //!   chain runs them in reverse; return traffic of any other chain runs only
 //!   its load balancer (to translate the source back).
@@ -110,7 +110,6 @@
 
 pub mod bucket;
 pub mod chain;
-pub mod classifier;
 pub mod conntrack;
 pub mod error;
 pub mod executor;
@@ -123,10 +122,9 @@ pub mod policy;
 pub mod service;
 
 pub use chain::{
-    ChainCounters, ChainInput, ChainSet, ChainStats, CompileOptions, ResumePoint, StageCounters,
-    StageState,
+    ChainCounters, ChainInput, ChainSet, ChainStats, Classifier, CompileOptions, ResumePoint,
+    StageCounters, StageState,
 };
-pub use classifier::Classifier;
 pub use conntrack::{
     Direction, FlowKey, FlowTable, Frames, Identities, IdentityId, IdentityKey, IdentityMap,
     IdentitySet, PacketContext, StageAction,

@@ -1,26 +1,57 @@
 //! The compiled chain set: an immutable snapshot of every chain, its
-//! classifier and its functions' shared tables (identities, policies,
-//! services), built off the hot path and shared by every worker.
+//! classifier ([`Classifier`]) and its functions' shared tables
+//! (identities, policies, services), built off the hot path and shared by
+//! every worker; and the counters each worker keeps per chain and per
+//! stage.
+//!
+//! # The classifier
+//!
+//! The [`Classifier`] decides which chain (at most one) a packet belongs to.
+//!
+//! Per tenant, the chains' compiled classifiers sit in one list sorted by
+//! priority (highest first), then by chain name; the first that matches
+//! wins. A symmetric chain also matches a packet whose *reversed* tuple
+//! (addresses, ports and identities swapped) its classifier matches: that
+//! packet is the chain's return traffic ([`Direction::Reply`]). When one
+//! chain matches both ways, forward wins. Every check is a compare on
+//! integers or a bit test: fine for tens of chains per tenant.
+//!
+//! Matching: every field present must match. `src`/`dst` prefixes match the
+//! address family they are written in; `protocol` the IP protocol; port
+//! ranges match only TCP, UDP and SCTP packets; `src_selector`/`dst_selector`
+//! match the labels of the sending/receiving pod in any namespace, and never
+//! an address of no known pod.
+//!
+//! # Counters
+//!
+//! Per chain and per stage: packets, bytes, and what became of them. Every
+//! stage is counted by the executor; a `counter` function is a stage that
+//! does nothing else, to count at a chosen place in the chain.
+//!
+//! Invariants (tested): a stage's `packets = passed + dropped + redirected`;
+//! a chain's `packets + resumed = passed + dropped + redirected`, and its
+//! drops by reason add up to `dropped`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use kxdp_config::{
-    ChainSpec, FunctionSpec, InterfaceSpec, NamespaceSpec, NetworkPolicySpec, NodeConfig, PodSpec,
-    ServiceSpec, TenantSpec,
+    ChainSpec, ClassifierSpec, FunctionSpec, InterfaceSpec, NamespaceSpec, NetworkPolicySpec,
+    NodeConfig, PodSpec, ServiceSpec, TenantSpec,
 };
 use kxdp_dataplane::tables::TenantId;
-use kxdp_dataplane::PortId;
+use kxdp_dataplane::{DropReason, PortId};
 
-use crate::classifier::{Classifier, ClassifierEntry, CompiledMatch};
-use crate::context::Direction;
+use crate::conntrack::{
+    ip_bits, Direction, FlowKey, Identities, IdentityId, IdentityMap, IdentitySet, StageAction,
+    NO_CHAIN,
+};
 use crate::error::ChainError;
 use crate::external::{ExternalConfig, ExternalState, VnfLiveness};
-use crate::identity::{Identities, IdentityMap};
 use crate::load_balancer::{LbConfig, LbState};
 use crate::maglev::{TableSize, DEFAULT_TABLE_SIZE};
 use crate::policer::{PolicerConfig, PolicerState};
-use crate::policy::{PolicyEnv, PolicySet, PolicyState};
+use crate::policy::{PolicyEnv, PolicySet, PolicyState, Prefix};
 use crate::service::ServiceTable;
 
 /// What a chain set is compiled from: the parts of the node model chains
@@ -468,7 +499,7 @@ impl ChainSet {
             .cloned()
             .chain(implicit_service_chains(input))
             .collect();
-        if specs.len() >= usize::from(crate::context::NO_CHAIN) {
+        if specs.len() >= usize::from(NO_CHAIN) {
             return Err(ChainError::TooMany("chains"));
         }
         let mut chains: Vec<CompiledChain> = Vec::with_capacity(specs.len());
@@ -668,7 +699,7 @@ impl ChainSet {
                 .iter()
                 .copied()
                 .chain(input.vtep_address.map(IpAddr::V4))
-                .map(crate::flow::ip_bits)
+                .map(ip_bits)
                 .collect(),
         })
     }
@@ -780,5 +811,277 @@ impl ChainSet {
             identities: &self.identity_map,
             epoch: self.policy_epoch,
         }
+    }
+}
+
+/// One chain's compiled classifier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledMatch {
+    src: Option<Prefix>,
+    dst: Option<Prefix>,
+    proto: Option<u8>,
+    src_ports: Option<(u16, u16)>,
+    dst_ports: Option<(u16, u16)>,
+    src_selector: Option<IdentitySet>,
+    dst_selector: Option<IdentitySet>,
+}
+
+impl CompiledMatch {
+    /// Compile a classifier against the identity universe.
+    pub fn new(spec: &ClassifierSpec, identities: &Identities) -> Self {
+        let selector = |s: &Option<kxdp_config::LabelSelector>| {
+            s.as_ref()
+                .map(|s| IdentitySet::select(identities, |key| s.matches(&key.labels)))
+        };
+        CompiledMatch {
+            src: spec.src.as_ref().map(Prefix::new),
+            dst: spec.dst.as_ref().map(Prefix::new),
+            proto: spec.protocol.map(|p| p.number()),
+            src_ports: spec.src_ports.map(|r| (r.first, r.last)),
+            dst_ports: spec.dst_ports.map(|r| (r.first, r.last)),
+            src_selector: selector(&spec.src_selector),
+            dst_selector: selector(&spec.dst_selector),
+        }
+    }
+
+    /// Whether it uses identities (so the caller must look them up).
+    pub fn uses_identities(&self) -> bool {
+        self.src_selector.is_some() || self.dst_selector.is_some()
+    }
+
+    /// Whether a packet with this key and identities matches.
+    #[inline]
+    pub fn matches(&self, key: &FlowKey, src: IdentityId, dst: IdentityId) -> bool {
+        let ports = |range: Option<(u16, u16)>, port: u16| {
+            range.is_none_or(|(first, last)| key.has_ports() && first <= port && port <= last)
+        };
+        self.proto.is_none_or(|p| p == key.proto)
+            && self.src.is_none_or(|p| p.contains(key.src, key.ipv6))
+            && self.dst.is_none_or(|p| p.contains(key.dst, key.ipv6))
+            && ports(self.src_ports, key.src_port)
+            && ports(self.dst_ports, key.dst_port)
+            && self.src_selector.as_ref().is_none_or(|s| s.contains(src))
+            && self.dst_selector.as_ref().is_none_or(|s| s.contains(dst))
+    }
+}
+
+/// A chain as the classifier knows it.
+#[derive(Clone, Debug)]
+pub struct ClassifierEntry {
+    /// The chain's index in its set.
+    pub chain: u16,
+    /// The chain's tenant.
+    pub tenant: TenantId,
+    /// Implicit (kxdp's own Service chains): ranked below every explicit
+    /// chain, whatever their priorities.
+    pub implicit: bool,
+    /// Higher wins.
+    pub priority: u32,
+    /// Ties are broken by name order.
+    pub name: String,
+    /// Return traffic belongs to the chain too.
+    pub symmetric: bool,
+    /// What it matches.
+    pub matcher: CompiledMatch,
+}
+
+#[derive(Clone, Debug, Default)]
+struct TenantChains {
+    entries: Vec<ClassifierEntry>,
+    uses_identities: bool,
+}
+
+/// The compiled classifier of a chain set.
+#[derive(Clone, Debug, Default)]
+pub struct Classifier {
+    tenants: Vec<TenantChains>,
+}
+
+impl Classifier {
+    /// Sort the chains per tenant by rank.
+    pub fn new(entries: Vec<ClassifierEntry>) -> Self {
+        let mut tenants: Vec<TenantChains> = Vec::new();
+        for entry in entries {
+            let t = usize::from(entry.tenant);
+            if tenants.len() <= t {
+                tenants.resize(t + 1, TenantChains::default());
+            }
+            tenants[t].uses_identities |= entry.matcher.uses_identities();
+            tenants[t].entries.push(entry);
+        }
+        for t in &mut tenants {
+            t.entries.sort_by(|a, b| {
+                a.implicit
+                    .cmp(&b.implicit)
+                    .then_with(|| b.priority.cmp(&a.priority))
+                    .then_with(|| a.name.cmp(&b.name))
+            });
+        }
+        Classifier { tenants }
+    }
+
+    /// Whether the tenant has any chain.
+    #[inline]
+    pub fn has_chains(&self, tenant: TenantId) -> bool {
+        self.tenants
+            .get(usize::from(tenant))
+            .is_some_and(|t| !t.entries.is_empty())
+    }
+
+    /// Whether classifying in this tenant needs the packet's identities.
+    #[inline]
+    pub fn uses_identities(&self, tenant: TenantId) -> bool {
+        self.tenants
+            .get(usize::from(tenant))
+            .is_some_and(|t| t.uses_identities)
+    }
+
+    /// The chain a packet belongs to, and its direction. `src`/`dst` are the
+    /// packet's identities (only read when [`Classifier::uses_identities`]).
+    #[inline]
+    pub fn classify(
+        &self,
+        key: &FlowKey,
+        src: IdentityId,
+        dst: IdentityId,
+    ) -> Option<(u16, Direction)> {
+        let tenant = self.tenants.get(usize::from(key.tenant))?;
+        let mut reversed = None;
+        for entry in &tenant.entries {
+            if entry.matcher.matches(key, src, dst) {
+                return Some((entry.chain, Direction::Forward));
+            }
+            if entry.symmetric {
+                let r = reversed.get_or_insert_with(|| key.reversed());
+                if entry.matcher.matches(r, dst, src) {
+                    return Some((entry.chain, Direction::Reply));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// One stage's counters on one worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StageCounters {
+    /// Packets the stage saw.
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Packets it passed on.
+    pub passed: u64,
+    /// Packets it dropped.
+    pub dropped: u64,
+    /// Packets it redirected (into a VNF).
+    pub redirected: u64,
+    /// Copies it had made (mirror).
+    pub mirrored: u64,
+    /// Copies that could not be made (mirror).
+    pub mirror_failed: u64,
+}
+
+impl StageCounters {
+    /// Count one packet of `bytes` and what the stage did with it.
+    #[inline]
+    pub fn count(&mut self, bytes: u32, action: StageAction) {
+        self.packets += 1;
+        self.bytes += u64::from(bytes);
+        match action {
+            StageAction::Pass => self.passed += 1,
+            StageAction::Drop(_) => self.dropped += 1,
+            StageAction::Redirect(_) => self.redirected += 1,
+        }
+    }
+
+    /// Add another worker's counters.
+    pub fn add(&mut self, other: &StageCounters) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+        self.passed += other.passed;
+        self.dropped += other.dropped;
+        self.redirected += other.redirected;
+        self.mirrored += other.mirrored;
+        self.mirror_failed += other.mirror_failed;
+    }
+}
+
+/// One chain's counters on one worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChainCounters {
+    /// Packets classified into the chain.
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Packets that came back from an external VNF and resumed the chain.
+    pub resumed: u64,
+    /// Packets that left the chain passed.
+    pub passed: u64,
+    /// Packets the chain dropped.
+    pub dropped: u64,
+    /// Packets that left the chain into a VNF.
+    pub redirected: u64,
+    /// Packets of the return direction (included in `packets`/`resumed`).
+    pub reply_packets: u64,
+    /// Drops by reason, in the order of [`DropReason::CHAIN`]
+    /// ([`DropReason::chain_index`]).
+    pub drops: [u64; DropReason::CHAIN.len()],
+}
+
+impl ChainCounters {
+    /// Add another worker's counters.
+    pub fn add(&mut self, other: &ChainCounters) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+        self.resumed += other.resumed;
+        self.passed += other.passed;
+        self.dropped += other.dropped;
+        self.redirected += other.redirected;
+        self.reply_packets += other.reply_packets;
+        for (mine, theirs) in self.drops.iter_mut().zip(other.drops.iter()) {
+            *mine += theirs;
+        }
+    }
+
+    /// Drops for one reason.
+    pub fn drops_for(&self, reason: DropReason) -> u64 {
+        reason.chain_index().map_or(0, |i| self.drops[i])
+    }
+}
+
+/// A chain's counters with its stages', by name: what `kxdp get chains`
+/// shows. Sum workers' stats with [`ChainStats::merge`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChainStats {
+    /// The chain's name.
+    pub chain: String,
+    /// The chain's counters.
+    pub counters: ChainCounters,
+    /// Per stage, in chain order: the function's kind and its counters.
+    pub stages: Vec<(&'static str, StageCounters)>,
+}
+
+impl ChainStats {
+    /// Sum per-worker stats (each a list over chains) by chain name and
+    /// stage position.
+    pub fn merge<'a>(workers: impl IntoIterator<Item = &'a [ChainStats]>) -> Vec<ChainStats> {
+        let mut total: Vec<ChainStats> = Vec::new();
+        for stats in workers {
+            for chain in stats {
+                match total.iter_mut().find(|t| t.chain == chain.chain) {
+                    Some(t) => {
+                        t.counters.add(&chain.counters);
+                        for (i, (kind, stage)) in chain.stages.iter().enumerate() {
+                            match t.stages.get_mut(i) {
+                                Some((_, sum)) => sum.add(stage),
+                                None => t.stages.push((kind, *stage)),
+                            }
+                        }
+                    }
+                    None => total.push(chain.clone()),
+                }
+            }
+        }
+        total
     }
 }

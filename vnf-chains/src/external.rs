@@ -36,7 +36,7 @@ use std::sync::Arc;
 use kxdp_config::FailurePolicy;
 use kxdp_dataplane::PortId;
 
-use crate::context::{Direction, StageAction};
+use crate::conntrack::{Direction, StageAction};
 use kxdp_dataplane::DropReason;
 
 /// The longest probe interval, in timeouts.

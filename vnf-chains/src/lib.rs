@@ -66,7 +66,7 @@
 //!   liveness compares timestamps across workers).
 //! - [`ChainWorker::stats`] gives per-chain and per-stage counters
 //!   ([`ChainStats`], summed across workers with [`ChainStats::merge`]).
-//! - [`hook`] does all of this for the dataplane's worker:
+//! - [`executor`] also does all of this for the dataplane's worker:
 //!   [`DataplaneChains`] is its `ChainHook` (the pipeline calls it per
 //!   batch; see `kxdp_dataplane::chain_hook`), [`ChainSetHandle`]
 //!   publishes sets, [`SharedChainStats`] carries each worker's counters
@@ -80,7 +80,7 @@
 //!   chain (in the connection table) for as long as the chain exists and
 //!   the entries do not expire: a new snapshot that changes a chain's
 //!   classifier affects new flows only; flows that matched no chain are
-//!   classified again after every swap. See [`classifier`], [`executor`].
+//!   classified again after every swap. See [`chain`], [`executor`].
 //! - Stages run in order for forward traffic. Return traffic of a symmetric
 //!   chain runs them in reverse; return traffic of any other chain runs only
 //!   its load balancer (to translate the source back).
@@ -101,7 +101,7 @@
 //! - Functions: [`policy`], [`policer`], [`load_balancer`] (with [`maglev`]
 //!   and [`nat`]), [`external`], mirror (a copy through [`Frames::mirror`]
 //!   at its place in the chain; the original is untouched) and counter (see
-//!   [`counter`]).
+//!   the counters of [`chain`]).
 //!
 //! A chain drops with the dataplane's `DropReason` (one of
 //! `DropReason::CHAIN`): one fate type from the first check to the tx ring.
@@ -110,33 +110,29 @@
 
 pub mod bucket;
 pub mod chain;
-pub mod classifier;
 pub mod conntrack;
-pub mod context;
-pub mod counter;
 pub mod error;
 pub mod executor;
 pub mod external;
-pub mod flow;
-pub mod hook;
-pub mod identity;
 pub mod load_balancer;
 pub mod maglev;
 pub mod nat;
 pub mod policer;
 pub mod policy;
-pub mod prefix;
 pub mod service;
 
-pub use chain::{ChainInput, ChainSet, CompileOptions, ResumePoint, StageState};
-pub use classifier::Classifier;
-pub use context::{Direction, Frames, PacketContext, StageAction};
-pub use counter::{ChainCounters, ChainStats, StageCounters};
+pub use chain::{
+    ChainCounters, ChainInput, ChainSet, ChainStats, Classifier, CompileOptions, ResumePoint,
+    StageCounters, StageState,
+};
+pub use conntrack::{
+    Direction, FlowKey, FlowTable, Frames, Identities, IdentityId, IdentityKey, IdentityMap,
+    IdentitySet, PacketContext, StageAction,
+};
 pub use error::ChainError;
-pub use executor::{ChainWorker, WorkerLimits};
-pub use flow::{FlowKey, FlowTable};
-pub use hook::{ChainSetHandle, ChainSetReader, DataplaneChains, SharedChainStats};
-pub use identity::{Identities, IdentityId, IdentityKey, IdentityMap, IdentitySet};
+pub use executor::{
+    ChainSetHandle, ChainSetReader, ChainWorker, DataplaneChains, SharedChainStats, WorkerLimits,
+};
 /// What a chain decides for a packet: the pipeline's own type.
 pub use kxdp_dataplane::chain_hook::ChainVerdict;
 pub use maglev::{Backend, MaglevTable, TableSize};

@@ -20,8 +20,7 @@
 //! ClusterIP is dropped ([`DropReason::ServiceFragment`]): it has no
 //! ports to find its connection by. Packets to anything else pass untouched.
 
-use crate::conntrack::{join, split, Conntrack, Translation};
-use crate::context::{NatNote, PacketContext, StageAction};
+use crate::conntrack::{join, split, Conntrack, NatNote, PacketContext, StageAction, Translation};
 use crate::maglev::Backend;
 use crate::nat::{self, Side};
 use crate::service::{EndpointState, ServiceTable, VipKey};

@@ -17,8 +17,8 @@
 //! The result depends on the build history, not only on the backend set;
 //! a fresh build depends only on the set.
 
+use crate::conntrack::fold_mul;
 use crate::error::ChainError;
-use crate::flow::fold_mul;
 
 /// The default table size: a prime (Maglev's paper uses 65 537).
 pub const DEFAULT_TABLE_SIZE: TableSize = TableSize(65_537);
@@ -316,7 +316,7 @@ mod tests {
         let mut hits = std::collections::HashMap::new();
         let samples = 700_000u64;
         for k in 0..samples {
-            let h = crate::flow::fold_mul(k ^ 0x1234_5678_9abc_def1, 0x9e37_79b9_7f4a_7c15);
+            let h = crate::conntrack::fold_mul(k ^ 0x1234_5678_9abc_def1, 0x9e37_79b9_7f4a_7c15);
             *hits.entry(table.lookup(h).unwrap()).or_insert(0u64) += 1;
         }
         for (_, n) in hits {

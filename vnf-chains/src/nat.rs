@@ -12,7 +12,7 @@
 use kxdp_dataplane::packet::{ip_proto, FrameMeta, L3};
 use kxdp_dataplane::wire::{self, checksum, icmpv6, ipv4, ipv6, sctp, tcp, udp};
 
-use crate::flow::IPPROTO_SCTP;
+use crate::conntrack::IPPROTO_SCTP;
 use kxdp_dataplane::DropReason;
 
 /// Which end of the packet to rewrite.

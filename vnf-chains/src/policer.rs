@@ -14,8 +14,7 @@
 
 use kxdp_config::PolicerScope;
 
-use crate::conntrack::Conntrack;
-use crate::context::{PacketContext, StageAction};
+use crate::conntrack::{Conntrack, PacketContext, StageAction};
 use kxdp_dataplane::DropReason;
 
 pub use crate::bucket::{PolicerConfig, TokenBucket};

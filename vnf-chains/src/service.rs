@@ -15,8 +15,8 @@ use kxdp_config::{EndpointSpec, Protocol, ServiceSpec};
 use kxdp_dataplane::tables::TenantId;
 use rustc_hash::FxHashMap;
 
+use crate::conntrack::{ip_bits, FlowKey};
 use crate::error::ChainError;
-use crate::flow::{ip_bits, FlowKey};
 use crate::maglev::{Backend, MaglevTable, TableSize};
 
 /// What a service port is addressed by.

@@ -228,6 +228,18 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
         self.poll_once_at(now_ns)
     }
 
+    /// Stock every port's fill ring with its starting share, before the
+    /// first loop. The runtime calls this before a socket goes in its XDP
+    /// program's XSKMAP: a frame redirected to a socket whose fill ring is
+    /// empty is dropped by the kernel (`fill_ring_empty`), and the first
+    /// loop may come well after the socket is listed (the chain state is
+    /// built in between, and a loaded machine may not run the thread at
+    /// once). Priming twice does nothing more.
+    pub fn prime(&mut self) {
+        let ports = self.io.port_count();
+        self.refill(ports);
+    }
+
     /// [`Worker::poll_once`] with the chain hook's clock at `now_ns`.
     pub fn poll_once_at(&mut self, now_ns: u64) -> usize {
         let ports = self.io.port_count();
@@ -547,6 +559,10 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
         let counters = &mut self.pipeline.counters;
         counters.drop_n(DropReason::PortDown, rx.len() as u64);
         counters.port_rebinds += 1;
+        // The new socket's fill ring is stocked before it goes in the new
+        // program's XSKMAP (as for a port added at run time).
+        let reserve = self.reserve(self.io.port_count());
+        self.refill_port(p, reserve);
         self.publish();
     }
 
@@ -707,6 +723,7 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
         let mut idle_polls = 0u32;
         let mut last_accounting: Option<Instant> = None;
         let mut iterations = 0u32;
+        self.prime();
         while !stop.load(Ordering::Relaxed) {
             let start = cycles::now();
             let started = Instant::now();
@@ -925,6 +942,42 @@ mod tests {
         assert_eq!(c.port_rebinds, 1);
         assert_eq!(c.frames_stranded, in_fill);
         assert_eq!(c.drops_for(DropReason::PortDown), 1);
+    }
+
+    #[test]
+    fn a_primed_worker_takes_frames_before_its_first_loop() {
+        let mut w = worker(256, 64);
+        // Unprimed, the "kernel" has no chunk to receive into.
+        assert!(!w.io_mut().inject(0, &[0u8; 60]));
+        assert_eq!(w.io().port_stats(0).rx_fill_empty, 1);
+        w.prime();
+        for port in 0..3 {
+            assert!(w.io_mut().inject(port, &[0u8; 60]), "port {port}");
+        }
+        assert_eq!(w.poll_once(), 3);
+        assert_every_frame_once(&w);
+        // Priming again takes nothing more than the shares.
+        let in_fill = w.in_fill.clone();
+        w.prime();
+        assert_eq!(w.in_fill, in_fill);
+        assert_every_frame_once(&w);
+    }
+
+    #[test]
+    fn a_socket_bound_again_has_frames_before_the_next_loop() {
+        let mut w = worker(256, 64);
+        w.poll_once();
+        assert!(w.io_mut().inject(1, &[0u8; 60]));
+        let [fill, rx, tx, completion] = w.io_mut().reopen(1);
+        assert_eq!(rx.len(), 1);
+        assert!(!w.io_mut().inject(1, &[0u8; 60]));
+        w.port_rebound(1, &fill, &rx, &tx, &completion);
+        // The new socket's ring is stocked before it is listed in the new
+        // program's XSKMAP, not at the worker's next loop.
+        assert!(w.io_mut().inject(1, &[0u8; 60]));
+        assert_eq!(w.poll_once(), 1);
+        assert_every_frame_once(&w);
+        assert_eq!(w.pipeline().counters.drops_for(DropReason::PortDown), 1);
     }
 
     #[test]

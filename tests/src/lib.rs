@@ -465,10 +465,11 @@ pub fn assert_no_loss(result: &RttResult, what: &str) {
     assert_eq!(
         result.lost,
         0,
-        "{what}: {} of {} lost ({:.1}%)",
+        "{what}: {} of {} lost ({:.1}%): {:?}",
         result.lost,
         result.sent,
-        result.loss_percent()
+        result.loss_percent(),
+        result.failures
     );
 }
 

@@ -109,6 +109,8 @@ fn vxlan_to_n1(c: &Cluster, case: &str, vni: u32, to: &str) -> Value {
 /// the bad frames) for `duration`.
 struct Beside {
     _server: EchoServer,
+    /// Both nodes' counters when the good traffic started.
+    before: [Totals; 2],
     thread: Option<JoinHandle<RttResult>>,
     started: Instant,
     duration: Duration,
@@ -135,13 +137,14 @@ impl Beside {
         });
         Beside {
             _server: server,
+            before: [c.totals("n1"), c.totals("n2")],
             thread: Some(thread),
             started: Instant::now(),
             duration,
         }
     }
 
-    fn finish(mut self, what: &str) -> RttResult {
+    fn finish(mut self, c: &Cluster, what: &str) -> RttResult {
         // Whether the bad input went out while the good traffic ran.
         let bad = self.started.elapsed();
         let during = if bad > Duration::from_millis(1) {
@@ -157,6 +160,17 @@ impl Beside {
             result.lost,
             result.p99()
         );
+        if result.lost > 0 {
+            // Where the good traffic went: both nodes' counters over its run
+            // (n1's drops include the bad input's).
+            for (node, before) in ["n1", "n2"].iter().zip(&self.before) {
+                eprintln!(
+                    "{what}: {node} during the run: {:?}",
+                    c.totals(node).since(before)
+                );
+            }
+            eprintln!("{what}: lost {:?}", result.failures);
+        }
         result
     }
 }
@@ -329,7 +343,7 @@ fn malformed_spoofed_and_arp_frames_from_a_pod_are_dropped_by_reason() {
         after.neighbour_replies
     ));
 
-    let good = beside.finish("malformed");
+    let good = beside.finish(&c, "malformed");
     assert_no_loss(&good, "good traffic beside malformed frames");
     for line in report {
         eprintln!("  {line}");
@@ -469,7 +483,7 @@ fn ip_options_and_fragments_are_forwarded_unchanged() {
             c.logs()
         );
     }
-    let good = beside.finish("options and fragments");
+    let good = beside.finish(&c, "options and fragments");
     assert_no_loss(&good, "good traffic beside IP options and fragments");
     let t1 = c.totals("n1").since(&before1);
     let t2 = c.totals("n2").since(&before2);
@@ -676,7 +690,7 @@ fn vxlan_from_the_underlay_is_checked_and_delivered_once() {
         assert!(t.drops.is_empty(), "{what}: {:?}", t.drops);
         assert!(t.decapsulated >= sent, "{what}: {t:?}");
     }
-    let good = beside.finish("vxlan");
+    let good = beside.finish(&c, "vxlan");
     assert_no_loss(&good, "good traffic beside bad VXLAN");
     c.finish();
 }
@@ -816,7 +830,7 @@ fn frames_larger_than_the_destination_pods_mtu_are_refused() {
             assert!(answers.is_empty(), "{what}: answered {answers:#?}");
         }
     }
-    let good = beside.finish("oversized");
+    let good = beside.finish(&c, "oversized");
     assert_no_loss(&good, "good traffic beside oversized frames");
     c.finish();
 }
@@ -843,7 +857,7 @@ fn a_broadcast_storm_is_dropped_and_other_pods_keep_talking() {
     wait_quiet();
     let after = c.totals("n1").since(&before);
     let kernel = kernel_drops(&c, &a1.host_interface) - kernel_before;
-    let good = beside.finish("broadcast storm");
+    let good = beside.finish(&c, "broadcast storm");
     let dropped = after.dropped("l2_multicast");
     eprintln!(
         "broadcast storm: {sent} frames in {took:?} ({:.0}/s), l2_multicast {dropped}, kernel drops on {} {kernel}, all drops {:?}",
@@ -878,7 +892,7 @@ fn a_broadcast_storm_is_dropped_and_other_pods_keep_talking() {
         good.sent
     );
     // And after the storm, nothing is lost.
-    let again = Beside::start(&c, Duration::from_secs(1)).finish("after the storm");
+    let again = Beside::start(&c, Duration::from_secs(1)).finish(&c, "after the storm");
     assert_no_loss(&again, "good traffic after the storm");
     c.finish();
 }

@@ -401,18 +401,6 @@ impl NodeRuntime {
                             return;
                         }
                     };
-                    let opened = Opened {
-                        fds: (0..specs.len())
-                            .map(|p| backend.socket_fd(p as u16))
-                            .collect(),
-                        modes: (0..specs.len())
-                            .map(|p| backend.bind_mode(p as u16))
-                            .collect(),
-                        waker: backend.waker(),
-                    };
-                    if opened_tx.send(Ok(opened)).is_err() {
-                        return;
-                    }
                     // The chain state (connection table and all) is made
                     // on the worker's own thread, like its sockets.
                     let limits = WorkerLimits {
@@ -429,6 +417,20 @@ impl NodeRuntime {
                         Worker::with_hook(backend, reader, shared, worker_options, hook);
                     worker.set_commands(command_rx);
                     worker.set_trace(thread_trace);
+                    // The fill rings are stocked before the sockets go in
+                    // the XSKMAPs (once `opened` is sent): a frame the
+                    // program redirects to a socket with an empty fill ring
+                    // is lost (`fill_ring_empty`).
+                    worker.prime();
+                    let io = worker.io();
+                    let opened = Opened {
+                        fds: (0..specs.len()).map(|p| io.socket_fd(p as u16)).collect(),
+                        modes: (0..specs.len()).map(|p| io.bind_mode(p as u16)).collect(),
+                        waker: io.waker(),
+                    };
+                    if opened_tx.send(Ok(opened)).is_err() {
+                        return;
+                    }
                     let _running = RunningWorker::enter(thread_running);
                     worker.run(&thread_stop);
                 })

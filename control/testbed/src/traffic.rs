@@ -331,6 +331,8 @@ fn udp_rtt_on(socket: UdpSocket, to: SocketAddr, options: &RttOptions) -> Result
         loop {
             let now = Instant::now();
             if now >= deadline {
+                let at = sent_at.duration_since(start);
+                result.failed(seq, format_args!("no reply (sent {at:.1?} into the run)"));
                 break;
             }
             if options.wait == WaitMode::Blocking {

@@ -136,6 +136,27 @@ impl MemoryIo {
             .unwrap_or_default()
     }
 
+    /// `port`'s socket is closed and a new one bound in its place (its
+    /// interface was re-created): returns what the old rings held, fill
+    /// entries then received frames then tx entries then completions (as
+    /// chunk starts), and leaves the rings empty.
+    pub fn reopen(&mut self, port: PortId) -> [Vec<u64>; 4] {
+        let fs = self.frame_size;
+        let Some(p) = self.ports.get_mut(usize::from(port)) else {
+            return Default::default();
+        };
+        [
+            p.fill.drain(..).collect(),
+            p.rx.drain(..)
+                .map(|d| super::chunk_of(d.addr, fs))
+                .collect(),
+            p.tx.drain(..)
+                .map(|d| super::chunk_of(d.addr, fs))
+                .collect(),
+            p.completion.drain(..).collect(),
+        ]
+    }
+
     /// Every frame address the "kernel" holds right now (fill, rx, tx,
     /// completion of all ports), as chunk starts, for accounting tests.
     pub fn frames_held(&self) -> Vec<u64> {

@@ -14,7 +14,7 @@ use kxdp_config::PodCidrSpec;
 use kxdp_testbed::{
     pod_ip, privileged_test, tcp_transfer, NodeKind, NodeSpec, Pod, TopologySpec, Underlay,
 };
-use kxdp_tests::{ip_of, kxdp_binary, Cluster};
+use kxdp_tests::{ip_of, kxdp_binary, Cluster, Totals};
 
 const VNI: u32 = 100;
 /// traceroute waits at most 2 s for a hop, and not "10 times the round
@@ -132,13 +132,20 @@ fn a_flood_of_expiring_frames_gets_errors_at_the_configured_rate() {
     let a1 = c.pod("a1");
     let b1 = ip_of(c.pod("b1")).to_string();
     let before = c.stats("n1");
-    // 5,000 UDP datagrams with TTL 1 as fast as a socket sends them.
+    // 5,000 UDP datagrams with TTL 1, in bursts of 50 half a millisecond
+    // apart (about 100,000 a second, a thousand times the limit). Sent
+    // back to back (5,000 in 7 ms), a worker that sleeps in poll() on a
+    // loaded machine wakes after the veth's and the socket's rings have
+    // overflowed: the test is about the limiter, not about absorbing a
+    // burst bigger than the rings.
     let script = format!(
         "import socket,time\n\
          s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
          s.setsockopt(socket.IPPROTO_IP,socket.IP_TTL,1)\n\
          t=time.time()\n\
-         for i in range(5000): s.sendto(b'x',('{b1}',33434))\n\
+         for i in range(100):\n\
+         \x20for j in range(50): s.sendto(b'x',('{b1}',33434))\n\
+         \x20time.sleep(0.0005)\n\
          print(time.time()-t)\n"
     );
     let took: f64 = a1
@@ -186,7 +193,11 @@ fn a_flood_of_expiring_frames_gets_errors_at_the_configured_rate() {
     assert!(sent >= 20, "the burst is sent");
     assert!(sent <= allowed, "{sent} errors > {allowed}");
     let dropped = expired(&after) - expired(&before);
-    assert!(dropped > 4000, "most of the flood reached kxdp: {dropped}");
+    assert!(
+        dropped > 4000,
+        "most of the flood reached kxdp: {dropped}; drops on n1: {:?}",
+        Totals::of(&after).since(&Totals::of(&before)).drops
+    );
     assert_eq!(
         sent + limited,
         dropped,

@@ -276,7 +276,8 @@ pub mod vxlan {
         }
         let payload = ip.payload();
         let udp = udp::Packet::new_checked(payload).map_err(|_| DropReason::VxlanMalformed)?;
-        if udp.dst_port() != udp_port || ip.dst_addr() != vtep {
+        // `|`, not `||`: both are read anyway, one branch instead of two.
+        if (udp.dst_port() != udp_port) | (ip.dst_addr() != vtep) {
             return Err(DropReason::VxlanNotForUs);
         }
         let udp_len = usize::from(udp.len());

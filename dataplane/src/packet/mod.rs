@@ -513,23 +513,26 @@ fn parse_transport(
     ipv6: bool,
     is_fragment: bool,
 ) -> Result<Transport, DropReason> {
-    let l4 = match proto {
-        ip_protocol::UDP => {
-            let (header, _) = payload
-                .split_first_chunk::<{ udp::HEADER_LEN }>()
-                .ok_or(DropReason::MalformedL4)?;
-            let udp = udp::Packet::new_unchecked(header);
-            let length = usize::from(udp.len());
-            // A first fragment carries only part of the datagram its UDP
-            // length describes.
-            if length < udp::HEADER_LEN || (!is_fragment && length > payload.len()) {
-                return Err(DropReason::MalformedL4);
-            }
-            L4::Udp {
-                src_port: udp.src_port(),
-                dst_port: udp.dst_port(),
-            }
+    // UDP first, out of the match: the common case (pod traffic, VXLAN)
+    // takes one predictable comparison rather than the match's tree.
+    if proto == ip_protocol::UDP {
+        let (header, _) = payload
+            .split_first_chunk::<{ udp::HEADER_LEN }>()
+            .ok_or(DropReason::MalformedL4)?;
+        let udp = udp::Packet::new_unchecked(header);
+        let length = usize::from(udp.len());
+        // A first fragment carries only part of the datagram its UDP
+        // length describes.
+        if length < udp::HEADER_LEN || (!is_fragment && length > payload.len()) {
+            return Err(DropReason::MalformedL4);
         }
+        let l4 = L4::Udp {
+            src_port: udp.src_port(),
+            dst_port: udp.dst_port(),
+        };
+        return Ok(Transport { offset, l4 });
+    }
+    let l4 = match proto {
         ip_protocol::TCP => {
             // Length >= 20, data offset >= 5 and the options within.
             let tcp = tcp::Packet::new_checked(payload).map_err(|_| DropReason::MalformedL4)?;

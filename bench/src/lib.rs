@@ -1,11 +1,13 @@
 //! kxdp's benchmarks: the in-memory pipeline rate (this crate's `pipeline`
-//! module) and service-chain rate (`chain`), and, on the testbed, pod-to-pod
-//! latency and rate beside the kernel's own paths.
+//! module) and service-chain rate (`chain`), and, on the testbed, one node
+//! under test beside a kernel VXLAN peer (`nut`, the headline table) and
+//! pod-to-pod latency and rate beside the kernel's own paths.
 
 pub mod chain;
 pub mod external;
 pub mod generator;
 pub mod latency;
+pub mod nut;
 pub mod pipeline;
 pub mod plot;
 pub mod pods;

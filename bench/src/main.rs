@@ -46,6 +46,20 @@ struct SuiteArgs {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The node under test (the headline table of the full run): node1
+    /// runs kernel-vxlan, kernel-vxlan-tx-off, routed, kxdp (busy worker on
+    /// --worker-core) or kxdp-adaptive, node2 is always a Flannel kernel
+    /// VXLAN node; UDP latency and TCP each way, interleaved round by round
+    /// (needs root).
+    Nut {
+        #[command(flatten)]
+        suite: SuiteArgs,
+        /// Rows to run, comma-separated, in round order (kernel-vxlan,
+        /// kernel-vxlan-tx-off, routed, kxdp, kxdp-adaptive, ovs-vxlan);
+        /// all by default.
+        #[arg(long, value_delimiter = ',')]
+        rows: Vec<kxdp_bench::nut::NutRow>,
+    },
     /// The in-memory pipeline: Mpps per core for local forward, VXLAN encap and decap.
     Pipeline {
         /// Seconds per measurement.
@@ -182,6 +196,30 @@ fn main() -> anyhow::Result<()> {
         return run_suite(&cli.suite);
     };
     match command {
+        Command::Nut { suite, rows } => {
+            use anyhow::Context;
+            use kxdp_bench::nut;
+            if let Err(why) = kxdp_testbed::check_privileges() {
+                anyhow::bail!("kxdp-bench nut needs root (network namespaces, XDP, AF_XDP): {why}");
+            }
+            let kxdp = kxdp_binary(suite.kxdp.as_deref())?;
+            let mut options = nut_options(&suite, &kxdp);
+            if !rows.is_empty() {
+                options.rows = rows;
+            }
+            let started = std::time::Instant::now();
+            let report = nut::run(&options, &mut |line| {
+                eprintln!("[{:>5.1}s] {line}", started.elapsed().as_secs_f64());
+            })?;
+            print!("{}", nut::table(&report));
+            let json = options.out_dir.join("nut.json");
+            std::fs::write(&json, serde_json::to_string_pretty(&report)?)
+                .with_context(|| format!("writing {}", json.display()))?;
+            println!("\nwrote {}", json.display());
+            for f in &report.files {
+                println!("wrote {f}");
+            }
+        }
         Command::Pods {
             counts,
             modes,
@@ -350,34 +388,18 @@ fn main() -> anyhow::Result<()> {
 
 fn run_suite(args: &SuiteArgs) -> anyhow::Result<()> {
     use anyhow::Context;
-    use kxdp_bench::latency::LatencyOptions;
     use kxdp_bench::suite::{self, SuiteOptions};
     use std::io::Write;
 
     if let Err(why) = kxdp_testbed::check_privileges() {
         anyhow::bail!("kxdp bench needs root (network namespaces, XDP, AF_XDP): {why}");
     }
-    let kxdp = match &args.kxdp {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()
-            .context("locating this binary")?
-            .with_file_name("kxdp"),
-    };
-    anyhow::ensure!(
-        kxdp.exists(),
-        "no kxdp binary at {} (build the workspace: cargo build --release, or pass --kxdp)",
-        kxdp.display()
-    );
+    let kxdp = kxdp_binary(args.kxdp.as_deref())?;
     let options = SuiteOptions {
-        rounds: args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1),
-        latency: LatencyOptions {
-            count: args.probes.unwrap_or(if args.quick { 200 } else { 5_000 }),
-            interval: Duration::from_micros(if args.quick { 500 } else { 200 }),
-            timeout: Duration::from_millis(200),
-            load_pps: args.load_pps,
-            client_core: Some(args.client_core),
-        },
-        tcp_bytes: if args.quick { 8 << 20 } else { 256 << 20 },
+        nut: nut_options(args, &kxdp),
+        rounds: rounds(args),
+        latency: latency_options(args),
+        tcp_bytes: tcp_bytes(args),
         pipeline_seconds: if args.quick { 0.02 } else { 0.5 },
         rate: {
             let mut rate = kxdp_bench::rate::RateOptions::new(kxdp.clone());
@@ -425,6 +447,46 @@ fn run_suite(args: &SuiteArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rounds: `--rounds`, else 3 (1 with `--quick`).
+fn rounds(args: &SuiteArgs) -> usize {
+    args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1)
+}
+
+/// Bytes per TCP transfer: 256 MiB (8 MiB with `--quick`).
+fn tcp_bytes(args: &SuiteArgs) -> u64 {
+    if args.quick {
+        8 << 20
+    } else {
+        256 << 20
+    }
+}
+
+/// Latency probes and pacing: 5,000 probes every 200 µs (200 every 500 µs
+/// with `--quick`) unless `--probes`.
+fn latency_options(args: &SuiteArgs) -> kxdp_bench::latency::LatencyOptions {
+    kxdp_bench::latency::LatencyOptions {
+        count: args.probes.unwrap_or(if args.quick { 200 } else { 5_000 }),
+        interval: Duration::from_micros(if args.quick { 500 } else { 200 }),
+        timeout: Duration::from_millis(200),
+        load_pps: args.load_pps,
+        client_core: Some(args.client_core),
+    }
+}
+
+/// The node-under-test run with the suite's settings, every row.
+fn nut_options(args: &SuiteArgs, kxdp: &std::path::Path) -> kxdp_bench::nut::NutOptions {
+    kxdp_bench::nut::NutOptions {
+        rounds: rounds(args),
+        latency: latency_options(args),
+        tcp_bytes: tcp_bytes(args),
+        out_dir: args.out.clone(),
+        kxdp: kxdp.to_path_buf(),
+        worker_core: args.worker_core,
+        other_core: args.client_core,
+        rows: kxdp_bench::nut::NutRow::ALL.to_vec(),
+    }
+}
+
 /// The kxdp binary: `explicit`, else `kxdp` next to this binary.
 fn kxdp_binary(explicit: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
     use anyhow::Context;
@@ -440,4 +502,47 @@ fn kxdp_binary(explicit: Option<&std::path::Path>) -> anyhow::Result<std::path::
         path.display()
     );
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::CommandFactory;
+    use kxdp_bench::nut::NutRow;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn nut_takes_the_suite_flags_and_its_rows() {
+        let cli = Cli::try_parse_from([
+            "kxdp-bench",
+            "nut",
+            "--quick",
+            "--rows",
+            "kxdp,kernel-vxlan",
+            "--out",
+            "somewhere",
+        ])
+        .unwrap();
+        let Some(Command::Nut { suite, rows }) = cli.command else {
+            panic!("not the nut command: {:?}", cli.command);
+        };
+        assert!(suite.quick);
+        assert_eq!(rows, [NutRow::Kxdp, NutRow::KernelVxlan]);
+        let options = nut_options(&suite, std::path::Path::new("/kxdp"));
+        assert_eq!(options.rounds, 1);
+        assert_eq!(options.latency.count, 200);
+        assert_eq!(options.tcp_bytes, 8 << 20);
+        assert_eq!((options.worker_core, options.other_core), (1, 0));
+        assert_eq!(options.out_dir, std::path::Path::new("somewhere"));
+        assert_eq!(options.rows, NutRow::ALL);
+        // The full run: three rounds unless asked.
+        let cli = Cli::try_parse_from(["kxdp-bench"]).unwrap();
+        let options = nut_options(&cli.suite, std::path::Path::new("/kxdp"));
+        assert_eq!((options.rounds, options.latency.count), (3, 5_000));
+    }
 }

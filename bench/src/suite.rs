@@ -1,5 +1,9 @@
 //! `kxdp bench`: the paths side by side, in one run, on one topology.
 //!
+//! The headline table comes first: one node under test beside a kernel
+//! VXLAN peer (the `nut` module). Then the two-node tables, where both
+//! nodes run the same dataplane.
+//!
 //! Each round builds, for every path in turn (A B C A B C …), the same
 //! two-node testbed with only the node dataplane swapped — plain kernel
 //! routing (`routed`), the kernel's vxlan device (`kernel-vxlan`), or kxdp —
@@ -73,6 +77,9 @@ impl PathName {
 /// Parameters of a run.
 #[derive(Clone, Debug)]
 pub struct SuiteOptions {
+    /// The node-under-test measurement (the headline table; its rounds are
+    /// its own, interleaved row by row).
+    pub nut: crate::nut::NutOptions,
     /// Rounds (each path once per round).
     pub rounds: usize,
     /// Latency probes per case and round.
@@ -135,10 +142,16 @@ pub struct PathFigures {
 /// The whole result.
 #[derive(Clone, Debug, Serialize)]
 pub struct SuiteResult {
-    /// Rounds made.
+    /// The node under test beside a kernel VXLAN peer: the headline table.
+    pub nut: crate::nut::NutReport,
+    /// Rounds made (two-node paths).
     pub rounds: usize,
-    /// Which core ran what.
+    /// Which core ran what (two-node paths).
     pub cores: BTreeMap<String, String>,
+    /// Core of the kxdp workers (node1's; node2's is the client's).
+    pub worker_core: usize,
+    /// Core of the client and everything else.
+    pub client_core: usize,
     /// Per path.
     pub paths: Vec<PathFigures>,
     /// 64-byte UDP packet rate with an AF_XDP generator, kxdp against
@@ -270,6 +283,7 @@ pub fn run(options: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<Sui
     // background stream, kxdp processes' non-worker threads) inherits the
     // client's core: the busy kxdp worker keeps its core to itself.
     kxdp_dataplane::worker::pin_to_core(Some(options.client_core));
+    let nut = crate::nut::run(&options.nut, progress).context("node under test")?;
     let mut per_path: BTreeMap<PathName, Vec<RoundSample>> = BTreeMap::new();
     for round in 0..options.rounds {
         for path in PathName::ALL {
@@ -292,65 +306,21 @@ pub fn run(options: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<Sui
     progress("in-memory service chain");
     let chain = crate::chain::run_all(Duration::from_secs_f64(options.pipeline_seconds));
 
-    let mut files = Vec::new();
+    let mut files = nut.files.clone();
     let mut paths = Vec::new();
     let mut merged_by_case: BTreeMap<String, Vec<(String, Histogram<u64>)>> = BTreeMap::new();
     for (path, rounds) in &per_path {
+        let latency_rounds: Vec<&[latency::LatencySample]> =
+            rounds.iter().map(|r| r.latency.as_slice()).collect();
         let mut latency_figures = Vec::new();
-        for (i, case) in LatencyCase::ALL.iter().enumerate() {
-            let samples: Vec<&latency::LatencySample> =
-                rounds.iter().filter_map(|r| r.latency.get(i)).collect();
-            let per_round: Vec<Percentiles> = samples
-                .iter()
-                .map(|s| Percentiles::of(&s.histogram))
-                .collect();
-            let pick = |f: fn(&Percentiles) -> f64| {
-                Spread::of(&per_round.iter().map(f).collect::<Vec<_>>())
-            };
-            let mut merged =
-                Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).context("histogram")?;
-            for s in &samples {
-                merged.add(&s.histogram).context("merging histograms")?;
-            }
-            let log = options.out_dir.join(format!(
-                "{}-{}.hlog",
-                path.label(),
-                case.label().replace('/', "-")
-            ));
-            write_hdr_log(&log, &samples)?;
-            files.push(log.display().to_string());
-            latency_figures.push(LatencyFigures {
-                case: case.label(),
-                p50_us: pick(|p| p.p50_us),
-                p90_us: pick(|p| p.p90_us),
-                p99_us: pick(|p| p.p99_us),
-                p999_us: pick(|p| p.p999_us),
-                p9999_us: pick(|p| p.p9999_us),
-                max_us: pick(|p| p.max_us),
-                loss_percent: Spread::of(
-                    &samples
-                        .iter()
-                        .map(|s| percent(s.sent - s.received.min(s.sent), s.sent))
-                        .collect::<Vec<_>>(),
-                ),
-                load_delivered_percent: Spread::of(
-                    &samples
-                        .iter()
-                        .map(|s| {
-                            if s.load_sent == 0 {
-                                100.0
-                            } else {
-                                percent(s.load_received, s.load_sent)
-                            }
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-                merged: Percentiles::of(&merged),
-            });
+        for (figures, merged) in
+            summarise_latency(path.label(), &latency_rounds, &options.out_dir, &mut files)?
+        {
             merged_by_case
-                .entry(case.label())
+                .entry(figures.case.clone())
                 .or_default()
                 .push((path.label().to_string(), merged));
+            latency_figures.push(figures);
         }
         paths.push(PathFigures {
             path: *path,
@@ -358,17 +328,7 @@ pub fn run(options: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<Sui
             tcp_gbps: Spread::of(&rounds.iter().map(|r| r.tcp_gbps).collect::<Vec<_>>()),
         });
     }
-    for (case, curves) in &merged_by_case {
-        let svg = options
-            .out_dir
-            .join(format!("latency-{}.svg", case.replace('/', "-")));
-        std::fs::write(
-            &svg,
-            plot::percentile_svg(&format!("UDP request/response, {case}"), curves),
-        )
-        .with_context(|| format!("writing {}", svg.display()))?;
-        files.push(svg.display().to_string());
-    }
+    write_latency_plots("latency", "", &merged_by_case, &options.out_dir, &mut files)?;
     let mut cores = BTreeMap::new();
     cores.insert(
         "kxdp worker".to_string(),
@@ -389,8 +349,11 @@ pub fn run(options: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<Sui
         "the core of the sending thread".to_string(),
     );
     let result = SuiteResult {
+        nut,
         rounds: options.rounds,
         cores,
+        worker_core: options.worker_core,
+        client_core: options.client_core,
         paths,
         rate,
         pods,
@@ -399,6 +362,93 @@ pub fn run(options: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<Sui
         files,
     };
     Ok(result)
+}
+
+/// Summarise the latency samples of one path over rounds (`rounds[r][i]`
+/// is round r's sample of [`LatencyCase::ALL`]`[i]`): per case, the
+/// figures (median [min–max] over rounds) and all rounds' histograms
+/// merged. Writes each case's HdrHistogram log to
+/// `<out_dir>/<stem>-<case>.hlog` and adds it to `files`.
+pub(crate) fn summarise_latency(
+    stem: &str,
+    rounds: &[&[latency::LatencySample]],
+    out_dir: &Path,
+    files: &mut Vec<String>,
+) -> Result<Vec<(LatencyFigures, Histogram<u64>)>> {
+    let mut out = Vec::new();
+    for (i, case) in LatencyCase::ALL.iter().enumerate() {
+        let samples: Vec<&latency::LatencySample> =
+            rounds.iter().filter_map(|r| r.get(i)).collect();
+        let per_round: Vec<Percentiles> = samples
+            .iter()
+            .map(|s| Percentiles::of(&s.histogram))
+            .collect();
+        let pick =
+            |f: fn(&Percentiles) -> f64| Spread::of(&per_round.iter().map(f).collect::<Vec<_>>());
+        let mut merged =
+            Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).context("histogram")?;
+        for s in &samples {
+            merged.add(&s.histogram).context("merging histograms")?;
+        }
+        let log = out_dir.join(format!("{stem}-{}.hlog", case.label().replace('/', "-")));
+        write_hdr_log(&log, &samples)?;
+        files.push(log.display().to_string());
+        let figures = LatencyFigures {
+            case: case.label(),
+            p50_us: pick(|p| p.p50_us),
+            p90_us: pick(|p| p.p90_us),
+            p99_us: pick(|p| p.p99_us),
+            p999_us: pick(|p| p.p999_us),
+            p9999_us: pick(|p| p.p9999_us),
+            max_us: pick(|p| p.max_us),
+            loss_percent: Spread::of(
+                &samples
+                    .iter()
+                    .map(|s| percent(s.sent - s.received.min(s.sent), s.sent))
+                    .collect::<Vec<_>>(),
+            ),
+            load_delivered_percent: Spread::of(
+                &samples
+                    .iter()
+                    .map(|s| {
+                        if s.load_sent == 0 {
+                            100.0
+                        } else {
+                            percent(s.load_received, s.load_sent)
+                        }
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            merged: Percentiles::of(&merged),
+        };
+        out.push((figures, merged));
+    }
+    Ok(out)
+}
+
+/// One percentile plot per latency case, a curve per path:
+/// `<out_dir>/<stem>-<case>.svg`, titled with `title_suffix`; adds them to
+/// `files`.
+pub(crate) fn write_latency_plots(
+    stem: &str,
+    title_suffix: &str,
+    curves_by_case: &BTreeMap<String, Vec<(String, Histogram<u64>)>>,
+    out_dir: &Path,
+    files: &mut Vec<String>,
+) -> Result<()> {
+    for (case, curves) in curves_by_case {
+        let svg = out_dir.join(format!("{stem}-{}.svg", case.replace('/', "-")));
+        std::fs::write(
+            &svg,
+            plot::percentile_svg(
+                &format!("UDP request/response, {case}{title_suffix}"),
+                curves,
+            ),
+        )
+        .with_context(|| format!("writing {}", svg.display()))?;
+        files.push(svg.display().to_string());
+    }
+    Ok(())
 }
 
 fn percent(part: u64, whole: u64) -> f64 {
@@ -438,7 +488,13 @@ fn write_hdr_log(path: &Path, samples: &[&latency::LatencySample]) -> Result<()>
 
 /// The terminal table.
 pub fn table(result: &SuiteResult) -> String {
-    let mut s = String::new();
+    let mut s = crate::nut::table(&result.nut);
+    let _ = writeln!(
+        s,
+        "\n## Two nodes of one kind (routed, kernel-vxlan; kxdp: node1 busy worker on core {}, \
+         node2 adaptive worker on core {} beside the client)\n",
+        result.worker_core, result.client_core
+    );
     let _ = writeln!(
         s,
         "UDP request/response latency, µs: median over {} round(s) [min–max]",
@@ -486,7 +542,7 @@ pub fn table(result: &SuiteResult) -> String {
     s.push_str(&crate::pipeline::table(&result.pipeline));
     let _ = writeln!(s, "\nin-memory service chain, one core");
     s.push_str(&crate::chain::table(&result.chain));
-    let _ = writeln!(s, "\ncores:");
+    let _ = writeln!(s, "\ncores (two-node tables):");
     for (what, core) in &result.cores {
         let _ = writeln!(s, "  {what}: {core}");
     }

@@ -1,6 +1,7 @@
 //! CI's smoke test of `kxdp bench --quick`: the whole benchmark runs on the
 //! testbed and its JSON has every figure for every path (not their values),
-//! with the HdrHistogram logs and plots it names written.
+//! the node-under-test table (every row, ovs-vxlan with the reason it is not
+//! measured) first, with the HdrHistogram logs and plots it names written.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -56,6 +57,95 @@ fn kxdp_bench_quick_writes_every_figure() {
 
     let json: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+
+    // The headline table comes first: the node under test beside a kernel
+    // VXLAN node, every row, every case, every percentile, TCP each way.
+    let nut_at = stdout
+        .find("Node under test")
+        .expect("no node-under-test table");
+    let two_node_at = stdout
+        .find("Two nodes of one kind")
+        .expect("no two-node table");
+    assert!(nut_at < two_node_at, "the node under test is not first");
+    let nut = &json["nut"];
+    let rows = nut["rows"].as_array().unwrap();
+    let row_names: Vec<&str> = rows.iter().map(|r| r["row"].as_str().unwrap()).collect();
+    assert_eq!(
+        row_names,
+        [
+            "kernel-vxlan",
+            "kernel-vxlan-tx-off",
+            "routed",
+            "kxdp",
+            "kxdp-adaptive",
+            "ovs-vxlan"
+        ]
+    );
+    for r in rows {
+        let name = r["row"].as_str().unwrap();
+        assert!(
+            r["node1"].as_str().is_some_and(|s| !s.is_empty()),
+            "{name}: node1"
+        );
+        assert!(
+            r["node2"].as_str().is_some_and(|s| !s.is_empty()),
+            "{name}: node2"
+        );
+        if name == "ovs-vxlan" {
+            let reason = r["not_measured"].as_str().unwrap_or_default();
+            assert!(!reason.is_empty(), "ovs-vxlan without its reason: {r}");
+            assert!(
+                stdout.contains(&format!("ovs-vxlan: not measured: {reason}")),
+                "the table does not say why ovs-vxlan is not measured:\n{stdout}"
+            );
+            continue;
+        }
+        assert!(r["not_measured"].is_null(), "{name}: {r}");
+        if name != "routed" {
+            assert!(
+                r["node2"].as_str().unwrap().starts_with("kernel vxlan"),
+                "{name}: node2 is not the kernel vxlan node: {}",
+                r["node2"]
+            );
+        }
+        let latency = r["latency"].as_array().unwrap();
+        let cases: Vec<&str> = latency
+            .iter()
+            .map(|l| l["case"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            cases,
+            ["blocking/low", "spin/low", "blocking/loaded", "spin/loaded"],
+            "{name}"
+        );
+        for l in latency {
+            for figure in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"] {
+                for stat in ["median", "min", "max"] {
+                    number(l, &format!("{figure}.{stat}"));
+                }
+                number(l, &format!("merged.{figure}"));
+            }
+            number(l, "loss_percent.median");
+            number(l, "load_delivered_percent.median");
+        }
+        for direction in ["tcp_node1_to_node2_gbps", "tcp_node2_to_node1_gbps"] {
+            for stat in ["median", "min", "max"] {
+                number(r, &format!("{direction}.{stat}"));
+            }
+            assert!(
+                number(r, &format!("{direction}.median")) > 0.0,
+                "{name}: {direction}"
+            );
+        }
+        assert!(
+            r["placement"].as_array().is_some_and(|p| p.len() >= 2),
+            "{name} without its placement: {r}"
+        );
+    }
+    assert!(
+        nut["cores"].as_object().is_some_and(|c| !c.is_empty()),
+        "the node-under-test table names no cores"
+    );
 
     // Latency and TCP for every path, every case, every percentile.
     let paths = json["paths"].as_array().unwrap();
@@ -213,15 +303,38 @@ fn kxdp_bench_quick_writes_every_figure() {
         number(r, "ns_per_packet");
     }
 
-    // Every file it names exists: 12 HdrHistogram logs, 4 plots.
+    // Every file it names exists: 12 HdrHistogram logs and 4 plots of the
+    // two-node paths, 20 logs (5 measured rows × 4 cases) and 4 plots of
+    // the node under test.
     let files: Vec<&str> = json["files"]
         .as_array()
         .unwrap()
         .iter()
         .map(|f| f.as_str().unwrap())
         .collect();
-    assert_eq!(files.iter().filter(|f| f.ends_with(".hlog")).count(), 12);
-    assert_eq!(files.iter().filter(|f| f.ends_with(".svg")).count(), 4);
+    assert_eq!(files.iter().filter(|f| f.ends_with(".hlog")).count(), 32);
+    assert_eq!(files.iter().filter(|f| f.ends_with(".svg")).count(), 8);
+    let nut_file = |f: &&&str| {
+        std::path::Path::new(f)
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("nut-"))
+    };
+    assert_eq!(
+        files
+            .iter()
+            .filter(nut_file)
+            .filter(|f| f.ends_with(".hlog"))
+            .count(),
+        20
+    );
+    assert_eq!(
+        files
+            .iter()
+            .filter(nut_file)
+            .filter(|f| f.ends_with(".svg"))
+            .count(),
+        4
+    );
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
         assert!(!text.is_empty(), "{f} is empty");

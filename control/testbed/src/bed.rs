@@ -12,8 +12,8 @@ use crate::kernel_node;
 use crate::netns::{self, find_program, list_netns, veth_pair, Netns, NetnsGuard, NETNS_RUN_DIR};
 use crate::report::PathKind;
 use crate::topology::{
-    self, Node, NodeKind, Pod, TopologySpec, Underlay, CNI_BRIDGE, FABRIC_BRIDGE, POD_IF, POD_MTU,
-    UNDERLAY_IF, UNDERLAY_MTU,
+    self, Node, NodeKind, Pod, TopologySpec, Underlay, UnderlayOffloads, CNI_BRIDGE, FABRIC_BRIDGE,
+    POD_IF, POD_MTU, UNDERLAY_IF, UNDERLAY_MTU,
 };
 use crate::vnf::VnfPod;
 use std::collections::BTreeMap;
@@ -182,10 +182,17 @@ impl Testbed {
             UNDERLAY_IF,
         ])?;
         ns.ip(&["link", "set", UNDERLAY_IF, "up"])?;
-        // Let the kernel finish checksums before frames leave ul0, as a NIC
-        // would on a wire: the peer may be kxdp, whose AF_XDP copy-mode
-        // sockets would otherwise receive CHECKSUM_PARTIAL frames unfinished.
-        ns.exec("ethtool", &["-K", UNDERLAY_IF, "tx", "off"])?;
+        match node.underlay_offloads {
+            // Let the kernel finish checksums before frames leave ul0, as a
+            // NIC would on a wire: the peer may be kxdp, whose AF_XDP
+            // copy-mode sockets would otherwise receive CHECKSUM_PARTIAL
+            // frames unfinished.
+            UnderlayOffloads::TxOff => {
+                ns.exec("ethtool", &["-K", UNDERLAY_IF, "tx", "off"])?;
+            }
+            // Among kernel nodes only (the plan checks): as Flannel runs.
+            UnderlayOffloads::KernelDefault => {}
+        }
         if node.kind.is_kernel() {
             kernel_node::configure_base(node, &self.tenants)?;
         }

@@ -64,9 +64,9 @@ pub use runtime_pod::RuntimePod;
 pub use service::{identity_server, IdentityServer, ServiceFlows};
 pub use topology::{
     flannel_device, gateway_ip, host_port_mac, pod_cidr, pod_ip, vtep_ip, Node, NodeKind, NodeSpec,
-    Pod, PodSpec, TopologySpec, Underlay, CLUSTER_POD_CIDR, CNI_BRIDGE, FABRIC_BRIDGE, HOST_IF,
-    HOST_PEER, MAX_NODES, MAX_POD_NAME, POD_CIDR_LEN, POD_IF, POD_MTU, SERVICE_CIDR, UNDERLAY_IF,
-    UNDERLAY_MTU, VXLAN_OVERHEAD, VXLAN_PORT,
+    Pod, PodSpec, TopologySpec, Underlay, UnderlayOffloads, CLUSTER_POD_CIDR, CNI_BRIDGE,
+    FABRIC_BRIDGE, HOST_IF, HOST_PEER, MAX_NODES, MAX_POD_NAME, POD_CIDR_LEN, POD_IF, POD_MTU,
+    SERVICE_CIDR, UNDERLAY_IF, UNDERLAY_MTU, VXLAN_OVERHEAD, VXLAN_PORT,
 };
 pub use traffic::{
     ping, rss_kb, snmp_counters, tcp_echo_server, tcp_echo_server_with, tcp_rtt, tcp_rtt_with,

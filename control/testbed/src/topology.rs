@@ -95,6 +95,38 @@ impl NodeKind {
     }
 }
 
+/// What the kernel finishes for frames leaving a node's underlay `ul0`.
+///
+/// A kxdp node's AF_XDP copy-mode sockets receive frames as they arrive:
+/// a peer that leaves checksums unfinished (`CHECKSUM_PARTIAL`, as a veth
+/// with transmit offloads on does) or sends segmentation-offload
+/// superframes would hand kxdp work a NIC on a real wire never hands it.
+/// So by default every node's `ul0` finishes its frames in software, as if
+/// a NIC did; a node peering only with kernel nodes can keep the kernel's
+/// defaults, as Flannel runs ([`NodeSpec::with_underlay_offloads`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnderlayOffloads {
+    /// `ethtool -K ul0 tx off`: checksums finished before a frame leaves,
+    /// and with transmit checksumming off the kernel turns off TSO and GSO
+    /// too (segments are cut before they leave). What a kxdp peer needs;
+    /// the default of every node.
+    #[default]
+    TxOff,
+    /// Every offload at the kernel's default for a veth, as a node running
+    /// Flannel has it: only for nodes whose peers are all kernel nodes.
+    KernelDefault,
+}
+
+impl UnderlayOffloads {
+    /// Label in reports: `tx off` or `default`.
+    pub fn label(self) -> &'static str {
+        match self {
+            UnderlayOffloads::TxOff => "tx off",
+            UnderlayOffloads::KernelDefault => "default",
+        }
+    }
+}
+
 /// How the nodes' underlay interfaces are connected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Underlay {
@@ -144,6 +176,9 @@ pub struct NodeSpec {
     /// Whether kxdp gives the node a host port (kxdp nodes only; off by
     /// default): see [`NodeSpec::with_host_port`].
     pub host_port: bool,
+    /// What the kernel finishes for frames leaving its `ul0`
+    /// ([`UnderlayOffloads::TxOff`] unless set).
+    pub underlay_offloads: UnderlayOffloads,
 }
 
 impl NodeSpec {
@@ -155,7 +190,17 @@ impl NodeSpec {
             pods: Vec::new(),
             workers: WorkerSpec::default(),
             host_port: false,
+            underlay_offloads: UnderlayOffloads::default(),
         }
+    }
+
+    /// Set what the kernel finishes for frames leaving this node's `ul0`:
+    /// [`UnderlayOffloads::KernelDefault`] keeps every offload at its
+    /// default (a kernel node among kernel nodes, as Flannel runs), which a
+    /// kxdp peer must not receive.
+    pub fn with_underlay_offloads(mut self, offloads: UnderlayOffloads) -> NodeSpec {
+        self.underlay_offloads = offloads;
+        self
     }
 
     /// Give this kxdp node a host port, as a node of a Kubernetes cluster
@@ -286,6 +331,8 @@ pub struct Node {
     pub interfaces: Vec<String>,
     /// Whether kxdp gives it a host port (see [`NodeSpec::with_host_port`]).
     pub host_port: bool,
+    /// What the kernel finishes for frames leaving its `ul0`.
+    pub underlay_offloads: UnderlayOffloads,
 }
 
 impl AsRef<Netns> for Node {
@@ -534,7 +581,24 @@ pub(crate) fn plan(spec: &TopologySpec, prefix: &str, scratch: &Path) -> Result<
             pods: pod_names_here,
             interfaces,
             host_port: node_spec.host_port,
+            underlay_offloads: node_spec.underlay_offloads,
         });
+    }
+
+    for node in nodes
+        .iter()
+        .filter(|n| n.underlay_offloads == UnderlayOffloads::KernelDefault)
+    {
+        if let Some(kxdp) = nodes
+            .iter()
+            .find(|n| n.kind == NodeKind::Kxdp && n.name != node.name)
+        {
+            return Err(spec_error(format!(
+                "node {}: underlay offloads at the kernel's default, but node {} runs kxdp, \
+                 whose AF_XDP sockets would receive its frames with checksums unfinished",
+                node.name, kxdp.name
+            )));
+        }
     }
 
     let mut configs = BTreeMap::new();
@@ -860,6 +924,55 @@ mod tests {
         // It validates, and round-trips through YAML.
         let back = NodeConfig::from_yaml_str(&c.to_yaml()).unwrap();
         assert_eq!(&back, c);
+    }
+
+    #[test]
+    fn underlay_offloads_are_per_node() {
+        let planned = plan(&two_tenant_spec(), "kx1-0-", Path::new("/tmp/x")).unwrap();
+        assert!(
+            planned
+                .nodes
+                .iter()
+                .all(|n| n.underlay_offloads == UnderlayOffloads::TxOff),
+            "tx off unless asked"
+        );
+        // Kernel nodes among themselves keep the kernel's defaults.
+        let kernel_only = TopologySpec::new(Underlay::Direct, &[("blue", 100)])
+            .with_node(
+                NodeSpec::new("k1", NodeKind::KernelVxlan)
+                    .with_underlay_offloads(UnderlayOffloads::KernelDefault),
+            )
+            .with_node(NodeSpec::new("k2", NodeKind::KernelVxlan));
+        let planned = plan(&kernel_only, "kx1-0-", Path::new("/tmp/x")).unwrap();
+        let offloads: Vec<UnderlayOffloads> =
+            planned.nodes.iter().map(|n| n.underlay_offloads).collect();
+        assert_eq!(
+            offloads,
+            [UnderlayOffloads::KernelDefault, UnderlayOffloads::TxOff]
+        );
+        // A kxdp node beside a kernel node with tx off is fine; beside one
+        // with the kernel's defaults it is not.
+        let mixed = |offloads| {
+            TopologySpec::new(Underlay::Direct, &[("blue", 100)])
+                .with_node(NodeSpec::new("n1", NodeKind::Kxdp))
+                .with_node(
+                    NodeSpec::new("k2", NodeKind::KernelVxlan).with_underlay_offloads(offloads),
+                )
+        };
+        assert!(plan_ok(&mixed(UnderlayOffloads::TxOff)));
+        let err = plan(
+            &mixed(UnderlayOffloads::KernelDefault),
+            "kx1-0-",
+            Path::new("/tmp"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("node k2: underlay offloads"), "{err}");
+        assert!(err.contains("node n1 runs kxdp"), "{err}");
+    }
+
+    fn plan_ok(spec: &TopologySpec) -> bool {
+        plan(spec, "kx1-0-", Path::new("/tmp")).is_ok()
     }
 
     #[test]

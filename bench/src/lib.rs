@@ -5,6 +5,7 @@
 
 pub mod chain;
 pub mod external;
+pub mod figures;
 pub mod generator;
 pub mod latency;
 pub mod nut;

@@ -53,8 +53,8 @@ use kxdp_testbed::{
 };
 use serde::Serialize;
 
+use crate::figures::{self, LatencyFigures};
 use crate::latency::{self, LatencyCase, LatencyOptions, LatencyPods, LatencySample, Spread};
-use crate::suite::{self, LatencyFigures};
 
 /// The tenant and its VNI (Flannel's default VNI: device `flannel.1`).
 const TENANT: &str = "blue";
@@ -489,7 +489,7 @@ pub fn run(options: &NutOptions, progress: &mut dyn FnMut(&str)) -> Result<NutRe
         let latency_rounds: Vec<&[LatencySample]> =
             samples.iter().map(|s| s.latency.as_slice()).collect();
         let mut latency = Vec::new();
-        for (f, merged) in suite::summarise_latency(
+        for (f, merged) in figures::summarise_latency(
             &format!("nut-{}", row.label()),
             &latency_rounds,
             &options.out_dir,
@@ -514,7 +514,7 @@ pub fn run(options: &NutOptions, progress: &mut dyn FnMut(&str)) -> Result<NutRe
             placement,
         });
     }
-    suite::write_latency_plots(
+    figures::write_latency_plots(
         "nut-latency",
         ", node under test (node2: kernel vxlan)",
         &curves_by_case,

@@ -195,6 +195,23 @@ const ECHO_PORT: u16 = 7100;
 /// UDP port of the background stream's sink.
 const SINK_PORT: u16 = 7101;
 
+/// Measure every case of [`LatencyCase::ALL`] between `pods`, in that
+/// order, telling `progress` `<label> latency <case>` before each.
+pub fn measure_all(
+    pods: &LatencyPods<'_>,
+    options: &LatencyOptions,
+    label: &str,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<LatencySample>> {
+    let mut samples = Vec::with_capacity(LatencyCase::ALL.len());
+    for case in LatencyCase::ALL {
+        let step = format!("{label} latency {}", case.label());
+        progress(&step);
+        samples.push(measure(pods, case, options).context(step)?);
+    }
+    Ok(samples)
+}
+
 /// Measure one case between `pods`.
 pub fn measure(
     pods: &LatencyPods<'_>,

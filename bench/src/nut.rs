@@ -393,30 +393,14 @@ fn measure_round(
             warm.sent
         );
     }
-    let mut samples = Vec::new();
-    for case in LatencyCase::ALL {
-        progress(&format!("{} latency {}", row.label(), case.label()));
-        samples.push(
-            latency::measure(&pods, case, &options.latency)
-                .with_context(|| format!("{} latency {}", row.label(), case.label()))?,
-        );
-    }
-    progress(&format!("{} tcp node1 -> node2", row.label()));
-    let there = tcp_transfer(
-        &client.netns,
-        &server.netns,
-        IpAddr::V4(server.ip),
-        options.tcp_bytes,
-    )
-    .with_context(|| format!("{} tcp node1 -> node2", row.label()))?;
-    progress(&format!("{} tcp node2 -> node1", row.label()));
-    let back = tcp_transfer(
-        &server.netns,
-        &client.netns,
-        IpAddr::V4(client.ip),
-        options.tcp_bytes,
-    )
-    .with_context(|| format!("{} tcp node2 -> node1", row.label()))?;
+    let samples = latency::measure_all(&pods, &options.latency, row.label(), progress)?;
+    let mut tcp = |from: &kxdp_testbed::Pod, to: &kxdp_testbed::Pod, way: &str| {
+        let step = format!("{} tcp {way}", row.label());
+        progress(&step);
+        tcp_transfer(&from.netns, &to.netns, IpAddr::V4(to.ip), options.tcp_bytes).context(step)
+    };
+    let there = tcp(client, server, "node1 -> node2")?;
+    let back = tcp(server, client, "node2 -> node1")?;
     if let Some(p) = &mut bed.kxdp {
         if !p.is_running() {
             bail!(

@@ -229,14 +229,7 @@ fn measure_round(
         3,
         Duration::from_millis(10),
     );
-    let mut samples = Vec::new();
-    for case in LatencyCase::ALL {
-        progress(&format!("{} latency {}", path.label(), case.label()));
-        samples.push(
-            latency::measure(&pods, case, &options.latency)
-                .with_context(|| format!("{} latency {}", path.label(), case.label()))?,
-        );
-    }
+    let samples = latency::measure_all(&pods, &options.latency, path.label(), progress)?;
     progress(&format!("{} tcp", path.label()));
     let transfer = tcp_transfer(
         &client.netns,

@@ -27,6 +27,34 @@ fn number(v: &Value, path: &str) -> f64 {
         .unwrap_or_else(|| panic!("{path} is not a number: {cur}"))
 }
 
+/// `row` (a path or a node-under-test row) has every latency case, in
+/// order, each with every percentile over rounds and merged, loss and the
+/// background stream's delivery.
+fn assert_latency_figures(row: &Value, who: &str) {
+    let latency = row["latency"].as_array().unwrap();
+    let cases: Vec<&str> = latency
+        .iter()
+        .map(|l| l["case"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cases,
+        ["blocking/low", "spin/low", "blocking/loaded", "spin/loaded"],
+        "{who}"
+    );
+    for l in latency {
+        for figure in [
+            "p50_us", "p90_us", "p99_us", "p999_us", "p9999_us", "max_us",
+        ] {
+            for stat in ["median", "min", "max"] {
+                number(l, &format!("{figure}.{stat}"));
+            }
+            number(l, &format!("merged.{figure}"));
+        }
+        number(l, "loss_percent.median");
+        number(l, "load_delivered_percent.median");
+    }
+}
+
 #[test]
 #[cfg_attr(
     not(kxdp_privileged),
@@ -108,26 +136,7 @@ fn kxdp_bench_quick_writes_every_figure() {
                 r["node2"]
             );
         }
-        let latency = r["latency"].as_array().unwrap();
-        let cases: Vec<&str> = latency
-            .iter()
-            .map(|l| l["case"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            cases,
-            ["blocking/low", "spin/low", "blocking/loaded", "spin/loaded"],
-            "{name}"
-        );
-        for l in latency {
-            for figure in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"] {
-                for stat in ["median", "min", "max"] {
-                    number(l, &format!("{figure}.{stat}"));
-                }
-                number(l, &format!("merged.{figure}"));
-            }
-            number(l, "loss_percent.median");
-            number(l, "load_delivered_percent.median");
-        }
+        assert_latency_figures(r, name);
         for direction in ["tcp_node1_to_node2_gbps", "tcp_node2_to_node1_gbps"] {
             for stat in ["median", "min", "max"] {
                 number(r, &format!("{direction}.{stat}"));
@@ -152,29 +161,7 @@ fn kxdp_bench_quick_writes_every_figure() {
     let names: Vec<&str> = paths.iter().map(|p| p["path"].as_str().unwrap()).collect();
     assert_eq!(names, ["routed", "kernel-vxlan", "kxdp"]);
     for p in paths {
-        let latency = p["latency"].as_array().unwrap();
-        let cases: Vec<&str> = latency
-            .iter()
-            .map(|l| l["case"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            cases,
-            ["blocking/low", "spin/low", "blocking/loaded", "spin/loaded"],
-            "{}",
-            p["path"]
-        );
-        for l in latency {
-            for figure in [
-                "p50_us", "p90_us", "p99_us", "p999_us", "p9999_us", "max_us",
-            ] {
-                for stat in ["median", "min", "max"] {
-                    number(l, &format!("{figure}.{stat}"));
-                }
-                number(l, &format!("merged.{figure}"));
-            }
-            number(l, "loss_percent.median");
-            number(l, "load_delivered_percent.median");
-        }
+        assert_latency_figures(p, &p["path"].to_string());
         for stat in ["median", "min", "max"] {
             number(p, &format!("tcp_gbps.{stat}"));
         }

@@ -343,11 +343,20 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Attach the counting sink to `ifname` in `netns`.
+    /// Attach the counting sink to `ifname` in `netns` (native mode).
     pub fn attach(netns: &Netns, ifname: &str) -> Result<Sink> {
+        Sink::attach_in_mode(netns, ifname, XdpAttachMode::Native)
+    }
+
+    /// Attach the counting sink in `mode`. Native XDP on a veth sees only
+    /// the frames its peer hands to its NAPI: not those the peer transmits
+    /// with TSO on unless they come from a local socket
+    /// (`veth_skb_is_eligible_for_gro`), which go to the transmitting CPU's
+    /// backlog instead. Generic XDP sees those too.
+    pub fn attach_in_mode(netns: &Netns, ifname: &str, mode: XdpAttachMode) -> Result<Sink> {
         let name = ifname.to_string();
         let counter = netns
-            .run_in(move || XdpCounter::attach(&name, XdpAttachMode::Native))?
+            .run_in(move || XdpCounter::attach(&name, mode))?
             .with_context(|| {
                 format!(
                     "attaching the counting sink to {ifname} in {}",

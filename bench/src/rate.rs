@@ -260,6 +260,9 @@ pub struct CoreLoad {
     pub busy: f64,
     /// Of which softirq, 0..1.
     pub softirq: f64,
+    /// Of which processes at a positive nice value, 0..1 (on this shared
+    /// machine: mostly other people's builds at nice 19).
+    pub nice: f64,
 }
 
 /// One measurement.
@@ -928,7 +931,7 @@ fn parse_link_stats(json: &str) -> Option<LinkStats> {
 }
 
 /// The MAC `netns`'s neighbour table holds for `addr`.
-fn neighbour_mac(netns: &Netns, addr: Ipv4Addr) -> Result<MacAddr> {
+pub(crate) fn neighbour_mac(netns: &Netns, addr: Ipv4Addr) -> Result<MacAddr> {
     let json = netns.ip(&["-j", "neigh", "show", "to", &addr.to_string()])?;
     parse_neighbour_mac(&json).ok_or_else(|| anyhow!("no neighbour entry for {addr}: {json}"))
 }
@@ -942,9 +945,15 @@ fn parse_neighbour_mac(json: &str) -> Option<MacAddr> {
 }
 
 /// Switch `ifname` in `netns` to threaded NAPI, pin its NAPI thread to
-/// `core` and make it SCHED_FIFO ([`NAPI_FIFO_PRIORITY`]); returns the thread's name and pid. The veth must already have an
-/// XDP program or GRO on (before that it has no NAPI instance).
-fn threaded_napi(netns: &Netns, ifname: &str, core: usize, enabled: bool) -> Result<String> {
+/// `core` and make it SCHED_FIFO ([`NAPI_FIFO_PRIORITY`]); returns the
+/// thread's name and pid. The veth must already have an XDP program or GRO
+/// on (before that it has no NAPI instance).
+pub(crate) fn threaded_napi(
+    netns: &Netns,
+    ifname: &str,
+    core: usize,
+    enabled: bool,
+) -> Result<String> {
     if !enabled {
         return Ok(format!(
             "softirq of the transmitting CPU (not threaded; planned core {core})"
@@ -1021,14 +1030,16 @@ fn napi_threads(ifname: &str) -> Vec<(u32, String)> {
 
 /// Jiffies of one core from /proc/stat.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct CpuTimes {
+pub(crate) struct CpuTimes {
     core: usize,
     total: u64,
     idle: u64,
     softirq: u64,
+    nice: u64,
 }
 
-fn read_proc_stat() -> Result<Vec<CpuTimes>> {
+/// Every core's jiffies now.
+pub(crate) fn read_proc_stat() -> Result<Vec<CpuTimes>> {
     let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
     Ok(parse_proc_stat(&text))
 }
@@ -1049,12 +1060,14 @@ fn parse_proc_stat(text: &str) -> Vec<CpuTimes> {
                 total: v.iter().sum(),
                 idle: v[3] + v[4],
                 softirq: v[6],
+                nice: v[1],
             })
         })
         .collect()
 }
 
-fn core_loads(before: &[CpuTimes], after: &[CpuTimes]) -> Vec<CoreLoad> {
+/// Busy shares of every core between two readings.
+pub(crate) fn core_loads(before: &[CpuTimes], after: &[CpuTimes]) -> Vec<CoreLoad> {
     after
         .iter()
         .filter_map(|a| {
@@ -1068,6 +1081,7 @@ fn core_loads(before: &[CpuTimes], after: &[CpuTimes]) -> Vec<CoreLoad> {
                 core: a.core,
                 busy: ((total - idle) / total).clamp(0.0, 1.0),
                 softirq: a.softirq.saturating_sub(b.softirq) as f64 / total,
+                nice: a.nice.saturating_sub(b.nice) as f64 / total,
             })
         })
         .collect()
@@ -1220,6 +1234,10 @@ mod tests {
         assert!((loads[0].busy - 1.0).abs() < 1e-9, "{loads:?}");
         assert!((loads[0].softirq - 50.0 / 150.0).abs() < 1e-9);
         assert!((loads[1].busy - 0.5).abs() < 1e-9);
+        assert!((loads[0].nice - 0.0).abs() < 1e-9);
+        let later = parse_proc_stat("cpu1 0 30 50 1070 0 0 0 0 0 0\n");
+        let loads = core_loads(&after, &later);
+        assert!((loads[0].nice - 0.6).abs() < 1e-9, "{loads:?}");
     }
 
     #[test]

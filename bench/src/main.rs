@@ -47,16 +47,17 @@ struct SuiteArgs {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// The node under test (the headline table of the full run): node1
-    /// runs kernel-vxlan, kernel-vxlan-tx-off, routed, kxdp (busy worker on
-    /// --worker-core) or kxdp-adaptive, node2 is always a Flannel kernel
-    /// VXLAN node; UDP latency and TCP each way, interleaved round by round
-    /// (needs root).
+    /// runs kernel-vxlan, kernel-vxlan-tx-off, kernel-vxlan-tuned (threaded
+    /// NAPI on --worker-core), routed, kxdp (busy worker on --worker-core)
+    /// or kxdp-adaptive, node2 is always a Flannel kernel VXLAN node; UDP
+    /// latency, TCP each way and the 64-byte packet rate each way (encap,
+    /// decap), interleaved round by round (needs root).
     Nut {
         #[command(flatten)]
         suite: SuiteArgs,
         /// Rows to run, comma-separated, in round order (kernel-vxlan,
-        /// kernel-vxlan-tx-off, routed, kxdp, kxdp-adaptive, ovs-vxlan);
-        /// all by default.
+        /// kernel-vxlan-tx-off, kernel-vxlan-tuned, routed, kxdp,
+        /// kxdp-adaptive, ovs-vxlan); all by default.
         #[arg(long, value_delimiter = ',')]
         rows: Vec<kxdp_bench::nut::NutRow>,
     },
@@ -473,7 +474,9 @@ fn latency_options(args: &SuiteArgs) -> kxdp_bench::latency::LatencyOptions {
     }
 }
 
-/// The node-under-test run with the suite's settings, every row.
+/// The node-under-test run with the suite's settings, every row; packet
+/// rate windows of 2 s after 0.5 s of warm-up (0.5 s after 0.2 s with
+/// `--quick`).
 fn nut_options(args: &SuiteArgs, kxdp: &std::path::Path) -> kxdp_bench::nut::NutOptions {
     kxdp_bench::nut::NutOptions {
         rounds: rounds(args),
@@ -484,6 +487,8 @@ fn nut_options(args: &SuiteArgs, kxdp: &std::path::Path) -> kxdp_bench::nut::Nut
         worker_core: args.worker_core,
         other_core: args.client_core,
         rows: kxdp_bench::nut::NutRow::ALL.to_vec(),
+        rate_seconds: if args.quick { 0.5 } else { 2.0 },
+        rate_warmup: if args.quick { 0.2 } else { 0.5 },
     }
 }
 
@@ -540,9 +545,11 @@ mod tests {
         assert_eq!((options.worker_core, options.other_core), (1, 0));
         assert_eq!(options.out_dir, std::path::Path::new("somewhere"));
         assert_eq!(options.rows, NutRow::ALL);
+        assert_eq!((options.rate_seconds, options.rate_warmup), (0.5, 0.2));
         // The full run: three rounds unless asked.
         let cli = Cli::try_parse_from(["kxdp-bench"]).unwrap();
         let options = nut_options(&cli.suite, std::path::Path::new("/kxdp"));
         assert_eq!((options.rounds, options.latency.count), (3, 5_000));
+        assert_eq!((options.rate_seconds, options.rate_warmup), (2.0, 0.5));
     }
 }

@@ -15,50 +15,92 @@
 //!   transmit offloads off on both nodes' `ul0` (node2's so that kxdp
 //!   receives finished checksums, as from a NIC on a wire): what that
 //!   setting costs the kernel;
+//! - `kernel-vxlan-tuned`: `kernel-vxlan` (default offloads) with the knob
+//!   kxdp is about to get: on node1, threaded NAPI for the host ends of the
+//!   pod veths and for `ul0` (GRO switched on, as a veth has NAPI only with
+//!   GRO on or an XDP program), the NAPI threads pinned to the worker core
+//!   at SCHED_FIFO (as in the `rate` module). With the kernel's default
+//!   offloads the threads get few frames: a veth hands its peer's NAPI
+//!   only what it sends without TSO (or from a local socket, with UDP GRO
+//!   forwarding on the receiver), and the pods and node2's `ul0` send with
+//!   TSO on; of this table's traffic only the packet-rate generator's
+//!   (encap; its pod's veth has tx off) reaches them;
 //! - `routed`: both nodes host-gw, no overlay (reference only);
 //! - `kxdp`: node1 runs kxdp with one busy-polling worker on core 1;
 //! - `kxdp-adaptive`: the same with an adaptive worker;
 //! - `ovs-vxlan`: Open vSwitch's userspace datapath on node1, listed with
 //!   the reason it is not measured yet.
 //!
-//! Per row and round: UDP request/response latency (the `latency` module:
-//! client pod on node1, echo server pod on node2, blocking and spinning
-//! client, at a low rate and under a background stream from a loader pod on
-//! node1 to a sink pod on node2), and TCP goodput in each direction (node1
-//! → node2 and node2 → node1, one connection, pod to pod). The 64-byte
-//! packet rate per row is not measured here yet (the `rate` module measures
-//! it for the two-node layouts).
+//! Per row and round, in one testbed: UDP request/response latency (the
+//! `latency` module: client pod on node1, echo server pod on node2,
+//! blocking and spinning client, at a low rate and under a background
+//! stream from a loader pod on node1 to a sink pod on node2), TCP goodput
+//! in each direction (node1 → node2 and node2 → node1, one connection, pod
+//! to pod), and the 64-byte packet rate in each direction
+//! ([`RateDirection`]), with the AF_XDP generator and the XDP counting sink
+//! of the `generator` module on the background stream's two pods:
+//! - `encap`: the generator in the loader pod (node1) sends to the sink
+//!   pod's address; the counting sink sits on node2's `ul0` and counts what
+//!   node1 forwarded (node2's stack is not involved);
+//! - `decap`: the generator in the sink pod (node2) sends to the loader
+//!   pod; the counting sink sits on the loader pod's `eth0`.
+//!
+//! A veth hands frames to its peer's NAPI (where native XDP and NAPI
+//! threads act) only if it sends them without TSO or they come from a
+//! local socket (`veth_skb_is_eligible_for_gro`). So for the rate
+//! measurement both pods' veths get transmit offloads off at both ends (as
+//! kxdp's CNI does for a pod; it changes nothing for the latency and TCP
+//! pods, measured before), and the `encap` sink is attached in generic
+//! mode where node1's `ul0` keeps the kernel's default offloads (TSO on);
+//! elsewhere it is native with its NAPI in a thread on core 0. Figures per
+//! direction, median [min–max] over rounds ([`RateFigures`]): generator tx
+//! rate, received at the sink, loss, node1's rate per busy core-second and
+//! its CPU seconds per million packets received ([`Node1Work`] says which
+//! busy time is node1's: the worker core for kxdp, softirq time for a
+//! kernel node, its NAPI threads' core plus the softirq elsewhere for the
+//! tuned one).
 //!
 //! Cores (2-core machine): everything this process starts (client, echo
-//! server, background stream and its sink, TCP sender and receiver, kxdp's
-//! non-worker threads) runs on core 0; node1's kxdp worker on core 1. The
-//! kernel's veth, bridge, routing and vxlan work runs in the softirq of the
-//! core that transmitted into the veth: core 0 for what the pods send, core
-//! 1 for what kxdp's worker sends (its copy-mode `sendto` on `ul0`, so
-//! node2's receive of kxdp's frames runs on core 1). Each row lists where
+//! server, background stream and its sink, TCP sender and receiver, the
+//! packet-rate generator, kxdp's non-worker threads) runs on core 0;
+//! node1's kxdp worker on core 1. The kernel's veth, bridge, routing and
+//! vxlan work runs in the softirq of the core that transmitted into the
+//! veth: core 0 for what the pods send, core 1 for what kxdp's worker
+//! sends (its copy-mode `sendto` on `ul0`, so node2's receive of kxdp's
+//! frames runs on core 1), unless the receiving veth's NAPI is threaded
+//! (the tuned row's node1, the native counting sinks). Each row lists where
 //! each piece ran (`placement`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 use kxdp_config::{PollMode, WorkerSpec};
+use kxdp_dataplane::bpf::XdpAttachMode;
 use kxdp_testbed::{
-    pod_ip, tcp_transfer, KxdpProcess, NodeKind, NodeSpec, Testbed, TopologySpec, Underlay,
-    UnderlayOffloads,
+    pod_ip, tcp_transfer, KxdpProcess, NodeKind, NodeSpec, Pod, Testbed, TopologySpec, Underlay,
+    UnderlayOffloads, CNI_BRIDGE, POD_IF, UNDERLAY_IF,
 };
 use serde::Serialize;
 
 use crate::figures::{self, LatencyFigures};
+use crate::generator::{FlowSpec, Generator, GeneratorOptions, Sink};
 use crate::latency::{self, LatencyCase, LatencyOptions, LatencyPods, LatencySample, Spread};
+use crate::rate::{self, CoreLoad, CpuTimes};
 
 /// The tenant and its VNI (Flannel's default VNI: device `flannel.1`).
 const TENANT: &str = "blue";
 const VNI: u32 = 1;
+/// Packet rate: frame length handed to the interface (no FCS), flows
+/// (distinct UDP source ports), UDP ports (discard), as in `rate`.
+const RATE_FRAME_BYTES: usize = 64;
+const RATE_FLOWS: u16 = 8;
+const RATE_SRC_PORT: u16 = 40000;
+const RATE_DST_PORT: u16 = 9;
 
 /// What node1, the node under test, runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -70,6 +112,9 @@ pub enum NutRow {
     /// The same with transmit offloads off on both nodes' underlay, the
     /// setting the kxdp rows need.
     KernelVxlanTxOff,
+    /// The baseline with threaded NAPI on node1's pod veths (host ends)
+    /// and `ul0`, pinned to the worker core.
+    KernelVxlanTuned,
     /// Both nodes host-gw, no overlay (reference only).
     Routed,
     /// kxdp, one busy-polling worker on the worker core.
@@ -83,9 +128,10 @@ pub enum NutRow {
 
 impl NutRow {
     /// Every row, in round and table order.
-    pub const ALL: [NutRow; 6] = [
+    pub const ALL: [NutRow; 7] = [
         NutRow::KernelVxlan,
         NutRow::KernelVxlanTxOff,
+        NutRow::KernelVxlanTuned,
         NutRow::Routed,
         NutRow::Kxdp,
         NutRow::KxdpAdaptive,
@@ -97,6 +143,7 @@ impl NutRow {
         match self {
             NutRow::KernelVxlan => "kernel-vxlan",
             NutRow::KernelVxlanTxOff => "kernel-vxlan-tx-off",
+            NutRow::KernelVxlanTuned => "kernel-vxlan-tuned",
             NutRow::Routed => "routed",
             NutRow::Kxdp => "kxdp",
             NutRow::KxdpAdaptive => "kxdp-adaptive",
@@ -117,7 +164,9 @@ impl NutRow {
 
     fn node1_kind(self) -> NodeKind {
         match self {
-            NutRow::KernelVxlan | NutRow::KernelVxlanTxOff => NodeKind::KernelVxlan,
+            NutRow::KernelVxlan | NutRow::KernelVxlanTxOff | NutRow::KernelVxlanTuned => {
+                NodeKind::KernelVxlan
+            }
             NutRow::Routed => NodeKind::Routed,
             NutRow::Kxdp | NutRow::KxdpAdaptive | NutRow::OvsVxlan => NodeKind::Kxdp,
         }
@@ -133,13 +182,56 @@ impl NutRow {
     /// Offloads of node1's and node2's `ul0`.
     fn offloads(self) -> (UnderlayOffloads, UnderlayOffloads) {
         match self {
-            NutRow::KernelVxlan | NutRow::Routed => (
+            NutRow::KernelVxlan | NutRow::KernelVxlanTuned | NutRow::Routed => (
                 UnderlayOffloads::KernelDefault,
                 UnderlayOffloads::KernelDefault,
             ),
             NutRow::KernelVxlanTxOff | NutRow::Kxdp | NutRow::KxdpAdaptive | NutRow::OvsVxlan => {
                 (UnderlayOffloads::TxOff, UnderlayOffloads::TxOff)
             }
+        }
+    }
+
+    /// Whether node1's pod veths (host ends) and `ul0` get threaded NAPI
+    /// on the worker core.
+    fn threaded_napi(self) -> bool {
+        self == NutRow::KernelVxlanTuned
+    }
+
+    /// Whose busy time is node1's in the packet-rate figures.
+    fn node1_work(self, worker_core: usize) -> Node1Work {
+        match self {
+            NutRow::Kxdp | NutRow::KxdpAdaptive | NutRow::OvsVxlan => {
+                Node1Work::Worker(worker_core)
+            }
+            NutRow::KernelVxlanTuned => Node1Work::NapiThreads(worker_core),
+            NutRow::KernelVxlan | NutRow::KernelVxlanTxOff | NutRow::Routed => Node1Work::Softirq,
+        }
+    }
+
+    /// The XDP mode of the packet-rate sink in `direction`: generic on
+    /// node2's `ul0` when node1's `ul0` sends with TSO on (native XDP would
+    /// not see the frames; see [`Sink::attach_in_mode`]), native elsewhere.
+    fn sink_mode(self, direction: RateDirection) -> XdpAttachMode {
+        match direction {
+            RateDirection::Encap if self.offloads().0 == UnderlayOffloads::KernelDefault => {
+                XdpAttachMode::Generic
+            }
+            _ => XdpAttachMode::Native,
+        }
+    }
+
+    /// Where the packet-rate sink in `direction` sits and runs, in words.
+    fn sink_description(self, direction: RateDirection, other_core: usize) -> String {
+        let place = match direction {
+            RateDirection::Encap => "node2/ul0",
+            RateDirection::Decap => "loader pod's eth0",
+        };
+        match self.sink_mode(direction) {
+            XdpAttachMode::Generic => format!(
+                "{place} (generic XDP, in the backlog of the core that transmitted into it)"
+            ),
+            _ => format!("{place} (native XDP, NAPI thread on core {other_core})"),
         }
     }
 
@@ -158,6 +250,11 @@ impl NutRow {
             NutRow::KernelVxlan | NutRow::KernelVxlanTxOff => {
                 format!("kernel vxlan (Flannel), ul0 offloads {}", o1.label())
             }
+            NutRow::KernelVxlanTuned => format!(
+                "kernel vxlan (Flannel), ul0 offloads {}, threaded NAPI (GRO on) for the pod \
+                 veths' host ends and ul0, pinned to core {worker_core}",
+                o1.label()
+            ),
             NutRow::Routed => format!("kernel host-gw, ul0 offloads {}", o1.label()),
             NutRow::Kxdp | NutRow::KxdpAdaptive => format!(
                 "kxdp, 1 {} worker on core {worker_core}, ul0 offloads {}",
@@ -204,7 +301,8 @@ impl NutRow {
     fn placement(self, worker_core: usize, other_core: usize) -> Vec<String> {
         let mut placement = vec![format!(
             "core {other_core}: client, echo server, background stream and its sink, \
-             TCP sender and receiver (this process; the spinning client at nice 19)"
+             TCP sender and receiver, packet-rate generator (this process; the spinning \
+             client at nice 19)"
         )];
         match self {
             NutRow::Kxdp | NutRow::KxdpAdaptive => {
@@ -220,6 +318,19 @@ impl NutRow {
                     "core {other_core}: kxdp's other threads (control, API); softirq of the \
                      pods' transmits: node1's pod-veth XDP redirect into the worker's socket, \
                      node2's bridge, routing and vxlan encap, node1's ul0 XDP redirect"
+                ));
+            }
+            NutRow::KernelVxlanTuned => {
+                placement.push(format!(
+                    "core {worker_core}: NAPI threads (SCHED_FIFO) of node1's pod veths (host \
+                     ends) and ul0: node1's bridge, routing, vxlan for the frames their peers \
+                     hand to NAPI, those sent without TSO: here only the packet-rate \
+                     generator's in encap (its pod's veth has tx off)"
+                ));
+                placement.push(format!(
+                    "core {other_core}: softirq of the pods' transmits: node2's bridge, routing, \
+                     vxlan; node1's work on the frames that bypass its NAPI threads: the pods' \
+                     sockets and node2's ul0 send with TSO on (latency, TCP, packet-rate decap)"
                 ));
             }
             NutRow::KernelVxlan | NutRow::KernelVxlanTxOff | NutRow::Routed => {
@@ -238,7 +349,103 @@ impl NutRow {
             }
             NutRow::OvsVxlan => {}
         }
+        if self.not_measured().is_none() {
+            let sinks: Vec<String> = RateDirection::ALL
+                .into_iter()
+                .map(|d| format!("{} {}", d.label(), self.sink_description(d, other_core)))
+                .collect();
+            placement.push(format!("packet-rate sinks: {}", sinks.join("; ")));
+            placement.push(format!(
+                "packet rate, node1's busy time: {}",
+                self.node1_work(worker_core).describe()
+            ));
+        }
         placement
+    }
+}
+
+/// Direction of a packet-rate measurement; see the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RateDirection {
+    /// Generator in a node1 pod, sink on node2's `ul0`: node1 takes frames
+    /// from a pod and sends them to node2 (encapsulated, but in `routed`).
+    Encap,
+    /// Generator in a node2 pod, sink on the node1 pod's `eth0`: node1
+    /// takes frames from node2 and delivers them to the pod.
+    Decap,
+}
+
+impl RateDirection {
+    /// Both, in table order.
+    pub const ALL: [RateDirection; 2] = [RateDirection::Encap, RateDirection::Decap];
+
+    /// Label in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            RateDirection::Encap => "encap",
+            RateDirection::Decap => "decap",
+        }
+    }
+}
+
+/// Which busy time counts as node1's in the packet-rate figures (shares
+/// from /proc/stat, less the time of processes at a positive nice value:
+/// on this shared machine, other people's builds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Node1Work {
+    /// kxdp: its worker's core. The XDP redirect into the worker's socket
+    /// runs in the softirq of the core that transmitted into node1's veth
+    /// and is not counted (as in the `rate` module).
+    Worker(usize),
+    /// A kernel node: softirq time of every core, where the kernel ran
+    /// node1's bridge, routing and vxlan (in the softirq of the core that
+    /// transmitted); it includes the sink's receive and, in `decap`,
+    /// node2's encapsulation, which runs in the same softirq.
+    Softirq,
+    /// A kernel node with threaded NAPI: the NAPI threads' core, plus
+    /// softirq time of the other cores (frames the threads do not get).
+    NapiThreads(usize),
+}
+
+impl Node1Work {
+    /// Busy core-seconds per second of node1's work, given each core's load.
+    pub fn busy_share(self, loads: &[CoreLoad]) -> f64 {
+        let own = |core: usize| {
+            loads
+                .iter()
+                .find(|l| l.core == core)
+                .map_or(0.0, |l| (l.busy - l.nice).max(0.0))
+        };
+        let softirq_but = |skip: Option<usize>| -> f64 {
+            loads
+                .iter()
+                .filter(|l| Some(l.core) != skip)
+                .map(|l| l.softirq)
+                .sum()
+        };
+        match self {
+            Node1Work::Worker(core) => own(core),
+            Node1Work::Softirq => softirq_but(None),
+            Node1Work::NapiThreads(core) => own(core) + softirq_but(Some(core)),
+        }
+    }
+
+    /// In words, for the placement.
+    fn describe(self) -> String {
+        match self {
+            Node1Work::Worker(core) => format!(
+                "busy time of core {core} (the worker) less nice time; the XDP redirect into \
+                 its socket, in the transmitting core's softirq, is not counted"
+            ),
+            Node1Work::Softirq => "softirq time of every core (node1's bridge, routing, vxlan; \
+                 with the sink's receive and, in decap, node2's encapsulation in the same softirq)"
+                .to_string(),
+            Node1Work::NapiThreads(core) => format!(
+                "busy time of core {core} (node1's NAPI threads) less nice time, plus softirq \
+                 time of the other cores (frames that bypass the threads)"
+            ),
+        }
     }
 }
 
@@ -284,6 +491,10 @@ pub struct NutOptions {
     pub other_core: usize,
     /// Rows, in round order (default [`NutRow::ALL`]).
     pub rows: Vec<NutRow>,
+    /// Seconds of each packet-rate window (one per direction and round).
+    pub rate_seconds: f64,
+    /// Seconds the generator runs before the window opens.
+    pub rate_warmup: f64,
 }
 
 /// One row's figures over rounds.
@@ -303,8 +514,42 @@ pub struct NutRowFigures {
     pub tcp_node1_to_node2_gbps: Spread,
     /// TCP goodput pod to pod, node2 → node1, Gbit/s.
     pub tcp_node2_to_node1_gbps: Spread,
+    /// 64-byte packet rate per direction ([`RateDirection::ALL`] order).
+    pub rate: Vec<RateFigures>,
     /// What ran where.
     pub placement: Vec<String>,
+}
+
+/// One direction's packet rate over rounds.
+#[derive(Clone, Debug, Serialize)]
+pub struct RateFigures {
+    /// The direction.
+    pub direction: RateDirection,
+    /// Where the counting sink sat, and how it ran.
+    pub sink: String,
+    /// Frames the generator's socket completed, kpps.
+    pub generator_tx_kpps: Spread,
+    /// Frames at the sink, kpps.
+    pub received_kpps: Spread,
+    /// 1 − received / generated, percent.
+    pub loss_percent: Spread,
+    /// Received per busy core-second of node1's work ([`Node1Work`]), kpps.
+    pub node1_per_core_kpps: Spread,
+    /// Busy core-seconds of node1's work per million packets received.
+    pub node1_cpu_s_per_mpkt: Spread,
+}
+
+/// kxdp over another row, per direction (medians).
+#[derive(Clone, Debug, Serialize)]
+pub struct RateRatio {
+    /// The direction.
+    pub direction: RateDirection,
+    /// The row kxdp is compared with.
+    pub against: NutRow,
+    /// Received kpps, kxdp / `against`.
+    pub received: f64,
+    /// Node1 per-core rate, kxdp / `against`.
+    pub per_core: f64,
 }
 
 /// The whole node-under-test run.
@@ -318,6 +563,14 @@ pub struct NutReport {
     pub load_pps: u64,
     /// Bytes per TCP transfer.
     pub tcp_bytes: u64,
+    /// Packet rate: frame length (no FCS), flows, seconds per window.
+    pub rate_frame_bytes: usize,
+    /// Distinct UDP source ports of the generator.
+    pub rate_flows: u16,
+    /// Seconds of each packet-rate window.
+    pub rate_seconds: f64,
+    /// Packet rate, kxdp over the kernel rows.
+    pub rate_ratios: Vec<RateRatio>,
     /// Which core ran what.
     pub cores: BTreeMap<String, String>,
     /// Per row, in table order.
@@ -333,6 +586,47 @@ struct RoundSample {
     latency: Vec<LatencySample>,
     tcp_1_to_2_gbps: f64,
     tcp_2_to_1_gbps: f64,
+    /// Per direction, [`RateDirection::ALL`] order.
+    rate: Vec<RateSample>,
+}
+
+/// What one packet-rate window measured.
+#[derive(Clone, Debug, PartialEq)]
+struct RateSample {
+    generator_tx_kpps: f64,
+    received_kpps: f64,
+    loss_percent: f64,
+    node1_per_core_kpps: f64,
+    node1_cpu_s_per_mpkt: f64,
+}
+
+impl RateSample {
+    /// From the counts over a window of `seconds` and node1's busy
+    /// core-seconds per second.
+    fn of(generated: u64, received: u64, seconds: f64, node1_busy_share: f64) -> RateSample {
+        let seconds = seconds.max(1e-9);
+        let (generated, received) = (generated as f64, received as f64);
+        let busy = node1_busy_share * seconds;
+        RateSample {
+            generator_tx_kpps: generated / seconds / 1e3,
+            received_kpps: received / seconds / 1e3,
+            loss_percent: if generated > 0.0 {
+                (1.0 - received / generated) * 100.0
+            } else {
+                f64::NAN
+            },
+            node1_per_core_kpps: if busy > 0.0 {
+                received / busy / 1e3
+            } else {
+                f64::NAN
+            },
+            node1_cpu_s_per_mpkt: if received > 0.0 {
+                busy / (received / 1e6)
+            } else {
+                f64::NAN
+            },
+        }
+    }
 }
 
 /// A built testbed with node1's kxdp running (kxdp rows).
@@ -365,6 +659,10 @@ fn measure_round(
         _ => None,
     };
     let mut bed = Bed { kxdp, testbed };
+    if row.threaded_napi() {
+        thread_node1_napi(&bed.testbed, options.worker_core)
+            .with_context(|| format!("{}: threaded NAPI on node1", row.label()))?;
+    }
     let tb = &bed.testbed;
     let pod = |name: &str| tb.pod(name).with_context(|| format!("pod {name}"));
     let (client, server, loader, sink) =
@@ -401,6 +699,18 @@ fn measure_round(
     };
     let there = tcp(client, server, "node1 -> node2")?;
     let back = tcp(server, client, "node2 -> node1")?;
+    prepare_rate(tb, row, loader, sink)
+        .with_context(|| format!("{}: preparing the packet rate", row.label()))?;
+    let mut rate = Vec::new();
+    for direction in RateDirection::ALL {
+        let step = format!("{} packet rate {}", row.label(), direction.label());
+        progress(&step);
+        let (from, to) = match direction {
+            RateDirection::Encap => (loader, sink),
+            RateDirection::Decap => (sink, loader),
+        };
+        rate.push(measure_rate(tb, row, direction, from, to, options).context(step)?);
+    }
     if let Some(p) = &mut bed.kxdp {
         if !p.is_running() {
             bail!(
@@ -414,7 +724,160 @@ fn measure_round(
         latency: samples,
         tcp_1_to_2_gbps: there.bits_per_second() / 1e9,
         tcp_2_to_1_gbps: back.bits_per_second() / 1e9,
+        rate,
     })
+}
+
+/// The tuned row's knob: GRO on (a veth has NAPI only with GRO on or an
+/// XDP program) and threaded NAPI pinned to `core` at SCHED_FIFO for the
+/// host end of every node1 pod veth and for node1's `ul0`.
+fn thread_node1_napi(tb: &Testbed, core: usize) -> Result<Vec<String>> {
+    let node1 = tb.node("node1")?;
+    let mut interfaces: Vec<&str> = tb
+        .pods()
+        .iter()
+        .filter(|p| p.node == node1.name)
+        .map(|p| p.host_interface.as_str())
+        .collect();
+    interfaces.push(UNDERLAY_IF);
+    let mut threads = Vec::new();
+    for ifname in interfaces {
+        node1.netns.exec("ethtool", &["-K", ifname, "gro", "on"])?;
+        threads.push(rate::threaded_napi(&node1.netns, ifname, core, true)?);
+    }
+    Ok(threads)
+}
+
+/// Ready the background stream's pods for the packet rate (after latency
+/// and TCP): transmit offloads off at both ends of both veths (so native
+/// XDP and NAPI threads see the frames), the path checked, and permanent
+/// neighbours wherever a sink will drop the ARP that would refresh them.
+fn prepare_rate(tb: &Testbed, row: NutRow, loader: &Pod, sink: &Pod) -> Result<()> {
+    for pod in [loader, sink] {
+        let node = tb.node(&pod.node)?;
+        pod.netns.exec("ethtool", &["-K", POD_IF, "tx", "off"])?;
+        node.netns
+            .exec("ethtool", &["-K", &pod.host_interface, "tx", "off"])?;
+    }
+    let rtt = kxdp_testbed::ping(
+        &loader.netns,
+        IpAddr::V4(sink.ip),
+        3,
+        Duration::from_millis(200),
+    )?;
+    if rtt.received == 0 {
+        bail!(
+            "the loader pod cannot reach the sink pod {}: 0 of {} pings answered",
+            sink.ip,
+            rtt.sent
+        );
+    }
+    let (node1, node2) = (tb.node("node1")?, tb.node("node2")?);
+    for (here, there) in [(node1, node2), (node2, node1)] {
+        here.netns.ip(&[
+            "neigh",
+            "replace",
+            &there.vtep_ip.to_string(),
+            "lladdr",
+            &there.underlay_mac.to_string(),
+            "dev",
+            UNDERLAY_IF,
+            "nud",
+            "permanent",
+        ])?;
+    }
+    if row.node1_kind().is_kernel() {
+        node1.netns.ip(&[
+            "neigh",
+            "replace",
+            &loader.ip.to_string(),
+            "lladdr",
+            &loader.mac.to_string(),
+            "dev",
+            CNI_BRIDGE,
+            "nud",
+            "permanent",
+        ])?;
+    }
+    Ok(())
+}
+
+/// Counter readings at one instant.
+struct RateSnapshot {
+    at: Instant,
+    generated: u64,
+    received: u64,
+    cpu: Vec<CpuTimes>,
+}
+
+/// One packet-rate window: the generator in `from` sends to `to`, the sink
+/// counts where `direction` puts it.
+fn measure_rate(
+    tb: &Testbed,
+    row: NutRow,
+    direction: RateDirection,
+    from: &Pod,
+    to: &Pod,
+    options: &NutOptions,
+) -> Result<RateSample> {
+    let gateway = from.gateway.to_string();
+    let _ = from
+        .netns
+        .exec_output("ping", &["-c", "1", "-W", "1", &gateway]);
+    let gateway_mac = rate::neighbour_mac(&from.netns, from.gateway)
+        .with_context(|| format!("{} did not resolve its gateway {gateway}", from.name))?;
+    let node2 = tb.node("node2")?;
+    let (sink_ns, sink_if) = match direction {
+        RateDirection::Encap => (&node2.netns, UNDERLAY_IF),
+        RateDirection::Decap => (&to.netns, POD_IF),
+    };
+    let mode = row.sink_mode(direction);
+    let counter = Sink::attach_in_mode(sink_ns, sink_if, mode)?;
+    if mode == XdpAttachMode::Native {
+        rate::threaded_napi(sink_ns, sink_if, options.other_core, true)?;
+    }
+    let flows = FlowSpec {
+        src_mac: from.mac,
+        dst_mac: gateway_mac,
+        src_ip: from.ip,
+        dst_ip: to.ip,
+        src_port: RATE_SRC_PORT,
+        dst_port: RATE_DST_PORT,
+        flows: RATE_FLOWS,
+        frame_bytes: RATE_FRAME_BYTES,
+    };
+    let mut generator = Generator::start(
+        &from.netns,
+        &flows,
+        &GeneratorOptions {
+            ifname: POD_IF.to_string(),
+            core: Some(options.other_core),
+            nice: None,
+        },
+    )?;
+    let snapshot = |generator: &Generator| -> Result<RateSnapshot> {
+        Ok(RateSnapshot {
+            at: Instant::now(),
+            generated: generator.completed(),
+            received: counter.read()?.packets,
+            cpu: rate::read_proc_stat()?,
+        })
+    };
+    std::thread::sleep(Duration::from_secs_f64(options.rate_warmup.max(0.0)));
+    let before = snapshot(&generator)?;
+    std::thread::sleep(Duration::from_secs_f64(options.rate_seconds.max(0.01)));
+    let after = snapshot(&generator)?;
+    let totals = generator.stop()?;
+    if totals.completed == 0 {
+        bail!("the generator sent nothing");
+    }
+    let loads = rate::core_loads(&before.cpu, &after.cpu);
+    Ok(RateSample::of(
+        after.generated.saturating_sub(before.generated),
+        after.received.saturating_sub(before.received),
+        after.at.duration_since(before.at).as_secs_f64(),
+        row.node1_work(options.worker_core).busy_share(&loads),
+    ))
 }
 
 /// Run every row `rounds` times, interleaved; `progress` gets a short line
@@ -466,6 +929,7 @@ pub fn run(options: &NutOptions, progress: &mut dyn FnMut(&str)) -> Result<NutRe
                 latency: Vec::new(),
                 tcp_node1_to_node2_gbps: Spread::default(),
                 tcp_node2_to_node1_gbps: Spread::default(),
+                rate: Vec::new(),
                 placement,
             });
             continue;
@@ -487,6 +951,15 @@ pub fn run(options: &NutOptions, progress: &mut dyn FnMut(&str)) -> Result<NutRe
         }
         let spread =
             |f: fn(&RoundSample) -> f64| Spread::of(&samples.iter().map(f).collect::<Vec<_>>());
+        let rate = RateDirection::ALL
+            .into_iter()
+            .enumerate()
+            .map(|(i, direction)| {
+                let rounds: Vec<&RateSample> =
+                    samples.iter().filter_map(|s| s.rate.get(i)).collect();
+                rate_figures(row, direction, options.other_core, &rounds)
+            })
+            .collect();
         figures.push(NutRowFigures {
             row,
             node1,
@@ -495,6 +968,7 @@ pub fn run(options: &NutOptions, progress: &mut dyn FnMut(&str)) -> Result<NutRe
             latency,
             tcp_node1_to_node2_gbps: spread(|s| s.tcp_1_to_2_gbps),
             tcp_node2_to_node1_gbps: spread(|s| s.tcp_2_to_1_gbps),
+            rate,
             placement,
         });
     }
@@ -510,16 +984,62 @@ pub fn run(options: &NutOptions, progress: &mut dyn FnMut(&str)) -> Result<NutRe
         probes: options.latency.count,
         load_pps: options.latency.load_pps,
         tcp_bytes: options.tcp_bytes,
+        rate_frame_bytes: RATE_FRAME_BYTES,
+        rate_flows: RATE_FLOWS,
+        rate_seconds: options.rate_seconds,
+        rate_ratios: rate_ratios(&figures),
         cores: cores(options),
         rows: figures,
-        not_measured: vec![
-            "64-byte packet rate per row (encap: generator in a node1 pod, sink on node2's ul0; \
-             decap: generator in a node2 pod, sink on the node1 pod's eth0): not in this table yet; \
-             `kxdp-bench rate` (the rate table of the full run) measures it for two-node layouts"
-                .to_string(),
-        ],
+        not_measured: Vec::new(),
         files,
     })
+}
+
+/// One direction's figures over rounds.
+fn rate_figures(
+    row: NutRow,
+    direction: RateDirection,
+    other_core: usize,
+    rounds: &[&RateSample],
+) -> RateFigures {
+    let spread =
+        |f: fn(&RateSample) -> f64| Spread::of(&rounds.iter().map(|s| f(s)).collect::<Vec<_>>());
+    RateFigures {
+        direction,
+        sink: row.sink_description(direction, other_core),
+        generator_tx_kpps: spread(|s| s.generator_tx_kpps),
+        received_kpps: spread(|s| s.received_kpps),
+        loss_percent: spread(|s| s.loss_percent),
+        node1_per_core_kpps: spread(|s| s.node1_per_core_kpps),
+        node1_cpu_s_per_mpkt: spread(|s| s.node1_cpu_s_per_mpkt),
+    }
+}
+
+/// kxdp over `kernel-vxlan` and `kernel-vxlan-tuned`, per direction, where
+/// both were measured.
+fn rate_ratios(rows: &[NutRowFigures]) -> Vec<RateRatio> {
+    let find = |row: NutRow, direction: RateDirection| {
+        rows.iter()
+            .find(|r| r.row == row)?
+            .rate
+            .iter()
+            .find(|f| f.direction == direction)
+    };
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+    let mut ratios = Vec::new();
+    for direction in RateDirection::ALL {
+        for against in [NutRow::KernelVxlan, NutRow::KernelVxlanTuned] {
+            if let (Some(k), Some(v)) = (find(NutRow::Kxdp, direction), find(against, direction)) {
+                ratios.push(RateRatio {
+                    direction,
+                    against,
+                    received: ratio(k.received_kpps.median, v.received_kpps.median),
+                    per_core: ratio(k.node1_per_core_kpps.median, v.node1_per_core_kpps.median),
+                });
+            }
+        }
+    }
+    ratios
 }
 
 /// Which core runs what, for every row.
@@ -535,14 +1055,28 @@ fn cores(options: &NutOptions) -> BTreeMap<String, String> {
         format!("core {o}"),
     );
     cores.insert(
-        "client, echo server, background stream and sink, TCP sender and receiver".to_string(),
+        "client, echo server, background stream and sink, TCP sender and receiver, \
+         packet-rate generator"
+            .to_string(),
         format!("core {o} (the spinning client at nice 19)"),
+    );
+    cores.insert(
+        "node1 NAPI threads (kernel-vxlan-tuned: pod veths' host ends, ul0)".to_string(),
+        format!("core {w}, SCHED_FIFO"),
+    );
+    cores.insert(
+        "packet-rate counting sink".to_string(),
+        format!(
+            "native XDP: its NAPI thread on core {o} (SCHED_FIFO); generic XDP (encap sink of \
+             the rows whose node1 ul0 keeps TSO on): the backlog of the transmitting core"
+        ),
     );
     cores.insert(
         "kernel softirq (veth receive, bridge, routing, vxlan)".to_string(),
         format!(
             "the core that transmitted into the veth: core {o} for the pods' frames, \
-             core {w} for what node1's kxdp worker sends"
+             core {w} for what node1's kxdp worker sends (unless the receiving veth's NAPI \
+             is threaded)"
         ),
     );
     cores
@@ -626,6 +1160,62 @@ pub fn table(report: &NutReport) -> String {
             }
         }
     }
+    let _ = writeln!(
+        s,
+        "\n{}-byte UDP packet rate, AF_XDP generator, {} flows, {:.1} s per window; \
+         kpps and node1's CPU, median [min–max]\n",
+        report.rate_frame_bytes, report.rate_flows, report.rate_seconds
+    );
+    let _ = writeln!(
+        s,
+        "| row | direction | generator tx kpps | received kpps | loss % | node1 kpps/core | \
+         node1 cpu-s/Mpkt |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    let kpps = |sp: &Spread| format!("{:.0} [{:.0}–{:.0}]", sp.median, sp.min, sp.max);
+    for r in &report.rows {
+        if let Some(reason) = &r.not_measured {
+            let _ = writeln!(
+                s,
+                "| {} | both | not measured: {reason} | | | | |",
+                r.row.label()
+            );
+            continue;
+        }
+        for f in &r.rate {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.1} [{:.1}–{:.1}] | {} | {:.2} [{:.2}–{:.2}] |",
+                r.row.label(),
+                f.direction.label(),
+                kpps(&f.generator_tx_kpps),
+                kpps(&f.received_kpps),
+                f.loss_percent.median,
+                f.loss_percent.min,
+                f.loss_percent.max,
+                kpps(&f.node1_per_core_kpps),
+                f.node1_cpu_s_per_mpkt.median,
+                f.node1_cpu_s_per_mpkt.min,
+                f.node1_cpu_s_per_mpkt.max
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nloss near 0: node1 kept up with what it was offered (in decap the generator shares \
+         core 0 with node2's encapsulation); received is then the offered load, and a \
+         busy-polling worker's per-core rate only a lower bound.\n"
+    );
+    for ratio in &report.rate_ratios {
+        let _ = writeln!(
+            s,
+            "kxdp / {}, {}: received {:.2}×, node1 per core {:.2}×",
+            ratio.against.label(),
+            ratio.direction.label(),
+            ratio.received,
+            ratio.per_core
+        );
+    }
     for r in &report.rows {
         if let Some(reason) = &r.not_measured {
             let _ = writeln!(s, "\n{}: not measured: {reason}", r.row.label());
@@ -699,6 +1289,165 @@ mod tests {
             .nodes
             .iter()
             .all(|n| n.underlay_offloads == UnderlayOffloads::TxOff));
+    }
+
+    #[test]
+    fn the_tuned_row_is_kernel_vxlan_with_threaded_napi_on_the_worker_core() {
+        let row = NutRow::KernelVxlanTuned;
+        let at = |r: NutRow| NutRow::ALL.iter().position(|x| *x == r).unwrap();
+        assert_eq!(at(row), at(NutRow::KernelVxlanTxOff) + 1);
+        assert_eq!(row.label().parse::<NutRow>().unwrap(), row);
+        let spec = row.topology(1);
+        assert_eq!(spec.nodes[0].kind, NodeKind::KernelVxlan);
+        assert_eq!(spec.nodes[1].kind, NodeKind::KernelVxlan);
+        assert!(spec
+            .nodes
+            .iter()
+            .all(|n| n.underlay_offloads == UnderlayOffloads::KernelDefault));
+        assert_eq!(row.poll_mode(), None);
+        let threaded: Vec<NutRow> = NutRow::ALL
+            .into_iter()
+            .filter(|r| r.threaded_napi())
+            .collect();
+        assert_eq!(threaded, [row]);
+        assert_eq!(row.node1_work(1), Node1Work::NapiThreads(1));
+        let (node1, node2) = row.nodes(1);
+        assert!(
+            node1.contains("threaded NAPI") && node1.contains("core 1"),
+            "{node1}"
+        );
+        assert!(node2.starts_with("kernel vxlan"), "{node2}");
+        let placement = row.placement(1, 0).join("\n");
+        assert!(placement.contains("core 1: NAPI threads"), "{placement}");
+    }
+
+    #[test]
+    fn the_encap_sink_is_generic_where_node1_ul0_keeps_tso() {
+        for row in NutRow::ALL {
+            let expected = match row {
+                NutRow::KernelVxlan | NutRow::KernelVxlanTuned | NutRow::Routed => {
+                    XdpAttachMode::Generic
+                }
+                _ => XdpAttachMode::Native,
+            };
+            assert_eq!(row.sink_mode(RateDirection::Encap), expected, "{row:?}");
+            assert_eq!(row.sink_mode(RateDirection::Decap), XdpAttachMode::Native);
+        }
+        assert!(NutRow::Kxdp
+            .sink_description(RateDirection::Encap, 0)
+            .contains("NAPI thread on core 0"));
+    }
+
+    fn load(core: usize, busy: f64, softirq: f64, nice: f64) -> CoreLoad {
+        CoreLoad {
+            core,
+            busy,
+            softirq,
+            nice,
+        }
+    }
+
+    #[test]
+    fn node1_busy_time_per_kind_of_node() {
+        let loads = [load(0, 1.0, 0.4, 0.0), load(1, 0.9, 0.1, 0.2)];
+        let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        // The worker's core less the nice time of others' builds.
+        assert!(near(Node1Work::Worker(1).busy_share(&loads), 0.7));
+        // A kernel node: softirq of every core.
+        assert!(near(Node1Work::Softirq.busy_share(&loads), 0.5));
+        // Threads on core 1, plus the softirq that bypassed them on core 0.
+        assert!(near(Node1Work::NapiThreads(1).busy_share(&loads), 1.1));
+        assert!(near(Node1Work::Worker(3).busy_share(&loads), 0.0));
+    }
+
+    #[test]
+    fn rate_samples_from_counts() {
+        // 2 s, 2 M generated, 1.5 M received, node1 busy half a core.
+        let s = RateSample::of(2_000_000, 1_500_000, 2.0, 0.5);
+        assert!((s.generator_tx_kpps - 1000.0).abs() < 1e-6);
+        assert!((s.received_kpps - 750.0).abs() < 1e-6);
+        assert!((s.loss_percent - 25.0).abs() < 1e-9);
+        assert!((s.node1_per_core_kpps - 1500.0).abs() < 1e-6);
+        assert!((s.node1_cpu_s_per_mpkt - 1.0 / 1.5).abs() < 1e-9);
+        let none = RateSample::of(0, 0, 1.0, 0.0);
+        assert!(none.loss_percent.is_nan() && none.node1_per_core_kpps.is_nan());
+        assert!(none.node1_cpu_s_per_mpkt.is_nan());
+    }
+
+    fn measured(row: NutRow, received: [f64; 2], per_core: [f64; 2]) -> NutRowFigures {
+        let (node1, node2) = row.nodes(1);
+        NutRowFigures {
+            row,
+            node1,
+            node2,
+            not_measured: None,
+            latency: Vec::new(),
+            tcp_node1_to_node2_gbps: Spread::of(&[1.0]),
+            tcp_node2_to_node1_gbps: Spread::of(&[1.0]),
+            rate: RateDirection::ALL
+                .into_iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let sample = RateSample::of(
+                        (received[i] * 1e3) as u64 * 2,
+                        (received[i] * 1e3) as u64,
+                        1.0,
+                        received[i] / per_core[i],
+                    );
+                    rate_figures(row, d, 0, &[&sample])
+                })
+                .collect(),
+            placement: row.placement(1, 0),
+        }
+    }
+
+    #[test]
+    fn the_rate_table_has_every_row_and_direction_and_kxdp_over_the_kernel() {
+        let rows = vec![
+            measured(NutRow::KernelVxlan, [100.0, 200.0], [100.0, 250.0]),
+            measured(NutRow::KernelVxlanTuned, [200.0, 200.0], [200.0, 250.0]),
+            measured(NutRow::Kxdp, [400.0, 500.0], [400.0, 500.0]),
+        ];
+        let ratios = rate_ratios(&rows);
+        assert_eq!(ratios.len(), 4);
+        let r = &ratios[0];
+        assert_eq!(
+            (r.direction, r.against),
+            (RateDirection::Encap, NutRow::KernelVxlan)
+        );
+        assert!((r.received - 4.0).abs() < 1e-6 && (r.per_core - 4.0).abs() < 1e-6);
+        assert!((ratios[3].per_core - 2.0).abs() < 1e-6);
+        let report = NutReport {
+            rounds: 1,
+            probes: 10,
+            load_pps: 1,
+            tcp_bytes: 1 << 20,
+            rate_frame_bytes: RATE_FRAME_BYTES,
+            rate_flows: RATE_FLOWS,
+            rate_seconds: 2.0,
+            rate_ratios: ratios,
+            cores: BTreeMap::new(),
+            rows,
+            not_measured: Vec::new(),
+            files: Vec::new(),
+        };
+        let t = table(&report);
+        assert!(t.contains("64-byte UDP packet rate"), "{t}");
+        for row in ["kernel-vxlan", "kernel-vxlan-tuned", "kxdp"] {
+            for d in ["encap", "decap"] {
+                assert!(t.contains(&format!("| {row} | {d} | ")), "{row} {d}:\n{t}");
+            }
+        }
+        assert!(
+            t.contains("| kxdp | encap | 800 [800–800] | 400 [400–400] | 50.0"),
+            "{t}"
+        );
+        assert!(
+            t.contains("kxdp / kernel-vxlan, encap: received 4.00×, node1 per core 4.00×"),
+            "{t}"
+        );
+        assert!(t.contains("kxdp / kernel-vxlan-tuned, decap"), "{t}");
+        assert!(!t.contains("not measured: 64-byte"), "{t}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! CI's smoke test of `kxdp bench --quick`: the whole benchmark runs on the
 //! testbed and its JSON has every figure for every path (not their values),
-//! the node-under-test table (every row, ovs-vxlan with the reason it is not
-//! measured) first, with the HdrHistogram logs and plots it names written.
+//! the node-under-test table (every row with latency, TCP and the packet
+//! rate each way, ovs-vxlan with the reason it is not measured) first, with the HdrHistogram logs and plots it names written.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -103,6 +103,7 @@ fn kxdp_bench_quick_writes_every_figure() {
         [
             "kernel-vxlan",
             "kernel-vxlan-tx-off",
+            "kernel-vxlan-tuned",
             "routed",
             "kxdp",
             "kxdp-adaptive",
@@ -146,11 +147,54 @@ fn kxdp_bench_quick_writes_every_figure() {
                 "{name}: {direction}"
             );
         }
+        let directions: Vec<&str> = r["rate"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no packet rate: {r}"))
+            .iter()
+            .map(|f| f["direction"].as_str().unwrap())
+            .collect();
+        assert_eq!(directions, ["encap", "decap"], "{name}");
+        for f in r["rate"].as_array().unwrap() {
+            assert!(
+                f["sink"].as_str().is_some_and(|s| !s.is_empty()),
+                "{name}: rate without its sink: {f}"
+            );
+            for figure in [
+                "generator_tx_kpps",
+                "received_kpps",
+                "loss_percent",
+                "node1_per_core_kpps",
+                "node1_cpu_s_per_mpkt",
+            ] {
+                for stat in ["median", "min", "max"] {
+                    number(f, &format!("{figure}.{stat}"));
+                }
+            }
+        }
         assert!(
             r["placement"].as_array().is_some_and(|p| p.len() >= 2),
             "{name} without its placement: {r}"
         );
     }
+    for direction in ["encap", "decap"] {
+        assert!(
+            nut["rate_ratios"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["direction"] == direction && r["against"] == "kernel-vxlan"),
+            "no kxdp / kernel-vxlan packet-rate ratio for {direction}"
+        );
+    }
+    assert!(
+        stdout.contains("64-byte UDP packet rate"),
+        "the node-under-test table has no packet rate:\n{stdout}"
+    );
+    assert!(
+        nut["not_measured"].as_array().is_some_and(Vec::is_empty),
+        "the node-under-test table still lists something as not measured: {}",
+        nut["not_measured"]
+    );
     assert!(
         nut["cores"].as_object().is_some_and(|c| !c.is_empty()),
         "the node-under-test table names no cores"
@@ -291,7 +335,7 @@ fn kxdp_bench_quick_writes_every_figure() {
     }
 
     // Every file it names exists: 12 HdrHistogram logs and 4 plots of the
-    // two-node paths, 20 logs (5 measured rows × 4 cases) and 4 plots of
+    // two-node paths, 24 logs (6 measured rows × 4 cases) and 4 plots of
     // the node under test.
     let files: Vec<&str> = json["files"]
         .as_array()
@@ -299,7 +343,7 @@ fn kxdp_bench_quick_writes_every_figure() {
         .iter()
         .map(|f| f.as_str().unwrap())
         .collect();
-    assert_eq!(files.iter().filter(|f| f.ends_with(".hlog")).count(), 32);
+    assert_eq!(files.iter().filter(|f| f.ends_with(".hlog")).count(), 36);
     assert_eq!(files.iter().filter(|f| f.ends_with(".svg")).count(), 8);
     let nut_file = |f: &&&str| {
         std::path::Path::new(f)
@@ -312,7 +356,7 @@ fn kxdp_bench_quick_writes_every_figure() {
             .filter(nut_file)
             .filter(|f| f.ends_with(".hlog"))
             .count(),
-        20
+        24
     );
     assert_eq!(
         files

@@ -315,7 +315,7 @@ pub struct ForwardCounters {
 
 /// What one interface looked like before the dataplane started, to restore.
 #[derive(Clone, Debug)]
-struct InterfaceState {
+pub(crate) struct InterfaceState {
     name: String,
     promiscuous: bool,
 }
@@ -428,7 +428,7 @@ fn log_tail(path: &Path, lines: usize) -> String {
 
 /// A directory removed (with its contents) on drop.
 #[derive(Debug)]
-struct RunDir {
+pub(crate) struct RunDir {
     path: PathBuf,
 }
 
@@ -438,6 +438,11 @@ impl RunDir {
         std::fs::create_dir_all(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         Ok(RunDir { path })
+    }
+
+    /// The directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -461,11 +466,7 @@ enum Engine {
         /// `/var/run/dpdk/<file prefix>`.
         runtime_dir: PathBuf,
     },
-    Ovs {
-        /// ovs-vswitchd first: it stops before its database.
-        vswitchd: Daemon,
-        ovsdb: Daemon,
-    },
+    Ovs(OvsDaemons),
 }
 
 /// A running external dataplane; see the module documentation. Dropping it
@@ -569,90 +570,12 @@ pub fn start_ovs(spec: &ForwardSpec) -> Result<ExternalDataplane> {
         .map_err(anyhow::Error::msg)?;
     let (_name, run_dir, before) = prepare(spec)?;
     let dir = run_dir.path.clone();
-    let db = dir.join("conf.db");
-    run_tool(
-        "ovsdb-tool",
-        &["create".into(), path_arg(&db), OVS_SCHEMA.into()],
-        &[],
-    )?;
-    let envs = ovs_env(&dir);
     let started_at = Instant::now();
-    let ovsdb = Daemon::spawn(
-        "ovsdb-server",
-        &spec.netns,
-        "ovsdb-server",
-        &[
-            path_arg(&db),
-            format!("--remote=punix:{}", dir.join("db.sock").display()),
-            format!("--unixctl={}", dir.join("ovsdb-server.ctl").display()),
-            format!("--pidfile={}", dir.join("ovsdb-server.pid").display()),
-            format!("--log-file={}", dir.join("ovsdb-server.log").display()),
-            "--no-chdir".into(),
-        ],
-        &envs,
-        dir.join("ovsdb-server.out"),
-        Stdio::null(),
-    )?;
-    // Wait for the database socket before anyone connects to it.
-    let db_sock = dir.join("db.sock");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !db_sock.exists() {
-        if Instant::now() > deadline {
-            let mut ovsdb = ovsdb;
-            ovsdb.kill();
-            bail!(
-                "ovsdb-server did not create {} in 10 s; its output ends:\n{}",
-                db_sock.display(),
-                ovsdb.log_tail(20)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let vsctl = |args: &[String]| -> Result<String> {
-        let mut full = vec![format!("--db=unix:{}", db_sock.display())];
-        full.extend(args.iter().cloned());
-        run_tool("ovs-vsctl", &full, &envs)
-    };
-    let pmd_mask = format!("other_config:pmd-cpu-mask=0x{:x}", core_mask(spec.core)?);
-    let init = vsctl(&[
-        "--no-wait".into(),
-        "init".into(),
-        "--".into(),
-        "set".into(),
-        "Open_vSwitch".into(),
-        ".".into(),
-        pmd_mask,
-    ]);
-    let mut ovsdb = ovsdb;
-    if let Err(e) = init {
-        ovsdb.kill();
-        return Err(e);
-    }
-    let vswitchd = match Daemon::spawn(
-        "ovs-vswitchd",
-        &spec.netns,
-        "ovs-vswitchd",
-        &[
-            format!("unix:{}", db_sock.display()),
-            format!("--unixctl={}", dir.join("ovs-vswitchd.ctl").display()),
-            format!("--pidfile={}", dir.join("ovs-vswitchd.pid").display()),
-            format!("--log-file={}", dir.join("ovs-vswitchd.log").display()),
-            "--no-chdir".into(),
-        ],
-        &envs,
-        dir.join("ovs-vswitchd.out"),
-        Stdio::null(),
-    ) {
-        Ok(d) => d,
-        Err(e) => {
-            ovsdb.kill();
-            return Err(e);
-        }
-    };
+    let daemons = OvsDaemons::start(&spec.netns, &dir, spec.core)?;
     let mut dataplane = ExternalDataplane {
         kind: ExternalKind::Ovs,
         spec: spec.clone(),
-        engine: Some(Engine::Ovs { vswitchd, ovsdb }),
+        engine: Some(Engine::Ovs(daemons)),
         before,
         started_at,
         startup: Duration::ZERO,
@@ -664,27 +587,18 @@ pub fn start_ovs(spec: &ForwardSpec) -> Result<ExternalDataplane> {
             log_tail(&dir.join("ovs-vswitchd.log"), 25)
         )
     })?;
-    let ctl = dir.join("ovs-vswitchd.ctl");
     dataplane.wait_ready(|dp| {
-        if let Some(Engine::Ovs { vswitchd, .. }) = dp.engine.as_mut() {
-            if !vswitchd.running() {
+        if let Some(Engine::Ovs(daemons)) = dp.engine.as_mut() {
+            if !daemons.running() {
                 bail!(
                     "ovs-vswitchd exited; its log ends:\n{}",
-                    log_tail(&dir.join("ovs-vswitchd.log"), 25)
+                    daemons.log_tail(25)
                 );
             }
         }
         // The PMD thread polls both ports once they appear in its rx queue
         // assignment.
-        let rxqs = run_tool(
-            "ovs-appctl",
-            &[
-                "-t".into(),
-                path_arg(&ctl),
-                "dpif-netdev/pmd-rxq-show".into(),
-            ],
-            &envs,
-        )?;
+        let rxqs = ovs_appctl(&dir, &["dpif-netdev/pmd-rxq-show".into()])?;
         Ok(dp
             .spec
             .interfaces()
@@ -702,6 +616,206 @@ fn ovs_env(dir: &Path) -> Vec<(&'static str, &Path)> {
         ("OVS_LOGDIR", dir),
         ("OVS_SYSCONFDIR", dir),
     ]
+}
+
+/// The ovsdb-server and ovs-vswitchd of one private Open vSwitch (userspace
+/// datapath), spawned in a node's namespace with their database, sockets,
+/// pid files and logs in a directory of their own; also used by the
+/// `ovs_vxlan` module, which builds an OVS VXLAN node on them.
+#[derive(Debug)]
+pub(crate) struct OvsDaemons {
+    /// ovs-vswitchd first: it stops before its database.
+    vswitchd: Daemon,
+    ovsdb: Daemon,
+    dir: PathBuf,
+}
+
+impl OvsDaemons {
+    /// Create a database in `dir`, start ovsdb-server, set the PMD threads'
+    /// core mask to `pmd_core` alone, and start ovs-vswitchd (which inherits
+    /// this process's CPU affinity for its other threads). No bridges yet.
+    pub(crate) fn start(netns: &Netns, dir: &Path, pmd_core: usize) -> Result<OvsDaemons> {
+        let db = dir.join("conf.db");
+        run_tool(
+            "ovsdb-tool",
+            &["create".into(), path_arg(&db), OVS_SCHEMA.into()],
+            &[],
+        )?;
+        let envs = ovs_env(dir);
+        let mut ovsdb = Daemon::spawn(
+            "ovsdb-server",
+            netns,
+            "ovsdb-server",
+            &[
+                path_arg(&db),
+                format!("--remote=punix:{}", dir.join("db.sock").display()),
+                format!("--unixctl={}", dir.join("ovsdb-server.ctl").display()),
+                format!("--pidfile={}", dir.join("ovsdb-server.pid").display()),
+                format!("--log-file={}", dir.join("ovsdb-server.log").display()),
+                "--no-chdir".into(),
+            ],
+            &envs,
+            dir.join("ovsdb-server.out"),
+            Stdio::null(),
+        )?;
+        // Wait for the database socket before anyone connects to it.
+        let db_sock = dir.join("db.sock");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !db_sock.exists() {
+            if Instant::now() > deadline {
+                ovsdb.kill();
+                bail!(
+                    "ovsdb-server did not create {} in 10 s; its output ends:\n{}",
+                    db_sock.display(),
+                    ovsdb.log_tail(20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pmd_mask = format!("other_config:pmd-cpu-mask=0x{:x}", core_mask(pmd_core)?);
+        let init = ovs_vsctl(
+            dir,
+            &[
+                "--no-wait".into(),
+                "init".into(),
+                "--".into(),
+                "set".into(),
+                "Open_vSwitch".into(),
+                ".".into(),
+                pmd_mask,
+            ],
+        );
+        if let Err(e) = init {
+            ovsdb.kill();
+            return Err(e);
+        }
+        let vswitchd = match Daemon::spawn(
+            "ovs-vswitchd",
+            netns,
+            "ovs-vswitchd",
+            &[
+                format!("unix:{}", db_sock.display()),
+                format!("--unixctl={}", dir.join("ovs-vswitchd.ctl").display()),
+                format!("--pidfile={}", dir.join("ovs-vswitchd.pid").display()),
+                format!("--log-file={}", dir.join("ovs-vswitchd.log").display()),
+                "--no-chdir".into(),
+            ],
+            &envs,
+            dir.join("ovs-vswitchd.out"),
+            Stdio::null(),
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                ovsdb.kill();
+                return Err(e);
+            }
+        };
+        Ok(OvsDaemons {
+            vswitchd,
+            ovsdb,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Whether ovs-vswitchd still runs.
+    pub(crate) fn running(&mut self) -> bool {
+        self.vswitchd.running()
+    }
+
+    /// ovs-vswitchd's PID, then ovsdb-server's.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        vec![self.vswitchd.pid(), self.ovsdb.pid()]
+    }
+
+    /// The last `lines` lines of ovs-vswitchd's log.
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.dir.join("ovs-vswitchd.log"), lines)
+    }
+
+    /// Delete `bridges` (closing their afxdp ports detaches their XDP
+    /// programs), let ovs-vswitchd exit with `--cleanup` and then
+    /// ovsdb-server, killing whichever does not stop in time; delete the
+    /// bridges' and the datapath's taps if they stayed in `netns`. Returns
+    /// what went wrong; runs to the end regardless.
+    pub(crate) fn stop(mut self, netns: &Netns, bridges: &[&str]) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.vswitchd.running() {
+            for bridge in bridges {
+                if let Err(e) = ovs_vsctl(
+                    &self.dir,
+                    &["--if-exists".into(), "del-br".into(), (*bridge).into()],
+                ) {
+                    errors.push(format!("{e:#}"));
+                }
+            }
+            if let Err(e) = ovs_appctl(&self.dir, &["exit".into(), "--cleanup".into()]) {
+                errors.push(format!("{e:#}"));
+            }
+        } else {
+            errors.push(format!(
+                "ovs-vswitchd (pid {}) had exited before the stop; its log ends:\n{}",
+                self.vswitchd.pid(),
+                self.log_tail(15)
+            ));
+        }
+        if !self.vswitchd.wait_exit(STOP_TIMEOUT) {
+            errors.push(format!(
+                "ovs-vswitchd (pid {}) did not exit within {STOP_TIMEOUT:?}",
+                self.vswitchd.pid()
+            ));
+            self.vswitchd.kill();
+        }
+        if self.ovsdb.running() {
+            let ctl = self.dir.join("ovsdb-server.ctl");
+            if let Err(e) = run_tool(
+                "ovs-appctl",
+                &["-t".into(), path_arg(&ctl), "exit".into()],
+                &ovs_env(&self.dir),
+            ) {
+                errors.push(format!("{e:#}"));
+            }
+        }
+        if !self.ovsdb.wait_exit(STOP_TIMEOUT) {
+            errors.push(format!(
+                "ovsdb-server (pid {}) did not exit within {STOP_TIMEOUT:?}",
+                self.ovsdb.pid()
+            ));
+            self.ovsdb.kill();
+        }
+        // OVS's taps go with a clean exit; not after a kill.
+        for tap in bridges.iter().copied().chain([OVS_DATAPATH_TAP]) {
+            if link_json(netns, tap).is_ok() {
+                errors.push(format!("OVS left device {tap} behind; deleting it"));
+                if let Err(e) = netns.ip(&["link", "del", tap]) {
+                    errors.push(format!("cannot delete {tap}: {e}"));
+                }
+            }
+        }
+        errors
+    }
+}
+
+/// `ovs-vsctl` against the private database in `dir`.
+pub(crate) fn ovs_vsctl(dir: &Path, args: &[String]) -> Result<String> {
+    let mut full = vec![
+        format!("--db=unix:{}", dir.join("db.sock").display()),
+        "--timeout=20".into(),
+    ];
+    full.extend(args.iter().cloned());
+    run_tool("ovs-vsctl", &full, &ovs_env(dir))
+}
+
+/// `ovs-ofctl` against the private ovs-vswitchd of `dir` (its bridges'
+/// OpenFlow sockets are in `dir`).
+pub(crate) fn ovs_ofctl(dir: &Path, args: &[String]) -> Result<String> {
+    run_tool("ovs-ofctl", args, &ovs_env(dir))
+}
+
+/// `ovs-appctl` to the private ovs-vswitchd of `dir`.
+pub(crate) fn ovs_appctl(dir: &Path, args: &[String]) -> Result<String> {
+    let mut full = vec!["-t".into(), path_arg(&dir.join("ovs-vswitchd.ctl"))];
+    full.extend(args.iter().cloned());
+    run_tool("ovs-appctl", &full, &ovs_env(dir))
 }
 
 fn core_mask(core: usize) -> Result<u128> {
@@ -740,6 +854,15 @@ fn run_tool(program: &str, args: &[String], envs: &[(&str, &Path)]) -> Result<St
 /// Check tools, clean up dead runs, make the run directory, note the
 /// interfaces' state, and refuse interfaces that already carry XDP.
 fn prepare(spec: &ForwardSpec) -> Result<(String, RunDir, Vec<InterfaceState>)> {
+    prepare_run(&spec.netns, &spec.interfaces())
+}
+
+/// [`prepare`] for any set of interfaces in `netns`: also used by the
+/// `ovs_vxlan` module.
+pub(crate) fn prepare_run(
+    netns: &Netns,
+    interfaces: &[&str],
+) -> Result<(String, RunDir, Vec<InterfaceState>)> {
     if let Err(e) = cleanup_stale() {
         eprintln!("external: cleaning up leftovers of dead runs failed: {e:#}");
     }
@@ -749,12 +872,12 @@ fn prepare(spec: &ForwardSpec) -> Result<(String, RunDir, Vec<InterfaceState>)> 
         NEXT_SEQ.fetch_add(1, Ordering::Relaxed)
     );
     let mut before = Vec::new();
-    for interface in spec.interfaces() {
-        let link = link_json(&spec.netns, interface)?;
+    for &interface in interfaces {
+        let link = link_json(netns, interface)?;
         if let Some(xdp) = attached_xdp(interface, &link) {
             bail!(
                 "{interface} in netns {} already has XDP program {} (id {}): stop whatever attached it first",
-                spec.netns.name(),
+                netns.name(),
                 xdp.program_name,
                 xdp.program_id
             );
@@ -847,7 +970,7 @@ impl ExternalDataplane {
     pub fn pids(&self) -> Vec<u32> {
         match &self.engine {
             Some(Engine::Testpmd { daemon, .. }) => vec![daemon.pid()],
-            Some(Engine::Ovs { vswitchd, ovsdb }) => vec![vswitchd.pid(), ovsdb.pid()],
+            Some(Engine::Ovs(daemons)) => daemons.pids(),
             None => Vec::new(),
         }
     }
@@ -915,28 +1038,17 @@ impl ExternalDataplane {
     fn log_tails(&self, lines: usize) -> String {
         match &self.engine {
             Some(Engine::Testpmd { daemon, .. }) => daemon.log_tail(lines),
-            Some(Engine::Ovs { .. }) => {
-                log_tail(&self.run_dir.path.join("ovs-vswitchd.log"), lines)
-            }
+            Some(Engine::Ovs(daemons)) => daemons.log_tail(lines),
             None => String::new(),
         }
     }
 
-    fn ovs_envs(&self) -> Vec<(&'static str, &Path)> {
-        ovs_env(&self.run_dir.path)
-    }
-
     fn vsctl(&self, args: &[String]) -> Result<String> {
-        let mut full = vec![
-            format!("--db=unix:{}", self.run_dir.path.join("db.sock").display()),
-            "--timeout=20".into(),
-        ];
-        full.extend(args.iter().cloned());
-        run_tool("ovs-vsctl", &full, &self.ovs_envs())
+        ovs_vsctl(&self.run_dir.path, args)
     }
 
     fn ofctl(&self, args: &[String]) -> Result<String> {
-        run_tool("ovs-ofctl", args, &self.ovs_envs())
+        ovs_ofctl(&self.run_dir.path, args)
     }
 
     fn configure_ovs(&mut self) -> Result<()> {
@@ -1001,16 +1113,7 @@ impl ExternalDataplane {
 
     fn ovs_counters(&self) -> Result<ForwardCounters> {
         let out = self.ofctl(&["dump-ports".into(), OVS_BRIDGE.into()])?;
-        let ctl = self.run_dir.path.join("ovs-vswitchd.ctl");
-        let pmd = run_tool(
-            "ovs-appctl",
-            &[
-                "-t".into(),
-                path_arg(&ctl),
-                "dpif-netdev/pmd-stats-show".into(),
-            ],
-            &self.ovs_envs(),
-        )?;
+        let pmd = ovs_appctl(&self.run_dir.path, &["dpif-netdev/pmd-stats-show".into()])?;
         Ok(ForwardCounters {
             busy_cycles_per_packet: number_after(&pmd, "avg processing cycles per packet:"),
             pod: parse_ovs_port(&out, OVS_POD_PORT).with_context(|| {
@@ -1074,75 +1177,14 @@ impl ExternalDataplane {
                     }
                 }
             }
-            Engine::Ovs {
-                mut vswitchd,
-                mut ovsdb,
-            } => {
-                if vswitchd.running() {
+            Engine::Ovs(mut daemons) => {
+                if daemons.running() {
                     match self.ovs_counters() {
                         Ok(c) => counters = Some(c),
                         Err(e) => errors.push(format!("{e:#}")),
                     }
-                    // Deleting the bridge closes the afxdp ports, which
-                    // detaches their XDP programs.
-                    if let Err(e) =
-                        self.vsctl(&["--if-exists".into(), "del-br".into(), OVS_BRIDGE.into()])
-                    {
-                        errors.push(format!("{e:#}"));
-                    }
-                    let ctl = self.run_dir.path.join("ovs-vswitchd.ctl");
-                    if let Err(e) = run_tool(
-                        "ovs-appctl",
-                        &[
-                            "-t".into(),
-                            path_arg(&ctl),
-                            "exit".into(),
-                            "--cleanup".into(),
-                        ],
-                        &self.ovs_envs(),
-                    ) {
-                        errors.push(format!("{e:#}"));
-                    }
-                } else {
-                    errors.push(format!(
-                        "ovs-vswitchd (pid {}) had exited before the stop; its log ends:\n{}",
-                        vswitchd.pid(),
-                        log_tail(&self.run_dir.path.join("ovs-vswitchd.log"), 15)
-                    ));
                 }
-                if !vswitchd.wait_exit(STOP_TIMEOUT) {
-                    errors.push(format!(
-                        "ovs-vswitchd (pid {}) did not exit within {STOP_TIMEOUT:?}",
-                        vswitchd.pid()
-                    ));
-                    vswitchd.kill();
-                }
-                let ctl = self.run_dir.path.join("ovsdb-server.ctl");
-                if ovsdb.running() {
-                    if let Err(e) = run_tool(
-                        "ovs-appctl",
-                        &["-t".into(), path_arg(&ctl), "exit".into()],
-                        &self.ovs_envs(),
-                    ) {
-                        errors.push(format!("{e:#}"));
-                    }
-                }
-                if !ovsdb.wait_exit(STOP_TIMEOUT) {
-                    errors.push(format!(
-                        "ovsdb-server (pid {}) did not exit within {STOP_TIMEOUT:?}",
-                        ovsdb.pid()
-                    ));
-                    ovsdb.kill();
-                }
-                // OVS's taps go with a clean exit; not after a kill.
-                for tap in [OVS_BRIDGE, OVS_DATAPATH_TAP] {
-                    if link_json(&self.spec.netns, tap).is_ok() {
-                        errors.push(format!("OVS left device {tap} behind; deleting it"));
-                        if let Err(e) = self.spec.netns.ip(&["link", "del", tap]) {
-                            errors.push(format!("cannot delete {tap}: {e}"));
-                        }
-                    }
-                }
+                errors.extend(daemons.stop(&self.spec.netns, &[OVS_BRIDGE]));
             }
         }
         errors.extend(self.restore_interfaces());
@@ -1155,46 +1197,57 @@ impl ExternalDataplane {
     /// Detach XDP programs the dataplane left on its interfaces and turn
     /// promiscuous mode off where it was off before. Returns what went wrong.
     fn restore_interfaces(&self) -> Vec<String> {
-        let mut errors = Vec::new();
-        for state in &self.before {
-            let link = match link_json(&self.spec.netns, &state.name) {
-                Ok(link) => link,
-                // The namespace (and the veth) may be gone already.
-                Err(_) => continue,
+        restore_interfaces(
+            &self.spec.netns,
+            &self.before,
+            self.kind == ExternalKind::Ovs,
+        )
+    }
+}
+
+/// Detach XDP programs left on the interfaces of `before` and turn
+/// promiscuous mode off where it was off before; `xdp_is_an_error` when
+/// the dataplane should have removed its programs itself (OVS does when
+/// its ports close). Returns what went wrong.
+pub(crate) fn restore_interfaces(
+    netns: &Netns,
+    before: &[InterfaceState],
+    xdp_is_an_error: bool,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    for state in before {
+        let link = match link_json(netns, &state.name) {
+            Ok(link) => link,
+            // The namespace (and the veth) may be gone already.
+            Err(_) => continue,
+        };
+        if let Some(xdp) = attached_xdp(&state.name, &link) {
+            // Only the dataplane's leftovers are here: `prepare_run`
+            // refused interfaces that had XDP before it started.
+            let off: &[&str] = match xdp.mode {
+                2 => &["xdpgeneric", "off"],
+                4 => &["xdpgeneric", "off", "xdpdrv", "off"],
+                _ => &["xdpdrv", "off"],
             };
-            if let Some(xdp) = attached_xdp(&state.name, &link) {
-                // Only the dataplane's leftovers are here: `prepare` refused
-                // interfaces that had XDP before it started.
-                let off: &[&str] = match xdp.mode {
-                    2 => &["xdpgeneric", "off"],
-                    4 => &["xdpgeneric", "off", "xdpdrv", "off"],
-                    _ => &["xdpdrv", "off"],
-                };
-                let mut args = vec!["link", "set", "dev", &state.name];
-                args.extend_from_slice(off);
-                if self.kind == ExternalKind::Ovs {
-                    // OVS removes its programs when its ports close.
-                    errors.push(format!(
-                        "XDP program {} (id {}) stayed on {}; detaching it",
-                        xdp.program_name, xdp.program_id, state.name
-                    ));
-                }
-                if let Err(e) = self.spec.netns.ip(&args) {
-                    errors.push(format!("cannot detach XDP from {}: {e}", state.name));
-                }
+            let mut args = vec!["link", "set", "dev", &state.name];
+            args.extend_from_slice(off);
+            if xdp_is_an_error {
+                errors.push(format!(
+                    "XDP program {} (id {}) stayed on {}; detaching it",
+                    xdp.program_name, xdp.program_id, state.name
+                ));
             }
-            if has_flag(&link, "PROMISC") && !state.promiscuous {
-                if let Err(e) =
-                    self.spec
-                        .netns
-                        .ip(&["link", "set", "dev", &state.name, "promisc", "off"])
-                {
-                    errors.push(format!("cannot turn promisc off on {}: {e}", state.name));
-                }
+            if let Err(e) = netns.ip(&args) {
+                errors.push(format!("cannot detach XDP from {}: {e}", state.name));
             }
         }
-        errors
+        if has_flag(&link, "PROMISC") && !state.promiscuous {
+            if let Err(e) = netns.ip(&["link", "set", "dev", &state.name, "promisc", "off"]) {
+                errors.push(format!("cannot turn promisc off on {}: {e}", state.name));
+            }
+        }
     }
+    errors
 }
 
 impl Drop for ExternalDataplane {

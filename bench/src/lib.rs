@@ -9,6 +9,7 @@ pub mod figures;
 pub mod generator;
 pub mod latency;
 pub mod nut;
+pub mod ovs_vxlan;
 pub mod pipeline;
 pub mod plot;
 pub mod pods;

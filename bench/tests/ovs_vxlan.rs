@@ -96,3 +96,61 @@ fn ovs_vxlan_node_talks_to_a_flannel_node_and_cleans_up() {
     drop(testbed);
     assert_eq!(Testbed::leftovers(&prefix).unwrap(), Vec::<String>::new());
 }
+
+/// Kill OVS's processes with SIGKILL (as a crash would), then stop: the
+/// stop reports the crash and still removes what they left (XDP programs,
+/// OVS's taps, the directory) and puts the VTEP back on `ul0`.
+#[test]
+#[cfg_attr(
+    not(all(kxdp_privileged, kxdp_ovs)),
+    ignore = "needs root and Open vSwitch (scripts/setup-bench)"
+)]
+fn a_killed_ovs_vxlan_node_leaves_nothing_behind() {
+    privileged_test("a_killed_ovs_vxlan_node_leaves_nothing_behind");
+    let spec = TopologySpec::new(Underlay::Direct, &[("blue", 1)])
+        .with_node(NodeSpec::new("n1", NodeKind::Kxdp).with_pod("ka", "blue", pod_ip(1, 10)))
+        .with_node(NodeSpec::new("n2", NodeKind::KernelVxlan).with_pod(
+            "kb",
+            "blue",
+            pod_ip(2, 10),
+        ));
+    let testbed = Testbed::build(spec).unwrap();
+    let prefix = testbed.prefix().to_string();
+    let node1 = testbed.node("n1").unwrap().clone();
+    let ovs_spec = OvsVxlanSpec::for_node(&testbed, "n1", 0).unwrap();
+    let ovs = start_ovs_vxlan(&node1.netns, &ovs_spec).unwrap();
+    let pids = ovs.pids();
+    let run_dir = ovs.run_dir().to_path_buf();
+    for pid in &pids {
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| process_alive(*p)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let error = ovs.stop().expect_err("a killed OVS cannot stop cleanly");
+    assert!(error.to_string().contains("had exited"), "{error:#}");
+    assert!(!run_dir.exists(), "{} is still there", run_dir.display());
+    assert_eq!(
+        xdp_programs(&node1.netns, &ovs_spec.afxdp_interfaces()).unwrap(),
+        vec![]
+    );
+    let links = node1.netns.ip(&["-o", "link", "show"]).unwrap();
+    for device in [INTEGRATION_BRIDGE, UNDERLAY_BRIDGE, "ovs-netdev"] {
+        assert!(!links.contains(device), "{device} left: {links}");
+    }
+    let addresses = node1
+        .netns
+        .ip(&["-o", "addr", "show", "dev", UNDERLAY_IF])
+        .unwrap();
+    assert!(
+        addresses.contains(&format!("{}/24", node1.vtep_ip)),
+        "the VTEP is not back on ul0: {addresses}"
+    );
+    drop(testbed);
+    assert_eq!(Testbed::leftovers(&prefix).unwrap(), Vec::<String>::new());
+}

@@ -36,7 +36,7 @@ struct SuiteArgs {
     /// The kxdp binary; next to this one unless set.
     #[arg(long)]
     kxdp: Option<std::path::PathBuf>,
-    /// Core of the kxdp workers.
+    /// Core of the kxdp workers (and of OVS's PMD thread in ovs-vxlan).
     #[arg(long, default_value_t = 1)]
     worker_core: usize,
     /// Core of the latency client.
@@ -48,8 +48,9 @@ struct SuiteArgs {
 enum Command {
     /// The node under test (the headline table of the full run): node1
     /// runs kernel-vxlan, kernel-vxlan-tx-off, kernel-vxlan-tuned (threaded
-    /// NAPI on --worker-core), routed, kxdp (busy worker on --worker-core)
-    /// or kxdp-adaptive, node2 is always a Flannel kernel VXLAN node; UDP
+    /// NAPI on --worker-core), routed, kxdp (busy worker on --worker-core),
+    /// kxdp-adaptive or ovs-vxlan (Open vSwitch's userspace datapath, PMD
+    /// on --worker-core), node2 is always a Flannel kernel VXLAN node; UDP
     /// latency, TCP each way and the 64-byte packet rate each way (encap,
     /// decap), interleaved round by round (needs root).
     Nut {

@@ -28,8 +28,11 @@
 //! - `routed`: both nodes host-gw, no overlay (reference only);
 //! - `kxdp`: node1 runs kxdp with one busy-polling worker on core 1;
 //! - `kxdp-adaptive`: the same with an adaptive worker;
-//! - `ovs-vxlan`: Open vSwitch's userspace datapath on node1, listed with
-//!   the reason it is not measured yet.
+//! - `ovs-vxlan`: node1 is Open vSwitch's userspace datapath doing kxdp's
+//!   job (the `ovs_vxlan` module): the pods' veths and `ul0` as `afxdp`
+//!   ports, a VXLAN tunnel port to node2 (OVS native tunnelling, the VTEP
+//!   on `br-phy`), L3 by OpenFlow, its PMD thread on core 1; listed as not
+//!   measured, with the reason, where OVS is not installed.
 //!
 //! Per row and round, in one testbed: UDP request/response latency (the
 //! `latency` module: client pod on node1, echo server pod on node2,
@@ -62,12 +65,13 @@
 //!
 //! Cores (2-core machine): everything this process starts (client, echo
 //! server, background stream and its sink, TCP sender and receiver, the
-//! packet-rate generator, kxdp's non-worker threads) runs on core 0;
-//! node1's kxdp worker on core 1. The kernel's veth, bridge, routing and
-//! vxlan work runs in the softirq of the core that transmitted into the
-//! veth: core 0 for what the pods send, core 1 for what kxdp's worker
-//! sends (its copy-mode `sendto` on `ul0`, so node2's receive of kxdp's
-//! frames runs on core 1), unless the receiving veth's NAPI is threaded
+//! packet-rate generator, kxdp's non-worker threads, ovs-vswitchd's
+//! non-PMD threads) runs on core 0; node1's kxdp worker or OVS PMD thread
+//! on core 1. The kernel's veth, bridge, routing and vxlan work runs in the
+//! softirq of the core that transmitted into the veth: core 0 for what the
+//! pods send, core 1 for what kxdp's worker or OVS's PMD sends (its
+//! copy-mode `sendto` on `ul0`, so node2's receive of those frames runs on
+//! core 1), unless the receiving veth's NAPI is threaded
 //! (the tuned row's node1, the native counting sinks). Each row lists where
 //! each piece ran (`placement`).
 
@@ -87,9 +91,11 @@ use kxdp_testbed::{
 };
 use serde::Serialize;
 
+use crate::external::ExternalKind;
 use crate::figures::{self, LatencyFigures};
 use crate::generator::{FlowSpec, Generator, GeneratorOptions, Sink};
 use crate::latency::{self, LatencyCase, LatencyOptions, LatencyPods, LatencySample, Spread};
+use crate::ovs_vxlan::{start_ovs_vxlan, OvsVxlanNode, OvsVxlanSpec};
 use crate::rate::{self, CoreLoad, CpuTimes};
 
 /// The tenant and its VNI (Flannel's default VNI: device `flannel.1`).
@@ -122,7 +128,7 @@ pub enum NutRow {
     /// kxdp, one adaptive worker on the worker core.
     KxdpAdaptive,
     /// Open vSwitch's userspace datapath with afxdp ports and a VXLAN
-    /// tunnel port (not measured yet).
+    /// tunnel port, its PMD thread on the worker core.
     OvsVxlan,
 }
 
@@ -151,13 +157,14 @@ impl NutRow {
         }
     }
 
-    /// Why this row is not measured, if it is not.
-    pub fn not_measured(self) -> Option<&'static str> {
+    /// Why this row cannot be measured on this machine, if it cannot
+    /// (`ovs-vxlan` where Open vSwitch is not installed).
+    pub fn not_measured(self) -> Option<String> {
         match self {
-            NutRow::OvsVxlan => Some(
-                "Open vSwitch as node1 (afxdp ports for the pod veths and ul0, a VXLAN tunnel \
-                 port to node2, PMD on the worker core) is not built into the bench yet (#18)",
-            ),
+            NutRow::OvsVxlan => ExternalKind::Ovs
+                .check_installed()
+                .err()
+                .map(|why| format!("ovs-vswitchd not installed: {why}")),
             _ => None,
         }
     }
@@ -261,9 +268,11 @@ impl NutRow {
                 mode_label(self.poll_mode()),
                 o1.label()
             ),
-            NutRow::OvsVxlan => {
-                format!("Open vSwitch userspace datapath, PMD on core {worker_core}")
-            }
+            NutRow::OvsVxlan => format!(
+                "Open vSwitch userspace datapath (netdev), afxdp ports (native, copy mode), \
+                 VXLAN tunnel port, 1 PMD thread on core {worker_core}, ul0 offloads {}",
+                o1.label()
+            ),
         };
         let node2 = match self.node2_kind() {
             NodeKind::Routed => format!("kernel host-gw (reference), ul0 offloads {}", o2.label()),
@@ -347,7 +356,24 @@ impl NutRow {
                     "core {worker_core}: nothing of the bench (a kernel node needs no core of its own)"
                 ));
             }
-            NutRow::OvsVxlan => {}
+            NutRow::OvsVxlan => {
+                placement.push(format!(
+                    "core {worker_core}: node1 ovs-vswitchd's PMD thread (busy poll of every \
+                     afxdp port: the pods' veths and ul0; OpenFlow, VXLAN push and pop)"
+                ));
+                placement.push(format!(
+                    "core {worker_core}: softirq of the PMD's copy-mode transmits: on ul0, \
+                     node2's receive of them (vxlan decap, bridge, delivery to the pod); on a \
+                     pod veth, the node1 pod's receive"
+                ));
+                placement.push(format!(
+                    "core {other_core}: ovs-vswitchd's other threads (main, handlers for \
+                     datapath misses, revalidators) and ovsdb-server; softirq of the pods' \
+                     transmits: node1's pod-veth and ul0 XDP redirect into OVS's afxdp \
+                     sockets (NAPI of the transmitting core), node2's bridge, routing and \
+                     vxlan encap"
+                ));
+            }
         }
         if self.not_measured().is_none() {
             let sinks: Vec<String> = RateDirection::ALL
@@ -394,9 +420,10 @@ impl RateDirection {
 /// on this shared machine, other people's builds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Node1Work {
-    /// kxdp: its worker's core. The XDP redirect into the worker's socket
-    /// runs in the softirq of the core that transmitted into node1's veth
-    /// and is not counted (as in the `rate` module).
+    /// kxdp (or OVS): its worker's (PMD thread's) core. The XDP redirect
+    /// into the worker's socket runs in the softirq of the core that
+    /// transmitted into node1's veth and is not counted (as in the `rate`
+    /// module).
     Worker(usize),
     /// A kernel node: softirq time of every core, where the kernel ran
     /// node1's bridge, routing and vxlan (in the softirq of the core that
@@ -435,8 +462,9 @@ impl Node1Work {
     fn describe(self) -> String {
         match self {
             Node1Work::Worker(core) => format!(
-                "busy time of core {core} (the worker) less nice time; the XDP redirect into \
-                 its socket, in the transmitting core's softirq, is not counted"
+                "busy time of core {core} (the kxdp worker or OVS PMD thread) less nice time; \
+                 the XDP redirect into its socket, in the transmitting core's softirq, is not \
+                 counted"
             ),
             Node1Work::Softirq => "softirq time of every core (node1's bridge, routing, vxlan; \
                  with the sink's receive and, in decap, node2's encapsulation in the same softirq)"
@@ -629,9 +657,11 @@ impl RateSample {
     }
 }
 
-/// A built testbed with node1's kxdp running (kxdp rows).
+/// A built testbed with node1's kxdp (kxdp rows) or OVS (`ovs-vxlan`)
+/// running; both stop before the testbed goes.
 struct Bed {
     kxdp: Option<KxdpProcess>,
+    ovs: Option<OvsVxlanNode>,
     testbed: Testbed,
 }
 
@@ -650,15 +680,29 @@ fn measure_round(
 ) -> Result<RoundSample> {
     let testbed = Testbed::build(row.topology(options.worker_core))
         .with_context(|| format!("building the {} testbed", row.label()))?;
-    let kxdp = match row.node1_kind() {
-        NodeKind::Kxdp => Some(
-            testbed
-                .start_kxdp("node1", &options.kxdp, &[])
-                .context("starting kxdp on node1")?,
-        ),
-        _ => None,
+    let mut bed = Bed {
+        kxdp: None,
+        ovs: None,
+        testbed,
     };
-    let mut bed = Bed { kxdp, testbed };
+    match row {
+        NutRow::OvsVxlan => {
+            let tb = &bed.testbed;
+            let spec = OvsVxlanSpec::for_node(tb, "node1", options.worker_core)?;
+            bed.ovs = Some(
+                start_ovs_vxlan(&tb.node("node1")?.netns, &spec)
+                    .context("starting Open vSwitch as node1")?,
+            );
+        }
+        _ if row.node1_kind() == NodeKind::Kxdp => {
+            bed.kxdp = Some(
+                bed.testbed
+                    .start_kxdp("node1", &options.kxdp, &[])
+                    .context("starting kxdp on node1")?,
+            );
+        }
+        _ => {}
+    }
     if row.threaded_napi() {
         thread_node1_napi(&bed.testbed, options.worker_core)
             .with_context(|| format!("{}: threaded NAPI on node1", row.label()))?;
@@ -717,6 +761,15 @@ fn measure_round(
                 "kxdp on node1 died during the {} measurement:\n{}",
                 row.label(),
                 p.log_tail(20)
+            );
+        }
+    }
+    if let Some(ovs) = &mut bed.ovs {
+        if !ovs.is_running() {
+            bail!(
+                "ovs-vswitchd on node1 died during the {} measurement:\n{}",
+                row.label(),
+                ovs.log_tail(20)
             );
         }
     }
@@ -896,9 +949,13 @@ pub fn run(options: &NutOptions, progress: &mut dyn FnMut(&str)) -> Result<NutRe
         }
     }
     let rounds = options.rounds.max(1);
+    let skipped: BTreeMap<NutRow, String> = rows
+        .iter()
+        .filter_map(|&r| r.not_measured().map(|why| (r, why)))
+        .collect();
     let mut per_row: BTreeMap<NutRow, Vec<RoundSample>> = BTreeMap::new();
     for round in 0..rounds {
-        for &row in rows.iter().filter(|r| r.not_measured().is_none()) {
+        for &row in rows.iter().filter(|r| !skipped.contains_key(r)) {
             let mut step = |s: &str| {
                 progress(&format!(
                     "node under test, round {}/{rounds}: {s}",
@@ -922,8 +979,9 @@ pub fn run(options: &NutOptions, progress: &mut dyn FnMut(&str)) -> Result<NutRe
                 node1,
                 node2,
                 not_measured: Some(
-                    row.not_measured()
-                        .unwrap_or("not in the rows asked for")
+                    skipped
+                        .get(&row)
+                        .map_or("not in the rows asked for", String::as_str)
                         .to_string(),
                 ),
                 latency: Vec::new(),
@@ -1015,8 +1073,8 @@ fn rate_figures(
     }
 }
 
-/// kxdp over `kernel-vxlan` and `kernel-vxlan-tuned`, per direction, where
-/// both were measured.
+/// kxdp over `kernel-vxlan`, `kernel-vxlan-tuned` and `ovs-vxlan`, per
+/// direction, where both were measured.
 fn rate_ratios(rows: &[NutRowFigures]) -> Vec<RateRatio> {
     let find = |row: NutRow, direction: RateDirection| {
         rows.iter()
@@ -1028,7 +1086,11 @@ fn rate_ratios(rows: &[NutRowFigures]) -> Vec<RateRatio> {
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
     let mut ratios = Vec::new();
     for direction in RateDirection::ALL {
-        for against in [NutRow::KernelVxlan, NutRow::KernelVxlanTuned] {
+        for against in [
+            NutRow::KernelVxlan,
+            NutRow::KernelVxlanTuned,
+            NutRow::OvsVxlan,
+        ] {
             if let (Some(k), Some(v)) = (find(NutRow::Kxdp, direction), find(against, direction)) {
                 ratios.push(RateRatio {
                     direction,
@@ -1055,6 +1117,14 @@ fn cores(options: &NutOptions) -> BTreeMap<String, String> {
         format!("core {o}"),
     );
     cores.insert(
+        "node1 OVS PMD thread (ovs-vxlan)".to_string(),
+        format!("core {w}, alone: busy poll of every afxdp port"),
+    );
+    cores.insert(
+        "ovs-vswitchd's other threads and ovsdb-server (ovs-vxlan)".to_string(),
+        format!("core {o}"),
+    );
+    cores.insert(
         "client, echo server, background stream and sink, TCP sender and receiver, \
          packet-rate generator"
             .to_string(),
@@ -1075,7 +1145,7 @@ fn cores(options: &NutOptions) -> BTreeMap<String, String> {
         "kernel softirq (veth receive, bridge, routing, vxlan)".to_string(),
         format!(
             "the core that transmitted into the veth: core {o} for the pods' frames, \
-             core {w} for what node1's kxdp worker sends (unless the receiving veth's NAPI \
+             core {w} for what node1's kxdp worker or OVS PMD thread sends (unless the receiving veth's NAPI \
              is threaded)"
         ),
     );
@@ -1451,11 +1521,39 @@ mod tests {
     }
 
     #[test]
-    fn only_ovs_is_not_measured() {
-        let skipped: Vec<NutRow> = NutRow::ALL
-            .into_iter()
-            .filter(|r| r.not_measured().is_some())
-            .collect();
-        assert_eq!(skipped, [NutRow::OvsVxlan]);
+    fn every_row_is_measured_ovs_where_installed() {
+        for row in NutRow::ALL {
+            let why = row.not_measured();
+            if row == NutRow::OvsVxlan {
+                assert_eq!(
+                    why.is_some(),
+                    ExternalKind::Ovs.check_installed().is_err(),
+                    "{why:?}"
+                );
+                if let Some(why) = why {
+                    assert!(why.starts_with("ovs-vswitchd not installed"), "{why}");
+                }
+            } else {
+                assert_eq!(why, None, "{}", row.label());
+            }
+        }
+    }
+
+    #[test]
+    fn ovs_replaces_kxdp_on_a_kxdp_kind_node1_with_a_tx_off_peer() {
+        let spec = NutRow::OvsVxlan.topology(1);
+        assert_eq!(spec.nodes[0].kind, NodeKind::Kxdp);
+        assert!(spec
+            .nodes
+            .iter()
+            .all(|n| n.underlay_offloads == UnderlayOffloads::TxOff));
+        let (node1, _) = NutRow::OvsVxlan.nodes(1);
+        assert!(node1.contains("PMD thread on core 1"), "{node1}");
+        assert_eq!(NutRow::OvsVxlan.node1_work(1), Node1Work::Worker(1));
+        let placement = NutRow::OvsVxlan.placement(1, 0).join("\n");
+        assert!(
+            placement.contains("core 1: node1 ovs-vswitchd's PMD"),
+            "{placement}"
+        );
     }
 }

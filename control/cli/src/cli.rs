@@ -50,7 +50,8 @@ pub enum Command {
         #[command(flatten)]
         cluster: kxdp_control::k8s::ClusterArgs,
     },
-    /// Check a configuration file and print it back.
+    /// Check a configuration file and print it back, followed by advice
+    /// on the host settings kxdp depends on (as YAML comments).
     Check {
         /// The node configuration (YAML).
         #[arg(long, short)]
@@ -637,6 +638,15 @@ pub fn main() -> anyhow::Result<()> {
         Command::Check { config } => {
             let config = NodeConfig::from_file(&config)?;
             print!("{}", config.to_yaml());
+            // The host settings kxdp depends on but does not own, as YAML
+            // comments so that the output stays a valid configuration.
+            let advice = kxdp_node::host::Host::running().advice();
+            if advice.is_empty() {
+                println!("# host: every setting kxdp checks is as it recommends");
+            }
+            for a in advice {
+                println!("# host: recommendation: {a}");
+            }
             Ok(())
         }
         Command::Stats {
@@ -753,6 +763,9 @@ fn run(
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
     let node = config.node.name.clone();
+    for advice in kxdp_node::host::Host::running().advice() {
+        tracing::warn!(%advice, "host setting (`kxdp check` lists them all)");
+    }
     let api_options = ApiServerOptions::from_config(&config);
     // Refuse before touching the interfaces when another kxdp serves this
     // node's API (ApiServer::start checks again when it binds).

@@ -4,7 +4,8 @@
 //! interfaces at run time (`runtime`, `lifecycle`), sets up the host port
 //! into the node's own stack (`hostport`), says whether the node is ready
 //! (`readiness`), keeps kxdp's own threads off the workers' cores
-//! (`threads`) and reads the counters as plain data (`stats`).
+//! (`threads`), reads the counters as plain data (`stats`) and checks the
+//! host settings it depends on but does not own (`host`).
 //!
 //! It serves nothing: no gRPC, HTTP, Kubernetes or socket server here. The
 //! control plane (`kxdp-control`: the API, metrics, trace and the agent)
@@ -12,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod host;
 pub mod hostport;
 pub mod lifecycle;
 pub mod readiness;

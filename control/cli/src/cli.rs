@@ -763,8 +763,10 @@ fn run(
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
     let node = config.node.name.clone();
+    // Advice, not a fault: logged at info so that a healthy start logs no
+    // warning (the lifecycle tests check that a restart logs none).
     for advice in kxdp_node::host::Host::running().advice() {
-        tracing::warn!(%advice, "host setting (`kxdp check` lists them all)");
+        tracing::info!(%advice, "host setting advice (`kxdp check` lists them all)");
     }
     let api_options = ApiServerOptions::from_config(&config);
     // Refuse before touching the interfaces when another kxdp serves this

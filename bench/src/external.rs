@@ -269,14 +269,30 @@ impl ForwardSpec {
 /// testbed, and the entry with it).
 pub fn pin_gateway_neighbour(testbed: &Testbed, pod: &str) -> Result<()> {
     let pod = testbed.pod(pod)?;
-    pod.netns.ip(&[
+    pin_neighbour(
+        &pod.netns,
+        &pod.gateway,
+        &pod.host_mac,
+        kxdp_testbed::POD_IF,
+    )
+}
+
+/// A permanent neighbour entry `ip` → `mac` on `dev` in `netns`, for paths
+/// whose counting sinks or forwarders answer no ARP.
+pub fn pin_neighbour(
+    netns: &kxdp_testbed::Netns,
+    ip: &dyn std::fmt::Display,
+    mac: &dyn std::fmt::Display,
+    dev: &str,
+) -> Result<()> {
+    netns.ip(&[
         "neigh",
         "replace",
-        &pod.gateway.to_string(),
+        &ip.to_string(),
         "lladdr",
-        &pod.host_mac.to_string(),
+        &mac.to_string(),
         "dev",
-        kxdp_testbed::POD_IF,
+        dev,
         "nud",
         "permanent",
     ])?;

@@ -827,30 +827,15 @@ fn prepare_rate(tb: &Testbed, row: NutRow, loader: &Pod, sink: &Pod) -> Result<(
     }
     let (node1, node2) = (tb.node("node1")?, tb.node("node2")?);
     for (here, there) in [(node1, node2), (node2, node1)] {
-        here.netns.ip(&[
-            "neigh",
-            "replace",
-            &there.vtep_ip.to_string(),
-            "lladdr",
-            &there.underlay_mac.to_string(),
-            "dev",
+        crate::external::pin_neighbour(
+            &here.netns,
+            &there.vtep_ip,
+            &there.underlay_mac,
             UNDERLAY_IF,
-            "nud",
-            "permanent",
-        ])?;
+        )?;
     }
     if row.node1_kind().is_kernel() {
-        node1.netns.ip(&[
-            "neigh",
-            "replace",
-            &loader.ip.to_string(),
-            "lladdr",
-            &loader.mac.to_string(),
-            "dev",
-            CNI_BRIDGE,
-            "nud",
-            "permanent",
-        ])?;
+        crate::external::pin_neighbour(&node1.netns, &loader.ip, &loader.mac, CNI_BRIDGE)?;
     }
     Ok(())
 }

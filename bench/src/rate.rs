@@ -556,30 +556,15 @@ pub fn measure(
 
     // The sink drops ARP: resolve the underlay neighbours for good.
     for (here, there) in [(&node1, &node2), (&node2, &node1)] {
-        here.netns.ip(&[
-            "neigh",
-            "replace",
-            &there.vtep_ip.to_string(),
-            "lladdr",
-            &there.underlay_mac.to_string(),
-            "dev",
+        crate::external::pin_neighbour(
+            &here.netns,
+            &there.vtep_ip,
+            &there.underlay_mac,
             UNDERLAY_IF,
-            "nud",
-            "permanent",
-        ])?;
+        )?;
     }
     if matches!(path, RatePath::KernelVxlan | RatePath::Routed) {
-        node2.netns.ip(&[
-            "neigh",
-            "replace",
-            &dst.ip.to_string(),
-            "lladdr",
-            &dst.mac.to_string(),
-            "dev",
-            kxdp_testbed::CNI_BRIDGE,
-            "nud",
-            "permanent",
-        ])?;
+        crate::external::pin_neighbour(&node2.netns, &dst.ip, &dst.mac, kxdp_testbed::CNI_BRIDGE)?;
     }
 
     let mut processes: Vec<KxdpProcess> = Vec::new();

@@ -13,5 +13,6 @@ pub mod ovs_vxlan;
 pub mod pipeline;
 pub mod plot;
 pub mod pods;
+pub mod profile;
 pub mod rate;
 pub mod suite;

@@ -61,6 +61,11 @@ enum Command {
         /// kxdp-adaptive, ovs-vxlan); all by default.
         #[arg(long, value_delimiter = ',')]
         rows: Vec<kxdp_bench::nut::NutRow>,
+        /// Record a system-wide cpu-clock profile (perf record -a -g) of
+        /// each row's TCP transfers and packet-rate windows into this
+        /// directory, with a per-core report beside each.
+        #[arg(long)]
+        profile: Option<std::path::PathBuf>,
     },
     /// The in-memory pipeline: Mpps per core for local forward, VXLAN encap and decap.
     Pipeline {
@@ -198,7 +203,11 @@ fn main() -> anyhow::Result<()> {
         return run_suite(&cli.suite);
     };
     match command {
-        Command::Nut { suite, rows } => {
+        Command::Nut {
+            suite,
+            rows,
+            profile,
+        } => {
             use anyhow::Context;
             use kxdp_bench::nut;
             if let Err(why) = kxdp_testbed::check_privileges() {
@@ -209,6 +218,7 @@ fn main() -> anyhow::Result<()> {
             if !rows.is_empty() {
                 options.rows = rows;
             }
+            options.profile = profile;
             let started = std::time::Instant::now();
             let report = nut::run(&options, &mut |line| {
                 eprintln!("[{:>5.1}s] {line}", started.elapsed().as_secs_f64());
@@ -490,6 +500,7 @@ fn nut_options(args: &SuiteArgs, kxdp: &std::path::Path) -> kxdp_bench::nut::Nut
         rows: kxdp_bench::nut::NutRow::ALL.to_vec(),
         rate_seconds: if args.quick { 0.5 } else { 2.0 },
         rate_warmup: if args.quick { 0.2 } else { 0.5 },
+        profile: None,
     }
 }
 
@@ -534,7 +545,7 @@ mod tests {
             "somewhere",
         ])
         .unwrap();
-        let Some(Command::Nut { suite, rows }) = cli.command else {
+        let Some(Command::Nut { suite, rows, .. }) = cli.command else {
             panic!("not the nut command: {:?}", cli.command);
         };
         assert!(suite.quick);

@@ -96,6 +96,7 @@ use crate::figures::{self, LatencyFigures};
 use crate::generator::{FlowSpec, Generator, GeneratorOptions, Sink};
 use crate::latency::{self, LatencyCase, LatencyOptions, LatencyPods, LatencySample, Spread};
 use crate::ovs_vxlan::{start_ovs_vxlan, OvsVxlanNode, OvsVxlanSpec};
+use crate::profile::{self, Profile};
 use crate::rate::{self, CoreLoad, CpuTimes};
 
 /// The tenant and its VNI (Flannel's default VNI: device `flannel.1`).
@@ -523,6 +524,10 @@ pub struct NutOptions {
     pub rate_seconds: f64,
     /// Seconds the generator runs before the window opens.
     pub rate_warmup: f64,
+    /// Where set, a system-wide `perf record` (the `profile` module) of
+    /// each row's TCP transfers and packet-rate windows goes here, as
+    /// `<row>-r<round>-<phase>.data` with a per-core report beside it.
+    pub profile: Option<PathBuf>,
 }
 
 /// One row's figures over rounds.
@@ -675,6 +680,7 @@ impl Drop for Bed {
 
 fn measure_round(
     row: NutRow,
+    round: usize,
     options: &NutOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<RoundSample> {
@@ -736,13 +742,26 @@ fn measure_round(
         );
     }
     let samples = latency::measure_all(&pods, &options.latency, row.label(), progress)?;
-    let mut tcp = |from: &kxdp_testbed::Pod, to: &kxdp_testbed::Pod, way: &str| {
+    let profile = |phase: &str| {
+        profile::start_in(
+            options.profile.as_deref(),
+            &format!("{}-r{round}", row.label()),
+            phase,
+        )
+    };
+    let mut tcp = |from: &kxdp_testbed::Pod, to: &kxdp_testbed::Pod, way: &str, phase: &str| {
         let step = format!("{} tcp {way}", row.label());
         progress(&step);
-        tcp_transfer(&from.netns, &to.netns, IpAddr::V4(to.ip), options.tcp_bytes).context(step)
+        let profiling = profile(phase)?;
+        let transfer = tcp_transfer(&from.netns, &to.netns, IpAddr::V4(to.ip), options.tcp_bytes)
+            .context(step)?;
+        if let Some(p) = profiling {
+            progress(&format!("profile: {}", p.finish()?.display()));
+        }
+        Ok::<_, anyhow::Error>(transfer)
     };
-    let there = tcp(client, server, "node1 -> node2")?;
-    let back = tcp(server, client, "node2 -> node1")?;
+    let there = tcp(client, server, "node1 -> node2", "tcp-1to2")?;
+    let back = tcp(server, client, "node2 -> node1", "tcp-2to1")?;
     prepare_rate(tb, row, loader, sink)
         .with_context(|| format!("{}: preparing the packet rate", row.label()))?;
     let mut rate = Vec::new();
@@ -753,7 +772,13 @@ fn measure_round(
             RateDirection::Encap => (loader, sink),
             RateDirection::Decap => (sink, loader),
         };
-        rate.push(measure_rate(tb, row, direction, from, to, options).context(step)?);
+        let profiling = |phase: &str| profile(phase);
+        let (sample, report) =
+            measure_rate(tb, row, direction, from, to, options, &profiling).context(step)?;
+        if let Some(report) = report {
+            progress(&format!("profile: {}", report.display()));
+        }
+        rate.push(sample);
     }
     if let Some(p) = &mut bed.kxdp {
         if !p.is_running() {
@@ -857,7 +882,8 @@ fn measure_rate(
     from: &Pod,
     to: &Pod,
     options: &NutOptions,
-) -> Result<RateSample> {
+    profile: &dyn Fn(&str) -> Result<Option<Profile>>,
+) -> Result<(RateSample, Option<PathBuf>)> {
     let gateway = from.gateway.to_string();
     let _ = from
         .netns
@@ -902,20 +928,23 @@ fn measure_rate(
         })
     };
     std::thread::sleep(Duration::from_secs_f64(options.rate_warmup.max(0.0)));
+    let profiling = profile(&format!("rate-{}", direction.label()))?;
     let before = snapshot(&generator)?;
     std::thread::sleep(Duration::from_secs_f64(options.rate_seconds.max(0.01)));
     let after = snapshot(&generator)?;
     let totals = generator.stop()?;
+    let report = profiling.map(Profile::finish).transpose()?;
     if totals.completed == 0 {
         bail!("the generator sent nothing");
     }
     let loads = rate::core_loads(&before.cpu, &after.cpu);
-    Ok(RateSample::of(
+    let sample = RateSample::of(
         after.generated.saturating_sub(before.generated),
         after.received.saturating_sub(before.received),
         after.at.duration_since(before.at).as_secs_f64(),
         row.node1_work(options.worker_core).busy_share(&loads),
-    ))
+    );
+    Ok((sample, report))
 }
 
 /// Run every row `rounds` times, interleaved; `progress` gets a short line
@@ -947,7 +976,7 @@ pub fn run(options: &NutOptions, progress: &mut dyn FnMut(&str)) -> Result<NutRe
                     round + 1
                 ))
             };
-            let sample = measure_round(row, options, &mut step)?;
+            let sample = measure_round(row, round + 1, options, &mut step)?;
             per_row.entry(row).or_default().push(sample);
         }
     }

@@ -731,6 +731,13 @@ fn receive_pattern(listener: &TcpListener) -> Result<u64> {
         .and_then(|()| stream.set_read_timeout(Some(TRANSFER_STALL)))
         .map_err(io_error("cannot set up the TCP receiver"))?;
     let mut buf = vec![0u8; 256 * 1024];
+    // The pattern from phase 0, one period longer than the buffer: the bytes
+    // a read should hold are one slice of it, checked with one `memcmp`.
+    // A byte-by-byte check costs about a nanosecond per byte, which would
+    // cap the kernel path's TCP (several Gbit/s) at the checker's speed.
+    let reference: Vec<u8> = (0..buf.len() as u64 + PATTERN_PERIOD)
+        .map(pattern_byte)
+        .collect();
     let mut offset: u64 = 0;
     loop {
         let n = match stream.read(&mut buf) {
@@ -744,19 +751,20 @@ fn receive_pattern(listener: &TcpListener) -> Result<u64> {
                 ))
             }
         };
-        let mut expected = pattern_byte(offset);
-        for (i, &byte) in buf[..n].iter().enumerate() {
-            if byte != expected {
-                return Err(TestbedError::Traffic(format!(
-                    "TCP transfer corrupted: byte {} is {byte}, expected {expected}",
-                    offset + i as u64
-                )));
-            }
-            expected = if u64::from(expected) + 1 == PATTERN_PERIOD {
-                0
-            } else {
-                expected + 1
-            };
+        let phase = usize::from(pattern_byte(offset));
+        let (got, expected) = (&buf[..n], &reference[phase..phase + n]);
+        if got != expected {
+            let i = got
+                .iter()
+                .zip(expected)
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            return Err(TestbedError::Traffic(format!(
+                "TCP transfer corrupted: byte {} is {}, expected {}",
+                offset + i as u64,
+                got[i],
+                expected[i]
+            )));
         }
         offset += n as u64;
     }

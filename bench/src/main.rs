@@ -66,6 +66,11 @@ enum Command {
         /// directory, with a per-core report beside each.
         #[arg(long)]
         profile: Option<std::path::PathBuf>,
+        /// Leave node2's receive of node1's frames on the core that sent
+        /// them (the worker core for what kxdp or OVS sends) instead of
+        /// steering it to the other core with RPS on node2's ul0: for A/B.
+        #[arg(long)]
+        no_node2_rps: bool,
     },
     /// The in-memory pipeline: Mpps per core for local forward, VXLAN encap and decap.
     Pipeline {
@@ -207,6 +212,7 @@ fn main() -> anyhow::Result<()> {
             suite,
             rows,
             profile,
+            no_node2_rps,
         } => {
             use anyhow::Context;
             use kxdp_bench::nut;
@@ -219,6 +225,7 @@ fn main() -> anyhow::Result<()> {
                 options.rows = rows;
             }
             options.profile = profile;
+            options.node2_rps = !no_node2_rps;
             let started = std::time::Instant::now();
             let report = nut::run(&options, &mut |line| {
                 eprintln!("[{:>5.1}s] {line}", started.elapsed().as_secs_f64());
@@ -501,6 +508,7 @@ fn nut_options(args: &SuiteArgs, kxdp: &std::path::Path) -> kxdp_bench::nut::Nut
         rate_seconds: if args.quick { 0.5 } else { 2.0 },
         rate_warmup: if args.quick { 0.2 } else { 0.5 },
         profile: None,
+        node2_rps: true,
     }
 }
 

@@ -70,10 +70,15 @@
 //! on core 1. The kernel's veth, bridge, routing and vxlan work runs in the
 //! softirq of the core that transmitted into the veth: core 0 for what the
 //! pods send, core 1 for what kxdp's worker or OVS's PMD sends (its
-//! copy-mode `sendto` on `ul0`, so node2's receive of those frames runs on
-//! core 1), unless the receiving veth's NAPI is threaded
-//! (the tuned row's node1, the native counting sinks). Each row lists where
-//! each piece ran (`placement`).
+//! copy-mode `sendto`), unless the receiving veth's NAPI is threaded (the
+//! tuned row's node1, the native counting sinks) or RPS steers it. Node2
+//! is the peer, not the node under test, so its `ul0` steers its receive
+//! to core 0 with RPS in every row: otherwise node2's whole receive of what
+//! node1's worker sends (vxlan decap, bridge, its pod's TCP) runs inside
+//! the worker's `sendto` on core 1, the core "nothing else uses" (a
+//! profile of kxdp's TCP showed it at three quarters of core 1, with core
+//! 0 half idle). `--no-node2-rps` leaves it there, for comparison. Each
+//! row lists where each piece ran (`placement`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -321,13 +326,15 @@ impl NutRow {
                     mode_label(self.poll_mode())
                 ));
                 placement.push(format!(
-                    "core {worker_core}: softirq of the worker's copy-mode transmits on ul0: \
-                     node2's receive of them (vxlan decap, bridge, delivery to the pod)"
+                    "core {worker_core}: in the worker's copy-mode transmits, the skb copy and \
+                     the veth hand-over; on a pod veth, the node1 pod's receive (softirq)"
                 ));
                 placement.push(format!(
-                    "core {other_core}: kxdp's other threads (control, API); softirq of the \
-                     pods' transmits: node1's pod-veth XDP redirect into the worker's socket, \
-                     node2's bridge, routing and vxlan encap, node1's ul0 XDP redirect"
+                    "core {other_core}: kxdp's other threads (control, API); node2's receive \
+                     of the worker's frames on ul0 (RPS: vxlan decap, bridge, the pod's \
+                     stack); softirq of the pods' transmits: node1's pod-veth XDP redirect \
+                     into the worker's socket, node2's bridge, routing and vxlan encap, \
+                     node1's ul0 XDP redirect"
                 ));
             }
             NutRow::KernelVxlanTuned => {
@@ -339,8 +346,9 @@ impl NutRow {
                 ));
                 placement.push(format!(
                     "core {other_core}: softirq of the pods' transmits: node2's bridge, routing, \
-                     vxlan; node1's work on the frames that bypass its NAPI threads: the pods' \
-                     sockets and node2's ul0 send with TSO on (latency, TCP, packet-rate decap)"
+                     vxlan (node2's receive on ul0 by RPS); node1's work on the frames that \
+                     bypass its NAPI threads: the pods' sockets and node2's ul0 send with TSO \
+                     on (latency, TCP, packet-rate decap)"
                 ));
             }
             NutRow::KernelVxlan | NutRow::KernelVxlanTxOff | NutRow::Routed => {
@@ -363,12 +371,12 @@ impl NutRow {
                      afxdp port: the pods' veths and ul0; OpenFlow, VXLAN push and pop)"
                 ));
                 placement.push(format!(
-                    "core {worker_core}: softirq of the PMD's copy-mode transmits: on ul0, \
-                     node2's receive of them (vxlan decap, bridge, delivery to the pod); on a \
-                     pod veth, the node1 pod's receive"
+                    "core {worker_core}: in the PMD's copy-mode transmits, the skb copy and \
+                     the veth hand-over; on a pod veth, the node1 pod's receive (softirq)"
                 ));
                 placement.push(format!(
-                    "core {other_core}: ovs-vswitchd's other threads (main, handlers for \
+                    "core {other_core}: node2's receive of the PMD's frames on ul0 (RPS: vxlan \
+                     decap, bridge, the pod's stack); ovs-vswitchd's other threads (main, handlers for \
                      datapath misses, revalidators) and ovsdb-server; softirq of the pods' \
                      transmits: node1's pod-veth and ul0 XDP redirect into OVS's afxdp \
                      sockets (NAPI of the transmitting core), node2's bridge, routing and \
@@ -528,6 +536,11 @@ pub struct NutOptions {
     /// each row's TCP transfers and packet-rate windows goes here, as
     /// `<row>-r<round>-<phase>.data` with a per-core report beside it.
     pub profile: Option<PathBuf>,
+    /// Steer node2's receive to `other_core` with RPS on its `ul0` (the
+    /// default): node2 is the peer, not the node under test, and must not
+    /// run on the worker core. `false` leaves it on whichever core sent
+    /// the frame (the worker core for what kxdp or OVS sends), for A/B.
+    pub node2_rps: bool,
 }
 
 /// One row's figures over rounds.
@@ -686,6 +699,14 @@ fn measure_round(
 ) -> Result<RoundSample> {
     let testbed = Testbed::build(row.topology(options.worker_core))
         .with_context(|| format!("building the {} testbed", row.label()))?;
+    if options.node2_rps {
+        rate::steer_receive(
+            &testbed.node("node2")?.netns,
+            UNDERLAY_IF,
+            options.other_core,
+        )
+        .with_context(|| format!("{}: steering node2's receive", row.label()))?;
+    }
     let mut bed = Bed {
         kxdp: None,
         ovs: None,
@@ -986,7 +1007,14 @@ pub fn run(options: &NutOptions, progress: &mut dyn FnMut(&str)) -> Result<NutRe
     let mut curves_by_case: BTreeMap<String, Vec<(String, Histogram<u64>)>> = BTreeMap::new();
     for &row in &rows {
         let (node1, node2) = row.nodes(options.worker_core);
-        let placement = row.placement(options.worker_core, options.other_core);
+        let mut placement = row.placement(options.worker_core, options.other_core);
+        if !options.node2_rps {
+            placement.push(format!(
+                "--no-node2-rps: node2's receive runs on the core that sent each frame, \
+                 for what node1's dataplane sends the worker core {}",
+                options.worker_core
+            ));
+        }
         let Some(samples) = per_row.get(&row) else {
             figures.push(NutRowFigures {
                 row,

@@ -929,6 +929,40 @@ fn parse_neighbour_mac(json: &str) -> Option<MacAddr> {
         .find_map(|mac| mac.parse().ok())
 }
 
+/// Steer the receive work of `ifname` in `netns` to `core` with RPS: every
+/// rx queue's `rps_cpus` becomes that core's mask, read back to check.
+/// A veth without NAPI hands what its peer sends to `netif_rx`, which
+/// queues it on the transmitting core's backlog unless RPS names another;
+/// with this, the receive (IP, vxlan, bridge, the pod's stack) runs on
+/// `core` whoever sent the frame.
+pub(crate) fn steer_receive(netns: &Netns, ifname: &str, core: usize) -> Result<String> {
+    if core >= 64 {
+        bail!("RPS steering to core {core}: only cores 0-63 are supported here");
+    }
+    let mask = format!("{:x}", 1u64 << core);
+    // /sys/class/net shows the namespace sysfs was mounted in: `ip netns
+    // exec` mounts one for the namespace.
+    let out = netns.exec(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "for q in /sys/class/net/{ifname}/queues/rx-*; do echo {mask} > $q/rps_cpus; \
+                 done; cat /sys/class/net/{ifname}/queues/rx-*/rps_cpus"
+            ),
+        ],
+    )?;
+    let masks: Vec<&str> = out.split_whitespace().collect();
+    let steered = |m: &&str| u64::from_str_radix(&m.replace(',', ""), 16).ok() == Some(1 << core);
+    if masks.is_empty() || !masks.iter().all(steered) {
+        bail!(
+            "RPS on {ifname} in {}: rps_cpus reads {masks:?}, not core {core}'s mask {mask}",
+            netns.name()
+        );
+    }
+    Ok(format!("{ifname}: RPS to core {core}"))
+}
+
 /// Switch `ifname` in `netns` to threaded NAPI, pin its NAPI thread to
 /// `core` and make it SCHED_FIFO ([`NAPI_FIFO_PRIORITY`]); returns the
 /// thread's name and pid. The veth must already have an XDP program or GRO

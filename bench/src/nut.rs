@@ -242,7 +242,7 @@ impl NutRow {
         };
         match self.sink_mode(direction) {
             XdpAttachMode::Generic => format!(
-                "{place} (generic XDP, in the backlog of the core that transmitted into it)"
+                "{place} (generic XDP, in the backlog of core {other_core}: RPS on node2's ul0)"
             ),
             _ => format!("{place} (native XDP, NAPI thread on core {other_core})"),
         }
@@ -1180,15 +1180,16 @@ fn cores(options: &NutOptions) -> BTreeMap<String, String> {
         "packet-rate counting sink".to_string(),
         format!(
             "native XDP: its NAPI thread on core {o} (SCHED_FIFO); generic XDP (encap sink of \
-             the rows whose node1 ul0 keeps TSO on): the backlog of the transmitting core"
+             the rows whose node1 ul0 keeps TSO on): the backlog of core {o} (RPS on node2's ul0)"
         ),
     );
     cores.insert(
         "kernel softirq (veth receive, bridge, routing, vxlan)".to_string(),
         format!(
             "the core that transmitted into the veth: core {o} for the pods' frames, \
-             core {w} for what node1's kxdp worker or OVS PMD thread sends (unless the receiving veth's NAPI \
-             is threaded)"
+             core {w} for what node1's kxdp worker or OVS PMD thread sends to a node1 pod \
+             (unless the receiving veth's NAPI is threaded); node2's receive on ul0 on core \
+             {o} in every row (RPS; --no-node2-rps leaves it on the transmitting core)"
         ),
     );
     cores

@@ -51,8 +51,9 @@ impl Profile {
         })
     }
 
-    /// Stop sampling and write `<data>.txt`: the share of samples per core
-    /// and command, then per core, command and symbol. Returns its path.
+    /// Stop sampling and write `<data>.txt`: where each core's time went
+    /// ([`where_time_goes`]), then the share of samples per core and
+    /// command, then per core, command and symbol. Returns its path.
     pub fn finish(mut self) -> Result<PathBuf> {
         let Some(child) = self.child.take() else {
             bail!("the profile was already stopped");
@@ -64,8 +65,21 @@ impl Profile {
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         }
-        // Who used each core, then what they ran there.
-        let mut report = Vec::new();
+        // Where each core's time went, then who used each core, then what
+        // they ran there.
+        let script = Command::new("perf")
+            .args(["script", "-F", "cpu,comm,ip,sym", "-i"])
+            .arg(&self.data)
+            .output()
+            .context("running perf script")?;
+        if !script.status.success() {
+            bail!(
+                "perf script on {} failed: {}",
+                self.data.display(),
+                String::from_utf8_lossy(&script.stderr).trim()
+            );
+        }
+        let mut report = where_time_goes(&String::from_utf8_lossy(&script.stdout)).into_bytes();
         for sort in ["cpu,comm", "cpu,comm,sym"] {
             let out = Command::new("perf")
                 .args(["report", "--stdio", "--no-children", "-g", "none"])
@@ -123,4 +137,290 @@ pub fn start_in(dir: Option<&Path>, row: &str, phase: &str) -> Result<Option<Pro
     Profile::start(&data)
         .with_context(|| format!("profiling {row} {phase}"))
         .map(Some)
+}
+
+/// Parts of the path a sample can be in, each named by kernel or kxdp
+/// functions; a sample belongs to the part of its innermost frame that
+/// names one (a `memcpy` under `__xsk_rcv` is the copy into the UMEM).
+const PARTS: &[(&str, &[&str])] = &[
+    (
+        "XDP on a veth: redirect and copy into the UMEM",
+        &[
+            "__xsk_rcv",
+            "xsk_rcv",
+            "__xsk_map_redirect",
+            "xdp_do_redirect",
+            "veth_xdp_rcv",
+            "bpf_prog_",
+            "xsk_generic_rcv",
+            "veth_convert_skb_to_xdp_buff",
+            "veth_poll",
+        ],
+    ),
+    (
+        "copy-mode AF_XDP transmit (skb build and copy)",
+        &[
+            "__xsk_generic_xmit",
+            "xsk_generic_xmit",
+            "xsk_build_skb",
+            "xsk_sendmsg",
+            "xsk_destruct_skb",
+        ],
+    ),
+    (
+        "TCP transmit (segments, GSO)",
+        &[
+            "tcp_write_xmit",
+            "__tcp_transmit_skb",
+            "tcp_sendmsg",
+            "skb_segment",
+            "__skb_gso_segment",
+            "tcp_push",
+        ],
+    ),
+    (
+        "TCP receive and ACKs (softirq)",
+        &[
+            "tcp_v4_rcv",
+            "tcp_rcv_established",
+            "tcp_ack",
+            "tcp_v4_do_rcv",
+        ],
+    ),
+    (
+        "recvmsg: copy to user",
+        &["tcp_recvmsg", "_copy_to_iter", "skb_copy_datagram_iter"],
+    ),
+    (
+        "vxlan encap and decap, UDP",
+        &[
+            "vxlan_rcv",
+            "vxlan_xmit",
+            "udp_tunnel_xmit_skb",
+            "udp_rcv",
+            "__udp4_lib_rcv",
+            "vxlan_gro_receive",
+            "gro_cells_receive",
+            "gro_cell_poll",
+        ],
+    ),
+    (
+        "bridge",
+        &[
+            "br_handle_frame",
+            "br_forward",
+            "br_dev_xmit",
+            "br_pass_frame_up",
+            "__br_forward",
+        ],
+    ),
+    (
+        "IP receive, routing, output",
+        &[
+            "ip_rcv",
+            "ip_forward",
+            "ip_route_input",
+            "ip_output",
+            "ip_finish_output",
+            "ip_local_deliver",
+            "fib_table_lookup",
+            "neigh_",
+        ],
+    ),
+    (
+        "veth transmit, netif_rx, backlog",
+        &[
+            "veth_xmit",
+            "netif_rx",
+            "__netif_rx",
+            "enqueue_to_backlog",
+            "process_backlog",
+            "__netif_receive_skb",
+            "dev_hard_start_xmit",
+            "__dev_queue_xmit",
+            "dev_direct_xmit",
+            "napi_gro_receive",
+        ],
+    ),
+    (
+        "softirq, skb allocation and freeing",
+        &[
+            "net_rx_action",
+            "handle_softirqs",
+            "__do_softirq",
+            "do_softirq",
+            "kfree_skb",
+            "skb_release",
+            "napi_consume_skb",
+            "__alloc_skb",
+            "skb_defer_free_flush",
+            "kmem_cache",
+        ],
+    ),
+    (
+        "wake-ups, scheduling, IPIs",
+        &[
+            "try_to_wake_up",
+            "__schedule",
+            "schedule",
+            "finish_task_switch",
+            "ttwu",
+            "sched_",
+            "__smp_call",
+            "flush_smp_call",
+            "sysvec_",
+            "enqueue_task",
+            "dequeue_task",
+        ],
+    ),
+    (
+        "idle (halted)",
+        &["pv_native_safe_halt", "default_idle", "do_idle", "cpuidle"],
+    ),
+    (
+        "syscall entry and exit, poll",
+        &[
+            "entry_SYSCALL",
+            "do_syscall_64",
+            "__sys_sendto",
+            "syscall_exit",
+            "__x64_sys",
+            "do_sys_poll",
+            "xsk_poll",
+        ],
+    ),
+    (
+        "clock_gettime (vDSO)",
+        &["clock_gettime", "__vdso_clock_gettime"],
+    ),
+];
+
+/// The part of a sample whose frames (innermost first) are `frames`.
+fn part_of<'a>(frames: impl IntoIterator<Item = &'a str>) -> &'static str {
+    for frame in frames {
+        for (part, names) in PARTS {
+            if names.iter().any(|n| frame.starts_with(n)) {
+                return part;
+            }
+        }
+        // kxdp's own code: `kxdp_dataplane::…`, `<kxdp_…>::…`.
+        if frame.trim_start_matches('<').starts_with("kxdp") {
+            return "kxdp's code (user space)";
+        }
+    }
+    "other"
+}
+
+/// From `perf script -F cpu,comm,ip,sym` output: per core, the share of
+/// its samples in each part of the path ([`PARTS`]) and per thread.
+pub fn where_time_goes(script: &str) -> String {
+    use std::collections::BTreeMap;
+    let mut parts: BTreeMap<u32, BTreeMap<&str, u64>> = BTreeMap::new();
+    let mut threads: BTreeMap<u32, BTreeMap<String, u64>> = BTreeMap::new();
+    for sample in script.split("\n\n") {
+        let mut lines = sample.lines().filter(|l| !l.trim().is_empty());
+        let Some(head) = lines.next() else { continue };
+        // "<comm> [<cpu>] "; a comm may hold spaces and brackets.
+        let Some((comm, cpu)) = head.trim_end().rsplit_once('[') else {
+            continue;
+        };
+        let Some(Ok(cpu)) = cpu.strip_suffix(']').map(str::parse::<u32>) else {
+            continue;
+        };
+        // "<ip> <symbol>" per frame.
+        let frames = lines.filter_map(|l| l.trim().split_once(' ').map(|(_, sym)| sym.trim()));
+        *parts
+            .entry(cpu)
+            .or_default()
+            .entry(part_of(frames))
+            .or_default() += 1;
+        *threads
+            .entry(cpu)
+            .or_default()
+            .entry(comm.trim().to_string())
+            .or_default() += 1;
+    }
+    let mut out = String::from("# Where each core's time went (cpu-clock samples)\n");
+    for (cpu, counts) in &parts {
+        let total: u64 = counts.values().sum();
+        let share = |n: u64| 100.0 * n as f64 / total.max(1) as f64;
+        out.push_str(&format!("core {cpu}: {total} samples\n"));
+        let mut sorted: Vec<(&&str, &u64)> = counts.iter().collect();
+        sorted.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (part, n) in sorted {
+            out.push_str(&format!("  {:5.1} %  {part}\n", share(*n)));
+        }
+        if let Some(by_thread) = threads.get(cpu) {
+            let mut sorted: Vec<(&String, &u64)> = by_thread.iter().collect();
+            sorted.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let listed: Vec<String> = sorted
+                .iter()
+                .filter(|(_, n)| share(**n) >= 1.0)
+                .map(|(t, n)| format!("{t} {:.0} %", share(**n)))
+                .collect();
+            out.push_str(&format!("  threads: {}\n", listed.join(", ")));
+        }
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCRIPT: &str = "\
+kxdp-worker-0 [001] \n\
+\tffffffff81000001 __pi_memcpy\n\
+\tffffffff81000002 xsk_build_skb\n\
+\tffffffff81000003 __xsk_generic_xmit\n\
+\tffffffff81000004 __sys_sendto\n\
+\n\
+swapper [000] \n\
+\tffffffff81000005 pv_native_safe_halt\n\
+\tffffffff81000006 do_idle\n\
+\n\
+kxdp-worker-0 [001] \n\
+\t          d65f95 kxdp_dataplane::worker::Worker<B,H>::poll_once_at\n\
+\n\
+tcp-sink: x [000] \n\
+\tffffffff81000007 __pi_memcpy\n\
+\tffffffff81000008 __xsk_rcv\n\
+\tffffffff81000009 xdp_do_redirect\n\
+\tffffffff8100000a tcp_write_xmit\n\
+\n\
+kxdp-worker-0 [001] \n\
+\tffffffff8100000b something_unknown\n";
+
+    #[test]
+    fn samples_go_to_the_innermost_named_part_of_their_core() {
+        let table = where_time_goes(SCRIPT);
+        let core = |n: u32| {
+            let start = table.find(&format!("core {n}:")).expect("core listed");
+            let rest = &table[start..];
+            let end = rest[1..].find("core ").map_or(rest.len(), |e| e + 1);
+            rest[..end].to_string()
+        };
+        let one = core(1);
+        assert!(one.starts_with("core 1: 3 samples"), "{table}");
+        assert!(one.contains("33.3 %  copy-mode AF_XDP transmit"), "{table}");
+        assert!(one.contains("33.3 %  kxdp's code (user space)"), "{table}");
+        assert!(one.contains("33.3 %  other"), "{table}");
+        assert!(one.contains("threads: kxdp-worker-0 100 %"), "{table}");
+        let zero = core(0);
+        assert!(zero.starts_with("core 0: 2 samples"), "{table}");
+        // Under tcp_write_xmit, but the copy into the UMEM is innermost.
+        assert!(
+            zero.contains("50.0 %  XDP on a veth: redirect and copy into the UMEM"),
+            "{table}"
+        );
+        assert!(zero.contains("50.0 %  idle (halted)"), "{table}");
+        assert!(zero.contains("tcp-sink: x 50 %"), "{table}");
+    }
+
+    #[test]
+    fn garbage_gives_an_empty_table_not_a_panic() {
+        let table = where_time_goes("no brackets here\n\n[x]\n\nname [12\n");
+        assert!(!table.contains("core "), "{table}");
+    }
 }

@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kxdp_config::PollMode;
 
@@ -725,30 +725,46 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
     }
 
     /// Run until `stop` is set.
+    ///
+    /// One clock read per loop: `now`, read after each poll, is the next
+    /// poll's batch time and serves the loop-time counters, the idle
+    /// accounting and the adaptive spin; it is read again after whatever
+    /// can take long (a command, the accounting, a yield, a sleep). A
+    /// clock read costs tens of nanoseconds on a VM (the vDSO's
+    /// `clock_gettime`), and four per loop were a quarter of a spinning
+    /// worker's time in a cpu-clock profile.
     pub fn run(&mut self, stop: &AtomicBool) {
-        let mut last_work = Instant::now();
         let mut since_publish = 0u32;
         let mut idle_polls = 0u32;
-        let mut last_accounting: Option<Instant> = None;
+        let mut last_accounting: Option<u64> = None;
         let mut iterations = 0u32;
         self.prime();
+        let mut now = monotonic_ns();
+        let mut last_work = now;
         while !stop.load(Ordering::Relaxed) {
             let start = cycles::now();
-            let started = Instant::now();
-            let n = self.poll_once();
-            self.time_loop(started.elapsed());
+            let began = now;
+            let n = self.poll_once_at(began);
+            now = monotonic_ns();
+            self.time_loop(Duration::from_nanos(now.saturating_sub(began)));
             iterations = iterations.wrapping_add(1);
             if iterations.is_multiple_of(COMMAND_POLL_INTERVAL) {
                 self.run_commands();
+                now = monotonic_ns();
             }
-            if n == 0 && last_accounting.is_none_or(|t| t.elapsed() >= ACCOUNTING_INTERVAL) {
+            if n == 0
+                && last_accounting.is_none_or(|t| {
+                    Duration::from_nanos(now.saturating_sub(t)) >= ACCOUNTING_INTERVAL
+                })
+            {
                 // Idle: check where every frame is (a clone and a sort of
                 // the free list, tens of microseconds) and publish it.
                 self.check_accounting();
                 if H::ENABLED {
-                    self.pipeline.hook_mut().on_idle(monotonic_ns());
+                    self.pipeline.hook_mut().on_idle(now);
                 }
-                last_accounting = Some(Instant::now());
+                now = monotonic_ns();
+                last_accounting = Some(now);
             }
             if n > 0 {
                 self.pipeline.counters.busy_loops += 1;
@@ -765,6 +781,7 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
                     // latency). Costs one syscall per ~256 empty polls,
                     // never one while frames arrive.
                     std::thread::yield_now();
+                    now = monotonic_ns();
                 }
             }
             since_publish += 1;
@@ -776,10 +793,10 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
                 continue;
             }
             if n > 0 || self.in_tx.iter().any(|t| *t > 0) {
-                last_work = Instant::now();
+                last_work = now;
                 continue;
             }
-            if last_work.elapsed() >= self.options.spin_time {
+            if Duration::from_nanos(now.saturating_sub(last_work)) >= self.options.spin_time {
                 self.run_commands();
                 self.pipeline.counters.sleeps += 1;
                 self.publish();
@@ -788,7 +805,8 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
                 // Woken by frames or by a command (see `xsk::Waker`): a
                 // command runs now, not 64 loops later.
                 self.run_commands();
-                last_work = Instant::now();
+                now = monotonic_ns();
+                last_work = now;
             }
         }
         if H::ENABLED {

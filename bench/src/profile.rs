@@ -271,6 +271,7 @@ const PARTS: &[(&str, &[&str])] = &[
             "sysvec_",
             "enqueue_task",
             "dequeue_task",
+            "native_write_msr",
         ],
     ),
     (
@@ -291,13 +292,22 @@ const PARTS: &[(&str, &[&str])] = &[
     ),
     (
         "clock_gettime (vDSO)",
-        &["clock_gettime", "__vdso_clock_gettime"],
+        &[
+            "clock_gettime",
+            "__vdso_clock_gettime",
+            "<std::sys::pal::unix::time::Timespec>",
+        ],
     ),
 ];
 
-/// The part of a sample whose frames (innermost first) are `frames`.
-fn part_of<'a>(frames: impl IntoIterator<Item = &'a str>) -> &'static str {
+/// The part of a sample of thread `comm` whose frames (innermost first)
+/// are `frames`.
+fn part_of<'a>(comm: &str, frames: impl IntoIterator<Item = &'a str>) -> &'static str {
     for frame in frames {
+        // A kxdp thread's body is inlined into std's thread entry.
+        if comm.starts_with("kxdp-") && frame.starts_with("std::sys::backtrace::") {
+            return "kxdp's code (user space)";
+        }
         for (part, names) in PARTS {
             if names.iter().any(|n| frame.starts_with(n)) {
                 return part;
@@ -332,7 +342,7 @@ pub fn where_time_goes(script: &str) -> String {
         *parts
             .entry(cpu)
             .or_default()
-            .entry(part_of(frames))
+            .entry(part_of(comm.trim(), frames))
             .or_default() += 1;
         *threads
             .entry(cpu)
@@ -381,7 +391,7 @@ swapper [000] \n\
 \tffffffff81000006 do_idle\n\
 \n\
 kxdp-worker-0 [001] \n\
-\t          d65f95 kxdp_dataplane::worker::Worker<B,H>::poll_once_at\n\
+\t          d62292 std::sys::backtrace::__rust_begin_short_backtrace\n\
 \n\
 tcp-sink: x [000] \n\
 \tffffffff81000007 __pi_memcpy\n\

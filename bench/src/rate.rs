@@ -302,8 +302,100 @@ pub struct RateSample {
     /// The kxdp worker's cycles per packet from its own counters (since
     /// start; kxdp only).
     pub worker_cycles_per_packet: Option<f64>,
+    /// Where the generator's frames went (kxdp only).
+    pub ledger: Option<FrameLedger>,
     /// What ran where.
     pub placement: Vec<String>,
+}
+
+/// Where the generator's frames went in a kxdp sample, per second of the
+/// window: the generator's veth, then each kxdp node's sockets (the
+/// kernel's XDP_STATISTICS) and worker (its drops by reason), then the
+/// sink. What no counter explains is `unaccounted`: frames in flight at
+/// either end of the window, and the few milliseconds between reading the
+/// nodes' counters and the sink's.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct FrameLedger {
+    /// Frames the generator's socket completed.
+    pub generated: f64,
+    /// Of those, dropped by its veth (the peer's ring was full).
+    pub veth_dropped: f64,
+    /// Each kxdp node on the path, in path order.
+    pub nodes: Vec<NodeLedger>,
+    /// Counted at the sink.
+    pub received: f64,
+    /// generated − veth drops − every node's drops − received.
+    pub unaccounted: f64,
+}
+
+/// One kxdp node's share of a [`FrameLedger`], per second.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct NodeLedger {
+    /// Node name.
+    pub node: String,
+    /// Frames its workers received.
+    pub worker_rx: f64,
+    /// Frames its workers transmitted.
+    pub worker_tx: f64,
+    /// The kernel's drops at its AF_XDP sockets, every port.
+    pub socket_drops: f64,
+    /// Times its sockets found the fill ring empty (XDP_STATISTICS; a
+    /// count of events, part of the drops above).
+    pub fill_ring_empty: f64,
+    /// Its workers' drops, by reason (only reasons that moved).
+    pub worker_drops: BTreeMap<String, f64>,
+}
+
+impl NodeLedger {
+    /// Between two readings `seconds` apart.
+    fn between(
+        node: &str,
+        before: &kxdp_node::stats::NodeStats,
+        after: &kxdp_node::stats::NodeStats,
+        seconds: f64,
+    ) -> NodeLedger {
+        let per_s = |a: u64, b: u64| b.saturating_sub(a) as f64 / seconds.max(1e-9);
+        let sum = |st: &kxdp_node::stats::NodeStats,
+                   f: fn(&kxdp_dataplane::counters::CounterSnapshot) -> u64| {
+            st.workers.iter().map(f).sum::<u64>()
+        };
+        let sockets = |st: &kxdp_node::stats::NodeStats| {
+            st.ports
+                .iter()
+                .filter_map(|p| p.kernel)
+                .fold((0u64, 0u64), |(all, empty), k| {
+                    (all + k.total(), empty + k.rx_fill_ring_empty)
+                })
+        };
+        let drops = |st: &kxdp_node::stats::NodeStats| {
+            let mut by: BTreeMap<String, u64> = BTreeMap::new();
+            for w in &st.workers {
+                for (reason, n) in &w.drops {
+                    *by.entry(reason.clone()).or_default() += n;
+                }
+            }
+            by
+        };
+        let (b, a) = (sockets(before), sockets(after));
+        let (db, da) = (drops(before), drops(after));
+        NodeLedger {
+            node: node.to_string(),
+            worker_rx: per_s(sum(before, |w| w.rx_packets), sum(after, |w| w.rx_packets)),
+            worker_tx: per_s(sum(before, |w| w.tx_packets), sum(after, |w| w.tx_packets)),
+            socket_drops: per_s(b.0, a.0),
+            fill_ring_empty: per_s(b.1, a.1),
+            worker_drops: da
+                .iter()
+                .map(|(r, n)| (r.clone(), per_s(db.get(r).copied().unwrap_or(0), *n)))
+                .filter(|(_, n)| *n > 0.0)
+                .collect(),
+        }
+    }
+
+    /// Every frame this node's counters saw dropped, per second.
+    fn dropped(&self) -> f64 {
+        self.socket_drops + self.worker_drops.values().sum::<f64>()
+    }
 }
 
 /// A figure over rounds.
@@ -713,10 +805,29 @@ pub fn measure(
             nice: None,
         },
     )?;
+    // The kxdp nodes on the path, for the ledger.
+    let ledger_nodes: Vec<(String, PathBuf)> = processes
+        .iter()
+        .map(|p| {
+            let config = bed.node_config(p.node())?;
+            Ok((
+                p.node().to_string(),
+                kxdp_control::api::api_socket_path(config),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let read_nodes = || -> Result<Vec<kxdp_node::stats::NodeStats>> {
+        ledger_nodes
+            .iter()
+            .map(|(_, socket)| kxdp_stats(socket))
+            .collect()
+    };
     std::thread::sleep(Duration::from_secs_f64(options.warmup));
+    let nodes_before = read_nodes()?;
     let before = snapshot(&generator, &sink, &encap_reader, &src.netns)?;
     std::thread::sleep(Duration::from_secs_f64(options.seconds));
     let after = snapshot(&generator, &sink, &encap_reader, &src.netns)?;
+    let nodes_after = read_nodes()?;
     let totals = generator.stop()?;
     if totals.completed == 0 {
         bail!("the generator sent nothing");
@@ -740,9 +851,33 @@ pub fn measure(
             .stop()
             .context("stopping the external forwarder")?;
     }
-    Ok(compute(
+    let mut sample = compute(
         path, sink_point, round, options, &before, &after, cycles, placement,
-    ))
+    );
+    if !ledger_nodes.is_empty() {
+        let nodes = ledger_nodes
+            .iter()
+            .zip(nodes_before.iter().zip(&nodes_after))
+            .map(|((name, _), (b, a))| NodeLedger::between(name, b, a, sample.seconds))
+            .collect();
+        sample.ledger = Some(ledger(&sample, nodes));
+    }
+    Ok(sample)
+}
+
+/// The ledger of `sample` with its kxdp nodes' shares.
+fn ledger(sample: &RateSample, nodes: Vec<NodeLedger>) -> FrameLedger {
+    let dropped: f64 = nodes.iter().map(NodeLedger::dropped).sum();
+    FrameLedger {
+        generated: sample.generator_tx_pps,
+        veth_dropped: sample.generator_dropped_pps,
+        received: sample.received_pps,
+        unaccounted: sample.generator_tx_pps
+            - sample.generator_dropped_pps
+            - dropped
+            - sample.received_pps,
+        nodes,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -811,6 +946,7 @@ fn compute(
         total_cpu_s_per_mpkt: per_mpkt((all_busy - generator_cpu).max(0.0), received),
         cores,
         worker_cycles_per_packet,
+        ledger: None,
         placement,
     }
 }
@@ -1207,6 +1343,45 @@ pub fn table(report: &RateReport) -> String {
             skipped.reason
         );
     }
+    let ledgers: Vec<(&RateSample, &FrameLedger)> = report
+        .samples
+        .iter()
+        .filter_map(|x| x.ledger.as_ref().map(|l| (x, l)))
+        .collect();
+    if !ledgers.is_empty() {
+        let _ = writeln!(s, "\nwhere kxdp's frames went, kpps (counters of the generator's veth, each kxdp node's sockets and workers, the sink):");
+    }
+    for (sample, l) in ledgers {
+        let k = |x: f64| format!("{:.1}", x / 1e3);
+        let mut line = format!(
+            "  {} round {}: generated {}, veth dropped {}",
+            sample.sink.label(),
+            sample.round + 1,
+            k(l.generated),
+            k(l.veth_dropped)
+        );
+        for n in &l.nodes {
+            let _ = write!(
+                line,
+                "; {} rx {} tx {}, socket drops {} (fill ring empty {})",
+                n.node,
+                k(n.worker_rx),
+                k(n.worker_tx),
+                k(n.socket_drops),
+                k(n.fill_ring_empty)
+            );
+            for (reason, v) in &n.worker_drops {
+                let _ = write!(line, ", {reason} {}", k(*v));
+            }
+        }
+        let _ = writeln!(
+            line,
+            "; received {}; unaccounted {}",
+            k(l.received),
+            k(l.unaccounted)
+        );
+        s.push_str(&line);
+    }
     if let Some(first) = report.samples.first() {
         let _ = writeln!(
             s,
@@ -1281,6 +1456,87 @@ mod tests {
         );
     }
 
+    fn node_stats(
+        rx: u64,
+        tx: u64,
+        socket_dropped: u64,
+        drops: &[(&str, u64)],
+    ) -> kxdp_node::stats::NodeStats {
+        let worker = kxdp_dataplane::counters::CounterSnapshot {
+            rx_packets: rx,
+            tx_packets: tx,
+            drops: drops.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+            ..Default::default()
+        };
+        serde_json::from_value(serde_json::json!({
+            "node": "n",
+            "generation": 1,
+            "routes": 0,
+            "workers": [worker],
+            "ports": [{
+                "worker": 0, "interface": "ul0", "queue": 0,
+                "bind_mode": "copy", "xdp_mode": "native",
+                "kernel": {"rx_dropped": socket_dropped, "rx_ring_full": 0,
+                           "rx_fill_ring_empty": 3, "rx_invalid_descs": 0,
+                           "tx_invalid_descs": 0}
+            }]
+        }))
+        .expect("node stats")
+    }
+
+    #[test]
+    fn the_ledger_accounts_for_every_counted_frame_per_second() {
+        // Two seconds: node1 took 1,800 of 2,000 frames (200 dropped at
+        // its socket), dropped 100 as no_route, sent 1,700; node2 got
+        // them, dropped 50 as ttl_expired; the sink counted 1,600 (50 not
+        // accounted for).
+        let n1 = NodeLedger::between(
+            "node1",
+            &node_stats(10, 10, 5, &[("no_route", 1)]),
+            &node_stats(1_810, 1_710, 205, &[("no_route", 101), ("unmoved", 0)]),
+            2.0,
+        );
+        assert_eq!(n1.worker_rx, 900.0);
+        assert_eq!(n1.worker_tx, 850.0);
+        assert_eq!(n1.socket_drops, 100.0);
+        assert_eq!(n1.worker_drops.get("no_route"), Some(&50.0));
+        assert!(!n1.worker_drops.contains_key("unmoved"));
+        let n2 = NodeLedger::between(
+            "node2",
+            &node_stats(0, 0, 0, &[]),
+            &node_stats(1_700, 1_650, 0, &[("ttl_expired", 50)]),
+            2.0,
+        );
+        let mut s = sample(RatePath::Kxdp, SinkPoint::Pod, 800.0, 0.0);
+        s.generator_tx_pps = 1_000.0;
+        s.generator_dropped_pps = 0.0;
+        let l = ledger(&s, vec![n1, n2]);
+        assert_eq!(l.generated, 1_000.0);
+        assert_eq!(l.received, 800.0);
+        assert_eq!(l.unaccounted, 1_000.0 - 100.0 - 50.0 - 25.0 - 800.0);
+        s.ledger = Some(l);
+        let text = table(&RateReport {
+            frame_bytes: 64,
+            flows: 8,
+            seconds: 2.0,
+            rounds: 1,
+            dut_core: 1,
+            generator_core: 0,
+            samples: vec![s],
+            summaries: Vec::new(),
+            ratios: Vec::new(),
+            skipped: Vec::new(),
+        });
+        assert!(text.contains("where kxdp's frames went"), "{text}");
+        assert!(
+            text.contains("node1 rx 0.9 tx 0.8, socket drops 0.1"),
+            "{text}"
+        );
+        assert!(text.contains("no_route 0.1"), "{text}");
+        assert!(text.contains("ttl_expired 0.0"), "{text}");
+        assert!(text.contains("unaccounted 0.0"), "{text}");
+    }
+
     fn sample(path: RatePath, sink: SinkPoint, rx: f64, per_core: f64) -> RateSample {
         RateSample {
             path,
@@ -1298,6 +1554,7 @@ mod tests {
             dut_cpu_s_per_mpkt: 1.0,
             total_cpu_s_per_mpkt: 1.0,
             worker_cycles_per_packet: None,
+            ledger: None,
             placement: Vec::new(),
         }
     }

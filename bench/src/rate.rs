@@ -337,7 +337,8 @@ pub struct NodeLedger {
     pub worker_rx: f64,
     /// Frames its workers transmitted.
     pub worker_tx: f64,
-    /// The kernel's drops at its AF_XDP sockets, every port.
+    /// The kernel's drops at its AF_XDP sockets, every port (also among
+    /// `worker_drops`, under the socket reasons).
     pub socket_drops: f64,
     /// Times its sockets found the fill ring empty (XDP_STATISTICS; a
     /// count of events, part of the drops above).
@@ -392,9 +393,12 @@ impl NodeLedger {
         }
     }
 
-    /// Every frame this node's counters saw dropped, per second.
+    /// Every frame this node's counters saw dropped, per second. The
+    /// workers' drop reasons already hold their sockets' kernel drops
+    /// (`fill_ring_empty`, `rx_ring_full`, `socket_rx_dropped`), so those
+    /// are not added again.
     fn dropped(&self) -> f64 {
-        self.socket_drops + self.worker_drops.values().sum::<f64>()
+        self.worker_drops.values().sum::<f64>()
     }
 }
 
@@ -1363,7 +1367,7 @@ pub fn table(report: &RateReport) -> String {
         for n in &l.nodes {
             let _ = write!(
                 line,
-                "; {} rx {} tx {}, socket drops {} (fill ring empty {})",
+                "; {} rx {} tx {}, of its drops at its sockets {} (fill ring empty {})",
                 n.node,
                 k(n.worker_rx),
                 k(n.worker_tx),
@@ -1487,13 +1491,18 @@ mod tests {
     #[test]
     fn the_ledger_accounts_for_every_counted_frame_per_second() {
         // Two seconds: node1 took 1,800 of 2,000 frames (200 dropped at
-        // its socket), dropped 100 as no_route, sent 1,700; node2 got
-        // them, dropped 50 as ttl_expired; the sink counted 1,600 (50 not
-        // accounted for).
+        // its socket, which its workers count as rx_ring_full), dropped
+        // 100 as no_route, sent 1,700; node2 got them, dropped 50 as
+        // ttl_expired; the sink counted 1,600 (50 not accounted for).
         let n1 = NodeLedger::between(
             "node1",
-            &node_stats(10, 10, 5, &[("no_route", 1)]),
-            &node_stats(1_810, 1_710, 205, &[("no_route", 101), ("unmoved", 0)]),
+            &node_stats(10, 10, 5, &[("no_route", 1), ("rx_ring_full", 5)]),
+            &node_stats(
+                1_810,
+                1_710,
+                205,
+                &[("no_route", 101), ("rx_ring_full", 205), ("unmoved", 0)],
+            ),
             2.0,
         );
         assert_eq!(n1.worker_rx, 900.0);
@@ -1513,7 +1522,9 @@ mod tests {
         let l = ledger(&s, vec![n1, n2]);
         assert_eq!(l.generated, 1_000.0);
         assert_eq!(l.received, 800.0);
+        // The socket drops once, not twice.
         assert_eq!(l.unaccounted, 1_000.0 - 100.0 - 50.0 - 25.0 - 800.0);
+        assert_eq!(l.unaccounted, 25.0);
         s.ledger = Some(l);
         let text = table(&RateReport {
             frame_bytes: 64,
@@ -1529,7 +1540,7 @@ mod tests {
         });
         assert!(text.contains("where kxdp's frames went"), "{text}");
         assert!(
-            text.contains("node1 rx 0.9 tx 0.8, socket drops 0.1"),
+            text.contains("node1 rx 0.9 tx 0.8, of its drops at its sockets 0.1"),
             "{text}"
         );
         assert!(text.contains("no_route 0.1"), "{text}");

@@ -7,6 +7,7 @@ pub mod chain;
 pub mod external;
 pub mod figures;
 pub mod generator;
+pub mod halt_poll;
 pub mod latency;
 pub mod nut;
 pub mod ovs_vxlan;

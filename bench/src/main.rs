@@ -71,6 +71,12 @@ enum Command {
         /// steering it to the other core with RPS on node2's ul0: for A/B.
         #[arg(long)]
         no_node2_rps: bool,
+        /// Set the guest halt-polling window (haltpoll.guest_halt_poll_ns,
+        /// machine-wide) to this many ns for the run and put the old value
+        /// back afterwards; `kxdp check` recommends 200000 on this kind of
+        /// VM. Unset: the machine's own setting, printed with the table.
+        #[arg(long)]
+        halt_poll_ns: Option<u64>,
     },
     /// The in-memory pipeline: Mpps per core for local forward, VXLAN encap and decap.
     Pipeline {
@@ -213,6 +219,7 @@ fn main() -> anyhow::Result<()> {
             rows,
             profile,
             no_node2_rps,
+            halt_poll_ns,
         } => {
             use anyhow::Context;
             use kxdp_bench::nut;
@@ -226,11 +233,28 @@ fn main() -> anyhow::Result<()> {
             }
             options.profile = profile;
             options.node2_rps = !no_node2_rps;
+            let window = halt_poll_ns
+                .map(kxdp_bench::halt_poll::HaltPollWindow::set)
+                .transpose()?;
             let started = std::time::Instant::now();
             let report = nut::run(&options, &mut |line| {
                 eprintln!("[{:>5.1}s] {line}", started.elapsed().as_secs_f64());
             })?;
             print!("{}", nut::table(&report));
+            match &window {
+                Some(w) => println!(
+                    "\nguest halt polling: window {} ns for this run (--halt-poll-ns; {} ns before, put back)",
+                    w.ns(),
+                    w.previous()
+                ),
+                None => println!(
+                    "\nguest halt polling: the machine's window, {}",
+                    std::fs::read_to_string(kxdp_bench::halt_poll::WINDOW)
+                        .map(|v| format!("{} ns", v.trim()))
+                        .unwrap_or_else(|_| "none (no haltpoll cpuidle driver)".to_string())
+                ),
+            }
+            drop(window);
             let json = options.out_dir.join("nut.json");
             std::fs::write(&json, serde_json::to_string_pretty(&report)?)
                 .with_context(|| format!("writing {}", json.display()))?;

@@ -16,7 +16,9 @@
 //!   receives finished checksums, as from a NIC on a wire): what that
 //!   setting costs the kernel;
 //! - `kernel-vxlan-tuned`: `kernel-vxlan` (default offloads) with the knob
-//!   kxdp is about to get: on node1, threaded NAPI for the host ends of the
+//!   the issue weighed for kxdp (measured on kxdp's pod veths it livelocks
+//!   the worker, so kxdp does without; see the README): on node1, threaded
+//!   NAPI for the host ends of the
 //!   pod veths and for `ul0` (GRO switched on, as a veth has NAPI only with
 //!   GRO on or an XDP program), the NAPI threads pinned to the worker core
 //!   at SCHED_FIFO (as in the `rate` module). With the kernel's default

@@ -1,0 +1,126 @@
+//! `--halt-poll-ns`: the guest halt-polling window for the length of a
+//! run, put back as it was afterwards (also on failure: the guard's drop).
+//!
+//! The window is machine-wide (`haltpoll.guest_halt_poll_ns`), so kxdp
+//! never sets it; `kxdp check` recommends it. The bench sets it only when
+//! asked, so that a table can be measured with the setting a reader would
+//! deploy, and says so in its output.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// The window's sysfs file on a guest with the haltpoll cpuidle driver.
+pub const WINDOW: &str = "/sys/module/haltpoll/parameters/guest_halt_poll_ns";
+
+/// The window set for a run; dropping it writes the old value back.
+#[derive(Debug)]
+pub struct HaltPollWindow {
+    file: PathBuf,
+    old: u64,
+    set: u64,
+}
+
+impl HaltPollWindow {
+    /// Set the window in `file` to `ns`, remembering the old value.
+    pub fn set_in(file: &Path, ns: u64) -> Result<HaltPollWindow> {
+        let old = read(file).with_context(|| {
+            format!(
+                "--halt-poll-ns: cannot read {} (no haltpoll cpuidle driver on this machine?)",
+                file.display()
+            )
+        })?;
+        write(file, ns)?;
+        let now = read(file)?;
+        if now != ns {
+            // Put back what was there before saying no.
+            let _ = write(file, old);
+            bail!(
+                "--halt-poll-ns: wrote {ns} to {}, it reads {now}",
+                file.display()
+            );
+        }
+        Ok(HaltPollWindow {
+            file: file.to_path_buf(),
+            old,
+            set: ns,
+        })
+    }
+
+    /// [`HaltPollWindow::set_in`] on this machine's [`WINDOW`].
+    pub fn set(ns: u64) -> Result<HaltPollWindow> {
+        HaltPollWindow::set_in(Path::new(WINDOW), ns)
+    }
+
+    /// The window for the run, ns.
+    pub fn ns(&self) -> u64 {
+        self.set
+    }
+
+    /// The value put back afterwards, ns.
+    pub fn previous(&self) -> u64 {
+        self.old
+    }
+}
+
+impl Drop for HaltPollWindow {
+    fn drop(&mut self) {
+        if let Err(e) = write(&self.file, self.old) {
+            eprintln!(
+                "kxdp-bench: could not put guest_halt_poll_ns back to {}: {e:#}",
+                self.old
+            );
+        }
+    }
+}
+
+fn read(file: &Path) -> Result<u64> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("{} holds {:?}, not a number", file.display(), text.trim()))
+}
+
+fn write(file: &Path, ns: u64) -> Result<()> {
+    std::fs::write(file, ns.to_string()).with_context(|| format!("writing {}", file.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(value: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "kxdp-halt-poll-{}-{value}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let f = dir.join("guest_halt_poll_ns");
+        std::fs::write(&f, format!("{value}\n")).expect("write");
+        f
+    }
+
+    #[test]
+    fn the_window_holds_for_the_run_and_goes_back_after() {
+        let f = file("0");
+        {
+            let w = HaltPollWindow::set_in(&f, 200_000).expect("set");
+            assert_eq!((w.ns(), w.previous()), (200_000, 0));
+            assert_eq!(read(&f).expect("read"), 200_000);
+        }
+        assert_eq!(read(&f).expect("read"), 0);
+    }
+
+    #[test]
+    fn no_driver_or_garbage_is_an_error_naming_the_file() {
+        let missing = std::env::temp_dir().join("kxdp-no-such-dir/guest_halt_poll_ns");
+        let err = HaltPollWindow::set_in(&missing, 1).expect_err("missing");
+        assert!(format!("{err:#}").contains("no haltpoll"), "{err:#}");
+        let f = file("abc");
+        let err = HaltPollWindow::set_in(&f, 1).expect_err("garbage");
+        assert!(format!("{err:#}").contains("not a number"), "{err:#}");
+        assert_eq!(std::fs::read_to_string(&f).expect("read").trim(), "abc");
+    }
+}

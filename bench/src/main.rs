@@ -83,6 +83,10 @@ enum Command {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
+        /// Scenarios to run, comma-separated (local-forward, vxlan-encap,
+        /// vxlan-decap); all by default.
+        #[arg(long, value_delimiter = ',')]
+        scenarios: Vec<kxdp_bench::pipeline::Scenario>,
         /// Write the results as JSON here.
         #[arg(long)]
         json: Option<std::path::PathBuf>,
@@ -404,6 +408,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Pipeline {
             seconds,
+            scenarios,
             json,
             core,
         } => {
@@ -414,12 +419,18 @@ fn main() -> anyhow::Result<()> {
                 "in-memory pipeline, one core{}, batch 64",
                 core.map(|c| format!(" (core {c})")).unwrap_or_default()
             );
-            let results = kxdp_bench::pipeline::run_all(Duration::from_secs_f64(seconds), |r| {
-                eprintln!(
-                    "  {:?} {} B {} routes: {:.2} Mpps",
-                    r.scenario, r.frame_bytes, r.routes, r.mpps
-                );
-            });
+            let scenarios = if scenarios.is_empty() {
+                kxdp_bench::pipeline::Scenario::ALL.to_vec()
+            } else {
+                scenarios
+            };
+            let results =
+                kxdp_bench::pipeline::run(&scenarios, Duration::from_secs_f64(seconds), |r| {
+                    eprintln!(
+                        "  {:?} {} B {} routes: {:.2} Mpps",
+                        r.scenario, r.frame_bytes, r.routes, r.mpps
+                    );
+                });
             print!("{}", kxdp_bench::pipeline::table(&results));
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
@@ -563,6 +574,29 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn pipeline_runs_the_scenarios_named_and_refuses_others() {
+        use kxdp_bench::pipeline::Scenario;
+        let cli = Cli::try_parse_from([
+            "kxdp-bench",
+            "pipeline",
+            "--scenarios",
+            "vxlan-decap,local-forward",
+        ])
+        .unwrap();
+        let Some(Command::Pipeline { scenarios, .. }) = cli.command else {
+            panic!("not the pipeline command: {:?}", cli.command);
+        };
+        assert_eq!(scenarios, [Scenario::VxlanDecap, Scenario::LocalForward]);
+        let err = Cli::try_parse_from(["kxdp-bench", "pipeline", "--scenarios", "decap"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"decap\" is not a scenario (local-forward, vxlan-encap, vxlan-decap)"),
+            "{err}"
+        );
     }
 
     #[test]

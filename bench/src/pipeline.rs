@@ -63,12 +63,34 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    fn label(self) -> &'static str {
+    /// Every scenario, in table order.
+    pub const ALL: [Scenario; 3] = [
+        Scenario::LocalForward,
+        Scenario::VxlanEncap,
+        Scenario::VxlanDecap,
+    ];
+
+    /// Label in tables and on the command line.
+    pub fn label(self) -> &'static str {
         match self {
             Scenario::LocalForward => "local-forward",
             Scenario::VxlanEncap => "vxlan-encap",
             Scenario::VxlanDecap => "vxlan-decap",
         }
+    }
+}
+
+impl std::str::FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Scenario, String> {
+        Scenario::ALL
+            .into_iter()
+            .find(|c| c.label() == s)
+            .ok_or_else(|| {
+                let all: Vec<&str> = Scenario::ALL.iter().map(|c| c.label()).collect();
+                format!("{s:?} is not a scenario ({})", all.join(", "))
+            })
     }
 }
 
@@ -305,16 +327,19 @@ pub fn measure(
 }
 
 /// The whole matrix.
-pub fn run_all(
+pub fn run_all(duration: Duration, progress: impl FnMut(&PipelineResult)) -> Vec<PipelineResult> {
+    run(&Scenario::ALL, duration, progress)
+}
+
+/// The matrix for `scenarios` only (every frame size and route count), so
+/// that one path can be compared or profiled alone.
+pub fn run(
+    scenarios: &[Scenario],
     duration: Duration,
     mut progress: impl FnMut(&PipelineResult),
 ) -> Vec<PipelineResult> {
     let mut out = Vec::new();
-    for scenario in [
-        Scenario::LocalForward,
-        Scenario::VxlanEncap,
-        Scenario::VxlanDecap,
-    ] {
+    for &scenario in scenarios {
         for frame_bytes in [64, 1500] {
             for routes in [10, 10_000, 100_000] {
                 let r = measure(scenario, frame_bytes, routes, duration);

@@ -67,34 +67,23 @@ impl Profile {
         }
         // Where each core's time went, then who used each core, then what
         // they ran there.
-        let script = Command::new("perf")
-            .args(["script", "-F", "cpu,comm,ip,sym", "-i"])
-            .arg(&self.data)
-            .output()
-            .context("running perf script")?;
-        if !script.status.success() {
-            bail!(
-                "perf script on {} failed: {}",
-                self.data.display(),
-                String::from_utf8_lossy(&script.stderr).trim()
-            );
-        }
-        let mut report = where_time_goes(&String::from_utf8_lossy(&script.stdout)).into_bytes();
+        let script = perf(&["script", "-F", "cpu,comm,ip,sym"], &self.data)?;
+        let mut report = where_time_goes(&String::from_utf8_lossy(&script)).into_bytes();
         for sort in ["cpu,comm", "cpu,comm,sym"] {
-            let out = Command::new("perf")
-                .args(["report", "--stdio", "--no-children", "-g", "none"])
-                .args(["--sort", sort, "--percent-limit", "0.5", "-i"])
-                .arg(&self.data)
-                .output()
-                .context("running perf report")?;
-            if !out.status.success() {
-                bail!(
-                    "perf report on {} failed: {}",
-                    self.data.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            report.extend_from_slice(&out.stdout);
+            report.extend(perf(
+                &[
+                    "report",
+                    "--stdio",
+                    "--no-children",
+                    "-g",
+                    "none",
+                    "--sort",
+                    sort,
+                    "--percent-limit",
+                    "0.5",
+                ],
+                &self.data,
+            )?);
         }
         let mut text = self.data.clone().into_os_string();
         text.push(".txt");
@@ -110,6 +99,26 @@ impl Drop for Profile {
             let _ = stop(child);
         }
     }
+}
+
+/// `perf <args> -i <data>`'s standard output; an error with perf's own
+/// message when it fails.
+fn perf(args: &[&str], data: &Path) -> Result<Vec<u8>> {
+    let out = Command::new("perf")
+        .args(args)
+        .arg("-i")
+        .arg(data)
+        .output()
+        .with_context(|| format!("running perf {}", args[0]))?;
+    if !out.status.success() {
+        bail!(
+            "perf {} on {} failed: {}",
+            args[0],
+            data.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
 }
 
 /// SIGINT `child` (perf then writes its file out) and wait for it.

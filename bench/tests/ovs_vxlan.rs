@@ -76,23 +76,7 @@ fn ovs_vxlan_node_talks_to_a_flannel_node_and_cleans_up() {
     for pid in &pids {
         assert!(!process_alive(*pid), "pid {pid} still runs");
     }
-    assert!(!run_dir.exists(), "{} is still there", run_dir.display());
-    assert_eq!(
-        xdp_programs(&node1.netns, &ovs_spec.afxdp_interfaces()).unwrap(),
-        vec![]
-    );
-    let links = node1.netns.ip(&["-o", "link", "show"]).unwrap();
-    for device in [INTEGRATION_BRIDGE, UNDERLAY_BRIDGE, "ovs-netdev"] {
-        assert!(!links.contains(device), "{device} left: {links}");
-    }
-    let addresses = node1
-        .netns
-        .ip(&["-o", "addr", "show", "dev", UNDERLAY_IF])
-        .unwrap();
-    assert!(
-        addresses.contains(&format!("{}/24", node1.vtep_ip)),
-        "the VTEP is not back on ul0: {addresses}"
-    );
+    assert_ovs_left_nothing(&node1, &ovs_spec, &run_dir);
     drop(testbed);
     assert_eq!(Testbed::leftovers(&prefix).unwrap(), Vec::<String>::new());
 }
@@ -134,6 +118,18 @@ fn a_killed_ovs_vxlan_node_leaves_nothing_behind() {
     }
     let error = ovs.stop().expect_err("a killed OVS cannot stop cleanly");
     assert!(error.to_string().contains("had exited"), "{error:#}");
+    assert_ovs_left_nothing(&node1, &ovs_spec, &run_dir);
+    drop(testbed);
+    assert_eq!(Testbed::leftovers(&prefix).unwrap(), Vec::<String>::new());
+}
+
+/// After OVS stopped (cleanly or not): no run directory, XDP program,
+/// bridge or tap left on node1, and its VTEP address back on `ul0`.
+fn assert_ovs_left_nothing(
+    node1: &kxdp_testbed::Node,
+    ovs_spec: &OvsVxlanSpec,
+    run_dir: &std::path::Path,
+) {
     assert!(!run_dir.exists(), "{} is still there", run_dir.display());
     assert_eq!(
         xdp_programs(&node1.netns, &ovs_spec.afxdp_interfaces()).unwrap(),
@@ -151,6 +147,4 @@ fn a_killed_ovs_vxlan_node_leaves_nothing_behind() {
         addresses.contains(&format!("{}/24", node1.vtep_ip)),
         "the VTEP is not back on ul0: {addresses}"
     );
-    drop(testbed);
-    assert_eq!(Testbed::leftovers(&prefix).unwrap(), Vec::<String>::new());
 }

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-/// The window's sysfs file on a guest with the haltpoll cpuidle driver.
-pub const WINDOW: &str = "/sys/module/haltpoll/parameters/guest_halt_poll_ns";
+/// The window's sysfs file on a guest with the haltpoll cpuidle driver
+/// (the one `kxdp check` reads).
+pub const WINDOW: &str = kxdp_node::host::HALT_POLL_WINDOW;
 
 /// The window set for a run; dropping it writes the old value back.
 #[derive(Debug)]

@@ -22,6 +22,10 @@ use std::path::{Path, PathBuf};
 /// default (`GUEST_HALT_POLL_NS` in `drivers/cpuidle/cpuidle-haltpoll.c`).
 pub const GUEST_HALT_POLL_NS: u64 = 200_000;
 
+/// The guest halt-polling window's file (sysfs, ns), under the haltpoll
+/// cpuidle driver.
+pub const HALT_POLL_WINDOW: &str = "/sys/module/haltpoll/parameters/guest_halt_poll_ns";
+
 /// One host setting that falls short, with what to set and why.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Advice {
@@ -86,17 +90,16 @@ impl Host {
     /// Guest halt polling: off (0) under the haltpoll cpuidle driver.
     fn halt_polling(&self) -> Option<Advice> {
         const DRIVER: &str = "/sys/devices/system/cpu/cpuidle/current_driver";
-        const WINDOW: &str = "/sys/module/haltpoll/parameters/guest_halt_poll_ns";
         if self.read(DRIVER)? != "haltpoll" {
             return None;
         }
-        let current = self.read(WINDOW)?;
+        let current = self.read(HALT_POLL_WINDOW)?;
         let ns: u64 = current.parse().ok()?;
         if ns >= GUEST_HALT_POLL_NS {
             return None;
         }
         Some(Advice {
-            setting: Path::new(WINDOW).display().to_string(),
+            setting: Path::new(HALT_POLL_WINDOW).display().to_string(),
             current,
             recommended: GUEST_HALT_POLL_NS.to_string(),
             reason: "this VM's idle vCPUs halt without polling first, so every frame a \
@@ -106,7 +109,7 @@ impl Host {
                      idle vCPU sees the wake-up without an exit"
                 .to_string(),
             how: format!(
-                "echo {GUEST_HALT_POLL_NS} > {WINDOW}; at boot: \
+                "echo {GUEST_HALT_POLL_NS} > {HALT_POLL_WINDOW}; at boot: \
                  haltpoll.guest_halt_poll_ns={GUEST_HALT_POLL_NS} on the kernel command line"
             ),
         })
@@ -130,7 +133,7 @@ mod tests {
     }
 
     const DRIVER: &str = "/sys/devices/system/cpu/cpuidle/current_driver";
-    const WINDOW: &str = "/sys/module/haltpoll/parameters/guest_halt_poll_ns";
+    const WINDOW: &str = HALT_POLL_WINDOW;
 
     #[test]
     fn a_guest_that_halts_without_polling_is_told_to_poll() {

@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnetwork::IpNetwork;
 
 use crate::{
-    ConfigError, FunctionSpec, InterfaceRole, MacAddr, NodeConfig, PodCidrSpec, Protocol,
+    ConfigError, FunctionSpec, InterfaceRole, MacAddr, NodeConfig, PodCidrSpec, PodNapi, Protocol,
     RouteTarget, IMPLICIT_SERVICES_CHAIN,
 };
 
@@ -408,6 +408,12 @@ fn check_workers(config: &NodeConfig, machine: &Machine) -> Checked {
                 "{} is larger than {MAX_BATCH_SIZE}, the size of kxdp's AF_XDP rings",
                 workers.batch_size
             ),
+        );
+    }
+    if workers.pod_napi == PodNapi::WorkerCore && workers.cores.is_empty() {
+        return refuse(
+            "workers.pod_napi",
+            "worker-core pins the pods' NAPI threads to the workers' cores, but workers.cores is empty: list the workers' cores",
         );
     }
     let mut seen: HashMap<usize, usize> = HashMap::new();

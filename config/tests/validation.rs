@@ -9,7 +9,8 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 use kxdp_config::{
     ChainSpec, ConfigError, FunctionSpec, InterfaceRole, InterfaceSpec, MacAddr, Machine,
-    NodeConfig, PodCidrSpec, PolicerScope, Protocol, RouteSpec, RouteTarget, MAX_BATCH_SIZE,
+    NodeConfig, PodCidrSpec, PodNapi, PolicerScope, Protocol, RouteSpec, RouteTarget,
+    MAX_BATCH_SIZE,
 };
 use proptest::prelude::*;
 
@@ -828,6 +829,48 @@ fn refuses_duplicate_cores() {
         "workers.cores[2]",
         &["core 1", "workers.cores[0]"],
     );
+}
+
+#[test]
+fn pod_napi_is_kernel_unless_set_and_parses_kebab_case() {
+    assert_eq!(base().workers.pod_napi, PodNapi::Kernel);
+    let yaml = BASE.replacen(
+        "batch_size: 64 }",
+        "batch_size: 64, pod_napi: worker-core }",
+        1,
+    );
+    let config = NodeConfig::parse_yaml(&yaml).unwrap();
+    assert_eq!(config.workers.pod_napi, PodNapi::WorkerCore);
+    config.validate_with(&machine()).unwrap();
+    let yaml = BASE.replacen("batch_size: 64 }", "batch_size: 64, pod_napi: kernel }", 1);
+    let config = NodeConfig::parse_yaml(&yaml).unwrap();
+    assert_eq!(config.workers.pod_napi, PodNapi::Kernel);
+    // Written back as it is read.
+    let mut config = base();
+    config.workers.pod_napi = PodNapi::WorkerCore;
+    assert!(config.to_yaml().contains("pod_napi: worker-core"));
+    parse_refused(
+        "batch_size: 64 }",
+        "batch_size: 64, pod_napi: worker_core }",
+        "workers.pod_napi",
+        &["worker_core", "worker-core"],
+    );
+}
+
+#[test]
+fn refuses_worker_core_pod_napi_without_cores() {
+    refused(
+        |c| {
+            c.workers.pod_napi = PodNapi::WorkerCore;
+            c.workers.cores.clear();
+        },
+        "workers.pod_napi",
+        &["worker-core", "workers.cores"],
+    );
+    // Without cores, the kernel's placement is fine.
+    let mut config = base();
+    config.workers.cores.clear();
+    config.validate_with(&machine()).unwrap();
 }
 
 // ------------------------------------------------------------------- routes

@@ -103,8 +103,13 @@ pub fn print(stats: &NodeStats) -> String {
             ),
             None => "kernel drops unknown".to_string(),
         };
+        let napi = if p.napi.is_empty() {
+            String::new()
+        } else {
+            format!("  NAPI {}", p.napi)
+        };
         out.push_str(&format!(
-            "  worker {} {}:{}  AF_XDP {}  XDP {}  {kernel}\n",
+            "  worker {} {}:{}  AF_XDP {}  XDP {}{napi}  {kernel}\n",
             p.worker, p.interface, p.queue, p.bind_mode, p.xdp_mode
         ));
     }

@@ -120,9 +120,10 @@ impl Host {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::test_dir::TestDir;
 
-    fn fake_host(files: &[(&str, &str)]) -> (tempdir::Dir, Host) {
-        let dir = tempdir::Dir::new();
+    fn fake_host(files: &[(&str, &str)]) -> (TestDir, Host) {
+        let dir = TestDir::new("host");
         for (path, value) in files {
             let full = dir.path().join(path.trim_start_matches('/'));
             std::fs::create_dir_all(full.parent().unwrap()).unwrap();
@@ -165,31 +166,5 @@ mod tests {
         assert_eq!(short.advice()[0].current, "50000");
         let (_d2, garbage) = fake_host(&[(DRIVER, "haltpoll"), (WINDOW, "lots")]);
         assert_eq!(garbage.advice(), []);
-    }
-
-    /// A directory removed on drop (no tempfile crate in this crate).
-    mod tempdir {
-        pub struct Dir(std::path::PathBuf);
-        impl Dir {
-            pub fn new() -> Dir {
-                use std::sync::atomic::{AtomicU32, Ordering};
-                static N: AtomicU32 = AtomicU32::new(0);
-                let p = std::env::temp_dir().join(format!(
-                    "kxdp-host-test-{}-{}",
-                    std::process::id(),
-                    N.fetch_add(1, Ordering::Relaxed)
-                ));
-                std::fs::create_dir_all(&p).unwrap();
-                Dir(p)
-            }
-            pub fn path(&self) -> &std::path::Path {
-                &self.0
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
     }
 }

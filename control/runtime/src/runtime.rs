@@ -15,6 +15,12 @@
 //! whose device goes away), attaches kxdp's XDP program to the new
 //! interface and puts the new sockets in its XSKMAP: forwarding resumes
 //! without a restart, and `kxdp stats` counts the rebind.
+//!
+//! With `workers.pod_napi: worker-core`, each pod interface's NAPI threads
+//! go on the workers' cores once its XDP program is on (at start, when a
+//! pod is attached at run time and when its interface is bound again), and
+//! its threaded setting goes back before the program goes
+//! ([`crate::pod_napi`]).
 
 use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
@@ -43,6 +49,7 @@ use serde::Serialize;
 
 use crate::hostport::{HostPortError, HostPortGuard};
 use crate::lifecycle::PortLifecycle;
+use crate::pod_napi::{Placement, PodNapiPlacer};
 use crate::readiness::{Readiness, RunningWorker};
 use crate::report::Report;
 
@@ -176,6 +183,20 @@ pub struct PortInfo {
     /// replaced when the port is bound again.
     #[serde(skip)]
     pub fd: Arc<AtomicI32>,
+    /// Where the NAPI of its queue runs (`workers.pod_napi`); replaced
+    /// when the port is bound again.
+    #[serde(skip)]
+    pub napi: Arc<Mutex<Placement>>,
+}
+
+impl PortInfo {
+    /// Where the NAPI of its queue runs now, as `kxdp stats` shows it.
+    pub fn napi_placement(&self) -> String {
+        self.napi
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .to_string()
+    }
 }
 
 /// The bound ports, shared by the runtime (which adds and removes pod
@@ -268,6 +289,9 @@ pub struct NodeRuntime {
     running_workers: Arc<AtomicUsize>,
     /// The host port's node side (removed after the workers stop).
     host_port: Option<Arc<Mutex<HostPortGuard>>>,
+    /// The pod interfaces' NAPI placement, put back before the XDP
+    /// programs go.
+    pod_napi: Arc<PodNapiPlacer>,
 }
 
 struct Opened {
@@ -330,11 +354,17 @@ impl NodeRuntime {
 
         // Attach XDP programs first: frames for queues without a socket yet
         // are dropped (pods) or passed (underlay) until the sockets register.
+        // The pods' NAPI threads go on the workers' cores once a program
+        // is on (a veth has NAPI only then); a failed start drops the
+        // placer first, which puts the threaded settings back.
+        let pod_napi = Arc::new(PodNapiPlacer::new(&config));
         let mut attachments = Vec::new();
         let mut ifindexes = Vec::new();
+        let mut placements = Vec::new();
         for itf in &config.interfaces {
             attachments.push(attach_xdp(&config, itf)?);
             ifindexes.push(interface_index(&itf.name).unwrap_or(0));
+            placements.push(pod_napi.place(itf, worker_count));
         }
 
         let mut counters = Vec::new();
@@ -471,6 +501,7 @@ impl NodeRuntime {
                 };
                 let xdp_mode = format!("{:?}", attachments[p].mode()).to_lowercase();
                 tracing::info!(worker = w, interface = %itf.name, queue = w, bind_mode, xdp_mode = %xdp_mode, "AF_XDP socket bound");
+                let napi = placements[p].get(w).cloned().unwrap_or(Placement::Kernel);
                 ports.push(PortInfo {
                     worker: w,
                     interface: itf.name.clone(),
@@ -478,6 +509,7 @@ impl NodeRuntime {
                     bind_mode: bind_mode.to_string(),
                     xdp_mode,
                     fd: Arc::new(AtomicI32::new(opened.fds[p])),
+                    napi: Arc::new(Mutex::new(napi)),
                 });
             }
         }
@@ -489,6 +521,7 @@ impl NodeRuntime {
             commands: commands.clone(),
             attachments: Mutex::default(),
             ports: shared_ports.clone(),
+            pod_napi: Arc::clone(&pod_napi),
         });
         let watcher = LinkWatcher {
             config: config.clone(),
@@ -497,6 +530,7 @@ impl NodeRuntime {
             commands,
             ports,
             stop: Arc::clone(&stop),
+            pod_napi: Arc::clone(&pod_napi),
         };
         let watcher = std::thread::Builder::new()
             .name("kxdp-link-watch".into())
@@ -521,6 +555,7 @@ impl NodeRuntime {
             trace,
             running_workers,
             host_port,
+            pod_napi,
         })
     }
 
@@ -581,6 +616,9 @@ impl NodeRuntime {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+        // Threaded NAPI back as it was, while the programs (and so the
+        // veths' NAPI) are still there.
+        self.pod_napi.restore_all();
         // Dropping the attachments closes the bpf_link fds: the programs detach.
         self.attachments
             .lock()
@@ -671,6 +709,7 @@ pub struct RuntimePorts {
     commands: Vec<WorkerHandle>,
     attachments: Mutex<std::collections::HashMap<PortId, XdpAttachment>>,
     ports: SharedPorts,
+    pod_napi: Arc<PodNapiPlacer>,
 }
 
 /// How long a worker may take to add or remove a port.
@@ -787,6 +826,7 @@ impl PortLifecycle for RuntimePorts {
             }
         }
         let xdp_mode = format!("{:?}", attachment.mode()).to_lowercase();
+        let placements = self.pod_napi.place(itf, workers);
         for (w, (fd, mode)) in bound.iter().enumerate() {
             let bind_mode = match mode {
                 BindMode::ZeroCopy => "zero-copy",
@@ -799,6 +839,9 @@ impl PortLifecycle for RuntimePorts {
                 bind_mode: bind_mode.to_string(),
                 xdp_mode: xdp_mode.clone(),
                 fd: Arc::new(AtomicI32::new(*fd)),
+                napi: Arc::new(Mutex::new(
+                    placements.get(w).cloned().unwrap_or(Placement::Kernel),
+                )),
             });
         }
         tracing::info!(interface = %itf.name, port, workers, "pod interface attached at run time");
@@ -810,7 +853,10 @@ impl PortLifecycle for RuntimePorts {
     }
 
     fn detach(&self, port: PortId, itf: &InterfaceSpec) {
-        // The program first: no frame reaches the sockets after this.
+        // Threaded NAPI back as it was, while the program keeps the
+        // veth's NAPI; then the program: no frame reaches the sockets
+        // after this.
+        self.pod_napi.restore(&itf.name);
         let attachment = self
             .attachments
             .lock()
@@ -843,6 +889,7 @@ struct LinkWatcher {
     commands: Vec<WorkerHandle>,
     ports: Vec<PortInfo>,
     stop: Arc<AtomicBool>,
+    pod_napi: Arc<PodNapiPlacer>,
 }
 
 impl LinkWatcher {
@@ -909,10 +956,16 @@ impl LinkWatcher {
                     source,
                 })?;
         }
+        let placements = self
+            .pod_napi
+            .place(&self.config.interfaces[i], self.commands.len());
         let name = &self.config.interfaces[i].name;
         for info in self.ports.iter().filter(|p| &p.interface == name) {
             if let Some(fd) = fds.get(info.worker) {
                 info.fd.store(*fd, Ordering::Relaxed);
+            }
+            if let Some(placement) = placements.get(info.worker) {
+                *info.napi.lock().unwrap_or_else(PoisonError::into_inner) = placement.clone();
             }
         }
         let mut attachments = self

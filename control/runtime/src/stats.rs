@@ -55,6 +55,11 @@ pub struct PortRow {
     pub bind_mode: String,
     /// native / generic.
     pub xdp_mode: String,
+    /// Where the NAPI of its queue runs (`workers.pod_napi`): `kernel`,
+    /// `core N (NAPI id, thread pid)`, or `kernel (worker-core failed:
+    /// why)`; empty from a node that predates it.
+    #[serde(default)]
+    pub napi: String,
     /// The kernel's drop counters of the socket (XDP_STATISTICS): frames
     /// the kernel could not hand to kxdp, which kxdp's own counters cannot
     /// see. Absent when the getsockopt failed.
@@ -101,6 +106,7 @@ impl From<&PortInfo> for PortRow {
             queue: p.queue,
             bind_mode: p.bind_mode.clone(),
             xdp_mode: p.xdp_mode.clone(),
+            napi: p.napi_placement(),
             kernel,
         }
     }

@@ -1225,6 +1225,7 @@ pub fn bound_port(row: &PortRow) -> proto::BoundPort {
         queue: row.queue,
         bind_mode: row.bind_mode.clone(),
         xdp_mode: row.xdp_mode.clone(),
+        napi: row.napi.clone(),
         kernel: row.kernel.map(|k| proto::KernelDrops {
             rx_dropped: k.rx_dropped,
             rx_ring_full: k.rx_ring_full,
@@ -1244,6 +1245,7 @@ impl FromProto<proto::BoundPort> for PortRow {
             queue: p.queue,
             bind_mode: p.bind_mode.clone(),
             xdp_mode: p.xdp_mode.clone(),
+            napi: p.napi.clone(),
             kernel: p.kernel.map(|k| KernelDrops {
                 rx_dropped: k.rx_dropped,
                 rx_ring_full: k.rx_ring_full,
@@ -1366,6 +1368,7 @@ mod tests {
                 queue: 1,
                 bind_mode: "copy".into(),
                 xdp_mode: "native".into(),
+                napi: "kernel".into(),
                 kernel: Some(kernel),
             },
             PortRow {
@@ -1374,6 +1377,7 @@ mod tests {
                 queue: 0,
                 bind_mode: "zero-copy".into(),
                 xdp_mode: "generic".into(),
+                napi: "core 1 (NAPI 8195, thread 4242)".into(),
                 kernel: None,
             },
         ];
@@ -1402,8 +1406,8 @@ mod tests {
                 (row.worker, &row.interface, row.queue, row.kernel)
             );
             assert_eq!(
-                (&back.bind_mode, &back.xdp_mode),
-                (&row.bind_mode, &row.xdp_mode)
+                (&back.bind_mode, &back.xdp_mode, &back.napi),
+                (&row.bind_mode, &row.xdp_mode, &row.napi)
             );
         }
         assert_eq!(stats.socket_drops("ul0"), (kernel.total(), 3));

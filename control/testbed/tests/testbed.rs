@@ -471,6 +471,7 @@ impl FakeApi {
                 bind_mode: "copy".into(),
                 xdp_mode: "generic".into(),
                 fd: std::sync::Arc::new(std::sync::atomic::AtomicI32::new(-1)),
+                napi: Default::default(),
             })
             .collect();
         let api = DataplaneApi::new(store, Vec::new(), ports);

@@ -49,7 +49,9 @@ enum Command {
     /// The node under test (the headline table of the full run): node1
     /// runs kernel-vxlan, kernel-vxlan-tx-off, kernel-vxlan-tuned (threaded
     /// NAPI on --worker-core), routed, kxdp (busy worker on --worker-core),
-    /// kxdp-adaptive or ovs-vxlan (Open vSwitch's userspace datapath, PMD
+    /// kxdp-pod-napi (kxdp with pod_napi worker-core: the pod veths' NAPI
+    /// threads beside the worker), kxdp-adaptive or ovs-vxlan (Open
+    /// vSwitch's userspace datapath, PMD
     /// on --worker-core), node2 is always a Flannel kernel VXLAN node; UDP
     /// latency, TCP each way and the 64-byte packet rate each way (encap,
     /// decap), interleaved round by round (needs root).
@@ -58,7 +60,7 @@ enum Command {
         suite: SuiteArgs,
         /// Rows to run, comma-separated, in round order (kernel-vxlan,
         /// kernel-vxlan-tx-off, kernel-vxlan-tuned, routed, kxdp,
-        /// kxdp-adaptive, ovs-vxlan); all by default.
+        /// kxdp-pod-napi, kxdp-adaptive, ovs-vxlan); all by default.
         #[arg(long, value_delimiter = ',')]
         rows: Vec<kxdp_bench::nut::NutRow>,
         /// Record a system-wide cpu-clock profile (perf record -a -g) of

@@ -29,6 +29,11 @@
 //!   (encap; its pod's veth has tx off) reaches them;
 //! - `routed`: both nodes host-gw, no overlay (reference only);
 //! - `kxdp`: node1 runs kxdp with one busy-polling worker on core 1;
+//! - `kxdp-pod-napi`: the `kxdp` row with `workers.pod_napi: worker-core`
+//!   in node1's configuration: kxdp puts its pod veths in threaded NAPI
+//!   mode and pins their NAPI threads to the worker's core at SCHED_OTHER,
+//!   so the pods' XDP redirect and copy into the UMEM run beside the
+//!   worker instead of in the pods' softirq on core 0;
 //! - `kxdp-adaptive`: the same with an adaptive worker;
 //! - `ovs-vxlan`: node1 is Open vSwitch's userspace datapath doing kxdp's
 //!   job (the `ovs_vxlan` module): the pods' veths and `ul0` as `afxdp`
@@ -90,7 +95,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
-use kxdp_config::{PollMode, WorkerSpec};
+use kxdp_config::{PodNapi, PollMode, WorkerSpec};
 use kxdp_dataplane::bpf::XdpAttachMode;
 use kxdp_testbed::{
     pod_ip, tcp_transfer, KxdpProcess, NodeKind, NodeSpec, Pod, Testbed, TopologySpec, Underlay,
@@ -133,6 +138,9 @@ pub enum NutRow {
     Routed,
     /// kxdp, one busy-polling worker on the worker core.
     Kxdp,
+    /// The `kxdp` row with `workers.pod_napi: worker-core`: the pod veths'
+    /// NAPI threads beside the worker on its core.
+    KxdpPodNapi,
     /// kxdp, one adaptive worker on the worker core.
     KxdpAdaptive,
     /// Open vSwitch's userspace datapath with afxdp ports and a VXLAN
@@ -142,12 +150,13 @@ pub enum NutRow {
 
 impl NutRow {
     /// Every row, in round and table order.
-    pub const ALL: [NutRow; 7] = [
+    pub const ALL: [NutRow; 8] = [
         NutRow::KernelVxlan,
         NutRow::KernelVxlanTxOff,
         NutRow::KernelVxlanTuned,
         NutRow::Routed,
         NutRow::Kxdp,
+        NutRow::KxdpPodNapi,
         NutRow::KxdpAdaptive,
         NutRow::OvsVxlan,
     ];
@@ -160,6 +169,7 @@ impl NutRow {
             NutRow::KernelVxlanTuned => "kernel-vxlan-tuned",
             NutRow::Routed => "routed",
             NutRow::Kxdp => "kxdp",
+            NutRow::KxdpPodNapi => "kxdp-pod-napi",
             NutRow::KxdpAdaptive => "kxdp-adaptive",
             NutRow::OvsVxlan => "ovs-vxlan",
         }
@@ -183,7 +193,9 @@ impl NutRow {
                 NodeKind::KernelVxlan
             }
             NutRow::Routed => NodeKind::Routed,
-            NutRow::Kxdp | NutRow::KxdpAdaptive | NutRow::OvsVxlan => NodeKind::Kxdp,
+            NutRow::Kxdp | NutRow::KxdpPodNapi | NutRow::KxdpAdaptive | NutRow::OvsVxlan => {
+                NodeKind::Kxdp
+            }
         }
     }
 
@@ -201,14 +213,17 @@ impl NutRow {
                 UnderlayOffloads::KernelDefault,
                 UnderlayOffloads::KernelDefault,
             ),
-            NutRow::KernelVxlanTxOff | NutRow::Kxdp | NutRow::KxdpAdaptive | NutRow::OvsVxlan => {
-                (UnderlayOffloads::TxOff, UnderlayOffloads::TxOff)
-            }
+            NutRow::KernelVxlanTxOff
+            | NutRow::Kxdp
+            | NutRow::KxdpPodNapi
+            | NutRow::KxdpAdaptive
+            | NutRow::OvsVxlan => (UnderlayOffloads::TxOff, UnderlayOffloads::TxOff),
         }
     }
 
-    /// Whether node1's pod veths (host ends) and `ul0` get threaded NAPI
-    /// on the worker core.
+    /// Whether the bench gives node1's pod veths (host ends) and `ul0`
+    /// threaded NAPI on the worker core (`kxdp-pod-napi` has kxdp do it
+    /// for its pod veths: [`NutRow::pod_napi`]).
     fn threaded_napi(self) -> bool {
         self == NutRow::KernelVxlanTuned
     }
@@ -216,7 +231,7 @@ impl NutRow {
     /// Whose busy time is node1's in the packet-rate figures.
     fn node1_work(self, worker_core: usize) -> Node1Work {
         match self {
-            NutRow::Kxdp | NutRow::KxdpAdaptive | NutRow::OvsVxlan => {
+            NutRow::Kxdp | NutRow::KxdpPodNapi | NutRow::KxdpAdaptive | NutRow::OvsVxlan => {
                 Node1Work::Worker(worker_core)
             }
             NutRow::KernelVxlanTuned => Node1Work::NapiThreads(worker_core),
@@ -252,9 +267,17 @@ impl NutRow {
 
     fn poll_mode(self) -> Option<PollMode> {
         match self {
-            NutRow::Kxdp => Some(PollMode::Busy),
+            NutRow::Kxdp | NutRow::KxdpPodNapi => Some(PollMode::Busy),
             NutRow::KxdpAdaptive => Some(PollMode::Adaptive),
             _ => None,
+        }
+    }
+
+    /// `workers.pod_napi` of node1's kxdp.
+    fn pod_napi(self) -> PodNapi {
+        match self {
+            NutRow::KxdpPodNapi => PodNapi::WorkerCore,
+            _ => PodNapi::Kernel,
         }
     }
 
@@ -273,6 +296,12 @@ impl NutRow {
             NutRow::Routed => format!("kernel host-gw, ul0 offloads {}", o1.label()),
             NutRow::Kxdp | NutRow::KxdpAdaptive => format!(
                 "kxdp, 1 {} worker on core {worker_core}, ul0 offloads {}",
+                mode_label(self.poll_mode()),
+                o1.label()
+            ),
+            NutRow::KxdpPodNapi => format!(
+                "kxdp, 1 {} worker on core {worker_core}, pod_napi worker-core (the pod veths' \
+                 NAPI threads on core {worker_core}, SCHED_OTHER), ul0 offloads {}",
                 mode_label(self.poll_mode()),
                 o1.label()
             ),
@@ -302,6 +331,7 @@ impl NutRow {
                 count: 1,
                 cores: vec![worker_core],
                 poll_mode: mode,
+                pod_napi: self.pod_napi(),
                 ..WorkerSpec::default()
             };
         }
@@ -337,6 +367,25 @@ impl NutRow {
                      stack); softirq of the pods' transmits: node1's pod-veth XDP redirect \
                      into the worker's socket, node2's bridge, routing and vxlan encap, \
                      node1's ul0 XDP redirect"
+                ));
+            }
+            NutRow::KxdpPodNapi => {
+                placement.push(format!(
+                    "core {worker_core}: node1 kxdp worker ({} poll) and, beside it at \
+                     SCHED_OTHER, the NAPI threads of node1's pod veths (host ends; set by \
+                     kxdp's pod_napi worker-core): the pods' XDP redirect and copy into the \
+                     worker's UMEM",
+                    mode_label(self.poll_mode())
+                ));
+                placement.push(format!(
+                    "core {worker_core}: in the worker's copy-mode transmits, the skb copy and \
+                     the veth hand-over; on a pod veth, the node1 pod's receive (softirq)"
+                ));
+                placement.push(format!(
+                    "core {other_core}: kxdp's other threads (control, API); node2's receive \
+                     of the worker's frames on ul0 (RPS: vxlan decap, bridge, the pod's \
+                     stack); softirq of the pods' transmits up to their veth: node2's \
+                     bridge, routing and vxlan encap, node1's ul0 XDP redirect"
                 ));
             }
             NutRow::KernelVxlanTuned => {
@@ -1434,6 +1483,51 @@ mod tests {
         assert!(node2.starts_with("kernel vxlan"), "{node2}");
         let placement = row.placement(1, 0).join("\n");
         assert!(placement.contains("core 1: NAPI threads"), "{placement}");
+    }
+
+    #[test]
+    fn the_pod_napi_row_is_the_kxdp_row_with_worker_core_pod_napi() {
+        let row = NutRow::KxdpPodNapi;
+        assert_eq!(row.label(), "kxdp-pod-napi");
+        assert_eq!("kxdp-pod-napi".parse::<NutRow>().unwrap(), row);
+        let at = |r: NutRow| NutRow::ALL.iter().position(|x| *x == r).unwrap();
+        assert_eq!(at(row), at(NutRow::Kxdp) + 1, "beside the kxdp row");
+        let (kxdp, pod_napi) = (NutRow::Kxdp.topology(1), row.topology(1));
+        // Node1's workers differ in pod_napi alone; all else is the kxdp row's.
+        let mut workers = pod_napi.nodes[0].workers.clone();
+        assert_eq!(workers.pod_napi, PodNapi::WorkerCore);
+        assert_eq!(workers.poll_mode, PollMode::Busy);
+        workers.pod_napi = PodNapi::Kernel;
+        assert_eq!(workers, kxdp.nodes[0].workers);
+        assert_eq!(kxdp.nodes[0].workers.pod_napi, PodNapi::Kernel);
+        assert_eq!(pod_napi.nodes[0].kind, NodeKind::Kxdp);
+        assert_eq!(
+            (
+                pod_napi.nodes[0].underlay_offloads,
+                pod_napi.nodes[1].underlay_offloads
+            ),
+            (UnderlayOffloads::TxOff, UnderlayOffloads::TxOff)
+        );
+        assert_eq!(pod_napi.nodes[1].kind, NodeKind::KernelVxlan);
+        // kxdp threads its pod veths itself: the bench's threading is the
+        // tuned kernel row's alone.
+        assert!(!row.threaded_napi());
+        assert_eq!(row.node1_work(1), Node1Work::Worker(1));
+        assert_eq!(
+            row.sink_mode(RateDirection::Encap),
+            NutRow::Kxdp.sink_mode(RateDirection::Encap)
+        );
+        let (node1, _) = row.nodes(1);
+        assert!(node1.contains("pod_napi worker-core"), "{node1}");
+        let placement = row.placement(1, 0).join("\n");
+        assert!(
+            placement.contains("core 1: node1 kxdp worker (busy poll) and, beside it"),
+            "{placement}"
+        );
+        // Every other row keeps the kernel's placement.
+        for other in NutRow::ALL.into_iter().filter(|r| *r != row) {
+            assert_eq!(other.pod_napi(), PodNapi::Kernel, "{}", other.label());
+        }
     }
 
     #[test]

@@ -109,6 +109,7 @@ fn kxdp_bench_quick_writes_every_figure() {
             "kernel-vxlan-tuned",
             "routed",
             "kxdp",
+            "kxdp-pod-napi",
             "kxdp-adaptive",
             "ovs-vxlan"
         ]

@@ -3,7 +3,9 @@
 //! is pinned to exactly the worker's core, at SCHED_OTHER, for the file's
 //! pods and for a pod attached at run time through the API; a pod deleted
 //! through the API and every pod at kxdp's exit get their threaded setting
-//! back as it was.
+//! back as it was. Where it cannot apply (an XDP program in generic mode
+//! gives a veth no NAPI), the node forwards all the same and `kxdp stats`
+//! says why per port.
 //!
 //! Run: `CI=true cargo test -p kxdp-tests --test pod_napi -- --nocapture`.
 
@@ -192,4 +194,45 @@ fn pod_napi_threads_run_on_the_worker_core_and_are_put_back() {
         back,
         "threaded back to {before:?} after kxdp stopped: {after:?}"
     );
+}
+
+#[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
+fn a_pod_napi_that_cannot_apply_leaves_the_node_forwarding() {
+    privileged_test("a_pod_napi_that_cannot_apply_leaves_the_node_forwarding");
+    let test = "a_pod_napi_that_cannot_apply_leaves_the_node_forwarding";
+    // In generic (skb) mode an XDP program gives a veth no NAPI, so the
+    // kernel refuses threaded mode.
+    let mut spec = topology();
+    spec.nodes[0].workers.xdp_mode = kxdp_config::XdpMode::Generic;
+    let c = Cluster::start(test, spec, kxdp_binary!());
+    let node = c.node("n1").netns.clone();
+    let stats = c.stats("n1");
+    for pod in ["a1", "a2"] {
+        let itf = &c.pod(pod).host_interface;
+        assert_eq!(threaded(&node, itf), "0", "{itf} left as it was");
+        let port = stats
+            .ports
+            .iter()
+            .find(|p| &p.interface == itf)
+            .unwrap_or_else(|| panic!("{itf} not bound: {:?}", stats.ports));
+        assert!(
+            port.napi
+                .starts_with("kernel (worker-core failed: setting "),
+            "kxdp stats says why {itf}'s NAPI was not placed: {:?}",
+            port.napi
+        );
+        eprintln!("{itf}: NAPI {}", port.napi);
+    }
+    let ping = kxdp_testbed::ping(
+        &c.pod("a1").netns,
+        std::net::IpAddr::V4(c.pod("b1").ip),
+        3,
+        Duration::from_millis(20),
+    )
+    .unwrap();
+    assert_eq!(ping.received, 3, "a1 -> b1 through kxdp\n{}", c.logs());
 }

@@ -16,8 +16,9 @@
 //!    that binds that queue) with `sched_setaffinity`. veth numbers its
 //!    NAPI instances in queue order, so the `q`-th lowest NAPI id serves
 //!    queue `q` (the kernel's queue dump would say so, but veth leaves
-//!    the queue's NAPI id out). Queues beyond the workers' are left where
-//!    the kernel runs them.
+//!    the queue's NAPI id out). The threads of queues beyond the workers'
+//!    (no worker binds them, so kxdp's program has no socket for their
+//!    frames) are left unpinned.
 //!
 //! The threads keep the kernel's SCHED_OTHER: at SCHED_FIFO a NAPI thread
 //! under load starves a busy worker on the same core (measured: 94–99 %

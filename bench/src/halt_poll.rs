@@ -91,21 +91,38 @@ fn write(file: &Path, ns: u64) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn file(value: &str) -> PathBuf {
+    /// A scratch copy of the sysfs file, removed with its directory when
+    /// the test ends, passed or failed.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn file(&self) -> PathBuf {
+            self.0.join("guest_halt_poll_ns")
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn scratch(value: &str) -> Scratch {
         let dir = std::env::temp_dir().join(format!(
             "kxdp-halt-poll-{}-{value}-{:?}",
             std::process::id(),
             std::thread::current().id()
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let f = dir.join("guest_halt_poll_ns");
-        std::fs::write(&f, format!("{value}\n")).expect("write");
-        f
+        let s = Scratch(dir);
+        std::fs::write(s.file(), format!("{value}\n")).expect("write");
+        s
     }
 
     #[test]
     fn the_window_holds_for_the_run_and_goes_back_after() {
-        let f = file("0");
+        let s = scratch("0");
+        let f = s.file();
         {
             let w = HaltPollWindow::set_in(&f, 200_000).expect("set");
             assert_eq!((w.ns(), w.previous()), (200_000, 0));
@@ -119,7 +136,8 @@ mod tests {
         let missing = std::env::temp_dir().join("kxdp-no-such-dir/guest_halt_poll_ns");
         let err = HaltPollWindow::set_in(&missing, 1).expect_err("missing");
         assert!(format!("{err:#}").contains("no haltpoll"), "{err:#}");
-        let f = file("abc");
+        let s = scratch("abc");
+        let f = s.file();
         let err = HaltPollWindow::set_in(&f, 1).expect_err("garbage");
         assert!(format!("{err:#}").contains("not a number"), "{err:#}");
         assert_eq!(std::fs::read_to_string(&f).expect("read").trim(), "abc");

@@ -1287,3 +1287,101 @@ fn sigkill_leaves_nothing_attached() {
     );
     assert!(!program_exists(id), "program {id} freed after SIGKILL");
 }
+
+/// The kernel's release as (major, minor), from /proc.
+fn kernel_release() -> (u32, u32) {
+    let text = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut parts = text.trim().split(['.', '-']);
+    let mut next = || parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (next(), next())
+}
+
+/// A copy-mode socket's transmit budget is raised to its tx ring
+/// (`XDP_MAX_TX_SKB_BUDGET`, Linux 6.17+): one kick sends everything
+/// queued, not 32 frames. On an older kernel the budget stays 32 and the
+/// kick leaves the rest in the ring, which this also checks.
+#[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
+fn one_copy_mode_kick_sends_the_whole_tx_ring() {
+    privileged_test("one_copy_mode_kick_sends_the_whole_tx_ring");
+    let ns = Netns::new(2);
+    let node = End {
+        ns: ns.name(0),
+        ifname: "kx0",
+        mac: NODE_MAC,
+        ip: Ipv4Addr::new(10, 77, 0, 1),
+    };
+    let peer = End {
+        ns: ns.name(1),
+        ifname: "kp0",
+        mac: PEER_MAC,
+        ip: Ipv4Addr::new(10, 77, 0, 2),
+    };
+    veth(node, peer);
+    const RING: u32 = 256;
+    // 100 frames: past the default budget of 32, and few enough that
+    // their skbs stay under the socket's default send buffer (the other
+    // limit of one sendto).
+    const QUEUED: usize = 100;
+    let opts = XskOptions {
+        force_copy: true,
+        zero_copy: false,
+        ..small_opts(512, RING)
+    };
+    let (attachment, mut xsk) = in_netns(node.ns, || {
+        let a = XdpAttachment::attach(node.ifname, XdpFilter::All, XdpAttachMode::Auto, 1)
+            .expect("attach");
+        let x = XskBackend::open(&[port(node.ifname)], &opts).expect("open xsk");
+        (a, x)
+    });
+    attachment
+        .register_socket(0, xsk.socket_fd(0))
+        .expect("register");
+    assert_eq!(xsk.bind_mode(0), BindMode::Copy);
+    let expected_budget = if kernel_release() >= (6, 17) {
+        RING
+    } else {
+        32
+    };
+    assert_eq!(xsk.tx_budget(0), expected_budget);
+
+    let frames = Frames::new(xsk.frame_count(), xsk.frame_size());
+    let frame = udp_frame(node, peer, 7777, 9, b"kxdp-tx-budget");
+    let descs: Vec<Desc> = frames
+        .free_chunks(QUEUED)
+        .into_iter()
+        .map(|chunk| {
+            let addr = chunk + MIN_HEADROOM as u64;
+            xsk.umem()[addr as usize..][..frame.len()].copy_from_slice(&frame);
+            Desc {
+                addr,
+                len: frame.len() as u32,
+            }
+        })
+        .collect();
+    assert_eq!(xsk.transmit(0, &descs), QUEUED);
+    assert_eq!(xsk.ring_stats(0).tx as usize, QUEUED);
+    xsk.kick(0).expect("kick");
+    let left = xsk.ring_stats(0).tx as usize;
+    assert_eq!(
+        left,
+        QUEUED.saturating_sub(expected_budget as usize),
+        "one sendto moves up to the budget ({expected_budget}) of the {QUEUED} queued"
+    );
+    // Every frame completes in the end.
+    let mut done = vec![0u64; QUEUED];
+    let mut completed = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while completed < QUEUED && Instant::now() < deadline {
+        xsk.kick(0).expect("kick");
+        completed += xsk.complete(0, &mut done[completed..]);
+    }
+    assert_eq!(completed, QUEUED);
+    let kernel = xsk.ring_stats(0).kernel.expect("XDP_STATISTICS");
+    assert_eq!(kernel.tx_invalid_descs, 0);
+    drop(attachment);
+    drop(xsk);
+}

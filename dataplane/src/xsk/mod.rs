@@ -259,6 +259,8 @@ pub enum XskError {
 struct XskPort {
     spec: XskPortSpec,
     mode: BindMode,
+    /// Frames one copy-mode `sendto` moves (see [`tx_budget_for`]).
+    tx_budget: u32,
     fill: ProducerRing<u64>,
     completion: ConsumerRing<u64>,
     rx: ConsumerRing<XdpDesc>,
@@ -650,6 +652,13 @@ impl XskBackend {
         self.port(port).mode
     }
 
+    /// How many frames one copy-mode `sendto` on `port` moves: the tx
+    /// ring's size where the kernel takes `XDP_MAX_TX_SKB_BUDGET`, else
+    /// its default 32 (0 for a port that does not exist).
+    pub fn tx_budget(&self, port: PortId) -> u32 {
+        self.slot(port).map_or(0, |p| p.tx_budget)
+    }
+
     /// The interface and queue of `port`, if it exists.
     pub fn port_spec(&self, port: PortId) -> Option<&XskPortSpec> {
         self.slot(port).map(|p| &p.spec)
@@ -772,7 +781,8 @@ impl PacketIo for XskBackend {
     /// - tx: when the tx ring holds entries the kernel has not consumed and
     ///   either the ring's need_wakeup flag is set or the socket is in copy
     ///   mode (copy-mode tx only ever happens inside a syscall, and the
-    ///   kernel sends at most 32 frames per call), one
+    ///   kernel sends at most the socket's tx budget per call: 32, or the
+    ///   whole ring where kxdp could raise it), one
     ///   `sendto(fd, NULL, 0, MSG_DONTWAIT)`;
     /// - rx: when the fill ring's need_wakeup flag is set (only zero-copy
     ///   drivers set it, when they ran out of fill entries),
@@ -984,6 +994,7 @@ fn open_port(
     ] {
         sys::set_xdp_option(&fd, name, &size).map_err(setup(step))?;
     }
+    let tx_budget = raise_tx_budget(&fd, size);
     let (offsets, len) = sys::get_xdp_option(fd.as_raw_fd(), libc::XDP_MMAP_OFFSETS, ZERO_OFFSETS)
         .map_err(setup("XDP_MMAP_OFFSETS"))?;
     if len < size_of::<libc::xdp_mmap_offsets>() {
@@ -1043,12 +1054,48 @@ fn open_port(
     Ok(XskPort {
         spec: spec.clone(),
         mode: actual,
+        tx_budget,
         fill,
         completion,
         rx,
         tx,
         fd,
     })
+}
+
+/// `XDP_MAX_TX_SKB_BUDGET` (`include/uapi/linux/if_xdp.h`, Linux 6.17+;
+/// not in the libc crate yet).
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+
+/// The kernel's frames per copy-mode `sendto` when nobody raises it
+/// (`TX_BATCH_SIZE` in `net/xdp/xsk.c`), and the lowest budget it takes.
+pub const DEFAULT_TX_BUDGET: u32 = 32;
+
+/// The copy-mode transmit budget kxdp asks for on a tx ring of
+/// `ring_size` entries: the whole ring, so that one `sendto` sends
+/// everything the worker queued (a batch and whatever an earlier kick
+/// left) instead of 32 frames and `EAGAIN`. The kernel takes
+/// 32..=ring size; a smaller ring keeps the default.
+pub fn tx_budget_for(ring_size: u32) -> Option<u32> {
+    (ring_size > DEFAULT_TX_BUDGET).then_some(ring_size)
+}
+
+/// Raise the socket's copy-mode transmit budget (see [`tx_budget_for`])
+/// and return the budget in force. A kernel without the option (before
+/// 6.17: `ENOPROTOOPT`) keeps its 32, which only costs more `sendto`s,
+/// so that is logged, not an error. Zero-copy sockets ignore it (their
+/// driver's NAPI sends).
+fn raise_tx_budget(fd: &OwnedFd, ring_size: u32) -> u32 {
+    let Some(budget) = tx_budget_for(ring_size) else {
+        return DEFAULT_TX_BUDGET;
+    };
+    match sys::set_xdp_option(fd, XDP_MAX_TX_SKB_BUDGET, &budget) {
+        Ok(()) => budget,
+        Err(e) => {
+            tracing::debug!(error = %e, "XDP_MAX_TX_SKB_BUDGET refused: 32 frames per sendto");
+            DEFAULT_TX_BUDGET
+        }
+    }
 }
 
 /// How long bind() retries EBUSY.
@@ -1160,6 +1207,16 @@ mod tests {
             matches!(validate(&dup, &ok), Err(XskError::InvalidOptions(m)) if m.contains("twice"))
         );
         assert!(validate(&[spec("a0", 0), spec("a0", 1)], &ok).is_ok());
+    }
+
+    #[test]
+    fn the_tx_budget_asked_for_is_the_whole_ring_within_the_kernel_s_range() {
+        // The kernel takes 32..=ring size: the whole ring above 32, the
+        // default (nothing asked) at or below it.
+        assert_eq!(tx_budget_for(1024), Some(1024));
+        assert_eq!(tx_budget_for(64), Some(64));
+        assert_eq!(tx_budget_for(DEFAULT_TX_BUDGET), None);
+        assert_eq!(tx_budget_for(16), None);
     }
 
     #[test]

@@ -118,6 +118,49 @@ fn frame_chunk<'u>(
     ))
 }
 
+/// Whether a frame at `offset` of `len` bytes runs past its chunk of
+/// `chunk_len` bytes.
+#[inline(always)]
+fn exceeds(offset: usize, len: usize, chunk_len: usize) -> bool {
+    offset.checked_add(len).is_none_or(|end| end > chunk_len)
+}
+
+/// A batch of descriptors with their verdicts, from index `from`, and the
+/// UMEM they point into.
+struct Batch<'b> {
+    umem: &'b mut [u8],
+    frame_size: u32,
+    descs: &'b mut [Desc],
+    verdicts: &'b mut [Verdict],
+    from: usize,
+}
+
+/// The checks a port's frames get, by its kind, looked up once per batch
+/// ([`Pipeline::admit_each`]) or per frame ([`Pipeline::admit`]).
+#[derive(Clone, Copy)]
+enum PortChecks<'t> {
+    /// A pod's interface: the pod's source and L2 checks, ARP and ND.
+    Pod(&'t PodPort),
+    /// The underlay: VXLAN for this VTEP, else the node's own traffic.
+    Underlay,
+    /// The host port: the node's own stack.
+    Host(&'t HostPort),
+    /// An idle or unknown port: every frame dropped.
+    Unknown,
+}
+
+impl<'t> PortChecks<'t> {
+    #[inline(always)]
+    fn of(kind: Option<&'t PortKind>) -> PortChecks<'t> {
+        match kind {
+            Some(PortKind::Pod(pod)) => PortChecks::Pod(pod),
+            Some(PortKind::Underlay) => PortChecks::Underlay,
+            Some(PortKind::Host(host)) => PortChecks::Host(host),
+            Some(PortKind::Idle) | None => PortChecks::Unknown,
+        }
+    }
+}
+
 /// One worker's pipeline: its counters, its chain hook and per-worker state.
 #[derive(Debug, Default)]
 pub struct Pipeline<H: ChainHook = NoChains> {
@@ -308,42 +351,136 @@ impl<H: ChainHook> Pipeline<H> {
         self.packets.clear();
         self.spans.clear();
         self.pending.clear();
-        for i in from..descs.len().min(verdicts.len()) {
-            let desc = &mut descs[i];
-            self.counters.rx_packets += 1;
-            self.counters.rx_bytes += u64::from(desc.len);
-            let Some((start, chunk, offset, len)) = frame_chunk(umem, desc, frame_size) else {
-                self.counters.drop(DropReason::Oversized);
-                verdicts[i] = Verdict::Drop(DropReason::Oversized);
-                continue;
-            };
-            match self.admit(tables, in_port, resume, chunk, offset, len) {
+        let batch = Batch {
+            umem,
+            frame_size,
+            descs,
+            verdicts,
+            from,
+        };
+        self.admit_each(
+            tables,
+            in_port,
+            resume,
+            batch,
+            |this, i, start, _chunk, desc, verdict, step| match step {
                 Step::Done(out) => {
-                    self.count(out.verdict);
+                    this.count(out.verdict);
                     desc.addr = start + out.offset as u64;
                     desc.len = out.len as u32;
-                    verdicts[i] = out.verdict;
+                    *verdict = out.verdict;
                 }
                 Step::Route(routable) => {
-                    self.packets.push(ChainPacket {
+                    this.packets.push(ChainPacket {
                         meta: routable.meta,
                         in_port,
                         tenant: routable.tenant,
                         len: routable.len as u32,
                         verdict: ChainVerdict::NoChain,
                     });
-                    self.spans.push(FrameSpan {
+                    this.spans.push(FrameSpan {
                         chunk: start,
                         offset: routable.offset,
                         len: routable.len,
                     });
-                    self.pending.push(Pending {
+                    this.pending.push(Pending {
                         desc: i,
                         chunk: start,
                         routable,
                     });
                 }
-            }
+            },
+        );
+    }
+
+    /// Check frames `from..` of `batch` (each frame's chunk found and its
+    /// size checked, then its port's checks) and hand each one's
+    /// [`Step`] to `each` with its index, chunk start, chunk, descriptor
+    /// and verdict. Every frame of a batch comes from `in_port`, so its
+    /// kind is looked up and dispatched on once per batch, each kind with a
+    /// loop of its own: per frame one direct call of that kind's checks,
+    /// not a table lookup and a jump table. The checks themselves are
+    /// [`Pipeline::check`]'s, as for one frame in [`Pipeline::admit`].
+    #[inline(always)]
+    fn admit_each(
+        &mut self,
+        tables: &Tables,
+        in_port: PortId,
+        resume: bool,
+        batch: Batch<'_>,
+        each: impl FnMut(&mut Self, usize, u64, &mut [u8], &mut Desc, &mut Verdict, Step),
+    ) {
+        let kind = tables.port(in_port).map(|p| &p.kind);
+        match PortChecks::of(kind) {
+            PortChecks::Underlay => self.admit_loop(
+                batch,
+                |this, chunk, offset, len| {
+                    let checks = PortChecks::Underlay;
+                    this.check(tables, in_port, kind, checks, resume, chunk, offset, len)
+                },
+                each,
+            ),
+            PortChecks::Pod(pod) => self.admit_loop(
+                batch,
+                |this, chunk, offset, len| {
+                    let checks = PortChecks::Pod(pod);
+                    this.check(tables, in_port, kind, checks, resume, chunk, offset, len)
+                },
+                each,
+            ),
+            PortChecks::Host(host) => self.admit_loop(
+                batch,
+                |this, chunk, offset, len| {
+                    let checks = PortChecks::Host(host);
+                    this.check(tables, in_port, kind, checks, resume, chunk, offset, len)
+                },
+                each,
+            ),
+            PortChecks::Unknown => self.admit_loop(
+                batch,
+                |this, chunk, offset, len| {
+                    let checks = PortChecks::Unknown;
+                    this.check(tables, in_port, kind, checks, resume, chunk, offset, len)
+                },
+                each,
+            ),
+        }
+    }
+
+    /// One kind's loop of [`Pipeline::admit_each`].
+    #[inline(always)]
+    fn admit_loop(
+        &mut self,
+        batch: Batch<'_>,
+        mut check: impl FnMut(&mut Self, &mut [u8], usize, usize) -> Step,
+        mut each: impl FnMut(&mut Self, usize, u64, &mut [u8], &mut Desc, &mut Verdict, Step),
+    ) {
+        let Batch {
+            umem,
+            frame_size,
+            descs,
+            verdicts,
+            from,
+        } = batch;
+        for (i, (desc, verdict)) in descs
+            .iter_mut()
+            .zip(verdicts.iter_mut())
+            .enumerate()
+            .skip(from)
+        {
+            self.counters.rx_packets += 1;
+            self.counters.rx_bytes += u64::from(desc.len);
+            let Some((start, chunk, offset, len)) = frame_chunk(umem, desc, frame_size) else {
+                self.counters.drop(DropReason::Oversized);
+                *verdict = Verdict::Drop(DropReason::Oversized);
+                continue;
+            };
+            let step = if exceeds(offset, len, chunk.len()) {
+                Step::Done(Outcome::drop(DropReason::Oversized, offset, len))
+            } else {
+                check(self, chunk, offset, len)
+            };
+            each(self, i, start, chunk, desc, verdict, step);
         }
     }
 
@@ -451,19 +588,29 @@ impl<H: ChainHook> Pipeline<H> {
         descs: &mut [Desc],
         verdicts: &mut [Verdict],
     ) {
-        for (desc, verdict) in descs.iter_mut().zip(verdicts.iter_mut()) {
-            self.counters.rx_packets += 1;
-            self.counters.rx_bytes += u64::from(desc.len);
-            let Some((start, chunk, offset, len)) = frame_chunk(umem, desc, frame_size) else {
-                self.counters.drop(DropReason::Oversized);
-                *verdict = Verdict::Drop(DropReason::Oversized);
-                continue;
-            };
-            let out = self.process_frame(tables, in_port, chunk, offset, len);
-            desc.addr = start + out.offset as u64;
-            desc.len = out.len as u32;
-            *verdict = out.verdict;
-        }
+        let batch = Batch {
+            umem,
+            frame_size,
+            descs,
+            verdicts,
+            from: 0,
+        };
+        self.admit_each(
+            tables,
+            in_port,
+            false,
+            batch,
+            |this, _i, start, chunk, desc, verdict, step| {
+                let out = match step {
+                    Step::Done(out) => out,
+                    Step::Route(routable) => this.route(tables, &routable, chunk),
+                };
+                this.count(out.verdict);
+                desc.addr = start + out.offset as u64;
+                desc.len = out.len as u32;
+                *verdict = out.verdict;
+            },
+        );
     }
 
     /// Process one frame at `chunk[offset..offset + len]`. Counts drops (not
@@ -496,22 +643,39 @@ impl<H: ChainHook> Pipeline<H> {
         offset: usize,
         len: usize,
     ) -> Step {
-        if offset.checked_add(len).is_none_or(|end| end > chunk.len()) {
+        if exceeds(offset, len, chunk.len()) {
             return Step::Done(Outcome::drop(DropReason::Oversized, offset, len));
         }
         let kind = tables.port(in_port).map(|p| &p.kind);
-        if resume && !matches!(kind, Some(PortKind::Underlay)) {
+        let checks = PortChecks::of(kind);
+        self.check(tables, in_port, kind, checks, resume, chunk, offset, len)
+    }
+
+    /// The checks of one frame from `in_port` (of `kind`, whose checks
+    /// are `checks`), its size already checked.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        &mut self,
+        tables: &Tables,
+        in_port: PortId,
+        kind: Option<&PortKind>,
+        checks: PortChecks<'_>,
+        resume: bool,
+        chunk: &mut [u8],
+        offset: usize,
+        len: usize,
+    ) -> Step {
+        if resume && !matches!(checks, PortChecks::Underlay) {
             if let Some(step) = vnf_return_frame(in_port, kind, chunk, offset, len) {
                 return step;
             }
         }
-        match kind {
-            Some(PortKind::Pod(pod)) => self.pod_frame(tables, in_port, pod, chunk, offset, len),
-            Some(PortKind::Underlay) => self.underlay_frame(tables, chunk, offset, len),
-            Some(PortKind::Host(host)) => host_frame(tables, in_port, host, chunk, offset, len),
-            Some(PortKind::Idle) | None => {
-                Step::Done(Outcome::drop(DropReason::UnknownPort, offset, len))
-            }
+        match checks {
+            PortChecks::Pod(pod) => self.pod_frame(tables, in_port, pod, chunk, offset, len),
+            PortChecks::Underlay => self.underlay_frame(tables, chunk, offset, len),
+            PortChecks::Host(host) => host_frame(tables, in_port, host, chunk, offset, len),
+            PortChecks::Unknown => Step::Done(Outcome::drop(DropReason::UnknownPort, offset, len)),
         }
     }
 

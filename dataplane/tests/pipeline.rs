@@ -10,7 +10,7 @@ use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use kxdp_config::NodeConfig;
 use kxdp_dataplane::counters::SharedCounters;
 use kxdp_dataplane::io::memory::MemoryIo;
-use kxdp_dataplane::io::MIN_HEADROOM;
+use kxdp_dataplane::io::{Desc, MIN_HEADROOM};
 use kxdp_dataplane::pipeline::Pipeline;
 use kxdp_dataplane::tables::{TableHandle, Tables};
 use kxdp_dataplane::vxlan::{self, ENCAP_OVERHEAD};
@@ -530,10 +530,9 @@ proptest! {
 
 /// Every kind of broken frame, through the pipeline on every port: no
 /// panic, and each frame is dropped (or passed) and counted.
-#[test]
-fn malformed_corpus_is_counted_never_panics() {
-    let t = tables("node1.yaml");
-    let mut p = Pipeline::new();
+/// Good frames of each port kind, cut short at every length and with each
+/// of their first 80 bytes flipped, and one of zeros.
+fn malformed_corpus() -> Vec<Vec<u8>> {
     let good: Vec<Vec<u8>> = vec![
         udp4(
             POD_A_MAC,
@@ -568,6 +567,14 @@ fn malformed_corpus_is_counted_never_panics() {
         }
     }
     corpus.push(vec![0u8; 1600]);
+    corpus
+}
+
+#[test]
+fn malformed_corpus_is_counted_never_panics() {
+    let t = tables("node1.yaml");
+    let mut p = Pipeline::new();
+    let corpus = malformed_corpus();
     let mut frames = 0u64;
     for f in &corpus {
         for port in 0..4u16 {
@@ -589,6 +596,67 @@ fn malformed_corpus_is_counted_never_panics() {
             + p.counters.drops_for(DropReason::Ipv4BadLength)
             > 0
     );
+}
+
+/// A batch (the worker's path: its port's kind dispatched on once per
+/// batch) decides every frame as the pipeline does one frame at a time:
+/// the same verdicts, the same bytes out, the same counters, for the good
+/// frames and the malformed corpus on every port, the unknown port 3
+/// among them.
+#[test]
+fn a_batch_decides_each_frame_as_the_frame_path_does() {
+    const FRAME_SIZE: usize = 2048;
+    let t = tables("node1.yaml");
+    let corpus = malformed_corpus();
+    for port in 0..4u16 {
+        let mut one = Pipeline::new();
+        let mut batched = Pipeline::new();
+        for frames in corpus.chunks(64) {
+            let mut umem = vec![0u8; FRAME_SIZE * frames.len()];
+            let mut descs = Vec::with_capacity(frames.len());
+            let mut expected = Vec::with_capacity(frames.len());
+            for (i, f) in frames.iter().enumerate() {
+                let len = f.len().min(FRAME_SIZE - MIN_HEADROOM);
+                let at = i * FRAME_SIZE + MIN_HEADROOM;
+                umem[at..at + len].copy_from_slice(&f[..len]);
+                descs.push(Desc {
+                    addr: at as u64,
+                    len: len as u32,
+                });
+                expected.push(run(&t, &mut one, port, f));
+            }
+            let mut verdicts = vec![Verdict::Pass; frames.len()];
+            batched.process_batch(
+                &t,
+                port,
+                &mut umem,
+                FRAME_SIZE as u32,
+                &mut descs,
+                &mut verdicts,
+            );
+            for (i, (verdict, bytes)) in expected.iter().enumerate() {
+                assert_eq!(verdicts[i], *verdict, "port {port}, frame {i}");
+                if !matches!(verdict, Verdict::Drop(_)) {
+                    let d = descs[i];
+                    let got = &umem[d.addr as usize..d.addr as usize + d.len as usize];
+                    assert_eq!(got, &bytes[..], "port {port}, frame {i}");
+                }
+            }
+        }
+        // The batch path counts what it received; the frame path does not.
+        let bytes: usize = corpus
+            .iter()
+            .map(|f| f.len().min(FRAME_SIZE - MIN_HEADROOM))
+            .sum();
+        assert_eq!(batched.counters.rx_packets, corpus.len() as u64);
+        assert_eq!(batched.counters.rx_bytes, bytes as u64);
+        (batched.counters.rx_packets, batched.counters.rx_bytes) = (0, 0);
+        assert_eq!(
+            format!("{:?}", batched.counters),
+            format!("{:?}", one.counters),
+            "port {port}"
+        );
+    }
 }
 
 fn worker_with(frames: u32, ring: usize, batch: usize) -> Worker<MemoryIo> {

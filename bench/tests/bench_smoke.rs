@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use kxdp_bench::external::ExternalKind;
+use kxdp_bench::nut::NutRow;
 use kxdp_testbed::privileged_test;
 use serde_json::Value;
 
@@ -344,12 +345,13 @@ fn kxdp_bench_quick_writes_every_figure() {
     }
 
     // Every file it names exists: 12 HdrHistogram logs and 4 plots of the
-    // two-node paths, a log per measured row and case (7 rows with OVS
-    // installed, 6 without, × 4 cases) and 4 plots of the node under test.
+    // two-node paths, a log per measured row and case (every row with OVS
+    // installed, all but ovs-vxlan without, × 4 cases) and 4 plots of the
+    // node under test.
     let nut_rows = if ExternalKind::Ovs.check_installed().is_ok() {
-        7
+        NutRow::ALL.len()
     } else {
-        6
+        NutRow::ALL.len() - 1
     };
     let files: Vec<&str> = json["files"]
         .as_array()

@@ -363,6 +363,7 @@ impl<H: ChainHook> Pipeline<H> {
             in_port,
             resume,
             batch,
+            #[inline(always)]
             |this, i, start, _chunk, desc, verdict, step| match step {
                 Step::Done(out) => {
                     this.count(out.verdict);
@@ -411,36 +412,46 @@ impl<H: ChainHook> Pipeline<H> {
         each: impl FnMut(&mut Self, usize, u64, &mut [u8], &mut Desc, &mut Verdict, Step),
     ) {
         let kind = tables.port(in_port).map(|p| &p.kind);
+        // Each arm calls its kind's checks directly (as `check` does for
+        // one frame), and the callers' `each` closures are
+        // `#[inline(always)]`: left to the compiler, `each` stayed a
+        // function of its own, every frame's `Step` went through memory,
+        // and the in-memory pipeline bench ran 8 % more instructions
+        // (callgrind: 125.3 M against 116.0 M for its 18 measurements).
+        let returned = |chunk: &mut [u8], offset, len| {
+            if resume {
+                vnf_return_frame(in_port, kind, chunk, offset, len)
+            } else {
+                None
+            }
+        };
         match PortChecks::of(kind) {
             PortChecks::Underlay => self.admit_loop(
                 batch,
-                |this, chunk, offset, len| {
-                    let checks = PortChecks::Underlay;
-                    this.check(tables, in_port, kind, checks, resume, chunk, offset, len)
-                },
+                |this, chunk, offset, len| this.underlay_frame(tables, chunk, offset, len),
                 each,
             ),
             PortChecks::Pod(pod) => self.admit_loop(
                 batch,
-                |this, chunk, offset, len| {
-                    let checks = PortChecks::Pod(pod);
-                    this.check(tables, in_port, kind, checks, resume, chunk, offset, len)
+                |this, chunk, offset, len| match returned(chunk, offset, len) {
+                    Some(step) => step,
+                    None => this.pod_frame(tables, in_port, pod, chunk, offset, len),
                 },
                 each,
             ),
             PortChecks::Host(host) => self.admit_loop(
                 batch,
-                |this, chunk, offset, len| {
-                    let checks = PortChecks::Host(host);
-                    this.check(tables, in_port, kind, checks, resume, chunk, offset, len)
+                |_, chunk, offset, len| match returned(chunk, offset, len) {
+                    Some(step) => step,
+                    None => host_frame(tables, in_port, host, chunk, offset, len),
                 },
                 each,
             ),
             PortChecks::Unknown => self.admit_loop(
                 batch,
-                |this, chunk, offset, len| {
-                    let checks = PortChecks::Unknown;
-                    this.check(tables, in_port, kind, checks, resume, chunk, offset, len)
+                |_, chunk, offset, len| match returned(chunk, offset, len) {
+                    Some(step) => step,
+                    None => Step::Done(Outcome::drop(DropReason::UnknownPort, offset, len)),
                 },
                 each,
             ),
@@ -600,6 +611,7 @@ impl<H: ChainHook> Pipeline<H> {
             in_port,
             false,
             batch,
+            #[inline(always)]
             |this, _i, start, chunk, desc, verdict, step| {
                 let out = match step {
                     Step::Done(out) => out,
@@ -653,7 +665,6 @@ impl<H: ChainHook> Pipeline<H> {
 
     /// The checks of one frame from `in_port` (of `kind`, whose checks
     /// are `checks`), its size already checked.
-    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn check(
         &mut self,

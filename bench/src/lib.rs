@@ -17,3 +17,17 @@ pub mod pods;
 pub mod profile;
 pub mod rate;
 pub mod suite;
+
+/// The one of `all` whose `label` is `s`, for the command line; the error
+/// names `s`, the `kind` of thing it should have been and every label.
+pub fn by_label<T: Copy>(
+    all: &[T],
+    label: fn(T) -> &'static str,
+    kind: &str,
+    s: &str,
+) -> Result<T, String> {
+    all.iter().copied().find(|&t| label(t) == s).ok_or_else(|| {
+        let labels: Vec<&str> = all.iter().map(|&t| label(t)).collect();
+        format!("{s:?} is not a {kind} ({})", labels.join(", "))
+    })
+}

@@ -294,17 +294,20 @@ impl NutRow {
                 o1.label()
             ),
             NutRow::Routed => format!("kernel host-gw, ul0 offloads {}", o1.label()),
-            NutRow::Kxdp | NutRow::KxdpAdaptive => format!(
-                "kxdp, 1 {} worker on core {worker_core}, ul0 offloads {}",
-                mode_label(self.poll_mode()),
-                o1.label()
-            ),
-            NutRow::KxdpPodNapi => format!(
-                "kxdp, 1 {} worker on core {worker_core}, pod_napi worker-core (the pod veths' \
-                 NAPI threads on core {worker_core}, SCHED_OTHER), ul0 offloads {}",
-                mode_label(self.poll_mode()),
-                o1.label()
-            ),
+            NutRow::Kxdp | NutRow::KxdpPodNapi | NutRow::KxdpAdaptive => {
+                let pod_napi = match self.pod_napi() {
+                    PodNapi::WorkerCore => format!(
+                        ", pod_napi worker-core (the pod veths' NAPI threads on core \
+                         {worker_core}, SCHED_OTHER)"
+                    ),
+                    PodNapi::Kernel => String::new(),
+                };
+                format!(
+                    "kxdp, 1 {} worker on core {worker_core}{pod_napi}, ul0 offloads {}",
+                    mode_label(self.poll_mode()),
+                    o1.label()
+                )
+            }
             NutRow::OvsVxlan => format!(
                 "Open vSwitch userspace datapath (netdev), afxdp ports (native, copy mode), \
                  VXLAN tunnel port, 1 PMD thread on core {worker_core}, ul0 offloads {}",
@@ -352,40 +355,36 @@ impl NutRow {
              client at nice 19)"
         )];
         match self {
-            NutRow::Kxdp | NutRow::KxdpAdaptive => {
-                placement.push(format!(
-                    "core {worker_core}: node1 kxdp worker ({} poll), nothing else scheduled",
-                    mode_label(self.poll_mode())
-                ));
-                placement.push(format!(
-                    "core {worker_core}: in the worker's copy-mode transmits, the skb copy and \
-                     the veth hand-over; on a pod veth, the node1 pod's receive (softirq)"
-                ));
-                placement.push(format!(
-                    "core {other_core}: kxdp's other threads (control, API); node2's receive \
-                     of the worker's frames on ul0 (RPS: vxlan decap, bridge, the pod's \
-                     stack); softirq of the pods' transmits: node1's pod-veth XDP redirect \
-                     into the worker's socket, node2's bridge, routing and vxlan encap, \
-                     node1's ul0 XDP redirect"
-                ));
-            }
-            NutRow::KxdpPodNapi => {
-                placement.push(format!(
-                    "core {worker_core}: node1 kxdp worker ({} poll) and, beside it at \
-                     SCHED_OTHER, the NAPI threads of node1's pod veths (host ends; set by \
-                     kxdp's pod_napi worker-core): the pods' XDP redirect and copy into the \
-                     worker's UMEM",
-                    mode_label(self.poll_mode())
-                ));
+            NutRow::Kxdp | NutRow::KxdpPodNapi | NutRow::KxdpAdaptive => {
+                let pod_napi = self.pod_napi() == PodNapi::WorkerCore;
+                placement.push(if pod_napi {
+                    format!(
+                        "core {worker_core}: node1 kxdp worker ({} poll) and, beside it at \
+                         SCHED_OTHER, the NAPI threads of node1's pod veths (host ends; set by \
+                         kxdp's pod_napi worker-core): the pods' XDP redirect and copy into \
+                         the worker's UMEM",
+                        mode_label(self.poll_mode())
+                    )
+                } else {
+                    format!(
+                        "core {worker_core}: node1 kxdp worker ({} poll), nothing else scheduled",
+                        mode_label(self.poll_mode())
+                    )
+                });
                 placement.push(format!(
                     "core {worker_core}: in the worker's copy-mode transmits, the skb copy and \
                      the veth hand-over; on a pod veth, the node1 pod's receive (softirq)"
                 ));
+                let pod_redirect = if pod_napi {
+                    ""
+                } else {
+                    " node1's pod-veth XDP redirect into the worker's socket,"
+                };
                 placement.push(format!(
                     "core {other_core}: kxdp's other threads (control, API); node2's receive \
                      of the worker's frames on ul0 (RPS: vxlan decap, bridge, the pod's \
-                     stack); softirq of the pods' transmits up to their veth: node2's \
-                     bridge, routing and vxlan encap, node1's ul0 XDP redirect"
+                     stack); softirq of the pods' transmits:{pod_redirect} node2's bridge, \
+                     routing and vxlan encap, node1's ul0 XDP redirect"
                 ));
             }
             NutRow::KernelVxlanTuned => {
@@ -550,13 +549,7 @@ impl std::str::FromStr for NutRow {
 
     /// A row by its [label](NutRow::label).
     fn from_str(s: &str) -> Result<NutRow, String> {
-        NutRow::ALL
-            .into_iter()
-            .find(|r| r.label() == s)
-            .ok_or_else(|| {
-                let labels: Vec<&str> = NutRow::ALL.iter().map(|r| r.label()).collect();
-                format!("unknown row {s:?} (one of {})", labels.join(", "))
-            })
+        crate::by_label(&NutRow::ALL, NutRow::label, "row", s)
     }
 }
 

@@ -83,14 +83,9 @@ impl Scenario {
 impl std::str::FromStr for Scenario {
     type Err = String;
 
+    /// A scenario by its [label](Scenario::label).
     fn from_str(s: &str) -> Result<Scenario, String> {
-        Scenario::ALL
-            .into_iter()
-            .find(|c| c.label() == s)
-            .ok_or_else(|| {
-                let all: Vec<&str> = Scenario::ALL.iter().map(|c| c.label()).collect();
-                format!("{s:?} is not a scenario ({})", all.join(", "))
-            })
+        crate::by_label(&Scenario::ALL, Scenario::label, "scenario", s)
     }
 }
 

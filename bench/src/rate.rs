@@ -163,13 +163,7 @@ impl std::str::FromStr for RatePath {
 
     /// A path by its [label](RatePath::label).
     fn from_str(s: &str) -> Result<RatePath, String> {
-        RatePath::ALL
-            .into_iter()
-            .find(|p| p.label() == s)
-            .ok_or_else(|| {
-                let labels: Vec<&str> = RatePath::ALL.iter().map(|p| p.label()).collect();
-                format!("unknown path {s:?} (one of {})", labels.join(", "))
-            })
+        crate::by_label(&RatePath::ALL, RatePath::label, "path", s)
     }
 }
 

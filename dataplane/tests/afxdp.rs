@@ -353,8 +353,9 @@ impl Frames {
 const NODE_MAC: [u8; 6] = [0x02, 0x6b, 0x78, 0, 0, 0x01];
 const PEER_MAC: [u8; 6] = [0x02, 0x6b, 0x78, 0, 0, 0x02];
 
-fn rx_and_tx_through_the_all_program(mode: XdpAttachMode, expected: AttachedMode) {
-    let ns = Netns::new(2);
+/// The node end (`kx0`, 10.77.0.1) in `ns`'s first namespace and its peer
+/// (`kp0`, 10.77.0.2) in the second, joined by a [`veth`].
+fn node_and_peer(ns: &Netns) -> (End<'_>, End<'_>) {
     let node = End {
         ns: ns.name(0),
         ifname: "kx0",
@@ -368,6 +369,12 @@ fn rx_and_tx_through_the_all_program(mode: XdpAttachMode, expected: AttachedMode
         ip: Ipv4Addr::new(10, 77, 0, 2),
     };
     veth(node, peer);
+    (node, peer)
+}
+
+fn rx_and_tx_through_the_all_program(mode: XdpAttachMode, expected: AttachedMode) {
+    let ns = Netns::new(2);
+    let (node, peer) = node_and_peer(&ns);
 
     let (attachment, mut xsk) = in_netns(node.ns, || {
         let a = XdpAttachment::attach(node.ifname, XdpFilter::All, mode, 1).expect("attach");
@@ -470,19 +477,7 @@ fn rx_and_tx_through_the_all_program(mode: XdpAttachMode, expected: AttachedMode
 fn a_sleep_ends_on_a_frame_or_a_wake_and_not_before() {
     privileged_test("a_sleep_ends_on_a_frame_or_a_wake_and_not_before");
     let ns = Netns::new(2);
-    let node = End {
-        ns: ns.name(0),
-        ifname: "kx0",
-        mac: NODE_MAC,
-        ip: Ipv4Addr::new(10, 77, 0, 1),
-    };
-    let peer = End {
-        ns: ns.name(1),
-        ifname: "kp0",
-        mac: PEER_MAC,
-        ip: Ipv4Addr::new(10, 77, 0, 2),
-    };
-    veth(node, peer);
+    let (node, peer) = node_and_peer(&ns);
     let (attachment, mut xsk) = in_netns(node.ns, || {
         let a = XdpAttachment::attach(node.ifname, XdpFilter::All, XdpAttachMode::Auto, 1)
             .expect("attach");
@@ -1308,19 +1303,7 @@ fn kernel_release() -> (u32, u32) {
 fn one_copy_mode_kick_sends_the_whole_tx_ring() {
     privileged_test("one_copy_mode_kick_sends_the_whole_tx_ring");
     let ns = Netns::new(2);
-    let node = End {
-        ns: ns.name(0),
-        ifname: "kx0",
-        mac: NODE_MAC,
-        ip: Ipv4Addr::new(10, 77, 0, 1),
-    };
-    let peer = End {
-        ns: ns.name(1),
-        ifname: "kp0",
-        mac: PEER_MAC,
-        ip: Ipv4Addr::new(10, 77, 0, 2),
-    };
-    veth(node, peer);
+    let (node, peer) = node_and_peer(&ns);
     const RING: u32 = 256;
     // 100 frames: past the default budget of 32, and few enough that
     // their skbs stay under the socket's default send buffer (the other

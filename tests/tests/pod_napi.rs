@@ -128,8 +128,8 @@ fn assert_on_worker_core(netns: &Netns, interface: &str) -> u32 {
     ignore = "needs root (network namespaces, XDP, AF_XDP)"
 )]
 fn pod_napi_threads_run_on_the_worker_core_and_are_put_back() {
-    privileged_test("pod_napi_threads_run_on_the_worker_core_and_are_put_back");
     let test = "pod_napi_threads_run_on_the_worker_core_and_are_put_back";
+    privileged_test(test);
     let mut c = Cluster::build(test, topology(), kxdp_binary!());
     let node = c.node("n1").netns.clone();
     let pods = ["a1", "a2"].map(|p| c.pod(p).host_interface.clone());
@@ -202,8 +202,8 @@ fn pod_napi_threads_run_on_the_worker_core_and_are_put_back() {
     ignore = "needs root (network namespaces, XDP, AF_XDP)"
 )]
 fn a_pod_napi_that_cannot_apply_leaves_the_node_forwarding() {
-    privileged_test("a_pod_napi_that_cannot_apply_leaves_the_node_forwarding");
     let test = "a_pod_napi_that_cannot_apply_leaves_the_node_forwarding";
+    privileged_test(test);
     // In generic (skb) mode an XDP program gives a veth no NAPI, so the
     // kernel refuses threaded mode.
     let mut spec = topology();

@@ -135,32 +135,6 @@ struct Batch<'b> {
     from: usize,
 }
 
-/// The checks a port's frames get, by its kind, looked up once per batch
-/// ([`Pipeline::admit_each`]) or per frame ([`Pipeline::admit`]).
-#[derive(Clone, Copy)]
-enum PortChecks<'t> {
-    /// A pod's interface: the pod's source and L2 checks, ARP and ND.
-    Pod(&'t PodPort),
-    /// The underlay: VXLAN for this VTEP, else the node's own traffic.
-    Underlay,
-    /// The host port: the node's own stack.
-    Host(&'t HostPort),
-    /// An idle or unknown port: every frame dropped.
-    Unknown,
-}
-
-impl<'t> PortChecks<'t> {
-    #[inline(always)]
-    fn of(kind: Option<&'t PortKind>) -> PortChecks<'t> {
-        match kind {
-            Some(PortKind::Pod(pod)) => PortChecks::Pod(pod),
-            Some(PortKind::Underlay) => PortChecks::Underlay,
-            Some(PortKind::Host(host)) => PortChecks::Host(host),
-            Some(PortKind::Idle) | None => PortChecks::Unknown,
-        }
-    }
-}
-
 /// One worker's pipeline: its counters, its chain hook and per-worker state.
 #[derive(Debug, Default)]
 pub struct Pipeline<H: ChainHook = NoChains> {
@@ -400,8 +374,9 @@ impl<H: ChainHook> Pipeline<H> {
     /// and verdict. Every frame of a batch comes from `in_port`, so its
     /// kind is looked up and dispatched on once per batch, each kind with a
     /// loop of its own: per frame one direct call of that kind's checks,
-    /// not a table lookup and a jump table. The checks themselves are
-    /// [`Pipeline::check`]'s, as for one frame in [`Pipeline::admit`].
+    /// not a table lookup and a jump table. The checks are those
+    /// [`Pipeline::admit`] makes of one frame (a test holds the two to the
+    /// same verdicts), and frames back from a VNF (`resume`) are resumed.
     #[inline(always)]
     fn admit_each(
         &mut self,
@@ -412,7 +387,7 @@ impl<H: ChainHook> Pipeline<H> {
         each: impl FnMut(&mut Self, usize, u64, &mut [u8], &mut Desc, &mut Verdict, Step),
     ) {
         let kind = tables.port(in_port).map(|p| &p.kind);
-        // Each arm calls its kind's checks directly (as `check` does for
+        // Each arm calls its kind's checks directly (as `admit` does for
         // one frame), and the callers' `each` closures are
         // `#[inline(always)]`: left to the compiler, `each` stayed a
         // function of its own, every frame's `Step` went through memory,
@@ -425,13 +400,13 @@ impl<H: ChainHook> Pipeline<H> {
                 None
             }
         };
-        match PortChecks::of(kind) {
-            PortChecks::Underlay => self.admit_loop(
+        match kind {
+            Some(PortKind::Underlay) => self.admit_loop(
                 batch,
                 |this, chunk, offset, len| this.underlay_frame(tables, chunk, offset, len),
                 each,
             ),
-            PortChecks::Pod(pod) => self.admit_loop(
+            Some(PortKind::Pod(pod)) => self.admit_loop(
                 batch,
                 |this, chunk, offset, len| match returned(chunk, offset, len) {
                     Some(step) => step,
@@ -439,7 +414,7 @@ impl<H: ChainHook> Pipeline<H> {
                 },
                 each,
             ),
-            PortChecks::Host(host) => self.admit_loop(
+            Some(PortKind::Host(host)) => self.admit_loop(
                 batch,
                 |_, chunk, offset, len| match returned(chunk, offset, len) {
                     Some(step) => step,
@@ -447,7 +422,7 @@ impl<H: ChainHook> Pipeline<H> {
                 },
                 each,
             ),
-            PortChecks::Unknown => self.admit_loop(
+            Some(PortKind::Idle) | None => self.admit_loop(
                 batch,
                 |_, chunk, offset, len| match returned(chunk, offset, len) {
                     Some(step) => step,
@@ -635,7 +610,7 @@ impl<H: ChainHook> Pipeline<H> {
         offset: usize,
         len: usize,
     ) -> Outcome {
-        let out = match self.admit(tables, in_port, false, chunk, offset, len) {
+        let out = match self.admit(tables, in_port, chunk, offset, len) {
             Step::Done(out) => out,
             Step::Route(routable) => self.route(tables, &routable, chunk),
         };
@@ -644,13 +619,12 @@ impl<H: ChainHook> Pipeline<H> {
     }
 
     /// The checks of one frame: parse, answer ARP/ND, check the source,
-    /// decapsulate VXLAN. `resume`: `in_port` is a VNF's return interface
-    /// (its IP frames skip the pod checks).
+    /// decapsulate VXLAN. The batch paths make the same checks through
+    /// [`Pipeline::admit_each`], which also resumes frames from a VNF.
     fn admit(
         &mut self,
         tables: &Tables,
         in_port: PortId,
-        resume: bool,
         chunk: &mut [u8],
         offset: usize,
         len: usize,
@@ -658,35 +632,13 @@ impl<H: ChainHook> Pipeline<H> {
         if exceeds(offset, len, chunk.len()) {
             return Step::Done(Outcome::drop(DropReason::Oversized, offset, len));
         }
-        let kind = tables.port(in_port).map(|p| &p.kind);
-        let checks = PortChecks::of(kind);
-        self.check(tables, in_port, kind, checks, resume, chunk, offset, len)
-    }
-
-    /// The checks of one frame from `in_port` (of `kind`, whose checks
-    /// are `checks`), its size already checked.
-    #[allow(clippy::too_many_arguments)]
-    fn check(
-        &mut self,
-        tables: &Tables,
-        in_port: PortId,
-        kind: Option<&PortKind>,
-        checks: PortChecks<'_>,
-        resume: bool,
-        chunk: &mut [u8],
-        offset: usize,
-        len: usize,
-    ) -> Step {
-        if resume && !matches!(checks, PortChecks::Underlay) {
-            if let Some(step) = vnf_return_frame(in_port, kind, chunk, offset, len) {
-                return step;
+        match tables.port(in_port).map(|p| &p.kind) {
+            Some(PortKind::Pod(pod)) => self.pod_frame(tables, in_port, pod, chunk, offset, len),
+            Some(PortKind::Underlay) => self.underlay_frame(tables, chunk, offset, len),
+            Some(PortKind::Host(host)) => host_frame(tables, in_port, host, chunk, offset, len),
+            Some(PortKind::Idle) | None => {
+                Step::Done(Outcome::drop(DropReason::UnknownPort, offset, len))
             }
-        }
-        match checks {
-            PortChecks::Pod(pod) => self.pod_frame(tables, in_port, pod, chunk, offset, len),
-            PortChecks::Underlay => self.underlay_frame(tables, chunk, offset, len),
-            PortChecks::Host(host) => host_frame(tables, in_port, host, chunk, offset, len),
-            PortChecks::Unknown => Step::Done(Outcome::drop(DropReason::UnknownPort, offset, len)),
         }
     }
 

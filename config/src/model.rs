@@ -235,6 +235,14 @@ pub enum PodNapi {
     WorkerCore,
 }
 
+impl PodNapi {
+    /// The default: written configs leave it out, so a node config written
+    /// by today's tools still reads in a kxdp that predates the setting.
+    pub fn is_kernel(&self) -> bool {
+        *self == PodNapi::Kernel
+    }
+}
+
 /// The worker threads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -259,7 +267,7 @@ pub struct WorkerSpec {
     pub zero_copy: bool,
     /// Where the pod interfaces' receive work (NAPI) runs: `kernel`
     /// (default) or `worker-core` (see [`PodNapi`]).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "PodNapi::is_kernel")]
     pub pod_napi: PodNapi,
 }
 

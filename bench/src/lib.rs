@@ -8,6 +8,7 @@ pub mod external;
 pub mod figures;
 pub mod generator;
 pub mod halt_poll;
+pub mod hops;
 pub mod latency;
 pub mod nut;
 pub mod ovs_vxlan;

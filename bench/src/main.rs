@@ -65,7 +65,9 @@ enum Command {
         rows: Vec<kxdp_bench::nut::NutRow>,
         /// Record a system-wide cpu-clock profile (perf record -a -g) of
         /// each row's TCP transfers and packet-rate windows into this
-        /// directory, with a per-core report beside each.
+        /// directory, with a per-core report beside each; and trace one
+        /// extra blocking/low latency case per row (IPIs per round trip,
+        /// idle cores' wake-up time, the kxdp worker's reaction).
         #[arg(long)]
         profile: Option<std::path::PathBuf>,
         /// Leave node2's receive of node1's frames on the core that sent

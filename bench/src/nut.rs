@@ -108,6 +108,7 @@ use crate::figures::{self, LatencyFigures};
 use crate::generator::{FlowSpec, Generator, GeneratorOptions, Sink};
 use crate::latency::{self, LatencyCase, LatencyOptions, LatencyPods, LatencySample, Spread};
 use crate::ovs_vxlan::{start_ovs_vxlan, OvsVxlanNode, OvsVxlanSpec};
+use crate::hops;
 use crate::profile::{self, Profile};
 use crate::rate::{self, CoreLoad, CpuTimes};
 
@@ -578,7 +579,9 @@ pub struct NutOptions {
     pub rate_warmup: f64,
     /// Where set, a system-wide `perf record` (the `profile` module) of
     /// each row's TCP transfers and packet-rate windows goes here, as
-    /// `<row>-r<round>-<phase>.data` with a per-core report beside it.
+    /// `<row>-r<round>-<phase>.data` with a per-core report beside it,
+    /// and the `hops` trace of one extra blocking/low case per row and
+    /// round (`<row>-r<round>-latency-hops.data`, report beside it).
     pub profile: Option<PathBuf>,
     /// Steer node2's receive to `other_core` with RPS on its `ul0` (the
     /// default): node2 is the peer, not the node under test, and must not
@@ -807,6 +810,9 @@ fn measure_round(
         );
     }
     let samples = latency::measure_all(&pods, &options.latency, row.label(), progress)?;
+    if let Some(dir) = options.profile.as_deref() {
+        trace_hand_offs(dir, row, round, &pods, options, progress)?;
+    }
     let profile = |phase: &str| {
         profile::start_in(
             options.profile.as_deref(),
@@ -869,6 +875,41 @@ fn measure_round(
         tcp_2_to_1_gbps: back.bits_per_second() / 1e9,
         rate,
     })
+}
+
+/// Round trips of the traced extra blocking/low case of `--profile`: enough
+/// for stable quantiles, few enough for a small trace.
+const TRACED_ROUND_TRIPS: u64 = 2_000;
+
+/// `--profile`: one more blocking/low case, under a tracepoint recording
+/// (the `hops` module), its report written beside the profiles and its
+/// lines passed to `progress`.
+fn trace_hand_offs(
+    dir: &std::path::Path,
+    row: NutRow,
+    round: usize,
+    pods: &LatencyPods<'_>,
+    options: &NutOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let name = format!("{}-r{round}", row.label());
+    progress(&format!("{} latency blocking/low, traced", row.label()));
+    let Some(trace) = hops::start_in(Some(dir), &name)? else {
+        return Ok(());
+    };
+    let case = LatencyCase::ALL[0];
+    let latency_options = LatencyOptions {
+        count: TRACED_ROUND_TRIPS,
+        ..options.latency.clone()
+    };
+    let sample = latency::measure(pods, case, &latency_options)
+        .with_context(|| format!("{}: traced {}", row.label(), case.label()))?;
+    let (path, report) = trace.finish(sample.received)?;
+    for line in report.lines() {
+        progress(&format!("{}: {line}", row.label()));
+    }
+    progress(&format!("hand-offs: {}", path.display()));
+    Ok(())
 }
 
 /// The tuned row's knob: GRO on (a veth has NAPI only with GRO on or an

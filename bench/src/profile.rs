@@ -103,7 +103,7 @@ impl Drop for Profile {
 
 /// `perf <args> -i <data>`'s standard output; an error with perf's own
 /// message when it fails.
-fn perf(args: &[&str], data: &Path) -> Result<Vec<u8>> {
+pub(crate) fn perf(args: &[&str], data: &Path) -> Result<Vec<u8>> {
     let out = Command::new("perf")
         .args(args)
         .arg("-i")
@@ -122,7 +122,7 @@ fn perf(args: &[&str], data: &Path) -> Result<Vec<u8>> {
 }
 
 /// SIGINT `child` (perf then writes its file out) and wait for it.
-fn stop(mut child: Child) -> Result<std::process::Output> {
+pub(crate) fn stop(mut child: Child) -> Result<std::process::Output> {
     // std's Child can only SIGKILL, which leaves perf's file unfinished.
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])

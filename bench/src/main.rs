@@ -50,8 +50,7 @@ enum Command {
     /// runs kernel-vxlan, kernel-vxlan-tx-off, kernel-vxlan-tuned (threaded
     /// NAPI on --worker-core), routed, kxdp (busy worker on --worker-core),
     /// kxdp-pod-napi (kxdp with pod_napi worker-core: the pod veths' NAPI
-    /// threads beside the worker), kxdp-napi (underlay_napi worker-core
-    /// too: ul0's as well), kxdp-adaptive or ovs-vxlan (Open
+    /// threads beside the worker), kxdp-adaptive or ovs-vxlan (Open
     /// vSwitch's userspace datapath, PMD
     /// on --worker-core), node2 is always a Flannel kernel VXLAN node; UDP
     /// latency, TCP each way and the 64-byte packet rate each way (encap,
@@ -61,8 +60,7 @@ enum Command {
         suite: SuiteArgs,
         /// Rows to run, comma-separated, in round order (kernel-vxlan,
         /// kernel-vxlan-tx-off, kernel-vxlan-tuned, routed, kxdp,
-        /// kxdp-pod-napi, kxdp-napi, kxdp-adaptive, ovs-vxlan); all by
-        /// default.
+        /// kxdp-pod-napi, kxdp-adaptive, ovs-vxlan); all by default.
         #[arg(long, value_delimiter = ',')]
         rows: Vec<kxdp_bench::nut::NutRow>,
         /// Record a system-wide cpu-clock profile (perf record -a -g) of

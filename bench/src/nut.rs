@@ -34,11 +34,7 @@
 //!   mode and pins their NAPI threads to the worker's core at SCHED_OTHER,
 //!   so the pods' XDP redirect and copy into the UMEM run beside the
 //!   worker instead of in the pods' softirq on core 0;
-//! - `kxdp-napi`: the `kxdp-pod-napi` row with `workers.underlay_napi:
-//!   worker-core` too: `ul0`'s NAPI thread (kxdp's XDP program on what
-//!   node2 sends, VXLAN frames and the ACKs of node1's pods) also on the
-//!   worker's core;
-//! - `kxdp-adaptive`: the `kxdp` row with an adaptive worker;
+//! - `kxdp-adaptive`: the same with an adaptive worker;
 //! - `ovs-vxlan`: node1 is Open vSwitch's userspace datapath doing kxdp's
 //!   job (the `ovs_vxlan` module): the pods' veths and `ul0` as `afxdp`
 //!   ports, a VXLAN tunnel port to node2 (OVS native tunnelling, the VTEP
@@ -110,9 +106,9 @@ use serde::Serialize;
 use crate::external::ExternalKind;
 use crate::figures::{self, LatencyFigures};
 use crate::generator::{FlowSpec, Generator, GeneratorOptions, Sink};
-use crate::hops;
 use crate::latency::{self, LatencyCase, LatencyOptions, LatencyPods, LatencySample, Spread};
 use crate::ovs_vxlan::{start_ovs_vxlan, OvsVxlanNode, OvsVxlanSpec};
+use crate::hops;
 use crate::profile::{self, Profile};
 use crate::rate::{self, CoreLoad, CpuTimes};
 
@@ -146,9 +142,6 @@ pub enum NutRow {
     /// The `kxdp` row with `workers.pod_napi: worker-core`: the pod veths'
     /// NAPI threads beside the worker on its core.
     KxdpPodNapi,
-    /// The `kxdp-pod-napi` row with `workers.underlay_napi: worker-core`
-    /// too: `ul0`'s NAPI thread beside the worker as well.
-    KxdpNapi,
     /// kxdp, one adaptive worker on the worker core.
     KxdpAdaptive,
     /// Open vSwitch's userspace datapath with afxdp ports and a VXLAN
@@ -158,14 +151,13 @@ pub enum NutRow {
 
 impl NutRow {
     /// Every row, in round and table order.
-    pub const ALL: [NutRow; 9] = [
+    pub const ALL: [NutRow; 8] = [
         NutRow::KernelVxlan,
         NutRow::KernelVxlanTxOff,
         NutRow::KernelVxlanTuned,
         NutRow::Routed,
         NutRow::Kxdp,
         NutRow::KxdpPodNapi,
-        NutRow::KxdpNapi,
         NutRow::KxdpAdaptive,
         NutRow::OvsVxlan,
     ];
@@ -179,7 +171,6 @@ impl NutRow {
             NutRow::Routed => "routed",
             NutRow::Kxdp => "kxdp",
             NutRow::KxdpPodNapi => "kxdp-pod-napi",
-            NutRow::KxdpNapi => "kxdp-napi",
             NutRow::KxdpAdaptive => "kxdp-adaptive",
             NutRow::OvsVxlan => "ovs-vxlan",
         }
@@ -203,11 +194,9 @@ impl NutRow {
                 NodeKind::KernelVxlan
             }
             NutRow::Routed => NodeKind::Routed,
-            NutRow::Kxdp
-            | NutRow::KxdpPodNapi
-            | NutRow::KxdpNapi
-            | NutRow::KxdpAdaptive
-            | NutRow::OvsVxlan => NodeKind::Kxdp,
+            NutRow::Kxdp | NutRow::KxdpPodNapi | NutRow::KxdpAdaptive | NutRow::OvsVxlan => {
+                NodeKind::Kxdp
+            }
         }
     }
 
@@ -228,7 +217,6 @@ impl NutRow {
             NutRow::KernelVxlanTxOff
             | NutRow::Kxdp
             | NutRow::KxdpPodNapi
-            | NutRow::KxdpNapi
             | NutRow::KxdpAdaptive
             | NutRow::OvsVxlan => (UnderlayOffloads::TxOff, UnderlayOffloads::TxOff),
         }
@@ -244,11 +232,9 @@ impl NutRow {
     /// Whose busy time is node1's in the packet-rate figures.
     fn node1_work(self, worker_core: usize) -> Node1Work {
         match self {
-            NutRow::Kxdp
-            | NutRow::KxdpPodNapi
-            | NutRow::KxdpNapi
-            | NutRow::KxdpAdaptive
-            | NutRow::OvsVxlan => Node1Work::Worker(worker_core),
+            NutRow::Kxdp | NutRow::KxdpPodNapi | NutRow::KxdpAdaptive | NutRow::OvsVxlan => {
+                Node1Work::Worker(worker_core)
+            }
             NutRow::KernelVxlanTuned => Node1Work::NapiThreads(worker_core),
             NutRow::KernelVxlan | NutRow::KernelVxlanTxOff | NutRow::Routed => Node1Work::Softirq,
         }
@@ -282,7 +268,7 @@ impl NutRow {
 
     fn poll_mode(self) -> Option<PollMode> {
         match self {
-            NutRow::Kxdp | NutRow::KxdpPodNapi | NutRow::KxdpNapi => Some(PollMode::Busy),
+            NutRow::Kxdp | NutRow::KxdpPodNapi => Some(PollMode::Busy),
             NutRow::KxdpAdaptive => Some(PollMode::Adaptive),
             _ => None,
         }
@@ -291,15 +277,7 @@ impl NutRow {
     /// `workers.pod_napi` of node1's kxdp.
     fn pod_napi(self) -> PodNapi {
         match self {
-            NutRow::KxdpPodNapi | NutRow::KxdpNapi => PodNapi::WorkerCore,
-            _ => PodNapi::Kernel,
-        }
-    }
-
-    /// `workers.underlay_napi` of node1's kxdp.
-    fn underlay_napi(self) -> PodNapi {
-        match self {
-            NutRow::KxdpNapi => PodNapi::WorkerCore,
+            NutRow::KxdpPodNapi => PodNapi::WorkerCore,
             _ => PodNapi::Kernel,
         }
     }
@@ -317,20 +295,14 @@ impl NutRow {
                 o1.label()
             ),
             NutRow::Routed => format!("kernel host-gw, ul0 offloads {}", o1.label()),
-            NutRow::Kxdp | NutRow::KxdpPodNapi | NutRow::KxdpNapi | NutRow::KxdpAdaptive => {
-                let mut pod_napi = match self.pod_napi() {
+            NutRow::Kxdp | NutRow::KxdpPodNapi | NutRow::KxdpAdaptive => {
+                let pod_napi = match self.pod_napi() {
                     PodNapi::WorkerCore => format!(
                         ", pod_napi worker-core (the pod veths' NAPI threads on core \
                          {worker_core}, SCHED_OTHER)"
                     ),
                     PodNapi::Kernel => String::new(),
                 };
-                if self.underlay_napi() == PodNapi::WorkerCore {
-                    pod_napi.push_str(&format!(
-                        ", underlay_napi worker-core (ul0's NAPI thread on core \
-                         {worker_core}, SCHED_OTHER)"
-                    ));
-                }
                 format!(
                     "kxdp, 1 {} worker on core {worker_core}{pod_napi}, ul0 offloads {}",
                     mode_label(self.poll_mode()),
@@ -364,7 +336,6 @@ impl NutRow {
                 cores: vec![worker_core],
                 poll_mode: mode,
                 pod_napi: self.pod_napi(),
-                underlay_napi: self.underlay_napi(),
                 ..WorkerSpec::default()
             };
         }
@@ -385,22 +356,15 @@ impl NutRow {
              client at nice 19)"
         )];
         match self {
-            NutRow::Kxdp | NutRow::KxdpPodNapi | NutRow::KxdpNapi | NutRow::KxdpAdaptive => {
+            NutRow::Kxdp | NutRow::KxdpPodNapi | NutRow::KxdpAdaptive => {
                 let pod_napi = self.pod_napi() == PodNapi::WorkerCore;
-                let underlay_napi = self.underlay_napi() == PodNapi::WorkerCore;
                 placement.push(if pod_napi {
                     format!(
                         "core {worker_core}: node1 kxdp worker ({} poll) and, beside it at \
                          SCHED_OTHER, the NAPI threads of node1's pod veths (host ends; set by \
-                         kxdp's pod_napi worker-core){}: the XDP redirect and copy into the \
-                         worker's UMEM of what the pods{} send",
-                        mode_label(self.poll_mode()),
-                        if underlay_napi {
-                            " and of its ul0 (underlay_napi worker-core)"
-                        } else {
-                            ""
-                        },
-                        if underlay_napi { " and node2" } else { "" }
+                         kxdp's pod_napi worker-core): the pods' XDP redirect and copy into \
+                         the worker's UMEM",
+                        mode_label(self.poll_mode())
                     )
                 } else {
                     format!(
@@ -417,16 +381,11 @@ impl NutRow {
                 } else {
                     " node1's pod-veth XDP redirect into the worker's socket,"
                 };
-                let ul0_redirect = if underlay_napi {
-                    ""
-                } else {
-                    ", node1's ul0 XDP redirect"
-                };
                 placement.push(format!(
                     "core {other_core}: kxdp's other threads (control, API); node2's receive \
                      of the worker's frames on ul0 (RPS: vxlan decap, bridge, the pod's \
                      stack); softirq of the pods' transmits:{pod_redirect} node2's bridge, \
-                     routing and vxlan encap{ul0_redirect}"
+                     routing and vxlan encap, node1's ul0 XDP redirect"
                 ));
             }
             NutRow::KernelVxlanTuned => {
@@ -1599,62 +1558,9 @@ mod tests {
             placement.contains("core 1: node1 kxdp worker (busy poll) and, beside it"),
             "{placement}"
         );
-        assert!(placement.contains("what the pods send"), "{placement}");
-        assert!(
-            placement.contains("node1's ul0 XDP redirect"),
-            "{placement}"
-        );
-        // Every other row keeps the kernel's placement, but kxdp-napi.
-        for other in NutRow::ALL
-            .into_iter()
-            .filter(|r| ![row, NutRow::KxdpNapi].contains(r))
-        {
-            assert_eq!(other.pod_napi(), PodNapi::Kernel, "{}", other.label());
-        }
-        assert_eq!(row.underlay_napi(), PodNapi::Kernel);
-    }
-
-    #[test]
-    fn the_napi_row_is_the_pod_napi_row_with_worker_core_underlay_napi() {
-        let row = NutRow::KxdpNapi;
-        assert_eq!(row.label(), "kxdp-napi");
-        assert_eq!("kxdp-napi".parse::<NutRow>().unwrap(), row);
-        let at = |r: NutRow| NutRow::ALL.iter().position(|x| *x == r).unwrap();
-        assert_eq!(
-            at(row),
-            at(NutRow::KxdpPodNapi) + 1,
-            "beside the pod-napi row"
-        );
-        let (pod_napi, napi) = (NutRow::KxdpPodNapi.topology(1), row.topology(1));
-        // Node1's workers differ in underlay_napi alone.
-        let mut workers = napi.nodes[0].workers.clone();
-        assert_eq!(workers.underlay_napi, PodNapi::WorkerCore);
-        assert_eq!(workers.pod_napi, PodNapi::WorkerCore);
-        workers.underlay_napi = PodNapi::Kernel;
-        assert_eq!(workers, pod_napi.nodes[0].workers);
-        assert_eq!(napi.nodes[1].kind, NodeKind::KernelVxlan);
-        assert!(!row.threaded_napi());
-        assert_eq!(row.node1_work(1), Node1Work::Worker(1));
-        let (node1, _) = row.nodes(1);
-        assert!(
-            node1.contains("pod_napi worker-core") && node1.contains("underlay_napi worker-core"),
-            "{node1}"
-        );
-        let placement = row.placement(1, 0).join("\n");
-        assert!(
-            placement.contains("and of its ul0 (underlay_napi worker-core)"),
-            "{placement}"
-        );
-        assert!(
-            placement.contains("what the pods and node2 send"),
-            "{placement}"
-        );
-        assert!(
-            !placement.contains("node1's ul0 XDP redirect"),
-            "{placement}"
-        );
+        // Every other row keeps the kernel's placement.
         for other in NutRow::ALL.into_iter().filter(|r| *r != row) {
-            assert_eq!(other.underlay_napi(), PodNapi::Kernel, "{}", other.label());
+            assert_eq!(other.pod_napi(), PodNapi::Kernel, "{}", other.label());
         }
     }
 

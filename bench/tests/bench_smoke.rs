@@ -111,7 +111,6 @@ fn kxdp_bench_quick_writes_every_figure() {
             "routed",
             "kxdp",
             "kxdp-pod-napi",
-            "kxdp-napi",
             "kxdp-adaptive",
             "ovs-vxlan"
         ]

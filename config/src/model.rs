@@ -269,13 +269,6 @@ pub struct WorkerSpec {
     /// (default) or `worker-core` (see [`PodNapi`]).
     #[serde(default, skip_serializing_if = "PodNapi::is_kernel")]
     pub pod_napi: PodNapi,
-    /// The same for the underlay interfaces: `worker-core` puts their
-    /// NAPI threads (where the kernel runs kxdp's XDP program, the
-    /// redirect and the copy of every frame from other nodes, VXLAN and
-    /// their ACKs alike) on the workers' cores. On a NIC, this replaces
-    /// the operator's IRQ placement for its queues while kxdp runs.
-    #[serde(default, skip_serializing_if = "PodNapi::is_kernel")]
-    pub underlay_napi: PodNapi,
 }
 
 impl Default for WorkerSpec {
@@ -288,7 +281,6 @@ impl Default for WorkerSpec {
             xdp_mode: XdpMode::default(),
             zero_copy: true,
             pod_napi: PodNapi::default(),
-            underlay_napi: PodNapi::default(),
         }
     }
 }

@@ -416,12 +416,6 @@ fn check_workers(config: &NodeConfig, machine: &Machine) -> Checked {
             "worker-core pins the pods' NAPI threads to the workers' cores, but workers.cores is empty: list the workers' cores",
         );
     }
-    if workers.underlay_napi == PodNapi::WorkerCore && workers.cores.is_empty() {
-        return refuse(
-            "workers.underlay_napi",
-            "worker-core pins the underlay's NAPI threads to the workers' cores, but workers.cores is empty: list the workers' cores",
-        );
-    }
     let mut seen: HashMap<usize, usize> = HashMap::new();
     for (i, &core) in workers.cores.iter().enumerate() {
         if let Some(online) = machine.online_cpus() {

@@ -875,37 +875,6 @@ fn refuses_worker_core_pod_napi_without_cores() {
     config.validate_with(&machine()).unwrap();
 }
 
-#[test]
-fn underlay_napi_is_kernel_unless_set_and_needs_cores_for_worker_core() {
-    assert_eq!(base().workers.underlay_napi, PodNapi::Kernel);
-    assert!(!base().to_yaml().contains("underlay_napi"));
-    let yaml = BASE.replacen(
-        "batch_size: 64 }",
-        "batch_size: 64, underlay_napi: worker-core }",
-        1,
-    );
-    let config = NodeConfig::parse_yaml(&yaml).unwrap();
-    assert_eq!(config.workers.underlay_napi, PodNapi::WorkerCore);
-    // The pods' setting is its own.
-    assert_eq!(config.workers.pod_napi, PodNapi::Kernel);
-    config.validate_with(&machine()).unwrap();
-    assert!(config.to_yaml().contains("underlay_napi: worker-core"));
-    refused(
-        |c| {
-            c.workers.underlay_napi = PodNapi::WorkerCore;
-            c.workers.cores.clear();
-        },
-        "workers.underlay_napi",
-        &["worker-core", "underlay", "workers.cores"],
-    );
-    parse_refused(
-        "batch_size: 64 }",
-        "batch_size: 64, underlay_napi: on }",
-        "workers.underlay_napi",
-        &["on", "worker-core"],
-    );
-}
-
 // ------------------------------------------------------------------- routes
 
 #[test]

@@ -1,5 +1,4 @@
-//! `workers.pod_napi: worker-core` (and `underlay_napi`, for the underlay)
-//! on a real kxdp node (issue #18): while
+//! `workers.pod_napi: worker-core` on a real kxdp node (issue #18): while
 //! kxdp runs, each pod veth is in threaded NAPI mode and its NAPI thread
 //! is pinned to exactly the worker's core, at SCHED_OTHER, for the file's
 //! pods and for a pod attached at run time through the API; a pod deleted
@@ -236,63 +235,4 @@ fn a_pod_napi_that_cannot_apply_leaves_the_node_forwarding() {
     )
     .unwrap();
     assert_eq!(ping.received, 3, "a1 -> b1 through kxdp\n{}", c.logs());
-}
-
-#[test]
-#[cfg_attr(
-    not(kxdp_privileged),
-    ignore = "needs root (network namespaces, XDP, AF_XDP)"
-)]
-fn underlay_napi_threads_run_on_the_worker_core_and_are_put_back() {
-    let test = "underlay_napi_threads_run_on_the_worker_core_and_are_put_back";
-    privileged_test(test);
-    // The underlay's setting alone: the pods stay where the kernel runs
-    // them.
-    let mut spec = topology();
-    spec.nodes[0].workers.pod_napi = PodNapi::Kernel;
-    spec.nodes[0].workers.underlay_napi = PodNapi::WorkerCore;
-    let mut c = Cluster::build(test, spec, kxdp_binary!());
-    let node = c.node("n1").netns.clone();
-    let underlay = kxdp_testbed::UNDERLAY_IF;
-    let before = threaded(&node, underlay);
-    eprintln!("before kxdp: threaded {underlay} = {before}");
-
-    c.start_kxdp("n1");
-    assert_on_worker_core(&node, underlay);
-    let stats = c.stats("n1");
-    let port = stats
-        .ports
-        .iter()
-        .find(|p| p.interface == underlay)
-        .unwrap_or_else(|| panic!("{underlay} not bound: {:?}", stats.ports));
-    assert!(
-        port.napi.starts_with(&format!("core {WORKER_CORE} (NAPI ")),
-        "kxdp stats shows where {underlay}'s NAPI runs: {:?}",
-        port.napi
-    );
-    for pod in ["a1", "a2"] {
-        let itf = c.pod(pod).host_interface.clone();
-        let port = stats.ports.iter().find(|p| p.interface == itf).unwrap();
-        assert_eq!(port.napi, "kernel", "{itf}: pod_napi is kernel");
-    }
-    // What node n2 sends comes in on the placed NAPI: the pods answer.
-    let ping = kxdp_testbed::ping(
-        &c.pod("a1").netns,
-        std::net::IpAddr::V4(c.pod("b1").ip),
-        3,
-        Duration::from_millis(20),
-    )
-    .unwrap();
-    assert_eq!(ping.received, 3, "a1 -> b1 through kxdp\n{}", c.logs());
-
-    let status = c.process("n1").terminate().unwrap();
-    eprintln!("kxdp on n1 stopped: {status:?}");
-    let back = eventually(Duration::from_secs(3), || {
-        threaded(&node, underlay) == before
-    });
-    assert!(
-        back,
-        "{underlay}'s threaded back to {before} after kxdp stopped: {}",
-        threaded(&node, underlay)
-    );
 }

@@ -1,13 +1,10 @@
 //! `workers.pod_napi: worker-core`: the pods' veth receive work (each
 //! veth queue's NAPI: kxdp's XDP program, the redirect and the copy into
-//! a worker's UMEM) moved onto the workers' cores; `workers.underlay_napi:
-//! worker-core` does the same for the underlay interfaces (what other
-//! nodes send: VXLAN frames, the ACKs of a pod's TCP). Each role is
-//! placed by its own setting, in the same way.
+//! a worker's UMEM) moved onto the workers' cores.
 //!
 //! As the kernel has it, a veth's NAPI runs in the softirq of the core
 //! that transmitted into the veth: the pod's. With `worker-core`, once
-//! kxdp's XDP program is on such an interface (a veth has NAPI instances
+//! kxdp's XDP program is on a pod interface (a veth has NAPI instances
 //! only with an XDP program or GRO on), kxdp
 //!
 //! 1. writes `1` to `/sys/class/net/IF/threaded`, remembering the value
@@ -114,7 +111,7 @@ pub enum PlacementError {
 /// shows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Placement {
-    /// Where the kernel runs it (its role's setting is `kernel`, a host
+    /// Where the kernel runs it (`pod_napi: kernel`, or not a pod
     /// interface, or a queue without a worker).
     #[default]
     Kernel,
@@ -143,15 +140,13 @@ impl fmt::Display for Placement {
     }
 }
 
-/// Puts the pod (and underlay) interfaces' NAPI threads on the workers' cores and keeps
+/// Puts the pod interfaces' NAPI threads on the workers' cores and keeps
 /// what it changed, to put it back (see the module documentation).
 /// Dropping it puts back whatever is still changed.
 #[derive(Debug)]
 pub struct PodNapiPlacer {
-    /// `pod_napi: worker-core` asked for (and workers.cores set).
-    pods: bool,
-    /// `underlay_napi: worker-core` asked for (and workers.cores set).
-    underlay: bool,
+    /// `worker-core` asked for.
+    enabled: bool,
     /// Worker `w`'s core, by `w`.
     worker_cores: Vec<usize>,
     /// `/sys/class/net`, or a test's directory.
@@ -162,13 +157,12 @@ pub struct PodNapiPlacer {
 
 impl PodNapiPlacer {
     /// The placer `config` asks for (one that places nothing under
-    /// `pod_napi: kernel` and `underlay_napi: kernel`).
+    /// `pod_napi: kernel`).
     pub fn new(config: &NodeConfig) -> PodNapiPlacer {
         let workers = usize::from(config.workers.count.max(1));
         let cores = &config.workers.cores;
         PodNapiPlacer {
-            pods: config.workers.pod_napi == PodNapi::WorkerCore && !cores.is_empty(),
-            underlay: config.workers.underlay_napi == PodNapi::WorkerCore && !cores.is_empty(),
+            enabled: config.workers.pod_napi == PodNapi::WorkerCore && !cores.is_empty(),
             worker_cores: if cores.is_empty() {
                 Vec::new()
             } else {
@@ -184,24 +178,19 @@ impl PodNapiPlacer {
     /// A failure is logged and returned as [`Placement::NotPlaced`]; the
     /// port works either way.
     pub fn place(&self, itf: &InterfaceSpec, workers: usize) -> Vec<Placement> {
-        let wanted = match itf.role {
-            InterfaceRole::Pod => self.pods,
-            InterfaceRole::Underlay => self.underlay,
-            InterfaceRole::Host => false,
-        };
-        if !wanted {
+        if !self.enabled || itf.role != InterfaceRole::Pod {
             return vec![Placement::Kernel; workers];
         }
         match self.try_place(itf, workers) {
             Ok(placed) => {
-                tracing::info!(interface = %itf.name, placed = ?placed, "NAPI threads on the workers' cores");
+                tracing::info!(interface = %itf.name, placed = ?placed, "pod NAPI threads on the workers' cores");
                 placed
             }
             Err(e) => {
                 // Threaded but unpinned would be neither placement.
                 self.restore(&itf.name);
                 let why = Report(&e).to_string();
-                tracing::warn!(interface = %itf.name, reason = %why, "NAPI worker-core: this interface's NAPI stays where the kernel runs it");
+                tracing::warn!(interface = %itf.name, reason = %why, "pod_napi worker-core: this interface's NAPI stays where the kernel runs it");
                 vec![Placement::NotPlaced(why); workers]
             }
         }
@@ -392,8 +381,7 @@ mod tests {
             std::fs::write(d.join("threaded"), format!("{threaded}\n")).unwrap();
         }
         PodNapiPlacer {
-            pods: true,
-            underlay: false,
+            enabled: true,
             worker_cores: vec![1],
             sysfs_net: dir.path().to_path_buf(),
             threaded_before: Mutex::default(),
@@ -454,35 +442,17 @@ mod tests {
     fn kernel_placement_touches_nothing() {
         let dir = TestDir::new("pod-napi");
         let mut placer = placer(&dir, &[("vp0", "0")]);
-        placer.pods = false;
+        placer.enabled = false;
         let itf = interface("vp0", "pod");
         assert_eq!(
             placer.place(&itf, 2),
             [Placement::Kernel, Placement::Kernel]
         );
         assert_eq!(threaded(&dir, "vp0"), "0");
-        // Each role has its own setting.
-        placer.pods = true;
+        placer.enabled = true;
         let underlay = interface("vp0", "underlay");
         assert_eq!(placer.place(&underlay, 1), [Placement::Kernel]);
         assert_eq!(threaded(&dir, "vp0"), "0");
-        placer.pods = false;
-        placer.underlay = true;
-        assert_eq!(placer.place(&itf, 1), [Placement::Kernel]);
-        assert_eq!(threaded(&dir, "vp0"), "0");
-    }
-
-    #[test]
-    fn underlay_worker_core_places_the_underlay() {
-        let dir = TestDir::new("pod-napi");
-        let mut placer = placer(&dir, &[]);
-        placer.pods = false;
-        placer.underlay = true;
-        // No sysfs file here: the attempt fails and says where.
-        match &placer.place(&interface("ul9", "underlay"), 1)[..] {
-            [Placement::NotPlaced(why)] => assert!(why.contains("ul9/threaded"), "{why}"),
-            other => panic!("{other:?}"),
-        }
     }
 
     #[test]
@@ -509,15 +479,10 @@ mod tests {
         config.workers.cores = vec![1, 3];
         config.workers.pod_napi = PodNapi::WorkerCore;
         let placer = PodNapiPlacer::new(&config);
-        assert!(placer.pods && !placer.underlay);
+        assert!(placer.enabled);
         assert_eq!(placer.worker_cores, [1, 3, 1]);
         config.workers.pod_napi = PodNapi::Kernel;
-        assert!(!PodNapiPlacer::new(&config).pods);
-        config.workers.underlay_napi = PodNapi::WorkerCore;
-        let placer = PodNapiPlacer::new(&config);
-        assert!(placer.underlay && !placer.pods);
-        config.workers.cores.clear();
-        assert!(!PodNapiPlacer::new(&config).underlay);
+        assert!(!PodNapiPlacer::new(&config).enabled);
     }
 
     #[test]

@@ -16,8 +16,8 @@
 //! interface and puts the new sockets in its XSKMAP: forwarding resumes
 //! without a restart, and `kxdp stats` counts the rebind.
 //!
-//! With `workers.pod_napi: worker-core` (`underlay_napi` for the underlay),
-//! each pod (underlay) interface's NAPI threads go on the workers' cores once its XDP program is on (at start, when a
+//! With `workers.pod_napi: worker-core`, each pod interface's NAPI threads
+//! go on the workers' cores once its XDP program is on (at start, when a
 //! pod is attached at run time and when its interface is bound again), and
 //! its threaded setting goes back before the program goes
 //! ([`crate::pod_napi`]).
@@ -183,8 +183,7 @@ pub struct PortInfo {
     /// replaced when the port is bound again.
     #[serde(skip)]
     pub fd: Arc<AtomicI32>,
-    /// Where the NAPI of its queue runs (`workers.pod_napi`,
-    /// `workers.underlay_napi`); replaced
+    /// Where the NAPI of its queue runs (`workers.pod_napi`); replaced
     /// when the port is bound again.
     #[serde(skip)]
     pub napi: Arc<Mutex<Placement>>,

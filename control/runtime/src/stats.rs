@@ -55,8 +55,7 @@ pub struct PortRow {
     pub bind_mode: String,
     /// native / generic.
     pub xdp_mode: String,
-    /// Where the NAPI of its queue runs (`workers.pod_napi`,
-    /// `workers.underlay_napi`): `kernel`,
+    /// Where the NAPI of its queue runs (`workers.pod_napi`): `kernel`,
     /// `core N (NAPI id, thread pid)`, or `kernel (worker-core failed:
     /// why)`; empty from a node that predates it.
     #[serde(default)]

@@ -148,7 +148,9 @@ fn parse(line: &str) -> Option<Event<'_>> {
     let mut rest = line[close + 1..].trim_start().splitn(2, ": ");
     let time_us = rest.next()?.trim().parse::<f64>().ok()? * 1e6;
     let tail = rest.next()?.trim_start();
-    let (name, trace) = tail.split_once(": ").unwrap_or((tail.trim_end_matches(':'), ""));
+    let (name, trace) = tail
+        .split_once(": ")
+        .unwrap_or((tail.trim_end_matches(':'), ""));
     Some(Event {
         comm,
         cpu,

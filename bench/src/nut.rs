@@ -106,9 +106,9 @@ use serde::Serialize;
 use crate::external::ExternalKind;
 use crate::figures::{self, LatencyFigures};
 use crate::generator::{FlowSpec, Generator, GeneratorOptions, Sink};
+use crate::hops;
 use crate::latency::{self, LatencyCase, LatencyOptions, LatencyPods, LatencySample, Spread};
 use crate::ovs_vxlan::{start_ovs_vxlan, OvsVxlanNode, OvsVxlanSpec};
-use crate::hops;
 use crate::profile::{self, Profile};
 use crate::rate::{self, CoreLoad, CpuTimes};
 

@@ -16,12 +16,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
-use crate::profile;
+use crate::profile::{self, Recording};
 
 /// The tracepoints [`hand_offs`] reads.
 const EVENTS: &[&str] = &[
@@ -37,69 +35,30 @@ const EVENTS: &[&str] = &[
 /// writes the report.
 #[derive(Debug)]
 pub struct HopTrace {
-    child: Option<Child>,
-    data: PathBuf,
+    recording: Recording,
 }
 
 impl HopTrace {
     /// Start recording [`EVENTS`] on every core into `data`.
     pub fn start(data: &Path) -> Result<HopTrace> {
-        if let Some(dir) = data.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let mut command = Command::new("perf");
-        command.args(["record", "-a", "--quiet"]);
+        let mut args = vec!["-a", "--quiet"];
         for event in EVENTS {
-            command.args(["-e", event]);
+            args.extend(["-e", event]);
         }
-        let child = command
-            .arg("-o")
-            .arg(data)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting perf record (package linux-perf)")?;
-        // perf needs a moment to open its events on every core.
-        std::thread::sleep(Duration::from_millis(300));
         Ok(HopTrace {
-            child: Some(child),
-            data: data.to_path_buf(),
+            recording: Recording::start(&args, data)?,
         })
     }
 
     /// Stop recording and write `<data>.txt`, the [`hand_offs`] of
-    /// `round_trips` round trips followed by the raw counts. Returns its
-    /// path and the report.
+    /// `round_trips` round trips. Returns its path and the report.
     pub fn finish(mut self, round_trips: u64) -> Result<(PathBuf, String)> {
-        let Some(child) = self.child.take() else {
-            bail!("the trace was already stopped");
-        };
-        let output = profile::stop(child)?;
-        if !output.status.success() && !self.data.exists() {
-            bail!(
-                "perf record failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        let script = profile::perf(
-            &["script", "-F", "comm,tid,cpu,time,event,trace"],
-            &self.data,
-        )?;
+        let data = self.recording.stop()?;
+        let script = profile::perf(&["script", "-F", "comm,tid,cpu,time,event,trace"], data)?;
         let report = hand_offs(&String::from_utf8_lossy(&script), round_trips);
-        let mut text = self.data.clone().into_os_string();
-        text.push(".txt");
-        let text = PathBuf::from(text);
+        let text = self.recording.report_path();
         std::fs::write(&text, &report).with_context(|| format!("writing {}", text.display()))?;
         Ok((text, report))
-    }
-}
-
-impl Drop for HopTrace {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.take() {
-            let _ = profile::stop(child);
-        }
     }
 }
 

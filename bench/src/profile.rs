@@ -12,31 +12,24 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-/// A running `perf record`; [`Profile::finish`] stops it and writes the report.
+/// A running system-wide `perf record` into a file, shared by the profile
+/// here and the `hops` trace; dropping it stops perf.
 #[derive(Debug)]
-pub struct Profile {
+pub(crate) struct Recording {
     child: Option<Child>,
     data: PathBuf,
 }
 
-impl Profile {
-    /// Start sampling every core into `data` (a `perf.data` file).
-    pub fn start(data: &Path) -> Result<Profile> {
+impl Recording {
+    /// Start `perf record <args> -o <data>` (its directory created).
+    pub(crate) fn start(args: &[&str], data: &Path) -> Result<Recording> {
         if let Some(dir) = data.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let child = Command::new("perf")
-            .args([
-                "record",
-                "-e",
-                "cpu-clock",
-                "-a",
-                "-g",
-                "-F",
-                "2000",
-                "--quiet",
-                "-o",
-            ])
+            .arg("record")
+            .args(args)
+            .arg("-o")
             .arg(data)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -45,18 +38,17 @@ impl Profile {
             .context("starting perf record (package linux-perf)")?;
         // perf needs a moment to open its events on every core.
         std::thread::sleep(Duration::from_millis(300));
-        Ok(Profile {
+        Ok(Recording {
             child: Some(child),
             data: data.to_path_buf(),
         })
     }
 
-    /// Stop sampling and write `<data>.txt`: where each core's time went
-    /// ([`where_time_goes`]), then the share of samples per core and
-    /// command, then per core, command and symbol. Returns its path.
-    pub fn finish(mut self) -> Result<PathBuf> {
+    /// Stop perf (it writes its file out) and return the file; an error
+    /// with perf's message when it failed and wrote nothing.
+    pub(crate) fn stop(&mut self) -> Result<&Path> {
         let Some(child) = self.child.take() else {
-            bail!("the profile was already stopped");
+            bail!("the recording was already stopped");
         };
         let output = stop(child)?;
         if !output.status.success() && !self.data.exists() {
@@ -65,9 +57,50 @@ impl Profile {
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         }
+        Ok(&self.data)
+    }
+
+    /// `<data>.txt`, where a report on the recording goes.
+    pub(crate) fn report_path(&self) -> PathBuf {
+        let mut text = self.data.clone().into_os_string();
+        text.push(".txt");
+        PathBuf::from(text)
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            let _ = stop(child);
+        }
+    }
+}
+
+/// A running `perf record`; [`Profile::finish`] stops it and writes the report.
+#[derive(Debug)]
+pub struct Profile {
+    recording: Recording,
+}
+
+impl Profile {
+    /// Start sampling every core into `data` (a `perf.data` file).
+    pub fn start(data: &Path) -> Result<Profile> {
+        Ok(Profile {
+            recording: Recording::start(
+                &["-e", "cpu-clock", "-a", "-g", "-F", "2000", "--quiet"],
+                data,
+            )?,
+        })
+    }
+
+    /// Stop sampling and write `<data>.txt`: where each core's time went
+    /// ([`where_time_goes`]), then the share of samples per core and
+    /// command, then per core, command and symbol. Returns its path.
+    pub fn finish(mut self) -> Result<PathBuf> {
+        let data = self.recording.stop()?;
         // Where each core's time went, then who used each core, then what
         // they ran there.
-        let script = perf(&["script", "-F", "cpu,comm,ip,sym"], &self.data)?;
+        let script = perf(&["script", "-F", "cpu,comm,ip,sym"], data)?;
         let mut report = where_time_goes(&String::from_utf8_lossy(&script)).into_bytes();
         for sort in ["cpu,comm", "cpu,comm,sym"] {
             report.extend(perf(
@@ -82,22 +115,12 @@ impl Profile {
                     "--percent-limit",
                     "0.5",
                 ],
-                &self.data,
+                data,
             )?);
         }
-        let mut text = self.data.clone().into_os_string();
-        text.push(".txt");
-        let text = PathBuf::from(text);
+        let text = self.recording.report_path();
         std::fs::write(&text, &report).with_context(|| format!("writing {}", text.display()))?;
         Ok(text)
-    }
-}
-
-impl Drop for Profile {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.take() {
-            let _ = stop(child);
-        }
     }
 }
 
@@ -122,7 +145,7 @@ pub(crate) fn perf(args: &[&str], data: &Path) -> Result<Vec<u8>> {
 }
 
 /// SIGINT `child` (perf then writes its file out) and wait for it.
-pub(crate) fn stop(mut child: Child) -> Result<std::process::Output> {
+fn stop(mut child: Child) -> Result<std::process::Output> {
     // std's Child can only SIGKILL, which leaves perf's file unfinished.
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])

@@ -34,7 +34,10 @@ fn topology() -> TopologySpec {
     };
     let mut n1 = NodeSpec::new("n1", NodeKind::Kxdp)
         .with_pod("a1", "blue", pod_ip(1, 10))
-        .with_pod("a2", "blue", pod_ip(1, 11));
+        // `napi/va2long-<id>` is longer than 15 characters: Linux 6.13 on
+        // shows such a kernel thread's whole name in /proc/PID/comm,
+        // older kernels the first 15.
+        .with_pod("a2long", "blue", pod_ip(1, 11));
     n1.workers = workers;
     TopologySpec::new(Underlay::Direct, &[("blue", 100)])
         .with_node(n1)
@@ -132,7 +135,7 @@ fn pod_napi_threads_run_on_the_worker_core_and_are_put_back() {
     privileged_test(test);
     let mut c = Cluster::build(test, topology(), kxdp_binary!());
     let node = c.node("n1").netns.clone();
-    let pods = ["a1", "a2"].map(|p| c.pod(p).host_interface.clone());
+    let pods = ["a1", "a2long"].map(|p| c.pod(p).host_interface.clone());
     let before = pods.clone().map(|itf| threaded(&node, &itf));
     eprintln!("before kxdp: threaded {pods:?} = {before:?}");
 
@@ -211,7 +214,7 @@ fn a_pod_napi_that_cannot_apply_leaves_the_node_forwarding() {
     let c = Cluster::start(test, spec, kxdp_binary!());
     let node = c.node("n1").netns.clone();
     let stats = c.stats("n1");
-    for pod in ["a1", "a2"] {
+    for pod in ["a1", "a2long"] {
         let itf = &c.pod(pod).host_interface;
         assert_eq!(threaded(&node, itf), "0", "{itf} left as it was");
         let port = stats

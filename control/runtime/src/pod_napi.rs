@@ -53,7 +53,8 @@ pub const THREAD_WAIT: Duration = Duration::from_secs(2);
 /// How often it looks while it waits.
 const THREAD_POLL: Duration = Duration::from_millis(20);
 
-/// Linux's `TASK_COMM_LEN` less its NUL: `/proc/PID/comm` is cut there.
+/// Linux's `TASK_COMM_LEN` less its NUL: before Linux 6.13, a kernel
+/// thread's `/proc/PID/comm` is its name cut there; since, the whole name.
 const COMM_LEN: usize = 15;
 
 /// Why an interface's NAPI could not be put on the workers' cores.
@@ -331,24 +332,32 @@ fn wait_for_threads(ifindex: u32, workers: usize) -> Result<Vec<Napi>, Placement
     }
 }
 
-/// The comm the kernel gives NAPI `napi_id`'s thread on `interface`
-/// (`napi/%s-%d`, cut to 15 characters).
-fn napi_thread_comm(interface: &str, napi_id: u32) -> String {
+/// The name the kernel gives NAPI `napi_id`'s thread on `interface`
+/// (`napi/%s-%d`).
+fn napi_thread_name(interface: &str, napi_id: u32) -> String {
     format!("napi/{interface}-{napi_id}")
-        .chars()
-        .take(COMM_LEN)
-        .collect()
+}
+
+/// Whether `comm` (from `/proc/PID/comm`) is thread `name`'s: the whole
+/// name (Linux 6.13 on: kernel threads keep their full name there) or its
+/// first 15 characters (before).
+fn is_thread_comm(comm: &str, name: &str) -> bool {
+    comm == name
+        || (name.chars().count() > COMM_LEN && comm.chars().eq(name.chars().take(COMM_LEN)))
 }
 
 /// Check that `pid` is that NAPI thread in this pid namespace: in a
 /// container without the host's pid namespace, the kernel's (global) pid
 /// names another process or none.
 fn check_napi_thread(pid: u32, interface: &str, napi_id: u32) -> Result<(), PlacementError> {
-    let expected = napi_thread_comm(interface, napi_id);
+    let expected = napi_thread_name(interface, napi_id);
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .ok()
         .map(|c| c.trim_end_matches('\n').to_string());
-    if comm.as_deref() == Some(expected.as_str()) {
+    if comm
+        .as_deref()
+        .is_some_and(|c| is_thread_comm(c, &expected))
+    {
         Ok(())
     } else {
         Err(PlacementError::ForeignThread {
@@ -486,9 +495,18 @@ mod tests {
     }
 
     #[test]
-    fn napi_thread_names_are_cut_like_the_kernels() {
-        assert_eq!(napi_thread_comm("vp0", 6065), "napi/vp0-6065");
-        assert_eq!(napi_thread_comm("veth1a2b3c4d", 8195), "napi/veth1a2b3c");
+    fn napi_thread_comms_match_the_whole_or_the_cut_name() {
+        assert_eq!(napi_thread_name("vp0", 6065), "napi/vp0-6065");
+        let long = napi_thread_name("vclient", 9841);
+        assert_eq!(long, "napi/vclient-9841");
+        // Linux 6.13 on shows the whole name; before, 15 characters.
+        assert!(is_thread_comm("napi/vclient-9841", &long));
+        assert!(is_thread_comm("napi/vclient-98", &long));
+        assert!(!is_thread_comm("napi/vclient-9", &long));
+        assert!(!is_thread_comm("napi/vclient-9842", &long));
+        assert!(!is_thread_comm("napi/vclient-984", &long));
+        assert!(is_thread_comm("napi/vp0-6065", "napi/vp0-6065"));
+        assert!(!is_thread_comm("napi/vp0-606", "napi/vp0-6065"));
         assert!(matches!(
             check_napi_thread(std::process::id(), "vp0", 1),
             Err(PlacementError::ForeignThread { .. })

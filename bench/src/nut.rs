@@ -1016,6 +1016,11 @@ fn measure_rate(
         flows: RATE_FLOWS,
         frame_bytes: RATE_FRAME_BYTES,
     };
+    // The profile starts before the flood and so covers the warm-up too:
+    // started during it, perf (on core 0 with the generator and the sink's
+    // SCHED_FIFO NAPI thread) opened its events only after the window, and
+    // recorded a few samples of the teardown.
+    let profiling = profile(&format!("rate-{}", direction.label()))?;
     let mut generator = Generator::start(
         &from.netns,
         &flows,
@@ -1034,7 +1039,6 @@ fn measure_rate(
         })
     };
     std::thread::sleep(Duration::from_secs_f64(options.rate_warmup.max(0.0)));
-    let profiling = profile(&format!("rate-{}", direction.label()))?;
     let before = snapshot(&generator)?;
     std::thread::sleep(Duration::from_secs_f64(options.rate_seconds.max(0.01)));
     let after = snapshot(&generator)?;

@@ -774,6 +774,9 @@ fn measure_round(
                     .start_kxdp("node1", &options.kxdp, &[])
                     .context("starting kxdp on node1")?,
             );
+            if row.pod_napi() == PodNapi::WorkerCore {
+                check_pod_napi_placed(&bed.testbed, row)?;
+            }
         }
         _ => {}
     }
@@ -875,6 +878,51 @@ fn measure_round(
         tcp_2_to_1_gbps: back.bits_per_second() / 1e9,
         rate,
     })
+}
+
+/// A row that asks for `pod_napi: worker-core` measures it only where kxdp
+/// placed every pod interface's NAPI: a placement that failed (kxdp keeps
+/// forwarding, with the kernel's placement) fails the row instead of
+/// measuring the `kxdp` row under another label.
+fn check_pod_napi_placed(tb: &Testbed, row: NutRow) -> Result<()> {
+    let node1 = tb.node("node1")?;
+    let pods: Vec<&str> = tb
+        .pods()
+        .iter()
+        .filter(|p| p.node == node1.name)
+        .map(|p| p.host_interface.as_str())
+        .collect();
+    let socket = kxdp_control::api::api_socket_path(tb.node_config("node1")?);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = kxdp_control::stats::fetch(&socket)
+            .with_context(|| format!("{}: kxdp stats of node1", row.label()))?;
+        let unplaced: Vec<String> = stats
+            .ports
+            .iter()
+            .filter(|p| pods.contains(&p.interface.as_str()) && !p.napi.starts_with("core "))
+            .map(|p| format!("{}: {}", p.interface, p.napi))
+            .collect();
+        let bound = stats
+            .ports
+            .iter()
+            .filter(|p| pods.contains(&p.interface.as_str()))
+            .count();
+        if unplaced.is_empty() && bound == pods.len() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{}: pod_napi worker-core did not place every pod interface's NAPI ({} of {} \
+                 bound): {}",
+                row.label(),
+                bound,
+                pods.len(),
+                unplaced.join("; ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Round trips of the traced extra blocking/low case of `--profile`: enough

@@ -880,18 +880,23 @@ fn measure_round(
     })
 }
 
+/// The host ends of node1's pod veths.
+fn node1_pod_interfaces(tb: &Testbed) -> Result<Vec<&str>> {
+    let node1 = tb.node("node1")?;
+    Ok(tb
+        .pods()
+        .iter()
+        .filter(|p| p.node == node1.name)
+        .map(|p| p.host_interface.as_str())
+        .collect())
+}
+
 /// A row that asks for `pod_napi: worker-core` measures it only where kxdp
 /// placed every pod interface's NAPI: a placement that failed (kxdp keeps
 /// forwarding, with the kernel's placement) fails the row instead of
 /// measuring the `kxdp` row under another label.
 fn check_pod_napi_placed(tb: &Testbed, row: NutRow) -> Result<()> {
-    let node1 = tb.node("node1")?;
-    let pods: Vec<&str> = tb
-        .pods()
-        .iter()
-        .filter(|p| p.node == node1.name)
-        .map(|p| p.host_interface.as_str())
-        .collect();
+    let pods = node1_pod_interfaces(tb)?;
     let socket = kxdp_control::api::api_socket_path(tb.node_config("node1")?);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -965,12 +970,7 @@ fn trace_hand_offs(
 /// host end of every node1 pod veth and for node1's `ul0`.
 fn thread_node1_napi(tb: &Testbed, core: usize) -> Result<Vec<String>> {
     let node1 = tb.node("node1")?;
-    let mut interfaces: Vec<&str> = tb
-        .pods()
-        .iter()
-        .filter(|p| p.node == node1.name)
-        .map(|p| p.host_interface.as_str())
-        .collect();
+    let mut interfaces = node1_pod_interfaces(tb)?;
     interfaces.push(UNDERLAY_IF);
     let mut threads = Vec::new();
     for ifname in interfaces {

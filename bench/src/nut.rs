@@ -607,6 +607,11 @@ pub struct NutRowFigures {
     pub tcp_node1_to_node2_gbps: Spread,
     /// TCP goodput pod to pod, node2 → node1, Gbit/s.
     pub tcp_node2_to_node1_gbps: Spread,
+    /// Segments the node1 → node2 sender retransmitted, % of those it sent
+    /// (its namespace's `Tcp: RetransSegs / OutSegs`).
+    pub tcp_node1_to_node2_retrans_percent: Spread,
+    /// The same for node2 → node1.
+    pub tcp_node2_to_node1_retrans_percent: Spread,
     /// 64-byte packet rate per direction ([`RateDirection::ALL`] order).
     pub rate: Vec<RateFigures>,
     /// What ran where.
@@ -679,6 +684,8 @@ struct RoundSample {
     latency: Vec<LatencySample>,
     tcp_1_to_2_gbps: f64,
     tcp_2_to_1_gbps: f64,
+    tcp_1_to_2_retrans_percent: f64,
+    tcp_2_to_1_retrans_percent: f64,
     /// Per direction, [`RateDirection::ALL`] order.
     rate: Vec<RateSample>,
 }
@@ -827,12 +834,15 @@ fn measure_round(
         let step = format!("{} tcp {way}", row.label());
         progress(&step);
         let profiling = profile(phase)?;
+        let segments = || kxdp_testbed::snmp_counters(&from.netns, "Tcp:", TCP_SEGMENT_COUNTERS);
+        let before = segments()?;
         let transfer = tcp_transfer(&from.netns, &to.netns, IpAddr::V4(to.ip), options.tcp_bytes)
             .context(step)?;
+        let after = segments()?;
         if let Some(p) = profiling {
             progress(&format!("profile: {}", p.finish()?.display()));
         }
-        Ok::<_, anyhow::Error>(transfer)
+        Ok::<_, anyhow::Error>((transfer, retrans_percent(before, after)))
     };
     let there = tcp(client, server, "node1 -> node2", "tcp-1to2")?;
     let back = tcp(server, client, "node2 -> node1", "tcp-2to1")?;
@@ -874,8 +884,10 @@ fn measure_round(
     }
     Ok(RoundSample {
         latency: samples,
-        tcp_1_to_2_gbps: there.bits_per_second() / 1e9,
-        tcp_2_to_1_gbps: back.bits_per_second() / 1e9,
+        tcp_1_to_2_gbps: there.0.bits_per_second() / 1e9,
+        tcp_2_to_1_gbps: back.0.bits_per_second() / 1e9,
+        tcp_1_to_2_retrans_percent: there.1,
+        tcp_2_to_1_retrans_percent: back.1,
         rate,
     })
 }
@@ -1017,6 +1029,21 @@ fn prepare_rate(tb: &Testbed, row: NutRow, loader: &Pod, sink: &Pod) -> Result<(
         crate::external::pin_neighbour(&node1.netns, &loader.ip, &loader.mac, CNI_BRIDGE)?;
     }
     Ok(())
+}
+
+/// The sender's counters a TCP transfer reads before and after.
+const TCP_SEGMENT_COUNTERS: [&str; 2] = ["OutSegs", "RetransSegs"];
+
+/// Retransmitted segments as % of those sent between two readings of
+/// [`TCP_SEGMENT_COUNTERS`] (0 when nothing was sent).
+fn retrans_percent(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let sent = after.0.saturating_sub(before.0);
+    let again = after.1.saturating_sub(before.1);
+    if sent == 0 {
+        0.0
+    } else {
+        again as f64 * 100.0 / sent as f64
+    }
 }
 
 /// Counter readings at one instant.
@@ -1166,6 +1193,8 @@ pub fn run(options: &NutOptions, progress: &mut dyn FnMut(&str)) -> Result<NutRe
                 latency: Vec::new(),
                 tcp_node1_to_node2_gbps: Spread::default(),
                 tcp_node2_to_node1_gbps: Spread::default(),
+                tcp_node1_to_node2_retrans_percent: Spread::default(),
+                tcp_node2_to_node1_retrans_percent: Spread::default(),
                 rate: Vec::new(),
                 placement,
             });
@@ -1205,6 +1234,8 @@ pub fn run(options: &NutOptions, progress: &mut dyn FnMut(&str)) -> Result<NutRe
             latency,
             tcp_node1_to_node2_gbps: spread(|s| s.tcp_1_to_2_gbps),
             tcp_node2_to_node1_gbps: spread(|s| s.tcp_2_to_1_gbps),
+            tcp_node1_to_node2_retrans_percent: spread(|s| s.tcp_1_to_2_retrans_percent),
+            tcp_node2_to_node1_retrans_percent: spread(|s| s.tcp_2_to_1_retrans_percent),
             rate,
             placement,
         });
@@ -1391,21 +1422,31 @@ pub fn table(report: &NutReport) -> String {
         }
     }
     let gbps = |sp: &Spread| format!("{:.2} [{:.2}–{:.2}]", sp.median, sp.min, sp.max);
-    let _ = writeln!(s, "\nTCP goodput pod to pod, one connection, Gbit/s\n");
-    let _ = writeln!(s, "| row | node1 → node2 | node2 → node1 |");
-    let _ = writeln!(s, "|---|---|---|");
+    let pct = |sp: &Spread| format!("{:.2} [{:.2}–{:.2}]", sp.median, sp.min, sp.max);
+    let _ = writeln!(
+        s,
+        "\nTCP goodput pod to pod, one connection, Gbit/s; and the segments the sender \
+         retransmitted, %\n"
+    );
+    let _ = writeln!(
+        s,
+        "| row | node1 → node2 | node2 → node1 | retransmitted 1 → 2 % | retransmitted 2 → 1 % |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|");
     for r in &report.rows {
         match &r.not_measured {
             Some(reason) => {
-                let _ = writeln!(s, "| {} | not measured: {reason} | |", r.row.label());
+                let _ = writeln!(s, "| {} | not measured: {reason} | | | |", r.row.label());
             }
             None => {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} |",
                     r.row.label(),
                     gbps(&r.tcp_node1_to_node2_gbps),
-                    gbps(&r.tcp_node2_to_node1_gbps)
+                    gbps(&r.tcp_node2_to_node1_gbps),
+                    pct(&r.tcp_node1_to_node2_retrans_percent),
+                    pct(&r.tcp_node2_to_node1_retrans_percent)
                 );
             }
         }
@@ -1679,6 +1720,8 @@ mod tests {
             latency: Vec::new(),
             tcp_node1_to_node2_gbps: Spread::of(&[1.0]),
             tcp_node2_to_node1_gbps: Spread::of(&[1.0]),
+            tcp_node1_to_node2_retrans_percent: Spread::of(&[0.5]),
+            tcp_node2_to_node1_retrans_percent: Spread::of(&[0.0]),
             rate: RateDirection::ALL
                 .into_iter()
                 .enumerate()
@@ -1743,6 +1786,20 @@ mod tests {
         );
         assert!(t.contains("kxdp / kernel-vxlan-tuned, decap"), "{t}");
         assert!(!t.contains("not measured: 64-byte"), "{t}");
+        // TCP: goodput and the senders' retransmissions, per direction.
+        assert!(t.contains("retransmitted 1 → 2 %"), "{t}");
+        assert!(
+            t.contains("| kxdp | 1.00 [1.00–1.00] | 1.00 [1.00–1.00] | 0.50 [0.50–0.50] | 0.00 [0.00–0.00] |"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn retransmissions_are_a_share_of_the_segments_sent_between_readings() {
+        assert!((retrans_percent((1000, 10), (3000, 30)) - 1.0).abs() < 1e-9);
+        assert_eq!(retrans_percent((5, 1), (5, 1)), 0.0);
+        // A counter that went backwards (another namespace's reading) is 0.
+        assert_eq!(retrans_percent((5, 9), (4, 2)), 0.0);
     }
 
     #[test]

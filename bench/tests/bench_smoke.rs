@@ -157,6 +157,16 @@ fn kxdp_bench_quick_writes_every_figure() {
                 "{name}: {direction}"
             );
         }
+        for direction in [
+            "tcp_node1_to_node2_retrans_percent",
+            "tcp_node2_to_node1_retrans_percent",
+        ] {
+            let share = number(r, &format!("{direction}.max"));
+            assert!(
+                (0.0..=100.0).contains(&share),
+                "{name}: {direction} {share}"
+            );
+        }
         let directions: Vec<&str> = r["rate"]
             .as_array()
             .unwrap_or_else(|| panic!("{name}: no packet rate: {r}"))

@@ -846,6 +846,13 @@ fn measure_round(
     };
     let there = tcp(client, server, "node1 -> node2", "tcp-1to2")?;
     let back = tcp(server, client, "node2 -> node1", "tcp-2to1")?;
+    if bed.kxdp.is_some() {
+        progress(&format!(
+            "{}: node1's kxdp after latency and TCP: {}",
+            row.label(),
+            kxdp_drops(tb)?
+        ));
+    }
     prepare_rate(tb, row, loader, sink)
         .with_context(|| format!("{}: preparing the packet rate", row.label()))?;
     let mut rate = Vec::new();
@@ -940,6 +947,40 @@ fn check_pod_napi_placed(tb: &Testbed, row: NutRow) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Node1's kxdp drops so far, in one line: each reason with a count, and
+/// each socket the kernel dropped frames for (`kxdp stats` has the rest).
+fn kxdp_drops(tb: &Testbed) -> Result<String> {
+    let socket = kxdp_control::api::api_socket_path(tb.node_config("node1")?);
+    let stats = kxdp_control::stats::fetch(&socket).context("kxdp stats of node1")?;
+    let mut parts: Vec<String> = kxdp_dataplane::DropReason::ALL
+        .iter()
+        .filter_map(|reason| {
+            let n: u64 = stats
+                .workers
+                .iter()
+                .filter_map(|w| w.drops.get(reason.label()))
+                .sum();
+            (n > 0).then(|| format!("{} {n}", reason.label()))
+        })
+        .collect();
+    for p in &stats.ports {
+        if let Some(k) = p
+            .kernel
+            .filter(|k| k.total() > 0 || k.rx_fill_ring_empty > 0)
+        {
+            parts.push(format!(
+                "{} socket: rx_dropped {} rx_ring_full {} fill_ring_empty {}",
+                p.interface, k.rx_dropped, k.rx_ring_full, k.rx_fill_ring_empty
+            ));
+        }
+    }
+    Ok(if parts.is_empty() {
+        "no drops".to_string()
+    } else {
+        parts.join("; ")
+    })
 }
 
 /// Round trips of the traced extra blocking/low case of `--profile`: enough

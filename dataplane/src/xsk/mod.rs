@@ -643,6 +643,19 @@ impl XskBackend {
         Waker(Arc::clone(&self.wake))
     }
 
+    /// The NAPI id the kernel marked `port`'s socket with once a frame
+    /// reached it (`SO_INCOMING_NAPI_ID`): busy polling (`SO_BUSY_POLL`,
+    /// `SO_PREFER_BUSY_POLL`) runs that NAPI from the polling thread, and
+    /// does nothing while it is 0. On veth in copy mode the kernel leaves
+    /// it 0 (Linux 6.18; the privileged `afxdp` test prints it).
+    ///
+    /// # Panics
+    ///
+    /// If `port` is not a port of this backend.
+    pub fn incoming_napi_id(&self, port: PortId) -> io::Result<u32> {
+        sys::incoming_napi_id(self.socket_fd(port))
+    }
+
     /// How `port` is bound, as the kernel reports it.
     ///
     /// # Panics

@@ -8,8 +8,8 @@ use std::os::fd::RawFd;
 
 pub use ring::{ConsumerRing, ProducerRing, RingLayout, XdpDesc};
 pub use sys::{
-    bind_xdp, get_xdp_option, if_index, poll, raise_memlock_limit, set_xdp_option, wake_rx,
-    wake_tx, xdp_socket, Mmap,
+    bind_xdp, get_xdp_option, if_index, incoming_napi_id, poll, raise_memlock_limit,
+    set_xdp_option, wake_rx, wake_tx, xdp_socket, Mmap,
 };
 
 /// Map one ring of the AF_XDP socket `fd` (`offsets` as `XDP_MMAP_OFFSETS`
@@ -751,6 +751,26 @@ mod sys {
             )
         })?;
         Ok((value, len as usize))
+    }
+
+    /// `getsockopt(fd, SOL_SOCKET, SO_INCOMING_NAPI_ID)`: the NAPI id the
+    /// kernel marked the socket with when a frame reached it (0: none, and
+    /// then `SO_BUSY_POLL` and `SO_PREFER_BUSY_POLL` have nothing to poll).
+    pub fn incoming_napi_id(fd: RawFd) -> io::Result<u32> {
+        let mut value: libc::c_uint = 0;
+        let mut len = size_of::<libc::c_uint>() as libc::socklen_t;
+        // SAFETY: `value` is `len` writable bytes and `len` a valid in/out
+        // pointer, both live across the call.
+        cvt(unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_INCOMING_NAPI_ID,
+                (&mut value as *mut libc::c_uint).cast(),
+                &mut len,
+            )
+        })?;
+        Ok(value)
     }
 
     /// Bind an AF_XDP socket.

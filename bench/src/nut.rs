@@ -949,8 +949,9 @@ fn check_pod_napi_placed(tb: &Testbed, row: NutRow) -> Result<()> {
     }
 }
 
-/// Node1's kxdp drops so far, in one line: each reason with a count, and
-/// each socket the kernel dropped frames for (`kxdp stats` has the rest).
+/// Node1's kxdp drops so far, in one line: each reason with a count, each
+/// socket the kernel dropped frames for, and each worker's longest loop
+/// (`kxdp stats` has the rest).
 fn kxdp_drops(tb: &Testbed) -> Result<String> {
     let socket = kxdp_control::api::api_socket_path(tb.node_config("node1")?);
     let stats = kxdp_control::stats::fetch(&socket).context("kxdp stats of node1")?;
@@ -976,11 +977,24 @@ fn kxdp_drops(tb: &Testbed) -> Result<String> {
             ));
         }
     }
-    Ok(if parts.is_empty() {
+    let drops = if parts.is_empty() {
         "no drops".to_string()
     } else {
         parts.join("; ")
-    })
+    };
+    let loops: Vec<String> = stats
+        .workers
+        .iter()
+        .map(|w| {
+            format!(
+                "worker {}: longest loop {} µs, loops over 1 ms {}",
+                w.worker,
+                w.max_loop_ns / 1000,
+                w.slow_loops
+            )
+        })
+        .collect();
+    Ok(format!("{drops} ({})", loops.join("; ")))
 }
 
 /// Round trips of the traced extra blocking/low case of `--profile`: enough

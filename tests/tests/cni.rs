@@ -335,6 +335,19 @@ fn the_plugin_answers_a_runtime_as_the_cni_specification_says() {
     assert!(addr.contains(&format!("{ip}/32")), "{addr}");
     let mtu = pod.ip(&["-o", "link", "show", "dev", "eth0"]).unwrap();
     assert!(mtu.contains("mtu 1450"), "{mtu}");
+    // A qdisc on the pod end (a veth has none): the kernel's default, or
+    // pfifo_fast where the default's module is not loaded.
+    let qdisc = pod
+        .exec_output("tc", &["qdisc", "show", "dev", "eth0"])
+        .unwrap();
+    let qdisc = String::from_utf8_lossy(&qdisc.stdout).to_string();
+    let default = std::fs::read_to_string("/proc/sys/net/core/default_qdisc").unwrap();
+    assert!(
+        qdisc.contains(&format!("qdisc {} ", default.trim()))
+            || qdisc.contains("qdisc pfifo_fast "),
+        "the pod's eth0 has no queueing discipline: {qdisc}"
+    );
+    assert!(!qdisc.contains("noqueue"), "{qdisc}");
     assert!(links(&c, "n1").contains(&host_if), "host end in n1");
     assert!(
         bound(&c, "n1").contains(&host_if),

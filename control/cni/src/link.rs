@@ -7,6 +7,14 @@
 //! off on both ends (AF_XDP copy mode hands CHECKSUM_PARTIAL frames to
 //! kxdp unfinished).
 //!
+//! The pod end gets a queueing discipline (the kernel's default,
+//! `net.core.default_qdisc`; a veth has none of its own): kxdp's XDP
+//! program on the host end gives that end NAPI, and a veth hands its NAPI a
+//! ring of 256 frames. Without a qdisc a burst the NAPI has not yet drained
+//! is dropped (the pod's `tx_dropped`, a TCP retransmission); with one the
+//! veth stops the pod's queue until the ring drains, and the pod's TCP
+//! waits instead of losing segments.
+//!
 //! Commands run inside the container's namespace run on a thread that has
 //! entered it (setns(2) moves only the calling thread; a child inherits
 //! its namespaces), so no `ip netns` name is needed: `CNI_NETNS` may be any
@@ -23,6 +31,13 @@ use serde_json::Value;
 
 use crate::error::{CniError, ErrorCode};
 
+/// The queueing discipline a pod end gets when the kernel's default
+/// cannot be read or attached: built into every kernel.
+pub const FALLBACK_QDISC: &str = "pfifo_fast";
+
+/// The kernel's default qdisc, as `net.core.default_qdisc` names it.
+const DEFAULT_QDISC_SYSCTL: &str = "/proc/sys/net/core/default_qdisc";
+
 /// Where to look for `ip` and `ethtool` besides `PATH` (runtimes do not
 /// always pass a `PATH` with the sbin directories).
 const SYSTEM_DIRS: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
@@ -32,14 +47,16 @@ const SYSTEM_DIRS: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
 pub struct Tools {
     ip: PathBuf,
     ethtool: PathBuf,
+    tc: PathBuf,
 }
 
 impl Tools {
-    /// Find `ip` (iproute2) and `ethtool`.
+    /// Find `ip` and `tc` (iproute2) and `ethtool`.
     pub fn find() -> Result<Tools, CniError> {
         Ok(Tools {
             ip: find_program("ip", "iproute2")?,
             ethtool: find_program("ethtool", "ethtool")?,
+            tc: find_program("tc", "iproute2")?,
         })
     }
 }
@@ -140,8 +157,8 @@ pub fn create_veth(tools: &Tools, veth: &Veth<'_>) -> Result<(), CniError> {
     ethtool_tx_off(tools, veth.host)
 }
 
-/// Inside `netns`: address `ifname`, bring it up, route, and turn transmit
-/// checksum offload off.
+/// Inside `netns`: address `ifname`, bring it up, route, turn transmit
+/// checksum offload off, and give it the kernel's default qdisc.
 pub fn configure_pod(
     tools: &Tools,
     netns: &Path,
@@ -149,10 +166,49 @@ pub fn configure_pod(
     addresses: &PodAddresses,
 ) -> Result<(), CniError> {
     let commands = pod_commands(ifname, addresses);
+    let qdisc = pod_qdisc(
+        std::fs::read_to_string(DEFAULT_QDISC_SYSCTL)
+            .ok()
+            .as_deref(),
+    );
     in_netns(netns, || {
         ip_batch(tools, &commands).map_err(|e| e.context(&format!("configuring {ifname}")))?;
-        ethtool_tx_off(tools, ifname)
+        ethtool_tx_off(tools, ifname)?;
+        attach_qdisc(tools, ifname, &qdisc)
     })
+}
+
+/// The qdisc for a pod end, from the contents of `net.core.default_qdisc`:
+/// that name where it is one (letters, digits, `_`), else
+/// [`FALLBACK_QDISC`].
+pub fn pod_qdisc(default_qdisc: Option<&str>) -> String {
+    default_qdisc
+        .map(str::trim)
+        .filter(|q| {
+            !q.is_empty()
+                && q.len() <= 32
+                && q.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .unwrap_or(FALLBACK_QDISC)
+        .to_string()
+}
+
+/// `tc qdisc replace dev ifname root qdisc`; where the kernel refuses
+/// `qdisc` (a default whose module is not loaded), [`FALLBACK_QDISC`].
+fn attach_qdisc(tools: &Tools, ifname: &str, qdisc: &str) -> Result<(), CniError> {
+    let attach = |q: &str| {
+        let args = ["qdisc", "replace", "dev", ifname, "root", q];
+        let output = run(&tools.tc, &args, None)?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(command_error(&tools.tc, &args, &output))
+        }
+    };
+    match attach(qdisc) {
+        Err(_) if qdisc != FALLBACK_QDISC => attach(FALLBACK_QDISC),
+        result => result,
+    }
 }
 
 /// Delete the link `name` of this namespace (with its peer). `Ok(false)`
@@ -357,6 +413,19 @@ fn first_of_json_array(stdout: &[u8], what: &str) -> Result<Option<Value>, CniEr
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_pod_end_gets_the_kernels_default_qdisc_or_the_fallback() {
+        assert_eq!(pod_qdisc(Some("fq_codel\n")), "fq_codel");
+        assert_eq!(pod_qdisc(Some("pfifo_fast")), "pfifo_fast");
+        assert_eq!(pod_qdisc(None), FALLBACK_QDISC);
+        assert_eq!(pod_qdisc(Some("")), FALLBACK_QDISC);
+        assert_eq!(pod_qdisc(Some("  \n")), FALLBACK_QDISC);
+        // Never an argument tc would read as more than a qdisc name.
+        assert_eq!(pod_qdisc(Some("fq limit 1")), FALLBACK_QDISC);
+        assert_eq!(pod_qdisc(Some("-help")), FALLBACK_QDISC);
+        assert_eq!(pod_qdisc(Some(&"q".repeat(33))), FALLBACK_QDISC);
+    }
 
     #[test]
     fn veth_commands_create_both_ends_at_once() {

@@ -266,6 +266,16 @@ fn direct_underlay_kxdp_nodes_and_their_configs() {
     );
     let features = red.netns.exec("ethtool", &["-k", "eth0"]).unwrap();
     assert!(features.contains("tx-checksumming: off"), "{features}");
+    // A qdisc, as kxdp-cni gives a pod: the veth holds a burst back while
+    // the NAPI of kxdp's XDP program on the host end drains its ring.
+    let qdisc = red
+        .netns
+        .exec("tc", &["qdisc", "show", "dev", "eth0"])
+        .unwrap();
+    assert!(
+        !qdisc.contains("noqueue") && qdisc.contains(" root "),
+        "{qdisc}"
+    );
     assert_eq!(
         red.netns.sysctl("net.ipv6.conf.all.disable_ipv6").unwrap(),
         "1"

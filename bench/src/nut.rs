@@ -977,6 +977,7 @@ fn kxdp_drops(tb: &Testbed) -> Result<String> {
             ));
         }
     }
+    parts.extend(veth_drops(tb)?);
     let drops = if parts.is_empty() {
         "no drops".to_string()
     } else {
@@ -995,6 +996,43 @@ fn kxdp_drops(tb: &Testbed) -> Result<String> {
         })
         .collect();
     Ok(format!("{drops} ({})", loops.join("; ")))
+}
+
+/// The frames a veth on node1's path refused to send (its `tx_dropped`):
+/// each node1 pod's `eth0` and host end, and both nodes' `ul0`. A veth
+/// whose peer has NAPI (an XDP program, or GRO on) drops what does not fit
+/// the peer's ring of 256 while its NAPI waits to run; kxdp never sees
+/// those frames, so its own counters cannot explain them.
+fn veth_drops(tb: &Testbed) -> Result<Vec<String>> {
+    let node1 = tb.node("node1")?;
+    let mut links: Vec<(String, &kxdp_testbed::Netns, &str)> = Vec::new();
+    for pod in tb.pods().iter().filter(|p| p.node == node1.name) {
+        links.push((format!("{}/{POD_IF}", pod.name), &pod.netns, POD_IF));
+        links.push((
+            format!("node1/{}", pod.host_interface),
+            &node1.netns,
+            &pod.host_interface,
+        ));
+    }
+    for node in ["node1", "node2"] {
+        links.push((
+            format!("{node}/{UNDERLAY_IF}"),
+            &tb.node(node)?.netns,
+            UNDERLAY_IF,
+        ));
+    }
+    let mut parts = Vec::new();
+    for (label, netns, ifname) in links {
+        let stats = rate::link_stats(netns, ifname)?;
+        if stats.tx_dropped > 0 {
+            parts.push(format!(
+                "{label} tx_dropped {} of {}",
+                stats.tx_dropped,
+                stats.tx_packets + stats.tx_dropped
+            ));
+        }
+    }
+    Ok(parts)
 }
 
 /// Round trips of the traced extra blocking/low case of `--profile`: enough

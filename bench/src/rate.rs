@@ -1030,12 +1030,12 @@ fn kxdp_stats(socket: &Path) -> Result<kxdp_node::stats::NodeStats> {
 
 /// The tx counters of an interface.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct LinkStats {
-    tx_packets: u64,
-    tx_dropped: u64,
+pub(crate) struct LinkStats {
+    pub(crate) tx_packets: u64,
+    pub(crate) tx_dropped: u64,
 }
 
-fn link_stats(netns: &Netns, ifname: &str) -> Result<LinkStats> {
+pub(crate) fn link_stats(netns: &Netns, ifname: &str) -> Result<LinkStats> {
     let json = netns.ip(&["-s", "-j", "link", "show", "dev", ifname])?;
     parse_link_stats(&json).with_context(|| format!("no statistics for {ifname} in {json}"))
 }

@@ -1069,9 +1069,7 @@ fn a_cluster_runs_on_kxdp_nodes_with_host_ports() {
     );
 
     // The figures, before any other traffic from the nodes and any
-    // NetworkPolicy: a node's direct connections to a pod must not reuse
-    // a source port of its earlier ClusterIP connections (see
-    // `a_direct_connection_reusing_a_clusterip_connections_port`).
+    // NetworkPolicy.
     checks.check(
         "latency: node n1 → pod web-1, HTTP GET on a new connection (kubelet probe), 200 requests",
         || {
@@ -1466,11 +1464,14 @@ fn connect_from(port: u16, to: SocketAddr) -> std::io::Result<std::net::TcpStrea
 /// connects straight to the backend that served it from the same port (an
 /// ephemeral port coming round again, as it does for a node's kubelet
 /// probes beside its ClusterIP traffic) must get its answer from the
-/// backend. Today the load balancer's entry for the closed connection
-/// still translates the backend's replies to the ClusterIP, and the new
-/// connection never completes.
+/// backend, not translated to the ClusterIP by the load balancer's entry
+/// for the closed connection (which once kept the new connection from
+/// ever completing).
 #[test]
-#[ignore = "kxdp's load balancer keeps translating the replies of a closed ClusterIP connection: a direct connection from the same client port to its backend never completes (issue #13)"]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
 fn a_direct_connection_reusing_a_clusterip_connections_port() {
     let test = "cluster_port_reuse";
     can_run(test);

@@ -1009,7 +1009,7 @@ pub struct Connection {
     pub(crate) chain: u16,
     /// Which way this direction goes relative to the initiator.
     pub(crate) direction: Direction,
-    /// [`CONFIRMED`] and [`POLICY_ALLOWED`].
+    /// [`CONFIRMED`], [`POLICY_ALLOWED`] and [`SENT_FIN_OR_RST`].
     flags: u8,
     /// The stage whose bucket `bucket` is (0: none).
     pub(crate) bucket_owner: u32,
@@ -1026,6 +1026,9 @@ pub struct Connection {
 const CONFIRMED: u8 = 1;
 /// The policy allowed the connection (under `policy_epoch`).
 const POLICY_ALLOWED: u8 = 2;
+/// This direction of a load-balanced TCP connection carried a FIN or an
+/// RST: the connection is closing (see `load_balancer`).
+const SENT_FIN_OR_RST: u8 = 4;
 
 impl Default for Connection {
     fn default() -> Self {
@@ -1057,6 +1060,18 @@ impl Connection {
     #[inline]
     pub(crate) fn confirm(&mut self) {
         self.flags |= CONFIRMED;
+    }
+
+    /// Whether this direction carried a TCP FIN or RST.
+    #[inline]
+    pub(crate) fn sent_fin_or_rst(&self) -> bool {
+        self.flags & SENT_FIN_OR_RST != 0
+    }
+
+    /// Mark that this direction carried a TCP FIN or RST.
+    #[inline]
+    pub(crate) fn mark_fin_or_rst(&mut self) {
+        self.flags |= SENT_FIN_OR_RST;
     }
 
     /// Whether the policy allowed the connection (under `policy_epoch`).

@@ -424,7 +424,7 @@ impl ChainWorker {
                     owner,
                 };
                 match frames.frame_mut(index) {
-                    Some(frame) => state.decide(&env, ctx, frame, conntrack),
+                    Some(frame) => state.decide(&env, now, ctx, frame, conntrack),
                     None => StageAction::Drop(DropReason::ChainMalformedFrame),
                 }
             }

@@ -15,6 +15,17 @@
 //! - replies from the backend get the ClusterIP and service port back as
 //!   their source.
 //!
+//! A client may reuse a closed ClusterIP connection's port for a
+//! connection straight to the backend that served it (an ephemeral port
+//! coming round again, as a node's kubelet probes do beside its ClusterIP
+//! traffic). The backend's replies then carry the reply direction's tuple,
+//! and must not get the ClusterIP. So each direction of a balanced TCP
+//! connection notes a FIN or RST it carries, and a SYN from the backend
+//! once either side has sent one answers a new connection: the reply
+//! direction's translation is forgotten ([`LbState::reopened`]) and the
+//! SYN passes as the backend sent it. (A SYN-ACK retransmitted or
+//! reordered while the connection is open keeps its translation.)
+//!
 //! A port with no ready endpoint drops new connections
 //! ([`DropReason::NoServiceEndpoint`]); a non-first fragment to a
 //! ClusterIP is dropped ([`DropReason::ServiceFragment`]): it has no
@@ -24,6 +35,8 @@ use crate::conntrack::{join, split, Conntrack, NatNote, PacketContext, StageActi
 use crate::maglev::Backend;
 use crate::nat::{self, Side};
 use crate::service::{EndpointState, ServiceTable, VipKey};
+use kxdp_dataplane::packet::L4;
+use kxdp_dataplane::wire::tcp;
 use kxdp_dataplane::DropReason;
 
 /// What a load-balancer stage balances.
@@ -60,6 +73,9 @@ pub struct LbState {
     pub translated: u64,
     /// Packets whose source was translated back.
     pub reverse_translated: u64,
+    /// Reply directions whose translation was forgotten because their
+    /// tuple began a new, untranslated connection.
+    pub reopened: u64,
 }
 
 /// What a load-balancer stage reads.
@@ -85,6 +101,7 @@ impl LbState {
     pub fn decide(
         &mut self,
         env: &LbEnv<'_>,
+        now: u64,
         ctx: &mut PacketContext,
         frame: &mut [u8],
         conntrack: &mut Conntrack,
@@ -111,6 +128,7 @@ impl LbState {
                 port,
                 epoch,
             } => {
+                note_fin_or_rst(ctx, frame, conntrack);
                 let backend = Backend { ip: join(ip), port };
                 let backend = if epoch == services.epoch() && owner == env.owner {
                     backend
@@ -124,6 +142,18 @@ impl LbState {
                 self.translate(ctx, frame, Side::Destination, backend.ip, backend.port)
             }
             Translation::Reply { ip, port, .. } => {
+                if note_fin_or_rst(ctx, frame, conntrack) == Some(true)
+                    && closing(ctx, ip, port, now, conntrack)
+                {
+                    // A SYN from the backend after the connection began
+                    // to close answers a new one on the same ports, made
+                    // without the ClusterIP.
+                    if let Some(entry) = conntrack.entry(ctx) {
+                        entry.translation = Translation::None;
+                    }
+                    self.reopened += 1;
+                    return StageAction::Pass;
+                }
                 self.translate(ctx, frame, Side::Source, join(ip), port)
             }
             Translation::None => {
@@ -216,6 +246,54 @@ impl LbState {
         ctx.identities_known = false;
         StageAction::Pass
     }
+}
+
+/// The flags byte of a TCP segment (`None` for anything else). The
+/// parser put the whole TCP header inside the frame when it said TCP.
+#[inline]
+fn tcp_flags(ctx: &PacketContext, frame: &[u8]) -> Option<u8> {
+    if !matches!(ctx.meta.l4, L4::Tcp { .. }) {
+        return None;
+    }
+    let header = frame.get(ctx.meta.l4_offset..)?;
+    let segment = tcp::Packet::new_checked(header).ok()?;
+    Some(segment.flags())
+}
+
+/// For a TCP segment of a translated connection: note a FIN or RST in its
+/// direction's entry, and say whether it is a SYN (`None`: not TCP).
+#[inline]
+fn note_fin_or_rst(ctx: &PacketContext, frame: &[u8], conntrack: &mut Conntrack) -> Option<bool> {
+    let flags = tcp_flags(ctx, frame)?;
+    if flags & (tcp::FLAG_FIN | tcp::FLAG_RST) != 0 {
+        if let Some(entry) = conntrack.entry(ctx) {
+            entry.mark_fin_or_rst();
+        }
+    }
+    Some(flags & tcp::FLAG_SYN != 0)
+}
+
+/// Whether either direction of the connection whose reply direction `ctx`
+/// is (its ClusterIP `ip`:`port`) has carried a FIN or RST. The client's
+/// direction is looked up by its key: only for a backend's SYN, not per
+/// packet.
+#[cold]
+fn closing(
+    ctx: &PacketContext,
+    ip: [u32; 4],
+    port: u16,
+    now: u64,
+    conntrack: &mut Conntrack,
+) -> bool {
+    if conntrack.entry(ctx).is_some_and(|e| e.sent_fin_or_rst()) {
+        return true;
+    }
+    let mut client = ctx.flow.reversed();
+    client.dst = join(ip);
+    client.dst_port = port;
+    conntrack
+        .entry_of(&client, now)
+        .is_some_and(|e| e.sent_fin_or_rst())
 }
 
 /// Remember a connection's backend in its entry, and note the translation

@@ -133,6 +133,122 @@ fn dnat_and_reverse_nat_round_trip_with_correct_checksums() {
     }
 }
 
+/// A TCP segment with the flags named in `flags` (S, A, F, R, P).
+fn segment(src: &str, sport: u16, dst: &str, dport: u16, flags: &str) -> Vec<u8> {
+    let src: std::net::Ipv4Addr = src.parse().unwrap();
+    let dst: std::net::Ipv4Addr = dst.parse().unwrap();
+    let mut b = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, GATEWAY_MAC)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .tcp(sport, dport, 1000, 65_000);
+    for f in flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'A' => b.ack(1),
+            'F' => b.fin(),
+            'R' => b.rst(),
+            'P' => b.psh(),
+            other => panic!("flag {other}"),
+        };
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, if flags.contains('P') { b"data" } else { b"" })
+        .unwrap();
+    out
+}
+
+fn source(frame: &[u8]) -> (IpAddr, u16) {
+    let meta = packet::parse(frame).unwrap();
+    let ip = match meta.l3 {
+        L3::Ipv4 { src, .. } => IpAddr::V4(src),
+        L3::Ipv6 { src, .. } => IpAddr::V6(src),
+        L3::Arp => panic!("arp"),
+    };
+    (ip, meta.l4.ports().0)
+}
+
+/// A client closes a ClusterIP connection and connects from the same port
+/// straight to the backend that served it (as a node's kubelet probes
+/// reuse ephemeral ports beside its ClusterIP traffic): the backend's
+/// handshake answer must reach the client from the backend's own address,
+/// not the ClusterIP. Closed by the backend's FIN, or by the client's RST
+/// alone. While the connection is open, a retransmitted or reordered
+/// SYN-ACK keeps the ClusterIP.
+#[test]
+fn a_new_connection_on_a_closed_connections_reply_tuple_is_not_translated() {
+    let backend = "10.1.0.1";
+    let mut model = lb_model(VIP4, &[backend], Protocol::Tcp);
+    // As kxdp balances a cluster's Services: a chain for what goes to the
+    // service CIDR; replies find it through their connection entries.
+    model.chains = vec![chain(
+        "name: lb\ntenant: blue\nclassifier: {dst: 10.96.0.0/16}\nfunctions: [{type: load_balancer}]\n",
+    )];
+    let set = model.compile(1, None);
+    let mut worker = ChainWorker::new(&set, WorkerLimits::default(), 0);
+    let client = "10.0.0.1";
+    let vip: IpAddr = VIP4.parse().unwrap();
+    let be: IpAddr = backend.parse().unwrap();
+    let mut now = 1;
+    let mut step = |frame: Vec<u8>| {
+        now += 1;
+        let (outcome, out) = run(&mut worker, &set, now, frame);
+        // NoChain: a packet of no Service connection passes untouched.
+        assert!(
+            matches!(outcome, ChainVerdict::Pass | ChainVerdict::NoChain),
+            "{outcome:?}"
+        );
+        out
+    };
+    for (port, close) in [(40_001, "backend FIN"), (40_002, "client RST")] {
+        // The ClusterIP connection: handshake (the SYN-ACK sent twice),
+        // data, a SYN-ACK reordered behind it, then the close.
+        let out = step(segment(client, port, VIP4, 80, "S"));
+        assert_eq!(destination(&out), (be, 8080));
+        for _ in 0..2 {
+            let out = step(segment(backend, 8080, client, port, "SA"));
+            assert_eq!(source(&out), (vip, 80), "{close}: SYN-ACK of the handshake");
+        }
+        step(segment(client, port, VIP4, 80, "A"));
+        let out = step(segment(backend, 8080, client, port, "PA"));
+        assert_eq!(source(&out), (vip, 80));
+        let out = step(segment(backend, 8080, client, port, "SA"));
+        assert_eq!(
+            source(&out),
+            (vip, 80),
+            "{close}: a late SYN-ACK, connection open"
+        );
+        if close == "backend FIN" {
+            let out = step(segment(backend, 8080, client, port, "FA"));
+            assert_eq!(source(&out), (vip, 80));
+            step(segment(client, port, VIP4, 80, "FA"));
+        } else {
+            let out = step(segment(client, port, VIP4, 80, "R"));
+            assert_eq!(destination(&out), (be, 8080));
+        }
+        // The same client port, straight to the backend: the client's SYN
+        // is not the load balancer's, and neither is the answer.
+        let out = step(segment(client, port, backend, 8080, "S"));
+        assert_eq!(destination(&out), (be, 8080));
+        let out = step(segment(backend, 8080, client, port, "SA"));
+        assert_eq!(
+            source(&out),
+            (be, 8080),
+            "{close}: the direct connection's SYN-ACK"
+        );
+        let out = step(segment(backend, 8080, client, port, "PA"));
+        assert_eq!(
+            source(&out),
+            (be, 8080),
+            "{close}: the direct connection's data"
+        );
+    }
+    match worker.stage_state("lb", 0) {
+        Some(StageState::LoadBalancer { state: lb, .. }) => {
+            assert_eq!((lb.connections, lb.reopened), (2, 2));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn udp_without_checksum_stays_without() {
     let model = lb_model(VIP4, &["10.1.0.1"], Protocol::Udp);

@@ -204,8 +204,12 @@ pub mod tcp {
         pub const URGENT: Field = 18..20;
     }
 
+    /// The FIN flag.
+    pub const FLAG_FIN: u8 = 0x01;
     /// The SYN flag.
     pub const FLAG_SYN: u8 = 0x02;
+    /// The RST flag.
+    pub const FLAG_RST: u8 = 0x04;
     /// The ACK flag.
     pub const FLAG_ACK: u8 = 0x10;
 

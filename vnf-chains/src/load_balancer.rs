@@ -255,10 +255,11 @@ fn tcp_flags(ctx: &PacketContext, frame: &[u8]) -> Option<u8> {
     if !matches!(ctx.meta.l4, L4::Tcp { .. }) {
         return None;
     }
-    let header = frame.get(ctx.meta.l4_offset..)?;
-    let segment = tcp::Packet::new_checked(header).ok()?;
-    Some(segment.flags())
+    frame.get(ctx.meta.l4_offset + TCP_FLAGS_OFFSET).copied()
 }
+
+/// Where a TCP header keeps its flags byte (RFC 9293 §3.1).
+const TCP_FLAGS_OFFSET: usize = 13;
 
 /// For a TCP segment of a translated connection: note a FIN or RST in its
 /// direction's entry, and say whether it is a SYN (`None`: not TCP).

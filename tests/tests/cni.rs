@@ -341,10 +341,10 @@ fn the_plugin_answers_a_runtime_as_the_cni_specification_says() {
         .exec_output("tc", &["qdisc", "show", "dev", "eth0"])
         .unwrap();
     let qdisc = String::from_utf8_lossy(&qdisc.stdout).to_string();
-    let default = std::fs::read_to_string("/proc/sys/net/core/default_qdisc").unwrap();
+    let default = kxdp_cni::link::default_pod_qdisc();
     assert!(
-        qdisc.contains(&format!("qdisc {} ", default.trim()))
-            || qdisc.contains("qdisc pfifo_fast "),
+        qdisc.contains(&format!("qdisc {default} "))
+            || qdisc.contains(&format!("qdisc {} ", kxdp_cni::link::FALLBACK_QDISC)),
         "the pod's eth0 has no queueing discipline: {qdisc}"
     );
     assert!(!qdisc.contains("noqueue"), "{qdisc}");

@@ -49,14 +49,24 @@ fn run(
     (ctx[0].outcome, out)
 }
 
-fn destination(frame: &[u8]) -> (IpAddr, u16) {
+/// The source and destination (address, port) of a frame.
+fn ends(frame: &[u8]) -> [(IpAddr, u16); 2] {
     let meta = packet::parse(frame).unwrap();
-    let ip = match meta.l3 {
-        L3::Ipv4 { dst, .. } => IpAddr::V4(dst),
-        L3::Ipv6 { dst, .. } => IpAddr::V6(dst),
+    let (src, dst) = match meta.l3 {
+        L3::Ipv4 { src, dst, .. } => (IpAddr::V4(src), IpAddr::V4(dst)),
+        L3::Ipv6 { src, dst, .. } => (IpAddr::V6(src), IpAddr::V6(dst)),
         L3::Arp => panic!("arp"),
     };
-    (ip, meta.l4.ports().1)
+    let (sport, dport) = meta.l4.ports();
+    [(src, sport), (dst, dport)]
+}
+
+fn destination(frame: &[u8]) -> (IpAddr, u16) {
+    ends(frame)[1]
+}
+
+fn source(frame: &[u8]) -> (IpAddr, u16) {
+    ends(frame)[0]
 }
 
 #[test]
@@ -154,16 +164,6 @@ fn segment(src: &str, sport: u16, dst: &str, dport: u16, flags: &str) -> Vec<u8>
     b.write(&mut out, if flags.contains('P') { b"data" } else { b"" })
         .unwrap();
     out
-}
-
-fn source(frame: &[u8]) -> (IpAddr, u16) {
-    let meta = packet::parse(frame).unwrap();
-    let ip = match meta.l3 {
-        L3::Ipv4 { src, .. } => IpAddr::V4(src),
-        L3::Ipv6 { src, .. } => IpAddr::V6(src),
-        L3::Arp => panic!("arp"),
-    };
-    (ip, meta.l4.ports().0)
 }
 
 /// A client closes a ClusterIP connection and connects from the same port

@@ -166,16 +166,22 @@ pub fn configure_pod(
     addresses: &PodAddresses,
 ) -> Result<(), CniError> {
     let commands = pod_commands(ifname, addresses);
-    let qdisc = pod_qdisc(
-        std::fs::read_to_string(DEFAULT_QDISC_SYSCTL)
-            .ok()
-            .as_deref(),
-    );
+    let qdisc = default_pod_qdisc();
     in_netns(netns, || {
         ip_batch(tools, &commands).map_err(|e| e.context(&format!("configuring {ifname}")))?;
         ethtool_tx_off(tools, ifname)?;
         attach_qdisc(tools, ifname, &qdisc)
     })
+}
+
+/// The qdisc for a pod end on this node: [`pod_qdisc`] of the kernel's
+/// `net.core.default_qdisc`. (The testbed gives its kxdp pods the same.)
+pub fn default_pod_qdisc() -> String {
+    pod_qdisc(
+        std::fs::read_to_string(DEFAULT_QDISC_SYSCTL)
+            .ok()
+            .as_deref(),
+    )
 }
 
 /// The qdisc for a pod end, from the contents of `net.core.default_qdisc`:

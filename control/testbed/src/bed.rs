@@ -487,23 +487,21 @@ pub fn check_privileges() -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Give a kxdp pod's `ifname` the kernel's default qdisc
-/// (`net.core.default_qdisc`, or pfifo_fast where that cannot be
-/// attached), as kxdp-cni does: kxdp's XDP program on the host end gives
-/// the veth NAPI with a ring of 256 frames, and without a qdisc a burst
-/// that the NAPI has not drained yet is dropped instead of held back.
+/// Give a kxdp pod's `ifname` the qdisc kxdp-cni gives a pod
+/// ([`kxdp_cni::link::default_pod_qdisc`], its fallback where the kernel
+/// refuses it): kxdp's XDP program on the host end gives the veth NAPI
+/// with a ring of 256 frames, and without a qdisc a burst that the NAPI
+/// has not drained yet is dropped instead of held back.
 pub(crate) fn pod_qdisc(ns: &Netns, ifname: &str) -> Result<()> {
-    let default = std::fs::read_to_string("/proc/sys/net/core/default_qdisc")
-        .map(|q| q.trim().to_string())
-        .unwrap_or_default();
-    let attach = |q: &str| ns.exec("tc", &["qdisc", "replace", "dev", ifname, "root", q]);
-    match attach(if default.is_empty() {
-        "pfifo_fast"
-    } else {
-        &default
-    }) {
-        Err(_) if default != "pfifo_fast" => attach("pfifo_fast").map(|_| ()),
-        result => result.map(|_| ()),
+    use kxdp_cni::link::{default_pod_qdisc, FALLBACK_QDISC};
+    let qdisc = default_pod_qdisc();
+    let attach = |q: &str| {
+        ns.exec("tc", &["qdisc", "replace", "dev", ifname, "root", q])
+            .map(|_| ())
+    };
+    match attach(&qdisc) {
+        Err(_) if qdisc != FALLBACK_QDISC => attach(FALLBACK_QDISC),
+        result => result,
     }
 }
 

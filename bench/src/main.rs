@@ -81,6 +81,12 @@ enum Command {
         /// VM. Unset: the machine's own setting, printed with the table.
         #[arg(long)]
         halt_poll_ns: Option<u64>,
+        /// TCP congestion control for every pod's namespace (one of
+        /// net.ipv4.tcp_available_congestion_control, e.g. cubic, bbr).
+        /// Unset: what the namespaces inherit from the machine's
+        /// net.ipv4.tcp_congestion_control; the table names it either way.
+        #[arg(long)]
+        tcp_cc: Option<String>,
     },
     /// The in-memory pipeline: Mpps per core for local forward, VXLAN encap and decap.
     Pipeline {
@@ -228,6 +234,7 @@ fn main() -> anyhow::Result<()> {
             profile,
             no_node2_rps,
             halt_poll_ns,
+            tcp_cc,
         } => {
             use anyhow::Context;
             use kxdp_bench::nut;
@@ -241,6 +248,13 @@ fn main() -> anyhow::Result<()> {
             }
             options.profile = profile;
             options.node2_rps = !no_node2_rps;
+            if let Some(name) = &tcp_cc {
+                let available =
+                    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
+                        .context("reading net.ipv4.tcp_available_congestion_control")?;
+                nut::check_congestion_control(name, &available)?;
+            }
+            options.tcp_congestion = tcp_cc;
             let window = halt_poll_ns
                 .map(kxdp_bench::halt_poll::HaltPollWindow::set)
                 .transpose()?;
@@ -548,6 +562,7 @@ fn nut_options(args: &SuiteArgs, kxdp: &std::path::Path) -> kxdp_bench::nut::Nut
         rate_warmup: if args.quick { 0.2 } else { 0.5 },
         profile: None,
         node2_rps: true,
+        tcp_congestion: None,
     }
 }
 

@@ -588,6 +588,11 @@ pub struct NutOptions {
     /// run on the worker core. `false` leaves it on whichever core sent
     /// the frame (the worker core for what kxdp or OVS sends), for A/B.
     pub node2_rps: bool,
+    /// Where set, the TCP congestion control every pod's namespace uses
+    /// (its `net.ipv4.tcp_congestion_control`, written before the
+    /// transfers); unset, each namespace keeps what it inherited from the
+    /// machine's own setting. The table names the one used either way.
+    pub tcp_congestion: Option<String>,
 }
 
 /// One row's figures over rounds.
@@ -661,6 +666,12 @@ pub struct NutReport {
     pub load_pps: u64,
     /// Bytes per TCP transfer.
     pub tcp_bytes: u64,
+    /// The TCP congestion control the senders used, as their namespaces
+    /// reported it (distinct values joined by ", ", should rows differ).
+    pub tcp_congestion_control: String,
+    /// Whether it was asked for (`--tcp-cc`) rather than inherited from
+    /// the machine's `net.ipv4.tcp_congestion_control`.
+    pub tcp_congestion_chosen: bool,
     /// Packet rate: frame length (no FCS), flows, seconds per window.
     pub rate_frame_bytes: usize,
     /// Distinct UDP source ports of the generator.
@@ -682,6 +693,8 @@ pub struct NutReport {
 /// What one round of one row measured.
 struct RoundSample {
     latency: Vec<LatencySample>,
+    /// The congestion control of the TCP senders' namespaces.
+    tcp_congestion: String,
     tcp_1_to_2_gbps: f64,
     tcp_2_to_1_gbps: f64,
     tcp_1_to_2_retrans_percent: f64,
@@ -830,6 +843,8 @@ fn measure_round(
             phase,
         )
     };
+    let tcp_congestion = congestion_control(client, server, options.tcp_congestion.as_deref())
+        .with_context(|| format!("{}: TCP congestion control", row.label()))?;
     let mut tcp = |from: &kxdp_testbed::Pod, to: &kxdp_testbed::Pod, way: &str, phase: &str| {
         let step = format!("{} tcp {way}", row.label());
         progress(&step);
@@ -891,6 +906,7 @@ fn measure_round(
     }
     Ok(RoundSample {
         latency: samples,
+        tcp_congestion,
         tcp_1_to_2_gbps: there.0.bits_per_second() / 1e9,
         tcp_2_to_1_gbps: back.0.bits_per_second() / 1e9,
         tcp_1_to_2_retrans_percent: there.1,
@@ -908,6 +924,57 @@ fn node1_pod_interfaces(tb: &Testbed) -> Result<Vec<&str>> {
         .filter(|p| p.node == node1.name)
         .map(|p| p.host_interface.as_str())
         .collect())
+}
+
+/// The sysctl that names a namespace's TCP congestion control.
+const TCP_CONGESTION_SYSCTL: &str = "net.ipv4.tcp_congestion_control";
+
+/// Give both pods' namespaces the congestion control `chosen` (where set)
+/// and return the one they use: each TCP transfer's sender decides, and
+/// each pod sends one of the two, so both must agree.
+fn congestion_control(
+    client: &kxdp_testbed::Pod,
+    server: &kxdp_testbed::Pod,
+    chosen: Option<&str>,
+) -> Result<String> {
+    let mut used = Vec::new();
+    for pod in [client, server] {
+        if let Some(name) = chosen {
+            pod.netns
+                .set_sysctl(TCP_CONGESTION_SYSCTL, name)
+                .with_context(|| format!("setting {TCP_CONGESTION_SYSCTL} to {name}"))?;
+        }
+        used.push(pod.netns.sysctl(TCP_CONGESTION_SYSCTL)?);
+    }
+    if used[0] != used[1] {
+        bail!(
+            "the client's namespace uses {} and the server's {}: the two TCP directions \
+             would not be comparable",
+            used[0],
+            used[1]
+        );
+    }
+    if let Some(name) = chosen {
+        if used[0] != name {
+            bail!("asked for {name}, the pods' namespaces report {}", used[0]);
+        }
+    }
+    Ok(used.swap_remove(0))
+}
+
+/// Check a `--tcp-cc` name against the kernel's list of available
+/// algorithms (`net.ipv4.tcp_available_congestion_control`), so a typo is
+/// refused before any testbed is built.
+pub fn check_congestion_control(name: &str, available: &str) -> Result<()> {
+    let known: Vec<&str> = available.split_whitespace().collect();
+    if known.contains(&name) {
+        Ok(())
+    } else {
+        bail!(
+            "--tcp-cc: {name:?} is not a TCP congestion control this kernel has (available: {})",
+            known.join(", ")
+        )
+    }
 }
 
 /// A row that asks for `pod_napi: worker-core` measures it only where kxdp
@@ -1259,6 +1326,11 @@ pub fn run(options: &NutOptions, progress: &mut dyn FnMut(&str)) -> Result<NutRe
         }
     }
 
+    let congestion_used: std::collections::BTreeSet<&str> = per_row
+        .values()
+        .flatten()
+        .map(|sample| sample.tcp_congestion.as_str())
+        .collect();
     let mut files = Vec::new();
     let mut figures = Vec::new();
     let mut curves_by_case: BTreeMap<String, Vec<(String, Histogram<u64>)>> = BTreeMap::new();
@@ -1345,6 +1417,8 @@ pub fn run(options: &NutOptions, progress: &mut dyn FnMut(&str)) -> Result<NutRe
         probes: options.latency.count,
         load_pps: options.latency.load_pps,
         tcp_bytes: options.tcp_bytes,
+        tcp_congestion_control: congestion_used.into_iter().collect::<Vec<_>>().join(", "),
+        tcp_congestion_chosen: options.tcp_congestion.is_some(),
         rate_frame_bytes: RATE_FRAME_BYTES,
         rate_flows: RATE_FLOWS,
         rate_seconds: options.rate_seconds,
@@ -1519,7 +1593,13 @@ pub fn table(report: &NutReport) -> String {
     let _ = writeln!(
         s,
         "\nTCP goodput pod to pod, one connection, Gbit/s; and the segments the sender \
-         retransmitted, %\n"
+         retransmitted, %; congestion control {} ({})\n",
+        report.tcp_congestion_control,
+        if report.tcp_congestion_chosen {
+            "--tcp-cc, in every pod's namespace"
+        } else {
+            "the machine's net.ipv4.tcp_congestion_control, which every pod's namespace inherits"
+        }
     );
     let _ = writeln!(
         s,
@@ -1625,6 +1705,19 @@ pub fn table(report: &NutReport) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_congestion_control_the_kernel_lacks_is_refused_naming_the_ones_it_has() {
+        let available = "reno bbr cubic\n";
+        assert!(check_congestion_control("cubic", available).is_ok());
+        assert!(check_congestion_control("bbr", available).is_ok());
+        let err = check_congestion_control("bbr2", available)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"bbr2\""), "{err}");
+        assert!(err.contains("available: reno, bbr, cubic"), "{err}");
+        assert!(check_congestion_control("", available).is_err());
+    }
 
     #[test]
     fn rows_parse_from_their_labels() {
@@ -1853,6 +1946,8 @@ mod tests {
             probes: 10,
             load_pps: 1,
             tcp_bytes: 1 << 20,
+            tcp_congestion_control: "cubic".to_string(),
+            tcp_congestion_chosen: true,
             rate_frame_bytes: RATE_FRAME_BYTES,
             rate_flows: RATE_FLOWS,
             rate_seconds: 2.0,
@@ -1864,6 +1959,10 @@ mod tests {
         };
         let t = table(&report);
         assert!(t.contains("64-byte UDP packet rate"), "{t}");
+        assert!(
+            t.contains("congestion control cubic (--tcp-cc, in every pod's namespace)"),
+            "{t}"
+        );
         for row in ["kernel-vxlan", "kernel-vxlan-tuned", "kxdp"] {
             for d in ["encap", "decap"] {
                 assert!(t.contains(&format!("| {row} | {d} | ")), "{row} {d}:\n{t}");

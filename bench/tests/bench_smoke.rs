@@ -100,6 +100,19 @@ fn kxdp_bench_quick_writes_every_figure() {
         .expect("no two-node table");
     assert!(nut_at < two_node_at, "the node under test is not first");
     let nut = &json["nut"];
+    // The TCP table names the congestion control the pods' senders used
+    // (the machine's, which each namespace inherits).
+    let machine_cc = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .expect("net.ipv4.tcp_congestion_control");
+    assert_eq!(
+        nut["tcp_congestion_control"].as_str(),
+        Some(machine_cc.trim()),
+        "nut.json's tcp_congestion_control"
+    );
+    assert!(
+        stdout.contains(&format!("congestion control {} (", machine_cc.trim())),
+        "the TCP table does not name the congestion control"
+    );
     let rows = nut["rows"].as_array().unwrap();
     let row_names: Vec<&str> = rows.iter().map(|r| r["row"].as_str().unwrap()).collect();
     assert_eq!(

@@ -182,6 +182,10 @@ impl Testbed {
             UNDERLAY_IF,
         ])?;
         ns.ip(&["link", "set", UNDERLAY_IF, "up"])?;
+        // Every node's underlay port queues what it sends, as a NIC does
+        // (a veth would drop a burst that a kxdp peer's XDP ring cannot
+        // take yet, where a wire's sender would have queued it).
+        default_qdisc(ns, UNDERLAY_IF)?;
         match node.underlay_offloads {
             // Let the kernel finish checksums before frames leave ul0, as a
             // NIC would on a wire: the peer may be kxdp, whose AF_XDP
@@ -228,7 +232,7 @@ impl Testbed {
                 // userspace dataplane: AF_XDP copy mode hands CHECKSUM_PARTIAL
                 // frames to userspace with the checksum unfinished.
                 ns.exec("ethtool", &["-K", POD_IF, "tx", "off"])?;
-                pod_qdisc(ns, POD_IF)?;
+                default_qdisc(ns, POD_IF)?;
                 node.netns.ip(&["link", "set", &pod.host_interface, "up"])?;
             }
             NodeKind::KernelVxlan | NodeKind::Routed => {
@@ -487,12 +491,14 @@ pub fn check_privileges() -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Give a kxdp pod's `ifname` the qdisc kxdp-cni gives a pod
+/// Give `ifname` (a veth end) the qdisc kxdp-cni gives a pod
 /// ([`kxdp_cni::link::default_pod_qdisc`], its fallback where the kernel
-/// refuses it): kxdp's XDP program on the host end gives the veth NAPI
-/// with a ring of 256 frames, and without a qdisc a burst that the NAPI
-/// has not drained yet is dropped instead of held back.
-pub(crate) fn pod_qdisc(ns: &Netns, ifname: &str) -> Result<()> {
+/// refuses it). A veth has none of its own, unlike a NIC. Where the other
+/// end has an XDP program (kxdp's, on a pod's host end or on a kxdp node's
+/// `ul0`), the veth hands it frames through a NAPI ring of 256, and
+/// without a qdisc a burst that the NAPI has not drained yet is dropped
+/// (this end's `tx_dropped`) instead of held back.
+pub(crate) fn default_qdisc(ns: &Netns, ifname: &str) -> Result<()> {
     use kxdp_cni::link::{default_pod_qdisc, FALLBACK_QDISC};
     let qdisc = default_pod_qdisc();
     let attach = |q: &str| {

@@ -117,7 +117,7 @@ impl RuntimePod {
         // Checksums finished in the pod, as kxdp-cni does (AF_XDP copy
         // mode hands CHECKSUM_PARTIAL frames over unfinished).
         ns.exec("ethtool", &["-K", POD_IF, "tx", "off"])?;
-        crate::bed::pod_qdisc(ns, POD_IF)?;
+        crate::bed::default_qdisc(ns, POD_IF)?;
         pod.node
             .exec("ethtool", &["-K", &pod.host_if, "tx", "off"])?;
         pod.node.ip(&["link", "set", &pod.host_if, "up"])?;

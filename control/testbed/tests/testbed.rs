@@ -285,6 +285,19 @@ fn direct_underlay_kxdp_nodes_and_their_configs() {
     // underlay works without kxdp.
     let n1 = tb.node("n1").unwrap();
     let n2 = tb.node("n2").unwrap();
+    // Each node's underlay port queues what it sends, as a NIC does,
+    // instead of dropping what a kxdp peer's XDP ring cannot take yet.
+    for node in [n1, n2] {
+        let qdisc = node
+            .netns
+            .exec("tc", &["qdisc", "show", "dev", "ul0"])
+            .unwrap();
+        assert!(
+            !qdisc.contains("noqueue") && qdisc.contains(" root "),
+            "{}: {qdisc}",
+            node.name
+        );
+    }
     let underlay = ping(
         &n1.netns,
         IpAddr::V4(n2.vtep_ip),

@@ -886,6 +886,16 @@ fn measure_round(
         }
         rate.push(sample);
     }
+    if bed.kxdp.is_some() {
+        // Where the packet rate's lost frames went: the counters are
+        // cumulative, and the line before the rate windows shows what
+        // latency and TCP left in them.
+        progress(&format!(
+            "{}: node1's kxdp after the packet rate: {}",
+            row.label(),
+            kxdp_drops(tb)?
+        ));
+    }
     if let Some(p) = &mut bed.kxdp {
         if !p.is_running() {
             bail!(

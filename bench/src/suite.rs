@@ -130,6 +130,10 @@ pub struct SuiteResult {
     pub client_core: usize,
     /// Per path.
     pub paths: Vec<PathFigures>,
+    /// The TCP congestion control of the two-node paths' senders (their
+    /// namespaces inherit the machine's `net.ipv4.tcp_congestion_control`;
+    /// distinct values joined by ", ").
+    pub tcp_congestion_control: String,
     /// 64-byte UDP packet rate with an AF_XDP generator, kxdp against
     /// kernel-vxlan, routed, testpmd and OVS (or why one was skipped), with
     /// CPU cost (the rate module).
@@ -148,6 +152,8 @@ pub struct SuiteResult {
 struct RoundSample {
     latency: Vec<latency::LatencySample>,
     tcp_gbps: f64,
+    /// The congestion control of the TCP sender's namespace.
+    tcp_congestion: String,
 }
 
 /// The bench topology: client, loader on node1; server, sink on node2.
@@ -231,6 +237,10 @@ fn measure_round(
     );
     let samples = latency::measure_all(&pods, &options.latency, path.label(), progress)?;
     progress(&format!("{} tcp", path.label()));
+    let tcp_congestion = client
+        .netns
+        .sysctl("net.ipv4.tcp_congestion_control")
+        .with_context(|| format!("{}: the client's TCP congestion control", path.label()))?;
     let transfer = tcp_transfer(
         &client.netns,
         &server.netns,
@@ -241,6 +251,7 @@ fn measure_round(
     Ok(RoundSample {
         latency: samples,
         tcp_gbps: transfer.bits_per_second() / 1e9,
+        tcp_congestion,
     })
 }
 
@@ -275,6 +286,14 @@ pub fn run(options: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<Sui
     progress("in-memory service chain");
     let chain = crate::chain::run_all(Duration::from_secs_f64(options.pipeline_seconds));
 
+    let tcp_congestion_control = per_path
+        .values()
+        .flatten()
+        .map(|r| r.tcp_congestion.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut files = nut.files.clone();
     let mut paths = Vec::new();
     let mut merged_by_case: BTreeMap<String, Vec<(String, Histogram<u64>)>> = BTreeMap::new();
@@ -324,6 +343,7 @@ pub fn run(options: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<Sui
         worker_core: options.worker_core,
         client_core: options.client_core,
         paths,
+        tcp_congestion_control,
         rate,
         pods,
         pipeline,
@@ -370,7 +390,11 @@ pub fn table(result: &SuiteResult) -> String {
             }
         }
     }
-    let _ = writeln!(s, "\nTCP goodput pod to pod across nodes, Gbit/s");
+    let _ = writeln!(
+        s,
+        "\nTCP goodput pod to pod across nodes, Gbit/s; congestion control {} (the machine's)",
+        result.tcp_congestion_control
+    );
     for p in &result.paths {
         let _ = writeln!(
             s,

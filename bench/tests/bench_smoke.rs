@@ -113,6 +113,11 @@ fn kxdp_bench_quick_writes_every_figure() {
         stdout.contains(&format!("congestion control {} (", machine_cc.trim())),
         "the TCP table does not name the congestion control"
     );
+    assert_eq!(
+        json["tcp_congestion_control"].as_str(),
+        Some(machine_cc.trim()),
+        "bench.json's tcp_congestion_control (the two-node paths)"
+    );
     let rows = nut["rows"].as_array().unwrap();
     let row_names: Vec<&str> = rows.iter().map(|r| r["row"].as_str().unwrap()).collect();
     assert_eq!(

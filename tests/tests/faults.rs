@@ -240,13 +240,24 @@ fn the_underlay_going_down_and_up_stops_then_resumes_forwarding() {
     // A copy-mode send on a link that is down fails (ENETDOWN) before the
     // kernel takes the frame: frames for the underlay wait on the tx ring
     // and leave when the link is back (late, so some requests time out),
-    // none is dropped unseen: every request was encapsulated, every reply
-    // decapsulated, nothing counted as dropped.
+    // none is dropped unseen: every request was encapsulated, nothing
+    // counted as dropped by kxdp, and every reply decapsulated, except
+    // where a frame crossed the underlay in the instant n1's ul0 went
+    // down (a request that left just before, or n2's reply to it): the
+    // veth drops it and counts it in its tx_dropped (seen once in CI:
+    // 1,199 of 1,200 replies decapsulated, tx_dropped +1).
     assert!(t.drops.is_empty(), "drops during the outage: {:?}", t.drops);
     assert!(
-        t.encapsulated >= across.sent && t.decapsulated >= across.sent,
+        t.encapsulated >= across.sent,
         "requests {} but {t:?}",
         across.sent
+    );
+    assert!(
+        t.decapsulated + dropped >= across.sent,
+        "replies: {} sent, {} decapsulated, {dropped} dropped by the underlay veths: \
+         a reply lost without a counter\n{t:?}",
+        across.sent,
+        t.decapsulated
     );
     // The outage cost about 2 s of the 6 s cross-node stream, no more
     // (the link needs a moment to come back up: allow 3 s).

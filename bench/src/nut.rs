@@ -937,7 +937,7 @@ fn node1_pod_interfaces(tb: &Testbed) -> Result<Vec<&str>> {
 }
 
 /// The sysctl that names a namespace's TCP congestion control.
-const TCP_CONGESTION_SYSCTL: &str = "net.ipv4.tcp_congestion_control";
+pub(crate) const TCP_CONGESTION_SYSCTL: &str = "net.ipv4.tcp_congestion_control";
 
 /// Give both pods' namespaces the congestion control `chosen` (where set)
 /// and return the one they use: each TCP transfer's sender decides, and

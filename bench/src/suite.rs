@@ -239,7 +239,7 @@ fn measure_round(
     progress(&format!("{} tcp", path.label()));
     let tcp_congestion = client
         .netns
-        .sysctl("net.ipv4.tcp_congestion_control")
+        .sysctl(crate::nut::TCP_CONGESTION_SYSCTL)
         .with_context(|| format!("{}: the client's TCP congestion control", path.label()))?;
     let transfer = tcp_transfer(
         &client.netns,

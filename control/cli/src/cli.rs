@@ -640,12 +640,7 @@ pub fn main() -> anyhow::Result<()> {
             print!("{}", config.to_yaml());
             // The host settings kxdp depends on but does not own, as YAML
             // comments so that the output stays a valid configuration.
-            let mut advice = kxdp_node::host::Host::running().advice();
-            advice.extend(
-                kxdp_node::host::UnderlayLink::read(&config.node.vtep.interface)
-                    .as_ref()
-                    .and_then(kxdp_node::host::underlay_advice),
-            );
+            let advice = kxdp_node::host::Host::running().node_advice(&config.node.vtep.interface);
             if advice.is_empty() {
                 println!("# host: every setting kxdp checks is as it recommends");
             }
@@ -770,14 +765,7 @@ fn run(
     let node = config.node.name.clone();
     // Advice, not a fault: logged at info so that a healthy start logs no
     // warning (the lifecycle tests check that a restart logs none).
-    let underlay = kxdp_node::host::UnderlayLink::read(&config.node.vtep.interface)
-        .as_ref()
-        .and_then(kxdp_node::host::underlay_advice);
-    for advice in kxdp_node::host::Host::running()
-        .advice()
-        .into_iter()
-        .chain(underlay)
-    {
+    for advice in kxdp_node::host::Host::running().node_advice(&config.node.vtep.interface) {
         tracing::info!(%advice, "host setting advice (`kxdp check` lists them all)");
     }
     let api_options = ApiServerOptions::from_config(&config);

@@ -208,6 +208,19 @@ impl Host {
         advice
     }
 
+    /// [`Host::advice`] and, for the node's underlay interface
+    /// `underlay`, [`underlay_advice`]: what `kxdp check` prints and
+    /// `kxdp run` logs.
+    pub fn node_advice(&self, underlay: &str) -> Vec<Advice> {
+        let mut advice = self.advice();
+        advice.extend(
+            UnderlayLink::read(underlay)
+                .as_ref()
+                .and_then(underlay_advice),
+        );
+        advice
+    }
+
     /// Guest halt polling: off (0) under the haltpoll cpuidle driver.
     fn halt_polling(&self) -> Option<Advice> {
         const DRIVER: &str = "/sys/devices/system/cpu/cpuidle/current_driver";

@@ -306,11 +306,7 @@ fn busy_cycles(stats: &NodeStats) -> (f64, u64) {
 }
 
 fn tx_dropped(netns: &Netns) -> Result<u64> {
-    netns
-        .exec("cat", &["/sys/class/net/eth0/statistics/tx_dropped"])?
-        .trim()
-        .parse()
-        .context("eth0 tx_dropped")
+    Ok(netns.link_counter("eth0", "tx_dropped")?)
 }
 
 fn measure(

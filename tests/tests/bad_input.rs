@@ -353,10 +353,7 @@ fn malformed_spoofed_and_arp_frames_from_a_pod_are_dropped_by_reason() {
 
 /// Frames `eth0` of `netns` has received (its kernel counter).
 fn rx_packets(netns: &Netns) -> u64 {
-    let out = netns
-        .exec("cat", &["/sys/class/net/eth0/statistics/rx_packets"])
-        .unwrap();
-    out.trim().parse().unwrap()
+    netns.link_counter("eth0", "rx_packets").unwrap()
 }
 
 /// Frames a pod received between two readings, beyond `expected`: at most

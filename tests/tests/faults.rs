@@ -180,8 +180,7 @@ fn forwarding_works(c: &Cluster, what: &str) {
 
 /// `tx_dropped` of the underlay link in `netns`.
 fn tx_dropped(netns: &kxdp_testbed::Netns) -> u64 {
-    let path = format!("/sys/class/net/{UNDERLAY_IF}/statistics/tx_dropped");
-    netns.exec("cat", &[path]).unwrap().trim().parse().unwrap()
+    netns.link_counter(UNDERLAY_IF, "tx_dropped").unwrap()
 }
 
 /// Kernel drops (XDP_STATISTICS) summed over `node`'s sockets on `interface`.

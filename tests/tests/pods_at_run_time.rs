@@ -508,14 +508,7 @@ fn a_node_full_of_pods() {
     // What reached pod 4's kernel: datagrams over the socket's buffer
     // (RcvbufErrors) and those queued in it (read below).
     let udp_in = |netns: &Netns| udp_counters(netns).1;
-    let tx_dropped = |netns: &Netns| -> u64 {
-        netns
-            .exec("cat", &["/sys/class/net/eth0/statistics/tx_dropped"])
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
+    let tx_dropped = |netns: &Netns| -> u64 { netns.link_counter("eth0", "tx_dropped").unwrap() };
     let (at_pod4, at_pod3, at_eth0, before) = (
         udp_in(&p4.netns),
         socket_drops(&p3.host_if).0,

@@ -150,6 +150,22 @@ impl Netns {
             })
     }
 
+    /// A kernel counter of `ifname` in this namespace, such as
+    /// `tx_dropped` or `rx_packets` (`/sys/class/net/<ifname>/statistics`).
+    pub fn link_counter(&self, ifname: &str, counter: &str) -> Result<u64> {
+        // Through `ip netns exec`, which mounts the namespace's own sysfs: a
+        // thread that only entered the namespace still sees the root's.
+        let path = format!("/sys/class/net/{ifname}/statistics/{counter}");
+        let text = self.exec("cat", &[&path])?;
+        text.trim().parse().map_err(|_| {
+            TestbedError::Netns(format!(
+                "{path} in netns {} reads {:?}, not a counter",
+                self.name,
+                text.trim()
+            ))
+        })
+    }
+
     /// Read a sysctl of this namespace (see [`Netns::set_sysctl`]).
     pub fn sysctl(&self, key: &str) -> Result<String> {
         let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));

@@ -4,15 +4,40 @@
 //! The window is machine-wide (`haltpoll.guest_halt_poll_ns`), so kxdp
 //! never sets it; `kxdp check` recommends it. The bench sets it only when
 //! asked, so that a table can be measured with the setting a reader would
-//! deploy, and says so in its output.
+//! deploy, and says so in its output. A signal that stops the bench puts
+//! it back too: `main` passes [`restore_after_signal`] to the testbed's
+//! signal clean-up.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 
 /// The window's sysfs file on a guest with the haltpoll cpuidle driver
 /// (the one `kxdp check` reads).
 pub const WINDOW: &str = kxdp_node::host::HALT_POLL_WINDOW;
+
+/// The file and old value of the window set now, for
+/// [`restore_after_signal`].
+static SET_NOW: Mutex<Option<(PathBuf, u64)>> = Mutex::new(None);
+
+/// Write back the old window if a [`HaltPollWindow`] is set: for the
+/// signal clean-up, on a thread of its own while the guard's drop will not
+/// run.
+pub fn restore_after_signal() {
+    let set = SET_NOW
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    if let Some((file, old)) = set {
+        match write(&file, old) {
+            Ok(()) => eprintln!("kxdp-bench: guest_halt_poll_ns put back to {old}"),
+            Err(e) => {
+                eprintln!("kxdp-bench: could not put guest_halt_poll_ns back to {old}: {e:#}")
+            }
+        }
+    }
+}
 
 /// The window set for a run; dropping it writes the old value back.
 #[derive(Debug)]
@@ -41,6 +66,9 @@ impl HaltPollWindow {
                 file.display()
             );
         }
+        *SET_NOW
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((file.to_path_buf(), old));
         Ok(HaltPollWindow {
             file: file.to_path_buf(),
             old,
@@ -66,6 +94,10 @@ impl HaltPollWindow {
 
 impl Drop for HaltPollWindow {
     fn drop(&mut self) {
+        SET_NOW
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
         if let Err(e) = write(&self.file, self.old) {
             eprintln!(
                 "kxdp-bench: could not put guest_halt_poll_ns back to {}: {e:#}",
@@ -90,6 +122,16 @@ fn write(file: &Path, ns: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Held by the tests that set a window: the window set now is one per
+    /// process.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+    fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+        ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 
     /// A scratch copy of the sysfs file, removed with its directory when
     /// the test ends, passed or failed.
@@ -121,6 +163,7 @@ mod tests {
 
     #[test]
     fn the_window_holds_for_the_run_and_goes_back_after() {
+        let _one = one_at_a_time();
         let s = scratch("0");
         let f = s.file();
         {
@@ -129,6 +172,23 @@ mod tests {
             assert_eq!(read(&f).expect("read"), 200_000);
         }
         assert_eq!(read(&f).expect("read"), 0);
+    }
+
+    #[test]
+    fn a_signal_puts_the_window_back_while_the_guard_lives() {
+        let _one = one_at_a_time();
+        let s = scratch("5000");
+        let f = s.file();
+        let w = HaltPollWindow::set_in(&f, 200_000).expect("set");
+        assert_eq!(read(&f).expect("read"), 200_000);
+        restore_after_signal();
+        assert_eq!(read(&f).expect("read"), 5000);
+        drop(w);
+        assert_eq!(read(&f).expect("read"), 5000);
+        // Nothing set: nothing written.
+        std::fs::write(&f, "7").expect("write");
+        restore_after_signal();
+        assert_eq!(read(&f).expect("read"), 7);
     }
 
     #[test]

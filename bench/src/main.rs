@@ -224,6 +224,15 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Stopped by a signal, the bench leaves nothing behind: its testbeds'
+    // namespaces and processes go, and so does its halt-polling window.
+    kxdp_testbed::remove_on_signal("kxdp-bench", kxdp_bench::halt_poll::restore_after_signal)?;
+    let result = run_command(cli);
+    kxdp_testbed::hold_if_stopping();
+    result
+}
+
+fn run_command(cli: Cli) -> anyhow::Result<()> {
     let Some(command) = cli.command else {
         return run_suite(&cli.suite);
     };

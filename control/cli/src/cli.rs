@@ -608,13 +608,19 @@ pub fn main() -> anyhow::Result<()> {
         }
         Command::Demo { count } => {
             let exe = std::env::current_exe().context("finding the kxdp binary")?;
+            // Interrupted (Ctrl-C, SIGTERM), the demo leaves nothing
+            // behind: its nodes' kxdp processes and servers stop and its
+            // namespaces go.
+            kxdp_testbed::remove_on_signal("kxdp demo", || {})?;
             let rows = crate::demo::run(
                 &exe,
                 crate::demo::DemoOptions {
                     count,
                     ..Default::default()
                 },
-            )?;
+            );
+            kxdp_testbed::hold_if_stopping();
+            let rows = rows?;
             let lost: u64 = rows.iter().map(|r| r.sent - r.received).sum();
             if lost > 0 {
                 eprintln!("note: {lost} exchanges got no reply");

@@ -360,33 +360,17 @@ impl Testbed {
     /// touches names of live processes (this one included) or names outside
     /// the testbed's family.
     pub fn cleanup_stale() -> Result<Vec<String>> {
-        let mut removed = Vec::new();
-        for name in list_netns()? {
-            if stale_pid(&name).is_some() {
-                match delete_netns(&name) {
-                    Ok(()) => removed.push(name),
-                    // Another process may be cleaning up the same leftovers.
-                    Err(_) if !Path::new(NETNS_RUN_DIR).join(&name).exists() => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        for name in root_links()? {
-            if stale_pid(&name).is_some() && run_command("ip", &["link", "del", &name]).is_ok() {
-                removed.push(name);
-            }
-        }
-        if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
-            for entry in entries.flatten() {
-                let file_name = entry.file_name().to_string_lossy().into_owned();
-                if let Some(rest) = file_name.strip_prefix(SCRATCH_PREFIX) {
-                    if stale_pid(rest).is_some() && std::fs::remove_dir_all(entry.path()).is_ok() {
-                        removed.push(entry.path().display().to_string());
-                    }
-                }
-            }
-        }
-        Ok(removed)
+        remove_named(|name| stale_pid(name).is_some())
+    }
+
+    /// Remove every namespace, root-namespace link and scratch directory
+    /// that testbeds of this process made (`kx<this pid>-…`), whoever still
+    /// holds them: for a process stopped by a signal, whose testbeds' drops
+    /// will not run (see [`crate::remove_on_signal`]). Returns what was
+    /// removed.
+    pub fn remove_own() -> Result<Vec<String>> {
+        let own = std::process::id();
+        remove_named(|name| name_pid(name) == Some(own))
     }
 
     /// Everything still on the system whose name starts with `prefix`:
@@ -410,6 +394,39 @@ impl Testbed {
         }
         Ok(found)
     }
+}
+
+/// Remove the namespaces, root-namespace links and scratch directories
+/// whose testbed name `wanted` picks; what was removed.
+fn remove_named(wanted: impl Fn(&str) -> bool) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for name in list_netns()? {
+        if wanted(&name) {
+            match delete_netns(&name) {
+                Ok(()) => removed.push(name),
+                // Another process (or this one's own drop) may be removing
+                // the same namespace.
+                Err(_) if !Path::new(NETNS_RUN_DIR).join(&name).exists() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    for name in root_links()? {
+        if wanted(&name) && run_command("ip", &["link", "del", &name]).is_ok() {
+            removed.push(name);
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in entries.flatten() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(rest) = file_name.strip_prefix(SCRATCH_PREFIX) {
+                if wanted(rest) && std::fs::remove_dir_all(entry.path()).is_ok() {
+                    removed.push(entry.path().display().to_string());
+                }
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Link names of the root namespace (`ip -o link show`).
@@ -467,8 +484,11 @@ impl ScratchDir {
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.path) {
-            eprintln!("testbed: cannot remove {}: {e}", self.path.display());
+        match std::fs::remove_dir_all(&self.path) {
+            // Already removed (by a signal's clean-up, see `on_signal`).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => eprintln!("testbed: cannot remove {}: {e}", self.path.display()),
+            Ok(()) => {}
         }
     }
 }

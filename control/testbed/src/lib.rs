@@ -18,7 +18,9 @@
 //! ends directly inside the namespaces it joins. Dropping the [`Testbed`]
 //! deletes every namespace it made (and with them every veth, bridge and
 //! vxlan device), also while a panic unwinds; [`Testbed::cleanup_stale`]
-//! removes what runs that died without unwinding left behind.
+//! removes what runs that died without unwinding left behind. A program
+//! stopped by a signal (Ctrl-C, `timeout`) removes its own first: it calls
+//! [`remove_on_signal`] at start ([`on_signal`]).
 //!
 //! A kxdp node may also hold VNF pods with two interfaces for service
 //! chains ([`Testbed::add_vnf`], namespaces `<prefix>f-<name>`), and
@@ -44,6 +46,7 @@ mod kernel_node;
 mod kxdp_process;
 mod netns;
 mod netns_process;
+pub mod on_signal;
 mod report;
 mod runtime_pod;
 mod service;
@@ -59,6 +62,7 @@ pub use kxdp_harness::privileged_test;
 pub use kxdp_process::{KxdpProcess, READY_TIMEOUT};
 pub use netns::{find_program, list_netns, Netns, NetnsGuard, NETNS_RUN_DIR};
 pub use netns_process::NetnsProcess;
+pub use on_signal::{hold_if_stopping, remove_on_signal};
 pub use report::{format_table, PairResult, PathKind};
 pub use runtime_pod::RuntimePod;
 pub use service::{identity_server, IdentityServer, ServiceFlows};

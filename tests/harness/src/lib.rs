@@ -24,10 +24,17 @@
 //!
 //! **One namespace guard.** [`NetnsGuard`] creates a named network
 //! namespace (`ip netns add`) and deletes it on drop; [`enter_netns`] moves
-//! the calling thread into one.
+//! the calling thread into one. [`stop_creating_namespaces`] closes it for
+//! good, so that a process cleaning up after a signal knows that no new
+//! namespace appears behind its sweep.
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::RwLock;
+
+/// Held shared while a namespace is made, taken for good by
+/// [`stop_creating_namespaces`].
+static CREATION: RwLock<()> = RwLock::new(());
 
 /// The cfg a privileged build sets.
 pub const PRIVILEGED_CFG: &str = "kxdp_privileged";
@@ -100,7 +107,11 @@ pub struct NetnsGuard {
 
 impl NetnsGuard {
     /// Create namespace `name` (its loopback up).
+    /// Blocks for good once [`stop_creating_namespaces`] has run.
     pub fn create(name: &str) -> Result<NetnsGuard, String> {
+        let _open = CREATION
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         run("ip", &["netns", "add", name])?;
         let guard = NetnsGuard {
             name: name.to_string(),
@@ -117,13 +128,29 @@ impl NetnsGuard {
 
 impl Drop for NetnsGuard {
     fn drop(&mut self) {
+        // Quiet when it is gone already (a process cleaning up after a
+        // signal removes its namespaces from another thread).
         if let Err(e) = run("ip", &["netns", "del", &self.name]) {
+            if !Path::new("/run/netns").join(&self.name).exists() {
+                return;
+            }
             eprintln!(
                 "harness: cannot delete network namespace {}: {e}",
                 self.name
             );
         }
     }
+}
+
+/// From now on, [`NetnsGuard::create`] blocks for the rest of the process's life;
+/// returns once no creation is under way. For a process about to remove its
+/// namespaces and exit (on a signal): nothing new appears behind its sweep.
+pub fn stop_creating_namespaces() {
+    let closed = CREATION
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Never unlocked: the process exits after its sweep.
+    std::mem::forget(closed);
 }
 
 /// Move the calling thread into network namespace `name` (one made with

@@ -542,6 +542,62 @@ fn a_sleep_ends_on_a_frame_or_a_wake_and_not_before() {
     drop(xsk);
 }
 
+/// A busy worker never sleeps, so its sockets stay out of the sleep's epoll
+/// set (a socket in one has a sleeper, and the kernel would run a wake-up
+/// for every batch it redirects to it, on the pods' core); they join at the
+/// first sleep, and a frame that arrived before that still ends it at once.
+#[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
+fn sockets_join_the_sleep_at_the_first_and_a_waiting_frame_ends_it() {
+    privileged_test("sockets_join_the_sleep_at_the_first_and_a_waiting_frame_ends_it");
+    let ns = Netns::new(2);
+    let (node, peer) = node_and_peer(&ns);
+    let (attachment, mut xsk) = in_netns(node.ns, || {
+        let a = XdpAttachment::attach(node.ifname, XdpFilter::All, XdpAttachMode::Auto, 1)
+            .expect("attach");
+        let x = XskBackend::open(&[port(node.ifname)], &small_opts(64, 32)).expect("open xsk");
+        (a, x)
+    });
+    attachment
+        .register_socket(0, xsk.socket_fd(0))
+        .expect("register");
+    let mut frames = Frames::new(xsk.frame_count(), xsk.frame_size());
+    assert_eq!(frames.fill(&mut xsk, 0, 32), 32);
+    let socket = xsk.socket_fd(0);
+    let watched = xsk.sleep_watches().expect("fdinfo");
+    assert_eq!(
+        watched.len(),
+        1,
+        "only the waker before any sleep: {watched:?}"
+    );
+    assert!(!watched.contains(&socket), "{watched:?}");
+
+    // A frame reaches the ring while nothing watches the socket.
+    let peer_sock = udp_socket(peer.ns, peer.ip, 0);
+    peer_sock
+        .send_to(b"before-the-sleep", SocketAddrV4::new(node.ip, 7777))
+        .expect("send");
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    xsk.wait(Duration::from_secs(10)).expect("wait");
+    let slept = t.elapsed();
+    assert!(
+        slept < Duration::from_secs(5),
+        "the waiting frame ended the first sleep: {slept:?}"
+    );
+    assert!(
+        xsk.sleep_watches().expect("fdinfo").contains(&socket),
+        "the socket is watched from the first sleep on"
+    );
+    let mut rx = [Desc::default(); 4];
+    assert_eq!(xsk.receive(0, &mut rx), 1);
+    drop(attachment);
+    drop(xsk);
+}
+
 #[test]
 #[cfg_attr(
     not(kxdp_privileged),

@@ -298,6 +298,14 @@ pub struct XskBackend {
     /// an adaptive worker's sleep costs the same over 200 sockets as over
     /// two (poll(2) walks every descriptor on each call and wake-up).
     waiter: Epoll,
+    /// Whether the ports' sockets are in `waiter` yet: from the first
+    /// [`PacketIo::wait`] on. A socket in an epoll set has a sleeper on its
+    /// wait queue for good, so every batch the kernel redirects to it pays
+    /// a wake-up (the queue's lock with interrupts off, epoll's callback)
+    /// on the core that received the frames, the pods' core. A busy
+    /// worker never sleeps: its sockets never join the set and the kernel
+    /// skips that wake-up.
+    watching: bool,
     /// What [`Epoll::wait`] fills (no allocation per call).
     ready: Vec<EpollEvent>,
     /// In the epoll set too: a [`Waker`] ends a sleep (a command for the
@@ -431,10 +439,8 @@ impl XskBackend {
             Some(p) => p,
             None => bind_all(&umem, ports, opts, BindMode::Copy)?,
         };
+        // The ports join the set at the first sleep (`watching`).
         let waiter = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(XskError::Epoll)?;
-        for (i, p) in bound.iter().enumerate() {
-            watch(&waiter, p, i).map_err(XskError::Epoll)?;
-        }
         let wake = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
             .map_err(XskError::Epoll)?;
         waiter
@@ -452,6 +458,7 @@ impl XskBackend {
         Ok(XskBackend {
             ports: bound.into_iter().map(Some).collect(),
             waiter,
+            watching: false,
             ready: vec![EpollEvent::empty(); READY_EVENTS],
             wake: Arc::new(wake),
             frame_size: opts.frame_size,
@@ -507,7 +514,9 @@ impl XskBackend {
                 open_port(UmemSource::Register(&self.umem), &spec, &self.options, mode)?
             }
         };
-        watch(&self.waiter, &new_port, index).map_err(XskError::Epoll)?;
+        if self.watching {
+            watch(&self.waiter, &new_port, index).map_err(XskError::Epoll)?;
+        }
         let Some(mut old) = self.ports[index].replace(new_port) else {
             return Err(XskError::InvalidOptions(format!("no port {port}")));
         };
@@ -584,7 +593,9 @@ impl XskBackend {
             return Err(XskError::InvalidOptions(format!("port {port} is taken")));
         }
         let new_port = prepared.0;
-        watch(&self.waiter, &new_port, index).map_err(XskError::Epoll)?;
+        if self.watching {
+            watch(&self.waiter, &new_port, index).map_err(XskError::Epoll)?;
+        }
         if self.ports.len() <= index {
             self.ports.resize_with(index + 1, || None);
         }
@@ -636,6 +647,20 @@ impl XskBackend {
     /// If `port` is not a port of this backend (a programming error).
     pub fn socket_fd(&self, port: PortId) -> RawFd {
         self.port(port).fd.as_raw_fd()
+    }
+
+    /// The descriptors its sleep ([`PacketIo::wait`]) watches now, as the
+    /// kernel lists them (`tfd:` in the epoll set's `/proc/self/fdinfo`):
+    /// the waker's eventfd always, the ports' sockets once it has slept
+    /// (a busy worker's never). For tests and diagnostics.
+    pub fn sleep_watches(&self) -> io::Result<Vec<RawFd>> {
+        let info =
+            std::fs::read_to_string(format!("/proc/self/fdinfo/{}", self.waiter.0.as_raw_fd()))?;
+        Ok(info
+            .lines()
+            .filter_map(|l| l.strip_prefix("tfd:"))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+            .collect())
     }
 
     /// A handle that ends this backend's sleeps from another thread.
@@ -847,6 +872,18 @@ impl PacketIo for XskBackend {
     /// worker sleeps only with nothing on its tx rings, so the transmit a
     /// copy-mode socket's poll() would do on the side is not needed.
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        if !self.watching {
+            for (i, p) in self.ports.iter().enumerate() {
+                if let Some(p) = p {
+                    // EEXIST: added by an earlier call that failed part-way.
+                    match watch(&self.waiter, p, i) {
+                        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                        Err(e) => return Err(io::Error::from(e)),
+                    }
+                }
+            }
+            self.watching = true;
+        }
         let ms = u16::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
         match self.waiter.wait(&mut self.ready, ms) {
             Ok(n) => {

@@ -741,6 +741,10 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
         self.prime();
         let mut now = monotonic_ns();
         let mut last_work = now;
+        // Adaptive: when the last sleep ended, and whether the sockets are
+        // still watched since (see `PacketIo::stop_watching`).
+        let mut woke_at = now;
+        let mut watching = false;
         while !stop.load(Ordering::Relaxed) {
             let start = cycles::now();
             let began = now;
@@ -794,6 +798,15 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
             }
             if n > 0 || self.in_tx.iter().any(|t| *t > 0) {
                 last_work = now;
+                if watching && Duration::from_nanos(now.saturating_sub(woke_at)) >= UNWATCH_AFTER {
+                    // Awake with work for a while: while the sockets stay
+                    // watched, the kernel runs a wake-up for every batch
+                    // it hands this worker, on the core that received it.
+                    // It fails only for a socket gone from the set
+                    // already; one still watched costs time, not frames.
+                    watching = false;
+                    let _ = self.io.stop_watching();
+                }
                 continue;
             }
             if Duration::from_nanos(now.saturating_sub(last_work)) >= self.options.spin_time {
@@ -807,6 +820,8 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
                 self.run_commands();
                 now = monotonic_ns();
                 last_work = now;
+                woke_at = now;
+                watching = true;
             }
         }
         if H::ENABLED {
@@ -815,6 +830,11 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
         self.publish();
     }
 }
+
+/// An adaptive worker awake with work this long after its last sleep
+/// takes its sockets out of the sleep's epoll set until the next sleep (a
+/// syscall per socket each way, at most once per this interval).
+const UNWATCH_AFTER: Duration = Duration::from_millis(10);
 
 /// Loop iterations between two looks at the command channel.
 const COMMAND_POLL_INTERVAL: u32 = 64;

@@ -544,14 +544,15 @@ fn a_sleep_ends_on_a_frame_or_a_wake_and_not_before() {
 
 /// A busy worker never sleeps, so its sockets stay out of the sleep's epoll
 /// set (a socket in one has a sleeper, and the kernel would run a wake-up
-/// for every batch it redirects to it, on the pods' core); they join at the
-/// first sleep, and a frame that arrived before that still ends it at once.
+/// for every batch it redirects to it, on the pods' core); they join at a
+/// sleep and leave when an adaptive worker stays awake with work, and a
+/// frame that arrived while they were out still ends the sleep at once.
 #[test]
 #[cfg_attr(
     not(kxdp_privileged),
     ignore = "needs root (network namespaces, XDP, AF_XDP)"
 )]
-fn sockets_join_the_sleep_at_the_first_and_a_waiting_frame_ends_it() {
+fn sockets_are_watched_only_from_a_sleep_and_a_waiting_frame_ends_it() {
     privileged_test("sockets_join_the_sleep_at_the_first_and_a_waiting_frame_ends_it");
     let ns = Netns::new(2);
     let (node, peer) = node_and_peer(&ns);
@@ -593,6 +594,22 @@ fn sockets_join_the_sleep_at_the_first_and_a_waiting_frame_ends_it() {
         "the socket is watched from the first sleep on"
     );
     let mut rx = [Desc::default(); 4];
+    assert_eq!(xsk.receive(0, &mut rx), 1);
+
+    // An adaptive worker awake with work takes them out again; the next
+    // sleep puts them back and still ends on a frame.
+    xsk.stop_watching().expect("stop watching");
+    let watched = xsk.sleep_watches().expect("fdinfo");
+    assert!(!watched.contains(&socket), "{watched:?}");
+    assert_eq!(frames.fill(&mut xsk, 0, 1), 1);
+    peer_sock
+        .send_to(b"after-stop-watching", SocketAddrV4::new(node.ip, 7777))
+        .expect("send");
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    xsk.wait(Duration::from_secs(10)).expect("wait");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(xsk.sleep_watches().expect("fdinfo").contains(&socket));
     assert_eq!(xsk.receive(0, &mut rx), 1);
     drop(attachment);
     drop(xsk);

@@ -89,6 +89,12 @@ pub trait PacketIo {
     fn kick(&mut self, port: PortId) -> io::Result<()>;
     /// Sleep until any port has received frames or `timeout` passes.
     fn wait(&mut self, timeout: Duration) -> io::Result<()>;
+    /// The worker has been awake with work for a while: what
+    /// [`PacketIo::wait`] set up to watch the ports may go until the next
+    /// sleep sets it up again (see [`XskBackend::sleep_watches`]).
+    fn stop_watching(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The chunk a descriptor address lies in (its start offset).
@@ -298,8 +304,10 @@ pub struct XskBackend {
     /// an adaptive worker's sleep costs the same over 200 sockets as over
     /// two (poll(2) walks every descriptor on each call and wake-up).
     waiter: Epoll,
-    /// Whether the ports' sockets are in `waiter` yet: from the first
-    /// [`PacketIo::wait`] on. A socket in an epoll set has a sleeper on its
+    /// Whether the ports' sockets are in `waiter`: from a
+    /// [`PacketIo::wait`] to the next [`PacketIo::stop_watching`] (which an
+    /// adaptive worker calls once it has been awake with work for a
+    /// while). A socket in an epoll set has a sleeper on its
     /// wait queue for good, so every batch the kernel redirects to it pays
     /// a wake-up (the queue's lock with interrupts off, epoll's callback)
     /// on the core that received the frames, the pods' core. A busy
@@ -865,6 +873,24 @@ impl PacketIo for XskBackend {
             Err(e) if is_transient(&e) => Ok(()),
             other => other,
         }
+    }
+
+    /// Take the sockets out of the sleep's epoll set (one syscall each):
+    /// while they are in it, the kernel runs a wake-up for every batch it
+    /// redirects to them. The next [`PacketIo::wait`] puts them back.
+    fn stop_watching(&mut self) -> io::Result<()> {
+        if !self.watching {
+            return Ok(());
+        }
+        self.watching = false;
+        for p in self.ports.iter().flatten() {
+            match self.waiter.delete(&p.fd) {
+                // ENOENT: not in the set (added while not watching).
+                Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+                Err(e) => return Err(io::Error::from(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Sleep until a socket has frames to receive, at most `timeout`

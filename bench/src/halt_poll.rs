@@ -94,10 +94,12 @@ impl HaltPollWindow {
 
 impl Drop for HaltPollWindow {
     fn drop(&mut self) {
-        SET_NOW
+        // Held while writing: a signal's clean-up (`restore_after_signal`,
+        // which then exits) waits for the write, or has written already.
+        let mut set_now = SET_NOW
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        set_now.take();
         if let Err(e) = write(&self.file, self.old) {
             eprintln!(
                 "kxdp-bench: could not put guest_halt_poll_ns back to {}: {e:#}",

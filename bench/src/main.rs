@@ -267,6 +267,13 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             let window = halt_poll_ns
                 .map(kxdp_bench::halt_poll::HaltPollWindow::set)
                 .transpose()?;
+            if let Some(w) = &window {
+                eprintln!(
+                    "guest halt polling: window {} ns for this run ({} ns before; put back afterwards)",
+                    w.ns(),
+                    w.previous()
+                );
+            }
             let started = std::time::Instant::now();
             let report = nut::run(&options, &mut |line| {
                 eprintln!("[{:>5.1}s] {line}", started.elapsed().as_secs_f64());

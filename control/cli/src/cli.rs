@@ -628,18 +628,31 @@ pub fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench { args } => {
+            use std::os::unix::process::{CommandExt, ExitStatusExt};
             let exe = std::env::current_exe().context("finding the kxdp binary")?;
             let bench = exe.with_file_name("kxdp-bench");
-            let status = std::process::Command::new(&bench)
+            // In a process group of its own, so that a signal reaches it
+            // once, from here: kxdp-bench removes its testbed on the first
+            // and exits at once on a second (a terminal's Ctrl-C would
+            // otherwise reach both processes, and this one forwards it).
+            let mut child = std::process::Command::new(&bench)
                 .args(&args)
-                .status()
+                .process_group(0)
+                .spawn()
                 .with_context(|| {
                     format!(
                         "running {} (build it with `cargo build --release --bins`)",
                         bench.display()
                     )
                 })?;
-            std::process::exit(status.code().unwrap_or(1));
+            forward_signals(child.id())?;
+            let status = child.wait().context("waiting for kxdp-bench")?;
+            std::process::exit(
+                status
+                    .code()
+                    .or_else(|| status.signal().map(|s| 128 + s))
+                    .unwrap_or(1),
+            );
         }
         Command::Check { config } => {
             let config = NodeConfig::from_file(&config)?;
@@ -752,6 +765,30 @@ fn config_with_plan(yaml: &str, plan: &AddressPlanArgs) -> anyhow::Result<NodeCo
         )?;
     }
     Ok(config)
+}
+
+/// Pass SIGINT, SIGTERM and SIGHUP on to process `pid` (`kxdp bench`'s
+/// kxdp-bench, which stops its run and removes its testbed on them) instead
+/// of dying of them: `timeout kxdp bench` or a closed terminal must not
+/// leave kxdp-bench running on its own.
+fn forward_signals(pid: u32) -> anyhow::Result<()> {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let pid = Pid::from_raw(i32::try_from(pid).context("kxdp-bench's pid")?);
+    let mut signals = signal_hook::iterator::Signals::new(kxdp_testbed::on_signal::HANDLED)
+        .context("registering the signal handlers")?;
+    std::thread::Builder::new()
+        .name("forward-signals".to_string())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if let Ok(signal) = Signal::try_from(signal) {
+                    // ESRCH: it has just exited; `wait` reports how.
+                    let _ = kill(pid, signal);
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
 }
 
 /// How often `kxdp run` looks whether it was asked to stop.

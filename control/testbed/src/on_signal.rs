@@ -181,7 +181,8 @@ pub struct Interrupted {
     pub were_running: Vec<i32>,
     /// Of those, the ones still alive 5 s after the program ended.
     pub still_running: Vec<i32>,
-    /// [`Testbed::leftovers`] of its testbeds after it ended.
+    /// [`Testbed::leftovers`] of its testbeds and those of the processes
+    /// under it, after it ended.
     pub leftovers: Vec<String>,
 }
 
@@ -197,16 +198,27 @@ pub fn interrupt_when_running(
     within: Duration,
 ) -> std::result::Result<Interrupted, String> {
     let pid = child.id();
-    let prefix = format!("{}{pid}-", crate::NAME_FAMILY);
     let named = |p: &i32| {
         std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == comm)
     };
+    // The testbeds of `child` and of every process under it (`kxdp bench`
+    // runs kxdp-bench, whose PID names them).
+    let testbeds = |owners: &[u32]| -> std::result::Result<Vec<String>, String> {
+        let mut found = Vec::new();
+        for owner in owners {
+            let prefix = format!("{}{owner}-", crate::NAME_FAMILY);
+            found.extend(Testbed::leftovers(&prefix).map_err(|e| e.to_string())?);
+        }
+        Ok(found)
+    };
     let deadline = Instant::now() + within;
-    let were_running = loop {
-        let running: Vec<i32> = descendants(pid).into_iter().filter(named).collect();
-        let testbed = Testbed::leftovers(&prefix).map_err(|e| e.to_string())?;
-        if !running.is_empty() && !testbed.is_empty() {
-            break running;
+    let (were_running, owners) = loop {
+        let below = descendants(pid);
+        let running: Vec<i32> = below.iter().copied().filter(named).collect();
+        let mut owners = vec![pid];
+        owners.extend(below.iter().filter_map(|&p| u32::try_from(p).ok()));
+        if !running.is_empty() && !testbeds(&owners)?.is_empty() {
+            break (running, owners);
         }
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
             return Err(format!(
@@ -246,7 +258,7 @@ pub fn interrupt_when_running(
         status,
         were_running,
         still_running,
-        leftovers: Testbed::leftovers(&prefix).map_err(|e| e.to_string())?,
+        leftovers: testbeds(&owners)?,
     })
 }
 

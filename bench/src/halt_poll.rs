@@ -21,14 +21,19 @@ pub const WINDOW: &str = kxdp_node::host::HALT_POLL_WINDOW;
 /// [`restore_after_signal`].
 static SET_NOW: Mutex<Option<(PathBuf, u64)>> = Mutex::new(None);
 
+/// [`SET_NOW`], locked (a panic while it was held left nothing half-done:
+/// it holds a plain value).
+fn set_now() -> std::sync::MutexGuard<'static, Option<(PathBuf, u64)>> {
+    SET_NOW
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Write back the old window if a [`HaltPollWindow`] is set: for the
 /// signal clean-up, on a thread of its own while the guard's drop will not
 /// run.
 pub fn restore_after_signal() {
-    let set = SET_NOW
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .take();
+    let set = set_now().take();
     if let Some((file, old)) = set {
         match write(&file, old) {
             Ok(()) => eprintln!("kxdp-bench: guest_halt_poll_ns put back to {old}"),
@@ -66,9 +71,7 @@ impl HaltPollWindow {
                 file.display()
             );
         }
-        *SET_NOW
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((file.to_path_buf(), old));
+        *set_now() = Some((file.to_path_buf(), old));
         Ok(HaltPollWindow {
             file: file.to_path_buf(),
             old,
@@ -96,10 +99,8 @@ impl Drop for HaltPollWindow {
     fn drop(&mut self) {
         // Held while writing: a signal's clean-up (`restore_after_signal`,
         // which then exits) waits for the write, or has written already.
-        let mut set_now = SET_NOW
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        set_now.take();
+        let mut held = set_now();
+        held.take();
         if let Err(e) = write(&self.file, self.old) {
             eprintln!(
                 "kxdp-bench: could not put guest_halt_poll_ns back to {}: {e:#}",

@@ -741,10 +741,9 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
         self.prime();
         let mut now = monotonic_ns();
         let mut last_work = now;
-        // Adaptive: when the last sleep ended, and whether the sockets are
-        // still watched since (see `PacketIo::stop_watching`).
-        let mut woke_at = now;
-        let mut watching = false;
+        // Adaptive: when the last sleep ended, while the sockets are still
+        // watched since (see `PacketIo::stop_watching`).
+        let mut woke_at: Option<u64> = None;
         while !stop.load(Ordering::Relaxed) {
             let start = cycles::now();
             let began = now;
@@ -798,13 +797,15 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
             }
             if n > 0 || self.in_tx.iter().any(|t| *t > 0) {
                 last_work = now;
-                if watching && Duration::from_nanos(now.saturating_sub(woke_at)) >= UNWATCH_AFTER {
+                if woke_at
+                    .is_some_and(|t| Duration::from_nanos(now.saturating_sub(t)) >= UNWATCH_AFTER)
+                {
                     // Awake with work for a while: while the sockets stay
                     // watched, the kernel runs a wake-up for every batch
                     // it hands this worker, on the core that received it.
                     // It fails only for a socket gone from the set
                     // already; one still watched costs time, not frames.
-                    watching = false;
+                    woke_at = None;
                     let _ = self.io.stop_watching();
                 }
                 continue;
@@ -820,8 +821,7 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
                 self.run_commands();
                 now = monotonic_ns();
                 last_work = now;
-                woke_at = now;
-                watching = true;
+                woke_at = Some(now);
             }
         }
         if H::ENABLED {

@@ -471,6 +471,23 @@ fn rx_and_tx_through_the_all_program(mode: XdpAttachMode, expected: AttachedMode
     drop(xsk);
 }
 
+/// `node`'s interface with the all-frames XDP program and one AF_XDP
+/// socket (64 frames, rings of 32) in its map, 32 frames on its fill ring.
+fn one_socket_with_32_filled(node: End<'_>) -> (XdpAttachment, XskBackend, Frames) {
+    let (attachment, mut xsk) = in_netns(node.ns, || {
+        let a = XdpAttachment::attach(node.ifname, XdpFilter::All, XdpAttachMode::Auto, 1)
+            .expect("attach");
+        let x = XskBackend::open(&[port(node.ifname)], &small_opts(64, 32)).expect("open xsk");
+        (a, x)
+    });
+    attachment
+        .register_socket(0, xsk.socket_fd(0))
+        .expect("register");
+    let mut frames = Frames::new(xsk.frame_count(), xsk.frame_size());
+    assert_eq!(frames.fill(&mut xsk, 0, 32), 32);
+    (attachment, xsk, frames)
+}
+
 /// An adaptive worker's sleep ([`PacketIo::wait`], an epoll set over the
 /// sockets and the waker's eventfd) ends when a frame arrives or when
 /// another thread wakes it, and not otherwise: the waker's counter is reset
@@ -484,17 +501,7 @@ fn a_sleep_ends_on_a_frame_or_a_wake_and_not_before() {
     privileged_test("a_sleep_ends_on_a_frame_or_a_wake_and_not_before");
     let ns = Netns::new(2);
     let (node, peer) = node_and_peer(&ns);
-    let (attachment, mut xsk) = in_netns(node.ns, || {
-        let a = XdpAttachment::attach(node.ifname, XdpFilter::All, XdpAttachMode::Auto, 1)
-            .expect("attach");
-        let x = XskBackend::open(&[port(node.ifname)], &small_opts(64, 32)).expect("open xsk");
-        (a, x)
-    });
-    attachment
-        .register_socket(0, xsk.socket_fd(0))
-        .expect("register");
-    let mut frames = Frames::new(xsk.frame_count(), xsk.frame_size());
-    assert_eq!(frames.fill(&mut xsk, 0, 32), 32);
+    let (attachment, mut xsk, _frames) = one_socket_with_32_filled(node);
 
     // Nothing arrives, nobody wakes it: the whole timeout.
     let slept = |xsk: &mut XskBackend, timeout: Duration| {
@@ -553,20 +560,10 @@ fn a_sleep_ends_on_a_frame_or_a_wake_and_not_before() {
     ignore = "needs root (network namespaces, XDP, AF_XDP)"
 )]
 fn sockets_are_watched_only_from_a_sleep_and_a_waiting_frame_ends_it() {
-    privileged_test("sockets_join_the_sleep_at_the_first_and_a_waiting_frame_ends_it");
+    privileged_test("sockets_are_watched_only_from_a_sleep_and_a_waiting_frame_ends_it");
     let ns = Netns::new(2);
     let (node, peer) = node_and_peer(&ns);
-    let (attachment, mut xsk) = in_netns(node.ns, || {
-        let a = XdpAttachment::attach(node.ifname, XdpFilter::All, XdpAttachMode::Auto, 1)
-            .expect("attach");
-        let x = XskBackend::open(&[port(node.ifname)], &small_opts(64, 32)).expect("open xsk");
-        (a, x)
-    });
-    attachment
-        .register_socket(0, xsk.socket_fd(0))
-        .expect("register");
-    let mut frames = Frames::new(xsk.frame_count(), xsk.frame_size());
-    assert_eq!(frames.fill(&mut xsk, 0, 32), 32);
+    let (attachment, mut xsk, mut frames) = one_socket_with_32_filled(node);
     let socket = xsk.socket_fd(0);
     let watched = xsk.sleep_watches().expect("fdinfo");
     assert_eq!(
@@ -576,15 +573,19 @@ fn sockets_are_watched_only_from_a_sleep_and_a_waiting_frame_ends_it() {
     );
     assert!(!watched.contains(&socket), "{watched:?}");
 
-    // A frame reaches the ring while nothing watches the socket.
+    // A frame reaches the ring while nothing watches the socket; then a
+    // sleep: how long it lasted.
     let peer_sock = udp_socket(peer.ns, peer.ip, 0);
-    peer_sock
-        .send_to(b"before-the-sleep", SocketAddrV4::new(node.ip, 7777))
-        .expect("send");
-    std::thread::sleep(Duration::from_millis(100));
-    let t = Instant::now();
-    xsk.wait(Duration::from_secs(10)).expect("wait");
-    let slept = t.elapsed();
+    let frame_then_sleep = |xsk: &mut XskBackend, payload: &[u8]| {
+        peer_sock
+            .send_to(payload, SocketAddrV4::new(node.ip, 7777))
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        xsk.wait(Duration::from_secs(10)).expect("wait");
+        t.elapsed()
+    };
+    let slept = frame_then_sleep(&mut xsk, b"before-the-sleep");
     assert!(
         slept < Duration::from_secs(5),
         "the waiting frame ended the first sleep: {slept:?}"
@@ -602,13 +603,8 @@ fn sockets_are_watched_only_from_a_sleep_and_a_waiting_frame_ends_it() {
     let watched = xsk.sleep_watches().expect("fdinfo");
     assert!(!watched.contains(&socket), "{watched:?}");
     assert_eq!(frames.fill(&mut xsk, 0, 1), 1);
-    peer_sock
-        .send_to(b"after-stop-watching", SocketAddrV4::new(node.ip, 7777))
-        .expect("send");
-    std::thread::sleep(Duration::from_millis(100));
-    let t = Instant::now();
-    xsk.wait(Duration::from_secs(10)).expect("wait");
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let slept = frame_then_sleep(&mut xsk, b"after-stop-watching");
+    assert!(slept < Duration::from_secs(5), "{slept:?}");
     assert!(xsk.sleep_watches().expect("fdinfo").contains(&socket));
     assert_eq!(xsk.receive(0, &mut rx), 1);
     drop(attachment);

@@ -13,8 +13,8 @@ use std::thread::JoinHandle;
 
 use super::error::{Result, TestbedError};
 
-/// Where `ip netns` keeps its namespaces.
-pub const NETNS_RUN_DIR: &str = "/run/netns";
+/// Where `ip netns` keeps its namespaces (the harness's).
+pub use kxdp_harness::NETNS_RUN_DIR;
 
 /// A named network namespace (not owned: dropping a handle deletes nothing).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

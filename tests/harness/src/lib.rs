@@ -36,6 +36,9 @@ use std::sync::RwLock;
 /// [`stop_creating_namespaces`].
 static CREATION: RwLock<()> = RwLock::new(());
 
+/// Where `ip netns add` keeps its named namespaces.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
 /// The cfg a privileged build sets.
 pub const PRIVILEGED_CFG: &str = "kxdp_privileged";
 
@@ -131,7 +134,7 @@ impl Drop for NetnsGuard {
         // Quiet when it is gone already (a process cleaning up after a
         // signal removes its namespaces from another thread).
         if let Err(e) = run("ip", &["netns", "del", &self.name]) {
-            if !Path::new("/run/netns").join(&self.name).exists() {
+            if !Path::new(NETNS_RUN_DIR).join(&self.name).exists() {
                 return;
             }
             eprintln!(
@@ -156,7 +159,7 @@ pub fn stop_creating_namespaces() {
 /// Move the calling thread into network namespace `name` (one made with
 /// `ip netns add`, under `/run/netns`).
 pub fn enter_netns(name: &str) -> std::io::Result<()> {
-    let path = Path::new("/run/netns").join(name);
+    let path = Path::new(NETNS_RUN_DIR).join(name);
     let file = std::fs::File::open(&path)?;
     nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)?;
     Ok(())

@@ -339,8 +339,10 @@ pub struct RemoteNodeSpec {
     /// Its VTEP MAC: the inner destination MAC of frames sent to it (for a
     /// kernel vxlan node, the vxlan device's MAC).
     pub vtep_mac: MacAddr,
-    /// The outer destination MAC (the underlay next hop); defaults to `vtep_mac`.
-    #[serde(default)]
+    /// The outer destination MAC (the underlay next hop). Unset: the MAC
+    /// the node's kernel resolves for the next hop towards `vtep_ip` out
+    /// of the underlay, else `vtep_mac`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub underlay_mac: Option<MacAddr>,
     /// Its pod CIDRs, per tenant.
     pub pod_cidrs: Vec<PodCidrSpec>,

@@ -88,7 +88,7 @@ pub struct ServiceSpec {
 #[serde(deny_unknown_fields)]
 pub struct ServicePortSpec {
     /// Port name (optional when there is one port).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Protocol; TCP unless set.
     #[serde(default = "default_protocol")]

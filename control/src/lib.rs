@@ -6,6 +6,7 @@
 pub mod api;
 pub mod k8s;
 pub mod metrics;
+pub mod neighbours;
 pub mod stats;
 pub mod trace;
 pub mod trace_capture;

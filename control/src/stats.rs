@@ -50,6 +50,13 @@ pub fn print(stats: &NodeStats) -> String {
             w.cycles_per_packet
         ));
     }
+    out.push_str("\nICMP errors sent (time exceeded, unreachable, fragmentation needed / too big) and held back by the rate limit\n");
+    for w in &stats.workers {
+        out.push_str(&format!(
+            "  worker {}  time_exceeded {}  unreachable {}  too_big {}  rate_limited {}\n",
+            w.worker, w.icmp.time_exceeded, w.icmp.unreachable, w.icmp.too_big, w.icmp.rate_limited
+        ));
+    }
     out.push_str("\nworker loops and UMEM frames (at the last idle accounting)\n");
     for w in &stats.workers {
         let f = &w.frames;

@@ -298,8 +298,11 @@ async fn trace_to_file(
             message: s.message().to_string(),
         })?
         .into_inner();
-    // Ctrl-C ends the trace: registered now, before the file exists.
+    // Ctrl-C (or SIGTERM, as `timeout` sends) ends the trace with a whole
+    // file: registered now, before the file exists.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(CaptureError::Signal)?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(CaptureError::Signal)?;
     let file = create(&options.file)?;
     let write_error = |source: std::io::Error| CaptureError::Write {
@@ -322,6 +325,10 @@ async fn trace_to_file(
     while summary.frames < options.count {
         let message = tokio::select! {
             _ = interrupt.recv() => {
+                summary.interrupted = true;
+                break;
+            }
+            _ = terminate.recv() => {
                 summary.interrupted = true;
                 break;
             }

@@ -28,10 +28,13 @@ use self::chain_hook::{
     CHAIN_BATCH,
 };
 use self::counters::Counters;
+use std::sync::Arc;
+
 use crate::forward;
 use crate::io::{chunk_of, Desc};
 use crate::packet::{self, arp, icmp, nd, FrameMeta, L3};
 use crate::tables::{HostPort, NextHop, PodPort, PortKind, Tables, TenantId};
+use crate::trace::{TraceMeta, TraceSession};
 use crate::verdict::{DropReason, PortId, Verdict};
 use crate::vxlan;
 use crate::wire;
@@ -147,6 +150,21 @@ pub struct Pipeline<H: ChainHook = NoChains> {
     /// The batch's time (for the ICMP rate limit).
     now_ns: u64,
     icmp_limiter: IcmpLimiter,
+    drop_tap: Option<DropTap>,
+}
+
+/// A drop trace armed on the worker (`kxdp trace --at drop`), for the
+/// frames the pipeline drops and answers with an ICMP error in the same
+/// chunk: their verdict is the error's transmit, so the batch's drop
+/// trace, which reads verdicts, would never see them.
+#[derive(Debug)]
+pub struct DropTap {
+    /// The armed session (its point is [`crate::trace::TracePoint::Drop`]).
+    pub session: Arc<TraceSession>,
+    /// The worker's index.
+    pub worker: u16,
+    /// The batch's wall-clock time, ns since the Unix epoch.
+    pub timestamp_ns: u64,
 }
 
 /// The ICMP error rate limit of one worker: a GCRA bucket per source
@@ -226,7 +244,14 @@ impl<H: ChainHook> Pipeline<H> {
             pending: Vec::with_capacity(scratch),
             now_ns: 0,
             icmp_limiter: IcmpLimiter::default(),
+            drop_tap: None,
         }
+    }
+
+    /// Offer the frames answered with an ICMP error to `tap` (or, with
+    /// `None`, to nothing) from the next batch on.
+    pub fn set_drop_tap(&mut self, tap: Option<DropTap>) {
+        self.drop_tap = tap;
     }
 
     /// The chain hook.
@@ -685,7 +710,7 @@ impl<H: ChainHook> Pipeline<H> {
             DropReason::NoRoute => icmp::IcmpError::NetUnreachable,
             _ => return out,
         };
-        match self.send_icmp_error(tables, r, chunk, error) {
+        match self.send_icmp_error(tables, r, chunk, error, reason) {
             // An error that cannot leave (no room to encapsulate it back):
             // the packet is dropped for its own reason alone.
             Some(sent) if matches!(sent.verdict, Verdict::Drop(_)) => out,
@@ -706,12 +731,15 @@ impl<H: ChainHook> Pipeline<H> {
         chunk: &mut [u8],
     ) -> Outcome {
         let Some((outer_offset, outer_len)) = r.underlay else {
-            return self.forward(tables, r.tenant, hop, &r.meta, chunk, r.offset);
+            let from_host = tables
+                .port(r.in_port)
+                .is_some_and(|p| matches!(p.kind, PortKind::Host(_)));
+            return self.forward(tables, r.tenant, hop, &r.meta, chunk, r.offset, from_host);
         };
         match hop {
             Some(NextHop::Local { .. }) => {
                 self.counters.decapsulated += 1;
-                self.forward(tables, r.tenant, hop, &r.meta, chunk, r.offset)
+                self.forward(tables, r.tenant, hop, &r.meta, chunk, r.offset, false)
             }
             Some(NextHop::Remote { .. }) => {
                 Outcome::drop(DropReason::UnderlayHairpin, outer_offset, outer_len)
@@ -736,6 +764,7 @@ impl<H: ChainHook> Pipeline<H> {
         r: &Routable,
         chunk: &mut [u8],
         error: icmp::IcmpError,
+        reason: DropReason,
     ) -> Option<Outcome> {
         if !tables.icmp().errors {
             return None;
@@ -757,6 +786,32 @@ impl<H: ChainHook> Pipeline<H> {
         if !self.icmp_limiter.allow(source, self.now_ns, tables.icmp()) {
             self.counters.icmp_rate_limited += 1;
             return None;
+        }
+        // From another node, the error goes back over VXLAN: only to a
+        // source a remote node has (checked before the frame is rewritten).
+        if r.underlay.is_some() {
+            let back = match r.meta.l3 {
+                L3::Ipv4 { src, .. } => tables.lookup_v4(r.tenant, src),
+                L3::Ipv6 { src, .. } => tables.lookup_v6(r.tenant, src),
+                L3::Arp => None,
+            };
+            if !matches!(back, Some(NextHop::Remote { .. })) {
+                return None;
+            }
+        }
+        if let Some(tap) = &self.drop_tap {
+            // The dropped frame as it arrived (the outer frame when it came
+            // over VXLAN), before the error overwrites it.
+            let (at, n) = r.underlay.unwrap_or((r.offset, r.len));
+            if let Some(frame) = chunk.get(at..at + n) {
+                let meta = TraceMeta {
+                    timestamp_ns: tap.timestamp_ns,
+                    worker: tap.worker,
+                    port: r.in_port,
+                    reason: Some(reason),
+                };
+                tap.session.offer(meta, frame);
+            }
         }
         let our_mac = tables.port(r.in_port).map_or([0; 6], |p| p.mac);
         let (offset, len) =
@@ -782,7 +837,7 @@ impl<H: ChainHook> Pipeline<H> {
         };
         match hop {
             Some(NextHop::Remote { .. }) => {
-                Some(self.forward(tables, r.tenant, hop, &meta, chunk, offset))
+                Some(self.forward(tables, r.tenant, hop, &meta, chunk, offset, false))
             }
             _ => None,
         }
@@ -858,12 +913,15 @@ impl<H: ChainHook> Pipeline<H> {
                     Err(reason) => done(Outcome::drop(reason, offset, len)),
                 }
             }
-            L3::Ipv4 { src, .. } => {
+            L3::Ipv4 { src, dst } => {
                 if let Some(reason) = check_l2_dst(&meta, port_mac) {
                     return done(Outcome::drop(reason, offset, len));
                 }
                 if pod.ipv4 != Some(src) {
                     return done(Outcome::drop(DropReason::SourceSpoofed, offset, len));
+                }
+                if martian_v4(dst) {
+                    return done(Outcome::drop(DropReason::MartianDestination, offset, len));
                 }
                 Step::Route(Routable {
                     in_port,
@@ -874,12 +932,15 @@ impl<H: ChainHook> Pipeline<H> {
                     underlay: None,
                 })
             }
-            L3::Ipv6 { src, .. } => {
+            L3::Ipv6 { src, dst } => {
                 if let Some(reason) = check_l2_dst(&meta, port_mac) {
                     return done(Outcome::drop(reason, offset, len));
                 }
                 if pod.ipv6 != Some(src) {
                     return done(Outcome::drop(DropReason::SourceSpoofed, offset, len));
+                }
+                if dst.is_unspecified() || dst.is_loopback() || dst.is_multicast() {
+                    return done(Outcome::drop(DropReason::MartianDestination, offset, len));
                 }
                 Step::Route(Routable {
                     in_port,
@@ -893,7 +954,13 @@ impl<H: ChainHook> Pipeline<H> {
         }
     }
 
-    /// Forward a routed IP frame from a pod to its next hop.
+    /// Send a routed frame to `hop`. A frame from or to the host port
+    /// keeps its TTL: the node's own stack, on the port's other side, is
+    /// the sender or the receiver (a packet to the gateway or the node is
+    /// delivered, not forwarded) or the router (egress), as it is for a
+    /// kernel node's bridge; so `ping -t 1` reaches the gateway and the
+    /// node is one hop in a traceroute, not two.
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &mut self,
         tables: &Tables,
@@ -902,6 +969,7 @@ impl<H: ChainHook> Pipeline<H> {
         meta: &FrameMeta,
         chunk: &mut [u8],
         offset: usize,
+        from_host: bool,
     ) -> Outcome {
         // The IP packet's own length, without Ethernet padding.
         let len = meta.l3_offset + meta.l3_len;
@@ -915,11 +983,14 @@ impl<H: ChainHook> Pipeline<H> {
                 if mtu != 0 && meta.l3_len > usize::from(mtu) {
                     return Outcome::drop(DropReason::ExceedsMtu, offset, len);
                 }
+                let to_host = out.is_some_and(|p| matches!(p.kind, PortKind::Host(_)));
                 let frame = &mut chunk[offset..offset + len];
-                if let Err(reason) = forward::decrement_ttl(frame, meta) {
-                    return Outcome::drop(reason, offset, len);
+                if !(from_host || to_host) {
+                    if let Err(reason) = forward::decrement_ttl(frame, meta) {
+                        return Outcome::drop(reason, offset, len);
+                    }
                 }
-                let src_mac = tables.port(*port).map(|p| p.mac).unwrap_or([0; 6]);
+                let src_mac = out.map(|p| p.mac).unwrap_or([0; 6]);
                 forward::set_macs(frame, *mac, src_mac);
                 Outcome {
                     verdict: Verdict::Tx(*port),
@@ -941,8 +1012,10 @@ impl<H: ChainHook> Pipeline<H> {
                     return Outcome::drop(DropReason::NoHeadroom, offset, len);
                 }
                 let frame = &mut chunk[offset..offset + len];
-                if let Err(reason) = forward::decrement_ttl(frame, meta) {
-                    return Outcome::drop(reason, offset, len);
+                if !from_host {
+                    if let Err(reason) = forward::decrement_ttl(frame, meta) {
+                        return Outcome::drop(reason, offset, len);
+                    }
                 }
                 forward::set_macs(frame, *inner_dst_mac, vtep.mac);
                 let src_port = vxlan::source_port(meta.flow_hash());
@@ -1047,6 +1120,14 @@ impl<H: ChainHook> Pipeline<H> {
 /// anything outside the cluster (egress replies the node translated back),
 /// never an address of the cluster's pods: the node does not stand in for
 /// pods, and a tenant's pod cannot reach another tenant through the node.
+/// A pod's IPv4 destination no router forwards (RFC 1812 5.3.7, 4.2.2.11):
+/// "this network" (0/8), loopback, multicast (kxdp routes no multicast)
+/// and the limited broadcast. In a unicast frame to the gateway they would
+/// otherwise go to the host port, into the node's own stack.
+fn martian_v4(dst: std::net::Ipv4Addr) -> bool {
+    dst.octets()[0] == 0 || dst.is_loopback() || dst.is_multicast() || dst.is_broadcast()
+}
+
 fn host_frame(
     tables: &Tables,
     in_port: PortId,

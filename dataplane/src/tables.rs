@@ -676,17 +676,25 @@ impl Tables {
 /// The cluster's pod CIDRs (`cluster.pod_cidrs`, or every node's pod
 /// CIDRs) and its Service CIDRs.
 pub fn cluster_cidrs(config: &NodeConfig) -> Vec<IpNetwork> {
-    let mut out: Vec<IpNetwork> = if config.cluster.pod_cidrs.is_empty() {
-        config
-            .node
-            .pod_cidrs
-            .iter()
-            .chain(config.remote_nodes.iter().flat_map(|n| n.pod_cidrs.iter()))
-            .map(|c| c.cidr)
-            .collect()
-    } else {
-        config.cluster.pod_cidrs.clone()
-    };
+    // The cluster's pod CIDRs, and every node's pod CIDR they leave out (a
+    // dual-stack node in a cluster that lists one family only): a pod's
+    // own network is never "the world".
+    let mut out: Vec<IpNetwork> = config.cluster.pod_cidrs.clone();
+    let nodes: Vec<IpNetwork> = config
+        .node
+        .pod_cidrs
+        .iter()
+        .chain(config.remote_nodes.iter().flat_map(|n| n.pod_cidrs.iter()))
+        .map(|c| c.cidr)
+        .collect();
+    for cidr in nodes {
+        let covered = config.cluster.pod_cidrs.iter().any(|n| {
+            n.is_ipv6() == cidr.is_ipv6() && n.prefix() <= cidr.prefix() && n.contains(cidr.ip())
+        });
+        if !covered {
+            out.push(cidr);
+        }
+    }
     out.extend(config.cluster.service_cidrs.iter().copied());
     out.sort_by_key(|n| (n.is_ipv6(), n.ip(), n.prefix()));
     out.dedup();
@@ -1004,6 +1012,36 @@ mod tests {
     use super::*;
 
     const CONFIG: &str = include_str!("../tests/fixtures/node1.yaml");
+
+    #[test]
+    fn a_pod_cidr_outside_the_clusters_is_still_of_the_cluster() {
+        let mut config = NodeConfig::from_yaml_str(CONFIG).expect("fixture");
+        let strings = |c: &NodeConfig| -> Vec<String> {
+            cluster_cidrs(c).iter().map(ToString::to_string).collect()
+        };
+        // No cluster CIDRs: every node's pod CIDRs.
+        assert_eq!(
+            strings(&config),
+            [
+                "10.244.1.0/24",
+                "10.244.2.0/24",
+                "fd00:10:244:1::/64",
+                "fd00:10:244:2::/64"
+            ]
+        );
+        // A cluster CIDR of one family: it covers that family's, the other
+        // family's node CIDRs stay.
+        config.cluster.pod_cidrs = vec!["10.244.0.0/16".parse().expect("cidr")];
+        assert_eq!(
+            strings(&config),
+            ["10.244.0.0/16", "fd00:10:244:1::/64", "fd00:10:244:2::/64"]
+        );
+        config
+            .cluster
+            .pod_cidrs
+            .push("fd00:10:244::/48".parse().expect("cidr"));
+        assert_eq!(strings(&config), ["10.244.0.0/16", "fd00:10:244::/48"]);
+    }
 
     /// A worker that moves on to a new snapshot never holds the last
     /// reference to the old one (it would free a whole table set inside its

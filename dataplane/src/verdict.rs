@@ -90,6 +90,10 @@ drop_reasons! {
     TtlExpired => "ttl_expired",
     /// Source MAC or IP is not the pod's own (anti-spoofing).
     SourceSpoofed => "source_spoofed",
+    /// From a pod, in a unicast frame: an IP destination no router
+    /// forwards (0/8, loopback, multicast, 255.255.255.255; ::, ::1,
+    /// ff00::/8).
+    MartianDestination => "martian_destination",
     /// Frame arrived on a port the tables do not know.
     UnknownPort => "unknown_port",
     /// No route for the destination in the tenant's table.

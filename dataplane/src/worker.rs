@@ -23,7 +23,7 @@ use kxdp_config::PollMode;
 use crate::chain_hook::{monotonic_ns, ChainHook, MirrorCopy, MirrorFrames, NoChains};
 use crate::counters::SharedCounters;
 use crate::io::{chunk_of, Desc, PacketIo};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{DropTap, Pipeline};
 use crate::tables::TableReader;
 use crate::trace::{wall_clock_ns, TraceHub, TracePoint};
 use crate::verdict::{DropReason, PortId, Verdict};
@@ -115,6 +115,8 @@ pub struct Worker<B: PacketIo, H: ChainHook = NoChains> {
     in_tx: Vec<usize>,
     stranded: u64,
     trace: Option<Arc<TraceHub>>,
+    /// Whether the pipeline holds a drop trace's session.
+    drop_tapped: bool,
     commands: Option<mpsc::Receiver<WorkerCommand<B, H>>>,
 }
 
@@ -204,6 +206,7 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
             in_tx: vec![0; ports],
             stranded: 0,
             trace: None,
+            drop_tapped: false,
             commands: None,
         }
     }
@@ -260,6 +263,20 @@ impl<B: PacketIo, H: ChainHook> Worker<B, H> {
         let trace = self.trace.as_deref().and_then(TraceHub::armed);
         let trace_ns = if trace.is_some() { wall_clock_ns() } else { 0 };
         let worker = u16::try_from(self.options.index).unwrap_or(u16::MAX);
+        if trace.is_some() || self.drop_tapped {
+            // Frames answered with an ICMP error reach a drop trace from
+            // inside the pipeline (see `DropTap`).
+            let tap = trace
+                .as_ref()
+                .filter(|t| t.point() == TracePoint::Drop)
+                .map(|session| DropTap {
+                    session: Arc::clone(session),
+                    worker,
+                    timestamp_ns: trace_ns,
+                });
+            self.drop_tapped = tap.is_some();
+            self.pipeline.set_drop_tap(tap);
+        }
         let tables = Arc::clone(self.tables.load());
         let frame_size = self.io.frame_size();
         for port in 0..ports as PortId {
@@ -958,6 +975,34 @@ mod tests {
         let expected: Vec<u64> = (0..frames).map(|i| i * 2048).collect();
         assert_eq!(all, expected);
         assert!(w.accounting().balanced(), "{:?}", w.accounting());
+    }
+
+    #[test]
+    fn a_drop_trace_sees_the_frames_answered_with_an_icmp_error() {
+        use crate::trace::{TraceFilter, TraceSession};
+        let mut w = worker(256, 64);
+        let hub = Arc::new(TraceHub::new());
+        w.set_trace(Arc::clone(&hub));
+        let session = TraceSession::new(TracePoint::Drop, TraceFilter::default(), 8);
+        hub.arm(Arc::clone(&session)).expect("arms");
+        w.poll_once();
+        // TTL 1 from pod-a to pod-b: dropped, answered with time exceeded.
+        let expiring = udp_a_to_b([2, 0, 0, 1, 1, 0x0a], [2, 0, 0, 0, 1, 0x0a], 1);
+        assert!(w.io_mut().inject(1, &expiring));
+        w.poll_once();
+        let back = w.io_mut().drain_tx(1);
+        assert_eq!(back.len(), 1, "the error goes back to pod-a");
+        assert_eq!((back[0][23], back[0][34]), (1, 11), "ICMP time exceeded");
+        let record = session.take().expect("the dropped frame is traced");
+        assert_eq!(record.reason, Some(DropReason::TtlExpired));
+        assert_eq!(record.port, 1);
+        assert_eq!(&record.data[..record.len as usize], &expiring[..]);
+        assert!(session.take().is_none(), "traced once");
+        // Disarmed: the pipeline lets the session go.
+        hub.disarm(&session);
+        assert!(w.io_mut().inject(1, &expiring));
+        w.poll_once();
+        assert_eq!(Arc::strong_count(&session), 1, "the pipeline let it go");
     }
 
     #[test]

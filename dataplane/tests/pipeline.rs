@@ -351,6 +351,60 @@ fn spoofed_sources_and_expired_ttl_are_dropped() {
     assert_eq!(p.counters.total_drops(), 4);
 }
 
+#[test]
+fn destinations_no_router_forwards_are_dropped() {
+    let t = tables("node1.yaml");
+    let mut p = Pipeline::new();
+    // In a unicast frame to the gateway's MAC: "this network", loopback,
+    // multicast and the limited broadcast would reach the node's stack.
+    let martians: [[u8; 4]; 5] = [
+        [0, 0, 0, 1],
+        [127, 0, 0, 1],
+        [224, 0, 0, 251],
+        [239, 1, 1, 1],
+        [255, 255, 255, 255],
+    ];
+    for dst in martians {
+        let frame = udp4(POD_A_MAC, VPA_MAC, [10, 244, 1, 2], dst, 64, b"");
+        assert_eq!(
+            run(&t, &mut p, PA, &frame).0,
+            Verdict::Drop(DropReason::MartianDestination),
+            "{dst:?}"
+        );
+    }
+    for dst in ["::1", "::", "ff05::1", "ff02::1"] {
+        let dst: std::net::Ipv6Addr = dst.parse().unwrap();
+        let builder = PacketBuilder::ethernet2(POD_A_MAC, VPA_MAC)
+            .ipv6(
+                "fd00:10:244:1::2"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+                dst.octets(),
+                64,
+            )
+            .udp(5, 6);
+        let mut frame = Vec::new();
+        builder.write(&mut frame, b"x").unwrap();
+        assert_eq!(
+            run(&t, &mut p, PA, &frame).0,
+            Verdict::Drop(DropReason::MartianDestination),
+            "{dst}"
+        );
+    }
+    assert_eq!(p.counters.drops_for(DropReason::MartianDestination), 9);
+    // A directed address of the pod network is routed as before.
+    let neighbour = udp4(
+        POD_A_MAC,
+        VPA_MAC,
+        [10, 244, 1, 2],
+        [10, 244, 1, 3],
+        64,
+        b"",
+    );
+    assert!(matches!(run(&t, &mut p, PA, &neighbour).0, Verdict::Tx(_)));
+}
+
 /// An ICMP error from `src` to `dst` of `kind`/`code`, checksums right,
 /// to the pod's MAC from the port's.
 #[track_caller]

@@ -1067,6 +1067,36 @@ fn a_cluster_runs_on_kxdp_nodes_with_host_ports() {
         "kubelet: ping pod client-2 → its gateway 10.244.2.1",
         || pings(&client_2, gateway_ip(2)),
     );
+    // The gateway and the node are the destination, not a hop: kxdp keeps
+    // the TTL of what it hands to the node's stack, as a kernel node's
+    // bridge does.
+    checks.check("ping -t 1 pod client-1 → its gateway (delivered)", || {
+        let gateway = gateway_ip(1).to_string();
+        run(
+            &client_1,
+            "ping",
+            &["-c", "2", "-i", "0.2", "-t", "1", "-W", "2", &gateway],
+        )
+        .map(|(out, _)| out)
+    });
+    checks.check("traceroute pod client-1 → its node n1: one hop", || {
+        let node = vtep_ip(1).to_string();
+        let (out, _) = run(
+            &client_1,
+            "traceroute",
+            &["-n", "-q", "1", "-w", "2", "-m", "4", &node],
+        )?;
+        let hops: Vec<&str> = out
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        if hops == [node.as_str()] {
+            Ok(out)
+        } else {
+            Err(format!("hops {hops:?}, expected [{node}]:\n{out}"))
+        }
+    });
 
     // The figures, before any other traffic from the nodes and any
     // NetworkPolicy.

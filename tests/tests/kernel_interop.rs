@@ -160,3 +160,81 @@ fn kxdp_pods_and_kernel_vxlan_pods_talk_both_ways() {
     drop(servers);
     c.finish();
 }
+
+/// A kxdp node told of a Flannel node as Flannel's own annotation tells
+/// it (its VTEP MAC is `flannel.1`'s, no underlay MAC): kxdp takes the
+/// outer destination MAC from its kernel's neighbour table, so the
+/// Flannel node's NIC accepts the frames.
+#[test]
+#[cfg_attr(
+    not(kxdp_privileged),
+    ignore = "needs root (network namespaces, XDP, AF_XDP)"
+)]
+fn a_flannel_peer_without_an_underlay_mac_is_reached_through_the_kernels_neighbour() {
+    privileged_test(
+        "a_flannel_peer_without_an_underlay_mac_is_reached_through_the_kernels_neighbour",
+    );
+    let spec = TopologySpec::new(Underlay::Switch, &[("blue", VNI)])
+        .with_node(NodeSpec::new("n1", NodeKind::Kxdp).with_pod("a1", "blue", pod_ip(1, 10)))
+        .with_node(NodeSpec::new("k3", NodeKind::KernelVxlan).with_pod(
+            "k1",
+            "blue",
+            pod_ip(2, 10),
+        ));
+    let mut c = Cluster::build("kernel_interop_neigh", spec, kxdp_binary!());
+    let config = c.tb_mut().node_config_mut("n1").unwrap();
+    let k3 = config
+        .remote_nodes
+        .iter_mut()
+        .find(|n| n.name == "k3")
+        .expect("k3 is a remote node of n1");
+    let nic = k3.underlay_mac.take().expect("the testbed names k3's NIC");
+    let vtep_mac = k3.vtep_mac;
+    assert_ne!(nic, vtep_mac, "k3's VTEP MAC is flannel.1's, not its NIC's");
+    c.start_kxdp("n1");
+    let a1 = c.pod("a1").clone();
+    let k1 = ip_of(c.pod("k1"));
+    // The first frames may leave before the kernel has resolved k3.
+    let reached = kxdp_tests::eventually(Duration::from_secs(10), || {
+        ping(&a1.netns, k1, 1, Duration::from_millis(10)).is_ok_and(|r| r.received == 1)
+    });
+    assert!(reached, "a1 never reached k1\n{}", c.logs());
+    let icmp = ping(&a1.netns, k1, ICMP_COUNT, Duration::from_millis(5)).unwrap();
+    assert_no_loss(&icmp, &format!("a1 -> k1 icmp\n{}", c.logs()));
+    // The tables send to k3's NIC; the desired state is as it was given.
+    let dump = c
+        .node("n1")
+        .netns
+        .exec(
+            kxdp_binary!().to_str().unwrap(),
+            &[
+                "dump",
+                "-o",
+                "json",
+                "--socket",
+                c.api_socket("n1").to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    assert!(dump.contains(&nic.to_string()), "{dump}");
+    let got = c
+        .node("n1")
+        .netns
+        .exec(
+            kxdp_binary!().to_str().unwrap(),
+            &[
+                "get",
+                "nodes",
+                "-o",
+                "yaml",
+                "--socket",
+                c.api_socket("n1").to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    assert!(
+        got.contains(&format!("vtep_mac: {vtep_mac}")) && !got.contains(&nic.to_string()),
+        "{got}"
+    );
+    c.finish();
+}

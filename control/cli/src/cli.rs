@@ -499,7 +499,12 @@ fn delete(kind: &str, keys: &[String], api: &ApiArgs) -> anyhow::Result<()> {
     deletes.of_mut(kind).extend(keys.iter().cloned());
     let outcome = api.connect()?.apply(&ChangeSet::delete(deletes))?;
     println!(
-        "deleted {} {kind}: generation {}{}",
+        "{} {} {kind}: generation {}{}",
+        if outcome.changed {
+            "deleted"
+        } else {
+            "asked to delete"
+        },
         keys.len(),
         outcome.generation,
         if outcome.changed {
@@ -831,6 +836,13 @@ fn run(
         .with_chain_stats(runtime.chain_stats.clone());
     let api = api.with_trace(Arc::clone(&runtime.trace));
     let store = Arc::clone(api.store());
+    // The outer destination MAC of remote nodes without an underlay_mac,
+    // from the kernel's neighbour table (a Flannel peer's NIC, a router).
+    let resolver = kxdp_control::neighbours::UnderlayResolver::start(
+        Arc::clone(&store),
+        runtime.config.node.vtep.interface.clone(),
+    )
+    .context("starting the underlay neighbour resolver")?;
     let agent = kxdp_control::k8s::start_requested_agent(&store)?;
     let metrics_server = match metrics.or(runtime.config.control.metrics_address) {
         Some(addr) => {
@@ -868,6 +880,7 @@ fn run(
     tracing::info!(node = %node, "stopping: closing the API, detaching XDP programs");
     drop(metrics_server);
     drop(agent);
+    drop(resolver);
     api_server.shutdown();
     runtime.shutdown();
     tracing::info!(node = %node, "stopped");

@@ -635,6 +635,10 @@ fn kxdp_stats_reads_the_nodes_counters_over_get_counters() {
         out.contains("not_our_mac") && out.contains("fill_ring_empty"),
         "{out}"
     );
+    assert!(
+        out.contains("time_exceeded 1  unreachable 0  too_big 0  rate_limited 0"),
+        "the ICMP errors sent: {out}"
+    );
     let (ok, out, err) = kxdp(&["stats", "--api-socket", &socket, "-o", "json"]);
     assert!(ok, "{err}");
     let json: kxdp_node::stats::NodeStats = serde_json::from_str(&out).unwrap();

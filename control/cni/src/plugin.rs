@@ -90,10 +90,24 @@ impl Call<'_> {
         &self,
         f: impl FnOnce() -> Result<T, CniError> + Send,
     ) -> Result<T, CniError> {
-        match &self.conf.node_netns {
-            Some(netns) => link::in_netns(netns, f),
-            None => f(),
+        let Some(netns) = &self.conf.node_netns else {
+            return f();
+        };
+        // A bare name is one of `ip netns`'s (/run/netns/NAME).
+        let path = if netns.components().count() == 1 && !netns.is_absolute() {
+            Path::new("/run/netns").join(netns)
+        } else {
+            netns.clone()
+        };
+        if !path.exists() {
+            return Err(CniError::new(
+                ErrorCode::InvalidNetworkConfig,
+                format!("node_netns: no network namespace {}", path.display()),
+                "node_netns names the network namespace the node's kxdp runs in: a name \
+                 (in /run/netns) or a path",
+            ));
         }
+        link::in_netns(&path, f)
     }
 
     fn connect(&self) -> Result<Kxdp, CniError> {

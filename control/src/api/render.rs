@@ -366,6 +366,7 @@ pub fn dump(d: &proto::DumpTablesResponse) -> String {
                     Ok(proto::PortRole::Pod) => "pod",
                     Ok(proto::PortRole::Idle) => "idle",
                     Ok(proto::PortRole::Underlay) => "underlay",
+                    Ok(proto::PortRole::Host) => "host",
                     _ => "?",
                 };
                 let pod = p

@@ -23,13 +23,15 @@
 //! (the Kubernetes agent), so that every source gets the same semantics.
 //! Nothing here knows about gRPC.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use ipnetwork::IpNetwork;
 use kxdp_config::{
-    ChainSpec, ConfigError, FieldPath, InterfaceRole, InterfaceSpec, NamespaceSpec,
+    ChainSpec, ConfigError, FieldPath, InterfaceRole, InterfaceSpec, MacAddr, NamespaceSpec,
     NetworkPolicySpec, NodeConfig, PathItem, PodSpec, RemoteNodeSpec, RouteSpec, ServiceSpec,
     TenantSpec,
 };
@@ -478,6 +480,11 @@ pub struct DesiredStateStore {
     /// Interfaces of the node's file: never changed at run time.
     fixed: HashSet<String>,
     lifecycle: Mutex<Option<Arc<dyn PortLifecycle>>>,
+    /// Outer destination MACs the node's kernel resolved for remote VTEPs
+    /// whose `underlay_mac` the desired state leaves unset, where they
+    /// differ from the node's `vtep_mac` (see [`crate::neighbours`]): the
+    /// tables use them, the desired state stays as it was asked for.
+    resolved: Mutex<BTreeMap<Ipv4Addr, MacAddr>>,
 }
 
 /// What is told of every applied desired state (the host port's NodePort
@@ -535,7 +542,55 @@ impl DesiredStateStore {
             observers: Mutex::default(),
             fixed,
             lifecycle: Mutex::new(None),
+            resolved: Mutex::default(),
         }
+    }
+
+    /// `config` as the tables compile it: each remote node without an
+    /// `underlay_mac` gets the one resolved for its VTEP, if any.
+    fn with_resolved<'a>(&self, config: &'a NodeConfig) -> Cow<'a, NodeConfig> {
+        let resolved = self.resolved.lock().unwrap_or_else(PoisonError::into_inner);
+        let missing =
+            |n: &RemoteNodeSpec| n.underlay_mac.is_none() && resolved.contains_key(&n.vtep_ip);
+        if !config.remote_nodes.iter().any(missing) {
+            return Cow::Borrowed(config);
+        }
+        let mut filled = config.clone();
+        for node in &mut filled.remote_nodes {
+            if node.underlay_mac.is_none() {
+                node.underlay_mac = resolved.get(&node.vtep_ip).copied();
+            }
+        }
+        Cow::Owned(filled)
+    }
+
+    /// Use `resolved` (VTEP address → the underlay next hop's MAC, as the
+    /// node's kernel resolved it) for the remote nodes without an
+    /// `underlay_mac`. When that changes what the tables hold, they are
+    /// compiled again from the current desired state and published (a
+    /// new generation); otherwise nothing happens. Returns the new
+    /// generation, if any.
+    pub fn set_resolved_underlay(
+        &self,
+        resolved: BTreeMap<Ipv4Addr, MacAddr>,
+    ) -> Result<Option<u64>, TableError> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.state.load_full();
+        let before = self.with_resolved(&current.config).into_owned();
+        *self.resolved.lock().unwrap_or_else(PoisonError::into_inner) = resolved;
+        let after = self.with_resolved(&current.config);
+        if *after == before {
+            return Ok(None);
+        }
+        let slots: Vec<Option<&str>> = current.ports.iter().map(Option::as_deref).collect();
+        let tables = Tables::compile_with_ports(&after, 0, &slots)?;
+        let generation = self.tables.publish(tables);
+        self.state.store(Arc::new(DesiredState {
+            config: current.config.clone(),
+            generation,
+            ports: current.ports.clone(),
+        }));
+        Ok(Some(generation))
     }
 
     /// Attach and detach run-time pod interfaces through `lifecycle`.
@@ -618,13 +673,14 @@ impl DesiredStateStore {
         // Validated above: the table compiler does not validate again, and
         // refuses only capacity (`Config` comes from the validating entry
         // points alone; mapped like validation's all the same).
-        let tables = Tables::compile_with_ports(&candidate, 0, &slots).map_err(|e| match e {
-            TableError::Config(e) => config_error(e, &candidate, &origins),
-            TableError::TooMany { what, count, max } => FieldError::new(
-                what,
-                format!("{count} is more than the tables hold ({max})"),
-            ),
-        })?;
+        let tables = Tables::compile_with_ports(&self.with_resolved(&candidate), 0, &slots)
+            .map_err(|e| match e {
+                TableError::Config(e) => config_error(e, &candidate, &origins),
+                TableError::TooMany { what, count, max } => FieldError::new(
+                    what,
+                    format!("{count} is more than the tables hold ({max})"),
+                ),
+            })?;
         let lifecycle = self
             .lifecycle
             .lock()
@@ -1173,6 +1229,70 @@ mod tests {
             request_field(&FieldPath::parse("tenants[9]"), &next, &origins),
             "tenants[9]"
         );
+    }
+
+    #[test]
+    fn resolved_underlay_macs_reach_the_tables_not_the_desired_state() {
+        let mut config = base();
+        config.remote_nodes.push(
+            serde_yaml::from_str(
+                "{name: k2, vtep_ip: 192.168.0.2, vtep_mac: '02:00:00:00:0f:0f', \
+                  pod_cidrs: [{tenant: blue, cidr: 10.1.2.0/24}]}",
+            )
+            .unwrap(),
+        );
+        let tables = TableHandle::new(Tables::compile(&config, 1).unwrap());
+        let store = DesiredStateStore::new(config.clone(), tables.clone());
+        let outer_dst = |tables: &TableHandle| {
+            let current = tables.current();
+            match current.lookup_v4(0, Ipv4Addr::new(10, 1, 2, 9)) {
+                Some(kxdp_dataplane::tables::NextHop::Remote { template, .. }) => {
+                    template.bytes[..6].to_vec()
+                }
+                other => panic!("not a remote hop: {other:?}"),
+            }
+        };
+        assert_eq!(outer_dst(&tables), [2, 0, 0, 0, 0x0f, 0x0f]);
+        let nic: MacAddr = "02:00:00:02:02:00".parse().unwrap();
+        let resolved = BTreeMap::from([(Ipv4Addr::new(192, 168, 0, 2), nic)]);
+        let generation = store.set_resolved_underlay(resolved.clone()).unwrap();
+        assert_eq!(generation, Some(tables.current().generation()));
+        assert_eq!(outer_dst(&tables), nic.0);
+        assert_eq!(store.snapshot().config, config, "desired state unchanged");
+        assert_eq!(store.snapshot().generation, tables.current().generation());
+        // The same again: nothing to publish.
+        assert_eq!(store.set_resolved_underlay(resolved).unwrap(), None);
+        // An apply keeps it; an underlay_mac asked for wins over it.
+        let mut asked = config.remote_nodes[0].clone();
+        asked.underlay_mac = Some("02:00:00:0a:0a:0a".parse().unwrap());
+        store
+            .apply(&ChangeSet::upsert(ObjectSet {
+                tenants: vec![tenant("green", 300)],
+                ..ObjectSet::default()
+            }))
+            .unwrap();
+        assert_eq!(outer_dst(&tables), nic.0);
+        store
+            .apply(&ChangeSet::upsert(ObjectSet {
+                remote_nodes: vec![asked],
+                ..ObjectSet::default()
+            }))
+            .unwrap();
+        assert_eq!(outer_dst(&tables), [2, 0, 0, 0x0a, 0x0a, 0x0a]);
+        // Forgotten: back to vtep_mac.
+        let mut plain = config.remote_nodes[0].clone();
+        plain.underlay_mac = None;
+        store
+            .apply(&ChangeSet::upsert(ObjectSet {
+                remote_nodes: vec![plain],
+                ..ObjectSet::default()
+            }))
+            .unwrap();
+        assert!(store
+            .set_resolved_underlay(BTreeMap::new())
+            .unwrap()
+            .is_some());
+        assert_eq!(outer_dst(&tables), [2, 0, 0, 0, 0x0f, 0x0f]);
     }
 
     #[test]

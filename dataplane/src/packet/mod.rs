@@ -29,6 +29,8 @@ pub const VLAN_TAG_LEN: usize = vlan::HEADER_LEN;
 pub const ARP_LEN: usize = wire_arp::LEN;
 /// Length of the fixed IPv6 header.
 pub const IPV6_HEADER_LEN: usize = ipv6::HEADER_LEN;
+/// An IPv6 fragment header's length.
+const IPV6_FRAGMENT_HEADER_LEN: usize = 8;
 /// Most IPv6 extension headers [`parse`] walks before it stops looking for
 /// the transport (and reports the last next-header value as `ip_proto`).
 pub const MAX_IPV6_EXTENSIONS: usize = 8;
@@ -462,6 +464,14 @@ fn parse_ipv6(packet: &[u8], l3_offset: usize) -> Result<Network, DropReason> {
                 is_fragment = true;
                 // What follows may be cut: the fragment's protocol is all we keep.
                 next = fragment.next_header();
+                // A first fragment must hold its whole transport header, as
+                // for IPv4 (RFC 1858; RFC 7112 asks for the whole header
+                // chain): ports split across fragments would slip past
+                // every rule that reads them.
+                if fragment.frag_offset() == 0 {
+                    let after = rest.get(IPV6_FRAGMENT_HEADER_LEN..).unwrap_or_default();
+                    parse_transport(after, 0, next, true, true)?;
+                }
                 extensions += 1;
                 break;
             }
@@ -1074,6 +1084,19 @@ mod tests {
         );
         let later = parse(&ipv6_with_extensions(44, &hex!("11 00 0100 12345678"))).unwrap();
         assert_eq!(first.flow_hash(), later.flow_hash());
+        // A first fragment too short for its UDP header is refused, as for
+        // IPv4; a later fragment carries no header to check.
+        for (fragment, tiny) in [
+            (hex!("11 00 0001 12345678"), Err(DropReason::MalformedL4)),
+            (hex!("11 00 0101 12345678"), Ok(true)),
+        ] {
+            let mut frame = IPV6_UDP[..54].to_vec();
+            frame[20] = 44;
+            frame.extend_from_slice(&fragment);
+            frame.extend_from_slice(&IPV6_UDP[54..56]);
+            frame[18..20].copy_from_slice(&10u16.to_be_bytes());
+            assert_eq!(parse(&frame).map(|m| m.is_fragment), tiny);
+        }
         // Truncated extension headers: the header's length runs past the packet.
         let long_hop = hex!("11 05 0104 00000000");
         assert_eq!(

@@ -676,25 +676,22 @@ impl Tables {
 /// The cluster's pod CIDRs (`cluster.pod_cidrs`, or every node's pod
 /// CIDRs) and its Service CIDRs.
 pub fn cluster_cidrs(config: &NodeConfig) -> Vec<IpNetwork> {
-    // The cluster's pod CIDRs, and every node's pod CIDR they leave out (a
-    // dual-stack node in a cluster that lists one family only): a pod's
-    // own network is never "the world".
+    // The cluster's pod CIDRs; for a family they do not list at all (a
+    // dual-stack node in a cluster given IPv4 only; none listed: both),
+    // the nodes' pod CIDRs of that family: a pod's own network is never
+    // "the world". (A tenant's CIDR outside a family's cluster CIDRs stays
+    // outside: tenants other than the host's may overlap anything.)
     let mut out: Vec<IpNetwork> = config.cluster.pod_cidrs.clone();
-    let nodes: Vec<IpNetwork> = config
-        .node
-        .pod_cidrs
-        .iter()
-        .chain(config.remote_nodes.iter().flat_map(|n| n.pod_cidrs.iter()))
-        .map(|c| c.cidr)
-        .collect();
-    for cidr in nodes {
-        let covered = config.cluster.pod_cidrs.iter().any(|n| {
-            n.is_ipv6() == cidr.is_ipv6() && n.prefix() <= cidr.prefix() && n.contains(cidr.ip())
-        });
-        if !covered {
-            out.push(cidr);
-        }
-    }
+    let listed = |v6: bool| config.cluster.pod_cidrs.iter().any(|n| n.is_ipv6() == v6);
+    out.extend(
+        config
+            .node
+            .pod_cidrs
+            .iter()
+            .chain(config.remote_nodes.iter().flat_map(|n| n.pod_cidrs.iter()))
+            .map(|c| c.cidr)
+            .filter(|c| !listed(c.is_ipv6())),
+    );
     out.extend(config.cluster.service_cidrs.iter().copied());
     out.sort_by_key(|n| (n.is_ipv6(), n.ip(), n.prefix()));
     out.dedup();
@@ -1029,17 +1026,23 @@ mod tests {
                 "fd00:10:244:2::/64"
             ]
         );
-        // A cluster CIDR of one family: it covers that family's, the other
+        // A cluster CIDR of one family stands for that family; the other
         // family's node CIDRs stay.
         config.cluster.pod_cidrs = vec!["10.244.0.0/16".parse().expect("cidr")];
         assert_eq!(
             strings(&config),
             ["10.244.0.0/16", "fd00:10:244:1::/64", "fd00:10:244:2::/64"]
         );
-        config
-            .cluster
-            .pod_cidrs
-            .push("fd00:10:244::/48".parse().expect("cidr"));
+        config.cluster.pod_cidrs = vec!["10.244.1.0/24".parse().expect("cidr")];
+        assert_eq!(
+            strings(&config),
+            ["10.244.1.0/24", "fd00:10:244:1::/64", "fd00:10:244:2::/64"],
+            "a node CIDR outside the family's cluster CIDRs stays outside"
+        );
+        config.cluster.pod_cidrs = vec![
+            "10.244.0.0/16".parse().expect("cidr"),
+            "fd00:10:244::/48".parse().expect("cidr"),
+        ];
         assert_eq!(strings(&config), ["10.244.0.0/16", "fd00:10:244::/48"]);
     }
 

@@ -154,12 +154,20 @@ pub const RUNTIME_PODS: usize = 110;
 
 /// Frames per worker UMEM: room for every port's base fill share twice over
 /// (one share in its fill ring, one in flight to a tx ring), for the file's
-/// interfaces and [`RUNTIME_PODS`] more, rounded up to a power of two, at
-/// least 4096. Two interfaces: 32,768 frames, 64 MiB per worker; the
-/// shares above the base grow with demand out of the same frames.
+/// interfaces and [`RUNTIME_PODS`] more, and for one busy stream's whole
+/// window twice over (four rings: its sender's fill ring grown to the
+/// ring, its frames waiting in the receiver's socket until their sent
+/// skbs are freed), rounded up to 4096, at least 4096. Two interfaces:
+/// 45,056 frames, 88 MiB per worker. Without the stream's room (32,768
+/// frames, the shares rounded up to a power of two), a node with 110 pods
+/// ran short under one pod-to-pod TCP stream at 4 Gbit/s: the free list
+/// fell below the idle ports' reserve, the busy port's share fell back to
+/// its base, and its socket dropped thousands of segments
+/// (`fill_ring_empty`) in some runs of `kxdp-bench pods`.
 pub fn frame_count(file_interfaces: usize) -> u32 {
-    let want = (file_interfaces + RUNTIME_PODS) * 2 * kxdp_dataplane::worker::FILL_BASE;
-    u32::try_from(want.next_power_of_two().max(4096)).unwrap_or(1 << 20)
+    let shares = (file_interfaces + RUNTIME_PODS) * 2 * kxdp_dataplane::worker::FILL_BASE;
+    let want = shares + 4 * RING_SIZE as usize;
+    u32::try_from(want.div_ceil(4096).max(1) * 4096).unwrap_or(1 << 20)
 }
 /// Entries in each fill, completion, rx and tx ring. A pod's single TCP
 /// stream can have its whole window in flight at once (its send buffer,

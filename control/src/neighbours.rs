@@ -18,8 +18,11 @@
 //! (one empty UDP datagram to the next hop's discard port, which makes the
 //! kernel ARP for it), and hands what differs from the nodes' `vtep_mac`
 //! to the store ([`DesiredStateStore::set_resolved_underlay`]), which
-//! compiles the tables with it. A remote node with an `underlay_mac` is
-//! left alone; one not resolved keeps `vtep_mac`, as before.
+//! compiles the tables with it. A MAC once learned is kept when the
+//! kernel's entry ages out (kxdp's frames never refresh it: they do not go
+//! through the kernel) and replaced when the kernel learns another. A
+//! remote node with an `underlay_mac` is left alone; one never resolved
+//! keeps `vtep_mac`, as before.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, UdpSocket};
@@ -82,6 +85,12 @@ impl Drop for UnderlayResolver {
 
 fn run(store: &DesiredStateStore, underlay: &str, stop: &AtomicBool) {
     let mut routes: HashMap<Ipv4Addr, (Option<Ipv4Addr>, Instant)> = HashMap::new();
+    // The last MAC seen for each VTEP's next hop. Kept when the kernel's
+    // entry goes: nothing of kxdp's traffic goes through the kernel's
+    // neighbour, so it ages out (stale, then collected) while the next
+    // hop is as good as before; it is asked for again then, and a new MAC
+    // replaces the old one when the kernel learns it.
+    let mut known: BTreeMap<Ipv4Addr, MacAddr> = BTreeMap::new();
     let mut told: BTreeMap<Ipv4Addr, MacAddr> = BTreeMap::new();
     while !stop.load(Ordering::Relaxed) {
         let state = store.snapshot();
@@ -92,6 +101,7 @@ fn run(store: &DesiredStateStore, underlay: &str, stop: &AtomicBool) {
             .filter(|n| n.underlay_mac.is_none())
             .map(|n| (n.name.as_str(), n.vtep_ip, n.vtep_mac))
             .collect();
+        known.retain(|vtep, _| wanted.iter().any(|w| w.1 == *vtep));
         let table = if wanted.is_empty() {
             HashMap::new()
         } else {
@@ -112,10 +122,7 @@ fn run(store: &DesiredStateStore, underlay: &str, stop: &AtomicBool) {
             let Some(hop) = hop else { continue };
             match table.get(&hop) {
                 Some(&mac) => {
-                    if mac != vtep_mac {
-                        resolved.insert(vtep, mac);
-                    }
-                    if told.get(&vtep) != resolved.get(&vtep) {
+                    if known.insert(vtep, mac) != Some(mac) {
                         tracing::info!(
                             node,
                             vtep = %vtep,
@@ -126,15 +133,21 @@ fn run(store: &DesiredStateStore, underlay: &str, stop: &AtomicBool) {
                     }
                 }
                 None => {
-                    unresolved = true;
+                    unresolved |= !known.contains_key(&vtep);
                     ask_kernel_to_resolve(hop);
                 }
             }
+            if let Some(&mac) = known.get(&vtep).filter(|&&mac| mac != vtep_mac) {
+                resolved.insert(vtep, mac);
+            }
         }
-        match store.set_resolved_underlay(resolved.clone()) {
-            Ok(_) => told = resolved,
-            Err(e) => {
-                tracing::warn!(error = %e, "compiling the tables with the resolved underlay next hops")
+        if resolved != told {
+            match store.set_resolved_underlay(resolved.clone()) {
+                Ok(_) => told = resolved,
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "compiling the tables with the resolved underlay next hops"
+                ),
             }
         }
         let wait = if unresolved {

@@ -541,10 +541,17 @@ fn watch_stats(
     client.watch_counters(interval, count.unwrap_or(0), |sample| {
         match output {
             Output::Table => {
+                // The sample's wall-clock time, UTC (RFC 3339, milliseconds).
                 let time = sample
                     .time
                     .as_ref()
-                    .map(|t| format!("{}.{:03}", t.seconds, t.nanos / 1_000_000))
+                    .and_then(|t| {
+                        let seconds = u64::try_from(t.seconds).ok()?;
+                        let nanos = u32::try_from(t.nanos).ok()?;
+                        std::time::UNIX_EPOCH
+                            .checked_add(Duration::new(seconds, nanos))
+                            .map(|at| humantime::format_rfc3339_millis(at).to_string())
+                    })
                     .unwrap_or_default();
                 println!("-- {time}");
                 print!("{}", render::counter_sample(sample, previous.as_ref()));

@@ -1061,6 +1061,15 @@ fn the_cli_is_a_client_of_the_api() {
     assert!(ok, "{err}");
     assert_eq!(out.matches("generation 4").count(), 2, "{out}");
     assert!(out.contains("WORKER"));
+    // Each sample starts with its time, UTC: `-- 2026-12-08T01:33:12.345Z`.
+    let stamp = out
+        .lines()
+        .find_map(|l| l.strip_prefix("-- "))
+        .unwrap_or_else(|| panic!("no sample line: {out}"));
+    assert!(
+        stamp.len() == 24 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+        "{stamp}"
+    );
 }
 
 /// On a real node: `kxdp run` on a netns testbed serves the API beside its

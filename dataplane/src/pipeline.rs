@@ -79,6 +79,8 @@ struct Routable {
     /// From the underlay: the outer frame's offset and length (what a drop
     /// reports), and the rule that only local pods are delivered to.
     underlay: Option<(usize, usize)>,
+    /// From the host port (the node's own stack): its TTL is the node's.
+    from_host: bool,
 }
 
 /// What the checks make of a frame.
@@ -731,10 +733,7 @@ impl<H: ChainHook> Pipeline<H> {
         chunk: &mut [u8],
     ) -> Outcome {
         let Some((outer_offset, outer_len)) = r.underlay else {
-            let from_host = tables
-                .port(r.in_port)
-                .is_some_and(|p| matches!(p.kind, PortKind::Host(_)));
-            return self.forward(tables, r.tenant, hop, &r.meta, chunk, r.offset, from_host);
+            return self.forward(tables, r.tenant, hop, &r.meta, chunk, r.offset, r.from_host);
         };
         match hop {
             Some(NextHop::Local { .. }) => {
@@ -930,6 +929,7 @@ impl<H: ChainHook> Pipeline<H> {
                     offset,
                     len,
                     underlay: None,
+                    from_host: false,
                 })
             }
             L3::Ipv6 { src, dst } => {
@@ -949,6 +949,7 @@ impl<H: ChainHook> Pipeline<H> {
                     offset,
                     len,
                     underlay: None,
+                    from_host: false,
                 })
             }
         }
@@ -1109,6 +1110,7 @@ impl<H: ChainHook> Pipeline<H> {
             offset: inner_offset,
             len: decap.inner_len,
             underlay: Some((offset, len)),
+            from_host: false,
         })
     }
 }
@@ -1190,6 +1192,7 @@ fn host_frame(
         offset,
         len,
         underlay: None,
+        from_host: true,
     })
 }
 
@@ -1231,6 +1234,7 @@ fn vnf_return_frame(
         offset,
         len,
         underlay: None,
+        from_host: matches!(kind, Some(PortKind::Host(_))),
     }))
 }
 

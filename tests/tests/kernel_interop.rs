@@ -202,36 +202,17 @@ fn a_flannel_peer_without_an_underlay_mac_is_reached_through_the_kernels_neighbo
     let icmp = ping(&a1.netns, k1, ICMP_COUNT, Duration::from_millis(5)).unwrap();
     assert_no_loss(&icmp, &format!("a1 -> k1 icmp\n{}", c.logs()));
     // The tables send to k3's NIC; the desired state is as it was given.
-    let dump = c
-        .node("n1")
-        .netns
-        .exec(
-            kxdp_binary!().to_str().unwrap(),
-            &[
-                "dump",
-                "-o",
-                "json",
-                "--socket",
-                c.api_socket("n1").to_str().unwrap(),
-            ],
-        )
-        .unwrap();
+    let socket = c.api_socket("n1");
+    let cli = |args: &[&str]| {
+        let socket = ["--socket", socket.to_str().unwrap()];
+        c.node("n1")
+            .netns
+            .exec(kxdp_binary!().to_str().unwrap(), &[args, &socket].concat())
+            .unwrap()
+    };
+    let dump = cli(&["dump", "-o", "json"]);
     assert!(dump.contains(&nic.to_string()), "{dump}");
-    let got = c
-        .node("n1")
-        .netns
-        .exec(
-            kxdp_binary!().to_str().unwrap(),
-            &[
-                "get",
-                "nodes",
-                "-o",
-                "yaml",
-                "--socket",
-                c.api_socket("n1").to_str().unwrap(),
-            ],
-        )
-        .unwrap();
+    let got = cli(&["get", "nodes", "-o", "yaml"]);
     assert!(
         got.contains(&format!("vtep_mac: {vtep_mac}")) && !got.contains(&nic.to_string()),
         "{got}"
